@@ -1,0 +1,174 @@
+// The backend contract: a device is an allocator plus a small set of primitive kernels
+// (after tinygrad's ~25 primitives and jax-js's malloc/read/dispatch). Ops never branch
+// on the device; they call these kernels. Storage is opaque to ops: a backend whose
+// memory lives elsewhere (a GPU) fits, because values are only read through read/readSync.
+//
+// Conventions for every kernel:
+// - inputs are contiguous, row-major; every kernel returns a NEW storage (no aliasing),
+//   except the explicitly in-place optimizer kernel `adamw`;
+// - float kernels see only compute dtypes (float32, float64): the op layer casts
+//   float16/bfloat16 to float32 before a kernel and back after it;
+// - index arguments (`idx`) are int32 storages;
+// - shapes are plain number arrays; sizes are element counts.
+
+import type { DType, HostArray } from './dtype.js';
+
+/** A backend's buffer. Its concrete type is the backend's business. */
+export interface Storage {
+  readonly size: number;
+  readonly dtype: DType;
+}
+
+export type UnaryOp =
+  | 'neg' | 'exp' | 'log' | 'sqrt' | 'tanh' | 'relu' | 'abs'
+  | 'step'      // x > 0 ? 1 : 0 (relu's derivative)
+  | 'gelu'      // tanh approximation, as GPT-2
+  | 'geluGrad'; // d gelu(x) / dx
+
+export type BinaryOp =
+  | 'add' | 'sub' | 'mul' | 'div' | 'pow' | 'max' | 'min'
+  | 'gt' | 'lt' | 'eq';          // comparisons give 1 or 0 in the input dtype
+
+export type ReduceOp = 'sum' | 'max';
+
+export interface MatmulParams {
+  batch: number;
+  m: number; n: number; k: number;
+  /** a is stored per batch as [k, m] instead of [m, k]. */
+  transA: boolean;
+  /** b is stored per batch as [n, k] instead of [k, n]. */
+  transB: boolean;
+  /** Elements between consecutive batch matrices; 0 broadcasts one matrix over the batch. */
+  aBatchStride: number;
+  bBatchStride: number;
+}
+
+export interface AdamWParams {
+  lr: number; beta1: number; beta2: number; eps: number; weightDecay: number;
+  /** 1-based step number, for bias correction. */
+  step: number;
+}
+
+/**
+ * Optional fused kernels. When a backend provides one, the op uses it (forward and its
+ * own backward); otherwise the op is composed from primitives and differentiated by the
+ * tape. Every fused kernel is tested against its composite.
+ */
+export interface FusedKernels {
+  /** Row softmax over the last dim of [rows, cols]. */
+  softmax?(x: Storage, rows: number, cols: number): Storage;
+  /** gx = y * (gy - sum(gy * y)) per row. */
+  softmaxBackward?(y: Storage, gy: Storage, rows: number, cols: number): Storage;
+  logSoftmax?(x: Storage, rows: number, cols: number): Storage;
+  /** gx = gy - exp(y) * sum(gy) per row. */
+  logSoftmaxBackward?(y: Storage, gy: Storage, rows: number, cols: number): Storage;
+  /** y = (x - mean) * rstd * w + b over the last dim; also returns mean and rstd per row. */
+  layerNorm?(x: Storage, w: Storage, b: Storage, rows: number, cols: number, eps: number):
+    { y: Storage; mean: Storage; rstd: Storage };
+  layerNormBackward?(x: Storage, w: Storage, mean: Storage, rstd: Storage, gy: Storage, rows: number, cols: number):
+    { gx: Storage; gw: Storage; gb: Storage };
+  /** Per-row loss = logsumexp(x) - x[target]; also returns logsumexp per row. */
+  crossEntropy?(logits: Storage, targets: Storage, rows: number, cols: number): { loss: Storage; lse: Storage };
+  /** glogits[r, c] = gloss[r] * (softmax(x)[r, c] - (c == target[r])). */
+  crossEntropyBackward?(logits: Storage, targets: Storage, lse: Storage, gloss: Storage, rows: number, cols: number): Storage;
+  /**
+   * Causal (or full) attention over q, k, v of shape [bh, t, d] (keys [bh, s, d]):
+   * o = softmax(q k^T * scale + causal mask) v; also returns the row logsumexp [bh, t].
+   */
+  attention?(q: Storage, k: Storage, v: Storage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean):
+    { o: Storage; lse: Storage };
+  attentionBackward?(q: Storage, k: Storage, v: Storage, o: Storage, lse: Storage, go: Storage,
+    bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage };
+  /** In place: p -= lr*wd*p; m,v Adam moments; p -= lr * mhat / (sqrt(vhat) + eps). */
+  adamw?(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams): void;
+  /** Sum of squares of every element of every storage, as a 1-element float32 storage (for clipping). */
+  sumSquares?(xs: Storage[]): Storage;
+}
+
+export interface Backend {
+  readonly name: string;
+  /** True when readSync works (memory is on the host). */
+  readonly hostMemory: boolean;
+  readonly fused: FusedKernels;
+
+  // ---- memory ----
+  /** Take a host array (the backend may keep it without copying; callers must not reuse it). */
+  fromHost(data: HostArray, dtype: DType): Storage;
+  /** A storage of `size` elements all equal to `value`. */
+  full(size: number, dtype: DType, value: number): Storage;
+  read(s: Storage): Promise<HostArray>;
+  /** Synchronous read; throws on a backend without host memory. The result must not be mutated. */
+  readSync(s: Storage): HostArray;
+  /** Release memory early (optional to call: storage otherwise lives until garbage collected). */
+  dispose(s: Storage): void;
+
+  // ---- elementwise ----
+  cast(x: Storage, to: DType): Storage;
+  unary(op: UnaryOp, x: Storage): Storage;
+  /** Broadcasting binary op: a and b are broadcast to outShape (numpy rules, shapes right-aligned). */
+  binary(op: BinaryOp, a: Storage, aShape: readonly number[], b: Storage, bShape: readonly number[],
+    outShape: readonly number[]): Storage;
+  /** out = cond != 0 ? a : b, all three broadcast to outShape. */
+  where(cond: Storage, condShape: readonly number[], a: Storage, aShape: readonly number[],
+    b: Storage, bShape: readonly number[], outShape: readonly number[]): Storage;
+
+  // ---- reductions ----
+  /** x viewed as [outer, size, inner], reduced over the middle axis -> [outer, inner]. */
+  reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage;
+
+  // ---- matmul ----
+  /** out[bt] = op(a[bt]) @ op(b[bt]), out is [batch, m, n]. */
+  matmul(a: Storage, b: Storage, p: MatmulParams): Storage;
+
+  // ---- movement ----
+  /** out[i_0..i_r] = x[offset + sum_k i_k * strides[k]] (permute, slice, expand are all this). */
+  strided(x: Storage, outShape: readonly number[], strides: readonly number[], offset: number): Storage;
+  /** Zero padding: out has shape[k] + before[k] + after[k] along each axis. */
+  pad(x: Storage, shape: readonly number[], before: readonly number[], after: readonly number[]): Storage;
+
+  // ---- indexing ----
+  /** out[r, :] = table[idx[r], :] ; table is [rows, cols], idx has n entries -> [n, cols]. */
+  gatherRows(table: Storage, cols: number, idx: Storage, n: number): Storage;
+  /** out[v, :] = sum over r with idx[r] == v of src[r, :] ; out is [rows, cols]. */
+  scatterAddRows(src: Storage, cols: number, idx: Storage, n: number, rows: number): Storage;
+  /** out[r] = x[r, idx[r]] for x of [rows, cols]. */
+  pickLast(x: Storage, rows: number, cols: number, idx: Storage): Storage;
+  /** out[r, c] = c == idx[r] ? g[r] : 0, out is [rows, cols]. */
+  scatterLast(g: Storage, rows: number, cols: number, idx: Storage): Storage;
+}
+
+// ---- registry ----
+const factories = new Map<string, () => Backend>();
+const instances = new Map<string, Backend>();
+let current: Backend | null = null;
+
+export function registerBackend(name: string, factory: () => Backend): void {
+  factories.set(name, factory);
+}
+
+export function getBackendByName(name: string): Backend {
+  let b = instances.get(name);
+  if (!b) {
+    const f = factories.get(name);
+    if (!f) throw new Error(`unknown backend '${name}'; available: ${[...factories.keys()].join(', ')}`);
+    b = f();
+    instances.set(name, b);
+  }
+  return b;
+}
+
+/** The backend new tensors are created on. */
+export function getBackend(): Backend {
+  if (!current) current = getBackendByName('js');
+  return current;
+}
+
+/**
+ * Select the backend for new tensors. Async backends (GPU) are initialised by their
+ * own async `init...` function first and then selected by name here.
+ */
+export function setBackend(name: string | Backend): Backend {
+  current = typeof name === 'string' ? getBackendByName(name) : name;
+  if (typeof name !== 'string') instances.set(name.name, name);
+  return current;
+}
