@@ -1,0 +1,172 @@
+// Matmul as BLAS libraries do it (GotoBLAS / BLIS): pack A into MR-row panels and B into
+// NR-column panels (zero padded, so the micro-kernel never tests edges), then a register-
+// blocked MR x NR micro-kernel over KC-deep slices, looping panels so a B micro-panel stays
+// in L1 and an A block stays in L2. All written as wasm SIMD (f32x4) through emit.ts.
+
+import { Func, type Local } from './emit.js';
+
+export interface MatmulShape {
+  /** Micro-tile rows (A panel width). */
+  mr: number;
+  /** Micro-tile columns (B panel width), a multiple of 4. */
+  nr: number;
+  /** Depth of one packed slice: the summation is blocked at multiples of KC (fixed, so results are too). */
+  kc: number;
+  /** Unroll of the micro-kernel's k loop. */
+  unroll: number;
+  /** Use relaxed-simd f32x4.relaxed_madd (one rounding) instead of mul + add. */
+  fma: boolean;
+}
+
+/**
+ * pack(task, args): copy one W-wide panel of a strided matrix into contiguous [K][W] order.
+ * Element (i, kk) of batch b sits at base + b*batchStride + i*s1 + kk*s2 (elements); the
+ * panel covers i in [p*W, p*W + W), zero-filled past `len`.
+ * args (i32): src, len, K, s1, s2, batchStride, panelsPerBatch, dst
+ */
+export function packKernel(w: number): Func {
+  const f = new Func(['i32', 'i32'], []);
+  const task = f.param(0), args = f.param(1);
+  const L = (): Local => f.local('i32');
+  const src = L(), len = L(), K = L(), s1 = L(), s2 = L(), bs = L(), ppb = L(), dst = L();
+  const b = L(), p = L(), valid = L(), kk = L(), i = L(), rowSrc = L(), out = L();
+  [src, len, K, s1, s2, bs, ppb, dst].forEach((l, j) => f.get(args).i32Load(4 * j).set(l));
+  f.get(task).get(ppb).i32DivS().set(b);
+  f.get(task).get(ppb).i32RemS().set(p);
+  // this panel's rows/cols that exist: min(W, len - p*W)
+  f.get(len).get(p).i32Const(w).i32Mul().i32Sub().set(valid);
+  f.i32Const(w).get(valid).get(valid).i32Const(w).i32GtS().select().set(valid);
+  // src of element (p*W, 0) in batch b, in bytes
+  f.get(src).get(b).get(bs).i32Mul().get(p).i32Const(w).i32Mul().get(s1).i32Mul().i32Add()
+    .i32Const(2).i32Shl().i32Add().set(src);
+  // dst panel: (b * panelsPerBatch + p) * K * W floats
+  f.get(dst).get(task).get(K).i32Mul().i32Const(w * 4).i32Mul().i32Add().set(out);
+  f.get(s1).i32Const(2).i32Shl().set(s1);
+  f.get(s2).i32Const(2).i32Shl().set(s2);
+  f.for(kk, () => f.i32Const(0), () => f.get(K), 1, () => {
+    f.get(src).set(rowSrc);
+    f.for(i, () => f.i32Const(0), () => f.get(valid), 1, () => {
+      f.get(out).get(rowSrc).f32Load().f32Store();
+      f.get(out).i32Const(4).i32Add().set(out);
+      f.get(rowSrc).get(s1).i32Add().set(rowSrc);
+    });
+    f.for(i, () => f.get(valid), () => f.i32Const(w), 1, () => {
+      f.get(out).f32Const(0).f32Store();
+      f.get(out).i32Const(4).i32Add().set(out);
+    });
+    f.get(src).get(s2).i32Add().set(src);
+  });
+  return f;
+}
+
+/**
+ * micro(ap, bp, kc, cp, ldcBytes, accumulate): C[MR x NR] (+)= Apanel[kc x MR] * Bpanel[kc x NR].
+ * Accumulators live in MR*NR/4 v128 locals; each k step loads NR/4 vectors of B and
+ * broadcasts MR scalars of A.
+ */
+export function microKernel(s: MatmulShape): Func {
+  const { mr, nr, unroll, fma } = s;
+  const nv = nr / 4;
+  const f = new Func(['i32', 'i32', 'i32', 'i32', 'i32', 'i32'], []);
+  const ap = f.param(0), bp = f.param(1), kc = f.param(2), cp = f.param(3), ldc = f.param(4), accum = f.param(5);
+  const acc: Local[][] = [];
+  for (let r = 0; r < mr; r++) { acc.push([]); for (let c = 0; c < nv; c++) acc[r]!.push(f.local('v128')); }
+  const bv: Local[] = [];
+  for (let c = 0; c < nv; c++) bv.push(f.local('v128'));
+  const av = f.local('v128');
+  const row = f.local('i32');
+
+  f.get(accum).if(() => {
+    f.get(cp).set(row);
+    for (let r = 0; r < mr; r++) {
+      for (let c = 0; c < nv; c++) f.get(row).v128Load(16 * c).set(acc[r]![c]!);
+      f.get(row).get(ldc).i32Add().set(row);
+    }
+  }, () => {
+    f.f32Const(0).f32x4Splat().set(acc[0]![0]!);
+    for (let r = 0; r < mr; r++) for (let c = 0; c < nv; c++) if (r || c) f.get(acc[0]![0]!).set(acc[r]![c]!);
+  });
+
+  const step = (u: number): void => {
+    for (let c = 0; c < nv; c++) f.get(bp).v128Load(16 * (c + u * nv)).set(bv[c]!);
+    for (let r = 0; r < mr; r++) {
+      f.get(ap).v128Load32Splat(4 * (r + u * mr)).set(av);
+      for (let c = 0; c < nv; c++) {
+        if (fma) f.get(av).get(bv[c]!).get(acc[r]![c]!).f32x4RelaxedMadd();
+        else f.get(av).get(bv[c]!).f32x4Mul().get(acc[r]![c]!).f32x4Add();
+        f.set(acc[r]![c]!);
+      }
+    }
+  };
+  // unrolled main loop while kc >= unroll, then the remainder one step at a time
+  f.block(() => f.loop(() => {
+    f.get(kc).i32Const(unroll).i32LtS().brIf(1);
+    for (let u = 0; u < unroll; u++) step(u);
+    f.get(ap).i32Const(4 * mr * unroll).i32Add().set(ap);
+    f.get(bp).i32Const(4 * nr * unroll).i32Add().set(bp);
+    f.get(kc).i32Const(unroll).i32Sub().set(kc);
+    f.br(0);
+  }));
+  f.block(() => f.loop(() => {
+    f.get(kc).i32Eqz().brIf(1);
+    step(0);
+    f.get(ap).i32Const(4 * mr).i32Add().set(ap);
+    f.get(bp).i32Const(4 * nr).i32Add().set(bp);
+    f.get(kc).i32Const(1).i32Sub().set(kc);
+    f.br(0);
+  }));
+
+  f.get(cp).set(row);
+  for (let r = 0; r < mr; r++) {
+    for (let c = 0; c < nv; c++) f.get(row).get(acc[r]![c]!).v128Store(16 * c);
+    f.get(row).get(ldc).i32Add().set(row);
+  }
+  return f;
+}
+
+/**
+ * gemm(task, args): one (batch, tile row, tile col) task of C = packedA * packedB, where a tile
+ * is MCP A-panels by NCP B-panels. k runs in KC slices, so each element of C is summed in the
+ * same order whichever thread runs its tile.
+ * args (i32): packA, packB, C, K, mPanels, nPanels, tilesM, tilesN, aBatchBytes, bBatchBytes,
+ *             cBatchBytes, ldcBytes, mcp, ncp
+ */
+export function gemmKernel(s: MatmulShape, microIndex: number): Func {
+  const { mr, nr, kc: KC } = s;
+  const f = new Func(['i32', 'i32'], []);
+  const task = f.param(0), args = f.param(1);
+  const L = (): Local => f.local('i32');
+  const pa = L(), pb = L(), C = L(), K = L(), mP = L(), nP = L(), tM = L(), tN = L(),
+    aBB = L(), bBB = L(), cBB = L(), ldc = L(), mcp = L(), ncp = L();
+  [pa, pb, C, K, mP, nP, tM, tN, aBB, bBB, cBB, ldc, mcp, ncp].forEach((l, j) => f.get(args).i32Load(4 * j).set(l));
+  const b = L(), t = L(), i0 = L(), i1 = L(), j0 = L(), j1 = L(), pc = L(), kc = L(), ir = L(), jr = L(), bp = L();
+  // task -> (batch, tile i, tile j)
+  f.get(tM).get(tN).i32Mul().set(t);
+  f.get(task).get(t).i32DivS().set(b);
+  f.get(task).get(t).i32RemS().set(t);
+  f.get(t).get(tN).i32DivS().get(mcp).i32Mul().set(i0);
+  f.get(t).get(tN).i32RemS().get(ncp).i32Mul().set(j0);
+  f.get(i0).get(mcp).i32Add().tee(i1).get(mP).get(i1).get(mP).i32LtS().select().set(i1);
+  f.get(j0).get(ncp).i32Add().tee(j1).get(nP).get(j1).get(nP).i32LtS().select().set(j1);
+  f.get(pa).get(b).get(aBB).i32Mul().i32Add().set(pa);
+  f.get(pb).get(b).get(bBB).i32Mul().i32Add().set(pb);
+  f.get(C).get(b).get(cBB).i32Mul().i32Add().set(C);
+  f.for(pc, () => f.i32Const(0), () => f.get(K), KC, () => {
+    f.get(K).get(pc).i32Sub().tee(kc).i32Const(KC).get(kc).i32Const(KC).i32LtS().select().set(kc);
+    f.for(jr, () => f.get(j0), () => f.get(j1), 1, () => {
+      // B micro-panel jr, slice pc: pb + (jr*K + pc) * NR floats
+      f.get(pb).get(jr).get(K).i32Mul().get(pc).i32Add().i32Const(nr * 4).i32Mul().i32Add().set(bp);
+      f.for(ir, () => f.get(i0), () => f.get(i1), 1, () => {
+        f.get(pa).get(ir).get(K).i32Mul().get(pc).i32Add().i32Const(mr * 4).i32Mul().i32Add(); // ap
+        f.get(bp);
+        f.get(kc);
+        f.get(C).get(ir).i32Const(mr).i32Mul().get(ldc).i32Mul().i32Add()
+          .get(jr).i32Const(nr * 4).i32Mul().i32Add(); // cp
+        f.get(ldc);
+        f.get(pc); // accumulate unless this is the first slice
+        f.call(microIndex);
+      });
+    });
+  });
+  return f;
+}

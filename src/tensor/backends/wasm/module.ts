@@ -1,0 +1,39 @@
+// Assembles the kernel module (matmul + row/elementwise kernels) from the generators, and
+// compiles it once per configuration. Every export has the (task, args) -> () signature.
+
+import { emitModule, Func } from './emit.js';
+import { gemmKernel, microKernel, packKernel, type MatmulShape } from './matmul-kernels.js';
+import { rowKernels } from './row-kernels.js';
+
+/** The register/cache blocking chosen by bench/wasm-micro.ts on a Zen 4 (see bench/README). */
+export const DEFAULT_SHAPE: MatmulShape = { mr: 4, nr: 16, kc: 256, unroll: 1, fma: false };
+
+export interface KernelModule {
+  module: WebAssembly.Module;
+  /** Exported kernel names, in dispatch-index order. */
+  names: string[];
+  shape: MatmulShape;
+}
+
+/** Does this engine validate relaxed-simd's f32x4.relaxed_madd? */
+export function relaxedSimdAvailable(): boolean {
+  const f = new Func([], ['v128']);
+  f.f32Const(1).f32x4Splat().f32Const(2).f32x4Splat().f32Const(3).f32x4Splat().f32x4RelaxedMadd();
+  try {
+    return WebAssembly.validate(emitModule({ memory: { initial: 1, maximum: 1, shared: false }, funcs: [{ name: 'f', func: f }] }) as BufferSource);
+  } catch { return false; }
+}
+
+export function buildModule(shape: MatmulShape = DEFAULT_SHAPE): KernelModule {
+  if (shape.nr % 4 !== 0) throw new Error(`wasm matmul: nr=${shape.nr} must be a multiple of 4`);
+  const funcs: { name: string; func: Func }[] = [];
+  // the micro-kernel goes first: gemm calls it by function index 0
+  funcs.push({ name: 'micro', func: microKernel(shape) });
+  funcs.push({ name: 'gemm', func: gemmKernel(shape, 0) });
+  funcs.push({ name: 'packA', func: packKernel(shape.mr) });
+  funcs.push({ name: 'packB', func: packKernel(shape.nr) });
+  for (const [name, func] of Object.entries(rowKernels())) funcs.push({ name, func });
+  const bytes = emitModule({ memory: { initial: 256, maximum: 65536, shared: true }, funcs });
+  const module = new WebAssembly.Module(bytes as BufferSource);
+  return { module, names: funcs.map((x) => x.name), shape };
+}

@@ -1,0 +1,158 @@
+// The wasm runtime: one shared WebAssembly.Memory, the kernel module instantiated on it by the
+// main thread and by a persistent pool of worker threads, dispatch through Atomics on a small
+// control SharedArrayBuffer (no message per op), and a bump arena for kernel operands.
+//
+// Determinism: a dispatch is `ntasks` independent tasks; each task writes its own outputs and
+// sums in an order fixed by the task index alone. Threads (main + workers) only race for
+// *which* task they take next (Atomics.add on a counter), so results never depend on the
+// thread count or on scheduling.
+
+import { Worker } from 'node:worker_threads';
+
+/** Every kernel export has this signature: (task index, pointer to its argument block). */
+export type KernelFn = (task: number, args: number) => void;
+
+// control block layout (Int32 slots)
+const GEN = 0;      // bumped by the main thread to start a dispatch
+const FN = 1;       // kernel index; -1 asks workers to exit
+const NTASKS = 2;
+const NEXT = 3;     // next task to take
+const DONE = 4;     // workers finished with this dispatch
+const ARGS = 5;
+
+// The worker is a JS source string (vitest runs .ts, and `new Worker` cannot load .ts files):
+// it instantiates the module on the shared memory, then loops waiting on GEN.
+const WORKER_SRC = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, ctrl: ctrlBuf, names } = workerData;
+const inst = new WebAssembly.Instance(module, { env: { memory } });
+const fns = names.map((n) => inst.exports[n]);
+const ctrl = new Int32Array(ctrlBuf);
+let gen = 0;
+for (;;) {
+  // spin briefly (ops arrive back to back during training), then sleep on the futex
+  let spins = 0;
+  while (Atomics.load(ctrl, ${GEN}) === gen && spins < 20000) spins++;
+  Atomics.wait(ctrl, ${GEN}, gen);
+  gen = Atomics.load(ctrl, ${GEN});
+  const fi = ctrl[${FN}];
+  if (fi < 0) break;
+  const f = fns[fi], n = ctrl[${NTASKS}], args = ctrl[${ARGS}];
+  for (;;) {
+    const t = Atomics.add(ctrl, ${NEXT}, 1);
+    if (t >= n) break;
+    f(t, args);
+  }
+  Atomics.add(ctrl, ${DONE}, 1);
+  Atomics.notify(ctrl, ${DONE});
+}
+`;
+
+const PAGE = 65536;
+/** 4 GiB: the wasm32 limit. Shared memories reserve address space for the maximum up front. */
+const MAX_PAGES = 65536;
+const ARENA_START = 1024;
+
+export class WasmRuntime {
+  readonly memory: WebAssembly.Memory;
+  readonly fns: KernelFn[];
+  private readonly index = new Map<string, number>();
+  private readonly ctrl: Int32Array;
+  private readonly workers: Worker[] = [];
+  private top = ARENA_START;
+  private gen = 0;
+
+  constructor(readonly module: WebAssembly.Module, readonly names: readonly string[], readonly threads: number) {
+    if (!Number.isInteger(threads) || threads < 1) {
+      throw new Error(`wasm backend: threads must be a positive integer, got ${threads}`);
+    }
+    this.memory = new WebAssembly.Memory({ initial: 256, maximum: MAX_PAGES, shared: true });
+    const inst = new WebAssembly.Instance(module, { env: { memory: this.memory } });
+    this.fns = names.map((n, i) => {
+      this.index.set(n, i);
+      const f = inst.exports[n];
+      if (typeof f !== 'function') throw new Error(`wasm backend: module lacks export '${n}'`);
+      return f as KernelFn;
+    });
+    this.ctrl = new Int32Array(new SharedArrayBuffer(64));
+    // the main thread is one of the `threads`: it takes tasks too, so threads=1 spawns nothing
+    for (let i = 1; i < threads; i++) {
+      const w = new Worker(WORKER_SRC, {
+        eval: true,
+        workerData: { module, memory: this.memory, ctrl: this.ctrl.buffer, names },
+      });
+      w.unref(); // an idle pool must not keep the process alive
+      this.workers.push(w);
+    }
+  }
+
+  /** Run tasks 0..ntasks-1 of kernel `name` on all threads; returns when all are done. */
+  run(name: string, ntasks: number, args: number): void {
+    const fi = this.index.get(name);
+    if (fi === undefined) throw new Error(`wasm backend: unknown kernel '${name}'`);
+    const f = this.fns[fi]!;
+    if (this.workers.length === 0 || ntasks <= 1) {
+      for (let t = 0; t < ntasks; t++) f(t, args);
+      return;
+    }
+    const c = this.ctrl;
+    c[FN] = fi; c[NTASKS] = ntasks; c[ARGS] = args;
+    Atomics.store(c, NEXT, 0);
+    Atomics.store(c, DONE, 0);
+    this.gen = (this.gen + 1) | 0;
+    Atomics.store(c, GEN, this.gen);
+    Atomics.notify(c, GEN);
+    for (;;) {
+      const t = Atomics.add(c, NEXT, 1);
+      if (t >= ntasks) break;
+      f(t, args);
+    }
+    const nw = this.workers.length;
+    let spins = 0;
+    for (;;) {
+      const d = Atomics.load(c, DONE);
+      if (d === nw) break;
+      if (spins++ < 20000) continue;
+      Atomics.wait(c, DONE, d, 50);
+    }
+  }
+
+  // ---- arena: kernel operands live here only for the duration of one backend call ----
+  mark(): number { return this.top; }
+  release(mark: number): void { this.top = mark; }
+  /** Reserve `bytes` (64-byte aligned, for cache lines) and grow the memory when needed. */
+  alloc(bytes: number): number {
+    const p = (this.top + 63) & ~63;
+    const end = p + bytes;
+    if (end > MAX_PAGES * PAGE - PAGE) {
+      throw new Error(`wasm backend: a kernel needs ${end} bytes of wasm memory, over the 4 GiB wasm32 limit; ` +
+        `split the op (smaller batch) or use the js backend`);
+    }
+    const have = this.memory.buffer.byteLength;
+    if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
+    this.top = end;
+    return p;
+  }
+  f32(ptr: number, len: number): Float32Array { return new Float32Array(this.memory.buffer, ptr, len); }
+  i32(ptr: number, len: number): Int32Array { return new Int32Array(this.memory.buffer, ptr, len); }
+  /** Write an argument block: integers as i32, and numbers listed in `floats` (by position) as f32. */
+  args(values: readonly number[], floats: readonly number[] = []): number {
+    const p = this.alloc(values.length * 4);
+    const iv = this.i32(p, values.length);
+    const fv = this.f32(p, values.length);
+    values.forEach((v, i) => { iv[i] = v; });
+    for (const i of floats) fv[i] = values[i]!;
+    return p;
+  }
+
+  /** Stop the workers (tests and benchmarks that create several backends). */
+  terminate(): void {
+    if (this.workers.length === 0) return;
+    this.ctrl[FN] = -1;
+    this.gen = (this.gen + 1) | 0;
+    Atomics.store(this.ctrl, GEN, this.gen);
+    Atomics.notify(this.ctrl, GEN);
+    for (const w of this.workers) void w.terminate();
+    this.workers.length = 0;
+  }
+}

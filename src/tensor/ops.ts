@@ -1,0 +1,492 @@
+// The differentiable ops: each op's forward (a kernel call) sits directly above its
+// backward rule, written with other ops. Broadcasting gradients are reduced back to the
+// input's shape once, centrally, in Tensor.backward (via sumToShape below).
+// Half-precision tensors (float16/bfloat16) are computed in float32 and stored back as half.
+
+import type { BinaryOp, Storage, UnaryOp } from './backend.js';
+import { isHalf, type DType } from './dtype.js';
+import { broadcastShapes, normAxis, sameShape, shapeStr, sizeOf, stridesOf, type Shape } from './shape.js';
+import { Tensor, fromOp, full } from './tensor.js';
+
+// ---- helpers ---------------------------------------------------------------------------
+
+function sameBackend(op: string, ts: readonly Tensor[]): void {
+  const b = ts[0]!.backend;
+  for (const t of ts) {
+    if (t.backend !== b) {
+      throw new Error(`${op}: tensors are on different backends (${b.name} and ${t.backend.name}); move one with t.to('${b.name}')`);
+    }
+  }
+}
+
+/** The storage a kernel computes on: half types are widened to float32. */
+function computeStorage(t: Tensor): Storage {
+  return isHalf(t.dtype) ? t.backend.cast(t.storage, 'float32') : t.storage;
+}
+
+/** Store a kernel result in the op's output dtype (narrowing back to half where needed). */
+function outStorage(t: Tensor, s: Storage, dtype: DType): Storage {
+  return s.dtype === dtype ? s : t.backend.cast(s, dtype);
+}
+
+/** PyTorch-like type promotion for binary ops. */
+function promote(a: DType, b: DType): DType {
+  if (a === b) return a;
+  if (a === 'float64' || b === 'float64') return 'float64';
+  if (a === 'float32' || b === 'float32') return 'float32';
+  if (a === 'int32') return b;
+  if (b === 'int32') return a;
+  return 'float32'; // float16 with bfloat16
+}
+
+function scalarLike(x: Tensor, v: number): Tensor {
+  return full([], v, { dtype: x.dtype === 'int32' && !Number.isInteger(v) ? 'float32' : x.dtype, backend: x.backend });
+}
+
+function asTensor(x: Tensor, o: Tensor | number): Tensor {
+  return typeof o === 'number' ? scalarLike(x, o) : o;
+}
+
+// ---- dtype cast --------------------------------------------------------------------------
+
+export function cast(x: Tensor, dtype: DType): Tensor {
+  if (x.dtype === dtype) return x;
+  const from = x.dtype;
+  return fromOp('cast', x.backend.cast(x.storage, dtype), x.shape, [x],
+    (g) => [cast(g, from)]);
+}
+
+// ---- unary ---------------------------------------------------------------------------------
+
+function unary(op: UnaryOp, x: Tensor): Storage {
+  return outStorage(x, x.backend.unary(op, computeStorage(x)), x.dtype);
+}
+
+export function neg(x: Tensor): Tensor {
+  return fromOp('neg', unary('neg', x), x.shape, [x], (g) => [neg(g)]);
+}
+export function exp(x: Tensor): Tensor {
+  const out: Tensor = fromOp('exp', unary('exp', x), x.shape, [x], (g) => [mul(g, out.detach())]); // d e^x = e^x
+  return out;
+}
+export function log(x: Tensor): Tensor {
+  return fromOp('log', unary('log', x), x.shape, [x], (g) => [div(g, x)]);
+}
+export function sqrt(x: Tensor): Tensor {
+  const out: Tensor = fromOp('sqrt', unary('sqrt', x), x.shape, [x], (g) => [div(g, mul(out.detach(), 2))]);
+  return out;
+}
+export function tanh(x: Tensor): Tensor {
+  const out: Tensor = fromOp('tanh', unary('tanh', x), x.shape, [x], (g) => {
+    const y = out.detach();
+    return [mul(g, sub(1, mul(y, y)))]; // 1 - tanh^2
+  });
+  return out;
+}
+export function relu(x: Tensor): Tensor {
+  return fromOp('relu', unary('relu', x), x.shape, [x], (g) => [mul(g, rawUnary('step', x))]);
+}
+/** GELU, tanh approximation (GPT-2's "gelu_new"). */
+export function gelu(x: Tensor): Tensor {
+  return fromOp('gelu', unary('gelu', x), x.shape, [x], (g) => [mul(g, rawUnary('geluGrad', x))]);
+}
+export function abs(x: Tensor): Tensor {
+  return fromOp('abs', unary('abs', x), x.shape, [x],
+    (g) => [mul(g, sub(rawUnary('step', x), rawUnary('step', neg(x))))]); // sign(x)
+}
+/** A unary kernel with no gradient (used inside backward rules). */
+function rawUnary(op: UnaryOp, x: Tensor): Tensor {
+  return new Tensor(unary(op, x), x.shape, x.backend);
+}
+
+// ---- binary (broadcasting) ---------------------------------------------------------------
+
+function binary(op: BinaryOp, name: string, a: Tensor, b: Tensor): { storage: Storage; shape: number[] } {
+  sameBackend(name, [a, b]);
+  const shape = broadcastShapes(name, a.shape, b.shape);
+  const dtype = promote(a.dtype, b.dtype);
+  const cd: DType = isHalf(dtype) ? 'float32' : dtype;
+  const sa = a.dtype === cd ? a.storage : a.backend.cast(a.storage, cd);
+  const sb = b.dtype === cd ? b.storage : b.backend.cast(b.storage, cd);
+  const s = a.backend.binary(op, sa, a.shape, sb, b.shape, shape);
+  return { storage: s.dtype === dtype ? s : a.backend.cast(s, dtype), shape };
+}
+
+export function add(a: Tensor | number, b: Tensor | number): Tensor {
+  [a, b] = operands(a, b);
+  const { storage, shape } = binary('add', 'add', a, b);
+  return fromOp('add', storage, shape, [a, b], (g) => [g, g]);
+}
+export function sub(a: Tensor | number, b: Tensor | number): Tensor {
+  [a, b] = operands(a, b);
+  const { storage, shape } = binary('sub', 'sub', a, b);
+  return fromOp('sub', storage, shape, [a, b], (g) => [g, neg(g)]);
+}
+export function mul(a: Tensor | number, b: Tensor | number): Tensor {
+  [a, b] = operands(a, b);
+  const [x, y] = [a, b];
+  const { storage, shape } = binary('mul', 'mul', x, y);
+  return fromOp('mul', storage, shape, [x, y], (g) => [
+    x.requiresGrad ? mul(g, y.detach()) : null,
+    y.requiresGrad ? mul(g, x.detach()) : null,
+  ]);
+}
+export function div(a: Tensor | number, b: Tensor | number): Tensor {
+  [a, b] = operands(a, b);
+  const [x, y] = [a, b];
+  const { storage, shape } = binary('div', 'div', x, y);
+  return fromOp('div', storage, shape, [x, y], (g) => [
+    x.requiresGrad ? div(g, y) : null,
+    y.requiresGrad ? neg(div(mul(g, x), mul(y, y))) : null, // d(x/y)/dy = -x / y^2
+  ]);
+}
+/** x ** p for a number exponent. */
+export function pow(x: Tensor, p: number): Tensor {
+  const { storage, shape } = binary('pow', 'pow', x, scalarLike(x, p));
+  return fromOp('pow', storage, shape, [x], (g) => [mul(g, mul(pow(x, p - 1), p))]);
+}
+/** Elementwise max; at ties the gradient is split evenly, as torch.maximum. */
+export function maximum(a: Tensor | number, b: Tensor | number): Tensor {
+  [a, b] = operands(a, b);
+  return minmax('max', a, b);
+}
+export function minimum(a: Tensor | number, b: Tensor | number): Tensor {
+  [a, b] = operands(a, b);
+  return minmax('min', a, b);
+}
+function minmax(op: 'max' | 'min', x: Tensor, y: Tensor): Tensor {
+  const name = op === 'max' ? 'maximum' : 'minimum';
+  const { storage, shape } = binary(op, name, x, y);
+  return fromOp(name, storage, shape, [x, y], (g) => {
+    const wins = op === 'max' ? gt(x, y) : lt(x, y);
+    const share = add(wins, mul(eq(x, y), 0.5));
+    return [mul(g, share), mul(g, sub(1, share))];
+  });
+}
+/** Comparisons: 1 where true, 0 elsewhere, no gradient. */
+export function gt(a: Tensor | number, b: Tensor | number): Tensor { return compare('gt', a, b); }
+export function lt(a: Tensor | number, b: Tensor | number): Tensor { return compare('lt', a, b); }
+export function eq(a: Tensor | number, b: Tensor | number): Tensor { return compare('eq', a, b); }
+function compare(op: 'gt' | 'lt' | 'eq', a: Tensor | number, b: Tensor | number): Tensor {
+  [a, b] = operands(a, b);
+  const { storage, shape } = binary(op, op, a, b);
+  return new Tensor(storage, shape, a.backend);
+}
+
+function operands(a: Tensor | number, b: Tensor | number): [Tensor, Tensor] {
+  if (typeof a === 'number' && typeof b === 'number') throw new Error('binary op: at least one operand must be a Tensor');
+  const ta = typeof a === 'number' ? scalarLike(b as Tensor, a) : a;
+  return [ta, asTensor(ta, b)];
+}
+
+/** out = cond ? a : b (cond nonzero), broadcasting all three; differentiable in a and b. */
+export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Tensor {
+  [a, b] = operands(a, b);
+  const [x, y] = [a, b];
+  sameBackend('where', [cond, x, y]);
+  const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, x.shape), y.shape);
+  const dtype = promote(x.dtype, y.dtype);
+  const cd: DType = isHalf(dtype) ? 'float32' : dtype;
+  const be = x.backend;
+  const c = cond.dtype === cd ? cond.storage : be.cast(cond.storage, cd);
+  const sx = x.dtype === cd ? x.storage : be.cast(x.storage, cd);
+  const sy = y.dtype === cd ? y.storage : be.cast(y.storage, cd);
+  let s = be.where(c, cond.shape, sx, x.shape, sy, y.shape, shape);
+  if (s.dtype !== dtype) s = be.cast(s, dtype);
+  return fromOp('where', s, shape, [x, y], (g) => [where(cond, g, 0), where(cond, 0, g)]);
+}
+
+/** x with `value` where mask is nonzero (mask broadcasts to x). */
+export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
+  const shape = broadcastShapes('maskedFill', x.shape, mask.shape);
+  if (!sameShape(shape, x.shape)) {
+    throw new Error(`maskedFill: mask of shape ${shapeStr(mask.shape)} must broadcast to the input's shape ${shapeStr(x.shape)}`);
+  }
+  return where(mask, value, x);
+}
+
+// ---- reductions ----------------------------------------------------------------------------
+
+function reduceDims(op: string, x: Tensor, dims?: number | readonly number[]): number[] {
+  if (dims === undefined) return x.shape.map((_, i) => i);
+  const list = typeof dims === 'number' ? [dims] : [...dims];
+  const out = [...new Set(list.map((d) => normAxis(op, d, x.ndim)))].sort((p, q) => p - q);
+  return x.ndim === 0 ? [] : out;
+}
+
+function reducedShape(shape: Shape, dims: readonly number[], keepdim: boolean): number[] {
+  const out: number[] = [];
+  shape.forEach((d, i) => {
+    if (!dims.includes(i)) out.push(d);
+    else if (keepdim) out.push(1);
+  });
+  return out;
+}
+
+/** Run the [outer, size, inner] reduce kernel once per run of adjacent reduced dims. */
+function reduceKernel(op: 'sum' | 'max', x: Tensor, dims: readonly number[]): Storage {
+  let s = computeStorage(x);
+  const shape = [...x.shape];
+  for (let r = dims.length - 1; r >= 0;) {
+    let first = r;
+    while (first > 0 && dims[first - 1] === dims[first]! - 1) first--;
+    const lo = dims[first]!, hi = dims[r]!;
+    const outer = sizeOf(shape.slice(0, lo));
+    const size = sizeOf(shape.slice(lo, hi + 1));
+    const inner = sizeOf(shape.slice(hi + 1));
+    if (size === 0 && op === 'max') throw new Error(`max: cannot reduce over a zero-size dim of ${shapeStr(x.shape)} (no identity for max)`);
+    s = x.backend.reduce(op, s, outer, size, inner);
+    shape.splice(lo, hi - lo + 1, 1);
+    r = first - 1;
+  }
+  return outStorage(x, s, x.dtype);
+}
+
+export function sum(x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor {
+  const d = reduceDims('sum', x, dims);
+  const keptShape = reducedShape(x.shape, d, true);
+  return fromOp('sum', reduceKernel('sum', x, d), reducedShape(x.shape, d, keepdim), [x],
+    (g) => [expand(reshape(g, keptShape), x.shape)]);
+}
+
+export function mean(x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor {
+  const d = reduceDims('mean', x, dims);
+  const count = d.reduce((n, i) => n * x.shape[i]!, 1);
+  return div(sum(x, d, keepdim), count);
+}
+
+/** Max over dims (torch.amax): the gradient is shared evenly among tied maxima. */
+export function max(x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor {
+  const d = reduceDims('max', x, dims);
+  const keptShape = reducedShape(x.shape, d, true);
+  const out: Tensor = fromOp('max', reduceKernel('max', x, d), reducedShape(x.shape, d, keepdim), [x], (g) => {
+    const isMax = eq(x, reshape(out.detach(), keptShape));
+    const share = div(isMax, sum(isMax, d, true));
+    return [mul(share, reshape(g, keptShape))];
+  });
+  return out;
+}
+
+/** Sum a gradient over the dims that broadcasting stretched, back to `shape`. */
+export function sumToShape(g: Tensor, shape: Shape, op: string): Tensor {
+  if (sameShape(g.shape, shape)) return g;
+  const lead = g.ndim - shape.length;
+  if (lead < 0) throw new Error(`${op} backward: gradient shape ${shapeStr(g.shape)} has fewer dims than the input ${shapeStr(shape)}`);
+  const dims: number[] = [];
+  for (let i = 0; i < g.ndim; i++) {
+    if (i < lead) dims.push(i);
+    else if (shape[i - lead] === 1 && g.shape[i] !== 1) dims.push(i);
+    else if (shape[i - lead] !== g.shape[i]) {
+      throw new Error(`${op} backward: gradient shape ${shapeStr(g.shape)} does not match the input ${shapeStr(shape)}`);
+    }
+  }
+  return reshape(sum(g, dims, true), shape);
+}
+
+// ---- matmul --------------------------------------------------------------------------------
+
+/** torch.matmul: 2-D or batched with broadcast batch dims; 1-D operands as in PyTorch. */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  if (a.ndim === 0 || b.ndim === 0) throw new Error(`matmul: both operands need at least 1 dim, got ${shapeStr(a.shape)} @ ${shapeStr(b.shape)}`);
+  const av = a.ndim === 1 ? unsqueeze(a, 0) : a;
+  const bv = b.ndim === 1 ? unsqueeze(b, -1) : b;
+  let out = matmulT(av, bv, false, false);
+  if (a.ndim === 1) out = squeeze(out, -2);
+  if (b.ndim === 1) out = squeeze(out, -1);
+  return out;
+}
+
+/**
+ * op(a) @ op(b) where op transposes the last two dims when the flag is set — without
+ * materialising the transpose (the kernel reads it). Backward uses the same trick.
+ */
+export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
+  sameBackend('matmul', [a, b]);
+  if (a.ndim < 2 || b.ndim < 2) throw new Error(`matmul: expected >= 2-D operands, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
+  const [ar, ac] = [a.shape[a.ndim - 2]!, a.shape[a.ndim - 1]!];
+  const [br, bc] = [b.shape[b.ndim - 2]!, b.shape[b.ndim - 1]!];
+  const [m, k] = transA ? [ac, ar] : [ar, ac];
+  const [k2, n] = transB ? [bc, br] : [br, bc];
+  if (k !== k2) {
+    const sa = transA ? `${shapeStr(a.shape)}^T` : shapeStr(a.shape);
+    const sb = transB ? `${shapeStr(b.shape)}^T` : shapeStr(b.shape);
+    throw new Error(`matmul: shapes cannot be multiplied (${sa} @ ${sb}): inner dims ${k} and ${k2} must match`);
+  }
+  if (a.dtype !== b.dtype) throw new Error(`matmul: dtypes differ (${a.dtype} and ${b.dtype}); cast one with .to()`);
+  const aBatch = a.shape.slice(0, -2), bBatch = b.shape.slice(0, -2);
+  const batchShape = broadcastShapes('matmul (batch dims)', aBatch, bBatch);
+  const batch = sizeOf(batchShape);
+  let sa = a, sb = b, mm = m, bsz = batch;
+  let aStride = m * k, bStride = k * n;
+  if (bBatch.length === 0 && !transA && aBatch.length > 0) {
+    // [..., m, k] @ [k, n]: fold the batch into rows, one big matmul (Linear layers)
+    mm = m * batch; bsz = 1; aStride = 0; bStride = 0;
+  } else {
+    if (sizeOf(aBatch) !== batch) { if (sizeOf(aBatch) === 1) aStride = 0; else sa = expand(a, [...batchShape, ...a.shape.slice(-2)]); }
+    if (sizeOf(bBatch) !== batch) { if (sizeOf(bBatch) === 1) bStride = 0; else sb = expand(b, [...batchShape, ...b.shape.slice(-2)]); }
+    if (batch === 1) { aStride = 0; bStride = 0; }
+  }
+  const cd = computeStorage(sa), ce = computeStorage(sb);
+  const s = a.backend.matmul(cd, ce, { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride });
+  return fromOp('matmul', outStorage(a, s, a.dtype), [...batchShape, m, n], [a, b], (g) => {
+    let ga: Tensor | null = null, gb: Tensor | null = null;
+    if (a.requiresGrad) ga = transA ? matmulT(b, g, transB, true) : matmulT(g, b, false, !transB);
+    if (b.requiresGrad) {
+      if (bBatch.length === 0 && aBatch.length > 0 && !transA) {
+        // fold the batch: gb = A^T G with A [(batch m), k], G [(batch m), n]
+        const a2 = reshape(a, [-1, k]), g2 = reshape(g, [-1, n]);
+        gb = transB ? matmulT(g2, a2, true, false) : matmulT(a2, g2, true, false);
+      } else {
+        gb = transB ? matmulT(g, a, true, transA) : matmulT(a, g, !transA, false);
+      }
+    }
+    return [ga, gb];
+  });
+}
+
+// ---- movement ------------------------------------------------------------------------------
+
+/** Same data, new shape (one dim may be -1). Shares storage: kernels never mutate inputs. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  const free = shape.indexOf(-1);
+  const known = shape.reduce((n, d, i) => (i === free ? n : n * d), 1);
+  const target = [...shape];
+  if (free >= 0) {
+    if (shape.lastIndexOf(-1) !== free) throw new Error(`reshape: only one dim can be -1, got ${shapeStr(shape)}`);
+    if (known === 0 || x.size % known !== 0) {
+      throw new Error(`reshape: shape ${shapeStr(shape)} is invalid for input of size ${x.size} (shape ${shapeStr(x.shape)})`);
+    }
+    target[free] = x.size / known;
+  }
+  if (target.some((d) => !Number.isInteger(d) || d < 0) || sizeOf(target) !== x.size) {
+    throw new Error(`reshape: shape ${shapeStr(shape)} is invalid for input of size ${x.size} (shape ${shapeStr(x.shape)}); the number of elements must stay the same`);
+  }
+  if (sameShape(target, x.shape)) return x;
+  return fromOp('reshape', x.storage, target, [x], (g) => [reshape(g, x.shape)]);
+}
+
+export function unsqueeze(x: Tensor, dim: number): Tensor {
+  const d = normAxis('unsqueeze', dim, x.ndim + 1);
+  const s = [...x.shape];
+  s.splice(d, 0, 1);
+  return reshape(x, s);
+}
+
+export function squeeze(x: Tensor, dim?: number): Tensor {
+  if (dim === undefined) return reshape(x, x.shape.filter((d) => d !== 1));
+  const d = normAxis('squeeze', dim, x.ndim);
+  if (x.shape[d] !== 1) return x;
+  return reshape(x, x.shape.filter((_, i) => i !== d));
+}
+
+export function permute(x: Tensor, dims: readonly number[]): Tensor {
+  const perm = dims.map((d) => normAxis('permute', d, x.ndim));
+  if (perm.length !== x.ndim || new Set(perm).size !== x.ndim) {
+    throw new Error(`permute: dims ${shapeStr(dims)} must be a permutation of the ${x.ndim} dims of ${shapeStr(x.shape)}`);
+  }
+  if (perm.every((p, i) => p === i)) return x;
+  const st = stridesOf(x.shape);
+  const outShape = perm.map((p) => x.shape[p]!);
+  const inverse = new Array<number>(perm.length);
+  perm.forEach((p, i) => { inverse[p] = i; });
+  return fromOp('permute', x.backend.strided(x.storage, outShape, perm.map((p) => st[p]!), 0), outShape, [x],
+    (g) => [permute(g, inverse)]);
+}
+
+export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
+  const a = normAxis('transpose', dim0, x.ndim), b = normAxis('transpose', dim1, x.ndim);
+  const perm = x.shape.map((_, i) => i);
+  perm[a] = b; perm[b] = a;
+  return permute(x, perm);
+}
+
+/** Broadcast to a larger shape (materialised; -1 keeps a dim). */
+export function expand(x: Tensor, shape: readonly number[]): Tensor {
+  const target = shape.map((d, i) => (d === -1 ? x.shape[i - (shape.length - x.ndim)]! : d));
+  const bshape = broadcastShapes('expand', x.shape, target);
+  if (!sameShape(bshape, target)) {
+    throw new Error(`expand: cannot expand ${shapeStr(x.shape)} to ${shapeStr(shape)}; only dims of size 1 can grow`);
+  }
+  if (sameShape(target, x.shape)) return x;
+  const st = stridesOf(x.shape);
+  const off = target.length - x.ndim;
+  const strides = target.map((d, i) => (i < off || x.shape[i - off] === 1 ? 0 : st[i - off]!));
+  // the gradient of a broadcast is summed back to x's shape by the tape (sumToShape)
+  return fromOp('expand', x.backend.strided(x.storage, target, strides, 0), target, [x], (g) => [g]);
+}
+
+/** `length` entries of `dim` starting at `start` (torch.narrow). */
+export function narrow(x: Tensor, dim: number, start: number, length: number): Tensor {
+  const d = normAxis('narrow', dim, x.ndim);
+  const n = x.shape[d]!;
+  if (start < 0) start += n;
+  if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > n) {
+    throw new Error(`narrow: start ${start} + length ${length} exceeds dim ${dim} of size ${n} (shape ${shapeStr(x.shape)})`);
+  }
+  if (start === 0 && length === n) return x;
+  const st = stridesOf(x.shape);
+  const outShape = [...x.shape];
+  outShape[d] = length;
+  const before = x.shape.map(() => 0), after = x.shape.map(() => 0);
+  before[d] = start; after[d] = n - start - length;
+  return fromOp('narrow', x.backend.strided(x.storage, outShape, st, start * st[d]!), outShape, [x],
+    (g) => [pad(g, before, after)]);
+}
+
+/** Python-style slice along one dim: x[..., start:end] (negative and out-of-range bounds clamp). */
+export function slice(x: Tensor, dim: number, start = 0, end?: number): Tensor {
+  const d = normAxis('slice', dim, x.ndim);
+  const n = x.shape[d]!;
+  const clamp = (v: number): number => Math.min(Math.max(v < 0 ? v + n : v, 0), n);
+  const s = clamp(start), e = clamp(end ?? n);
+  return narrow(x, d, s, Math.max(0, e - s));
+}
+
+/** Zero-pad each dim by before[i] / after[i] entries. */
+export function pad(x: Tensor, before: readonly number[], after: readonly number[]): Tensor {
+  const outShape = x.shape.map((d, i) => d + before[i]! + after[i]!);
+  return fromOp('pad', x.backend.pad(x.storage, x.shape, before, after), outShape, [x],
+    (g) => [x.shape.reduce<Tensor>((t, len, i) => narrow(t, i, before[i]!, len), g)]);
+}
+
+/** Join along an existing dim (torch.cat): each piece is zero-padded into place and summed. */
+export function cat(xs: readonly Tensor[], dim = 0): Tensor {
+  if (xs.length === 0) throw new Error('cat: expected a non-empty list of tensors');
+  const first = xs[0]!;
+  const d = normAxis('cat', dim, first.ndim);
+  for (const t of xs) {
+    if (t.ndim !== first.ndim || t.shape.some((s, i) => i !== d && s !== first.shape[i])) {
+      throw new Error(`cat: shapes ${xs.map((u) => shapeStr(u.shape)).join(', ')} must match except in dim ${dim}`);
+    }
+  }
+  const total = xs.reduce((n, t) => n + t.shape[d]!, 0);
+  let offset = 0;
+  let out: Tensor | null = null;
+  for (const t of xs) {
+    const before = t.shape.map(() => 0), after = t.shape.map(() => 0);
+    before[d] = offset; after[d] = total - offset - t.shape[d]!;
+    offset += t.shape[d]!;
+    const p = pad(t, before, after);
+    out = out ? add(out, p) : p;
+  }
+  return out!;
+}
+
+/** Split into chunks of `sizes` (a number: equal chunks, the last may be smaller). */
+export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Tensor[] {
+  const d = normAxis('split', dim, x.ndim);
+  const n = x.shape[d]!;
+  let list: number[];
+  if (typeof sizes === 'number') {
+    if (sizes <= 0) throw new Error(`split: chunk size must be positive, got ${sizes}`);
+    list = [];
+    for (let s = 0; s < n; s += sizes) list.push(Math.min(sizes, n - s));
+  } else {
+    list = [...sizes];
+    if (list.reduce((p, q) => p + q, 0) !== n) {
+      throw new Error(`split: sizes ${shapeStr(list)} must sum to ${n}, the size of dim ${dim} of ${shapeStr(x.shape)}`);
+    }
+  }
+  let start = 0;
+  return list.map((len) => { const t = narrow(x, d, start, len); start += len; return t; });
+}
