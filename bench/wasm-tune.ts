@@ -1,0 +1,36 @@
+// Tunes the wasm matmul register blocking: GFLOP/s of 1024^3 (and a check against float64)
+// for several MR x NR / unroll / KC choices. Run: npx vite-node bench/wasm-tune.ts
+import { buildModule, relaxedSimdAvailable } from '../src/tensor/backends/wasm/module.js';
+import { WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
+import { wasmMatmul } from '../src/tensor/backends/wasm/matmul.js';
+import type { MatmulShape } from '../src/tensor/backends/wasm/matmul-kernels.js';
+
+const n = Number(process.env.N ?? 1024);
+const threads = Number(process.env.T ?? 1);
+const a = new Float32Array(n * n).map(() => Math.random() - 0.5);
+const b = new Float32Array(n * n).map(() => Math.random() - 0.5);
+console.log('relaxed simd:', relaxedSimdAvailable());
+const shapes: MatmulShape[] = (process.env.SHAPES ?? '4x16u1,4x8u1,6x8u1,4x12u1,8x8u1,4x8u2,6x8u2,4x16u2')
+  .split(',').map((s) => {
+    const [mr, nr, u] = s.split(/[xu]/).map(Number);
+    return { mr: mr!, nr: nr!, unroll: u!, kc: Number(process.env.KC ?? 256), fma: false };
+  });
+for (const shape of shapes) {
+  const km = buildModule(shape);
+  const rt = new WasmRuntime(km.module, km.names, threads);
+  const p = { batch: 1, m: n, n, k: n, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
+  const out = wasmMatmul(rt, shape, a, b, p);
+  // spot-check a few entries in float64
+  let maxErr = 0;
+  for (let t = 0; t < 20; t++) {
+    const i = (t * 7919) % n, j = (t * 104729) % n;
+    let s = 0; for (let kk = 0; kk < n; kk++) s += a[i * n + kk]! * b[kk * n + j]!;
+    maxErr = Math.max(maxErr, Math.abs(s - out[i * n + j]!));
+  }
+  let best = Infinity;
+  for (let r = 0; r < 5; r++) {
+    const t0 = performance.now(); wasmMatmul(rt, shape, a, b, p, out); best = Math.min(best, performance.now() - t0);
+  }
+  console.log(`${shape.mr}x${shape.nr} u${shape.unroll} kc${shape.kc} threads ${threads}: ${(2 * n ** 3 / best / 1e6).toFixed(1)} GFLOP/s (${best.toFixed(1)} ms), max err ${maxErr.toExponential(2)}`);
+  rt.terminate();
+}
