@@ -17,3 +17,5 @@ export type { Backend, Storage, FusedKernels, MatmulParams, UnaryOp, BinaryOp, R
 export { JsBackend, HostStorage } from './tensor/backends/js.js';
 export type { DType, HostArray } from './tensor/dtype.js';
 export { float32ToFloat16Bits, float16BitsToFloat32, float32ToBfloat16Bits, bfloat16BitsToFloat32 } from './tensor/dtype.js';
+export * from './nn/index.js';
+export * from './optim/index.js';

@@ -1,0 +1,227 @@
+// GPT-2 as build-nanogpt's train_gpt2.py defines it: pre-LN blocks, fused c_attn, GELU-tanh
+// MLP, weight tying wte = lm_head, GPT-2 init. Field names equal GPT-2 checkpoint keys.
+
+import { Tensor, arange, noGrad, randn, tensor } from '../tensor/tensor.js';
+import { Generator, defaultGenerator } from '../tensor/random.js';
+import * as F from '../tensor/functional.js';
+import * as ops from '../tensor/ops.js';
+import { Module } from './module.js';
+import { Embedding, LayerNorm, Linear } from './layers.js';
+import { shapeStr } from '../tensor/shape.js';
+
+export interface GPTConfig {
+  /** max sequence length */
+  blockSize: number;
+  vocabSize: number;
+  nLayer: number;
+  nHead: number;
+  nEmbd: number;
+}
+
+/** Model presets: OpenAI's four GPT-2 sizes (vocab padded to 50304, a multiple of 64) and small CPU ones. */
+export const GPT_PRESETS: Record<string, GPTConfig> = {
+  'gpt2': { nLayer: 12, nHead: 12, nEmbd: 768, blockSize: 1024, vocabSize: 50304 },        // 124M
+  'gpt2-medium': { nLayer: 24, nHead: 16, nEmbd: 1024, blockSize: 1024, vocabSize: 50304 }, // 350M
+  'gpt2-large': { nLayer: 36, nHead: 20, nEmbd: 1280, blockSize: 1024, vocabSize: 50304 },  // 774M
+  'gpt2-xl': { nLayer: 48, nHead: 25, nEmbd: 1600, blockSize: 1024, vocabSize: 50304 },     // 1558M
+  // CPU presets: small enough to watch learn on a laptop in minutes
+  'tiny': { nLayer: 4, nHead: 4, nEmbd: 128, blockSize: 128, vocabSize: 50304 },
+  'small': { nLayer: 6, nHead: 6, nEmbd: 384, blockSize: 256, vocabSize: 50304 },
+};
+
+/** Multi-head causal self-attention with the q, k, v projections fused into c_attn. */
+export class CausalSelfAttention extends Module {
+  c_attn: Linear;
+  c_proj: Linear;
+  constructor(readonly config: GPTConfig) {
+    super();
+    if (config.nEmbd % config.nHead !== 0) {
+      throw new Error(`CausalSelfAttention: nEmbd ${config.nEmbd} must be divisible by nHead ${config.nHead}`);
+    }
+    this.c_attn = new Linear(config.nEmbd, 3 * config.nEmbd);
+    this.c_proj = new Linear(config.nEmbd, config.nEmbd);
+  }
+
+  /**
+   * x (B, T, C) -> (B, T, C). With a cache, keys/values of earlier positions are reused so
+   * each new token costs one position (sampling).
+   */
+  forward(x: Tensor, cache?: KVCache): Tensor {
+    const [B, T, C] = x.shape as [number, number, number];
+    const nh = this.config.nHead, hs = C / nh;
+    const qkv = this.c_attn.forward(x); // (B, T, 3C)
+    const heads = (t: Tensor): Tensor => ops.transpose(ops.reshape(t, [B, T, nh, hs]), 1, 2); // (B, nh, T, hs)
+    const [q, k0, v0] = ops.split(qkv, C, 2).map(heads) as [Tensor, Tensor, Tensor];
+    let k = k0, v = v0;
+    if (cache) {
+      if (cache.k) { k = ops.cat([cache.k, k0], 2); v = ops.cat([cache.v!, v0], 2); }
+      cache.k = k; cache.v = v;
+    }
+    const y = F.scaledDotProductAttention(q, k, v, { isCausal: true }); // (B, nh, T, hs)
+    return this.c_proj.forward(ops.reshape(ops.transpose(y, 1, 2), [B, T, C])); // re-assemble heads side by side
+  }
+}
+
+/** Keys and values of the positions seen so far, per layer: (B, nh, S, hs). */
+export interface KVCache { k: Tensor | null; v: Tensor | null }
+
+export class MLP extends Module {
+  c_fc: Linear;
+  c_proj: Linear;
+  constructor(config: GPTConfig) {
+    super();
+    this.c_fc = new Linear(config.nEmbd, 4 * config.nEmbd);
+    this.c_proj = new Linear(4 * config.nEmbd, config.nEmbd);
+  }
+  forward(x: Tensor): Tensor { return this.c_proj.forward(F.gelu(this.c_fc.forward(x))); }
+}
+
+/** Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). */
+export class Block extends Module {
+  ln_1: LayerNorm;
+  attn: CausalSelfAttention;
+  ln_2: LayerNorm;
+  mlp: MLP;
+  constructor(config: GPTConfig) {
+    super();
+    this.ln_1 = new LayerNorm(config.nEmbd);
+    this.attn = new CausalSelfAttention(config);
+    this.ln_2 = new LayerNorm(config.nEmbd);
+    this.mlp = new MLP(config);
+  }
+  forward(x: Tensor, cache?: KVCache): Tensor {
+    x = ops.add(x, this.attn.forward(this.ln_1.forward(x), cache));
+    return ops.add(x, this.mlp.forward(this.ln_2.forward(x)));
+  }
+}
+
+export interface GPTOutput { logits: Tensor; loss: Tensor | null }
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  topK?: number;
+  temperature?: number;
+  generator?: Generator;
+  /** Reuse keys/values of earlier positions (default true). */
+  kvCache?: boolean;
+  /** Called with each step's new tokens (one per row), for streaming. */
+  onToken?: (tokens: number[]) => void;
+}
+
+export class GPT extends Module {
+  transformer: { wte: Embedding; wpe: Embedding; h: Block[]; ln_f: LayerNorm };
+  lm_head: Linear;
+
+  constructor(readonly config: GPTConfig, opts: { generator?: Generator } = {}) {
+    super();
+    this.transformer = {
+      wte: new Embedding(config.vocabSize, config.nEmbd),
+      wpe: new Embedding(config.blockSize, config.nEmbd),
+      h: Array.from({ length: config.nLayer }, () => new Block(config)),
+      ln_f: new LayerNorm(config.nEmbd),
+    };
+    this.lm_head = new Linear(config.nEmbd, config.vocabSize, false);
+    this.lm_head.weight = this.transformer.wte.weight; // weight tying, as GPT-2
+    this.initWeights(opts.generator ?? defaultGenerator);
+  }
+
+  /**
+   * GPT-2 init: normal(0, 0.02) for Linear and Embedding weights, zero biases, and the
+   * residual projections (attn.c_proj, mlp.c_proj) scaled by (2 * n_layer)^-0.5 so the
+   * residual stream's variance does not grow with depth.
+   */
+  private initWeights(gen: Generator): void {
+    const residualStd = 0.02 * (2 * this.config.nLayer) ** -0.5;
+    const set = (p: Tensor, std: number): void => {
+      p.storage = ops.mul(randn(p.shape, { generator: gen }), std).storage;
+    };
+    noGrad(() => {
+      for (const [name, p] of this.namedParameters()) {
+        if (name.endsWith('.bias')) p.storage = ops.mul(p, 0).storage;
+        else if (name.includes('.ln_')) continue; // LayerNorm weights stay ones
+        else set(p, name.endsWith('c_proj.weight') ? residualStd : 0.02);
+      }
+    });
+  }
+
+  /** idx (B, T) int32 -> logits (B, T, vocab) and, with targets (B, T), the mean cross-entropy. */
+  forward(idx: Tensor, targets?: Tensor | null, caches?: KVCache[]): GPTOutput {
+    if (idx.ndim !== 2) throw new Error(`GPT.forward: idx must be (B, T) token ids, got shape ${shapeStr(idx.shape)}`);
+    const [B, T] = idx.shape as [number, number];
+    const past = caches?.[0]?.k?.shape[2] ?? 0;
+    if (past + T > this.config.blockSize) {
+      throw new Error(`GPT.forward: cannot forward a sequence of length ${past + T}, block size is only ${this.config.blockSize}; ` +
+        'use a shorter --seq-len or a model with a larger --block-size');
+    }
+    const pos = arange(past, past + T, 1, { dtype: 'int32', backend: idx.backend }); // (T)
+    const tokEmb = this.transformer.wte.forward(idx); // (B, T, C)
+    const posEmb = this.transformer.wpe.forward(pos); // (T, C)
+    let x = ops.add(tokEmb, posEmb);
+    this.transformer.h.forEach((block, i) => { x = block.forward(x, caches?.[i]); });
+    x = this.transformer.ln_f.forward(x);
+    const logits = this.lm_head.forward(x); // (B, T, vocab)
+    let loss: Tensor | null = null;
+    if (targets) {
+      if (targets.shape[0] !== B || targets.shape[1] !== T) {
+        throw new Error(`GPT.forward: targets ${shapeStr(targets.shape)} must match idx ${shapeStr(idx.shape)}`);
+      }
+      loss = F.crossEntropy(ops.reshape(logits, [B * T, this.config.vocabSize]), ops.reshape(targets, [B * T]));
+    }
+    return { logits, loss };
+  }
+
+  /**
+   * Sample continuations of the rows of idx (B, T0) as train_gpt2.py does: softmax of the last
+   * position's logits / temperature, keep the top-k, sample from them. Returns (B, T0 + n) ids.
+   */
+  async generate(idx: number[][], opts: GenerateOptions): Promise<number[][]> {
+    const { maxNewTokens, topK = 50, temperature = 1, generator = defaultGenerator, kvCache = true } = opts;
+    const rows = idx.map((r) => [...r]);
+    const B = rows.length;
+    const V = this.config.vocabSize;
+    const wasTraining = this.training;
+    this.eval();
+    try {
+      let caches: KVCache[] | undefined = kvCache ? this.transformer.h.map(() => ({ k: null, v: null })) : undefined;
+      let fed = 0; // positions already in the cache
+      for (let step = 0; step < maxNewTokens; step++) {
+        const len = rows[0]!.length;
+        if (caches && len > this.config.blockSize) { caches = this.transformer.h.map(() => ({ k: null, v: null })); fed = 0; }
+        const start = caches ? fed : Math.max(0, len - this.config.blockSize);
+        const ctxStart = caches && fed === 0 ? Math.max(0, len - this.config.blockSize) : start;
+        const window = rows.map((r) => r.slice(ctxStart));
+        const T = window[0]!.length;
+        const x = tensor(Int32Array.from(window.flat()), { shape: [B, T], backend: this.transformer.wte.weight.backend });
+        const logits = noGrad(() => this.forward(x, null, caches).logits);
+        if (caches) fed = ctxStart + T;
+        const last = noGrad(() => ops.narrow(logits, 1, T - 1, 1)); // (B, 1, V)
+        const data = await last.data();
+        const next: number[] = [];
+        for (let b = 0; b < B; b++) {
+          next.push(sampleTopK(data as Float32Array, b * V, V, topK, temperature, generator));
+          rows[b]!.push(next[b]!);
+        }
+        opts.onToken?.(next);
+      }
+    } finally {
+      this.train(wasTraining);
+    }
+    return rows;
+  }
+}
+
+/** Sample from the top-k of softmax(logits / temperature) (torch.topk + multinomial). */
+export function sampleTopK(logits: ArrayLike<number>, offset: number, V: number, k: number, temperature: number, gen: Generator): number {
+  const kk = Math.max(1, Math.min(k, V));
+  // indices of the k largest logits (partial selection; ties broken by lower index)
+  const idx = Array.from({ length: V }, (_, i) => i);
+  idx.sort((a, b) => (logits[offset + b]! - logits[offset + a]!) || a - b);
+  const top = idx.slice(0, kk);
+  const t = Math.max(temperature, 1e-8);
+  const maxL = logits[offset + top[0]!]! / t;
+  const w = top.map((i) => Math.exp(logits[offset + i]! / t - maxL));
+  const total = w.reduce((s, x) => s + x, 0);
+  let r = gen.random() * total;
+  for (let j = 0; j < kk; j++) { r -= w[j]!; if (r < 0) return top[j]!; }
+  return top[kk - 1]!;
+}

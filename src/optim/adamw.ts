@@ -1,0 +1,107 @@
+// AdamW exactly as torch.optim.AdamW (decoupled weight decay: p *= 1 - lr*wd before the
+// Adam step; bias-corrected moments). State (step, exp_avg, exp_avg_sq) lives here in
+// float32 on the parameter's backend, not on the tensors.
+
+import { Tensor, noGrad, zeros } from '../tensor/tensor.js';
+import * as ops from '../tensor/ops.js';
+
+export interface ParamGroup {
+  params: Tensor[];
+  lr: number;
+  weightDecay: number;
+}
+
+export interface AdamWOptions {
+  lr?: number;
+  betas?: [number, number];
+  eps?: number;
+  weightDecay?: number;
+}
+
+interface ParamState { step: number; expAvg: Tensor; expAvgSq: Tensor }
+
+export class AdamW {
+  readonly paramGroups: ParamGroup[];
+  readonly betas: [number, number];
+  readonly eps: number;
+  private state = new Map<Tensor, ParamState>();
+
+  /** `params` is a list of tensors or of groups with their own weightDecay (and lr). */
+  constructor(params: Tensor[] | { params: Tensor[]; weightDecay?: number; lr?: number }[], opts: AdamWOptions = {}) {
+    const lr = opts.lr ?? 1e-3;
+    const wd = opts.weightDecay ?? 0.01; // torch's default
+    const groups = params.length && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : params as { params: Tensor[]; weightDecay?: number; lr?: number }[];
+    this.paramGroups = groups.map((g) => ({ params: g.params, lr: g.lr ?? lr, weightDecay: g.weightDecay ?? wd }));
+    this.betas = opts.betas ?? [0.9, 0.999];
+    this.eps = opts.eps ?? 1e-8;
+  }
+
+  /** Set the learning rate of every group (what train_gpt2.py does each step). */
+  setLr(lr: number): void {
+    for (const g of this.paramGroups) g.lr = lr;
+  }
+
+  step(): void {
+    const [beta1, beta2] = this.betas;
+    noGrad(() => {
+      for (const group of this.paramGroups) {
+        for (const p of group.params) {
+          if (!p.grad) continue;
+          let st = this.state.get(p);
+          if (!st) {
+            st = { step: 0, expAvg: zeros(p.shape, { backend: p.backend }), expAvgSq: zeros(p.shape, { backend: p.backend }) };
+            this.state.set(p, st);
+          }
+          st.step++;
+          const fused = p.backend.fused.adamw;
+          if (fused && p.dtype === 'float32' && p.grad.dtype === 'float32') {
+            fused(p.storage, p.grad.storage, st.expAvg.storage, st.expAvgSq.storage,
+              { lr: group.lr, beta1, beta2, eps: this.eps, weightDecay: group.weightDecay, step: st.step });
+            continue;
+          }
+          const g = p.grad.dtype === 'float32' ? p.grad : ops.cast(p.grad, 'float32');
+          const p32 = p.dtype === 'float32' ? p : ops.cast(p, 'float32');
+          // decoupled weight decay
+          const decayed = group.weightDecay !== 0 ? ops.mul(p32, 1 - group.lr * group.weightDecay) : p32;
+          // exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+          st.expAvg = ops.add(st.expAvg, ops.mul(ops.sub(g, st.expAvg), 1 - beta1));
+          st.expAvgSq = ops.add(ops.mul(st.expAvgSq, beta2), ops.mul(ops.mul(g, g), 1 - beta2));
+          const bc1 = 1 - beta1 ** st.step;
+          const bc2 = 1 - beta2 ** st.step;
+          const denom = ops.add(ops.div(ops.sqrt(st.expAvgSq), Math.sqrt(bc2)), this.eps);
+          const updated = ops.sub(decayed, ops.mul(ops.div(st.expAvg, denom), group.lr / bc1));
+          p.storage = (p.dtype === 'float32' ? updated : ops.cast(updated, p.dtype)).storage;
+        }
+      }
+    });
+  }
+
+  zeroGrad(): void {
+    for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
+  }
+
+  /** State as named tensors (by parameter order), for checkpoints. */
+  stateDict(): { step: number[]; expAvg: Tensor[]; expAvgSq: Tensor[] } {
+    const params = this.paramGroups.flatMap((g) => g.params);
+    const out = { step: [] as number[], expAvg: [] as Tensor[], expAvgSq: [] as Tensor[] };
+    for (const p of params) {
+      const st = this.state.get(p) ?? { step: 0, expAvg: zeros(p.shape, { backend: p.backend }), expAvgSq: zeros(p.shape, { backend: p.backend }) };
+      out.step.push(st.step); out.expAvg.push(st.expAvg); out.expAvgSq.push(st.expAvgSq);
+    }
+    return out;
+  }
+
+  loadStateDict(sd: { step: number[]; expAvg: Tensor[]; expAvgSq: Tensor[] }): void {
+    const params = this.paramGroups.flatMap((g) => g.params);
+    if (sd.step.length !== params.length) {
+      throw new Error(`AdamW.loadStateDict: state for ${sd.step.length} parameters, optimizer has ${params.length}`);
+    }
+    params.forEach((p, i) => {
+      const m = sd.expAvg[i]!, v = sd.expAvgSq[i]!;
+      if (m.size !== p.size || v.size !== p.size) {
+        throw new Error(`AdamW.loadStateDict: state of parameter ${i} has ${m.size} elements, the parameter ${p.size}`);
+      }
+      this.state.set(p, { step: sd.step[i]!, expAvg: ops.reshape(m, p.shape), expAvgSq: ops.reshape(v, p.shape) });
+    });
+  }
+}

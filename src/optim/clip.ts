@@ -1,0 +1,35 @@
+// Global-norm gradient clipping as torch.nn.utils.clip_grad_norm_: returns the pre-clip
+// norm as a tensor, and scales gradients on the device (no host round trip).
+
+import { Tensor, noGrad } from '../tensor/tensor.js';
+import * as ops from '../tensor/ops.js';
+
+/** The global L2 norm of all gradients (a 0-d float32 tensor). */
+export function gradNorm(params: readonly Tensor[]): Tensor {
+  const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
+  if (grads.length === 0) throw new Error('clipGradNorm: no parameter has a gradient; call loss.backward() first');
+  return noGrad(() => {
+    const fused = grads[0]!.backend.fused.sumSquares;
+    if (fused && grads.every((g) => g.dtype === 'float32')) {
+      return ops.sqrt(new Tensor(fused(grads.map((g) => g.storage)), [], grads[0]!.backend));
+    }
+    let total: Tensor | null = null;
+    for (const g of grads) {
+      const g32 = g.dtype === 'float32' ? g : ops.cast(g, 'float32');
+      const s = ops.sum(ops.mul(g32, g32));
+      total = total ? ops.add(total, s) : s;
+    }
+    return ops.sqrt(total!);
+  });
+}
+
+/** Scale gradients so their global norm is at most maxNorm; returns the norm before clipping. */
+export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor {
+  const norm = gradNorm(params);
+  noGrad(() => {
+    // clip_coef = min(max_norm / (norm + 1e-6), 1), applied always (a no-op scale when < max)
+    const coef = ops.minimum(ops.div(maxNorm, ops.add(norm, 1e-6)), 1);
+    for (const p of params) if (p.grad) p.grad = ops.mul(p.grad, ops.cast(coef, p.grad.dtype));
+  });
+  return norm;
+}
