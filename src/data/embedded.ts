@@ -1,0 +1,49 @@
+// Offline training data for `npm run train`: nlp-corpus tokenized once into fineweb-style shards,
+// sized so that the val shard (shard 0) holds about 10% of the tokens.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { EmbeddedCorpusSource } from './sources.js';
+import { writeShards, type ShardSummary } from './shards.js';
+
+/**
+ * Characters per GPT-2 token in nlp-corpus 4.4.0 (8,798,430 chars / 2,094,232 tokens incl. one
+ * EOT per sentence, measured with this tokenizer). Knowing it lets the shard size be picked
+ * before tokenizing; if the corpus changes, val is still close to 10%.
+ */
+export const EMBEDDED_CHARS_PER_TOKEN = 4.2;
+
+/** Shard size that makes shard 0 (val) about `valFraction` of the embedded corpus. */
+export function embeddedShardSize(source = new EmbeddedCorpusSource(), valFraction = 0.1): number {
+  return Math.ceil((source.totalChars() / EMBEDDED_CHARS_PER_TOKEN) * valFraction);
+}
+
+export interface EmbeddedOptions {
+  workers?: number;
+  progress?: boolean;
+}
+
+/**
+ * Makes `dir` hold the embedded corpus as shards (embedded_val_000000.npy, embedded_train_000001.npy...)
+ * and returns it. The first call tokenizes (about a second or two); later calls find the finished
+ * shards and return at once.
+ */
+export async function ensureEmbeddedShards(dir = 'data/embedded', opts: EmbeddedOptions = {}): Promise<string> {
+  const source = new EmbeddedCorpusSource();
+  const state = join(dir, `${source.name}_state.json`);
+  if (existsSync(state)) {
+    const s = JSON.parse(readFileSync(state, 'utf8')) as { finished?: { shards: number }; identity?: string };
+    if (s.finished !== undefined && s.identity === source.identity) return dir;
+  }
+  const summary: ShardSummary = await writeShards({
+    source,
+    outDir: dir,
+    shardSize: embeddedShardSize(source),
+    workers: opts.workers ?? Math.min(2, Math.max(1, availableParallelism() - 1)),
+    progress: opts.progress ?? false,
+  });
+  if (summary.shards.length < 2) {
+    throw new Error(`ensureEmbeddedShards: expected a val and train shards in ${dir}, got ${summary.shards.length}`);
+  }
+  return dir;
+}

@@ -1,0 +1,131 @@
+// DataLoaderLite from build-nanogpt's train_gpt2.py: contiguous (B, T) windows over token shards,
+// rank r of n reading every n-th window, moving to the next shard (wrapping) when one runs out.
+// It returns plain Int32Arrays; the trainer wraps them into tensors (the data module does not
+// depend on the engine).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { readTokens } from './npy.js';
+
+export interface DataLoaderOptions {
+  /** Folder of .npy shards (fineweb.py's output, or ensureEmbeddedShards()). */
+  dataDir: string;
+  /** Batch size and sequence length. */
+  B: number;
+  T: number;
+  /** DDP rank and world size; default 0 and 1. */
+  processRank?: number;
+  numProcesses?: number;
+  split: 'train' | 'val';
+  /** If given, every token must be below it (e.g. 50257, or the padded 50304 of the model). */
+  vocabSize?: number;
+  /** Gets build-nanogpt's "found N shards for split S" line; default: silent. */
+  log?: (msg: string) => void;
+}
+
+export interface Batch {
+  /** Inputs, B*T tokens row-major (B, T). */
+  x: Int32Array;
+  /** Targets: the same window shifted by one token. */
+  y: Int32Array;
+}
+
+/** Shards of a split: build-nanogpt keeps `[s for s in os.listdir(root) if split in s]`, sorted. */
+export function listShards(dataDir: string, split: 'train' | 'val'): string[] {
+  if (!existsSync(dataDir) || !statSync(dataDir).isDirectory()) {
+    throw new Error(`DataLoaderLite: data dir ${dataDir} does not exist; run \`npm run prepare-data\` or use ensureEmbeddedShards()`);
+  }
+  const all = readdirSync(dataDir);
+  if (all.length === 0) {
+    throw new Error(`DataLoaderLite: data dir ${dataDir} is empty; run \`npm run prepare-data -- --out-dir ${dataDir}\``);
+  }
+  // Only finished .npy files: a shard being written is a hidden temp file that also contains the split name.
+  const shards = all.filter((s) => s.includes(split) && s.endsWith('.npy') && !s.startsWith('.')).sort();
+  if (shards.length === 0) {
+    throw new Error(`DataLoaderLite: no shards found for split ${split} in ${dataDir} (expected files like *_${split}_000000.npy)`);
+  }
+  return shards.map((s) => join(dataDir, s));
+}
+
+export class DataLoaderLite {
+  readonly B: number;
+  readonly T: number;
+  readonly processRank: number;
+  readonly numProcesses: number;
+  readonly shards: string[];
+  private readonly vocabSize: number | undefined;
+  private tokens: Uint16Array | Int32Array = new Int32Array(0);
+  private _currentShard = 0;
+  private _currentPosition = 0;
+
+  constructor(opts: DataLoaderOptions) {
+    this.B = opts.B;
+    this.T = opts.T;
+    this.processRank = opts.processRank ?? 0;
+    this.numProcesses = opts.numProcesses ?? 1;
+    this.vocabSize = opts.vocabSize;
+    for (const [k, v] of [['B', this.B], ['T', this.T], ['numProcesses', this.numProcesses]] as const) {
+      if (!Number.isInteger(v) || v < 1) throw new Error(`DataLoaderLite: ${k} must be a positive integer, got ${v}`);
+    }
+    if (!Number.isInteger(this.processRank) || this.processRank < 0 || this.processRank >= this.numProcesses) {
+      throw new Error(`DataLoaderLite: processRank must be in [0, ${this.numProcesses}), got ${this.processRank}`);
+    }
+    this.shards = listShards(opts.dataDir, opts.split);
+    opts.log?.(`found ${this.shards.length} shards for split ${opts.split}`);
+    this.reset();
+  }
+
+  get currentShard(): number {
+    return this._currentShard;
+  }
+  get currentPosition(): number {
+    return this._currentPosition;
+  }
+
+  reset(): void {
+    this._currentShard = 0;
+    this.tokens = this.load(this.shards[0]!);
+    this._currentPosition = this.B * this.T * this.processRank;
+  }
+
+  /** Next (x, y) window; x = buf[:-1], y = buf[1:] with buf = tokens[pos : pos + B*T + 1]. */
+  nextBatch(): Batch {
+    const n = this.B * this.T;
+    const pos = this._currentPosition;
+    const x = new Int32Array(n);
+    const y = new Int32Array(n);
+    const t = this.tokens;
+    for (let i = 0; i < n; i++) {
+      x[i] = t[pos + i]!;
+      y[i] = t[pos + i + 1]!;
+    }
+    this._currentPosition += n * this.numProcesses;
+    // If loading the next batch would be out of bounds, advance to the next shard.
+    if (this._currentPosition + (n * this.numProcesses + 1) > t.length) {
+      this._currentShard = (this._currentShard + 1) % this.shards.length;
+      this.tokens = this.load(this.shards[this._currentShard]!);
+      this._currentPosition = n * this.processRank;
+    }
+    return { x, y };
+  }
+
+  private load(path: string): Uint16Array | Int32Array {
+    const tokens = readTokens(path);
+    // build-nanogpt would hand torch a short buffer and fail in .view(B, T); say why instead.
+    const need = this.B * this.T * this.processRank + this.B * this.T + 1;
+    if (tokens.length < need) {
+      throw new Error(
+        `DataLoaderLite: ${path} has ${tokens.length} tokens, too few for one batch of B*T=${this.B * this.T} ` +
+          `(+1) at rank ${this.processRank} (needs ${need}); use smaller B or T, or bigger shards`,
+      );
+    }
+    if (this.vocabSize !== undefined) {
+      for (let i = 0; i < tokens.length; i++) {
+        const v = tokens[i]!;
+        if (v >= this.vocabSize || v < 0) {
+          throw new Error(`DataLoaderLite: ${path} holds token ${v} at index ${i}, outside the vocabulary [0, ${this.vocabSize}); was it made with another tokenizer?`);
+        }
+      }
+    }
+    return tokens;
+  }
+}

@@ -1,0 +1,171 @@
+// The two document sources behind prepare-data: FineWeb-Edu parquet files from the Hub
+// (fineweb.py's load_dataset("HuggingFaceFW/fineweb-edu", name="sample-10BT")) and the
+// nlp-corpus npm package for an offline run. Both give texts in a fixed order.
+import { readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
+import { downloadHubFile, listHubFiles, type HubFile, type HubOptions } from './hub.js';
+import { ProgressBar } from './progress.js';
+import type { DocumentSource } from './shards.js';
+
+/**
+ * Texts of the `text` column of one parquet file, read one row group at a time so memory stays
+ * bounded by the largest row group. The first `skip` rows are passed over (whole row groups
+ * without reading them).
+ */
+export async function* parquetTexts(path: string, skip = 0, column = 'text'): AsyncGenerator<string, void, undefined> {
+  const file = await asyncBufferFromFile(path);
+  const metadata = await parquetMetadataAsync(file);
+  const names = metadata.schema.slice(1).map((s) => s.name);
+  if (!names.includes(column)) {
+    throw new Error(`parquet: ${path} has no '${column}' column (columns: ${names.join(', ')})`);
+  }
+  let rowStart = 0;
+  for (const rg of metadata.row_groups) {
+    const n = Number(rg.num_rows);
+    if (skip >= n) {
+      skip -= n;
+      rowStart += n;
+      continue;
+    }
+    const rows = await parquetReadObjects({ file, metadata, columns: [column], rowStart, rowEnd: rowStart + n, compressors });
+    for (let i = skip; i < rows.length; i++) {
+      const text: unknown = rows[i]![column];
+      if (typeof text !== 'string') {
+        throw new Error(`parquet: ${path} row ${rowStart + i} has a ${text === null ? 'null' : typeof text} '${column}', expected a string`);
+      }
+      yield text;
+    }
+    skip = 0;
+    rowStart += n;
+  }
+}
+
+/** Rows in a parquet file, from its footer alone. */
+export async function parquetRowCount(path: string): Promise<number> {
+  const metadata = await parquetMetadataAsync(await asyncBufferFromFile(path));
+  return Number(metadata.num_rows);
+}
+
+export interface FineWebOptions extends HubOptions {
+  /** Where the parquet files are kept (they are reused by a rerun). */
+  cacheDir: string;
+  /** Default "HuggingFaceFW/fineweb-edu". */
+  repo?: string;
+  /** Default "main". */
+  revision?: string;
+  /** Folder of the config's parquet files; default "sample/10BT" (config sample-10BT). */
+  path?: string;
+  /** Use only the first N files (sorted by path). */
+  maxFiles?: number;
+  /** Download progress bars; default true. */
+  progress?: boolean;
+  stream?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+}
+
+/**
+ * FineWeb-Edu sample-10BT as fineweb.py streams it: its parquet files in path order, rows in
+ * file order. Files are downloaded when first needed (the next one in the background while
+ * the current one is tokenized) and kept in cacheDir.
+ */
+export class FineWebEduSource implements DocumentSource {
+  readonly name = 'edufineweb';
+  readonly identity: string;
+  private readonly repo: string;
+  private readonly revision: string;
+  private readonly path: string;
+
+  constructor(private readonly opts: FineWebOptions) {
+    this.repo = opts.repo ?? 'HuggingFaceFW/fineweb-edu';
+    this.revision = opts.revision ?? 'main';
+    this.path = opts.path ?? 'sample/10BT';
+    this.identity = `hf:${this.repo}@${this.revision}/${this.path}${opts.maxFiles !== undefined ? ` (first ${opts.maxFiles} files)` : ''}`;
+  }
+
+  async listFiles(): Promise<HubFile[]> {
+    const all = (await listHubFiles(this.repo, this.revision, this.path, this.opts)).filter((f) => f.path.endsWith('.parquet'));
+    if (all.length === 0) throw new Error(`fineweb: no .parquet files under ${this.repo}@${this.revision}/${this.path}`);
+    return this.opts.maxFiles !== undefined ? all.slice(0, this.opts.maxFiles) : all;
+  }
+
+  /** The file in the foreground gets a bar; one fetched in the background would fight over the line. */
+  private download(f: HubFile, foreground: boolean): Promise<string> {
+    const stream = this.opts.stream ?? process.stderr;
+    const bar = this.opts.progress === false || !foreground ? undefined : new ProgressBar({ label: `download ${f.path.split('/').pop()}`, total: f.size, unit: 'bytes', stream });
+    return downloadHubFile(this.repo, this.revision, f, this.opts.cacheDir, {
+      ...this.opts,
+      log: this.opts.log ?? ((m) => stream.write(m + '\n')),
+      onProgress: (b) => bar?.update(b),
+    }).then((p) => {
+      bar?.done();
+      return p;
+    });
+  }
+
+  async *documents(skip: number): AsyncGenerator<string, void, undefined> {
+    const files = await this.listFiles();
+    let pending: Promise<string> | undefined = this.download(files[0]!, true);
+    for (let i = 0; i < files.length; i++) {
+      const local = await pending!;
+      pending = i + 1 < files.length ? this.download(files[i + 1]!, false) : undefined;
+      // An unobserved rejection would crash the process before we get to await it.
+      pending?.catch(() => {});
+      if (skip > 0) {
+        const rows = await parquetRowCount(local);
+        if (skip >= rows) {
+          skip -= rows;
+          continue;
+        }
+      }
+      yield* parquetTexts(local, skip);
+      skip = 0;
+    }
+  }
+}
+
+/** The sentences of the npm package nlp-corpus (100 files of ~1000), each one a document. */
+export class EmbeddedCorpusSource implements DocumentSource {
+  readonly name = 'embedded';
+  readonly identity: string;
+  private readonly dir: string;
+
+  constructor() {
+    // nlp-corpus's own all() reads builds/doc-0..99.json; read them directly so the order is
+    // explicit and the files can be read lazily.
+    const req = createRequire(import.meta.url);
+    const main = req.resolve('nlp-corpus');
+    this.dir = join(dirname(main), '..', '..', 'builds');
+    const pkg = JSON.parse(readFileSync(join(dirname(main), '..', '..', 'package.json'), 'utf8')) as { version: string };
+    this.identity = `npm:nlp-corpus@${pkg.version}`;
+  }
+
+  /** builds/doc-N.json in numeric order of N. */
+  files(): string[] {
+    return readdirSync(this.dir)
+      .filter((f) => /^doc-\d+\.json$/.test(f))
+      .sort((a, b) => Number(a.slice(4, -5)) - Number(b.slice(4, -5)))
+      .map((f) => join(this.dir, f));
+  }
+
+  /** Total characters, cheap to know before tokenizing (used to pick a shard size). */
+  totalChars(): number {
+    let n = 0;
+    for (const f of this.files()) for (const s of JSON.parse(readFileSync(f, 'utf8')) as string[]) n += s.length;
+    return n;
+  }
+
+  async *documents(skip: number): AsyncGenerator<string, void, undefined> {
+    for (const f of this.files()) {
+      const sentences = JSON.parse(readFileSync(f, 'utf8')) as unknown;
+      if (!Array.isArray(sentences)) throw new Error(`embedded: ${f} is not a JSON array of sentences`);
+      if (skip >= sentences.length) {
+        skip -= sentences.length;
+        continue;
+      }
+      for (let i = skip; i < sentences.length; i++) yield String(sentences[i]);
+      skip = 0;
+    }
+  }
+}
