@@ -87,6 +87,23 @@ export class DataLoaderLite {
     this._currentPosition = this.B * this.T * this.processRank;
   }
 
+  /** Where the loader stands, for checkpoints (restore() continues from exactly here). */
+  state(): { shard: number; position: number } {
+    return { shard: this._currentShard, position: this._currentPosition };
+  }
+
+  restore(state: { shard: number; position: number }): void {
+    if (!Number.isInteger(state.shard) || state.shard < 0 || state.shard >= this.shards.length) {
+      throw new Error(`DataLoaderLite.restore: shard ${state.shard} is out of range (${this.shards.length} shards); the data dir changed since the checkpoint`);
+    }
+    this._currentShard = state.shard;
+    this.tokens = this.load(this.shards[state.shard]!);
+    if (!Number.isInteger(state.position) || state.position < 0 || state.position + this.B * this.T + 1 > this.tokens.length) {
+      throw new Error(`DataLoaderLite.restore: position ${state.position} does not fit shard ${this.shards[state.shard]} (${this.tokens.length} tokens)`);
+    }
+    this._currentPosition = state.position;
+  }
+
   /** Next (x, y) window; x = buf[:-1], y = buf[1:] with buf = tokens[pos : pos + B*T + 1]. */
   nextBatch(): Batch {
     const n = this.B * this.T;
