@@ -164,7 +164,8 @@ export function embedding(idx: Tensor, weight: Tensor): Tensor {
 
 /** x @ weight^T + bias with weight [out, in] as torch.nn.Linear stores it. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  const y = ops.matmulT(x, weight, false, true);
+  // a 1-D input [in] is one row, as in torch: [in] -> [out]
+  const y = x.ndim === 1 ? ops.squeeze(ops.matmulT(ops.unsqueeze(x, 0), weight, false, true), 0) : ops.matmulT(x, weight, false, true);
   return bias ? ops.add(y, bias) : y;
 }
 
