@@ -1,6 +1,6 @@
 // Public surface of the data module: npy token files, the GPT-2 tokenizer, fineweb.py-style sharding,
 // Hub downloads, DataLoaderLite and progress bars. Nothing here imports the tensor engine.
-export { encodeNpy, decodeNpy, readNpy, writeNpy, readTokens, parseNpyHeader, type NpyDtype, type NpyData, type NpyHeader } from './npy.js';
+export { npyHeader, encodeNpy, decodeNpy, readNpy, writeNpy, readTokens, parseNpyHeader, type NpyDtype, type NpyData, type NpyHeader } from './npy.js';
 export { EOT, GPT2_VOCAB_SIZE, GPT2_SPLIT_PATTERN, Gpt2Tokenizer, Gpt2StreamDecoder, gpt2Tokenizer } from './tokenizer.js';
 export { tokenizeDocuments, type TokenizedBatch, type TokenizeOptions } from './tokenize-pool.js';
 export { writeShards, shardFileName, type DocumentSource, type WriteShardsOptions, type ShardSummary } from './shards.js';

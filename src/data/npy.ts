@@ -1,7 +1,7 @@
 // .npy reader and writer for 1-D integer token arrays, byte-compatible with numpy's np.save
 // (numpy/lib/format.py: header v1.0, GROWTH_AXIS_MAX_DIGITS spare spaces, 64-byte alignment).
 import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from './fsutil.js';
+import { writeChunksAtomic } from './fsutil.js';
 
 /** Integer dtypes a token file may hold. fineweb.py writes uint16; int32/int64 are accepted on read. */
 export type NpyDtype = 'uint16' | 'int32' | 'int64';
@@ -21,42 +21,49 @@ function dtypeOf(data: NpyData): NpyDtype {
 }
 
 /**
- * The bytes np.save writes for a 1-D little-endian array. Follows _write_array_header:
- * keys sorted, repr() of values, spare spaces for the length to grow, then spaces and
- * a newline so that magic + version + length + header is a multiple of 64. Note numpy's
- * padding is 64 - (len % 64), i.e. a full 64 when already aligned; copied as is.
+ * The header np.save writes before a 1-D little-endian array of `length` elements. Follows
+ * _write_array_header: keys sorted, repr() of values, spare spaces for the length to grow, then
+ * spaces and a newline so that magic + version + length + header is a multiple of 64. numpy pads
+ * by 64 - (len % 64), i.e. a full 64 when already aligned; copied as is.
  */
-export function encodeNpy(data: NpyData): Uint8Array {
-  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
-    throw new Error('npy.encodeNpy: this host is big-endian; token files are little-endian (<u2)');
-  }
-  const dtype = dtypeOf(data);
-  const n = data.length;
-  let header = `{'descr': '${DESCR[dtype]}', 'fortran_order': False, 'shape': (${n},), }`;
-  header += ' '.repeat(GROWTH_AXIS_MAX_DIGITS - String(n).length);
+export function npyHeader(dtype: NpyDtype, length: number): Uint8Array {
+  if (!Number.isSafeInteger(length) || length < 0) throw new Error(`npy.npyHeader: length must be a non-negative integer, got ${length}`);
+  let header = `{'descr': '${DESCR[dtype]}', 'fortran_order': False, 'shape': (${length},), }`;
+  header += ' '.repeat(Math.max(0, GROWTH_AXIS_MAX_DIGITS - String(length).length));
   const hlen = header.length + 1; // + '\n'
   const padlen = ARRAY_ALIGN - ((MAGIC.length + 2 + 2 + hlen) % ARRAY_ALIGN);
   const headerLen = hlen + padlen;
-  if (headerLen > 0xffff) throw new Error(`npy.encodeNpy: header of ${headerLen} bytes does not fit format 1.0`);
-  const prefix = MAGIC.length + 4;
-  const out = new Uint8Array(prefix + headerLen + data.byteLength);
+  const out = new Uint8Array(MAGIC.length + 4 + headerLen);
   out.set(MAGIC, 0);
   out[6] = 1; // major version
   out[7] = 0; // minor version
   out[8] = headerLen & 0xff; // little-endian uint16 length (struct '<H')
   out[9] = headerLen >> 8;
-  let p = prefix;
-  for (let i = 0; i < header.length; i++) out[p++] = header.charCodeAt(i); // header is pure ASCII
+  let p = MAGIC.length + 4;
+  for (let i = 0; i < header.length; i++) out[p++] = header.charCodeAt(i); // pure ASCII
   out.fill(0x20, p, p + padlen);
-  p += padlen;
-  out[p++] = 0x0a;
-  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), p);
+  out[out.length - 1] = 0x0a;
+  return out;
+}
+
+/** The bytes of np.save(f, data) for a 1-D array. */
+export function encodeNpy(data: NpyData): Uint8Array {
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+    throw new Error('npy.encodeNpy: this host is big-endian; token files are little-endian (<u2)');
+  }
+  const header = npyHeader(dtypeOf(data), data.length);
+  const out = new Uint8Array(header.length + data.byteLength);
+  out.set(header, 0);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), header.length);
   return out;
 }
 
 /** np.save(path, data) for a 1-D array, written to a temp file then renamed into place. */
 export function writeNpy(path: string, data: NpyData): void {
-  writeFileAtomic(path, encodeNpy(data));
+  if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) {
+    throw new Error('npy.writeNpy: this host is big-endian; token files are little-endian (<u2)');
+  }
+  writeChunksAtomic(path, [npyHeader(dtypeOf(data), data.length), new Uint8Array(data.buffer, data.byteOffset, data.byteLength)]);
 }
 
 export interface NpyHeader {
