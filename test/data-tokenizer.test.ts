@@ -1,0 +1,104 @@
+// GPT-2 tokenizer against tiktoken: token ids from test/fixtures/tok_gpt2_golden.json, made by
+// make_tokenizer_fixture.mjs with OpenAI's tiktoken (WASM), never by the code under test.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { describe, expect, test } from 'vitest';
+import { encode as stockEncode } from 'gpt-tokenizer/encoding/r50k_base';
+import { EOT, gpt2Tokenizer } from '../src/data/tokenizer.js';
+import { tokenizeDocuments } from '../src/data/tokenize-pool.js';
+
+interface Golden {
+  cases: { text: string; tokens: number[] }[];
+  tokenBytes: Record<string, string>;
+}
+const golden = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'tok_gpt2_golden.json'), 'utf8')) as Golden;
+const tok = gpt2Tokenizer();
+
+describe('gpt2 tokenizer', () => {
+  test('encode_ordinary equals tiktoken on every fixture text (tricky, random and corpus)', () => {
+    expect(golden.cases.length).toBeGreaterThan(500);
+    const wrong = golden.cases.filter((c) => JSON.stringify(tok.encodeOrdinary(c.text)) !== JSON.stringify(c.tokens));
+    expect(wrong.map((c) => c.text)).toEqual([]);
+  });
+
+  test('the fixture catches the JavaScript \\s pitfall: stock gpt-tokenizer gets U+0085/U+FEFF cases wrong', () => {
+    // gpt-tokenizer's own r50k regex uses \s, which matches U+FEFF and misses U+0085.
+    const stockWrong = golden.cases.filter(
+      (c) => JSON.stringify(stockEncode(c.text, { disallowedSpecial: new Set() })) !== JSON.stringify(c.tokens),
+    );
+    expect(stockWrong.length).toBeGreaterThanOrEqual(3);
+    expect(stockWrong.every((c) => /[\u0085\ufeff]/.test(c.text))).toBe(true);
+    const mine = golden.cases.find((c) => c.text.startsWith('space then NEL'))!;
+    expect(stockWrong).toContain(mine);
+    expect(tok.encodeOrdinary(mine.text)).toEqual(mine.tokens);
+  });
+
+  test('"<|endoftext|>" inside a document is ordinary text; encodeDocument puts 50256 first', () => {
+    const c = golden.cases.find((x) => x.text === 'literal <|endoftext|> inside a document')!;
+    expect(c.tokens).not.toContain(EOT);
+    expect(Array.from(tok.encodeDocument(c.text))).toEqual([50256, ...c.tokens]);
+    const start = golden.cases.find((x) => x.text === '<|endoftext|> at the start')!;
+    expect(tok.encodeOrdinary(start.text)).toEqual(start.tokens);
+    expect(Array.from(tok.encodeDocument(''))).toEqual([50256]);
+  });
+
+  test('token bytes and decode equal tiktoken', () => {
+    for (const [t, hex] of Object.entries(golden.tokenBytes)) {
+      expect(Buffer.from(tok.tokenBytes(Number(t))).toString('hex'), `token ${t}`).toBe(hex);
+    }
+    for (const c of golden.cases) expect(tok.decode(c.tokens)).toBe(c.text);
+    expect(() => tok.decode([50257])).toThrow(/token 50257 is outside the GPT-2 vocabulary/);
+  });
+
+  test('stream decoder: text split into single tokens comes out whole, emoji split across tokens included', () => {
+    for (const c of golden.cases) {
+      const d = tok.streamDecoder();
+      let out = '';
+      for (const t of c.tokens) out += d.push(t);
+      out += d.flush();
+      expect(out).toBe(c.text);
+    }
+    // 12859 is the first two bytes of a 3-byte character: nothing may come out until it completes.
+    const d = tok.streamDecoder();
+    const emoji = golden.cases.find((c) => c.text === 'end with emoji 🤖')!.tokens;
+    const parts = emoji.map((t) => d.push(t));
+    expect(parts.join('')).toBe('end with emoji 🤖');
+    expect(parts.some((p) => p === '')).toBe(true); // at least one token held back a partial character
+    // An unfinished character at the end becomes U+FFFD, like tiktoken decode(errors="replace").
+    const e = tok.streamDecoder();
+    expect(e.push(12859)).toBe('');
+    expect(e.flush()).toBe('\ufffd');
+    // Independent decoders do not share state.
+    const a = tok.streamDecoder();
+    const b = tok.streamDecoder();
+    a.push(12859);
+    expect(b.push(220)).toBe(' ');
+  });
+
+  test('worker threads (1 and 2) and this thread give identical documents, in order', async () => {
+    const docs = golden.cases.map((c) => c.text);
+    const expected = docs.map((d) => [EOT, ...golden.cases.find((c) => c.text === d)!.tokens]);
+    for (const workers of [0, 1, 2]) {
+      const got: number[][] = [];
+      for await (const b of tokenizeDocuments(docs, { workers, batchDocs: 7 })) {
+        let off = 0;
+        for (const len of b.docLens) {
+          got.push(Array.from(b.tokens.subarray(off, off + len)));
+          off += len;
+        }
+        expect(off).toBe(b.tokens.length);
+      }
+      expect(got, `workers=${workers}`).toEqual(expected);
+    }
+  });
+
+  test('decode(encode(s)) === s for arbitrary unicode strings (fast-check, seed 7)', () => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (s) => {
+        expect(tok.decode(tok.encodeOrdinary(s))).toBe(s);
+      }),
+      { seed: 7, numRuns: 300 },
+    );
+  });
+});
