@@ -278,6 +278,8 @@ describe('hostile files give SafetensorsError naming the file and the problem', 
     ['trailing bytes', () => rawFile(`{"a":${T('F32', [1], [0, 4])}}`, new Uint8Array(12)), 'offsets', /cover 4 bytes but the data region is 12/],
     ['duplicate tensor name', () => rawFile(`{"a":${T('F32', [1], [0, 4])},"a":${T('F32', [1], [4, 8])}}`, new Uint8Array(8)), 'header-json', /key "a" more than once/],
     ['duplicate name via escapes', () => rawFile(`{"a":${T('F32', [1], [0, 4])},"\\u0061":${T('F32', [1], [4, 8])}}`, new Uint8Array(8)), 'header-json', /"a" more than once/],
+    ['deeply nested entry', () => rawFile(`{"a":${'['.repeat(20000)}${']'.repeat(20000)}}`), 'header-entry', /must be an object \{dtype, shape, data_offsets\}, got a deeply nested array|got \[\[\[/],
+    ['huge name is cut short in the message', () => rawFile(`{${JSON.stringify('n'.repeat(100000))}:5}`), 'header-entry', /tensor "n{117}\.\.\.": header entry/],
     ['duplicate field inside an entry', () => rawFile('{"a":{"dtype":"F32","dtype":"F64","shape":[1],"data_offsets":[0,4]}}', new Uint8Array(4)), 'header-json', /"dtype" more than once/],
   ];
   for (const [label, make, kind, pattern] of cases) {

@@ -113,6 +113,24 @@ function assertLittleEndianHost(file: string): void {
   if (endianness() !== 'LE') throw new SafetensorsError(file, 'io', 'big-endian hosts are not supported (safetensors data is little-endian; typed arrays would need a byte swap)');
 }
 
+/** A short, never-throwing rendering of an untrusted JSON value for error messages (deep or huge
+ *  values would overflow JSON.stringify's recursion or bloat the message). */
+function brief(v: unknown): string {
+  let s: string | undefined;
+  try {
+    s = JSON.stringify(v);
+  } catch {
+    s = undefined;
+  }
+  if (s === undefined) return Array.isArray(v) ? 'a deeply nested array' : typeof v;
+  return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+}
+
+/** A tensor name quoted for a message, cut short if a hostile file made it huge. */
+function q(name: string): string {
+  return JSON.stringify(name.length > 120 ? `${name.slice(0, 117)}...` : name);
+}
+
 function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
@@ -181,7 +199,7 @@ function parseHeader(file: string, text: string, bufferLength: number): { entrie
   }
   if (!isPlainObject(parsed)) throw new SafetensorsError(file, 'header-json', `header must be a JSON object, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);
   const dup = findDuplicateKey(text);
-  if (dup !== null) throw new SafetensorsError(file, 'header-json', `header has the key ${JSON.stringify(dup)} more than once (ambiguous; JSON.parse would silently keep the last)`);
+  if (dup !== null) throw new SafetensorsError(file, 'header-json', `header has the key ${q(dup)} more than once (ambiguous; JSON.parse would silently keep the last)`);
 
   let metadata: Record<string, string> = {};
   const entries: Entry[] = [];
@@ -192,21 +210,21 @@ function parseHeader(file: string, text: string, bufferLength: number): { entrie
       const pairs: [string, string][] = [];
       for (const k of Object.keys(v)) {
         const s = v[k];
-        if (typeof s !== 'string') throw new SafetensorsError(file, 'header-entry', `__metadata__[${JSON.stringify(k)}] must be a string, got ${JSON.stringify(s)}`);
+        if (typeof s !== 'string') throw new SafetensorsError(file, 'header-entry', `__metadata__[${JSON.stringify(k)}] must be a string, got ${brief(s)}`);
         pairs.push([k, s]);
       }
       metadata = Object.fromEntries(pairs);
       continue;
     }
-    const where = `tensor ${JSON.stringify(name)}`;
-    if (!isPlainObject(v)) throw new SafetensorsError(file, 'header-entry', `${where}: header entry must be an object {dtype, shape, data_offsets}, got ${JSON.stringify(v)}`);
+    const where = `tensor ${q(name)}`;
+    if (!isPlainObject(v)) throw new SafetensorsError(file, 'header-entry', `${where}: header entry must be an object {dtype, shape, data_offsets}, got ${brief(v)}`);
     const { dtype, shape, data_offsets: offs } = v;
-    if (!isSafetensorsDtype(dtype)) throw new SafetensorsError(file, 'dtype', `${where}: unknown dtype ${JSON.stringify(dtype)} (supported: ${SAFETENSORS_DTYPES.join(', ')})`);
+    if (!isSafetensorsDtype(dtype)) throw new SafetensorsError(file, 'dtype', `${where}: unknown dtype ${brief(dtype)} (supported: ${SAFETENSORS_DTYPES.join(', ')})`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-      throw new SafetensorsError(file, 'shape', `${where}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+      throw new SafetensorsError(file, 'shape', `${where}: shape must be an array of non-negative integers, got ${brief(shape)}`);
     }
     if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-      throw new SafetensorsError(file, 'offsets', `${where}: data_offsets must be [begin, end] with non-negative integers, got ${JSON.stringify(offs)}`);
+      throw new SafetensorsError(file, 'offsets', `${where}: data_offsets must be [begin, end] with non-negative integers, got ${brief(offs)}`);
     }
     const [begin, end] = offs as [number, number];
     if (end < begin) throw new SafetensorsError(file, 'offsets', `${where}: data_offsets [${begin}, ${end}] end before begin`);
@@ -226,10 +244,10 @@ function parseHeader(file: string, text: string, bufferLength: number): { entrie
   let prev = '(start of data)';
   for (const e of sorted) {
     const [b] = e.dataOffsets;
-    if (b < pos) throw new SafetensorsError(file, 'offsets', `tensor ${JSON.stringify(e.name)} at [${e.dataOffsets.join(', ')}] overlaps ${prev} which ends at ${pos}`);
-    if (b > pos) throw new SafetensorsError(file, 'offsets', `the data has a hole of ${b - pos} bytes at [${pos}, ${b}) before tensor ${JSON.stringify(e.name)} (the spec forbids holes)`);
+    if (b < pos) throw new SafetensorsError(file, 'offsets', `tensor ${q(e.name)} at [${e.dataOffsets.join(', ')}] overlaps ${prev} which ends at ${pos}`);
+    if (b > pos) throw new SafetensorsError(file, 'offsets', `the data has a hole of ${b - pos} bytes at [${pos}, ${b}) before tensor ${q(e.name)} (the spec forbids holes)`);
     pos = e.dataOffsets[1];
-    prev = `tensor ${JSON.stringify(e.name)}`;
+    prev = `tensor ${q(e.name)}`;
   }
   if (pos !== bufferLength) {
     throw new SafetensorsError(file, 'offsets', `tensors cover ${pos} bytes but the data region is ${bufferLength} bytes (the last offset must be the end of the file)`);
@@ -305,7 +323,7 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
 
     const get = (name: string): Entry => {
       const e = byName.get(name);
-      if (!e) throw new SafetensorsError(path, 'not-found', `no tensor named ${JSON.stringify(name)} (the file has ${byName.size} tensors${byName.size ? `, e.g. ${JSON.stringify(entries[0]!.name)}` : ''})`);
+      if (!e) throw new SafetensorsError(path, 'not-found', `no tensor named ${q(name)} (the file has ${byName.size} tensors${byName.size ? `, e.g. ${q(entries[0]!.name)}` : ''})`);
       return e;
     };
     const read = async (name: string): Promise<SafetensorsTensor> => {
@@ -368,10 +386,10 @@ function float16Table(): Float32Array {
   return f16Table;
 }
 
-/** A floating tensor as float32 (F32 copied; F64 rounded to nearest; F16/BF16 decoded exactly). */
+/** A floating tensor as float32: F32 returned as is (not copied), F64 rounded to nearest, F16/BF16 decoded exactly. */
 export function toFloat32(t: SafetensorsTensor, what = 'tensor'): Float32Array {
   switch (t.dtype) {
-    case 'F32': return t.data.slice();
+    case 'F32': return t.data; // no copy: callers own what read() returned
     case 'F64': return Float32Array.from(t.data);
     case 'F16': {
       const table = float16Table();

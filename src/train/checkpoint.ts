@@ -4,7 +4,7 @@
 // Each file is written to a temp file and renamed; the sidecar goes last, so a checkpoint is complete exactly
 // when its sidecar exists, and a crash mid-save leaves the previous checkpoint the latest complete one.
 
-import { readdir, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { openSafetensors, readSafetensors, toFloat32, writeSafetensors, type SafetensorsTensorInput } from '../data/safetensors.js';
 import {
@@ -58,7 +58,7 @@ export function checkpointPaths(outDir: string, step: number, withOptimizer: boo
   };
 }
 
-/** Save a complete checkpoint for `step` in `outDir` (which must exist); returns the paths written. */
+/** Save a complete checkpoint for `step` in `outDir` (created if needed); returns the paths written. */
 export async function saveCheckpoint(outDir: string, step: number, state: CheckpointState): Promise<CheckpointPaths> {
   if (!Number.isSafeInteger(step) || step < 0) throw new Error(`saveCheckpoint(${outDir}): step must be a non-negative integer, got ${step}`);
   const meta = state.meta ?? {};
@@ -67,6 +67,11 @@ export async function saveCheckpoint(outDir: string, step: number, state: Checkp
   const withOpt = state.optimizerState !== undefined && state.optimizerState.size > 0;
   const paths = checkpointPaths(outDir, step, withOpt);
 
+  try {
+    await mkdir(outDir, { recursive: true });
+  } catch (e) {
+    throw new Error(`saveCheckpoint(${outDir}): cannot create the output directory: ${(e as Error).message}`, { cause: e });
+  }
   // Overwriting a step: drop its sidecar first so the half-replaced files never look complete.
   await unlink(paths.sidecar).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
   await writeHfGpt2Safetensors(paths.model, state.config, state.weights, {
