@@ -1,0 +1,77 @@
+// The gpu backend's kernels executed by gpu.js in `cpu` mode: gpu.js parses each kernel
+// function and runs its translated JavaScript over host Float32Arrays. This is how CI
+// (no GPU) tests the exact kernel sources that WebGPU runs.
+
+import type { KernelSpec } from './kernels.js';
+import type { DeviceBuffer, KernelArg, Runner } from './runner.js';
+import type { GpuJsModule } from './gpujs.js';
+
+class HostBuffer implements DeviceBuffer {
+  constructor(readonly data: Float32Array) {}
+  get length(): number { return this.data.length; }
+}
+
+type CpuKernel = (...args: unknown[]) => unknown;
+
+/** Flatten gpu.js's nested result (Float32Array rows inside arrays) into `out`. */
+function flattenInto(v: unknown, out: Float32Array, at: number): number {
+  if (v instanceof Float32Array) { out.set(v, at); return at + v.length; }
+  if (Array.isArray(v)) { for (const e of v) at = flattenInto(e, out, at); return at; }
+  throw new Error(`gpu backend (cpu mode): unexpected kernel result ${String(v)}`);
+}
+
+export class CpuRunner implements Runner {
+  readonly mode = 'cpu' as const;
+  readonly maxBindingElements = 2 ** 31 - 1;
+  private readonly gpu: { createKernel(fn: unknown, settings: object): CpuKernel };
+  // gpu.js's cpu mode bakes each Input argument's dims into the compiled JavaScript (with
+  // `dynamicArguments` it would index by the OUTPUT dims instead), so a kernel is compiled
+  // per (kernel, output dims, argument dims); tests use few shapes, so the cache stays small.
+  private readonly cache = new Map<string, CpuKernel>();
+
+  constructor(private readonly gpujs: GpuJsModule) {
+    this.gpu = new gpujs.GPU({ mode: 'cpu' }) as unknown as { createKernel(fn: unknown, settings: object): CpuKernel };
+  }
+
+  upload(data: Float32Array): DeviceBuffer { return new HostBuffer(data); }
+  read(buf: DeviceBuffer, size: number): Promise<Float32Array> {
+    return Promise.resolve((buf as HostBuffer).data.slice(0, size));
+  }
+  release(_buf: DeviceBuffer): void { /* garbage collected */ }
+  flush(): void { /* eager */ }
+
+  run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[]): DeviceBuffer {
+    const total = out.reduce((a, b) => a * b, 1);
+    if (total === 0) return new HostBuffer(new Float32Array(0));
+    const callArgs: unknown[] = [];
+    const keyParts: string[] = [spec.name, out.join('x')];
+    args.forEach((a, i) => {
+      if (typeof a === 'number') { callArgs.push(a); return; }
+      const rank = spec.argRanks[i]!;
+      if (a.dims.length !== rank) throw new Error(`gpu backend: ${spec.name} argument ${i} needs ${rank} dims, got [${a.dims.join(', ')}]`);
+      const want = a.dims.reduce((p, q) => p * q, 1);
+      let data = (a.buf as HostBuffer).data;
+      // gpu.js's Input must be exactly its declared size; declared dims may round past the end
+      if (data.length !== want) { const d = new Float32Array(want); d.set(data.subarray(0, Math.min(want, data.length))); data = d; }
+      callArgs.push(new this.gpujs.Input(data, [...a.dims]));
+      keyParts.push(a.dims.join('x'));
+    });
+    const key = keyParts.join('|');
+    let k = this.cache.get(key);
+    if (!k) {
+      if (this.cache.size > 256) this.cache.clear();
+      k = this.gpu.createKernel(spec.fn, {
+        output: [...out],
+        argumentTypes: [...spec.argTypes],
+        loopMaxIterations: 2 ** 31 - 1,
+        tactic: 'precision',
+      });
+      this.cache.set(key, k);
+    }
+    const res = k(...callArgs);
+    if (spec.rank === 1) return new HostBuffer(res instanceof Float32Array ? res : Float32Array.from(res as ArrayLike<number>));
+    const flat = new Float32Array(total);
+    flattenInto(res, flat, 0);
+    return new HostBuffer(flat);
+  }
+}

@@ -1,0 +1,577 @@
+// The gpu backend's kernels as gpu.js kernel functions: the same source runs in gpu.js's
+// `cpu` mode (how CI tests it) and is translated by gpu.js to WGSL for WebGPU.
+//
+// How these functions are written, and why:
+// - gpu.js parses `fn.toString()`, so a kernel is plain JavaScript: no closures, no helpers
+//   from this module, numbers only. Each spec below fixes the argument types and the
+//   output rank (gpu.js builds one shader per rank).
+// - gpu.js's WGSL translator declares every named variable as f32 (its "int initializers
+//   decay to float" rule); only for-loop counters, `this.thread.*`, Integer arguments and
+//   expressions built from them inline stay i32. An f32 holds integers exactly only up to
+//   2^24 = 16,777,216, and GPT-2's tensors are larger (logits: 824M elements). So every
+//   index that can be large is written INLINE from thread ids, loop counters and Integer
+//   arguments, and multi-dimensional access `x[z][y][x]` is used so gpu.js's accessor does
+//   the flattening `x + X * (y + Y * z)` in i32 with the dims the host declares for that
+//   argument. Named variables hold values (and small indices) only.
+// - Each loop has its own counter name: the translator hoists counters to function scope.
+// - Ops are selected by an Integer argument: the branch is uniform across the dispatch, so
+//   it costs nothing next to the memory traffic and keeps the number of shaders small.
+
+/** What gpu.js puts on `this` inside a kernel. */
+export interface KernelThis {
+  thread: { x: number; y: number; z: number };
+}
+// The shapes in which kernels index their array arguments (gpu.js arrays are nested on the host).
+type A1 = number[];
+type A2 = number[][];
+type A3 = number[][][];
+
+export type ArgType = 'Input' | 'Integer' | 'Float';
+
+export interface KernelSpec {
+  readonly name: string;
+  /** The kernel function (its source is what gpu.js compiles). */
+  readonly fn: (...args: never[]) => number;
+  readonly argTypes: readonly ArgType[];
+  /** Rank each array argument is indexed with (1: a[i], 2: a[y][x], 3: a[z][y][x]); 0 for scalars. */
+  readonly argRanks: readonly number[];
+  /** Output rank: 1 ([x]) or 3 ([x, y, z]). */
+  readonly rank: 1 | 3;
+}
+
+function spec(name: string, fn: (...args: never[]) => number, argTypes: ArgType[], argRanks: number[], rank: 1 | 3): KernelSpec {
+  if (argTypes.length !== argRanks.length) throw new Error(`kernel spec ${name}: ${argTypes.length} types, ${argRanks.length} ranks`);
+  return { name, fn, argTypes, argRanks, rank };
+}
+
+// ---- op codes (shared by the host side and the kernels) --------------------------------
+export const UNARY_CODES = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, relu: 5, abs: 6, step: 7, gelu: 8, geluGrad: 9 } as const;
+export const BINARY_CODES = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, max: 5, min: 6, gt: 7, lt: 8, eq: 9 } as const;
+export const CAST_CODES = { copy: 0, f16ToF32: 1, bf16ToF32: 2, f32ToF16: 3, f32ToBf16: 4, trunc: 5 } as const;
+
+// ---- fill ------------------------------------------------------------------------------
+function fillK(this: KernelThis, value: number): number {
+  return value;
+}
+
+// ---- elementwise -----------------------------------------------------------------------
+function unaryK(this: KernelThis, a: A1, op: number): number {
+  const v = a[this.thread.x]!;
+  if (op === 0) return -v;
+  if (op === 1) return Math.exp(v);
+  if (op === 2) return Math.log(v);
+  if (op === 3) return Math.sqrt(v);
+  if (op === 4) {
+    // clamped: tanh(15) is 1 in float32, and some GPU tanh overflow to NaN past ~44
+    return Math.tanh(Math.min(Math.max(v, -15.0), 15.0));
+  }
+  if (op === 5) return Math.max(v, 0.0);
+  if (op === 6) return Math.abs(v);
+  if (op === 7) {
+    if (v > 0.0) return 1.0;
+    return 0.0;
+  }
+  // GPT-2's GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  const u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+  const t = Math.tanh(Math.min(Math.max(u, -15.0), 15.0));
+  if (op === 8) return 0.5 * v * (1.0 + t);
+  const du = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * v * v);
+  return 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du;
+}
+
+/**
+ * a (op) b for the binary ops; the one place both broadcasting kernels share the
+ * formulas is this body, repeated because a gpu.js kernel cannot call module functions
+ * without registering them (and registered functions are one more thing to translate).
+ */
+function binary1K(this: KernelThis, a: A1, b: A1, af: number, bf: number, op: number): number {
+  const x = a[this.thread.x * af]!;
+  const y = b[this.thread.x * bf]!;
+  if (op === 0) return x + y;
+  if (op === 1) return x - y;
+  if (op === 2) return x * y;
+  if (op === 3) return x / y;
+  if (op === 4) {
+    // WGSL pow is exp2(y log2 x): undefined for x < 0, so take |x| and put the sign of
+    // an odd integer power back (JS Math.pow(-2, 3) = -8)
+    if (y === 0.0) return 1.0;
+    const r = Math.pow(Math.abs(x), y);
+    if (x < 0.0) {
+      if (Math.floor(y) === y) {
+        if (y - 2.0 * Math.floor(y / 2.0) === 1.0) return -r;
+        return r;
+      }
+      return Math.sqrt(-1.0 - r * 0.0);
+    }
+    return r;
+  }
+  if (op === 5) return Math.max(x, y);
+  if (op === 6) return Math.min(x, y);
+  if (op === 7) {
+    if (x > y) return 1.0;
+    return 0.0;
+  }
+  if (op === 8) {
+    if (x < y) return 1.0;
+    return 0.0;
+  }
+  if (x === y) return 1.0;
+  return 0.0;
+}
+
+/** Broadcast over a (collapsed) 3-d output: a flag of 0 pins that axis of an input to 0. */
+function binary3K(this: KernelThis, a: A3, b: A3, ax: number, ay: number, az: number,
+  bx: number, by: number, bz: number, op: number): number {
+  const x = a[this.thread.z * az]![this.thread.y * ay]![this.thread.x * ax]!;
+  const y = b[this.thread.z * bz]![this.thread.y * by]![this.thread.x * bx]!;
+  if (op === 0) return x + y;
+  if (op === 1) return x - y;
+  if (op === 2) return x * y;
+  if (op === 3) return x / y;
+  if (op === 4) {
+    if (y === 0.0) return 1.0;
+    const r = Math.pow(Math.abs(x), y);
+    if (x < 0.0) {
+      if (Math.floor(y) === y) {
+        if (y - 2.0 * Math.floor(y / 2.0) === 1.0) return -r;
+        return r;
+      }
+      return Math.sqrt(-1.0 - r * 0.0);
+    }
+    return r;
+  }
+  if (op === 5) return Math.max(x, y);
+  if (op === 6) return Math.min(x, y);
+  if (op === 7) {
+    if (x > y) return 1.0;
+    return 0.0;
+  }
+  if (op === 8) {
+    if (x < y) return 1.0;
+    return 0.0;
+  }
+  if (x === y) return 1.0;
+  return 0.0;
+}
+
+function where1K(this: KernelThis, c: A1, a: A1, b: A1, cf: number, af: number, bf: number): number {
+  if (c[this.thread.x * cf]! !== 0.0) return a[this.thread.x * af]!;
+  return b[this.thread.x * bf]!;
+}
+
+function where3K(this: KernelThis, c: A3, a: A3, b: A3, cx: number, cy: number, cz: number,
+  ax: number, ay: number, az: number, bx: number, by: number, bz: number): number {
+  if (c[this.thread.z * cz]![this.thread.y * cy]![this.thread.x * cx]! !== 0.0) {
+    return a[this.thread.z * az]![this.thread.y * ay]![this.thread.x * ax]!;
+  }
+  return b[this.thread.z * bz]![this.thread.y * by]![this.thread.x * bx]!;
+}
+
+/**
+ * Dtype conversion. float16/bfloat16 live on the GPU as their 16-bit patterns stored in
+ * f32 (0..65535 is exact), so encoding and decoding are arithmetic on those numbers:
+ * powers of two by repeated doubling (exact, unlike a pow() built from exp2/log2).
+ */
+function castK(this: KernelThis, a: A1, mode: number): number {
+  const v = a[this.thread.x]!;
+  if (mode === 0) return v;
+  if (mode === 5) {
+    if (v < 0.0) return Math.ceil(v);
+    return Math.floor(v);
+  }
+  if (mode === 1 || mode === 2) {
+    // decode: sign | exponent | mantissa
+    let hs = 1.0;
+    let h = v;
+    if (h >= 32768.0) {
+      hs = -1.0;
+      h = h - 32768.0;
+    }
+    let mbits = 1024.0;
+    let emax = 31.0;
+    let bias = 15.0;
+    if (mode === 2) {
+      mbits = 128.0;
+      emax = 255.0;
+      bias = 127.0;
+    }
+    const e = Math.floor(h / mbits);
+    const m = h - e * mbits;
+    if (e === emax) {
+      if (m > 0.0) return Math.sqrt(-1.0 - m * 0.0); // NaN
+      return hs * 3.4028234663852886e38 * 2.0; // +-inf
+    }
+    // value = (e == 0 ? m / mbits : 1 + m / mbits) * 2^(max(e, 1) - bias)
+    let frac = m / mbits;
+    let ee = e;
+    if (e === 0.0) ee = 1.0;
+    else frac = frac + 1.0;
+    let p = frac;
+    for (let i1 = 0; i1 < 300; i1++) {
+      if (ee - bias > i1) p = p * 2.0;
+    }
+    for (let i2 = 0; i2 < 300; i2++) {
+      if (bias - ee > i2) p = p * 0.5;
+    }
+    return hs * p;
+  }
+  // encode float32 -> half bits, round to nearest even
+  if (v !== v) {
+    if (mode === 3) return 32256.0; // 0x7e00
+    return 32704.0; // 0x7fc0
+  }
+  let sign = 0.0;
+  let x = v;
+  if (x < 0.0 || 1.0 / x < 0.0) {
+    sign = 32768.0;
+    x = -x;
+  }
+  let mb = 1024.0;
+  let bias2 = 15.0;
+  let infBits = 31744.0; // 0x7c00
+  if (mode === 4) {
+    mb = 128.0;
+    bias2 = 127.0;
+    infBits = 32640.0; // 0x7f80
+  }
+  if (x > 3.4028234663852886e38) return sign + infBits;
+  if (x === 0.0) return sign;
+  // exponent e with 2^e <= x < 2^(e+1), by halving/doubling (exact)
+  let e2 = 0.0;
+  let y = x;
+  for (let i3 = 0; i3 < 300; i3++) {
+    if (y >= 2.0) {
+      y = y * 0.5;
+      e2 = e2 + 1.0;
+    }
+  }
+  for (let i4 = 0; i4 < 300; i4++) {
+    if (y < 1.0) {
+      y = y * 2.0;
+      e2 = e2 - 1.0;
+    }
+  }
+  // normal: mantissa = (y - 1) * mb; subnormal (e2 < 1 - bias): scale to the fixed grid
+  let q = (y - 1.0) * mb;
+  let ebits = e2 + bias2;
+  if (ebits < 1.0) {
+    // x / 2^(1 - bias - log2(mb)) : y * 2^(e2 - (1 - bias)) * mb
+    q = y * mb;
+    for (let i5 = 0; i5 < 300; i5++) {
+      if (1.0 - bias2 - e2 > i5) q = q * 0.5;
+    }
+    ebits = 0.0;
+  }
+  let r = Math.floor(q);
+  const d = q - r;
+  if (d > 0.5 || (d === 0.5 && r - 2.0 * Math.floor(r / 2.0) === 1.0)) r = r + 1.0;
+  // a mantissa carry (r == mb) correctly bumps the exponent: bits = ebits * mb + r
+  const bits = ebits * mb + r;
+  if (bits >= infBits) return sign + infBits;
+  return sign + bits;
+}
+
+// ---- reductions ------------------------------------------------------------------------
+/**
+ * x viewed as [outer, size, inner] (declared dims [inner, size, outer]); thread (i, g, o)
+ * reduces rows g*chunk .. min(size, (g+1)*chunk) - 1: one pass when chunk >= size, or
+ * partials that the host reduces again (so a long reduction is spread over many threads).
+ */
+function reduceK(this: KernelThis, x: A3, size: number, chunk: number, op: number): number {
+  let acc = 0.0;
+  if (op === 1) acc = x[this.thread.z]![this.thread.y * chunk]![this.thread.x]!;
+  for (let j = 0; j < chunk; j++) {
+    if (this.thread.y * chunk + j < size) {
+      const v = x[this.thread.z]![this.thread.y * chunk + j]![this.thread.x]!;
+      if (op === 0) acc = acc + v;
+      else if (v > acc) acc = v;
+    }
+  }
+  return acc;
+}
+
+/** Partial sums of squares: thread g sums x[g*chunk .. ] (x declared [chunk, groups] 2-d). */
+function sumSquaresK(this: KernelThis, x: A2, n: number, chunk: number): number {
+  let acc = 0.0;
+  for (let j = 0; j < chunk; j++) {
+    if (this.thread.x * chunk + j < n) {
+      const v = x[this.thread.x]![j]!;
+      acc = acc + v * v;
+    }
+  }
+  return acc;
+}
+
+// ---- matmul (the portable version; WebGPU uses the tiled WGSL kernel in wgsl.ts) ---------
+// out [n, m, batch]; a and b declared with dims so that a[b][row][col] flattens in i32.
+function matmulNNK(this: KernelThis, a: A3, b: A3, k: number, fa: number, fb: number): number {
+  let acc = 0.0;
+  for (let q = 0; q < k; q++) {
+    acc = acc + a[this.thread.z * fa]![this.thread.y]![q]! * b[this.thread.z * fb]![q]![this.thread.x]!;
+  }
+  return acc;
+}
+function matmulTNK(this: KernelThis, a: A3, b: A3, k: number, fa: number, fb: number): number {
+  let acc = 0.0;
+  for (let q = 0; q < k; q++) {
+    acc = acc + a[this.thread.z * fa]![q]![this.thread.y]! * b[this.thread.z * fb]![q]![this.thread.x]!;
+  }
+  return acc;
+}
+function matmulNTK(this: KernelThis, a: A3, b: A3, k: number, fa: number, fb: number): number {
+  let acc = 0.0;
+  for (let q = 0; q < k; q++) {
+    acc = acc + a[this.thread.z * fa]![this.thread.y]![q]! * b[this.thread.z * fb]![this.thread.x]![q]!;
+  }
+  return acc;
+}
+function matmulTTK(this: KernelThis, a: A3, b: A3, k: number, fa: number, fb: number): number {
+  let acc = 0.0;
+  for (let q = 0; q < k; q++) {
+    acc = acc + a[this.thread.z * fa]![q]![this.thread.y]! * b[this.thread.z * fb]![this.thread.x]![q]!;
+  }
+  return acc;
+}
+
+// ---- movement --------------------------------------------------------------------------
+/**
+ * out[z][y][x] = x[off + z*sz + y*sy + x*sx] through the accessor: x is declared with
+ * dims [DX, DY] chosen on the host so that DX = sy and DX*DY = sz (fy/fz pin an axis with
+ * stride 0), which keeps the whole index in i32.
+ */
+function strided3K(this: KernelThis, a: A3, sx: number, off: number, fy: number, fz: number): number {
+  return a[this.thread.z * fz]![this.thread.y * fy]![this.thread.x * sx + off]!;
+}
+
+/**
+ * The general strided gather for up to 6 collapsed dims, index arithmetic in f32 (exact
+ * below 2^24; the host refuses larger inputs with an error naming the shapes).
+ */
+function stridedNK(this: KernelThis, a: A1, off: number,
+  s0: number, s1: number, s2: number, s3: number, s4: number, s5: number,
+  t0: number, t1: number, t2: number, t3: number, t4: number, t5: number): number {
+  let rest = this.thread.x;
+  let idx = off;
+  const c5 = rest - Math.floor(rest / s5) * s5;
+  rest = Math.floor(rest / s5);
+  idx = idx + c5 * t5;
+  const c4 = rest - Math.floor(rest / s4) * s4;
+  rest = Math.floor(rest / s4);
+  idx = idx + c4 * t4;
+  const c3 = rest - Math.floor(rest / s3) * s3;
+  rest = Math.floor(rest / s3);
+  idx = idx + c3 * t3;
+  const c2 = rest - Math.floor(rest / s2) * s2;
+  rest = Math.floor(rest / s2);
+  idx = idx + c2 * t2;
+  const c1 = rest - Math.floor(rest / s1) * s1;
+  rest = Math.floor(rest / s1);
+  idx = idx + c1 * t1;
+  const c0 = rest - Math.floor(rest / s0) * s0;
+  idx = idx + c0 * t0;
+  return a[idx]!;
+}
+
+/** Zero padding of one axis of x viewed as [outer, len, inner] (x declared [inner, len, outer]). */
+function padAxisK(this: KernelThis, a: A3, before: number, len: number): number {
+  if (this.thread.y < before || this.thread.y >= before + len) return 0.0;
+  return a[this.thread.z]![this.thread.y - before]![this.thread.x]!;
+}
+
+// ---- indexing --------------------------------------------------------------------------
+/** out [cols, n]: table[idx[r]][c]; table declared [cols, rows]. */
+function gatherRowsK(this: KernelThis, table: A2, idx: A1): number {
+  return table[idx[this.thread.y]!]![this.thread.x]!;
+}
+
+/**
+ * out [cols, rows]: row v sums its own segment of src rows. The host sorted the n indices
+ * (it holds them: they come from the data loader), so perm lists source rows grouped by
+ * destination and offs[v] .. offs[v+1] is row v's segment: O(rows*cols + n*cols) work,
+ * not the O(rows*n*cols) of every output row scanning every index.
+ */
+function scatterAddRowsK(this: KernelThis, src: A2, perm: A1, offs: A1): number {
+  const st = offs[this.thread.y]!;
+  const cnt = offs[this.thread.y + 1]! - st;
+  let acc = 0.0;
+  for (let j = 0; j < cnt; j++) {
+    acc = acc + src[perm[st + j]!]![this.thread.x]!;
+  }
+  return acc;
+}
+
+/** out [rows]: x[r][idx[r]]; x declared [cols, rows]. */
+function pickLastK(this: KernelThis, x: A2, idx: A1): number {
+  return x[this.thread.x]![idx[this.thread.x]!]!;
+}
+
+/** out [cols, rows]: g[r] where c == idx[r], else 0. */
+function scatterLastK(this: KernelThis, g: A1, idx: A1): number {
+  if (this.thread.x === idx[this.thread.y]!) return g[this.thread.y]!;
+  return 0.0;
+}
+
+// ---- fused: row statistics, softmax family, cross-entropy, layernorm, AdamW -------------
+/**
+ * Per-row max (mode 0) or logsumexp (mode 1) of x [rows, cols] (declared [cols, rows]);
+ * one thread per row, max subtracted before exp so large logits cannot overflow.
+ */
+function rowStatK(this: KernelThis, x: A2, cols: number, mode: number): number {
+  let mx = x[this.thread.x]![0]!;
+  for (let j = 1; j < cols; j++) mx = Math.max(mx, x[this.thread.x]![j]!);
+  if (mode === 0) return mx;
+  let s = 0.0;
+  for (let j2 = 0; j2 < cols; j2++) s = s + Math.exp(x[this.thread.x]![j2]! - mx);
+  return mx + Math.log(s);
+}
+
+/** exp(x - lse[row]) (mode 0: softmax) or x - lse[row] (mode 1: logSoftmax); out [cols, rows]. */
+function softmaxApplyK(this: KernelThis, x: A2, lse: A1, mode: number): number {
+  const d = x[this.thread.y]![this.thread.x]! - lse[this.thread.y]!;
+  if (mode === 0) return Math.exp(d);
+  return d;
+}
+
+/** Per row: sum(gy * y) (mode 0, softmax backward) or sum(gy) (mode 1, logSoftmax backward). */
+function rowDotK(this: KernelThis, y: A2, gy: A2, cols: number, mode: number): number {
+  let s = 0.0;
+  for (let j = 0; j < cols; j++) {
+    if (mode === 0) s = s + gy[this.thread.x]![j]! * y[this.thread.x]![j]!;
+    else s = s + gy[this.thread.x]![j]!;
+  }
+  return s;
+}
+
+/** softmax: y * (gy - dot); logSoftmax: gy - exp(y) * dot. out [cols, rows]. */
+function softmaxBackK(this: KernelThis, y: A2, gy: A2, dot: A1, mode: number): number {
+  const yv = y[this.thread.y]![this.thread.x]!;
+  const g = gy[this.thread.y]![this.thread.x]!;
+  if (mode === 0) return yv * (g - dot[this.thread.y]!);
+  return g - Math.exp(yv) * dot[this.thread.y]!;
+}
+
+/** Cross-entropy per row: lse[r] - x[r][target[r]]. */
+function ceLossK(this: KernelThis, x: A2, lse: A1, tgt: A1): number {
+  return lse[this.thread.x]! - x[this.thread.x]![tgt[this.thread.x]!]!;
+}
+
+/** glogits [cols, rows] = gloss[r] * (exp(x - lse[r]) - (c == target[r])). */
+function ceBackK(this: KernelThis, x: A2, lse: A1, tgt: A1, gl: A1): number {
+  let p = Math.exp(x[this.thread.y]![this.thread.x]! - lse[this.thread.y]!);
+  if (this.thread.x === tgt[this.thread.y]!) p = p - 1.0;
+  return gl[this.thread.y]! * p;
+}
+
+/** Per-row mean (mode 0) or rstd = 1/sqrt(var + eps) given the mean (mode 1), two-pass. */
+function lnStatK(this: KernelThis, x: A2, mean: A1, cols: number, eps: number, mode: number): number {
+  let s = 0.0;
+  if (mode === 0) {
+    for (let j = 0; j < cols; j++) s = s + x[this.thread.x]![j]!;
+    return s / cols;
+  }
+  const mu = mean[this.thread.x]!;
+  for (let j2 = 0; j2 < cols; j2++) {
+    const d = x[this.thread.x]![j2]! - mu;
+    s = s + d * d;
+  }
+  return 1.0 / Math.sqrt(s / cols + eps);
+}
+
+/** y [cols, rows] = (x - mean) * rstd * w + b. */
+function lnApplyK(this: KernelThis, x: A2, mean: A1, rstd: A1, w: A1, b: A1): number {
+  return (x[this.thread.y]![this.thread.x]! - mean[this.thread.y]!) * rstd[this.thread.y]! * w[this.thread.x]! + b[this.thread.x]!;
+}
+
+/**
+ * Per-row sums for the layernorm backward: mode 0: sum(gy * w), mode 1: sum(gy * w * xhat).
+ */
+function lnBackStatK(this: KernelThis, x: A2, mean: A1, rstd: A1, w: A1, gy: A2, cols: number, mode: number): number {
+  let s = 0.0;
+  const mu = mean[this.thread.x]!;
+  const rs = rstd[this.thread.x]!;
+  for (let j = 0; j < cols; j++) {
+    const g = gy[this.thread.x]![j]! * w[j]!;
+    if (mode === 0) s = s + g;
+    else s = s + g * (x[this.thread.x]![j]! - mu) * rs;
+  }
+  return s;
+}
+
+/** gx [cols, rows] = rstd * (gy*w - mean(gy*w) - xhat * mean(gy*w*xhat)). */
+function lnBackApplyK(this: KernelThis, x: A2, mean: A1, rstd: A1, w: A1, gy: A2, s1: A1, s2: A1, cols: number): number {
+  const rs = rstd[this.thread.y]!;
+  const xhat = (x[this.thread.y]![this.thread.x]! - mean[this.thread.y]!) * rs;
+  const g = gy[this.thread.y]![this.thread.x]! * w[this.thread.x]!;
+  return rs * (g - s1[this.thread.y]! / cols - xhat * s2[this.thread.y]! / cols);
+}
+
+/** Column sums for gw (mode 1: gy * xhat) and gb (mode 0: gy); out [cols]. */
+function lnBackColK(this: KernelThis, x: A2, mean: A1, rstd: A1, gy: A2, rows: number, mode: number): number {
+  let s = 0.0;
+  for (let r = 0; r < rows; r++) {
+    const g = gy[r]![this.thread.x]!;
+    if (mode === 0) s = s + g;
+    else s = s + g * (x[r]![this.thread.x]! - mean[r]!) * rstd[r]!;
+  }
+  return s;
+}
+
+/** AdamW moments: mode 0: m = b1 m + (1-b1) g; mode 1: v = b2 v + (1-b2) g^2. */
+function adamMomentK(this: KernelThis, mv: A1, g: A1, beta: number, mode: number): number {
+  const gv = g[this.thread.x]!;
+  if (mode === 0) return beta * mv[this.thread.x]! + (1.0 - beta) * gv;
+  return beta * mv[this.thread.x]! + (1.0 - beta) * gv * gv;
+}
+
+/** AdamW step as torch.optim.AdamW: decoupled decay, then the bias-corrected Adam update. */
+function adamParamK(this: KernelThis, p: A1, m: A1, v: A1, lr: number, wd: number, bc1: number, bc2: number, eps: number): number {
+  const pv = p[this.thread.x]! * (1.0 - lr * wd);
+  const mhat = m[this.thread.x]! / bc1;
+  const vhat = v[this.thread.x]! / bc2;
+  return pv - lr * mhat / (Math.sqrt(vhat) + eps);
+}
+
+/** p * s[0]: scaling by a 1-element storage (gradient clipping without a host round trip). */
+function scaleByK(this: KernelThis, x: A1, s: A1): number {
+  return x[this.thread.x]! * s[0]!;
+}
+
+const I = 'Input', N = 'Integer', F = 'Float';
+export const KERNELS = {
+  fill: spec('fill', fillK, [F], [0], 1),
+  unary: spec('unary', unaryK, [I, N], [1, 0], 1),
+  binary1: spec('binary1', binary1K, [I, I, N, N, N], [1, 1, 0, 0, 0], 1),
+  binary3: spec('binary3', binary3K, [I, I, N, N, N, N, N, N, N], [3, 3, 0, 0, 0, 0, 0, 0, 0], 3),
+  where1: spec('where1', where1K, [I, I, I, N, N, N], [1, 1, 1, 0, 0, 0], 1),
+  where3: spec('where3', where3K, [I, I, I, N, N, N, N, N, N, N, N, N], [3, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0], 3),
+  cast: spec('cast', castK, [I, N], [1, 0], 1),
+  reduce: spec('reduce', reduceK, [I, N, N, N], [3, 0, 0, 0], 3),
+  sumSquares: spec('sumSquares', sumSquaresK, [I, N, N], [2, 0, 0], 1),
+  matmulNN: spec('matmulNN', matmulNNK, [I, I, N, N, N], [3, 3, 0, 0, 0], 3),
+  matmulTN: spec('matmulTN', matmulTNK, [I, I, N, N, N], [3, 3, 0, 0, 0], 3),
+  matmulNT: spec('matmulNT', matmulNTK, [I, I, N, N, N], [3, 3, 0, 0, 0], 3),
+  matmulTT: spec('matmulTT', matmulTTK, [I, I, N, N, N], [3, 3, 0, 0, 0], 3),
+  strided3: spec('strided3', strided3K, [I, N, N, N, N], [3, 0, 0, 0, 0], 3),
+  stridedN: spec('stridedN', stridedNK, [I, N, N, N, N, N, N, N, N, N, N, N, N, N], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1),
+  padAxis: spec('padAxis', padAxisK, [I, N, N], [3, 0, 0], 3),
+  gatherRows: spec('gatherRows', gatherRowsK, [I, I], [2, 1], 3),
+  scatterAddRows: spec('scatterAddRows', scatterAddRowsK, [I, I, I], [2, 1, 1], 3),
+  pickLast: spec('pickLast', pickLastK, [I, I], [2, 1], 1),
+  scatterLast: spec('scatterLast', scatterLastK, [I, I], [1, 1], 3),
+  rowStat: spec('rowStat', rowStatK, [I, N, N], [2, 0, 0], 1),
+  softmaxApply: spec('softmaxApply', softmaxApplyK, [I, I, N], [2, 1, 0], 3),
+  rowDot: spec('rowDot', rowDotK, [I, I, N, N], [2, 2, 0, 0], 1),
+  softmaxBack: spec('softmaxBack', softmaxBackK, [I, I, I, N], [2, 2, 1, 0], 3),
+  ceLoss: spec('ceLoss', ceLossK, [I, I, I], [2, 1, 1], 1),
+  ceBack: spec('ceBack', ceBackK, [I, I, I, I], [2, 1, 1, 1], 3),
+  lnStat: spec('lnStat', lnStatK, [I, I, N, F, N], [2, 1, 0, 0, 0], 1),
+  lnApply: spec('lnApply', lnApplyK, [I, I, I, I, I], [2, 1, 1, 1, 1], 3),
+  lnBackStat: spec('lnBackStat', lnBackStatK, [I, I, I, I, I, N, N], [2, 1, 1, 1, 2, 0, 0], 1),
+  lnBackApply: spec('lnBackApply', lnBackApplyK, [I, I, I, I, I, I, I, N], [2, 1, 1, 1, 2, 1, 1, 0], 3),
+  lnBackCol: spec('lnBackCol', lnBackColK, [I, I, I, I, N, N], [2, 1, 1, 2, 0, 0], 1),
+  adamMoment: spec('adamMoment', adamMomentK, [I, I, F, N], [1, 1, 0, 0], 1),
+  adamParam: spec('adamParam', adamParamK, [I, I, I, F, F, F, F, F], [1, 1, 1, 0, 0, 0, 0, 0], 1),
+  scaleBy: spec('scaleBy', scaleByK, [I, I], [1, 1], 1),
+} as const;
+
+export type KernelName = keyof typeof KERNELS;
