@@ -39,8 +39,23 @@ function promote(a: DType, b: DType): DType {
   return 'float32'; // float16 with bfloat16
 }
 
+/**
+ * A number operand as a 0-d tensor. Like torch's wrapped scalars it is a float32 operand for
+ * half tensors (not rounded to half first) and does not widen the result dtype (resultDtype).
+ */
+const wrappedScalars = new WeakSet<Tensor>();
 function scalarLike(x: Tensor, v: number): Tensor {
-  return full([], v, { dtype: x.dtype === 'int32' && !Number.isInteger(v) ? 'float32' : x.dtype, backend: x.backend });
+  const dtype: DType = x.dtype === 'int32' ? (Number.isInteger(v) ? 'int32' : 'float32') : isHalf(x.dtype) ? 'float32' : x.dtype;
+  const s = full([], v, { dtype, backend: x.backend });
+  wrappedScalars.add(s);
+  return s;
+}
+
+/** The dtype of a binary op's result: a wrapped number keeps a float tensor's dtype. */
+function resultDtype(a: Tensor, b: Tensor): DType {
+  if (wrappedScalars.has(b) && a.dtype !== 'int32') return a.dtype;
+  if (wrappedScalars.has(a) && b.dtype !== 'int32') return b.dtype;
+  return promote(a.dtype, b.dtype);
 }
 
 function asTensor(x: Tensor, o: Tensor | number): Tensor {
@@ -104,7 +119,7 @@ function rawUnary(op: UnaryOp, x: Tensor): Tensor {
 function binary(op: BinaryOp, name: string, a: Tensor, b: Tensor): { storage: Storage; shape: number[] } {
   sameBackend(name, [a, b]);
   const shape = broadcastShapes(name, a.shape, b.shape);
-  const dtype = promote(a.dtype, b.dtype);
+  const dtype = resultDtype(a, b);
   const cd: DType = isHalf(dtype) ? 'float32' : dtype;
   const sa = a.dtype === cd ? a.storage : a.backend.cast(a.storage, cd);
   const sb = b.dtype === cd ? b.storage : b.backend.cast(b.storage, cd);
@@ -185,7 +200,7 @@ export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Ten
   const [x, y] = [a, b];
   sameBackend('where', [cond, x, y]);
   const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, x.shape), y.shape);
-  const dtype = promote(x.dtype, y.dtype);
+  const dtype = resultDtype(x, y);
   const cd: DType = isHalf(dtype) ? 'float32' : dtype;
   const be = x.backend;
   const c = cond.dtype === cd ? cond.storage : be.cast(cond.storage, cd);
