@@ -159,7 +159,7 @@ export function embedding(idx: Tensor, weight: Tensor): Tensor {
   checkIndices('embedding', idx, V, 'index');
   const n = idx.size;
   return fromOp('embedding', weight.backend.gatherRows(weight.storage, C, idx.storage, n), [...idx.shape, C], [weight],
-    (g) => [new Tensor(weight.backend.scatterAddRows(g.storage, C, idx.storage, n, V), [V, C], weight.backend)]);
+    (g) => [wrap(weight, weight.backend.scatterAddRows(f32(g), C, idx.storage, n, V), [V, C])]); // half grads add as numbers, in float32
 }
 
 /** x @ weight^T + bias with weight [out, in] as torch.nn.Linear stores it. */
