@@ -1,10 +1,5 @@
 // tapegrad's public API: tensors, the tape, ops, functional (F), nn, optim, data, train.
 
-import { registerBackend } from './tensor/backend.js';
-import { JsBackend } from './tensor/backends/js.js';
-
-registerBackend('js', () => new JsBackend());
-
 export { Tensor, tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, arange, noGrad, isGradEnabled } from './tensor/tensor.js';
 export type { TensorOptions, CreateOptions, NestedArray, TypedData, TapeNode, BackwardFn } from './tensor/tensor.js';
 export { cat, where, matmul } from './tensor/ops.js';

@@ -80,28 +80,17 @@ export class AdamW {
     for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
   }
 
-  /** State as named tensors (by parameter order), for checkpoints. */
-  stateDict(): { step: number[]; expAvg: Tensor[]; expAvgSq: Tensor[] } {
-    const params = this.paramGroups.flatMap((g) => g.params);
-    const out = { step: [] as number[], expAvg: [] as Tensor[], expAvgSq: [] as Tensor[] };
-    for (const p of params) {
-      const st = this.state.get(p) ?? { step: 0, expAvg: zeros(p.shape, { backend: p.backend }), expAvgSq: zeros(p.shape, { backend: p.backend }) };
-      out.step.push(st.step); out.expAvg.push(st.expAvg); out.expAvgSq.push(st.expAvgSq);
-    }
-    return out;
+  /** The state of one parameter (undefined before its first step), for checkpoints. */
+  getState(p: Tensor): { step: number; expAvg: Tensor; expAvgSq: Tensor } | undefined {
+    return this.state.get(p);
   }
 
-  loadStateDict(sd: { step: number[]; expAvg: Tensor[]; expAvgSq: Tensor[] }): void {
-    const params = this.paramGroups.flatMap((g) => g.params);
-    if (sd.step.length !== params.length) {
-      throw new Error(`AdamW.loadStateDict: state for ${sd.step.length} parameters, optimizer has ${params.length}`);
+  /** Restore the state of one parameter (shapes must match). */
+  setState(p: Tensor, st: { step: number; expAvg: Tensor; expAvgSq: Tensor }): void {
+    if (!this.paramGroups.some((g) => g.params.includes(p))) throw new Error('AdamW.setState: the tensor is not one of this optimizer\'s parameters');
+    for (const [name, t] of [['expAvg', st.expAvg], ['expAvgSq', st.expAvgSq]] as const) {
+      if (t.size !== p.size) throw new Error(`AdamW.setState: ${name} has ${t.size} elements, the parameter ${p.size}`);
     }
-    params.forEach((p, i) => {
-      const m = sd.expAvg[i]!, v = sd.expAvgSq[i]!;
-      if (m.size !== p.size || v.size !== p.size) {
-        throw new Error(`AdamW.loadStateDict: state of parameter ${i} has ${m.size} elements, the parameter ${p.size}`);
-      }
-      this.state.set(p, { step: sd.step[i]!, expAvg: ops.reshape(m, p.shape), expAvgSq: ops.reshape(v, p.shape) });
-    });
+    this.state.set(p, { step: st.step, expAvg: ops.reshape(st.expAvg, p.shape), expAvgSq: ops.reshape(st.expAvgSq, p.shape) });
   }
 }

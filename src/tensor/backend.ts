@@ -12,6 +12,7 @@
 // - shapes are plain number arrays; sizes are element counts.
 
 import type { DType, HostArray } from './dtype.js';
+import { JsBackend } from './backends/js.js';
 
 /** A backend's buffer. Its concrete type is the backend's business. */
 export interface Storage {
@@ -145,6 +146,9 @@ let current: Backend | null = null;
 export function registerBackend(name: string, factory: () => Backend): void {
   factories.set(name, factory);
 }
+
+// the reference backend is always there
+registerBackend('js', () => new JsBackend());
 
 export function getBackendByName(name: string): Backend {
   let b = instances.get(name);

@@ -1,0 +1,40 @@
+// The loss curve as a small standalone SVG (train loss per step, val loss per evaluation),
+// rewritten atomically at each evaluation so it can be opened while training runs.
+
+import { renameSync, writeFileSync } from 'node:fs';
+
+export interface CurvePoint { step: number; value: number }
+
+export function lossCurveSvg(train: CurvePoint[], val: CurvePoint[], title = 'loss'): string {
+  const W = 720, H = 420, L = 60, R = 20, T = 30, B = 45;
+  const all = [...train, ...val].filter((p) => Number.isFinite(p.value));
+  const maxStep = Math.max(1, ...all.map((p) => p.step));
+  let lo = Math.min(...all.map((p) => p.value)), hi = Math.max(...all.map((p) => p.value));
+  if (!all.length) { lo = 0; hi = 1; }
+  if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; }
+  const x = (s: number): number => L + (s / maxStep) * (W - L - R);
+  const y = (v: number): number => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  const line = (pts: CurvePoint[]): string => pts.filter((p) => Number.isFinite(p.value))
+    .map((p) => `${x(p.step).toFixed(1)},${y(p.value).toFixed(1)}`).join(' ');
+  const ticks = Array.from({ length: 6 }, (_, i) => lo + ((hi - lo) * i) / 5);
+  const xticks = Array.from({ length: 6 }, (_, i) => Math.round((maxStep * i) / 5));
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">
+<rect width="${W}" height="${H}" fill="white"/>
+<text x="${W / 2}" y="18" text-anchor="middle" font-size="14">${title}</text>
+${ticks.map((v) => `<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${y(v).toFixed(1)}" stroke="#eee"/><text x="${L - 6}" y="${(y(v) + 4).toFixed(1)}" text-anchor="end">${v.toFixed(2)}</text>`).join('\n')}
+${xticks.map((s) => `<text x="${x(s).toFixed(1)}" y="${H - B + 16}" text-anchor="middle">${s}</text>`).join('\n')}
+<text x="${W / 2}" y="${H - 8}" text-anchor="middle">step</text>
+<line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>
+<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="${line(train)}"/>
+<polyline fill="none" stroke="#d62728" stroke-width="2" points="${line(val)}"/>
+${val.map((p) => `<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.value).toFixed(1)}" r="3" fill="#d62728"/>`).join('')}
+<text x="${W - R - 110}" y="${T + 14}" fill="#1f77b4">train loss</text><text x="${W - R - 110}" y="${T + 30}" fill="#d62728">val loss</text>
+</svg>
+`;
+}
+
+export function writeLossCurve(path: string, train: CurvePoint[], val: CurvePoint[]): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, lossCurveSvg(train, val));
+  renameSync(tmp, path);
+}

@@ -1,0 +1,285 @@
+// The training loop of build-nanogpt's train_gpt2.py as a library function: gradient
+// accumulation to a token budget, global-norm clipping, warmup + cosine, periodic validation,
+// samples and checkpoints; one JSON line per step in log.jsonl and a loss-curve SVG.
+
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Tensor, noGrad, tensor } from '../tensor/tensor.js';
+import { manualSeed, Generator } from '../tensor/random.js';
+import * as ops from '../tensor/ops.js';
+import { GPT, GPT_PRESETS, type GPTConfig } from '../nn/gpt.js';
+import { configureOptimizers, clipGradNorm, getLr } from '../optim/index.js';
+import { DataLoaderLite } from '../data/loader.js';
+import { ensureEmbeddedShards } from '../data/embedded.js';
+import { gpt2Tokenizer } from '../data/tokenizer.js';
+import { ProgressBar } from '../data/progress.js';
+import { latestCheckpoint, loadCheckpoint, loadWeights, saveCheckpoint } from './checkpoint.js';
+import type { Weight, WeightMap } from './hf-gpt2.js';
+import { writeLossCurve, type CurvePoint } from './plot.js';
+import { useBackend } from './backend.js';
+
+export interface TrainOptions {
+  /** A GPT_PRESETS name; nLayer, nHead, nEmbd, blockSize, vocabSize override it. */
+  model: string;
+  nLayer?: number; nHead?: number; nEmbd?: number; blockSize?: number; vocabSize?: number;
+  /** An HF GPT-2 directory or one of our checkpoints to start from. */
+  initFrom?: string;
+  /** Directory of *_train_*.npy / *_val_*.npy shards; default: the embedded corpus. */
+  dataDir?: string;
+  batchSize: number;
+  seqLen: number;
+  /** Tokens per optimizer step; a multiple of batchSize * seqLen (the rest is accumulation). */
+  totalBatchSize: number;
+  maxSteps: number;
+  warmupSteps: number;
+  maxLr: number;
+  minLr: number;
+  weightDecay: number;
+  gradClip: number;
+  evalInterval: number;
+  valSteps: number;
+  sampleInterval: number;
+  /** Checkpoint every N steps (and at the last step); 0: only at the last step. */
+  checkpointInterval: number;
+  outDir: string;
+  seed: number;
+  backend: string;
+  threads?: number;
+  resume: boolean;
+  /** Evaluate HellaSwag at each eval interval (path to hellaswag_val.jsonl). */
+  hellaswag?: string;
+  hellaswagLimit?: number;
+  /** Where human lines go (default console.log). */
+  print?: (line: string) => void;
+}
+
+export const TRAIN_DEFAULTS: TrainOptions = {
+  model: 'tiny', batchSize: 8, seqLen: 128, totalBatchSize: 2048, maxSteps: 120, warmupSteps: 12,
+  maxLr: 3e-3, minLr: 3e-4, weightDecay: 0.1, gradClip: 1.0, evalInterval: 40, valSteps: 8,
+  sampleInterval: 60, checkpointInterval: 0, outDir: 'out', seed: 1337, backend: 'auto', resume: false,
+};
+
+export interface TrainResult {
+  steps: number;
+  finalLoss: number;
+  finalValLoss: number | null;
+  tokensPerSec: number;
+  seconds: number;
+}
+
+interface LogStep { step: number; loss: number; lr: number; norm: number; dt_ms: number; tok_per_s: number }
+
+export async function train(o: TrainOptions): Promise<TrainResult> {
+  const print = o.print ?? ((s: string) => console.log(s));
+  const t0 = performance.now();
+  const backend = await useBackend(o.backend, o.threads);
+  print(`backend: ${backend.name}`);
+  mkdirSync(o.outDir, { recursive: true });
+  const logPath = join(o.outDir, 'log.jsonl');
+
+  // ---- model config and starting point ----
+  let startStep = 0;
+  let init: { weights: WeightMap; optimizer?: Map<string, Weight>; meta?: Record<string, unknown> } | null = null;
+  let config: GPTConfig;
+  const resumeFrom = o.resume ? await latestCheckpoint(o.outDir) : null;
+  if (o.resume && !resumeFrom) print(`--resume: no complete checkpoint in ${o.outDir}; starting from scratch`);
+  if (resumeFrom) {
+    const ck = await loadCheckpoint(resumeFrom, { optimizer: true });
+    config = ck.config;
+    startStep = ck.step;
+    init = { weights: ck.weights, optimizer: ck.optimizerState, meta: ck.meta };
+    print(`resuming from ${resumeFrom} (step ${ck.step})`);
+  } else if (o.initFrom) {
+    const lw = await loadWeights(o.initFrom, { padVocabTo: o.vocabSize ?? GPT_PRESETS[o.model]?.vocabSize });
+    config = lw.config;
+    init = { weights: lw.weights };
+    print(`initialised from ${lw.path} (${lw.source})`);
+  } else {
+    const preset = GPT_PRESETS[o.model];
+    if (!preset) throw new Error(`--model ${o.model}: unknown preset; choose one of ${Object.keys(GPT_PRESETS).join(', ')}`);
+    config = {
+      nLayer: o.nLayer ?? preset.nLayer, nHead: o.nHead ?? preset.nHead, nEmbd: o.nEmbd ?? preset.nEmbd,
+      blockSize: o.blockSize ?? preset.blockSize, vocabSize: o.vocabSize ?? preset.vocabSize,
+    };
+  }
+
+  const B = o.batchSize, T = o.seqLen;
+  if (T > config.blockSize) {
+    throw new Error(`--seq-len ${T} is longer than the model's block size ${config.blockSize}; use --seq-len <= ${config.blockSize} or --block-size >= ${T}`);
+  }
+  if (o.totalBatchSize % (B * T) !== 0) {
+    throw new Error(`--total-batch-size ${o.totalBatchSize} must be divisible by --batch-size * --seq-len = ${B * T}`);
+  }
+  const gradAccumSteps = o.totalBatchSize / (B * T);
+  print(`total desired batch size: ${o.totalBatchSize} => calculated gradient accumulation steps: ${gradAccumSteps}`);
+
+  // ---- data ----
+  const dataDir = o.dataDir ?? await ensureEmbeddedShards();
+  const trainLoader = new DataLoaderLite({ dataDir, B, T, processRank: 0, numProcesses: 1, split: 'train', vocabSize: config.vocabSize });
+  const valLoader = new DataLoaderLite({ dataDir, B, T, processRank: 0, numProcesses: 1, split: 'val', vocabSize: config.vocabSize });
+
+  // ---- model and optimizer ----
+  manualSeed(o.seed);
+  const model = new GPT(config);
+  if (init) loadInto(model, init.weights);
+  print(`model: ${config.nLayer} layers, ${config.nHead} heads, ${config.nEmbd} embd, block ${config.blockSize}, vocab ${config.vocabSize} — ${(model.numParameters() / 1e6).toFixed(2)}M parameters`);
+  const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
+  const named = model.namedParameters();
+  if (init?.optimizer?.size) {
+    const step = Number(init.meta?.optimizer_step ?? startStep);
+    for (const [n, p] of named) {
+      optimizer.setState(p, { step, expAvg: stateTensor(init.optimizer, `${n}.exp_avg`, p), expAvgSq: stateTensor(init.optimizer, `${n}.exp_avg_sq`, p) });
+    }
+  }
+  const loaderState = init?.meta?.train_loader as { shard: number; position: number } | undefined;
+  if (resumeFrom && loaderState) trainLoader.restore(loaderState);
+
+  const tok = gpt2Tokenizer();
+  const trainCurve: CurvePoint[] = [], valCurve: CurvePoint[] = [];
+  if (resumeFrom && existsSync(logPath)) {
+    // keep what was logged up to the checkpoint; steps after it will be redone
+    const kept: string[] = [];
+    for (const line of readFileSync(logPath, 'utf8').split('\n')) {
+      if (!line.trim()) continue;
+      const r = JSON.parse(line) as { step: number; loss?: number; val_loss?: number };
+      if (r.loss !== undefined ? r.step >= startStep : r.step > startStep) continue;
+      kept.push(line);
+      if (r.loss !== undefined) trainCurve.push({ step: r.step, value: r.loss });
+      if (r.val_loss !== undefined) valCurve.push({ step: r.step, value: r.val_loss });
+    }
+    writeFileAtomicSync(logPath, kept.map((l) => l + '\n').join(''));
+  } else {
+    writeFileAtomicSync(logPath, ''); // a fresh run starts a fresh log
+  }
+  const log = (obj: object): void => appendFileSync(logPath, JSON.stringify(obj) + '\n');
+
+  let lastVal: number | null = null;
+  let lastLoss = NaN, lastTokPerSec = 0;
+  let lastGoodCheckpoint: string | null = resumeFrom;
+  const params = model.parameters();
+  for (let step = startStep; step < o.maxSteps; step++) {
+    const lastStep = step === o.maxSteps - 1;
+
+    // ---- validation (and checkpoint) ----
+    if ((o.evalInterval > 0 && step % o.evalInterval === 0) || lastStep) {
+      if (!(resumeFrom && step === startStep)) {
+        lastVal = await evaluate(model, valLoader, o.valSteps, B, T);
+        print(`validation loss: ${lastVal.toFixed(4)}`);
+        log({ step, val_loss: lastVal });
+        valCurve.push({ step, value: lastVal });
+        writeLossCurve(join(o.outDir, 'loss.svg'), trainCurve, valCurve);
+        if (o.hellaswag) {
+          const { evaluateHellaswag } = await import('./hellaswag.js');
+          const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print });
+          print(`HellaSwag accuracy: ${r.accNorm.toFixed(4)} (${r.numCorrectNorm}/${r.n})`);
+          log({ step, hella: r.accNorm });
+        }
+      }
+      const ckptDue = step > startStep && ((o.checkpointInterval > 0 && step % o.checkpointInterval === 0) || lastStep);
+      if (ckptDue) {
+        lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, lastVal, trainLoader.state());
+        print(`saved checkpoint ${lastGoodCheckpoint}`);
+      }
+    }
+    // ---- samples ----
+    if (o.sampleInterval > 0 && ((step > 0 && step % o.sampleInterval === 0) || lastStep)) {
+      await printSamples(model, tok, print);
+    }
+
+    // ---- one optimisation step ----
+    const s0 = performance.now();
+    model.train();
+    optimizer.zeroGrad();
+    let lossAccum: Tensor | null = null;
+    for (let micro = 0; micro < gradAccumSteps; micro++) {
+      const { x, y } = trainLoader.nextBatch();
+      const xt = tensor(x, { shape: [B, T] }), yt = tensor(y, { shape: [B, T] });
+      // the loss is scaled so accumulated gradients equal those of one big batch (mean, not sum)
+      const loss = ops.div(model.forward(xt, yt).loss!, gradAccumSteps);
+      lossAccum = noGrad(() => (lossAccum ? ops.add(lossAccum, loss.detach()) : loss.detach()));
+      loss.backward();
+    }
+    const normT = clipGradNorm(params, o.gradClip);
+    const lr = getLr(step, { maxLr: o.maxLr, minLr: o.minLr, warmupSteps: o.warmupSteps, maxSteps: o.maxSteps });
+    optimizer.setLr(lr);
+    optimizer.step();
+    // the only readbacks of the step: the logged loss and norm
+    const [lossV, normV] = [(await lossAccum!.data())[0]!, (await normT.data())[0]!];
+    const dt = performance.now() - s0;
+    const tokPerSec = (B * T * gradAccumSteps) / (dt / 1000);
+    if (!Number.isFinite(lossV)) {
+      throw new Error(`loss is ${lossV} at step ${step}; stopping. ` +
+        (lastGoodCheckpoint ? `The last good checkpoint is ${lastGoodCheckpoint} (resume with --resume). ` : 'No checkpoint was written yet. ') +
+        'Try a lower --max-lr or --grad-clip.');
+    }
+    lastLoss = lossV; lastTokPerSec = tokPerSec;
+    print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}`);
+    const rec: LogStep = { step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec };
+    log(rec);
+    trainCurve.push({ step, value: lossV });
+  }
+  writeLossCurve(join(o.outDir, 'loss.svg'), trainCurve, valCurve);
+  return { steps: o.maxSteps - startStep, finalLoss: lastLoss, finalValLoss: lastVal, tokensPerSec: lastTokPerSec, seconds: (performance.now() - t0) / 1000 };
+}
+
+function writeFileAtomicSync(path: string, text: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+function loadInto(model: GPT, weights: WeightMap): void {
+  const sd = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, w] of weights) sd.set(name, w);
+  if (!sd.has('lm_head.weight') && sd.has('transformer.wte.weight')) sd.set('lm_head.weight', sd.get('transformer.wte.weight')!);
+  model.loadStateDict(sd);
+}
+
+function stateTensor(state: Map<string, Weight>, name: string, p: Tensor): Tensor {
+  const w = state.get(name);
+  if (!w) throw new Error(`resume: optimizer state '${name}' is missing from the checkpoint`);
+  return tensor(w.data, { shape: p.shape });
+}
+
+async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: number, T: number): Promise<number> {
+  model.eval();
+  loader.reset();
+  const bar = new ProgressBar({ label: 'val', total: steps, unit: 'steps' });
+  let acc: Tensor | null = null;
+  for (let i = 0; i < steps; i++) {
+    const { x, y } = loader.nextBatch();
+    const loss = noGrad(() => model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!);
+    acc = noGrad(() => (acc ? ops.add(acc, loss) : loss));
+    bar.update(i + 1);
+  }
+  bar.done();
+  model.train();
+  return (await acc!.data())[0]! / steps;
+}
+
+async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, print: (s: string) => void): Promise<void> {
+  const prompt = tok.encodeOrdinary("Hello, I'm a language model,");
+  const gen = new Generator(42); // sample_rng.manual_seed(42 + ddp_rank)
+  const rows = await model.generate(Array.from({ length: 4 }, () => prompt), { maxNewTokens: 32, topK: 50, generator: gen });
+  rows.forEach((r, i) => print(`sample ${i}: ${tok.decode(r.filter((t) => t < 50257))}`));
+}
+
+async function checkpoint(model: GPT, optimizer: ReturnType<typeof configureOptimizers>, outDir: string, step: number,
+  config: GPTConfig, valLoss: number | null, loader: { shard: number; position: number }): Promise<string> {
+  const weights: WeightMap = new Map();
+  const optimizerState = new Map<string, Weight>();
+  let optimizerStep = 0;
+  for (const [name, p] of model.namedParameters()) {
+    weights.set(name, { shape: [...p.shape], data: Float32Array.from(await p.data() as Float32Array) });
+    const st = optimizer.getState(p);
+    if (!st) continue;
+    optimizerStep = st.step;
+    optimizerState.set(`${name}.exp_avg`, { shape: [...p.shape], data: Float32Array.from(await st.expAvg.data() as Float32Array) });
+    optimizerState.set(`${name}.exp_avg_sq`, { shape: [...p.shape], data: Float32Array.from(await st.expAvgSq.data() as Float32Array) });
+  }
+  const paths = await saveCheckpoint(outDir, step, {
+    config, weights, optimizerState,
+    meta: { val_loss: valLoss, optimizer_step: optimizerStep, train_loader: loader },
+  });
+  return paths.sidecar;
+}
