@@ -179,7 +179,8 @@ export function dropout(x: Tensor, p: number, training = true, generator: Genera
   const keep = new Float32Array(x.size);
   for (let i = 0; i < keep.length; i++) keep[i] = generator.random() >= p ? 1 / (1 - p) : 0;
   const mask = tensor(keep, { shape: x.shape, dtype: x.dtype === 'float64' ? 'float64' : 'float32', backend: x.backend });
-  return ops.mul(x, mask);
+  const y = ops.mul(x, mask); // half inputs: scaled in float32, rounded once back to x's dtype
+  return y.dtype === x.dtype ? y : ops.cast(y, x.dtype);
 }
 
 // ---- attention -------------------------------------------------------------------------------
