@@ -269,4 +269,11 @@ describe('transpose2d', () => {
   it('moves [r][c] to [c][r]', () => {
     expect([...transpose2d(new Float32Array([1, 2, 3, 4, 5, 6]), 2, 3)]).toEqual([1, 4, 2, 5, 3, 6]);
   });
+  it('handles sizes that are not multiples of the tile', () => {
+    for (const [r, c] of [[37, 70], [1, 65], [65, 1], [33, 33]] as const) {
+      const src = Float32Array.from({ length: r * c }, (_, i) => i);
+      const t = transpose2d(src, r, c);
+      for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) if (t[j * r + i] !== i * c + j) throw new Error(`${r}x${c} at ${i},${j}`);
+    }
+  });
 });

@@ -85,12 +85,20 @@ export function gpt2ParamSpecs(c: Gpt2Config): Gpt2ParamSpec[] {
 export const LM_HEAD = 'lm_head.weight';
 export const WTE = 'transformer.wte.weight';
 
-/** Row-major [rows, cols] -> [cols, rows]. */
+/** Row-major [rows, cols] -> [cols, rows], in 32x32 tiles so reads and strided writes both stay in cache
+ *  (GPT-2 124M has 85M Conv1D weights to transpose on every load and save). */
 export function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
   const dst = new Float32Array(rows * cols);
-  for (let r = 0; r < rows; r++) {
-    const base = r * cols;
-    for (let k = 0; k < cols; k++) dst[k * rows + r] = src[base + k]!;
+  const B = 32;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(r0 + B, rows);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(c0 + B, cols);
+      for (let r = r0; r < r1; r++) {
+        const base = r * cols;
+        for (let k = c0; k < c1; k++) dst[k * rows + r] = src[base + k]!;
+      }
+    }
   }
   return dst;
 }
