@@ -56,6 +56,8 @@ export function softmax(x: Tensor, dim = -1): Tensor {
       (g) => [wrap(t, k.softmaxBackward!(f32(y), f32(g), rows, cols), t.shape)]);
     return undo(y);
   }
+  // half inputs: float32 inside and one rounding at the end, as the fused kernels do
+  if (isHalf(t.dtype)) return undo(ops.cast(softmax(ops.cast(t, 'float32'), -1), t.dtype));
   // subtracting the (detached) row max changes nothing mathematically but avoids overflow
   const m = ops.max(t, -1, true).detach();
   const e = ops.exp(ops.sub(t, m));
@@ -71,6 +73,7 @@ export function logSoftmax(x: Tensor, dim = -1): Tensor {
       (g) => [wrap(t, k.logSoftmaxBackward!(f32(y), f32(g), rows, cols), t.shape)]);
     return undo(y);
   }
+  if (isHalf(t.dtype)) return undo(ops.cast(logSoftmax(ops.cast(t, 'float32'), -1), t.dtype));
   const m = ops.max(t, -1, true).detach();
   const shifted = ops.sub(t, m);
   return undo(ops.sub(shifted, ops.log(ops.sum(ops.exp(shifted), -1, true))));
@@ -140,6 +143,10 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
       const r = k.layerNormBackward!(xs, ws, mean, rstd, f32(g), rows, C);
       return [wrap(x, r.gx, x.shape), wrap(weight, r.gw, [C]), wrap(bias, r.gb, [C])];
     });
+  }
+  if (isHalf(x.dtype)) {
+    const up = (p: Tensor | null): Tensor | null => (p ? ops.cast(p, 'float32') : null);
+    return ops.cast(layerNorm(ops.cast(x, 'float32'), up(weight), up(bias), eps), x.dtype);
   }
   const mu = ops.mean(x, -1, true);
   const xc = ops.sub(x, mu);
