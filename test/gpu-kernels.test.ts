@@ -1,0 +1,323 @@
+// The gpu backend's kernels, run by gpu.js in cpu mode (the same kernel functions WebGPU
+// runs), checked primitive by primitive against the js reference backend and against
+// float64 formulas written out here. Shapes are small: gpu.js's cpu mode is slow.
+
+import { beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import type { Backend, BinaryOp, Storage, UnaryOp } from '../src/tensor/backend.js';
+import { JsBackend } from '../src/tensor/backends/js.js';
+import { initGpuBackend } from '../src/tensor/backends/gpu/index.js';
+import { collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/backend.js';
+import { convertHost, type HostArray } from '../src/tensor/dtype.js';
+import { sizeOf, stridesOf } from '../src/tensor/shape.js';
+import { Generator } from '../src/tensor/random.js';
+
+const js = new JsBackend();
+let gpu: Backend;
+beforeAll(async () => { gpu = await initGpuBackend({ mode: 'cpu' }); });
+
+function rand(n: number, seed: number, lo = -2, hi = 2): Float32Array {
+  const g = new Generator(seed);
+  return Float32Array.from({ length: n }, () => lo + (hi - lo) * g.random());
+}
+/** The same values on both backends. */
+function both(data: Float32Array): [Storage, Storage] {
+  return [js.fromHost(data.slice(), 'float32'), gpu.fromHost(data.slice(), 'float32')];
+}
+function close(got: ArrayLike<number>, want: ArrayLike<number>, rtol = 1e-5, atol = 1e-6): void {
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!, w = want[i]!;
+    if (Number.isNaN(w)) { expect(Number.isNaN(g), `index ${i}: want NaN, got ${g}`).toBe(true); continue; }
+    if (!Number.isFinite(w)) { expect(g, `index ${i}`).toBe(w); continue; }
+    if (Math.abs(g - w) > atol + rtol * Math.abs(w)) expect.fail(`index ${i}: got ${g}, want ${w}`);
+  }
+}
+const read = (s: Storage): Promise<HostArray> => gpu.read(s);
+
+describe('gpu backend (gpu.js cpu mode): memory and errors', () => {
+  it('round-trips float32, int32 and half bits; full() fills', async () => {
+    expect(Array.from(await read(gpu.fromHost(Float32Array.of(1.5, -2), 'float32')))).toEqual([1.5, -2]);
+    const i = await read(gpu.fromHost(Int32Array.of(3, -7, 50303), 'int32'));
+    expect(i).toBeInstanceOf(Int32Array);
+    expect(Array.from(i)).toEqual([3, -7, 50303]);
+    const h = await read(gpu.fromHost(Uint16Array.of(0x3c00, 0xfc00), 'float16'));
+    expect(h).toBeInstanceOf(Uint16Array);
+    expect(Array.from(h)).toEqual([0x3c00, 0xfc00]);
+    expect(Array.from(await read(gpu.full(3, 'float32', -0.25)))).toEqual([-0.25, -0.25, -0.25]);
+    expect(Array.from(await read(gpu.full(2, 'float16', 1)))).toEqual([0x3c00, 0x3c00]);
+    expect(Array.from(await read(gpu.full(2, 'int32', 7)))).toEqual([7, 7]);
+  });
+  it('refuses float64 and synchronous reads with messages that say what to do', () => {
+    expect(() => gpu.fromHost(new Float64Array(2), 'float64')).toThrow(/float64 is for checking on the js backend/);
+    expect(() => gpu.readSync(gpu.full(1, 'float32', 0))).toThrow(/await t\.data\(\)/);
+    expect(gpu.hostMemory).toBe(false);
+  });
+  it('dispose frees a storage; using it afterwards names the problem', () => {
+    const s = gpu.full(4, 'float32', 1);
+    gpu.dispose(s);
+    gpu.dispose(s); // idempotent
+    expect(() => gpu.unary('neg', s)).toThrow(/disposed/);
+  });
+});
+
+describe('gpu backend (gpu.js cpu mode): elementwise', () => {
+  const unaryOps: UnaryOp[] = ['neg', 'exp', 'log', 'sqrt', 'tanh', 'relu', 'abs', 'step', 'gelu', 'geluGrad'];
+  for (const op of unaryOps) {
+    it(`unary ${op} matches the js backend`, async () => {
+      const positive = op === 'log' || op === 'sqrt';
+      const x = rand(37, 1, positive ? 0.01 : -6, 6);
+      x[0] = 0; if (!positive) { x[1] = -20; x[2] = 20; } // tanh saturation, relu/step at 0
+      const [a, b] = both(x);
+      close(await read(gpu.unary(op, b)), js.readSync(js.unary(op, a)), 2e-6, 1e-6);
+    });
+  }
+
+  const binaryOps: BinaryOp[] = ['add', 'sub', 'mul', 'div', 'pow', 'max', 'min', 'gt', 'lt', 'eq'];
+  for (const op of binaryOps) {
+    it(`binary ${op} with broadcasting matches the js backend (fast-check shapes)`, async () => {
+      await fc.assert(fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 0, maxLength: 5 }),
+        fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }), fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+        fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 1000 }),
+        async (out, onesA, onesB, dropA, dropB, seed) => {
+          const aShape = out.map((d, i) => (onesA[i] ? 1 : d)).slice(Math.min(dropA, out.length));
+          const bShape = out.map((d, i) => (onesB[i] ? 1 : d)).slice(Math.min(dropB, out.length));
+          const pos = op === 'pow';
+          const av = rand(sizeOf(aShape), seed, pos ? 0.1 : -3, 3), bv = rand(sizeOf(bShape), seed + 1, pos ? -2 : -3, 3);
+          if (op === 'eq' && av.length && bv.length) av[0] = bv[0]!; // make equality happen
+          const [ja, ga] = both(av), [jb, gb] = both(bv);
+          close(await read(gpu.binary(op, ga, aShape, gb, bShape, out)), js.readSync(js.binary(op, ja, aShape, jb, bShape, out)), 3e-6);
+        }), { seed: 42 + binaryOps.indexOf(op), numRuns: 12 });
+    });
+  }
+
+  it('pow keeps JS semantics for negative bases with integer exponents', async () => {
+    const [ja, ga] = both(Float32Array.of(-2, -2, -3, 0, -1.5));
+    const [jb, gb] = both(Float32Array.of(2, 3, 0, 2, 0.5));
+    close(await read(gpu.binary('pow', ga, [5], gb, [5], [5])), js.readSync(js.binary('pow', ja, [5], jb, [5], [5])));
+  });
+
+  it('broadcasts that do not collapse to 3 dims take the expand path', async () => {
+    const aShape = [2, 1, 3, 1, 2], bShape = [1, 2, 1, 2, 1], out = [2, 2, 3, 2, 2];
+    expect(collapseBroadcast(out, [aShape, bShape]).dims.length).toBe(5);
+    const [ja, ga] = both(rand(12, 5)), [jb, gb] = both(rand(4, 6));
+    close(await read(gpu.binary('sub', ga, aShape, gb, bShape, out)), js.readSync(js.binary('sub', ja, aShape, jb, bShape, out)));
+  });
+
+  it('where broadcasts all three operands like the js backend', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 1, maxLength: 5 }),
+      fc.array(fc.integer({ min: 0, max: 7 }), { minLength: 5, maxLength: 5 }), fc.integer({ min: 0, max: 1000 }),
+      async (out, masks, seed) => {
+        const shapes = [0, 1, 2].map((k) => out.map((d, i) => ((masks[i]! >> k) & 1 ? 1 : d)));
+        const c = rand(sizeOf(shapes[0]!), seed).map((v) => (v > 0 ? 1 : 0));
+        const [jc, gc] = both(c), [ja, ga] = both(rand(sizeOf(shapes[1]!), seed + 1)), [jb, gb] = both(rand(sizeOf(shapes[2]!), seed + 2));
+        close(await read(gpu.where(gc, shapes[0]!, ga, shapes[1]!, gb, shapes[2]!, out)),
+          js.readSync(js.where(jc, shapes[0]!, ja, shapes[1]!, jb, shapes[2]!, out)));
+      }), { seed: 7, numRuns: 15 });
+  });
+
+  it('casts float16 / bfloat16 bits exactly as dtype.ts does (rounding, subnormals, inf, NaN, -0)', async () => {
+    const vals = Float32Array.of(0, -0, 1, -1, 0.1, 65504, 65519.99, 65520, 1e6, -1e6, 6.1e-5, 5.96e-8, 2.98e-8, 2.99e-8, 1e-10,
+      1.0009765625, 1.00048828125, 1.00146484375, 3.14159, -2.5e-6, 3.4e38, -3.4e38, 1e-39, Infinity, -Infinity, NaN, 1 + 2 ** -8, 1 + 3 * 2 ** -9);
+    for (const to of ['float16', 'bfloat16'] as const) {
+      const bits = await read(gpu.cast(gpu.fromHost(vals.slice(), 'float32'), to));
+      const want = convertHost(vals, 'float32', to);
+      for (let i = 0; i < vals.length; i++) {
+        if (Number.isNaN(vals[i])) expect((bits[i]! & 0x7fff) > (to === 'float16' ? 0x7c00 : 0x7f80)).toBe(true);
+        else expect(bits[i], `${to} bits of ${vals[i]}`).toBe(want[i]);
+      }
+      // and back: decoding the reference bits gives the reference values
+      const back = await read(gpu.cast(gpu.fromHost(want as Uint16Array, to), 'float32'));
+      close(back, convertHost(want, to, 'float32'), 0, 0);
+    }
+  });
+
+  it('casts float32 -> int32 truncating toward zero; int32 work runs on the host copy', async () => {
+    const i = await read(gpu.cast(gpu.fromHost(Float32Array.of(2.7, -2.7, 0.2, 5), 'float32'), 'int32'));
+    expect(Array.from(i)).toEqual([2, -2, 0, 5]);
+    const a = gpu.fromHost(Int32Array.of(1, 2, 3, 4), 'int32');
+    const e = gpu.binary('eq', a, [4], gpu.fromHost(Int32Array.of(2), 'int32'), [1], [4]);
+    expect(Array.from(await read(e))).toEqual([0, 1, 0, 0]);
+    expect(Array.from(await read(gpu.strided(a, [2], [2], 1)))).toEqual([2, 4]);
+    expect(Array.from(await read(gpu.cast(a, 'float32')))).toEqual([1, 2, 3, 4]);
+  });
+});
+
+describe('gpu backend (gpu.js cpu mode): reductions and matmul', () => {
+  it('reduce sum/max over [outer, size, inner], one- and two-pass', async () => {
+    for (const [outer, size, inner] of [[1, 1, 1], [3, 5, 2], [1, 300, 1], [2, 129, 3], [4, 1, 5]] as const) {
+      const [ja, ga] = both(rand(outer * size * inner, outer + size + inner));
+      for (const op of ['sum', 'max'] as const) {
+        close(await read(gpu.reduce(op, ga, outer, size, inner)), js.readSync(js.reduce(op, ja, outer, size, inner)), 1e-5, 1e-5);
+      }
+    }
+  });
+
+  it('matmul with transposes and batch strides matches float64 math', async () => {
+    for (const transA of [false, true]) for (const transB of [false, true]) for (const [fa, fb] of [[1, 1], [0, 1], [1, 0]] as const) {
+      const batch = 3, m = 5, n = 4, k = 7;
+      const A = rand((fa ? batch : 1) * m * k, 11), B = rand((fb ? batch : 1) * k * n, 12);
+      const p = { batch, m, n, k, transA, transB, aBatchStride: fa * m * k, bBatchStride: fb * k * n };
+      const want = new Float64Array(batch * m * n);
+      for (let b = 0; b < batch; b++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let q = 0; q < k; q++) {
+          const a = transA ? A[b * p.aBatchStride + q * m + i]! : A[b * p.aBatchStride + i * k + q]!;
+          const bb = transB ? B[b * p.bBatchStride + j * k + q]! : B[b * p.bBatchStride + q * n + j]!;
+          s += a * bb;
+        }
+        want[(b * m + i) * n + j] = s;
+      }
+      close(await read(gpu.matmul(gpu.fromHost(A, 'float32'), gpu.fromHost(B, 'float32'), p)), want, 1e-5, 1e-5);
+    }
+  });
+});
+
+describe('gpu backend (gpu.js cpu mode): movement and indexing', () => {
+  it('strided views (permute / slice / expand) match the js backend (fast-check)', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 5 }), fc.integer({ min: 0, max: 10_000 }),
+      async (shape, seed) => {
+        const g = new Generator(seed);
+        const base = stridesOf(shape);
+        const perm = shape.map((_, i) => i).sort(() => g.random() - 0.5);
+        // slice: start and length per dim, some dims expanded (stride 0)
+        const starts = shape.map((d) => Math.floor(g.random() * d));
+        const outShape = perm.map((p) => Math.max(1, shape[p]! - starts[p]!));
+        const strides = perm.map((p) => (g.random() < 0.2 ? 0 : base[p]!));
+        const offset = starts.reduce((s, v, i) => s + v * base[i]!, 0);
+        const expanded = outShape.map((d, i) => (strides[i] === 0 ? d + 1 : d));
+        const [ja, ga] = both(rand(sizeOf(shape), seed));
+        close(await read(gpu.strided(ga, expanded, strides, offset)), js.readSync(js.strided(ja, expanded, strides, offset)), 0, 0);
+      }), { seed: 3, numRuns: 40 });
+  });
+
+  it('strided views that do not nest go through the general kernel', async () => {
+    expect(collapseStrided([2, 2, 2], [7, 3, 1]).dims.length).toBe(3);
+    const [ja, ga] = both(rand(20, 9));
+    close(await read(gpu.strided(ga, [2, 2, 2], [7, 3, 1], 2)), js.readSync(js.strided(ja, [2, 2, 2], [7, 3, 1], 2)), 0, 0);
+    const [jb, gb] = both(rand(120, 10));
+    close(await read(gpu.strided(gb, [2, 4, 3, 5], [60, 5, 20, 1], 0)), js.readSync(js.strided(jb, [2, 4, 3, 5], [60, 5, 20, 1], 0)), 0, 0);
+  });
+
+  it('pad matches the js backend (fast-check)', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 3 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 })), { minLength: 1, maxLength: 4 }),
+      fc.integer({ min: 0, max: 1000 }),
+      async (dims, seed) => {
+        const shape = dims.map((d) => d[0]), before = dims.map((d) => d[1]), after = dims.map((d) => d[2]);
+        const [ja, ga] = both(rand(sizeOf(shape), seed));
+        close(await read(gpu.pad(ga, shape, before, after)), js.readSync(js.pad(ja, shape, before, after)), 0, 0);
+      }), { seed: 11, numRuns: 25 });
+  });
+
+  it('gatherRows / scatterAddRows (repeated and missing rows) / pickLast / scatterLast', async () => {
+    const rows = 7, cols = 3, n = 9;
+    const idx = Int32Array.of(2, 0, 2, 6, 2, 5, 0, 1, 6);
+    const [jt, gt] = both(rand(rows * cols, 1));
+    const ji = js.fromHost(idx.slice(), 'int32'), gi = gpu.fromHost(idx.slice(), 'int32');
+    close(await read(gpu.gatherRows(gt, cols, gi, n)), js.readSync(js.gatherRows(jt, cols, ji, n)), 0, 0);
+    const [js2, gs2] = both(rand(n * cols, 2));
+    close(await read(gpu.scatterAddRows(gs2, cols, gi, n, rows)), js.readSync(js.scatterAddRows(js2, cols, ji, n, rows)), 1e-6, 1e-6);
+    const [jx, gx] = both(rand(n * rows, 3));
+    close(await read(gpu.pickLast(gx, n, rows, gi)), js.readSync(js.pickLast(jx, n, rows, ji)), 0, 0);
+    const [jg, gg] = both(rand(n, 4));
+    close(await read(gpu.scatterLast(gg, n, rows, gi)), js.readSync(js.scatterLast(jg, n, rows, ji)), 0, 0);
+    expect(() => gpu.gatherRows(gt, cols, gpu.fromHost(Int32Array.of(7), 'int32'), 1)).toThrow(/out of range: 7/);
+  });
+});
+
+describe('gpu backend (gpu.js cpu mode): fused kernels against float64 formulas', () => {
+  const rows = 5, cols = 7;
+  const x = rand(rows * cols, 21, -4, 4);
+  const rowsOf = (a: ArrayLike<number>, r: number): number[] => Array.from({ length: cols }, (_, c) => a[r * cols + c]!);
+
+  it('softmax / logSoftmax and their backwards', async () => {
+    const f = gpu.fused;
+    const gy = rand(rows * cols, 22);
+    const sm = new Float64Array(rows * cols), ls = new Float64Array(rows * cols), gsm = new Float64Array(rows * cols), gls = new Float64Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const v = rowsOf(x, r), mx = Math.max(...v);
+      const lse = mx + Math.log(v.reduce((s, a) => s + Math.exp(a - mx), 0));
+      let dot = 0, gsum = 0;
+      for (let c = 0; c < cols; c++) { sm[r * cols + c] = Math.exp(v[c]! - lse); ls[r * cols + c] = v[c]! - lse; }
+      for (let c = 0; c < cols; c++) { dot += gy[r * cols + c]! * sm[r * cols + c]!; gsum += gy[r * cols + c]!; }
+      for (let c = 0; c < cols; c++) {
+        gsm[r * cols + c] = sm[r * cols + c]! * (gy[r * cols + c]! - dot);
+        gls[r * cols + c] = gy[r * cols + c]! - sm[r * cols + c]! * gsum;
+      }
+    }
+    const X = gpu.fromHost(x.slice(), 'float32'), G = gpu.fromHost(gy.slice(), 'float32');
+    const y = f.softmax!(X, rows, cols), l = f.logSoftmax!(X, rows, cols);
+    close(await read(y), sm, 1e-5, 1e-6);
+    close(await read(l), ls, 1e-5, 1e-5);
+    close(await read(f.softmaxBackward!(y, G, rows, cols)), gsm, 1e-4, 1e-6);
+    close(await read(f.logSoftmaxBackward!(l, G, rows, cols)), gls, 1e-4, 1e-5);
+  });
+
+  it('layerNorm forward and backward', async () => {
+    const w = rand(cols, 23, 0.5, 1.5), b = rand(cols, 24), gy = rand(rows * cols, 25), eps = 1e-5;
+    const y = new Float64Array(rows * cols), gx = new Float64Array(rows * cols), gw = new Float64Array(cols), gb = new Float64Array(cols);
+    const means: number[] = [], rstds: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      const v = rowsOf(x, r), mu = v.reduce((s, a) => s + a, 0) / cols;
+      const rs = 1 / Math.sqrt(v.reduce((s, a) => s + (a - mu) ** 2, 0) / cols + eps);
+      means.push(mu); rstds.push(rs);
+      const xh = v.map((a) => (a - mu) * rs), g = v.map((_, c) => gy[r * cols + c]! * w[c]!);
+      const m1 = g.reduce((s, a) => s + a, 0) / cols, m2 = g.reduce((s, a, c) => s + a * xh[c]!, 0) / cols;
+      for (let c = 0; c < cols; c++) {
+        y[r * cols + c] = xh[c]! * w[c]! + b[c]!;
+        gx[r * cols + c] = rs * (g[c]! - m1 - xh[c]! * m2);
+        gw[c]! += gy[r * cols + c]! * xh[c]!;
+        gb[c]! += gy[r * cols + c]!;
+      }
+    }
+    const X = gpu.fromHost(x.slice(), 'float32');
+    const out = gpu.fused.layerNorm!(X, gpu.fromHost(w.slice(), 'float32'), gpu.fromHost(b.slice(), 'float32'), rows, cols, eps);
+    close(await read(out.y), y, 1e-5, 1e-5);
+    close(await read(out.mean), means, 1e-5, 1e-6);
+    close(await read(out.rstd), rstds, 1e-5, 1e-6);
+    const bw = gpu.fused.layerNormBackward!(X, gpu.fromHost(w.slice(), 'float32'), out.mean, out.rstd, gpu.fromHost(gy.slice(), 'float32'), rows, cols);
+    close(await read(bw.gx), gx, 1e-4, 1e-5);
+    close(await read(bw.gw), gw, 1e-4, 1e-5);
+    close(await read(bw.gb), gb, 1e-5, 1e-5);
+  });
+
+  it('crossEntropy forward and backward', async () => {
+    const t = Int32Array.of(0, 6, 3, 3, 1), gl = rand(rows, 26);
+    const loss: number[] = [], lses: number[] = [], g = new Float64Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      const v = rowsOf(x, r), mx = Math.max(...v), lse = mx + Math.log(v.reduce((s, a) => s + Math.exp(a - mx), 0));
+      lses.push(lse); loss.push(lse - v[t[r]!]!);
+      for (let c = 0; c < cols; c++) g[r * cols + c] = gl[r]! * (Math.exp(v[c]! - lse) - (c === t[r] ? 1 : 0));
+    }
+    const X = gpu.fromHost(x.slice(), 'float32'), T = gpu.fromHost(t.slice(), 'int32');
+    const out = gpu.fused.crossEntropy!(X, T, rows, cols);
+    close(await read(out.loss), loss, 1e-5, 1e-5);
+    close(await read(out.lse), lses, 1e-5, 1e-5);
+    close(await read(gpu.fused.crossEntropyBackward!(X, T, out.lse, gpu.fromHost(gl.slice(), 'float32'), rows, cols)), g, 1e-4, 1e-6);
+  });
+
+  it('adamw updates p, m, v in place as torch.optim.AdamW; sumSquares sums every storage', async () => {
+    const n = 11, p = rand(n, 31), g = rand(n, 32), m = rand(n, 33), v = rand(n, 34, 0, 1);
+    const h = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
+    const P = gpu.fromHost(p.slice(), 'float32'), M = gpu.fromHost(m.slice(), 'float32'), V = gpu.fromHost(v.slice(), 'float32');
+    gpu.fused.adamw!(P, gpu.fromHost(g.slice(), 'float32'), M, V, h);
+    const wp: number[] = [], wm: number[] = [], wv: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const mi = h.beta1 * m[i]! + (1 - h.beta1) * g[i]!, vi = h.beta2 * v[i]! + (1 - h.beta2) * g[i]! ** 2;
+      const denom = Math.sqrt(vi) / Math.sqrt(1 - h.beta2 ** h.step) + h.eps;
+      wm.push(mi); wv.push(vi);
+      wp.push(p[i]! * (1 - h.lr * h.weightDecay) - (h.lr / (1 - h.beta1 ** h.step)) * mi / denom);
+    }
+    close(await read(M), wm, 1e-6, 1e-7);
+    close(await read(V), wv, 1e-6, 1e-7);
+    close(await read(P), wp, 1e-5, 1e-6);
+    const xs = [rand(5000, 35), rand(3, 36), rand(1, 37)];
+    const want = xs.reduce((s, a) => s + a.reduce((t, q) => t + q * q, 0), 0);
+    const got = await read(gpu.fused.sumSquares!(xs.map((a) => gpu.fromHost(a.slice(), 'float32'))));
+    close(got, [want], 1e-5, 0);
+  });
+});
