@@ -173,8 +173,7 @@ export class JsBackend implements Backend {
           // C[i, :] = sum_p A[i, p] * B[p, :]  (B rows are contiguous)
           row.fill(0);
           for (let q = 0; q < k; q++) {
-            const aiq = transA ? A[ao + q * m + i]! : A[ao + i * k + q]!;
-            if (aiq === 0) continue;
+            const aiq = transA ? A[ao + q * m + i]! : A[ao + i * k + q]!; // no skip at 0: 0 * NaN/inf must stay NaN
             const br = bo + q * n;
             for (let j = 0; j < n; j++) row[j]! += aiq * B[br + j]!;
           }
