@@ -8,9 +8,10 @@
 //  3. HF stores no lm_head.weight (tied to wte) and may store non-parameter buffers (h.{i}.attn.bias,
 //     the causal mask, and h.{i}.attn.masked_bias) that are ignored.
 // Vocabulary: HF GPT-2 has 50257 tokens, our gpt2 preset pads to 50304 (a multiple of 64, for speed).
-// Loading with `padVocabTo` appends zero rows to wte (as build-nanogpt's padded rows start out unused);
-// note those rows give logit 0, which can exceed GPT-2's real logits, so samplers should only consider the
-// first 50257 ids. Export writes config.json vocab_size = our vocab size by default, so `--init-from` reads
+// Loading with `padVocabTo` appends zero rows to wte (as build-nanogpt's padded rows start out unused).
+// Caution: those rows give logit 0, while a trained GPT-2's real logits are mostly well below 0, so an
+// HF model padded this way puts most probability on the padded ids unless logits >= 50257 are masked
+// (in the loss and in sampling) or the model keeps vocab 50257. Export writes config.json vocab_size = our vocab size by default, so `--init-from` reads
 // it back bit-exactly; `cropVocabTo: 50257` writes only the real rows for transformers compatibility.
 
 import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
