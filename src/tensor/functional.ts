@@ -24,7 +24,7 @@ function wrap(like: Tensor, s: Storage, shape: readonly number[]): Tensor {
 }
 
 /** Indices must be int32 and in [0, limit). Checked on host backends (values are there). */
-function checkIndices(op: string, idx: Tensor, limit: number, what: string): void {
+function checkIndices(op: string, idx: Tensor, limit: number, what: string, shapes: string): void {
   if (idx.dtype !== 'int32') {
     throw new Error(`${op}: ${what} must be an int32 index tensor, got ${idx.dtype}; make it with tensor(Int32Array|Uint16Array) or .int()`);
   }
@@ -33,7 +33,7 @@ function checkIndices(op: string, idx: Tensor, limit: number, what: string): voi
   for (let i = 0; i < d.length; i++) {
     const v = d[i]!;
     if (v < 0 || v >= limit) {
-      throw new Error(`${op}: ${what} out of range: ${v} at flat position ${i}; valid values are 0..${limit - 1}`);
+      throw new Error(`${op}: ${what} out of range: ${v} at flat position ${i} (${shapes}); valid values are 0..${limit - 1}`);
     }
   }
 }
@@ -105,7 +105,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     throw new Error(`crossEntropy: targets of shape ${shapeStr(targets.shape)} do not match logits ${shapeStr(logits.shape)} ` +
       `(expected ${rows} targets, one per row of ${V} classes)`);
   }
-  checkIndices('crossEntropy', targets, V, 'target');
+  checkIndices('crossEntropy', targets, V, 'target', `targets ${shapeStr(targets.shape)}, logits ${shapeStr(logits.shape)}`);
   const k = logits.backend.fused;
   let perRow: Tensor;
   if (k.crossEntropy && k.crossEntropyBackward) {
@@ -163,7 +163,7 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
 export function embedding(idx: Tensor, weight: Tensor): Tensor {
   if (weight.ndim !== 2) throw new Error(`embedding: weight must be [num_embeddings, dim], got ${shapeStr(weight.shape)}`);
   const [V, C] = weight.shape as [number, number];
-  checkIndices('embedding', idx, V, 'index');
+  checkIndices('embedding', idx, V, 'index', `indices ${shapeStr(idx.shape)}, weight ${shapeStr(weight.shape)}`);
   const n = idx.size;
   return fromOp('embedding', weight.backend.gatherRows(weight.storage, C, idx.storage, n), [...idx.shape, C], [weight],
     (g) => [wrap(weight, weight.backend.scatterAddRows(f32(g), C, idx.storage, n, V), [V, C])]); // half grads add as numbers, in float32
@@ -171,6 +171,10 @@ export function embedding(idx: Tensor, weight: Tensor): Tensor {
 
 /** x @ weight^T + bias with weight [out, in] as torch.nn.Linear stores it. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  const fin = x.shape[x.ndim - 1];
+  if (weight.ndim !== 2 || fin !== weight.shape[1]) {
+    throw new Error(`linear: input ${shapeStr(x.shape)} has ${fin} features but weight ${shapeStr(weight.shape)} must be [out, ${fin}]`);
+  }
   // a 1-D input [in] is one row, as in torch: [in] -> [out]
   const y = x.ndim === 1 ? ops.squeeze(ops.matmulT(ops.unsqueeze(x, 0), weight, false, true), 0) : ops.matmulT(x, weight, false, true);
   return bias ? ops.add(y, bias) : y;

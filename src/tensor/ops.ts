@@ -329,7 +329,11 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean):
   }
   if (a.dtype !== b.dtype) throw new Error(`matmul: dtypes differ (${a.dtype} and ${b.dtype}); cast one with .to()`);
   const aBatch = a.shape.slice(0, -2), bBatch = b.shape.slice(0, -2);
-  const batchShape = broadcastShapes('matmul (batch dims)', aBatch, bBatch);
+  let batchShape: number[];
+  try { batchShape = broadcastShapes('matmul', aBatch, bBatch); } catch {
+    throw new Error(`matmul: batch dims of ${shapeStr(a.shape)} and ${shapeStr(b.shape)} are not broadcastable ` +
+      `(${shapeStr(aBatch)} vs ${shapeStr(bBatch)}); each batch dim must match or be 1`);
+  }
   const batch = sizeOf(batchShape);
   let sa = a, sb = b, mm = m, bsz = batch;
   let aStride = m * k, bStride = k * n;
