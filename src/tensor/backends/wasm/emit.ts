@@ -155,7 +155,14 @@ export class Func {
   i32ShrS(): this { return this.op(0x75); }
 
   // ---- f32 / f64 scalar ----
+  f32Eq(): this { return this.op(0x5b); }
+  f32Lt(): this { return this.op(0x5d); }
   f32Gt(): this { return this.op(0x5e); }
+  f32Ge(): this { return this.op(0x60); }
+  f32Nearest(): this { return this.op(0x90); }
+  /** Saturating float -> int (NaN gives 0 instead of trapping). */
+  i32TruncSatF32S(): this { return this.op(0xfc, 0x00); }
+  f32ReinterpretI32(): this { return this.op(0xbe); }
   f32Abs(): this { return this.op(0x8b); }
   f32Neg(): this { return this.op(0x8c); }
   f32Sqrt(): this { return this.op(0x91); }
@@ -181,6 +188,7 @@ export class Func {
   f32x4Eq(): this { return this.simd(0x41); }
   f32x4Lt(): this { return this.simd(0x43); }
   f32x4Gt(): this { return this.simd(0x44); }
+  f32x4Ge(): this { return this.simd(0x46); }
   v128And(): this { return this.simd(0x4e); }
   v128Or(): this { return this.simd(0x50); }
   v128Bitselect(): this { return this.simd(0x52); }

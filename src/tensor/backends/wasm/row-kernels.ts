@@ -1,3 +1,479 @@
-// Row-wise and elementwise kernels (softmax, cross-entropy, layerNorm, GELU, AdamW, sums) as wasm SIMD.
-import type { Func } from './emit.js';
-export function rowKernels(): Record<string, Func> { return {}; }
+// Row-wise and elementwise kernels as wasm SIMD: softmax / logSoftmax / cross-entropy and their
+// backwards, layerNorm forward/backward, attention's masked softmax, GELU and the other unary
+// ops, broadcasting binary ops, reductions, AdamW and sums of squares.
+//
+// Determinism: a task owns whole rows (or whole column ranges, or whole fixed-size chunks),
+// and sums inside a row always run 4 lanes wide, then lanes combined as (l0+l1)+(l2+l3), then
+// the scalar tail — the same order whichever thread runs the task.
+
+import { Func, type Local } from './emit.js';
+import { Lanes, lanes } from './lanes.js';
+
+interface RowCtx {
+  f: Func;
+  v4: Lanes;
+  v1: Lanes;
+  /** Current row. */
+  r: Local;
+  cols: Local;
+  /** Integer and pointer arguments by name. */
+  arg: Record<string, Local>;
+  /** f32 arguments by name. */
+  fl: Record<string, Local>;
+  /** Push the address of the current element of `name` (a matrix row, or a per-column vector). */
+  at(name: string): void;
+  /** Push the address of the current row's start in matrix `name`. */
+  rowBase(name: string): void;
+  /** Push the address of row r's entry of a per-row vector `name`. */
+  atRow(name: string): void;
+  /** Run `body` over the row's first `n` (default cols) elements. */
+  each(body: (v: Lanes) => void, n?: Local): void;
+  /** Set lane accumulator `name` to `value` in both widths. */
+  init(name: string, value: number): void;
+  /** Push the f32 combination (sum or max) of accumulator `name` over both widths. */
+  total(name: string, how: 'sum' | 'max'): void;
+}
+
+interface RowSpec {
+  /**
+   * Matrices addressed per row. Each takes four args: pointer, row stride, rows per group and
+   * group stride (elements): row r starts at ptr + floor(r / g) * groupStride + (r mod g) * stride,
+   * so a batch of row-padded matmul outputs reads as one matrix.
+   */
+  mats: string[];
+  /** Other pointers: per-row vectors (atRow) or per-column vectors (at). */
+  ptrs?: string[];
+  /** Extra i32 arguments. */
+  ints?: string[];
+  /** f32 arguments. */
+  floats?: string[];
+}
+
+/**
+ * A kernel whose task t handles rows [t*rpt, min(rows, (t+1)*rpt)).
+ * args: rows, cols, rpt, then (ptr, stride, groupRows, groupStride) per mat, then ptrs, ints, floats.
+ */
+function rowKernel(spec: RowSpec, body: (c: RowCtx) => void): Func {
+  const f = new Func(['i32', 'i32'], []);
+  const task = f.param(0), args = f.param(1);
+  const v4 = new Lanes(f, 4), v1 = new Lanes(f, 1);
+  const I = (): Local => f.local('i32');
+  const rows = I(), cols = I(), rpt = I(), r = I(), rEnd = I(), o = I();
+  let slot = 0;
+  const ld = (l: Local): void => { f.get(args).i32Load(4 * slot++).set(l); };
+  ld(rows); ld(cols); ld(rpt);
+  const arg: Record<string, Local> = {}, fl: Record<string, Local> = {};
+  const stride: Record<string, Local> = {}, row: Record<string, Local> = {};
+  const grows: Record<string, Local> = {}, gstride: Record<string, Local> = {};
+  for (const m of spec.mats) {
+    arg[m] = I(); ld(arg[m]!); stride[m] = I(); ld(stride[m]!);
+    grows[m] = I(); ld(grows[m]!); gstride[m] = I(); ld(gstride[m]!); row[m] = I();
+  }
+  for (const p of [...(spec.ptrs ?? []), ...(spec.ints ?? [])]) { arg[p] = I(); ld(arg[p]!); }
+  for (const x of spec.floats ?? []) { fl[x] = f.local('f32'); f.get(args).f32Load(4 * slot++).set(fl[x]!); }
+
+  const ctx: RowCtx = {
+    f, v4, v1, r, cols, arg, fl,
+    at: (name) => {
+      const base = row[name] ?? arg[name];
+      if (base === undefined) throw new Error(`rowKernel: no array '${name}'`);
+      f.get(base).get(o).i32Add();
+    },
+    rowBase: (name) => { f.get(row[name]!); },
+    atRow: (name) => { f.get(arg[name]!).get(r).i32Const(2).i32Shl().i32Add(); },
+    each: (b, n) => lanes(f, n ?? cols, o, v4, v1, b),
+    init: (name, value) => { v4.c(value).set(v4.tmp(name)); v1.c(value).set(v1.tmp(name)); },
+    total: (name, how) => {
+      v4.get(v4.tmp(name)); if (how === 'sum') v4.hsum(); else v4.hmax();
+      v1.get(v1.tmp(name));
+      if (how === 'sum') f.f32Add(); else f.f32Max();
+    },
+  };
+  f.get(task).get(rpt).i32Mul().set(r);
+  f.get(r).get(rpt).i32Add().tee(rEnd).get(rows).get(rEnd).get(rows).i32LtS().select().set(rEnd);
+  f.block(() => f.loop(() => {
+    f.get(r).get(rEnd).i32GeS().brIf(1);
+    for (const m of spec.mats) {
+      f.get(arg[m]!);
+      f.get(r).get(grows[m]!).i32DivS().get(gstride[m]!).i32Mul();
+      f.get(r).get(grows[m]!).i32RemS().get(stride[m]!).i32Mul().i32Add();
+      f.i32Const(2).i32Shl().i32Add().set(row[m]!);
+    }
+    body(ctx);
+    f.get(r).i32Const(1).i32Add().set(r).br(0);
+  }));
+  return f;
+}
+
+/** Row max of `x` (over the first n) into f32 local `dst`. */
+function rowMax(c: RowCtx, x: string, dst: Local, n?: Local, scale?: Local): void {
+  c.init('m', -Infinity);
+  c.each((v) => {
+    v.get(v.tmp('m'));
+    c.at(x); v.load();
+    if (scale !== undefined) { c.f.get(scale); v.splat().mul(); }
+    v.max().set(v.tmp('m'));
+  }, n);
+  c.total('m', 'max'); c.f.set(dst);
+}
+
+export function rowKernels(): Record<string, Func> {
+  const k: Record<string, Func> = {};
+
+  // softmax: y = exp(x - max) / sum
+  k.softmax = rowKernel({ mats: ['x', 'y'] }, (c) => {
+    const { f } = c;
+    const mx = f.local('f32'), inv = f.local('f32');
+    rowMax(c, 'x', mx);
+    c.init('s', 0);
+    c.each((v) => {
+      c.at('y'); c.at('x'); v.load(); f.get(mx); v.splat().sub().exp().tee(v.tmp('e')).store();
+      v.get(v.tmp('s')).get(v.tmp('e')).add().set(v.tmp('s'));
+    });
+    f.f32Const(1); c.total('s', 'sum'); f.f32Div().set(inv);
+    c.each((v) => { c.at('y'); c.at('y'); v.load(); f.get(inv); v.splat().mul().store(); });
+  });
+
+  // per-row max and sum(exp(x - max)); the host finishes logsumexp = max + log(sum)
+  k.rowStats = rowKernel({ mats: ['x'], ptrs: ['mx', 'sm'] }, (c) => {
+    const { f } = c;
+    const mx = f.local('f32');
+    rowMax(c, 'x', mx);
+    c.init('s', 0);
+    c.each((v) => { v.get(v.tmp('s')); c.at('x'); v.load(); f.get(mx); v.splat().sub().exp().add().set(v.tmp('s')); });
+    c.atRow('mx'); f.get(mx).f32Store();
+    c.atRow('sm'); c.total('s', 'sum'); f.f32Store();
+  });
+
+  // logSoftmax forward given logsumexp: y = x - lse[r]
+  k.subRow = rowKernel({ mats: ['x', 'y'], ptrs: ['lse'] }, (c) => {
+    const l = c.f.local('f32');
+    c.atRow('lse'); c.f.f32Load().set(l);
+    c.each((v) => { c.at('y'); c.at('x'); v.load(); c.f.get(l); v.splat().sub().store(); });
+  });
+
+  // softmax backward: gx = y * (gy - sum(gy * y))
+  k.softmaxBwd = rowKernel({ mats: ['y', 'gy', 'gx'] }, (c) => {
+    const { f } = c;
+    const d = f.local('f32');
+    c.init('s', 0);
+    c.each((v) => { v.get(v.tmp('s')); c.at('gy'); v.load(); c.at('y'); v.load(); v.mul().add().set(v.tmp('s')); });
+    c.total('s', 'sum'); f.set(d);
+    c.each((v) => { c.at('gx'); c.at('y'); v.load(); c.at('gy'); v.load(); f.get(d); v.splat().sub().mul().store(); });
+  });
+
+  // logSoftmax backward: gx = gy - exp(y) * sum(gy)
+  k.logSoftmaxBwd = rowKernel({ mats: ['y', 'gy', 'gx'] }, (c) => {
+    const { f } = c;
+    const s = f.local('f32');
+    c.init('s', 0);
+    c.each((v) => { v.get(v.tmp('s')); c.at('gy'); v.load(); v.add().set(v.tmp('s')); });
+    c.total('s', 'sum'); f.set(s);
+    c.each((v) => { c.at('gx'); c.at('gy'); v.load(); c.at('y'); v.load().exp(); f.get(s); v.splat().mul().sub().store(); });
+  });
+
+  // cross-entropy backward: g = gloss[r] * (exp(x - lse[r]) - onehot(target[r]))
+  k.ceBwd = rowKernel({ mats: ['x', 'g'], ptrs: ['lse', 'gl', 'tgt'] }, (c) => {
+    const { f } = c;
+    const l = f.local('f32'), gl = f.local('f32'), addr = f.local('i32');
+    c.atRow('lse'); f.f32Load().set(l);
+    c.atRow('gl'); f.f32Load().set(gl);
+    c.each((v) => { c.at('g'); c.at('x'); v.load(); f.get(l); v.splat().sub().exp(); f.get(gl); v.splat().mul().store(); });
+    // g[target] -= gloss[r]
+    c.rowBase('g'); c.atRow('tgt'); f.i32Load().i32Const(2).i32Shl().i32Add().tee(addr);
+    f.get(addr).f32Load().get(gl).f32Sub().f32Store();
+  });
+
+
+  // layerNorm forward: y = (x - mean) * rstd * w + b, with biased variance (as PyTorch)
+  k.lnFwd = rowKernel({ mats: ['x', 'y'], ptrs: ['w', 'b', 'mean', 'rstd'], floats: ['eps'] }, (c) => {
+    const { f } = c;
+    const mu = f.local('f32'), rs = f.local('f32'), n = f.local('f32');
+    f.get(c.cols).f32ConvertI32S().set(n);
+    c.init('s', 0);
+    c.each((v) => { v.get(v.tmp('s')); c.at('x'); v.load().add().set(v.tmp('s')); });
+    c.total('s', 'sum'); f.get(n).f32Div().set(mu);
+    c.init('q', 0);
+    c.each((v) => { c.at('x'); v.load(); f.get(mu); v.splat().sub().tee(v.tmp('d')).get(v.tmp('d')).mul().get(v.tmp('q')).add().set(v.tmp('q')); });
+    f.f32Const(1); c.total('q', 'sum'); f.get(n).f32Div().get(c.fl.eps!).f32Add().f32Sqrt().f32Div().set(rs);
+    c.atRow('mean'); f.get(mu).f32Store();
+    c.atRow('rstd'); f.get(rs).f32Store();
+    c.each((v) => {
+      c.at('y'); c.at('x'); v.load(); f.get(mu); v.splat().sub(); f.get(rs); v.splat().mul();
+      c.at('w'); v.load().mul(); c.at('b'); v.load().add().store();
+    });
+  });
+
+  // layerNorm backward for x: gx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = gy * w
+  k.lnBwdX = rowKernel({ mats: ['x', 'gy', 'gx'], ptrs: ['w', 'mean', 'rstd'] }, (c) => {
+    const { f } = c;
+    const mu = f.local('f32'), rs = f.local('f32'), n = f.local('f32'), A = f.local('f32'), B = f.local('f32');
+    f.get(c.cols).f32ConvertI32S().set(n);
+    c.atRow('mean'); f.f32Load().set(mu);
+    c.atRow('rstd'); f.f32Load().set(rs);
+    const xhat = (v: Lanes): void => { c.at('x'); v.load(); f.get(mu); v.splat().sub(); f.get(rs); v.splat().mul(); };
+    c.init('a', 0); c.init('b', 0);
+    c.each((v) => {
+      c.at('gy'); v.load(); c.at('w'); v.load().mul().tee(v.tmp('g'));
+      v.get(v.tmp('a')).add().set(v.tmp('a'));
+      v.get(v.tmp('g')); xhat(v); v.mul().get(v.tmp('b')).add().set(v.tmp('b'));
+    });
+    c.total('a', 'sum'); f.get(n).f32Div().set(A);
+    c.total('b', 'sum'); f.get(n).f32Div().set(B);
+    c.each((v) => {
+      c.at('gx');
+      c.at('gy'); v.load(); c.at('w'); v.load().mul(); f.get(A); v.splat().sub();
+      xhat(v); f.get(B); v.splat().mul().sub(); f.get(rs); v.splat().mul().store();
+    });
+  });
+
+  // attention forward: scores row -> probabilities, causal keys j <= i + off (i = r mod t),
+  // plus max and sum(exp) per row for the logsumexp
+  const attnLimit = (c: RowCtx, lim: Local): void => {
+    const { f } = c;
+    f.get(c.r).get(c.arg.t!).i32RemS().get(c.arg.off!).i32Add().i32Const(1).i32Add().tee(lim)
+      .i32Const(0).get(lim).i32Const(0).i32GtS().select().tee(lim)
+      .get(c.cols).get(lim).get(c.cols).i32LtS().select();
+    f.get(c.cols).get(c.arg.causal!).select().set(lim); // causal ? clamped limit : cols
+  };
+  const zeroTail = (c: RowCtx, name: string, lim: Local): void => {
+    const { f } = c;
+    const a = f.local('i32'), end = f.local('i32');
+    c.rowBase(name); f.get(c.cols).i32Const(2).i32Shl().i32Add().set(end);
+    c.rowBase(name); f.get(lim).i32Const(2).i32Shl().i32Add().set(a);
+    f.block(() => f.loop(() => {
+      f.get(a).get(end).i32GeS().brIf(1);
+      f.get(a).f32Const(0).f32Store().get(a).i32Const(4).i32Add().set(a).br(0);
+    }));
+  };
+  k.attnSoftmax = rowKernel({ mats: ['sc', 'p'], ptrs: ['mx', 'sm'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
+    const { f } = c;
+    const lim = f.local('i32'), mx = f.local('f32'), inv = f.local('f32');
+    attnLimit(c, lim);
+    rowMax(c, 'sc', mx, lim, c.fl.scale);
+    c.init('s', 0);
+    c.each((v) => {
+      c.at('p'); c.at('sc'); v.load(); f.get(c.fl.scale!); v.splat().mul(); f.get(mx); v.splat().sub().exp().tee(v.tmp('e')).store();
+      v.get(v.tmp('s')).get(v.tmp('e')).add().set(v.tmp('s'));
+    }, lim);
+    c.atRow('mx'); f.get(mx).f32Store();
+    c.atRow('sm'); c.total('s', 'sum'); f.f32Store();
+    f.f32Const(1); c.total('s', 'sum'); f.f32Div().set(inv);
+    c.each((v) => { c.at('p'); c.at('p'); v.load(); f.get(inv); v.splat().mul().store(); }, lim);
+    zeroTail(c, 'p', lim);
+  });
+  // attention backward: probabilities again from the saved logsumexp
+  k.attnProbs = rowKernel({ mats: ['sc', 'p'], ptrs: ['lse'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
+    const { f } = c;
+    const lim = f.local('i32'), l = f.local('f32');
+    attnLimit(c, lim);
+    c.atRow('lse'); f.f32Load().set(l);
+    c.each((v) => { c.at('p'); c.at('sc'); v.load(); f.get(c.fl.scale!); v.splat().mul(); f.get(l); v.splat().sub().exp().store(); }, lim);
+    zeroTail(c, 'p', lim);
+  });
+  // out[r] = sum(a[r] * b[r])
+  k.rowDot = rowKernel({ mats: ['a', 'b'], ptrs: ['out'] }, (c) => {
+    c.init('s', 0);
+    c.each((v) => { v.get(v.tmp('s')); c.at('a'); v.load(); c.at('b'); v.load().mul().add().set(v.tmp('s')); });
+    c.atRow('out'); c.total('s', 'sum'); c.f.f32Store();
+  });
+  // dS = P * (dP - D[r]) * scale
+  k.attnDs = rowKernel({ mats: ['p', 'dp', 'ds'], ptrs: ['D'], floats: ['scale'] }, (c) => {
+    const { f } = c;
+    const d = f.local('f32');
+    c.atRow('D'); f.f32Load().set(d);
+    c.each((v) => { c.at('ds'); c.at('p'); v.load(); c.at('dp'); v.load(); f.get(d); v.splat().sub().mul(); f.get(c.fl.scale!); v.splat().mul().store(); });
+  });
+
+  // broadcasting binary ops: y[r] = a[r] op b[r], where a row stride of 0 repeats one row
+  const bin: Record<string, (v: Lanes) => void> = {
+    add: (v) => v.add(), sub: (v) => v.sub(), mul: (v) => v.mul(), div: (v) => v.div(),
+    max: (v) => v.max(), min: (v) => v.min(),
+    gt: (v) => v.gt().bool(), lt: (v) => v.lt().bool(), eq: (v) => v.eq().bool(),
+  };
+  for (const [name, op] of Object.entries(bin)) {
+    k[`b_${name}`] = rowKernel({ mats: ['a', 'b', 'y'] }, (c) => {
+      c.each((v) => { c.at('y'); c.at('a'); v.load(); c.at('b'); v.load(); op(v); v.store(); });
+    });
+  }
+
+  // row reductions (inner == 1)
+  k.r_sum = rowKernel({ mats: ['x'], ptrs: ['y'] }, (c) => {
+    c.init('s', 0);
+    c.each((v) => { v.get(v.tmp('s')); c.at('x'); v.load().add().set(v.tmp('s')); });
+    c.atRow('y'); c.total('s', 'sum'); c.f.f32Store();
+  });
+  k.r_max = rowKernel({ mats: ['x'], ptrs: ['y'] }, (c) => {
+    const m = c.f.local('f32');
+    rowMax(c, 'x', m);
+    c.atRow('y'); c.f.get(m).f32Store();
+  });
+
+  // unary ops, elementwise over fixed-size chunks
+  const k0 = Math.sqrt(2 / Math.PI);
+  const un: Record<string, (v: Lanes, x: Local) => void> = {
+    neg: (v) => v.neg(), abs: (v) => v.abs(), sqrt: (v) => v.sqrt(),
+    relu: (v) => v.c(0).max(),
+    step: (v) => v.c(0).gt().bool(),
+    exp: (v) => v.exp(),
+    tanh: (v) => v.tanh(),
+    // gelu = 0.5 x (1 + tanh(u)) = x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): no cancellation for x << 0
+    gelu: (v, x) => {
+      v.set(x).get(x).get(x).get(x).mul().get(x).mul().c(0.044715).mul().add().c(2 * k0).mul().sigmoid().get(x).mul();
+    },
+    // d gelu/dx = s + 2 x s (1 - s) u', s = sigmoid(2u), u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+    geluGrad: (v, x) => {
+      const s = v.tmp('gs');
+      v.set(x).get(x).get(x).get(x).mul().get(x).mul().c(0.044715).mul().add().c(2 * k0).mul().sigmoid().set(s);
+      v.get(s).get(x).c(2).mul().get(s).mul().c(1).get(s).sub().mul();
+      v.get(x).get(x).mul().c(3 * 0.044715 * k0).mul().c(k0).add().mul().add();
+    },
+  };
+  for (const [name, op] of Object.entries(un)) {
+    k[`u_${name}`] = ewKernel(['x', 'y'], [], [], (c) => {
+      c.each((v) => { c.at('y'); c.at('x'); v.load(); op(v, v.tmp('ux')); v.store(); });
+    });
+  }
+
+  // AdamW (torch.optim.AdamW): decoupled decay, then Adam with bias-corrected moments, in place
+  k.adamw = ewKernel(['p', 'g', 'm', 'v'], [], ['lr', 'b1', 'b2', 'omb1', 'omb2', 'eps', 'wd', 'bc1', 'bc2'], (c) => {
+    const { f } = c;
+    const s = (name: string, v: Lanes): void => { f.get(c.fl[name]!); v.splat(); };
+    c.each((v) => {
+      const P = v.tmp('P'), M = v.tmp('M'), V = v.tmp('V');
+      c.at('p'); v.load().tee(P).get(P); s('lr', v); v.mul(); s('wd', v); v.mul().sub().set(P);
+      c.at('m'); s('b1', v); c.at('m'); v.load().mul(); s('omb1', v); c.at('g'); v.load().mul().add().tee(M).store();
+      c.at('v'); s('b2', v); c.at('v'); v.load().mul(); s('omb2', v); c.at('g'); v.load(); c.at('g'); v.load().mul().mul().add().tee(V).store();
+      c.at('p'); v.get(P); s('lr', v); v.get(M); s('bc1', v); v.div().mul();
+      v.get(V); s('bc2', v); v.div().sqrt(); s('eps', v); v.add().div().sub().store();
+    });
+  });
+
+  // sum of squares of one chunk -> out[task] (the host adds the chunks in order)
+  k.sumsq = ewKernel(['x'], ['out'], [], (c) => {
+    c.init('s', 0);
+    c.each((v) => { v.get(v.tmp('s')); c.at('x'); v.load().tee(v.tmp('x')).get(v.tmp('x')).mul().add().set(v.tmp('s')); });
+    c.f.get(c.arg.out!).get(c.task).i32Const(2).i32Shl().i32Add(); c.total('s', 'sum'); c.f.f32Store();
+  });
+
+  // layerNorm backward for w and b: column sums over rows, a task per column range (rows in order)
+  k.lnBwdWB = colKernel(['x', 'gy'], ['mean', 'rstd'], ['gw', 'gb'], (c) => {
+    const { f } = c;
+    const mu = f.local('f32'), rs = f.local('f32');
+    c.each((v) => { c.at('gw'); v.c(0).store(); c.at('gb'); v.c(0).store(); });
+    c.forRows(() => {
+      c.atRow('mean'); f.f32Load().set(mu);
+      c.atRow('rstd'); f.f32Load().set(rs);
+      c.each((v) => {
+        c.at('gw'); c.at('gw'); v.load(); c.at('gy'); v.load().tee(v.tmp('g')); c.at('x'); v.load(); f.get(mu); v.splat().sub().mul(); f.get(rs); v.splat().mul().add().store();
+        c.at('gb'); c.at('gb'); v.load(); v.get(v.tmp('g')).add().store();
+      });
+    });
+  });
+  // reductions over a middle axis (inner > 1): y[o, c] = op over s of x[o, s, c]
+  for (const how of ['sum', 'max'] as const) {
+    k[`c_${how}`] = colKernel(['x'], [], ['y'], (c) => {
+      c.each((v) => { c.at('y'); c.at('x'); v.load().store(); });
+      c.forRows(() => {
+        c.each((v) => { c.at('y'); c.at('y'); v.load(); c.at('x'); v.load(); if (how === 'sum') v.add(); else v.max(); v.store(); });
+      }, 1);
+    });
+  }
+
+  return k;
+}
+
+interface EwCtx {
+  f: Func;
+  task: Local;
+  arg: Record<string, Local>;
+  fl: Record<string, Local>;
+  at(name: string): void;
+  each(body: (v: Lanes) => void): void;
+  init(name: string, value: number): void;
+  total(name: string, how: 'sum' | 'max'): void;
+}
+
+/**
+ * Elementwise over chunks: task t handles elements [t*chunk, min(n, (t+1)*chunk)).
+ * args: n, chunk, arrays..., ptrs..., floats...
+ */
+function ewKernel(arrays: string[], ptrs: string[], floats: string[], body: (c: EwCtx) => void): Func {
+  const f = new Func(['i32', 'i32'], []);
+  const task = f.param(0), args = f.param(1);
+  const v4 = new Lanes(f, 4), v1 = new Lanes(f, 1);
+  const I = (): Local => f.local('i32');
+  const n = I(), chunk = I(), start = I(), len = I(), o = I();
+  let slot = 0;
+  const ld = (l: Local): void => { f.get(args).i32Load(4 * slot++).set(l); };
+  ld(n); ld(chunk);
+  const arg: Record<string, Local> = {}, fl: Record<string, Local> = {};
+  for (const a of [...arrays, ...ptrs]) { arg[a] = I(); ld(arg[a]!); }
+  for (const x of floats) { fl[x] = f.local('f32'); f.get(args).f32Load(4 * slot++).set(fl[x]!); }
+  f.get(task).get(chunk).i32Mul().set(start);
+  f.get(n).get(start).i32Sub().tee(len).get(chunk).get(len).get(chunk).i32LtS().select().set(len);
+  for (const a of arrays) f.get(arg[a]!).get(start).i32Const(2).i32Shl().i32Add().set(arg[a]!);
+  body({
+    f, task, arg, fl,
+    at: (name) => { f.get(arg[name]!).get(o).i32Add(); },
+    each: (b) => lanes(f, len, o, v4, v1, b),
+    init: (name, value) => { v4.c(value).set(v4.tmp(name)); v1.c(value).set(v1.tmp(name)); },
+    total: (name, how) => {
+      v4.get(v4.tmp(name)); if (how === 'sum') v4.hsum(); else v4.hmax();
+      v1.get(v1.tmp(name));
+      if (how === 'sum') f.f32Add(); else f.f32Max();
+    },
+  });
+  return f;
+}
+
+interface ColCtx {
+  f: Func;
+  at(name: string): void;
+  atRow(name: string): void;
+  each(body: (v: Lanes) => void): void;
+  /** Loop over rows from `from`, advancing the row arrays one row each time. */
+  forRows(body: () => void, from?: number): void;
+}
+
+/**
+ * Column-range kernels: task t is (o, column block) of x viewed as [outer, rows, cols];
+ * each owns columns [c0, c0 + cw) of its outer slice and walks the rows in order.
+ * args: outer, rows, cols, cw, rowArrays..., perRow..., outs...  (outs are [outer, cols])
+ */
+function colKernel(rowArrays: string[], perRow: string[], outs: string[], body: (c: ColCtx) => void): Func {
+  const f = new Func(['i32', 'i32'], []);
+  const task = f.param(0), args = f.param(1);
+  const v4 = new Lanes(f, 4), v1 = new Lanes(f, 1);
+  const I = (): Local => f.local('i32');
+  const outer = I(), rows = I(), cols = I(), cw = I(), nb = I(), ob = I(), c0 = I(), len = I(), o = I(), r = I();
+  let slot = 0;
+  const ld = (l: Local): void => { f.get(args).i32Load(4 * slot++).set(l); };
+  ld(outer); ld(rows); ld(cols); ld(cw);
+  const arg: Record<string, Local> = {};
+  for (const a of [...rowArrays, ...perRow, ...outs]) { arg[a] = I(); ld(arg[a]!); }
+  // task -> (outer index ob, column block), blocks per outer = ceil(cols / cw)
+  f.get(cols).get(cw).i32Add().i32Const(1).i32Sub().get(cw).i32DivS().set(nb);
+  f.get(task).get(nb).i32DivS().set(ob);
+  f.get(task).get(nb).i32RemS().get(cw).i32Mul().set(c0);
+  f.get(cols).get(c0).i32Sub().tee(len).get(cw).get(len).get(cw).i32LtS().select().set(len);
+  for (const a of rowArrays) {
+    f.get(arg[a]!).get(ob).get(rows).i32Mul().get(cols).i32Mul().get(c0).i32Add().i32Const(2).i32Shl().i32Add().set(arg[a]!);
+  }
+  for (const a of outs) f.get(arg[a]!).get(ob).get(cols).i32Mul().get(c0).i32Add().i32Const(2).i32Shl().i32Add().set(arg[a]!);
+  void outer;
+  body({
+    f,
+    at: (name) => { f.get(arg[name]!).get(o).i32Add(); },
+    atRow: (name) => { f.get(arg[name]!).get(r).i32Const(2).i32Shl().i32Add(); },
+    each: (b) => lanes(f, len, o, v4, v1, b),
+    forRows: (b, from = 0) => {
+      if (from) for (const a of rowArrays) f.get(arg[a]!).get(cols).i32Const(4 * from).i32Mul().i32Add().set(arg[a]!);
+      f.for(r, () => f.i32Const(from), () => f.get(rows), 1, () => {
+        b();
+        for (const a of rowArrays) f.get(arg[a]!).get(cols).i32Const(2).i32Shl().i32Add().set(arg[a]!);
+      });
+    },
+  });
+  return f;
+}

@@ -1,0 +1,141 @@
+// Plain-loop versions of the fused kernels, used by the wasm backend for float64 storages
+// (gradchecks): the math of backend.ts's FusedKernels comments, one function each.
+
+import type { AdamWParams } from '../../backend.js';
+import type { HostArray } from '../../dtype.js';
+
+type Arr = HostArray;
+
+function lse(x: Arr, r: number, cols: number): number {
+  let m = -Infinity;
+  for (let c = 0; c < cols; c++) m = Math.max(m, x[r * cols + c]!);
+  let s = 0;
+  for (let c = 0; c < cols; c++) s += Math.exp(x[r * cols + c]! - m);
+  return m + Math.log(s);
+}
+
+export function softmaxRef(x: Arr, rows: number, cols: number, y: Arr): void {
+  for (let r = 0; r < rows; r++) {
+    const l = lse(x, r, cols);
+    for (let c = 0; c < cols; c++) y[r * cols + c] = Math.exp(x[r * cols + c]! - l);
+  }
+}
+export function softmaxBackwardRef(y: Arr, gy: Arr, rows: number, cols: number, gx: Arr): void {
+  for (let r = 0; r < rows; r++) {
+    let d = 0;
+    for (let c = 0; c < cols; c++) d += gy[r * cols + c]! * y[r * cols + c]!;
+    for (let c = 0; c < cols; c++) gx[r * cols + c] = y[r * cols + c]! * (gy[r * cols + c]! - d);
+  }
+}
+export function logSoftmaxRef(x: Arr, rows: number, cols: number, y: Arr): void {
+  for (let r = 0; r < rows; r++) {
+    const l = lse(x, r, cols);
+    for (let c = 0; c < cols; c++) y[r * cols + c] = x[r * cols + c]! - l;
+  }
+}
+export function logSoftmaxBackwardRef(y: Arr, gy: Arr, rows: number, cols: number, gx: Arr): void {
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += gy[r * cols + c]!;
+    for (let c = 0; c < cols; c++) gx[r * cols + c] = gy[r * cols + c]! - Math.exp(y[r * cols + c]!) * s;
+  }
+}
+export function crossEntropyRef(x: Arr, t: Arr, rows: number, cols: number, loss: Arr, lseOut: Arr): void {
+  for (let r = 0; r < rows; r++) {
+    const l = lse(x, r, cols);
+    lseOut[r] = l;
+    loss[r] = l - x[r * cols + t[r]!]!;
+  }
+}
+export function crossEntropyBackwardRef(x: Arr, t: Arr, l: Arr, gl: Arr, rows: number, cols: number, g: Arr): void {
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) g[r * cols + c] = gl[r]! * (Math.exp(x[r * cols + c]! - l[r]!) - (c === t[r] ? 1 : 0));
+  }
+}
+export function layerNormRef(x: Arr, w: Arr, b: Arr, rows: number, cols: number, eps: number, y: Arr, mean: Arr, rstd: Arr): void {
+  for (let r = 0; r < rows; r++) {
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += x[r * cols + c]!;
+    const mu = s / cols;
+    let q = 0;
+    for (let c = 0; c < cols; c++) q += (x[r * cols + c]! - mu) ** 2;
+    const rs = 1 / Math.sqrt(q / cols + eps);
+    mean[r] = mu; rstd[r] = rs;
+    for (let c = 0; c < cols; c++) y[r * cols + c] = (x[r * cols + c]! - mu) * rs * w[c]! + b[c]!;
+  }
+}
+export function layerNormBackwardRef(x: Arr, w: Arr, mean: Arr, rstd: Arr, gy: Arr, rows: number, cols: number,
+  gx: Arr, gw: Arr, gb: Arr): void {
+  gw.fill(0); gb.fill(0);
+  for (let r = 0; r < rows; r++) {
+    let a = 0, bsum = 0;
+    for (let c = 0; c < cols; c++) {
+      const xh = (x[r * cols + c]! - mean[r]!) * rstd[r]!, g = gy[r * cols + c]!;
+      a += g * w[c]!; bsum += g * w[c]! * xh;
+      gw[c]! += g * xh; gb[c]! += g;
+    }
+    for (let c = 0; c < cols; c++) {
+      const xh = (x[r * cols + c]! - mean[r]!) * rstd[r]!;
+      gx[r * cols + c] = rstd[r]! * (gy[r * cols + c]! * w[c]! - a / cols - xh * bsum / cols);
+    }
+  }
+}
+/** Causal: query i sees keys j <= i + s - t. */
+export function attentionRef(q: Arr, k: Arr, v: Arr, bh: number, t: number, s: number, d: number, scale: number,
+  causal: boolean, o: Arr, lseOut: Arr): void {
+  const p = new Float64Array(s);
+  for (let b = 0; b < bh; b++) {
+    for (let i = 0; i < t; i++) {
+      const lim = causal ? Math.max(0, Math.min(s, i + s - t + 1)) : s;
+      let m = -Infinity;
+      for (let j = 0; j < lim; j++) {
+        let z = 0;
+        for (let e = 0; e < d; e++) z += q[(b * t + i) * d + e]! * k[(b * s + j) * d + e]!;
+        p[j] = z * scale; m = Math.max(m, p[j]!);
+      }
+      let sum = 0;
+      for (let j = 0; j < lim; j++) { p[j] = Math.exp(p[j]! - m); sum += p[j]!; }
+      lseOut[b * t + i] = m + Math.log(sum);
+      for (let e = 0; e < d; e++) {
+        let acc = 0;
+        for (let j = 0; j < lim; j++) acc += p[j]! * v[(b * s + j) * d + e]!;
+        o[(b * t + i) * d + e] = acc / sum;
+      }
+    }
+  }
+}
+export function attentionBackwardRef(q: Arr, k: Arr, v: Arr, o: Arr, lseIn: Arr, go: Arr, bh: number, t: number, s: number,
+  d: number, scale: number, causal: boolean, gq: Arr, gk: Arr, gv: Arr): void {
+  gq.fill(0); gk.fill(0); gv.fill(0);
+  for (let b = 0; b < bh; b++) {
+    for (let i = 0; i < t; i++) {
+      const lim = causal ? Math.max(0, Math.min(s, i + s - t + 1)) : s;
+      const row = (b * t + i) * d;
+      let D = 0;
+      for (let e = 0; e < d; e++) D += go[row + e]! * o[row + e]!;
+      for (let j = 0; j < lim; j++) {
+        const col = (b * s + j) * d;
+        let z = 0, dp = 0;
+        for (let e = 0; e < d; e++) { z += q[row + e]! * k[col + e]!; dp += go[row + e]! * v[col + e]!; }
+        const p = Math.exp(z * scale - lseIn[b * t + i]!);
+        const ds = p * (dp - D) * scale;
+        for (let e = 0; e < d; e++) {
+          gv[col + e]! += p * go[row + e]!;
+          gq[row + e]! += ds * k[col + e]!;
+          gk[col + e]! += ds * q[row + e]!;
+        }
+      }
+    }
+  }
+}
+export function adamwRef(p: Arr, g: Arr, m: Arr, v: Arr, h: AdamWParams): void {
+  const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
+  for (let i = 0; i < p.length; i++) {
+    let x = p[i]! - h.lr * h.weightDecay * p[i]!;
+    const mi = h.beta1 * m[i]! + (1 - h.beta1) * g[i]!;
+    const vi = h.beta2 * v[i]! + (1 - h.beta2) * g[i]! * g[i]!;
+    m[i] = mi; v[i] = vi;
+    x -= h.lr * (mi / bc1) / (Math.sqrt(vi / bc2) + h.eps);
+    p[i] = x;
+  }
+}

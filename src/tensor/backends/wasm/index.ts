@@ -1,0 +1,396 @@
+// The wasm backend: the js reference backend with its hot float32 kernels (matmul, softmax
+// family, cross-entropy, layerNorm, attention, GELU and unary ops, broadcasting binary ops,
+// reductions, AdamW, sums of squares) replaced by WebAssembly SIMD kernels run on a pool of
+// worker threads. Tensors stay in ordinary host typed arrays (so models are not bound by the
+// 4 GiB wasm32 memory); each kernel call copies its operands into the shared wasm memory.
+// Everything else (int32, float64, movement, indexing, `log`, `pow`) is the js backend's.
+
+import { availableParallelism } from 'node:os';
+import type { AdamWParams, Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
+import type { HostArray } from '../../dtype.js';
+import { sizeOf, type Shape } from '../../shape.js';
+import { JsBackend } from '../js.js';
+import { emitModule, Func } from './emit.js';
+import * as ref from './fused-ref.js';
+import { gemmPtr, readC, wasmMatmul } from './matmul.js';
+import { buildModule, type KernelModule } from './module.js';
+import { WasmRuntime } from './pool.js';
+
+/** Elements per task of elementwise kernels. Fixed: sumSquares' partial sums depend on it. */
+const CHUNK = 16384;
+/** Columns per task of column reductions (only scheduling, not the summation order). */
+const COL_BLOCK = 64;
+/** Matrix arg with no grouping: rows are `stride` apart. */
+const NOGROUP = 0x3fffffff;
+
+const UNARY = new Set<UnaryOp>(['neg', 'abs', 'sqrt', 'relu', 'step', 'exp', 'tanh', 'gelu', 'geluGrad']);
+const BINARY = new Set<BinaryOp>(['add', 'sub', 'mul', 'div', 'max', 'min', 'gt', 'lt', 'eq']);
+
+/** Synchronous check: WebAssembly SIMD, shared memory and SharedArrayBuffer all work here. */
+export function wasmSimdAvailable(): boolean {
+  try {
+    if (typeof SharedArrayBuffer === 'undefined' || typeof Atomics === 'undefined') return false;
+    const f = new Func([], ['f32']);
+    f.f32Const(1).f32x4Splat().f32Const(2).f32x4Splat().f32x4Add().f32x4ExtractLane(0);
+    const bytes = emitModule({ memory: { initial: 1, maximum: 1, shared: true }, funcs: [{ name: 'f', func: f }] });
+    const mod = new WebAssembly.Module(bytes as BufferSource);
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    const inst = new WebAssembly.Instance(mod, { env: { memory } });
+    return (inst.exports.f as () => number)() === 3;
+  } catch {
+    return false;
+  }
+}
+
+export interface WasmBackendOptions {
+  /** Worker threads including the main thread (default: one per core). Results do not depend on it. */
+  threads?: number;
+}
+
+let compiled: KernelModule | null = null;
+
+export function createWasmBackend(opts: WasmBackendOptions = {}): WasmBackend {
+  return new WasmBackend(opts);
+}
+
+type F32 = Float32Array;
+
+export class WasmBackend extends JsBackend implements Backend {
+  override readonly name: string = 'wasm';
+  readonly threads: number;
+  private readonly rt: WasmRuntime;
+  private readonly km: KernelModule;
+  override readonly fused: FusedKernels;
+
+  constructor(opts: WasmBackendOptions = {}) {
+    super();
+    if (!wasmSimdAvailable()) {
+      throw new Error('wasm backend: this runtime lacks WebAssembly SIMD or SharedArrayBuffer; use the js backend');
+    }
+    this.threads = opts.threads ?? Math.max(1, availableParallelism());
+    compiled ??= buildModule();
+    this.km = compiled;
+    this.rt = new WasmRuntime(this.km.module, this.km.names, this.threads);
+    this.fused = {
+      softmax: (x, rows, cols) => this.softmax(x, rows, cols),
+      softmaxBackward: (y, gy, rows, cols) => this.rowsBwd('softmaxBwd', ref.softmaxBackwardRef, y, gy, rows, cols),
+      logSoftmax: (x, rows, cols) => this.logSoftmax(x, rows, cols),
+      logSoftmaxBackward: (y, gy, rows, cols) => this.rowsBwd('logSoftmaxBwd', ref.logSoftmaxBackwardRef, y, gy, rows, cols),
+      layerNorm: (x, w, b, rows, cols, eps) => this.layerNorm(x, w, b, rows, cols, eps),
+      layerNormBackward: (x, w, mean, rstd, gy, rows, cols) => this.layerNormBackward(x, w, mean, rstd, gy, rows, cols),
+      crossEntropy: (logits, t, rows, cols) => this.crossEntropy(logits, t, rows, cols),
+      crossEntropyBackward: (logits, t, lse, gl, rows, cols) => this.crossEntropyBackward(logits, t, lse, gl, rows, cols),
+      attention: (q, k, v, bh, t, s, d, scale, causal) => this.attention(q, k, v, bh, t, s, d, scale, causal),
+      attentionBackward: (q, k, v, o, lse, go, bh, t, s, d, scale, causal) =>
+        this.attentionBackward(q, k, v, o, lse, go, bh, t, s, d, scale, causal),
+      adamw: (p, g, m, v, h) => this.adamw(p, g, m, v, h),
+      sumSquares: (xs) => this.sumSquares(xs),
+    };
+  }
+
+  /** Stop the worker threads (they are unref'd, so this is only needed to free them early). */
+  terminate(): void { this.rt.terminate(); }
+
+  // ---- helpers ----
+  private f32(s: Storage): F32 | null {
+    return s.dtype === 'float32' ? (this.host(s) as F32) : null;
+  }
+  private out(data: HostArray): Storage { return this.wrap(data, 'float32'); }
+  /** Copy a host array into the arena. */
+  private put(a: Float32Array | Int32Array): number {
+    const p = this.rt.alloc(a.length * 4);
+    if (a instanceof Float32Array) this.rt.f32(p, a.length).set(a); else this.rt.i32(p, a.length).set(a);
+    return p;
+  }
+  private take(ptr: number, n: number): F32 { return this.rt.f32(ptr, n).slice(); }
+  /** Rows per task: enough tasks to balance the threads, enough work per task to pay for it. */
+  private rpt(rows: number, cols: number): number {
+    let r = Math.ceil(rows / (this.threads * 8));
+    r = Math.max(r, Math.ceil(8192 / Math.max(cols, 1)));
+    return Math.max(1, Math.min(r, rows));
+  }
+  /** Run a row kernel over [rows, cols]; `args` follow rows, cols, rows-per-task. */
+  private rows(name: string, rows: number, cols: number, args: number[], floats: number[] = []): void {
+    if (rows === 0) return;
+    const rpt = this.rpt(rows, cols);
+    const all = [rows, cols, rpt, ...args, ...floats];
+    const fi = floats.map((_, i) => 3 + args.length + i);
+    this.rt.run(name, Math.ceil(rows / rpt), this.rt.args(all, fi));
+  }
+  /** A dense matrix argument (pointer, stride, no grouping). */
+  private static dense(ptr: number, cols: number): number[] { return [ptr, cols, NOGROUP, 0]; }
+  private scoped<T>(fn: () => T): T {
+    const mark = this.rt.mark();
+    try { return fn(); } finally { this.rt.release(mark); }
+  }
+
+  // ---- primitives ----
+  override matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
+    const A = this.f32(a), B = this.f32(b);
+    if (!A || !B) return super.matmul(a, b, p);
+    return this.out(wasmMatmul(this.rt, this.km.shape, A, B, p));
+  }
+
+  override unary(op: UnaryOp, x: Storage): Storage {
+    const X = this.f32(x);
+    if (!X || !UNARY.has(op)) return super.unary(op, x);
+    return this.out(this.scoped(() => {
+      const n = X.length, px = this.put(X), py = this.rt.alloc(n * 4);
+      this.rt.run(`u_${op}`, Math.ceil(n / CHUNK), this.rt.args([n, CHUNK, px, py]));
+      return this.take(py, n);
+    }));
+  }
+
+  override binary(op: BinaryOp, a: Storage, aShape: Shape, b: Storage, bShape: Shape, outShape: Shape): Storage {
+    const A = this.f32(a), B = this.f32(b);
+    const n = sizeOf(outShape);
+    if (!A || !B || !BINARY.has(op) || n === 0) return super.binary(op, a, aShape, b, bShape, outShape);
+    // each operand is full (n), a scalar, or a row repeated over the leading dims
+    const kind = (x: F32, shape: Shape): number | 'full' | null => {
+      if (x.length === n) return 'full';
+      if (x.length === 1) return 1;
+      const s = [...shape]; while (s.length && s[0] === 1) s.shift();
+      const tail = outShape.slice(outShape.length - s.length);
+      return s.length <= outShape.length && s.every((d, i) => d === tail[i]) ? x.length : null;
+    };
+    const ka = kind(A, aShape), kb = kind(B, bShape);
+    if (ka === null || kb === null || (ka !== 'full' && kb !== 'full')) return super.binary(op, a, aShape, b, bShape, outShape);
+    const rowLen = ka === 'full' ? kb : ka;
+    return this.out(this.scoped(() => {
+      const py = this.rt.alloc(n * 4);
+      // a scalar becomes one row of `cols` copies; full-by-full runs as rows of a fixed width
+      const cols = rowLen === 'full' || rowLen === 1 ? Math.min(n, 4096) : rowLen;
+      const prep = (x: F32, k: number | 'full'): number =>
+        k === 1 ? this.put(new Float32Array(cols).fill(x[0]!)) : this.put(x);
+      const pa = prep(A, ka), pb = prep(B, kb);
+      const full = Math.floor(n / cols), tail = n - full * cols;
+      const call = (rows: number, c: number, off: number): void => {
+        const ra = ka === 'full' ? [pa + off * 4, c, NOGROUP, 0] : [pa, 0, NOGROUP, 0];
+        const rb = kb === 'full' ? [pb + off * 4, c, NOGROUP, 0] : [pb, 0, NOGROUP, 0];
+        this.rows(`b_${op}`, rows, c, [...ra, ...rb, py + off * 4, c, NOGROUP, 0]);
+      };
+      call(full, cols, 0);
+      if (tail) call(1, tail, full * cols); // only when cols is not a row length (scalar / full)
+      return this.take(py, n);
+    }));
+  }
+
+  override reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
+    const X = this.f32(x);
+    if (!X || size === 0 || outer * inner === 0) return super.reduce(op, x, outer, size, inner);
+    return this.out(this.scoped(() => {
+      const px = this.put(X), py = this.rt.alloc(outer * inner * 4);
+      if (inner === 1) {
+        this.rows(`r_${op}`, outer, size, [...WasmBackend.dense(px, size), py]);
+      } else {
+        const tasks = outer * Math.ceil(inner / COL_BLOCK);
+        this.rt.run(`c_${op}`, tasks, this.rt.args([outer, size, inner, COL_BLOCK, px, py]));
+      }
+      return this.take(py, outer * inner);
+    }));
+  }
+
+  // ---- fused kernels ----
+  private softmax(x: Storage, rows: number, cols: number): Storage {
+    const X = this.f32(x);
+    if (!X) { const y = this.alloc(rows * cols, x.dtype); ref.softmaxRef(this.host(x), rows, cols, y); return this.wrap(y, x.dtype); }
+    return this.out(this.scoped(() => {
+      const px = this.put(X), py = this.rt.alloc(X.length * 4);
+      this.rows('softmax', rows, cols, [...WasmBackend.dense(px, cols), ...WasmBackend.dense(py, cols)]);
+      return this.take(py, rows * cols);
+    }));
+  }
+
+  private rowsBwd(kernel: string, fallback: typeof ref.softmaxBackwardRef, y: Storage, gy: Storage, rows: number, cols: number): Storage {
+    const Y = this.f32(y), G = this.f32(gy);
+    if (!Y || !G) {
+      const gx = this.alloc(rows * cols, y.dtype);
+      fallback(this.host(y), this.host(gy), rows, cols, gx);
+      return this.wrap(gx, y.dtype);
+    }
+    return this.out(this.scoped(() => {
+      const py = this.put(Y), pg = this.put(G), px = this.rt.alloc(rows * cols * 4);
+      const d = WasmBackend.dense;
+      this.rows(kernel, rows, cols, [...d(py, cols), ...d(pg, cols), ...d(px, cols)]);
+      return this.take(px, rows * cols);
+    }));
+  }
+
+  /** max and sum(exp(x - max)) per row in wasm, logsumexp finished here (wasm has no log). */
+  private rowLse(px: number, rows: number, cols: number): F32 {
+    const pm = this.rt.alloc(rows * 4), ps = this.rt.alloc(rows * 4);
+    this.rows('rowStats', rows, cols, [...WasmBackend.dense(px, cols), pm, ps]);
+    const m = this.rt.f32(pm, rows), s = this.rt.f32(ps, rows);
+    const lse = new Float32Array(rows);
+    for (let r = 0; r < rows; r++) lse[r] = m[r]! + Math.log(s[r]!);
+    return lse;
+  }
+
+  private logSoftmax(x: Storage, rows: number, cols: number): Storage {
+    const X = this.f32(x);
+    if (!X) { const y = this.alloc(rows * cols, x.dtype); ref.logSoftmaxRef(this.host(x), rows, cols, y); return this.wrap(y, x.dtype); }
+    return this.out(this.scoped(() => {
+      const px = this.put(X), py = this.rt.alloc(X.length * 4);
+      const pl = this.put(this.rowLse(px, rows, cols));
+      this.rows('subRow', rows, cols, [...WasmBackend.dense(px, cols), ...WasmBackend.dense(py, cols), pl]);
+      return this.take(py, rows * cols);
+    }));
+  }
+
+  private crossEntropy(logits: Storage, targets: Storage, rows: number, cols: number): { loss: Storage; lse: Storage } {
+    const X = this.f32(logits), T = this.host(targets);
+    if (!X) {
+      const loss = this.alloc(rows, logits.dtype), lse = this.alloc(rows, logits.dtype);
+      ref.crossEntropyRef(this.host(logits), T, rows, cols, loss, lse);
+      return { loss: this.wrap(loss, logits.dtype), lse: this.wrap(lse, logits.dtype) };
+    }
+    const lse = this.scoped(() => this.rowLse(this.put(X), rows, cols));
+    const loss = new Float32Array(rows);
+    for (let r = 0; r < rows; r++) loss[r] = lse[r]! - X[r * cols + T[r]!]!;
+    return { loss: this.out(loss), lse: this.out(lse) };
+  }
+
+  private crossEntropyBackward(logits: Storage, targets: Storage, lse: Storage, gloss: Storage, rows: number, cols: number): Storage {
+    const X = this.f32(logits), L = this.f32(lse), GL = this.f32(gloss), T = this.host(targets) as Int32Array;
+    if (!X || !L || !GL) {
+      const g = this.alloc(rows * cols, logits.dtype);
+      ref.crossEntropyBackwardRef(this.host(logits), T, this.host(lse), this.host(gloss), rows, cols, g);
+      return this.wrap(g, logits.dtype);
+    }
+    return this.out(this.scoped(() => {
+      const px = this.put(X), pg = this.rt.alloc(rows * cols * 4);
+      const pl = this.put(L), pgl = this.put(GL), pt = this.put(T);
+      this.rows('ceBwd', rows, cols, [...WasmBackend.dense(px, cols), ...WasmBackend.dense(pg, cols), pl, pgl, pt]);
+      return this.take(pg, rows * cols);
+    }));
+  }
+
+  private layerNorm(x: Storage, w: Storage, b: Storage, rows: number, cols: number, eps: number): { y: Storage; mean: Storage; rstd: Storage } {
+    const X = this.f32(x), W = this.f32(w), B = this.f32(b);
+    if (!X || !W || !B) {
+      const dt = x.dtype;
+      const y = this.alloc(rows * cols, dt), mean = this.alloc(rows, dt), rstd = this.alloc(rows, dt);
+      ref.layerNormRef(this.host(x), this.host(w), this.host(b), rows, cols, eps, y, mean, rstd);
+      return { y: this.wrap(y, dt), mean: this.wrap(mean, dt), rstd: this.wrap(rstd, dt) };
+    }
+    return this.scoped(() => {
+      const px = this.put(X), pw = this.put(W), pb = this.put(B);
+      const py = this.rt.alloc(rows * cols * 4), pm = this.rt.alloc(rows * 4), pr = this.rt.alloc(rows * 4);
+      this.rows('lnFwd', rows, cols, [...WasmBackend.dense(px, cols), ...WasmBackend.dense(py, cols), pw, pb, pm, pr], [eps]);
+      return { y: this.out(this.take(py, rows * cols)), mean: this.out(this.take(pm, rows)), rstd: this.out(this.take(pr, rows)) };
+    });
+  }
+
+  private layerNormBackward(x: Storage, w: Storage, mean: Storage, rstd: Storage, gy: Storage, rows: number, cols: number):
+    { gx: Storage; gw: Storage; gb: Storage } {
+    const X = this.f32(x), W = this.f32(w), M = this.f32(mean), R = this.f32(rstd), G = this.f32(gy);
+    if (!X || !W || !M || !R || !G) {
+      const dt = x.dtype;
+      const gx = this.alloc(rows * cols, dt), gw = this.alloc(cols, dt), gb = this.alloc(cols, dt);
+      ref.layerNormBackwardRef(this.host(x), this.host(w), this.host(mean), this.host(rstd), this.host(gy), rows, cols, gx, gw, gb);
+      return { gx: this.wrap(gx, dt), gw: this.wrap(gw, dt), gb: this.wrap(gb, dt) };
+    }
+    return this.scoped(() => {
+      const px = this.put(X), pw = this.put(W), pm = this.put(M), pr = this.put(R), pg = this.put(G);
+      const pgx = this.rt.alloc(rows * cols * 4), pgw = this.rt.alloc(cols * 4), pgb = this.rt.alloc(cols * 4);
+      const d = WasmBackend.dense;
+      this.rows('lnBwdX', rows, cols, [...d(px, cols), ...d(pg, cols), ...d(pgx, cols), pw, pm, pr]);
+      this.rt.run('lnBwdWB', Math.ceil(cols / COL_BLOCK), this.rt.args([1, rows, cols, COL_BLOCK, px, pg, pm, pr, pgw, pgb]));
+      return { gx: this.out(this.take(pgx, rows * cols)), gw: this.out(this.take(pgw, cols)), gb: this.out(this.take(pgb, cols)) };
+    });
+  }
+
+  /** Scores S = q k^T per head, padded by the gemm: a grouped matrix argument for row kernels. */
+  private scores(pq: number, pk: number, bh: number, t: number, s: number, d: number): number[] {
+    const g = gemmPtr(this.rt, this.km.shape, pq, pk,
+      { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
+    return [g.c, g.ldc, t, g.cBatch];
+  }
+
+  private attention(q: Storage, k: Storage, v: Storage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean):
+    { o: Storage; lse: Storage } {
+    const Q = this.f32(q), K = this.f32(k), V = this.f32(v);
+    if (!Q || !K || !V) {
+      const dt = q.dtype, o = this.alloc(bh * t * d, dt), lse = this.alloc(bh * t, dt);
+      ref.attentionRef(this.host(q), this.host(k), this.host(v), bh, t, s, d, scale, causal, o, lse);
+      return { o: this.wrap(o, dt), lse: this.wrap(lse, dt) };
+    }
+    return this.scoped(() => {
+      const pq = this.put(Q), pk = this.put(K), pv = this.put(V);
+      const sc = this.scores(pq, pk, bh, t, s, d);
+      const pp = this.rt.alloc(bh * t * s * 4), pm = this.rt.alloc(bh * t * 4), ps = this.rt.alloc(bh * t * 4);
+      this.rows('attnSoftmax', bh * t, s, [...sc, ...WasmBackend.dense(pp, s), pm, ps, t, s - t, causal ? 1 : 0], [scale]);
+      const o = readC(this.rt, gemmPtr(this.rt, this.km.shape, pp, pv,
+        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }), bh, t, d);
+      const m = this.rt.f32(pm, bh * t), sm = this.rt.f32(ps, bh * t);
+      const lse = new Float32Array(bh * t);
+      for (let r = 0; r < bh * t; r++) lse[r] = m[r]! + Math.log(sm[r]!);
+      return { o: this.out(o), lse: this.out(lse) };
+    });
+  }
+
+  private attentionBackward(q: Storage, k: Storage, v: Storage, o: Storage, lse: Storage, go: Storage,
+    bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage } {
+    const Q = this.f32(q), K = this.f32(k), V = this.f32(v), O = this.f32(o), L = this.f32(lse), GO = this.f32(go);
+    if (!Q || !K || !V || !O || !L || !GO) {
+      const dt = q.dtype;
+      const gq = this.alloc(bh * t * d, dt), gk = this.alloc(bh * s * d, dt), gv = this.alloc(bh * s * d, dt);
+      ref.attentionBackwardRef(this.host(q), this.host(k), this.host(v), this.host(o), this.host(lse), this.host(go),
+        bh, t, s, d, scale, causal, gq, gk, gv);
+      return { gq: this.wrap(gq, dt), gk: this.wrap(gk, dt), gv: this.wrap(gv, dt) };
+    }
+    return this.scoped(() => {
+      const rt = this.rt, sh = this.km.shape, dense = WasmBackend.dense;
+      const pq = this.put(Q), pk = this.put(K), pv = this.put(V), po = this.put(O), pl = this.put(L), pgo = this.put(GO);
+      const sc = this.scores(pq, pk, bh, t, s, d);
+      const pp = rt.alloc(bh * t * s * 4);
+      this.rows('attnProbs', bh * t, s, [...sc, ...dense(pp, s), pl, t, s - t, causal ? 1 : 0], [scale]);
+      // dV = P^T dO
+      const gv = readC(rt, gemmPtr(rt, sh, pp, pgo,
+        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }), bh, s, d);
+      // dP = dO V^T, then dS = P (dP - rowsum(dO * O)) * scale
+      const dp = gemmPtr(rt, sh, pgo, pv, { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
+      const pD = rt.alloc(bh * t * 4);
+      this.rows('rowDot', bh * t, d, [...dense(pgo, d), ...dense(po, d), pD]);
+      const pds = rt.alloc(bh * t * s * 4);
+      this.rows('attnDs', bh * t, s, [...dense(pp, s), dp.c, dp.ldc, t, dp.cBatch, ...dense(pds, s), pD], [scale]);
+      // dQ = dS K ; dK = dS^T Q
+      const gq = readC(rt, gemmPtr(rt, sh, pds, pk,
+        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }), bh, t, d);
+      const gk = readC(rt, gemmPtr(rt, sh, pds, pq,
+        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }), bh, s, d);
+      return { gq: this.out(gq), gk: this.out(gk), gv: this.out(gv) };
+    });
+  }
+
+  private adamw(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams): void {
+    const P = this.f32(p), G = this.f32(g), M = this.f32(m), V = this.f32(v);
+    if (!P || !G || !M || !V) { ref.adamwRef(this.host(p), this.host(g), this.host(m), this.host(v), h); return; }
+    this.scoped(() => {
+      const n = P.length;
+      const pp = this.put(P), pg = this.put(G), pm = this.put(M), pv = this.put(V);
+      const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
+      const floats = [h.lr, h.beta1, h.beta2, 1 - h.beta1, 1 - h.beta2, h.eps, h.weightDecay, bc1, bc2];
+      this.rt.run('adamw', Math.ceil(n / CHUNK), this.rt.args([n, CHUNK, pp, pg, pm, pv, ...floats], floats.map((_, i) => 6 + i)));
+      P.set(this.rt.f32(pp, n)); M.set(this.rt.f32(pm, n)); V.set(this.rt.f32(pv, n));
+    });
+  }
+
+  private sumSquares(xs: Storage[]): Storage {
+    let total = 0;
+    for (const x of xs) {
+      const X = this.f32(x);
+      if (!X) { const a = this.host(x); for (let i = 0; i < a.length; i++) total += a[i]! * a[i]!; continue; }
+      if (X.length === 0) continue;
+      this.scoped(() => {
+        const chunks = Math.ceil(X.length / CHUNK);
+        const px = this.put(X), po = this.rt.alloc(chunks * 4);
+        this.rt.run('sumsq', chunks, this.rt.args([X.length, CHUNK, px, po]));
+        const parts = this.rt.f32(po, chunks);
+        for (let i = 0; i < chunks; i++) total += parts[i]!; // in chunk order: thread-count independent
+      });
+    }
+    return this.out(Float32Array.of(total));
+  }
+}
+

@@ -1,0 +1,255 @@
+// Backend parity: every kernel of the wasm backend against the js reference backend (and the
+// fused kernels against plain float64 loops), on generated shapes — odd sizes, size-1 dims,
+// transposed and broadcast operands — with 1 and 2 threads; plus thread-count determinism.
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Storage } from '../src/tensor/backend.js';
+import { JsBackend } from '../src/tensor/backends/js.js';
+import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
+import * as ref from '../src/tensor/backends/wasm/fused-ref.js';
+
+const available = wasmSimdAvailable();
+const js = new JsBackend();
+const wasms: WasmBackend[] = available ? [createWasmBackend({ threads: 1 }), createWasmBackend({ threads: 2 })] : [];
+afterAll(() => { for (const b of wasms) b.terminate(); });
+
+const SEED = 4242;
+const RUNS = 40;
+
+/** Deterministic values in [-scale, scale] from a seed (fast-check gives the seed). */
+function values(n: number, seed: number, scale = 1): Float32Array {
+  let s = (seed * 2654435761) >>> 0 || 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
+    out[i] = ((s / 4294967296) * 2 - 1) * scale;
+  }
+  return out;
+}
+const f32 = (a: Float32Array): Storage => js.fromHost(a, 'float32');
+const read = (s: Storage): Float32Array => js.readSync(s) as Float32Array;
+
+/** Worst |got - want| / (atol + rtol |want|); <= 1 passes. NaN and infinities must match exactly. */
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, rtol: number, atol: number, what: string): void {
+  expect(got.length, `${what}: length`).toBe(want.length);
+  let worst = 0, at = -1;
+  for (let i = 0; i < want.length; i++) {
+    const g = got[i]!, w = want[i]!;
+    if (!Number.isFinite(w) || !Number.isFinite(g)) {
+      if (!Object.is(g, w) && !(Number.isNaN(g) && Number.isNaN(w))) { worst = Infinity; at = i; break; }
+      continue;
+    }
+    const e = Math.abs(g - w) / (atol + rtol * Math.abs(w));
+    if (e > worst) { worst = e; at = i; }
+  }
+  expect(worst, `${what}: worst at ${at}: got ${got[at]}, want ${want[at]}`).toBeLessThanOrEqual(1);
+}
+
+const dim = fc.integer({ min: 1, max: 37 });
+
+describe.skipIf(!available)('wasm backend parity with js', () => {
+  it('matmul: batched, transposed, broadcast, odd sizes', () => {
+    fc.assert(fc.property(
+      fc.record({ batch: fc.integer({ min: 1, max: 3 }), m: dim, n: dim, k: dim, transA: fc.boolean(), transB: fc.boolean(),
+        bcastA: fc.boolean(), bcastB: fc.boolean(), seed: fc.nat() }),
+      (c) => {
+        const aBatchStride = c.bcastA ? 0 : c.m * c.k, bBatchStride = c.bcastB ? 0 : c.k * c.n;
+        const a = values(c.bcastA ? c.m * c.k : c.batch * c.m * c.k, c.seed);
+        const b = values(c.bcastB ? c.k * c.n : c.batch * c.k * c.n, c.seed + 1);
+        const p = { batch: c.batch, m: c.m, n: c.n, k: c.k, transA: c.transA, transB: c.transB, aBatchStride, bBatchStride };
+        const want = read(js.matmul(f32(a), f32(b), p));
+        for (const w of wasms) expectClose(read(w.matmul(f32(a), f32(b), p)), want, 1e-5, 1e-5 * Math.sqrt(c.k), `matmul ${JSON.stringify(c)}`);
+      }), { seed: SEED, numRuns: RUNS });
+  });
+
+  it('matmul: sizes past the cache blocks (k > KC, several tiles) and degenerate dims', () => {
+    for (const [m, n, k, tA, tB] of [[130, 300, 600, false, false], [67, 129, 257, true, true], [1, 513, 300, false, true],
+      [300, 1, 5, true, false], [5, 7, 0, false, false]] as const) {
+      const p = { batch: 1, m, n, k, transA: tA, transB: tB, aBatchStride: 0, bBatchStride: 0 };
+      const a = values(m * k, m), b = values(k * n, n);
+      const want = read(js.matmul(f32(a), f32(b), p));
+      for (const w of wasms) expectClose(read(w.matmul(f32(a), f32(b), p)), want, 1e-5, 2e-5 * Math.sqrt(k + 1), `matmul ${m}x${n}x${k}`);
+    }
+  });
+
+  it('unary ops (incl. gelu, geluGrad, tanh, exp) over a wide range and special values', () => {
+    const ops = ['neg', 'abs', 'sqrt', 'relu', 'step', 'exp', 'tanh', 'gelu', 'geluGrad', 'log'] as const;
+    const x = new Float32Array([...values(4099, 7, 12), 0, -0, 1e-7, -1e-7, 0.29, 0.31, -0.3, 20, -20, 87, -87, -90, 89, NaN, Infinity, -Infinity]);
+    for (const op of ops) {
+      // gelu(-inf) is NaN in the reference (-inf * 0) but -inf here: infinities are no GELU inputs
+      const xs = op === 'sqrt' || op === 'log' ? x.map(Math.abs) : op.startsWith('gelu') ? x.filter(Number.isFinite) : x;
+      const want = read(js.unary(op, f32(xs)));
+      // gelu far left: the reference's 1 + tanh(u) rounds to 0 where x * sigmoid(2u) keeps ~1e-16
+      const atol = op.startsWith('gelu') ? 1e-7 : 1e-30;
+      for (const w of wasms) expectClose(read(w.unary(op, f32(xs))), want, 2e-6, atol, `unary ${op}`);
+    }
+  });
+
+  it('binary ops with broadcasting (full, row, scalar; either side)', () => {
+    const ops = ['add', 'sub', 'mul', 'div', 'max', 'min', 'gt', 'lt', 'eq', 'pow'] as const;
+    fc.assert(fc.property(
+      fc.record({ lead: fc.array(fc.integer({ min: 1, max: 5 }), { minLength: 0, maxLength: 2 }), cols: dim,
+        kind: fc.constantFrom('full', 'row', 'row1', 'scalar', 'col'), swap: fc.boolean(), op: fc.constantFrom(...ops), seed: fc.nat() }),
+      (c) => {
+        const outShape = [...c.lead, c.cols];
+        const n = outShape.reduce((x, y) => x * y, 1);
+        const bShape = c.kind === 'full' ? outShape : c.kind === 'row' ? [c.cols] : c.kind === 'row1' ? [1, c.cols]
+          : c.kind === 'scalar' ? [1] : [...c.lead, 1];
+        const a = values(n, c.seed), b = values(bShape.reduce((x, y) => x * y, 1), c.seed + 3);
+        if (c.op === 'pow') a.forEach((v, i) => { a[i] = Math.abs(v); });
+        if (c.op === 'eq') b.forEach((v, i) => { if (i % 2) b[i] = a[i % a.length]!; });
+        const [x, xs, y, ys] = c.swap ? [b, bShape, a, outShape] : [a, outShape, b, bShape];
+        const want = read(js.binary(c.op, f32(x), xs, f32(y), ys, outShape));
+        for (const w of wasms) expectClose(read(w.binary(c.op, f32(x), xs, f32(y), ys, outShape)), want, 1e-6, 1e-30, `binary ${JSON.stringify(c)}`);
+      }), { seed: SEED, numRuns: RUNS * 2 });
+  });
+
+  it('reductions sum/max over [outer, size, inner]', () => {
+    fc.assert(fc.property(
+      fc.record({ outer: fc.integer({ min: 1, max: 6 }), size: dim, inner: fc.integer({ min: 1, max: 80 }), op: fc.constantFrom('sum', 'max' as const), seed: fc.nat() }),
+      (c) => {
+        const x = values(c.outer * c.size * c.inner, c.seed);
+        const want = read(js.reduce(c.op, f32(x), c.outer, c.size, c.inner));
+        for (const w of wasms) expectClose(read(w.reduce(c.op, f32(x), c.outer, c.size, c.inner)), want, 1e-5, 1e-5 * Math.sqrt(c.size), `reduce ${JSON.stringify(c)}`);
+      }), { seed: SEED, numRuns: RUNS });
+  });
+});
+
+/** Run a float64 reference on float32 inputs widened to float64. */
+const f64 = (a: Float32Array): Float64Array => Float64Array.from(a);
+
+describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
+  const rowsCols = fc.record({ rows: fc.integer({ min: 1, max: 9 }), cols: fc.integer({ min: 1, max: 300 }), seed: fc.nat() });
+
+  it('softmax, logSoftmax and their backwards', () => {
+    fc.assert(fc.property(rowsCols, ({ rows, cols, seed }) => {
+      const x = values(rows * cols, seed, 8), gy = values(rows * cols, seed + 1);
+      const y64 = new Float64Array(rows * cols), l64 = new Float64Array(rows * cols);
+      ref.softmaxRef(f64(x), rows, cols, y64);
+      ref.logSoftmaxRef(f64(x), rows, cols, l64);
+      for (const w of wasms) {
+        const k = w.fused;
+        const y = k.softmax!(f32(x), rows, cols), l = k.logSoftmax!(f32(x), rows, cols);
+        expectClose(read(y), y64, 1e-5, 1e-7, 'softmax');
+        expectClose(read(l), l64, 1e-5, 1e-5, 'logSoftmax');
+        const gs = new Float64Array(rows * cols), gl = new Float64Array(rows * cols);
+        ref.softmaxBackwardRef(f64(read(y)), f64(gy), rows, cols, gs);
+        ref.logSoftmaxBackwardRef(f64(read(l)), f64(gy), rows, cols, gl);
+        expectClose(read(k.softmaxBackward!(y, f32(gy), rows, cols)), gs, 1e-4, 1e-6, 'softmaxBackward');
+        expectClose(read(k.logSoftmaxBackward!(l, f32(gy), rows, cols)), gl, 1e-4, 1e-5, 'logSoftmaxBackward');
+      }
+    }), { seed: SEED, numRuns: RUNS });
+  });
+
+  it('cross-entropy forward/backward (incl. a GPT-size vocabulary row)', () => {
+    const cases = [{ rows: 3, cols: 50304, seed: 1 }, ...fc.sample(rowsCols, { seed: SEED, numRuns: RUNS })];
+    for (const { rows, cols, seed } of cases) {
+      const x = values(rows * cols, seed, 6), gl = values(rows, seed + 2);
+      const t = Int32Array.from({ length: rows }, (_, r) => (r * 7919 + seed) % cols);
+      const loss64 = new Float64Array(rows), lse64 = new Float64Array(rows), g64 = new Float64Array(rows * cols);
+      ref.crossEntropyRef(f64(x), t, rows, cols, loss64, lse64);
+      ref.crossEntropyBackwardRef(f64(x), t, lse64, f64(gl), rows, cols, g64);
+      for (const w of wasms) {
+        const { loss, lse } = w.fused.crossEntropy!(f32(x), js.fromHost(t, 'int32'), rows, cols);
+        expectClose(read(loss), loss64, 1e-5, 1e-5, 'crossEntropy loss');
+        expectClose(read(lse), lse64, 1e-6, 1e-6, 'crossEntropy lse');
+        expectClose(read(w.fused.crossEntropyBackward!(f32(x), js.fromHost(t, 'int32'), lse, f32(gl), rows, cols)), g64, 1e-4, 1e-7, 'crossEntropyBackward');
+      }
+    }
+  });
+
+  it('layerNorm forward/backward', () => {
+    fc.assert(fc.property(rowsCols, ({ rows, cols, seed }) => {
+      const x = values(rows * cols, seed, 3), wt = values(cols, seed + 1), b = values(cols, seed + 2), gy = values(rows * cols, seed + 3);
+      const y64 = new Float64Array(rows * cols), m64 = new Float64Array(rows), r64 = new Float64Array(rows);
+      ref.layerNormRef(f64(x), f64(wt), f64(b), rows, cols, 1e-5, y64, m64, r64);
+      const gx64 = new Float64Array(rows * cols), gw64 = new Float64Array(cols), gb64 = new Float64Array(cols);
+      ref.layerNormBackwardRef(f64(x), f64(wt), m64, r64, f64(gy), rows, cols, gx64, gw64, gb64);
+      for (const w of wasms) {
+        const { y, mean, rstd } = w.fused.layerNorm!(f32(x), f32(wt), f32(b), rows, cols, 1e-5);
+        expectClose(read(y), y64, 1e-4, 1e-5, 'layerNorm y');
+        expectClose(read(mean), m64, 1e-5, 1e-6, 'layerNorm mean');
+        expectClose(read(rstd), r64, 1e-4, 1e-6, 'layerNorm rstd');
+        const g = w.fused.layerNormBackward!(f32(x), f32(wt), mean, rstd, f32(gy), rows, cols);
+        expectClose(read(g.gx), gx64, 1e-3, 1e-4, 'layerNorm gx');
+        expectClose(read(g.gw), gw64, 1e-4, 1e-5 * rows, 'layerNorm gw');
+        expectClose(read(g.gb), gb64, 1e-5, 1e-6 * rows, 'layerNorm gb');
+      }
+    }), { seed: SEED, numRuns: RUNS });
+  });
+
+  it('attention forward/backward, causal and full, T != S', () => {
+    fc.assert(fc.property(
+      fc.record({ bh: fc.integer({ min: 1, max: 3 }), t: fc.integer({ min: 1, max: 20 }), extra: fc.integer({ min: 0, max: 6 }),
+        d: fc.integer({ min: 1, max: 19 }), causal: fc.boolean(), seed: fc.nat() }),
+      ({ bh, t, extra, d, causal, seed }) => {
+        const s = t + extra, scale = 1 / Math.sqrt(d);
+        const q = values(bh * t * d, seed), k = values(bh * s * d, seed + 1), v = values(bh * s * d, seed + 2), go = values(bh * t * d, seed + 3);
+        const o64 = new Float64Array(bh * t * d), l64 = new Float64Array(bh * t);
+        ref.attentionRef(f64(q), f64(k), f64(v), bh, t, s, d, scale, causal, o64, l64);
+        const gq64 = new Float64Array(bh * t * d), gk64 = new Float64Array(bh * s * d), gv64 = new Float64Array(bh * s * d);
+        ref.attentionBackwardRef(f64(q), f64(k), f64(v), o64, l64, f64(go), bh, t, s, d, scale, causal, gq64, gk64, gv64);
+        for (const w of wasms) {
+          const { o, lse } = w.fused.attention!(f32(q), f32(k), f32(v), bh, t, s, d, scale, causal);
+          expectClose(read(o), o64, 1e-4, 1e-5, 'attention o');
+          expectClose(read(lse), l64, 1e-5, 1e-5, 'attention lse');
+          const g = w.fused.attentionBackward!(f32(q), f32(k), f32(v), o, lse, f32(go), bh, t, s, d, scale, causal);
+          expectClose(read(g.gq), gq64, 1e-3, 1e-5, 'attention gq');
+          expectClose(read(g.gk), gk64, 1e-3, 1e-5, 'attention gk');
+          expectClose(read(g.gv), gv64, 1e-3, 1e-5, 'attention gv');
+        }
+      }), { seed: SEED, numRuns: RUNS });
+  });
+
+  it('adamw in place and sumSquares', () => {
+    for (const n of [1, 5, 16384, 16391, 40000]) {
+      const p = values(n, n), g = values(n, n + 1), m = values(n, n + 2, 0.1), v = values(n, n + 3, 0.1).map(Math.abs);
+      const h = { lr: 3e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
+      const [p64, m64, v64] = [f64(p), f64(m), f64(v)];
+      ref.adamwRef(p64, f64(g), m64, v64, h);
+      for (const w of wasms) {
+        const [P, M, V] = [p.slice(), m.slice(), v.slice()];
+        w.fused.adamw!(f32(P), f32(g), f32(M), f32(V), h);
+        expectClose(P, p64, 1e-6, 1e-7, `adamw p (n=${n})`);
+        // b1 m + (1 - b1) g cancels in float32, as in any float32 optimizer
+        expectClose(M, m64, 1e-5, 1e-8, 'adamw m');
+        expectClose(V, v64, 1e-5, 1e-9, 'adamw v');
+      }
+      let ss = 0;
+      for (const a of [p, g]) for (const x of a) ss += x * x;
+      for (const w of wasms) expectClose(read(w.fused.sumSquares!([f32(p), f32(g)])), [ss], 1e-6, 0, 'sumSquares');
+    }
+  });
+
+  it('float64 storages fall back to the reference loops (gradchecks keep working)', () => {
+    const x = Float64Array.from(values(12, 3));
+    for (const w of wasms) {
+      const y = w.fused.softmax!(w.fromHost(x.slice(), 'float64'), 3, 4);
+      expect(y.dtype).toBe('float64');
+      const want = new Float64Array(12); ref.softmaxRef(x, 3, 4, want);
+      expectClose(w.readSync(y), want, 1e-14, 0, 'softmax float64');
+      expectClose(w.readSync(w.matmul(w.fromHost(x.slice(), 'float64'), w.fromHost(x.slice(), 'float64'),
+        { batch: 1, m: 3, n: 3, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 })),
+      js.readSync(js.matmul(js.fromHost(x.slice(), 'float64'), js.fromHost(x.slice(), 'float64'),
+        { batch: 1, m: 3, n: 3, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 })), 1e-15, 0, 'matmul float64');
+    }
+  });
+});
+
+describe.skipIf(!available)('wasm determinism: 1 and 2 threads give identical bits', () => {
+  it('matmul, softmax, layerNorm backward, attention, sumSquares', () => {
+    const [one, two] = wasms as [WasmBackend, WasmBackend];
+    const same = (f: (w: WasmBackend) => Storage[], what: string): void => {
+      const a = f(one).map(read), b = f(two).map(read);
+      a.forEach((x, i) => expect(Buffer.from(x.buffer).equals(Buffer.from(b[i]!.buffer)), `${what} #${i}`).toBe(true));
+    };
+    const A = values(300 * 517, 1), B = values(517 * 260, 2);
+    same((w) => [w.matmul(f32(A), f32(B), { batch: 1, m: 300, n: 260, k: 517, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 })], 'matmul');
+    same((w) => [w.fused.softmax!(f32(A), 300, 517)], 'softmax');
+    const wt = values(517, 3), mean = values(300, 4), rstd = values(300, 5).map(Math.abs);
+    same((w) => Object.values(w.fused.layerNormBackward!(f32(A), f32(wt), f32(mean), f32(rstd), f32(A), 300, 517)), 'layerNormBackward');
+    const q = values(2 * 70 * 16, 6);
+    same((w) => { const r = w.fused.attention!(f32(q), f32(q), f32(q), 2, 70, 70, 16, 0.25, true); return [r.o, r.lse]; }, 'attention');
+    same((w) => [w.fused.sumSquares!([f32(A), f32(B)])], 'sumSquares');
+  });
+});
