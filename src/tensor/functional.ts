@@ -57,6 +57,7 @@ export function softmax(x: Tensor, dim = -1): Tensor {
     return undo(y);
   }
   // half inputs: float32 inside and one rounding at the end, as the fused kernels do
+  if (t.size === 0) return undo(t); // nothing to normalise (rows of 0 classes, or 0 rows), as torch
   if (isHalf(t.dtype)) return undo(ops.cast(softmax(ops.cast(t, 'float32'), -1), t.dtype));
   // subtracting the (detached) row max changes nothing mathematically but avoids overflow
   const m = ops.max(t, -1, true).detach();
@@ -73,6 +74,7 @@ export function logSoftmax(x: Tensor, dim = -1): Tensor {
       (g) => [wrap(t, k.logSoftmaxBackward!(f32(y), f32(g), rows, cols), t.shape)]);
     return undo(y);
   }
+  if (t.size === 0) return undo(t); // nothing to normalise (rows of 0 classes, or 0 rows), as torch
   if (isHalf(t.dtype)) return undo(ops.cast(logSoftmax(ops.cast(t, 'float32'), -1), t.dtype));
   const m = ops.max(t, -1, true).detach();
   const shifted = ops.sub(t, m);
