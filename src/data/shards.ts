@@ -27,6 +27,8 @@ export interface WriteShardsOptions {
   shardSize?: number;
   /** Tokenizer worker threads (0 = this thread). fineweb.py: os.cpu_count()//2. */
   workers?: number;
+  /** Documents per tokenizer message (default 256); smaller means less read-ahead. */
+  batchDocs?: number;
   /** Stop after this many shards (the last partial shard is then not written). */
   maxShards?: number;
   /** Show progress (bar on a TTY, lines otherwise); default true. */
@@ -73,6 +75,82 @@ interface ShardState {
   tokens: number;
   /** Set when the source ran out and the final partial shard was written. */
   finished?: { shards: number; documents: number; tokens: number };
+}
+
+/**
+ * fineweb.py's shard buffer: documents' tokens go in one after another; when a document does not
+ * fit, what fits completes the shard, the shard is written, and the rest starts the next one.
+ */
+export class ShardWriter {
+  private readonly buf: Uint16Array;
+  private count = 0;
+  private index: number;
+  readonly written: string[] = [];
+
+  /**
+   * @param onShard called after each full shard is on disk, with its path and how many tokens
+   *   of the current document are in full shards by then (the resume point).
+   */
+  constructor(
+    private readonly outDir: string,
+    private readonly name: string,
+    private readonly shardSize: number,
+    startShard = 0,
+    private readonly onShard?: (path: string, tokensOfDocDone: number) => void,
+  ) {
+    this.buf = new Uint16Array(shardSize);
+    this.index = startShard;
+  }
+
+  /** Index of the shard being filled. */
+  get shardIndex(): number {
+    return this.index;
+  }
+  /** Tokens in the shard being filled. */
+  get pending(): number {
+    return this.count;
+  }
+
+  /**
+   * Adds one document. Stops early, returning false, once `maxShards` shards exist; the
+   * tokens after the cut are then dropped (they will be redone by a resume).
+   */
+  addDocument(doc: Uint16Array, maxShards = Infinity): boolean {
+    let pos = 0;
+    for (;;) {
+      const rest = doc.length - pos;
+      if (this.count + rest < this.shardSize) {
+        // fineweb.py: `if token_count + len(tokens) < shard_size` (strictly less: a document
+        // that exactly fills the buffer goes through the write branch).
+        this.buf.set(doc.subarray(pos), this.count);
+        this.count += rest;
+        return true;
+      }
+      const fit = this.shardSize - this.count;
+      this.buf.set(doc.subarray(pos, pos + fit), this.count);
+      pos += fit;
+      this.count = 0;
+      const path = this.write(this.buf);
+      this.onShard?.(path, pos);
+      if (this.index >= maxShards) return false;
+    }
+  }
+
+  /** The last shard holds the rest (fineweb.py: `if token_count != 0`). */
+  finish(): string | undefined {
+    if (this.count === 0) return undefined;
+    const path = this.write(this.buf.subarray(0, this.count));
+    this.count = 0;
+    return path;
+  }
+
+  private write(tokens: Uint16Array): string {
+    const path = join(this.outDir, shardFileName(this.name, this.index));
+    writeNpy(path, tokens);
+    this.written.push(path);
+    this.index++;
+    return path;
+  }
 }
 
 function statePath(outDir: string, name: string): string {
@@ -155,89 +233,68 @@ export async function writeShards(opts: WriteShardsOptions): Promise<ShardSummar
   const resumedShards = state.nextShard;
   if (resumedShards > 0 && showProgress) out.write(`${name}: resuming after ${resumedShards} complete shard(s) in ${outDir}\n`);
 
-  const buf = new Uint16Array(shardSize);
-  let count = 0;
-  let shardIndex = state.nextShard;
   let docIndex = state.docsDone;
   let skipTokens = state.tokensIntoDoc;
   let totalTokens = state.tokens;
   let newTokens = 0;
-  const shards = Array.from({ length: shardIndex }, (_, i) => join(outDir, shardFileName(name, i)));
+  const shards = Array.from({ length: state.nextShard }, (_, i) => join(outDir, shardFileName(name, i)));
   let bar: ProgressBar | undefined;
-  const newBar = (): ProgressBar | undefined =>
-    showProgress ? new ProgressBar({ label: `shard ${shardIndex}`, total: shardSize, unit: 'tokens', stream: out }) : undefined;
-  bar = newBar();
+  const newBar = (index: number): ProgressBar | undefined =>
+    showProgress ? new ProgressBar({ label: `shard ${index}`, total: shardSize, unit: 'tokens', stream: out }) : undefined;
 
-  const writeShard = (tokens: Uint16Array): string => {
-    const p = join(outDir, shardFileName(name, shardIndex));
-    writeNpy(p, tokens);
-    shards.push(p);
-    bar?.done(tokens.length);
-    shardIndex++;
-    return p;
-  };
+  let docLen = 0; // tokens of the current document, before a resume's skip
+  let skipped = 0; // of those, tokens left out because an earlier run has them
+  const writer = new ShardWriter(outDir, name, shardSize, state.nextShard, (path, placed) => {
+    shards.push(path);
+    bar?.done(shardSize);
+    totalTokens += shardSize;
+    newTokens += shardSize;
+    const into = skipped + placed; // tokens of this document now in full shards
+    state = {
+      ...state!,
+      nextShard: writer.shardIndex,
+      docsDone: into === docLen ? docIndex + 1 : docIndex,
+      tokensIntoDoc: into === docLen ? 0 : into,
+      tokens: totalTokens,
+    };
+    writeFileAtomic(sPath, JSON.stringify(state, null, 1));
+    bar = newBar(writer.shardIndex);
+  });
 
-  let stopped = false;
-  if (shardIndex < maxShards) {
-    outer: for await (const batch of tokenizeDocuments(source.documents(state.docsDone), { workers })) {
+  let stopped = writer.shardIndex >= maxShards;
+  if (!stopped) {
+    bar = newBar(writer.shardIndex);
+    outer: for await (const batch of tokenizeDocuments(source.documents(state.docsDone), { workers, ...(opts.batchDocs !== undefined ? { batchDocs: opts.batchDocs } : {}) })) {
       let off = 0;
       for (let d = 0; d < batch.docLens.length; d++) {
-        const len = batch.docLens[d]!;
-        let doc = batch.tokens.subarray(off, off + len);
-        off += len;
-        if (skipTokens > 0) {
-          // Resuming in the middle of this document: its first tokens are in the last full shard.
-          doc = doc.subarray(skipTokens);
-          skipTokens = 0;
-        }
-        let pos = 0; // tokens of `doc` already placed
-        for (;;) {
-          const rest = doc.length - pos;
-          if (count + rest < shardSize) {
-            buf.set(doc.subarray(pos), count);
-            count += rest;
-            break;
-          }
-          // The shard fills up: take what fits, write it, carry the remainder (fineweb.py's else: branch).
-          const fit = shardSize - count;
-          buf.set(doc.subarray(pos, pos + fit), count);
-          pos += fit;
-          count = 0;
-          totalTokens += shardSize;
-          newTokens += shardSize;
-          writeShard(buf);
-          const into = (len - doc.length) + pos; // tokens of this document now in full shards
-          state = {
-            ...state,
-            nextShard: shardIndex,
-            docsDone: into === len ? docIndex + 1 : docIndex,
-            tokensIntoDoc: into === len ? 0 : into,
-            tokens: totalTokens,
-          };
-          writeFileAtomic(sPath, JSON.stringify(state, null, 1));
-          if (shardIndex >= maxShards) {
-            stopped = true;
-            break outer;
-          }
-          bar = newBar();
+        docLen = batch.docLens[d]!;
+        let doc = batch.tokens.subarray(off, off + docLen);
+        off += docLen;
+        // Resuming in the middle of this document: its first tokens are in the last full shard.
+        skipped = Math.min(skipTokens, docLen);
+        doc = doc.subarray(skipped);
+        skipTokens = 0;
+        if (!writer.addDocument(doc, maxShards)) {
+          stopped = true;
+          break outer;
         }
         docIndex++;
-        bar?.update(count);
+        bar?.update(writer.pending);
       }
     }
-  } else {
-    stopped = true;
   }
   if (!stopped) {
-    // The source ran out: the last shard holds the rest (fineweb.py: `if token_count != 0`).
-    if (count > 0) {
+    const count = writer.pending;
+    const last = writer.finish();
+    if (last !== undefined) {
+      shards.push(last);
       totalTokens += count;
       newTokens += count;
-      writeShard(buf.slice(0, count));
-    } else {
-      bar?.done(0);
+      bar?.done(count);
+    } else if (bar !== undefined && (out as { isTTY?: boolean }).isTTY) {
+      out.write('\r\x1b[K'); // clear the empty bar of a shard that never started
     }
-    state = { ...state, finished: { shards: shardIndex, documents: docIndex, tokens: totalTokens } };
+    state = { ...state, finished: { shards: writer.shardIndex, documents: docIndex, tokens: totalTokens } };
     writeFileAtomic(sPath, JSON.stringify(state, null, 1));
   }
   return {
