@@ -20,7 +20,7 @@ output:    --out-dir DIR (log.jsonl, loss.svg, checkpoints) --checkpoint-interva
 run:       --seed N --backend auto|js|wasm|gpu --threads N
 `;
 
-function main(): Promise<void> {
+async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       help: { type: 'boolean', short: 'h' },
@@ -38,7 +38,7 @@ function main(): Promise<void> {
     },
     strict: true,
   });
-  if (values.help) { process.stdout.write(HELP); return Promise.resolve(); }
+  if (values.help) { process.stdout.write(HELP); return; }
   const num = (flag: string, v: string | undefined, integer = true): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -80,10 +80,9 @@ function main(): Promise<void> {
   for (const [k, v] of Object.entries({ batchSize: opts.batchSize, seqLen: opts.seqLen, maxSteps: opts.maxSteps })) {
     if (v <= 0) throw new Error(`--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} must be positive, got ${v}`);
   }
-  return train(opts).then((r) => {
-    console.log(`done: ${r.steps} steps in ${r.seconds.toFixed(1)} s, final train loss ${r.finalLoss.toFixed(4)}` +
+  const r = await train(opts);
+  console.log(`done: ${r.steps} steps in ${r.seconds.toFixed(1)} s, final train loss ${r.finalLoss.toFixed(4)}` +
       (r.finalValLoss !== null ? `, val loss ${r.finalValLoss.toFixed(4)}` : '') + `, ${r.tokensPerSec.toFixed(0)} tok/s (last step)`);
-  });
 }
 
 main().then(() => process.exit(0), (e: unknown) => {
