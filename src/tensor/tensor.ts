@@ -22,6 +22,8 @@ export interface TapeNode {
 }
 
 let gradEnabled = true;
+/** Nodes whose graph an earlier backward() freed. */
+const freedNodes = new WeakSet<TapeNode>();
 
 /** Run `fn` without recording on the tape (torch.no_grad). */
 export function noGrad<T>(fn: () => T): T {
@@ -156,6 +158,10 @@ export class Tensor {
     while (stack.length) {
       const top = stack[stack.length - 1]!;
       const [t, i] = top;
+      if (t.node && freedNodes.has(t.node)) {
+        throw new Error(`backward: the graph through '${t.node.op}' was freed by an earlier backward(); ` +
+          'recompute the forward pass for each backward (a tensor computed before a backward() cannot be reused after it)');
+      }
       const inputs = t.node?.inputs ?? [];
       if (i < inputs.length) {
         top[1]++;
@@ -187,8 +193,15 @@ export class Tensor {
         });
       }
     });
-    // Free the graph, as PyTorch does without retain_graph: saved tensors can be collected.
-    for (const t of tape) if (t.node) t.node = null;
+    // Free the graph, as PyTorch does without retain_graph: saved tensors can be collected. The
+    // tensors stay non-leaves, so backward through them again is an error, not a silent leaf.
+    for (const t of tape) {
+      if (t.node && !freedNodes.has(t.node)) {
+        const freed: TapeNode = { op: t.node.op, inputs: [], backward: () => [] };
+        freedNodes.add(freed);
+        t.node = freed;
+      }
+    }
   }
 
   // ---- conversion ----
