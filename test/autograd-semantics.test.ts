@@ -1,0 +1,185 @@
+// Tape semantics as PyTorch: .grad accumulates (+=) over backward calls, noGrad records
+// nothing, detach cuts the tape, zeroGrad clears, a tensor used twice gets both
+// contributions, a freed graph cannot be walked twice, deep residual chains backprop
+// iteratively in linear time, and integer typed arrays make int32 index tensors.
+import { describe, expect, it } from 'vitest';
+import { F, Tensor, isGradEnabled, noGrad, ones, tensor } from '../src/index.js';
+import { f64, flat } from './helpers/prop.js';
+
+describe('gradient accumulation', () => {
+  it('two backward calls (each on a fresh forward) add into .grad', () => {
+    const x = f64([1, 2, 3], [3]);
+    const loss = (): Tensor => x.mul(x).sum();
+    loss().backward();
+    expect(flat(x.grad!)).toEqual([2, 4, 6]);
+    loss().backward();
+    expect(flat(x.grad!)).toEqual([4, 8, 12]);
+    x.mul(10).sum().backward();
+    expect(flat(x.grad!)).toEqual([14, 18, 22]);
+  });
+
+  it('accumulation does not mutate an earlier .grad tensor (a new tensor each time)', () => {
+    const x = f64([1, 2], [2]);
+    x.mul(3).sum().backward();
+    const first = x.grad!;
+    x.mul(3).sum().backward();
+    expect(flat(first)).toEqual([3, 3]);
+    expect(flat(x.grad!)).toEqual([6, 6]);
+  });
+
+  it('zeroGrad clears, and the next backward starts from zero', () => {
+    const x = f64([1, 2], [2]);
+    x.mul(3).sum().backward();
+    x.zeroGrad();
+    expect(x.grad).toBeNull();
+    x.mul(5).sum().backward();
+    expect(flat(x.grad!)).toEqual([5, 5]);
+  });
+
+  it('backward with an explicit gradient for a non-scalar output', () => {
+    const x = f64([1, 2, 3], [3]);
+    x.mul(x).backward(f64([1, 0, -1], [3], false));
+    expect(flat(x.grad!)).toEqual([2, 0, -6]);
+  });
+
+  it('grads have the leaf shape and dtype, also through broadcasting', () => {
+    const b = tensor([[1], [2]], { requiresGrad: true });
+    const a = tensor([[1, 2, 3]], { dtype: 'float64', requiresGrad: true });
+    a.add(b).sum().backward(); // [2, 3] output
+    expect([b.grad!.shape, b.grad!.dtype, flat(b.grad!)]).toEqual([[2, 1], 'float32', [3, 3]]);
+    expect([a.grad!.shape, a.grad!.dtype, flat(a.grad!)]).toEqual([[1, 3], 'float64', [2, 2, 2]]);
+  });
+});
+
+describe('a tensor used more than once', () => {
+  it('x * x gets both contributions (2x)', () => {
+    const x = f64([3, -2], [2]);
+    x.mul(x).sum().backward();
+    expect(flat(x.grad!)).toEqual([6, -4]);
+  });
+  it('a diamond: y = x * 2, z = y * y + y, and x in three places', () => {
+    const x = f64([1.5], [1]);
+    const y = x.mul(2);
+    y.mul(y).add(y).add(x.exp()).add(x.mul(x).mul(x)).sum().backward();
+    // d/dx (4x^2 + 2x + e^x + x^3) = 8x + 2 + e^x + 3x^2
+    expect(x.grad!.item()).toBeCloseTo(8 * 1.5 + 2 + Math.exp(1.5) + 3 * 1.5 * 1.5, 12);
+  });
+  it('the same leaf as both matmul operands', () => {
+    const x = f64([1, 2, 3, 4], [2, 2]);
+    x.matmul(x).sum().backward();
+    // d/dX sum(X X) = 1 1^T X^T + X^T 1 1^T = [[3, 7], [3, 7]] + [[4, 4], [6, 6]] (row and column sums)
+    expect(flat(x.grad!)).toEqual([7, 11, 9, 13]);
+  });
+});
+
+describe('noGrad and detach', () => {
+  it('noGrad records nothing and restores the mode, also after a throw', () => {
+    const x = f64([1, 2], [2]);
+    const y = noGrad(() => { expect(isGradEnabled()).toBe(false); return x.mul(2).exp(); });
+    expect(isGradEnabled()).toBe(true);
+    expect(y.requiresGrad).toBe(false);
+    expect(y.node).toBeNull();
+    expect(() => y.sum().backward()).toThrow(/does not require grad/);
+    expect(() => noGrad(() => { throw new Error('boom'); })).toThrow('boom');
+    expect(isGradEnabled()).toBe(true);
+    // nested: the inner call restores the outer (disabled) mode
+    noGrad(() => { noGrad(() => undefined); expect(isGradEnabled()).toBe(false); });
+  });
+  it('a tensor made under noGrad is a constant in a later graph', () => {
+    const x = f64([1, 2], [2]);
+    const c = noGrad(() => x.mul(3));
+    x.mul(c).sum().backward();
+    expect(flat(x.grad!)).toEqual([3, 6]); // not 2 * 3x
+  });
+  it('detach cuts the tape but shares the values', () => {
+    const x = f64([1, 2], [2]);
+    const d = x.mul(x).detach();
+    expect(d.requiresGrad).toBe(false);
+    expect(d.isLeaf).toBe(true);
+    expect(flat(d)).toEqual([1, 4]);
+    x.mul(d).sum().backward();
+    expect(flat(x.grad!)).toEqual([1, 4]);
+    const y = x.exp();
+    y.detach();
+    expect(y.requiresGrad).toBe(true); // detach returns a new tensor; y itself is still on the tape
+  });
+});
+
+describe('the graph is freed after backward (as without retain_graph)', () => {
+  it('a second backward through the same graph is an error, not a silent no-op', () => {
+    const x = f64([1, 2], [2]);
+    const loss = x.mul(x).sum();
+    loss.backward();
+    expect(() => loss.backward()).toThrow(/freed by an earlier backward/);
+    expect(flat(x.grad!)).toEqual([2, 4]);
+  });
+  it('reusing an intermediate from before a backward is an error, not a gradient that stops there', () => {
+    const x = f64([1, 2], [2]);
+    const h = x.mul(3);
+    h.sum().backward();
+    expect(() => h.mul(2).sum().backward()).toThrow(/freed/);
+    expect(h.isLeaf).toBe(false);
+  });
+});
+
+describe('deep graphs', () => {
+  const chain = (n: number): [Tensor, Tensor] => {
+    const x = f64([0.5, -1], [2]);
+    let h: Tensor = x;
+    // each step is a residual with two paths to the previous h (h/2 + h/2): a naive
+    // recursive walk would visit 2^n paths; a topological walk visits each node once
+    for (let i = 0; i < n; i++) h = h.mul(0.5).add(h.mul(0.5)).add(x.mul(1e-3));
+    return [x, h.sum()];
+  };
+  it('2000 residual steps backprop without stack overflow, with the exact gradient', () => {
+    const [x, loss] = chain(2000);
+    loss.backward();
+    expect(flat(x.grad!).map((v) => +v.toFixed(9))).toEqual([3, 3]); // 1 + 2000 * 1e-3
+  });
+  it('backward time grows linearly with depth', () => {
+    const time = (n: number): number => {
+      const [, loss] = chain(n);
+      const t0 = performance.now();
+      loss.backward();
+      return performance.now() - t0;
+    };
+    time(500); // warm up the JIT
+    const best = (n: number): number => Math.min(time(n), time(n), time(n));
+    const t1 = best(1000), t4 = best(4000);
+    // linear: ~4x; quadratic would be ~16x. Generous bound for a shared 2-core machine.
+    expect(t4 / t1, `1000 steps ${t1.toFixed(1)} ms, 4000 steps ${t4.toFixed(1)} ms`).toBeLessThan(9);
+  });
+  it('20000 chained ops (deeper than the JS stack would allow recursively)', () => {
+    const x = f64([1], [1]);
+    let h: Tensor = x;
+    for (let i = 0; i < 20000; i++) h = h.add(1);
+    h.sum().backward();
+    expect(x.grad!.item()).toBe(1);
+  });
+});
+
+describe('index tensors from integer typed arrays', () => {
+  it('tensor(Uint16Array) is int32 with the values kept (GPT-2 token ids above 32767)', () => {
+    const t = tensor(new Uint16Array([0, 1, 50256, 65535]));
+    expect(t.dtype).toBe('int32');
+    expect(flat(t)).toEqual([0, 1, 50256, 65535]);
+    expect(tensor(new Uint16Array([1, 2, 3, 4]), { shape: [2, 2] }).shape).toEqual([2, 2]);
+    for (const arr of [new Int32Array([1]), new Uint8Array([1]), new Int16Array([1]), new Uint32Array([1]), new BigInt64Array([1n])]) {
+      expect(tensor(arr).dtype).toBe('int32');
+    }
+  });
+  it('embedding and crossEntropy accept them, and the gradient scatter-adds repeated ids', () => {
+    const w = tensor([[1, 2], [3, 4], [5, 6]], { dtype: 'float64', requiresGrad: true });
+    const idx = tensor(new Uint16Array([2, 0, 2]));
+    const e = F.embedding(idx, w);
+    expect(e.toArray()).toEqual([[5, 6], [1, 2], [5, 6]]);
+    e.sum().backward();
+    expect(w.grad!.toArray()).toEqual([[1, 1], [0, 0], [2, 2]]);
+    const loss = F.crossEntropy(tensor([[0, 0, 0], [0, 0, 0]]), tensor(new Uint16Array([1, 2])));
+    expect(loss.item()).toBeCloseTo(Math.log(3), 6);
+  });
+  it('embedding keeps the index shape: [B, T] ids give [B, T, C]', () => {
+    const idx = tensor(new Uint16Array([0, 1, 2, 1, 0, 2]), { shape: [2, 3] });
+    expect(F.embedding(idx, ones([3, 4])).shape).toEqual([2, 3, 4]);
+  });
+});
