@@ -90,7 +90,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     init = { weights: ck.weights, optimizer: ck.optimizerState, meta: ck.meta };
     print(`resuming from ${resumeFrom} (step ${ck.step})`);
   } else if (o.initFrom) {
-    const lw = await loadWeights(o.initFrom, { padVocabTo: o.vocabSize ?? GPT_PRESETS[o.model]?.vocabSize });
+    // keep the source's vocabulary (50257 for OpenAI's GPT-2, as from_pretrained does): zero rows
+    // padded onto a trained wte would get logit 0, far above the real tokens' logits
+    const lw = await loadWeights(o.initFrom, o.vocabSize ? { padVocabTo: o.vocabSize } : {});
     config = lw.config;
     init = { weights: lw.weights };
     print(`initialised from ${lw.path} (${lw.source})`);
