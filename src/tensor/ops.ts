@@ -158,7 +158,8 @@ export function div(a: Tensor | number, b: Tensor | number): Tensor {
 /** x ** p for a number exponent. */
 export function pow(x: Tensor, p: number): Tensor {
   const { storage, shape } = binary('pow', 'pow', x, scalarLike(x, p));
-  return fromOp('pow', storage, shape, [x], (g) => [mul(g, mul(pow(x, p - 1), p))]);
+  // d x^p = p x^(p-1); for p = 0 the gradient is 0 everywhere (x^-1 at x = 0 would make 0 * inf = NaN)
+  return fromOp('pow', storage, shape, [x], (g) => [p === 0 ? mul(g, 0) : mul(g, mul(pow(x, p - 1), p))]);
 }
 /** Elementwise max; at ties the gradient is split evenly, as torch.maximum. */
 export function maximum(a: Tensor | number, b: Tensor | number): Tensor {
