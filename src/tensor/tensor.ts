@@ -331,6 +331,7 @@ export function tensor(data: NestedArray | TypedData, opts: TensorOptions = {}):
     shape = typeof data === 'number' ? [] : inferShape('tensor', data);
     dtype = opts.dtype ?? 'float32';
     const f64 = new Float64Array(sizeOf(shape));
+    if (opts.shape) shape = [...opts.shape]; // a flat list with a shape, as for typed arrays (size checked below)
     let pos = 0;
     const fill = (x: NestedArray): void => { if (typeof x === 'number') f64[pos++] = x; else x.forEach(fill); };
     fill(data);
