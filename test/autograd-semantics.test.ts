@@ -183,3 +183,25 @@ describe('index tensors from integer typed arrays', () => {
     expect(F.embedding(idx, ones([3, 4])).shape).toEqual([2, 3, 4]);
   });
 });
+
+describe('edge cases of backward rules', () => {
+  it('pow(x, 0) has gradient 0, also at x = 0 (as torch), not NaN', () => {
+    const x = f64([0, 2, -3], [3]);
+    x.pow(0).sum().backward();
+    expect(flat(x.grad!)).toEqual([0, 0, 0]);
+  });
+  it('relu/abs at exactly 0 and maximum ties follow torch: 0, 0 and an even split', () => {
+    const x = f64([0], [1]);
+    x.relu().add(x.abs()).sum().backward();
+    expect(flat(x.grad!)).toEqual([0]);
+    const a = f64([1, 2], [2]), b = f64([1, 3], [2]);
+    a.maximum(b).sum().backward();
+    expect([flat(a.grad!), flat(b.grad!)]).toEqual([[0.5, 0], [0.5, 1]]);
+  });
+  it('a masked (-inf) softmax entry gets gradient 0, not NaN', () => {
+    const x = f64([0, 5, 1], [3]);
+    x.maskedFill(tensor([0, 1, 0]), -Infinity).softmax().mul(f64([1, 2, 3], [3], false)).sum().backward();
+    expect(flat(x.grad!).every(Number.isFinite)).toBe(true);
+    expect(flat(x.grad!)[1]).toBe(0);
+  });
+});

@@ -147,3 +147,10 @@ describe('empty tensors where PyTorch allows them', () => {
     expect(F.embedding(int([], [0]), ones([3, 2])).shape).toEqual([0, 2]);
   });
 });
+
+describe('tensor() options', () => {
+  it('a flat nested list with a shape takes that shape (as typed arrays do), or fails naming both', () => {
+    expect(tensor([1, 2, 3, 4], { shape: [2, 2] }).toArray()).toEqual([[1, 2], [3, 4]]);
+    expect(() => tensor([1, 2, 3], { shape: [2, 2] })).toThrow(/tensor: 3 values cannot have shape \[2, 2\]/);
+  });
+});
