@@ -3,9 +3,10 @@
 // Values stay away from kinks and ties (relu/abs at 0, max/maximum ties) so that central
 // finite differences are valid for any seed; tolerance is TIGHT (helpers/prop.ts).
 import fc from 'fast-check';
-import { describe, it } from 'vitest';
-import { cat, matmul, where, type Tensor } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import { cat, gradcheck, matmul, tensor, where, type Tensor } from '../src/index.js';
 import * as ops from '../src/tensor/ops.js';
+import { fromOp } from '../src/tensor/tensor.js';
 import {
   awayFromZeroArb, broadcastPairArb, check, distinctArb, f64, forAll, shapeArb, shapedArb, size, valsArb, type Shape,
 } from './helpers/prop.js';
@@ -231,5 +232,22 @@ describe('gradcheck: matmul', () => {
       check((a, b) => a.T.matmul(b.T), [f64(da, sa), f64(db, sb)]);
       check((a, b) => b.matmul(a).sum(0).mul(0.5), [f64(da, sa), f64(db, sb)]);
     }, 20);
+  });
+});
+
+describe('gradcheck itself', () => {
+  it('catches a backward rule that is wrong by a small relative amount', () => {
+    // y = x^2 with a backward of 2x(1 + 1e-4): the default tolerance (rtol 1e-3) passes it, TIGHT does not
+    const badSquare = (x: Tensor): Tensor => fromOp('badSquare', x.backend.binary('mul', x.storage, x.shape, x.storage, x.shape, x.shape), x.shape, [x],
+      (g) => [g.mul(x.detach()).mul(2 * (1 + 1e-4))]);
+    const x = f64([0.5, -1.25, 2], [3]);
+    expect(gradcheck(badSquare, [x], { raiseException: false }).ok).toBe(true);
+    expect(() => check(badSquare, [x])).toThrow(/gradcheck FAILED: worst at input 0/);
+    check((x) => x.mul(x), [x]);
+  });
+  it('skips inputs that do not require grad, and rejects float32 inputs', () => {
+    const c = f64([1, 2, 3], [3], false);
+    check((x, c) => x.mul(c), [f64([0.5, 1, 1.5], [3]), c]);
+    expect(() => gradcheck((x) => x.exp(), [tensor([1, 2], { requiresGrad: true })])).toThrow(/float64/);
   });
 });
