@@ -10,6 +10,11 @@ import { downloadHubFile, listHubFiles, type HubFile, type HubOptions } from './
 import { ProgressBar } from './progress.js';
 import type { DocumentSource } from './shards.js';
 
+// hyparquet decodes strings with a default TextDecoder, which drops a leading U+FEFF: a document
+// starting with one would then tokenize differently from the Python pipeline (pyarrow keeps it).
+const utf8KeepBom = new TextDecoder('utf-8', { ignoreBOM: true });
+const parsers = { stringFromBytes: (bytes: Uint8Array | undefined) => bytes && utf8KeepBom.decode(bytes) };
+
 /**
  * Texts of the `text` column of one parquet file, read one row group at a time so memory stays
  * bounded by the largest row group. The first `skip` rows are passed over (whole row groups
@@ -30,7 +35,7 @@ export async function* parquetTexts(path: string, skip = 0, column = 'text'): As
       rowStart += n;
       continue;
     }
-    const rows = await parquetReadObjects({ file, metadata, columns: [column], rowStart, rowEnd: rowStart + n, compressors });
+    const rows = await parquetReadObjects({ file, metadata, columns: [column], rowStart, rowEnd: rowStart + n, compressors, parsers });
     for (let i = skip; i < rows.length; i++) {
       const text: unknown = rows[i]![column];
       if (typeof text !== 'string') {
