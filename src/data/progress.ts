@@ -63,6 +63,8 @@ export class ProgressBar {
     this.tty = opts.tty ?? this.stream.isTTY === true;
     this.now = opts.now ?? (() => performance.now());
     this.start = this.now();
+    // Plain mode: the first line comes after intervalMs, not a useless "0%" at once.
+    if (!this.tty) this.lastDraw = this.start;
   }
 
   /** Sets the current value (absolute, not an increment). */
