@@ -189,7 +189,7 @@ export function dropout(x: Tensor, p: number, training = true, generator: Genera
   if (p < 0 || p > 1) throw new Error(`dropout: probability must be in [0, 1], got ${p}`);
   if (!training || p === 0) return x;
   if (p === 1) return ops.mul(x, 0);
-  const keep = new Float32Array(x.size);
+  const keep = x.dtype === 'float64' ? new Float64Array(x.size) : new Float32Array(x.size); // float64 keeps the exact 1/(1-p)
   for (let i = 0; i < keep.length; i++) keep[i] = generator.random() >= p ? 1 / (1 - p) : 0;
   const mask = tensor(keep, { shape: x.shape, dtype: x.dtype === 'float64' ? 'float64' : 'float32', backend: x.backend });
   const y = ops.mul(x, mask); // half inputs: scaled in float32, rounded once back to x's dtype
