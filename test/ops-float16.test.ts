@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { F, tensor, type Tensor } from '../src/index.js';
 import { forAll } from './helpers/prop.js';
-import { halfToNumber, halfUlps, isHalfNaN, refHalfBits } from './helpers/half.js';
+import { bf16ToNumber, halfToNumber, halfUlps, isBf16NaN, isHalfNaN, refBf16Bits, refHalfBits } from './helpers/half.js';
 
 const half = (bits: number[], shape?: number[]): Tensor => tensor(Uint16Array.from(bits), { dtype: 'float16', shape: shape ?? [bits.length] });
 const bitsOf = (t: Tensor): number[] => { expect(t.dtype).toBe('float16'); return Array.from(t.dataSync()); };
@@ -29,7 +29,7 @@ const halfBits = (n: number): fc.Arbitrary<number[]> => fc.array(fc.integer({ mi
 const ordinaryBits = (n: number): fc.Arbitrary<number[]> =>
   fc.array(fc.tuple(fc.integer({ min: 0x2400, max: 0x5400 }), fc.boolean()).map(([b, s]) => (s ? b | 0x8000 : b)), { minLength: n, maxLength: n });
 
-describe('the reference float16 rounding (test helper) agrees with numpy', () => {
+describe('the reference float16/bfloat16 rounding (test helper) agrees with numpy/torch', () => {
   it('on every entry of torch_float16_round.bin', () => {
     const meta = JSON.parse(readFileSync(new URL('./fixtures/torch_float16_round.json', import.meta.url), 'utf8')) as
       { 'torch_float16_round.bin': { count: number; layout: { field: string; offset: number }[] } };
@@ -45,6 +45,9 @@ describe('the reference float16 rounding (test helper) agrees with numpy', () =>
       const want = v.getUint16(off('f16_bits') + 2 * i, true);
       const got = refHalfBits(x);
       if (isHalfNaN(want) ? !isHalfNaN(got) : got !== want) bad.push(`${x}: ${hex(got)} vs numpy ${hex(want)}`);
+      const wantBf = v.getUint16(off('bf16_bits') + 2 * i, true);
+      const gotBf = refBf16Bits(x);
+      if (isBf16NaN(wantBf) ? !isBf16NaN(gotBf) : gotBf !== wantBf) bad.push(`${x}: bf16 ${hex(gotBf)} vs torch ${hex(wantBf)}`);
     }
     expect(bad.length, bad.slice(0, 8).join('\n')).toBe(0);
   });
@@ -135,6 +138,30 @@ describe('float16 arithmetic: computed in float32, stored as half', () => {
     F.layerNorm(F.softmax(x, -1), w, null).mul(half([0x3c00, 0x4000, 0x4200, 0x4400, 0xbc00, 0x3800], [2, 3])).sum().backward();
     expect([x.grad!.dtype, w.grad!.dtype]).toEqual(['float16', 'float16']);
     expect((x.grad!.toArray() as number[][]).flat().every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('bfloat16 arithmetic: computed in float32, stored as bfloat16', () => {
+  const bf = (bits: number[], shape?: number[]): Tensor => tensor(Uint16Array.from(bits), { dtype: 'bfloat16', shape: shape ?? [bits.length] });
+  const ops: [string, (a: Tensor, b: Tensor | number) => Tensor, (x: number, y: number) => number][] = [
+    ['add', (a, b) => a.add(b), (x, y) => x + y], ['sub', (a, b) => a.sub(b), (x, y) => x - y],
+    ['mul', (a, b) => a.mul(b), (x, y) => x * y], ['div', (a, b) => a.div(b), (x, y) => x / y],
+  ];
+  it('tensor op tensor and tensor op number round the float32 result once', () => {
+    forAll(fc.tuple(halfBits(8), halfBits(8), fc.double({ min: -50, max: 50, noNaN: true })), ([a, b, s]) => {
+      for (const [name, op, ref] of ops) {
+        const y = op(bf(a), bf(b));
+        expect(y.dtype).toBe('bfloat16');
+        const want = a.map((h, i) => refBf16Bits(Math.fround(ref(bf16ToNumber(h), bf16ToNumber(b[i]!)))));
+        const got = Array.from(y.dataSync());
+        want.forEach((w, i) => expect(isBf16NaN(w) ? isBf16NaN(got[i]!) : got[i] === w, `${name} [${i}]`).toBe(true));
+        const ys = Array.from(op(bf(a), s).dataSync());
+        a.forEach((h, i) => {
+          const w = refBf16Bits(Math.fround(ref(bf16ToNumber(h), Math.fround(s))));
+          expect(isBf16NaN(w) ? isBf16NaN(ys[i]!) : ys[i] === w, `${name} scalar [${i}]`).toBe(true);
+        });
+      }
+    }, 100);
   });
 });
 

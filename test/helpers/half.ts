@@ -46,3 +46,24 @@ export function halfUlps(a: number, b: number): number {
   const ord = (h: number): number => (h & 0x8000 ? -(h & 0x7fff) : h);
   return Math.abs(ord(a) - ord(b));
 }
+
+// ---- bfloat16: the top 16 bits of a float32; rounding by comparing the two neighbours ----
+const bfScratch = new DataView(new ArrayBuffer(4));
+export function bf16ToNumber(b: number): number {
+  bfScratch.setUint32(0, (b & 0xffff) << 16);
+  return bfScratch.getFloat32(0);
+}
+/** float32 value -> bfloat16 bits, nearest with ties to even; past the max-finite midpoint -> inf. */
+export function refBf16Bits(v: number): number {
+  const f = Math.fround(v);
+  if (Number.isNaN(f)) return 0x7fc0;
+  bfScratch.setFloat32(0, f);
+  const bits = bfScratch.getUint32(0);
+  const lo = bits >>> 16;
+  if ((bits & 0xffff) === 0) return lo;
+  const hi = lo + 1; // one step away from zero (the sign bit is in lo)
+  const mag = (b: number): number => ((b & 0x7fff) === 0x7f80 ? 2 ** 128 : Math.abs(bf16ToNumber(b)));
+  const dl = Math.abs(f) - mag(lo), dh = mag(hi) - Math.abs(f);
+  return dl < dh ? lo : dh < dl ? hi : (lo & 1 ? hi : lo);
+}
+export const isBf16NaN = (b: number): boolean => Number.isNaN(bf16ToNumber(b));
