@@ -32,8 +32,8 @@ export function shapeArb(minRank = 0, maxRank = 3, dims: readonly number[] = DIM
 export function broadcastPairArb(maxRank = 3): fc.Arbitrary<[Shape, Shape]> {
   const dim = fc.tuple(fc.constantFrom(...DIMS), fc.constantFrom('both', 'a1', 'b1'));
   return fc.tuple(fc.array(dim, { minLength: 0, maxLength: maxRank }), fc.nat(3), fc.nat(3)).map(([ds, dropA, dropB]) => {
-    let a = ds.map(([d, m]) => (m === 'a1' ? 1 : d));
-    let b = ds.map(([d, m]) => (m === 'b1' ? 1 : d));
+    let a: number[] = ds.map(([d, m]) => (m === 'a1' ? 1 : d));
+    let b: number[] = ds.map(([d, m]) => (m === 'b1' ? 1 : d));
     // dropping a leading dim is only valid where that side may be 1 there
     const lead = (s: number[], k: number): number[] => { let i = 0; while (i < k && i < s.length && s[i] === 1) i++; return s.slice(i); };
     a = lead(a, dropA);
