@@ -4,6 +4,7 @@
 // iteratively in linear time, and integer typed arrays make int32 index tensors.
 import { describe, expect, it } from 'vitest';
 import { F, Tensor, isGradEnabled, noGrad, ones, tensor } from '../src/index.js';
+import { fromOp } from '../src/tensor/tensor.js';
 import { f64, flat } from './helpers/prop.js';
 
 describe('gradient accumulation', () => {
@@ -203,5 +204,18 @@ describe('edge cases of backward rules', () => {
     x.maskedFill(tensor([0, 1, 0]), -Infinity).softmax().mul(f64([1, 2, 3], [3], false)).sum().backward();
     expect(flat(x.grad!).every(Number.isFinite)).toBe(true);
     expect(flat(x.grad!)[1]).toBe(0);
+  });
+});
+
+describe('gradient shapes are checked centrally', () => {
+  it('a backward rule returning a gradient of the wrong shape fails naming the op and both shapes', () => {
+    const x = tensor([1, 2, 3], { requiresGrad: true });
+    const bad = fromOp('myOp', x.storage, x.shape, [x], () => [tensor([1, 2])]);
+    expect(() => bad.sum().backward()).toThrow(/myOp backward: gradient shape \[2\] does not match the input \[3\]/);
+  });
+  it('a gradient in another dtype is cast to the leaf dtype', () => {
+    const x = tensor([1, 2], { dtype: 'float64', requiresGrad: true });
+    x.float().mul(3).half().sum().backward();
+    expect([x.grad!.dtype, flat(x.grad!)]).toEqual(['float64', [3, 3]]);
   });
 });
