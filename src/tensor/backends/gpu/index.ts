@@ -71,7 +71,9 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
     try {
       ctx = await gpujs.WebGPUContext.acquire();
     } catch (e) {
-      throw new Error(`initGpuBackend: no WebGPU adapter answered (${(e as Error).message}). ` +
+      const msg = (e as Error).message;
+      const why = /no adapter/.test(msg) ? 'navigator.gpu.requestAdapter() returned null' : msg;
+      throw new Error(`initGpuBackend: no WebGPU adapter answered (${why}). ` +
         `On Node this needs a GPU with a Vulkan driver (see shared/gpu-kit); without one, use the js or wasm backends, ` +
         `or initGpuBackend({ mode: 'cpu' }) to run the gpu kernels on the CPU for testing`);
     }
