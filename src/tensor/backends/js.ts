@@ -91,7 +91,7 @@ export class JsBackend implements Backend {
   fromHost(data: HostArray, dtype: DType): Storage { return this.wrap(data, dtype); }
   full(size: number, dtype: DType, value: number): Storage {
     const out = this.alloc(size, dtype);
-    if (value !== 0) {
+    if (!Object.is(value, 0)) { // -0 must be written: the buffer starts as +0
       const v = dtype === 'float16' || dtype === 'bfloat16' ? convertHost(Float32Array.of(value), 'float32', dtype)[0]! : value;
       out.fill(v);
     }
