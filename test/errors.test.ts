@@ -154,3 +154,12 @@ describe('tensor() options', () => {
     expect(() => tensor([1, 2, 3], { shape: [2, 2] })).toThrow(/tensor: 3 values cannot have shape \[2, 2\]/);
   });
 });
+
+describe('signed zero', () => {
+  it('full/number operands keep -0 (x * -0 is -0 for positive x, as IEEE and torch)', () => {
+    expect(Object.is(tensor([-0]).item(), -0)).toBe(true);
+    expect(Object.is(zeros([1]).add(-0).item(), 0)).toBe(true);
+    expect(Object.is(ones([1]).mul(-0).item(), -0)).toBe(true);
+    expect(Object.is(ones([1], { dtype: 'float16' }).mul(-0).item(), -0)).toBe(true);
+  });
+});
