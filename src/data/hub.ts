@@ -19,6 +19,8 @@ export interface HubOptions {
   sleep?: (ms: number) => Promise<void>;
   /** Notes about retries and restarts; default: none. */
   log?: (msg: string) => void;
+  /** Aborts requests and waits (a partial download stays resumable). */
+  signal?: AbortSignal;
 }
 
 export interface HubFile {
@@ -45,6 +47,7 @@ interface Resolved {
   maxBackoffMs: number;
   sleep: (ms: number) => Promise<void>;
   log: (msg: string) => void;
+  signal: AbortSignal | undefined;
 }
 
 function resolve(opts: HubOptions): Resolved {
@@ -54,8 +57,16 @@ function resolve(opts: HubOptions): Resolved {
     retries: opts.retries ?? 8,
     backoffMs: opts.backoffMs ?? 1000,
     maxBackoffMs: opts.maxBackoffMs ?? 60_000,
-    sleep: opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms))),
+    sleep:
+      opts.sleep ??
+      ((ms) =>
+        new Promise<void>((r) => {
+          // An abort ends the wait at once; the next request then fails with the abort.
+          const t = setTimeout(r, ms);
+          opts.signal?.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+        })),
     log: opts.log ?? (() => {}),
+    signal: opts.signal,
   };
 }
 
@@ -87,7 +98,7 @@ async function fetchFollow(url: string, headers: Record<string, string>, r: Reso
   for (let hop = 0; hop < 10; hop++) {
     const h: Record<string, string> = { ...headers };
     if (r.token !== undefined && new URL(current).origin === origin) h['authorization'] = `Bearer ${r.token}`;
-    const res = await fetch(current, { headers: h, redirect: 'manual' });
+    const res = await fetch(current, { headers: h, redirect: 'manual', ...(r.signal ? { signal: r.signal } : {}) });
     if (res.status >= 300 && res.status < 400 && res.headers.has('location')) {
       await res.body?.cancel();
       current = new URL(res.headers.get('location')!, current).href;
@@ -109,7 +120,8 @@ async function checkStatus(res: Response, what: string): Promise<void> {
   throw new HubError(`hub: ${what}: HTTP ${res.status}${hint}${body ? `: ${body}` : ''}`, retryable, retryAfterMs(res.headers.get('retry-after')));
 }
 
-function isRetryable(e: unknown): boolean {
+function isRetryable(e: unknown, r: Resolved): boolean {
+  if (r.signal?.aborted) return false;
   if (e instanceof HubError) return e.retryable;
   // fetch rejects with TypeError("fetch failed") on connection errors, and a body stream cut
   // mid-way errors with "terminated" / ECONNRESET: all worth another try.
@@ -127,7 +139,7 @@ async function withRetries<T>(r: Resolved, what: string, fn: () => Promise<T>): 
     try {
       return await fn();
     } catch (e) {
-      if (!isRetryable(e) || attempt >= r.retries) throw wrap(e, what, attempt);
+      if (!isRetryable(e, r) || attempt >= r.retries) throw wrap(e, what, attempt);
       const wait = backoff(r, attempt, e);
       r.log(`${what}: ${(e as Error).message}; retry ${attempt + 1}/${r.retries} in ${(wait / 1000).toFixed(1)} s`);
       await r.sleep(wait);
@@ -262,7 +274,7 @@ export async function downloadHubFile(repo: string, revision: string, file: HubF
     } catch (e) {
       if (e instanceof HubError && !e.retryable) throw e;
       if (sizeOf(part) > before) failures = 0; // progress was made: the budget starts again
-      if (!isRetryable(e) || failures >= r.retries) throw wrap(e, what, failures);
+      if (!isRetryable(e, r) || failures >= r.retries) throw wrap(e, what, failures);
       const wait = backoff(r, failures, e);
       r.log(`${what}: ${(e as Error).message}; retry ${failures + 1}/${r.retries} in ${(wait / 1000).toFixed(1)} s`);
       failures++;

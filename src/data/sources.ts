@@ -96,11 +96,12 @@ export class FineWebEduSource implements DocumentSource {
   }
 
   /** The file in the foreground gets a bar; one fetched in the background would fight over the line. */
-  private download(f: HubFile, foreground: boolean): Promise<string> {
+  private download(f: HubFile, foreground: boolean, signal: AbortSignal): Promise<string> {
     const stream = this.opts.stream ?? process.stderr;
     const bar = this.opts.progress === false || !foreground ? undefined : new ProgressBar({ label: `download ${f.path.split('/').pop()}`, total: f.size, unit: 'bytes', stream });
     return downloadHubFile(this.repo, this.revision, f, this.opts.cacheDir, {
       ...this.opts,
+      signal,
       log: this.opts.log ?? ((m) => stream.write(m + '\n')),
       onProgress: (b) => bar?.update(b),
     }).then((p) => {
@@ -111,21 +112,29 @@ export class FineWebEduSource implements DocumentSource {
 
   async *documents(skip: number): AsyncGenerator<string, void, undefined> {
     const files = await this.listFiles();
-    let pending: Promise<string> | undefined = this.download(files[0]!, true);
-    for (let i = 0; i < files.length; i++) {
-      const local = await pending!;
-      pending = i + 1 < files.length ? this.download(files[i + 1]!, false) : undefined;
-      // An unobserved rejection would crash the process before we get to await it.
-      pending?.catch(() => {});
-      if (skip > 0) {
-        const rows = await parquetRowCount(local);
-        if (skip >= rows) {
-          skip -= rows;
-          continue;
+    // Ends a background download when the consumer stops early (--max-shards), so the process
+    // can exit; its .incomplete file stays for a later resume.
+    const abort = new AbortController();
+    const download = (f: HubFile, foreground: boolean): Promise<string> => this.download(f, foreground, abort.signal);
+    let pending: Promise<string> | undefined = download(files[0]!, true);
+    try {
+      for (let i = 0; i < files.length; i++) {
+        const local = await pending!;
+        pending = i + 1 < files.length ? download(files[i + 1]!, false) : undefined;
+        // An unobserved rejection would crash the process before we get to await it.
+        pending?.catch(() => {});
+        if (skip > 0) {
+          const rows = await parquetRowCount(local);
+          if (skip >= rows) {
+            skip -= rows;
+            continue;
+          }
         }
+        yield* parquetTexts(local, skip);
+        skip = 0;
       }
-      yield* parquetTexts(local, skip);
-      skip = 0;
+    } finally {
+      abort.abort();
     }
   }
 }
