@@ -106,6 +106,11 @@ export interface GenerateOptions {
   kvCache?: boolean;
   /** Called with each step's new tokens (one per row), for streaming. */
   onToken?: (tokens: number[]) => void;
+  /**
+   * Sample only ids below this (default: the whole vocabulary). A vocabulary padded past the tokenizer's
+   * (50304 > 50257) has rows no tokenizer can decode; sampling one would break decoding.
+   */
+  vocabLimit?: number;
 }
 
 export class GPT extends Module {
@@ -179,6 +184,8 @@ export class GPT extends Module {
     const rows = idx.map((r) => [...r]);
     const B = rows.length;
     const V = this.config.vocabSize;
+    const Vs = Math.min(V, opts.vocabLimit ?? V); // sampled ids are < Vs; rows are still V apart in the logits
+    if (!(Vs >= 1)) throw new Error(`GPT.generate: vocabLimit ${opts.vocabLimit} must be a positive number of token ids`);
     const wasTraining = this.training;
     this.eval();
     try {
@@ -198,7 +205,7 @@ export class GPT extends Module {
         const data = await last.data();
         const next: number[] = [];
         for (let b = 0; b < B; b++) {
-          next.push(sampleTopK(data as Float32Array, b * V, V, topK, temperature, generator));
+          next.push(sampleTopK(data as Float32Array, b * V, Vs, topK, temperature, generator));
           rows[b]!.push(next[b]!);
         }
         opts.onToken?.(next);
