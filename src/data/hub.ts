@@ -226,7 +226,10 @@ export async function downloadHubFile(repo: string, revision: string, file: HubF
     if (have === file.size) break;
     const before = have;
     try {
-      const { res } = await fetchFollow(url, have > 0 ? { range: `bytes=${have}-` } : {}, r);
+      // identity: byte offsets and sizes must be those of the file itself, not of a compressed transfer.
+      const headers: Record<string, string> = { 'accept-encoding': 'identity' };
+      if (have > 0) headers['range'] = `bytes=${have}-`;
+      const { res } = await fetchFollow(url, headers, r);
       if (res.status === 416) {
         // The server cannot serve our range: the partial file is not a prefix of its file.
         await res.body?.cancel();
