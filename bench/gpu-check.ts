@@ -14,8 +14,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { getBackendByName, setBackend, type Backend } from '../src/tensor/backend.js';
 import { tensor, type Tensor } from '../src/tensor/tensor.js';
 import { manualSeed } from '../src/tensor/random.js';
@@ -36,11 +34,9 @@ const row = (check: string, result: string, target: string, ok: boolean | null, 
 
 // the engine frees device buffers when tensors are garbage collected (FinalizationRegistry);
 // a step makes thousands of temporaries, so collect between steps to bound memory
-setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
+let gpuForCollect: GpuBackend | null = null;
 async function collect(): Promise<void> {
-  gc();
-  await new Promise((r) => setTimeout(r, 0)); // let finalizers return buffers to the pool
+  if (gpuForCollect) await gpuForCollect.collect();
 }
 
 interface ModelApi {
@@ -241,6 +237,7 @@ async function main(): Promise<void> {
     row('WebGPU adapter', 'none', 'an adapter', false, initError.slice(0, 300));
   } else {
     const runner = gpu.runner as WebGpuRunner;
+    gpuForCollect = gpu;
     device = `maxStorageBufferBindingSize ${runner.device.limits.maxStorageBufferBindingSize}, maxBufferSize ${runner.device.limits.maxBufferSize}`;
     row('WebGPU adapter', 'ok', 'an adapter', true, `${device}; ${Object.keys(KERNELS).length} gpu.js kernels + tiled matmul compiled in ${elapsed().toFixed(1)} s`);
     const torch = torchBench(batches);

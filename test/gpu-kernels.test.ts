@@ -2,12 +2,15 @@
 // runs), checked primitive by primitive against the js reference backend and against
 // float64 formulas written out here. Shapes are small: gpu.js's cpu mode is slow.
 
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import type { Backend, BinaryOp, Storage, UnaryOp } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { initGpuBackend } from '../src/tensor/backends/gpu/index.js';
-import { collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/backend.js';
+import { GpuBackend, collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/backend.js';
+import { CpuRunner } from '../src/tensor/backends/gpu/cpu-runner.js';
+import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';
+import type { DeviceBuffer, MatmulDims, Runner } from '../src/tensor/backends/gpu/runner.js';
 import { convertHost, type HostArray } from '../src/tensor/dtype.js';
 import { sizeOf, stridesOf } from '../src/tensor/shape.js';
 import { Generator } from '../src/tensor/random.js';
@@ -36,6 +39,21 @@ function close(got: ArrayLike<number>, want: ArrayLike<number>, rtol = 1e-5, ato
 const read = (s: Storage): Promise<HostArray> => gpu.read(s);
 
 describe('gpu backend (gpu.js cpu mode): memory and errors', () => {
+  it('passes its own start-up self-test; a wrong fast matmul is switched off, not used', async () => {
+    await (gpu as GpuBackend).selfTest();
+    const inner = new CpuRunner(await loadGpuJs());
+    const broken: Runner = Object.assign(Object.create(inner) as Runner, {
+      matmul: (a: DeviceBuffer, _b: DeviceBuffer, p: MatmulDims) => inner.upload(new Float32Array(p.batch * p.m * p.n).fill(a.length)),
+    });
+    const be = new GpuBackend(broken, { name: 'gpu-broken-matmul' });
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    await be.selfTest();
+    expect(warn).toHaveBeenCalledWith(expect.stringMatching(/tiled WGSL matmul failed its self-test/));
+    warn.mockRestore();
+    const p = { batch: 1, m: 1, n: 1, k: 2, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
+    expect(Array.from(await be.read(be.matmul(be.fromHost(Float32Array.of(1, 2), 'float32'), be.fromHost(Float32Array.of(3, 4), 'float32'), p)))).toEqual([11]);
+  });
+
   it('round-trips float32, int32 and half bits; full() fills', async () => {
     expect(Array.from(await read(gpu.fromHost(Float32Array.of(1.5, -2), 'float32')))).toEqual([1.5, -2]);
     const i = await read(gpu.fromHost(Int32Array.of(3, -7, 50303), 'int32'));

@@ -92,12 +92,12 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
       for (let s = 0; s < 3; s++) {
         const before = runner.stats.buffersCreated;
         expect(await errorsOf(runner, step), `step ${s}`).toEqual([]);
-        if (typeof globalThis.gc === 'function') globalThis.gc();
+        await (b as GpuBackend).collect(); // what a training loop on the gpu does each step
         created.push(runner.stats.buffersCreated - before);
       }
-      // buffers are released by dispose/GC into the pool; without forced GC some steps still
-      // allocate, but a step must not allocate as much as the first did
-      expect(created[2]!).toBeLessThan(created[0]!);
+      // the first step fills the pool; later steps find their buffers there
+      expect(created[0]!).toBeGreaterThan(50);
+      expect(created[2]!).toBeLessThan(created[0]! / 10);
     } finally {
       setBackend('js');
     }

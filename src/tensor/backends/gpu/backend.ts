@@ -95,6 +95,8 @@ export class GpuBackend implements Backend {
   private readonly hostRef = new JsBackend(); // int32 host-side math (exact, and tiny: indices)
   private readonly reduceThreads: number;
   private readonly registry: FinalizationRegistry<{ buf: DeviceBuffer | null }>;
+  /** Whether matmul uses the runner's fast kernel (turned off if it fails the self-test). */
+  private fastMatmul = true;
 
   constructor(readonly runner: Runner, opts: GpuBackendOptions = {}) {
     this.name = opts.name ?? 'gpu';
@@ -300,7 +302,7 @@ export class GpuBackend implements Backend {
     }
     if (batch * m * n === 0) return this.full(batch * m * n, sa!.dtype, 0);
     if (k === 0) return this.full(batch * m * n, sa!.dtype, 0);
-    if (this.runner.matmul) return this.wrap(this.runner.matmul(sa!.buf, sb!.buf, p), batch * m * n, sa!.dtype);
+    if (this.runner.matmul && this.fastMatmul) return this.wrap(this.runner.matmul(sa!.buf, sb!.buf, p), batch * m * n, sa!.dtype);
     const fa = aBatchStride === 0 ? 0 : 1, fb = bBatchStride === 0 ? 0 : 1;
     const ba = fa ? batch : 1, bb = fb ? batch : 1;
     const A = transA ? arg(sa!.buf, m, k, ba) : arg(sa!.buf, k, m, ba);
@@ -428,6 +430,71 @@ export class GpuBackend implements Backend {
     }
   }
 
+  // ---- lifecycle ----
+  /**
+   * Return the buffers of tensors that are no longer referenced to the pool. Device buffers
+   * are freed when their tensors are garbage collected, and a training step makes thousands
+   * of temporaries that a JS heap barely notices, so call this once per step (it forces a
+   * GC on Node, then lets the finalizers run).
+   */
+  async collect(): Promise<void> {
+    this.runner.flush();
+    const gc = await forcedGc();
+    if (gc) {
+      gc();
+      await new Promise((r) => setTimeout(r, 0));
+    }
+  }
+
+  /**
+   * Check the device's answers on small problems against the js reference backend and
+   * float64 matmul. A wrong fast matmul is switched off (the portable kernel takes over,
+   * with a warning); wrong primitives throw, naming what differs.
+   */
+  async selfTest(): Promise<void> {
+    const ref = this.hostRef;
+    const vals = (n: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 12.9898 + i * 78.233) * 2);
+    const bad: string[] = [];
+    const cmp = async (what: string, got: Storage, want: ArrayLike<number>, tol = 1e-5): Promise<boolean> => {
+      const g = await this.read(got);
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(g[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+      if (!(worst <= tol) || g.length !== want.length) { bad.push(`${what}: worst error ${worst}`); return false; }
+      return true;
+    };
+    const pair = (d: Float32Array): [Storage, Storage] => [this.fromHost(d.slice(), 'float32'), ref.fromHost(d.slice(), 'float32')];
+    const [a, ra] = pair(vals(15, 1)), [b, rb] = pair(vals(5, 2));
+    await cmp('unary gelu', this.unary('gelu', a), ref.readSync(ref.unary('gelu', ra)));
+    await cmp('binary add [3,5]+[5]', this.binary('add', a, [3, 5], b, [5], [3, 5]), ref.readSync(ref.binary('add', ra, [3, 5], rb, [5], [3, 5])));
+    await cmp('reduce sum', this.reduce('sum', a, 3, 5, 1), ref.readSync(ref.reduce('sum', ra, 3, 5, 1)));
+    await cmp('strided transpose', this.strided(a, [5, 3], [1, 5], 0), ref.readSync(ref.strided(ra, [5, 3], [1, 5], 0)));
+    const primitivesOk = bad.length === 0;
+    const [batch, m, n, k] = [2, 37, 41, 29];
+    let fastOk = true;
+    for (const transA of [false, true]) for (const transB of [false, true]) {
+      const A = vals(batch * m * k, 3), B = vals(k * n, 4);
+      const p = { batch, m, n, k, transA, transB, aBatchStride: m * k, bBatchStride: 0 };
+      const want = new Float64Array(batch * m * n);
+      for (let t = 0; t < batch; t++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let q = 0; q < k; q++) acc += (transA ? A[t * m * k + q * m + i]! : A[t * m * k + i * k + q]!) * (transB ? B[j * k + q]! : B[q * n + j]!);
+        want[(t * m + i) * n + j] = acc;
+      }
+      const sa = this.fromHost(A, 'float32'), sb = this.fromHost(B, 'float32');
+      if (this.runner.matmul) {
+        this.fastMatmul = true;
+        fastOk = (await cmp(`fast matmul transA=${transA} transB=${transB}`, this.matmul(sa, sb, p), want, 1e-4)) && fastOk;
+      }
+      this.fastMatmul = false;
+      await cmp(`portable matmul transA=${transA} transB=${transB}`, this.matmul(sa, sb, p), want, 1e-4);
+    }
+    this.fastMatmul = fastOk;
+    if (!primitivesOk || bad.some((b) => b.startsWith('portable'))) {
+      throw new Error(`gpu backend self-test: the device gave wrong answers:\n${bad.join('\n')}`);
+    }
+    if (!fastOk) console.warn(`gpu backend: the tiled WGSL matmul failed its self-test on this device, using the portable kernel:\n${bad.join('\n')}`);
+  }
+
   // ---- fused kernels ----
   private makeFused(): FusedKernels {
     const f32 = (op: string, s: Storage): GpuStorage => {
@@ -471,8 +538,12 @@ export class GpuBackend implements Backend {
         const gx = this.run(KERNELS.lnBackApply, [cols, rows, 1], [X, M, R, W, G, arg(s1, rows), arg(s2, rows), cols]);
         this.runner.release(s1);
         this.runner.release(s2);
-        const gb = this.run(KERNELS.lnBackCol, [cols], [X, M, R, G, rows, 0]);
-        const gw = this.run(KERNELS.lnBackCol, [cols], [X, M, R, G, rows, 1]);
+        // column sums over rows go through the chunked reduce: one thread per column would
+        // leave most of a GPU idle (768 threads looping over B*T rows)
+        const gb = this.reduceBuf('sum', G.buf, 1, rows, cols);
+        const gyx = this.run(KERNELS.lnGyXhat, [cols, rows, 1], [X, M, R, G]);
+        const gw = this.reduceBuf('sum', gyx, 1, rows, cols);
+        this.runner.release(gyx);
         return { gx: this.wrap(gx, rows * cols, 'float32'), gw: this.wrap(gw, cols, 'float32'), gb: this.wrap(gb, cols, 'float32') };
       },
       crossEntropy: (logits, targets, rows, cols) => {
@@ -535,6 +606,27 @@ export class GpuBackend implements Backend {
       s.cell.buf = b;
     }
   }
+}
+
+let gcFn: Promise<(() => void) | null> | null = null;
+/** A way to force a garbage collection: global gc(), or V8's exposed through node:v8 + node:vm. */
+function forcedGc(): Promise<(() => void) | null> {
+  if (!gcFn) {
+    gcFn = (async () => {
+      const g = (globalThis as { gc?: () => void }).gc;
+      if (typeof g === 'function') return g;
+      if (typeof process === 'undefined' || !process.versions?.node) return null;
+      try {
+        const v8 = await import('node:v8');
+        const vm = await import('node:vm');
+        v8.setFlagsFromString('--expose-gc');
+        return vm.runInNewContext('gc') as () => void;
+      } catch {
+        return null;
+      }
+    })();
+  }
+  return gcFn;
 }
 
 function float64Error(op: string): Error {

@@ -80,6 +80,7 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
     const runner = new WebGpuRunner(gpujs, ctx.device);
     await runner.precompile(Object.values(KERNELS));
     backend = new GpuBackend(runner, { ...opts, name });
+    if (!(opts.dawnFlags ?? []).includes('backend=null')) await backend.selfTest(); // the null device computes nothing
   }
   registerBackend(name, () => backend);
   return backend;

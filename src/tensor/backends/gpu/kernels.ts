@@ -505,15 +505,9 @@ function lnBackApplyK(this: KernelThis, x: A2, mean: A1, rstd: A1, w: A1, gy: A2
   return rs * (g - s1[this.thread.y]! / cols - xhat * s2[this.thread.y]! / cols);
 }
 
-/** Column sums for gw (mode 1: gy * xhat) and gb (mode 0: gy); out [cols]. */
-function lnBackColK(this: KernelThis, x: A2, mean: A1, rstd: A1, gy: A2, rows: number, mode: number): number {
-  let s = 0.0;
-  for (let r = 0; r < rows; r++) {
-    const g = gy[r]![this.thread.x]!;
-    if (mode === 0) s = s + g;
-    else s = s + g * (x[r]![this.thread.x]! - mean[r]!) * rstd[r]!;
-  }
-  return s;
+/** gy * xhat [cols, rows], summed over rows by the (parallel, chunked) reduce kernel for gw. */
+function lnGyXhatK(this: KernelThis, x: A2, mean: A1, rstd: A1, gy: A2): number {
+  return gy[this.thread.y]![this.thread.x]! * (x[this.thread.y]![this.thread.x]! - mean[this.thread.y]!) * rstd[this.thread.y]!;
 }
 
 /** AdamW moments: mode 0: m = b1 m + (1-b1) g; mode 1: v = b2 v + (1-b2) g^2. */
@@ -568,7 +562,7 @@ export const KERNELS = {
   lnApply: spec('lnApply', lnApplyK, [I, I, I, I, I], [2, 1, 1, 1, 1], 3),
   lnBackStat: spec('lnBackStat', lnBackStatK, [I, I, I, I, I, N, N], [2, 1, 1, 1, 2, 0, 0], 1),
   lnBackApply: spec('lnBackApply', lnBackApplyK, [I, I, I, I, I, I, I, N], [2, 1, 1, 1, 2, 1, 1, 0], 3),
-  lnBackCol: spec('lnBackCol', lnBackColK, [I, I, I, I, N, N], [2, 1, 1, 2, 0, 0], 1),
+  lnGyXhat: spec('lnGyXhat', lnGyXhatK, [I, I, I, I], [2, 1, 1, 2], 3),
   adamMoment: spec('adamMoment', adamMomentK, [I, I, F, N], [1, 1, 0, 0], 1),
   adamParam: spec('adamParam', adamParamK, [I, I, I, F, F, F, F, F], [1, 1, 1, 0, 0, 0, 0, 0], 1),
   scaleBy: spec('scaleBy', scaleByK, [I, I], [1, 1], 1),
