@@ -1,0 +1,87 @@
+// `npm run export`: one of our checkpoints -> a Hugging Face GPT-2 directory (config.json for
+// GPT2LMHeadModel + model.safetensors under HF names with Conv1D weights [in, out]), the layout of the
+// hub's gpt2 files. The mapping and the writer live in hf-gpt2.ts; this is the command around them.
+
+import { readdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
+import { loadWeights } from './checkpoint.js';
+import { HF_GPT2_VOCAB_SIZE, writeHfGpt2Dir, type Gpt2Config } from './hf-gpt2.js';
+
+export interface ExportResult {
+  /** The checkpoint actually read (sidecar or HF directory). */
+  source: string;
+  step: number | null;
+  config: Gpt2Config;
+  /** vocab_size written to config.json (rows of wte in model.safetensors). */
+  vocabSize: number;
+  files: string[];
+}
+
+/**
+ * Export `checkpoint` (model_<step>.json / .safetensors, a training out dir, or an HF directory) to `outDir`.
+ * By default every wte row is written, so `--init-from outDir` gives back the very same arrays; `vocabSize`
+ * 50257 drops our padding rows (50257..50303, never real tokens) so vocab_size matches the GPT-2 tokenizer.
+ */
+export async function exportHf(checkpoint: string, outDir: string, opts: { vocabSize?: number } = {}): Promise<ExportResult> {
+  const lw = await loadWeights(checkpoint);
+  const V = lw.config.vocabSize;
+  const vocab = opts.vocabSize ?? V;
+  if (!Number.isSafeInteger(vocab) || vocab > V) {
+    throw new Error(`--vocab-size ${vocab}: the checkpoint ${lw.path} has ${V} vocabulary rows; export can only drop padding rows, so use --vocab-size <= ${V} (e.g. ${HF_GPT2_VOCAB_SIZE})`);
+  }
+  if (vocab < Math.min(V, HF_GPT2_VOCAB_SIZE)) {
+    throw new Error(`--vocab-size ${vocab} would drop real GPT-2 tokens (ids below ${Math.min(V, HF_GPT2_VOCAB_SIZE)}); use --vocab-size ${Math.min(V, HF_GPT2_VOCAB_SIZE)} or omit it`);
+  }
+  // config.json in a training out dir would make `--init-from` of that dir read the export, not the newest checkpoint.
+  const out = resolve(outDir);
+  const ckptDir = lw.source === 'checkpoint' ? dirname(resolve(lw.path)) : resolve(lw.path);
+  const clash = out === ckptDir || (await readdir(out).catch(() => [] as string[])).some((n) => /^model_\d+\.json$/.test(n));
+  if (clash) throw new Error(`--out ${outDir}: holds training checkpoints (model_<step>.json) or is the source itself; export to a new directory, e.g. ${join(dirname(out), 'hf-export')}`);
+  await writeHfGpt2Dir(outDir, lw.config, lw.weights, {
+    cropVocabTo: vocab === V ? undefined : vocab,
+    metadata: { tapegrad_exported_from: lw.path, ...(lw.step !== null ? { tapegrad_step: String(lw.step) } : {}) },
+  });
+  return { source: lw.path, step: lw.step, config: lw.config, vocabSize: vocab, files: [join(outDir, 'model.safetensors'), join(outDir, 'config.json')] };
+}
+
+const HELP = `usage: npm run export -- --checkpoint PATH --out DIR [--vocab-size N]
+
+Writes a Hugging Face GPT-2 directory (config.json + model.safetensors, GPT2LMHeadModel layout) from one of
+our checkpoints. --init-from DIR reads it back bit-exactly; transformers loads it with
+GPT2LMHeadModel.from_pretrained(DIR) (tokenizer: GPT2TokenizerFast.from_pretrained("gpt2")).
+
+  --checkpoint PATH   model_<step>.json or model_<step>.safetensors, or a training --out-dir (newest checkpoint)
+  --out DIR           directory to write (created; must not hold training checkpoints)
+  --vocab-size N      rows of wte to keep; ${HF_GPT2_VOCAB_SIZE} drops our padding (50304 -> ${HF_GPT2_VOCAB_SIZE}) so
+                      vocab_size matches the GPT-2 tokenizer. Default: all rows (bit-exact round trip)
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, out: { type: 'string' }, 'vocab-size': { type: 'string' } },
+    strict: true,
+  });
+  if (values.help) { process.stdout.write(HELP); return 0; }
+  if (!values.checkpoint || !values.out) throw new Error('--checkpoint and --out are both required (see --help)');
+  let vocabSize: number | undefined;
+  if (values['vocab-size'] !== undefined) {
+    vocabSize = Number(values['vocab-size']);
+    if (!Number.isInteger(vocabSize) || vocabSize <= 0) throw new Error(`--vocab-size: expected a positive integer, got '${values['vocab-size']}'`);
+  }
+  const r = await exportHf(values.checkpoint, values.out, { vocabSize });
+  const c = r.config;
+  console.log(`exported ${r.source}${r.step !== null ? ` (step ${r.step})` : ''}: ${c.nLayer} layers, ${c.nHead} heads, ${c.nEmbd} embd, ` +
+    `block ${c.blockSize}, vocab ${r.vocabSize}${r.vocabSize !== c.vocabSize ? ` (of ${c.vocabSize})` : ''}`);
+  for (const f of r.files) console.log(`wrote ${f}`);
+  return 0;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main(process.argv.slice(2)).then((code) => process.exit(code), (e: unknown) => {
+    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  });
+}
