@@ -262,8 +262,10 @@ async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: nu
 async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, print: (s: string) => void): Promise<void> {
   const prompt = tok.encodeOrdinary("Hello, I'm a language model,");
   const gen = new Generator(42); // sample_rng.manual_seed(42 + ddp_rank)
-  const rows = await model.generate(Array.from({ length: 4 }, () => prompt), { maxNewTokens: 32, topK: 50, generator: gen });
-  rows.forEach((r, i) => print(`sample ${i}: ${tok.decode(r.filter((t) => t < 50257))}`));
+  // never sample the padding rows of a vocabulary padded to 50304: no tokenizer can decode them
+  const rows = await model.generate(Array.from({ length: 4 }, () => prompt),
+    { maxNewTokens: 32, topK: 50, generator: gen, vocabLimit: Math.min(model.config.vocabSize, 50257) });
+  rows.forEach((r, i) => print(`sample ${i}: ${tok.decode(r)}`));
 }
 
 async function checkpoint(model: GPT, optimizer: ReturnType<typeof configureOptimizers>, outDir: string, step: number,
