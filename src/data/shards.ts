@@ -186,7 +186,8 @@ export async function writeShards(opts: WriteShardsOptions): Promise<ShardSummar
   mkdirSync(outDir, { recursive: true });
   const name = source.name;
   const sPath = statePath(outDir, name);
-  const shardPattern = new RegExp(`^${name}_(val|train)_(\\d{6})\\.npy$`);
+  const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const shardPattern = new RegExp(`^${escaped}_(val|train)_(\\d{6})\\.npy$`);
   const existing = readdirSync(outDir).filter((f) => shardPattern.test(f));
 
   let state = loadState(sPath);
