@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { describe, it } from 'vitest';
 import { F, Generator, tensor, type Tensor } from '../src/index.js';
-import { check, f64, forAll, i32, shapeArb, shapedArb, size, valsArb } from './helpers/prop.js';
+import { check, distinctArb, f64, forAll, i32, shapeArb, shapedArb, size, valsArb } from './helpers/prop.js';
 
 const dim = fc.constantFrom(1, 2, 3, 5);
 
@@ -34,10 +34,13 @@ describe('gradcheck: crossEntropy', () => {
 });
 
 describe('gradcheck: layerNorm', () => {
+  // x values are pairwise separated (distinctArb), so no row is near-constant: there the
+  // normalisation is eps-dominated, 1/sqrt(var + eps) has huge curvature and finite differences
+  // (not the gradient) lose the tight tolerance
   it('over the last dim, with and without affine params', () => {
     const arb = fc.tuple(shapeArb(0, 2), fc.constantFrom(2, 3, 5, 8), fc.constantFrom('both', 'weight', 'none'))
       .chain(([lead, c, affine]) => fc.tuple(fc.constant([...lead, c]), fc.constant(affine),
-        valsArb(size(lead) * c, -2, 2), valsArb(c, 0.5, 1.5), valsArb(c)));
+        distinctArb(size(lead) * c, -2, 2), valsArb(c, 0.5, 1.5), valsArb(c)));
     forAll(arb, ([shape, affine, dx, dw, db]) => {
       const c = shape[shape.length - 1]!;
       if (affine === 'both') check((x, w, b) => F.layerNorm(x, w, b), [f64(dx, shape), f64(dw, [c]), f64(db, [c])]);
@@ -124,7 +127,8 @@ describe('gradcheck: transformer block', () => {
       ln1w: [C], ln1b: [C], attnW: [3 * C, C], attnB: [3 * C], projW: [C, C], projB: [C],
       ln2w: [C], ln2b: [C], fcW: [4 * C, C], fcB: [4 * C], fcProjW: [C, 4 * C], fcProjB: [C],
     };
-    const arb = fc.tuple(valsArb(B * T * C), ...PARAM_NAMES.map((n) => (n.startsWith('ln') && n.endsWith('w') ? valsArb(size(shapes[n]), 0.5, 1.5) : valsArb(size(shapes[n]), -0.6, 0.6))));
+    // x pairwise separated, so ln_1 rows are never near-constant (see the layerNorm test)
+    const arb = fc.tuple(distinctArb(B * T * C), ...PARAM_NAMES.map((n) => (n.startsWith('ln') && n.endsWith('w') ? valsArb(size(shapes[n]), 0.5, 1.5) : valsArb(size(shapes[n]), -0.6, 0.6))));
     forAll(arb, ([dx, ...dp]) => {
       const inputs = [f64(dx, [B, T, C]), ...PARAM_NAMES.map((n, i) => f64(dp[i]!, shapes[n]))];
       check((x, ...ps) => {
