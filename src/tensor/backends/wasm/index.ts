@@ -7,9 +7,9 @@
 
 import { availableParallelism } from 'node:os';
 import type { AdamWParams, Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
-import type { HostArray } from '../../dtype.js';
+import { allocHost, bytesPerElement, type DType, type HostArray } from '../../dtype.js';
 import { sizeOf, type Shape } from '../../shape.js';
-import { JsBackend } from '../js.js';
+import { JsBackend, type HostStorage } from '../js.js';
 import { emitModule, Func } from './emit.js';
 import * as ref from './fused-ref.js';
 import { gemmPtr, readC, wasmMatmul } from './matmul.js';
@@ -45,6 +45,63 @@ export function wasmSimdAvailable(): boolean {
 export interface WasmBackendOptions {
   /** Worker threads including the main thread (default: one per core). Results do not depend on it. */
   threads?: number;
+  /**
+   * Bytes of freed host buffers kept for reuse (default 2 GiB; 0 disables). Training allocates
+   * the same large activations every step; reusing their buffers avoids paying the OS's
+   * first-touch page faults again each step (on this CI VM, ~7 ms per MB).
+   */
+  poolBytes?: number;
+}
+
+/** Buffers below this size are left to malloc, which recycles small blocks itself. */
+const POOL_MIN_BYTES = 1 << 20;
+
+/**
+ * Recycles large host ArrayBuffers: a storage's buffer returns here when the storage is
+ * garbage collected (FinalizationRegistry) or disposed, and the next allocation of the same
+ * byte length takes it. Only buffers this backend allocated are recycled, and readSync hands
+ * out copies of them, so no array a caller holds can change under it.
+ */
+class BufferPool {
+  private readonly free = new Map<number, ArrayBuffer[]>();
+  private freeBytes = 0;
+  /** Allocated here, not yet wrapped in a storage. */
+  private readonly fresh = new WeakSet<ArrayBuffer>();
+  /** Wrapped in a live storage. */
+  readonly owned = new WeakSet<ArrayBuffer>();
+  private readonly registry = new FinalizationRegistry<ArrayBuffer>((buf) => this.give(buf));
+  readonly stats = { hits: 0, misses: 0, freeBytes: 0 };
+  constructor(private readonly cap: number) {}
+
+  /** A buffer of `bytes` (recycled ones hold old data), or null below the pooling size. */
+  take(bytes: number): { buf: ArrayBuffer; recycled: boolean } | null {
+    if (this.cap === 0 || bytes < POOL_MIN_BYTES) return null;
+    const buf = this.free.get(bytes)?.pop();
+    if (buf) { this.freeBytes -= bytes; this.stats.hits++; } else this.stats.misses++;
+    this.stats.freeBytes = this.freeBytes;
+    const out = buf ?? new ArrayBuffer(bytes);
+    this.fresh.add(out);
+    return { buf: out, recycled: buf !== undefined };
+  }
+  /** Called when a storage wraps `buf`: from now on its lifetime is the storage's. */
+  track(storage: object, buf: ArrayBufferLike): void {
+    if (!(buf instanceof ArrayBuffer) || !this.fresh.has(buf)) return;
+    this.fresh.delete(buf);
+    this.owned.add(buf);
+    this.registry.register(storage, buf, storage);
+  }
+  release(storage: object, buf: ArrayBufferLike): void {
+    if (!(buf instanceof ArrayBuffer) || !this.owned.has(buf)) return;
+    if (this.registry.unregister(storage)) this.give(buf);
+  }
+  private give(buf: ArrayBuffer): void {
+    this.owned.delete(buf);
+    if (this.freeBytes + buf.byteLength > this.cap) return; // let the GC have it
+    const list = this.free.get(buf.byteLength);
+    if (list) list.push(buf); else this.free.set(buf.byteLength, [buf]);
+    this.freeBytes += buf.byteLength;
+    this.stats.freeBytes = this.freeBytes;
+  }
 }
 
 let compiled: KernelModule | null = null;
@@ -60,6 +117,7 @@ export class WasmBackend extends JsBackend implements Backend {
   readonly threads: number;
   private readonly rt: WasmRuntime;
   private readonly km: KernelModule;
+  private readonly pool: BufferPool;
   override readonly fused: FusedKernels;
 
   constructor(opts: WasmBackendOptions = {}) {
@@ -71,6 +129,7 @@ export class WasmBackend extends JsBackend implements Backend {
     compiled ??= buildModule();
     this.km = compiled;
     this.rt = new WasmRuntime(this.km.module, this.km.names, this.threads);
+    this.pool = new BufferPool(opts.poolBytes ?? 2 ** 31);
     this.fused = {
       softmax: (x, rows, cols) => this.softmax(x, rows, cols),
       softmaxBackward: (y, gy, rows, cols) => this.rowsBwd('softmaxBwd', ref.softmaxBackwardRef, y, gy, rows, cols),
@@ -88,8 +147,37 @@ export class WasmBackend extends JsBackend implements Backend {
     };
   }
 
+  /** Buffer pool counters: allocations served from recycled buffers (hits) or new ones (misses). */
+  poolStats(): { hits: number; misses: number; freeBytes: number } { return { ...this.pool.stats }; }
+
   /** Stop the worker threads (they are unref'd, so this is only needed to free them early). */
   terminate(): void { this.rt.terminate(); }
+
+  // ---- host memory: recycled large buffers ----
+  /** A host array, possibly recycled: zeroed only when `zero` (every element must be written otherwise). */
+  private raw(size: number, dtype: DType, zero = false): HostArray {
+    const got = this.pool.take(size * bytesPerElement(dtype));
+    if (!got) return allocHost(dtype, size);
+    const { buf, recycled } = got;
+    const a = dtype === 'float32' ? new Float32Array(buf) : dtype === 'float64' ? new Float64Array(buf)
+      : dtype === 'int32' ? new Int32Array(buf) : new Uint16Array(buf);
+    if (recycled && zero) a.fill(0);
+    return a;
+  }
+  /** The js kernels expect zeroed outputs. */
+  protected override alloc(size: number, dtype: DType): HostArray { return this.raw(size, dtype, true); }
+  protected override wrap(data: HostArray, dtype: DType): HostStorage {
+    const s = super.wrap(data, dtype);
+    this.pool.track(s, data.buffer);
+    return s;
+  }
+  /** Recycled buffers are handed out as copies, so a caller's array never changes later. */
+  override readSync(s: Storage): HostArray {
+    const d = this.host(s);
+    return this.pool.owned.has(d.buffer as ArrayBuffer) ? d.slice() : d;
+  }
+  override read(s: Storage): Promise<HostArray> { return Promise.resolve(this.readSync(s)); }
+  override dispose(s: Storage): void { this.pool.release(s, this.host(s).buffer); }
 
   // ---- helpers ----
   private f32(s: Storage): F32 | null {
@@ -102,7 +190,11 @@ export class WasmBackend extends JsBackend implements Backend {
     if (a instanceof Float32Array) this.rt.f32(p, a.length).set(a); else this.rt.i32(p, a.length).set(a);
     return p;
   }
-  private take(ptr: number, n: number): F32 { return this.rt.f32(ptr, n).slice(); }
+  private take(ptr: number, n: number): F32 {
+    const out = this.raw(n, 'float32') as F32;
+    out.set(this.rt.f32(ptr, n));
+    return out;
+  }
   /** Rows per task: enough tasks to balance the threads, enough work per task to pay for it. */
   private rpt(rows: number, cols: number): number {
     let r = Math.ceil(rows / (this.threads * 8));
@@ -128,7 +220,7 @@ export class WasmBackend extends JsBackend implements Backend {
   override matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
     const A = this.f32(a), B = this.f32(b);
     if (!A || !B) return super.matmul(a, b, p);
-    return this.out(wasmMatmul(this.rt, this.km.shape, A, B, p));
+    return this.out(wasmMatmul(this.rt, this.km.shape, A, B, p, this.raw(p.batch * p.m * p.n, 'float32') as F32));
   }
 
   override unary(op: UnaryOp, x: Storage): Storage {
@@ -321,7 +413,7 @@ export class WasmBackend extends JsBackend implements Backend {
       const pp = this.rt.alloc(bh * t * s * 4), pm = this.rt.alloc(bh * t * 4), ps = this.rt.alloc(bh * t * 4);
       this.rows('attnSoftmax', bh * t, s, [...sc, ...WasmBackend.dense(pp, s), pm, ps, t, s - t, causal ? 1 : 0], [scale]);
       const o = readC(this.rt, gemmPtr(this.rt, this.km.shape, pp, pv,
-        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }), bh, t, d);
+        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }), bh, t, d, this.raw(bh * t * d, 'float32') as F32);
       const m = this.rt.f32(pm, bh * t), sm = this.rt.f32(ps, bh * t);
       const lse = new Float32Array(bh * t);
       for (let r = 0; r < bh * t; r++) lse[r] = m[r]! + Math.log(sm[r]!);
@@ -347,7 +439,7 @@ export class WasmBackend extends JsBackend implements Backend {
       this.rows('attnProbs', bh * t, s, [...sc, ...dense(pp, s), pl, t, s - t, causal ? 1 : 0], [scale]);
       // dV = P^T dO
       const gv = readC(rt, gemmPtr(rt, sh, pp, pgo,
-        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }), bh, s, d);
+        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }), bh, s, d, this.raw(bh * s * d, 'float32') as F32);
       // dP = dO V^T, then dS = P (dP - rowsum(dO * O)) * scale
       const dp = gemmPtr(rt, sh, pgo, pv, { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
       const pD = rt.alloc(bh * t * 4);
@@ -356,9 +448,9 @@ export class WasmBackend extends JsBackend implements Backend {
       this.rows('attnDs', bh * t, s, [...dense(pp, s), dp.c, dp.ldc, t, dp.cBatch, ...dense(pds, s), pD], [scale]);
       // dQ = dS K ; dK = dS^T Q
       const gq = readC(rt, gemmPtr(rt, sh, pds, pk,
-        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }), bh, t, d);
+        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }), bh, t, d, this.raw(bh * t * d, 'float32') as F32);
       const gk = readC(rt, gemmPtr(rt, sh, pds, pq,
-        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }), bh, s, d);
+        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }), bh, s, d, this.raw(bh * s * d, 'float32') as F32);
       return { gq: this.out(gq), gk: this.out(gk), gv: this.out(gv) };
     });
   }

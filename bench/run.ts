@@ -1,0 +1,160 @@
+// `npm run bench`: matmul GFLOP/s per backend (js; wasm with 1 and 2 threads; PyTorch when
+// /usr/bin/python3 has torch), the MLP training step, and GPT training tokens/s + peak RSS.
+// Prints a table and writes bench/results/<timestamp>.json. Model-level rows run in child
+// processes (bench/step.ts, bench/torch_bench.py) so each peak RSS is that config's own.
+// Options: --only=matmul,mlp,gpt  --no-torch  --quick (smaller/fewer configs)
+
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { MatmulParams } from '../src/tensor/backend.js';
+import { JsBackend } from '../src/tensor/backends/js.js';
+import { createWasmBackend, wasmSimdAvailable } from '../src/tensor/backends/wasm/index.js';
+import type { StepConfig, StepResult } from './step.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, '..', '..'); // dist-bench/bench -> repo root
+const argv = process.argv.slice(2);
+const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['matmul', 'mlp', 'gpt'];
+const quick = argv.includes('--quick');
+const torchOk = !argv.includes('--no-torch') &&
+  spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 }).status === 0;
+
+interface Row { section: string; config: string; backend: string; value: number | null; unit: string; extra?: string; note?: string }
+const rows: Row[] = [];
+const log = (r: Row): void => {
+  rows.push(r);
+  const v = r.value === null ? '-' : r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(1);
+  console.log(`${r.section.padEnd(7)} ${r.config.padEnd(30)} ${r.backend.padEnd(16)} ${v.padStart(8)} ${r.unit.padEnd(9)} ${r.extra ?? ''}${r.note ? `  (${r.note})` : ''}`);
+};
+
+// ---- matmul -----------------------------------------------------------------------------
+/** [m, k, n, transB]: squares as A @ B; GPT-2 shapes as a Linear does, x @ W^T. */
+const SHAPES: [number, number, number, boolean][] = [
+  [256, 256, 256, false], [512, 512, 512, false], [1024, 1024, 1024, false],
+  [1024, 768, 2304, true], [1024, 768, 3072, true], [1024, 3072, 768, true],
+];
+const shapeName = ([m, k, n, t]: [number, number, number, boolean]): string => `${m}x${k}x${n}${t ? ' (x@W^T)' : ''}`;
+
+function rand(n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = Math.random() - 0.5;
+  return a;
+}
+
+function timeBest(f: () => void, minReps: number, budgetMs: number): number {
+  f(); // warm-up
+  let best = Infinity, reps = 0;
+  const start = performance.now();
+  while (reps < minReps || (performance.now() - start < budgetMs && reps < 20)) {
+    const t = performance.now(); f(); best = Math.min(best, performance.now() - t); reps++;
+  }
+  return best;
+}
+
+function benchMatmul(): void {
+  const shapes = quick ? SHAPES.slice(0, 3) : SHAPES;
+  const backends: { label: string; mm: (a: Float32Array, b: Float32Array, p: MatmulParams) => void; done?: () => void }[] = [];
+  const js = new JsBackend();
+  backends.push({ label: 'js', mm: (a, b, p) => { js.matmul(js.fromHost(a, 'float32'), js.fromHost(b, 'float32'), p); } });
+  if (wasmSimdAvailable()) {
+    for (const threads of [1, 2]) {
+      const w = createWasmBackend({ threads });
+      backends.push({ label: `wasm ${threads}t`, mm: (a, b, p) => { w.dispose(w.matmul(w.fromHost(a, 'float32'), w.fromHost(b, 'float32'), p)); }, done: () => w.terminate() });
+    }
+  }
+  for (const s of shapes) {
+    const [m, k, n, transB] = s;
+    const a = rand(m * k), b = rand(k * n);
+    const p: MatmulParams = { batch: 1, m, n, k, transA: false, transB, aBatchStride: 0, bBatchStride: 0 };
+    for (const be of backends) {
+      const big = m * n * k > 300e6;
+      // plain JS needs ~1 s per 1024^3: one timed run of the big shapes
+      const ms = be.label === 'js' && big ? timeBest(() => be.mm(a, b, p), 1, 0) : timeBest(() => be.mm(a, b, p), 3, 1000);
+      log({ section: 'matmul', config: shapeName(s), backend: be.label, value: (2 * m * n * k) / ms / 1e6, unit: 'GFLOP/s' });
+    }
+  }
+  for (const be of backends) be.done?.();
+  if (torchOk) {
+    const r = torch('matmul', { threads: 2, shapes });
+    const res = (r as { results?: { gflops: number }[] }).results;
+    shapes.forEach((s, i) => log({ section: 'matmul', config: shapeName(s), backend: 'torch 2t', value: res?.[i]?.gflops ?? null, unit: 'GFLOP/s', note: res ? undefined : String((r as StepResult).note) }));
+  }
+}
+
+// ---- model steps (child processes) -------------------------------------------------------
+function child(cmd: string, args: string[], timeoutMs: number): StepResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, cwd: repo, maxBuffer: 1 << 24 });
+  if (r.error || r.status === null) return { ok: false, note: r.error?.message.includes('ETIMEDOUT') || r.signal ? `timed out after ${timeoutMs / 1000} s` : String(r.error) };
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  try { return JSON.parse(line) as StepResult; } catch { return { ok: false, note: (r.stderr || line).slice(-300) }; }
+}
+const stepJs = join(here, 'step.js');
+const tsStep = (cfg: StepConfig, timeoutMs: number): StepResult => child(process.execPath, [stepJs, JSON.stringify(cfg)], timeoutMs);
+function torch(what: string, cfg: object, timeoutMs = 600_000): StepResult {
+  return child('/usr/bin/python3', [join(repo, 'bench', 'torch_bench.py'), what, JSON.stringify(cfg)], timeoutMs);
+}
+
+function benchMlp(): void {
+  const runs: [string, StepConfig][] = [
+    ['js', { model: 'mlp', backend: 'js', steps: 2, warmup: 1 }],
+    ['wasm 1t', { model: 'mlp', backend: 'wasm', threads: 1, steps: 5 }],
+    ['wasm 2t', { model: 'mlp', backend: 'wasm', threads: 2, steps: 5 }],
+  ];
+  const res: Record<string, StepResult> = {};
+  for (const [label, cfg] of runs) {
+    res[label] = tsStep(cfg, 300_000);
+    log({ section: 'mlp', config: '784-1024-1024-10 B=256', backend: label, value: res[label]!.msPerStep ?? null, unit: 'ms/step',
+      extra: rss(res[label]!), note: res[label]!.ok ? undefined : res[label]!.note });
+  }
+  if (torchOk) {
+    const t = torch('step', { model: 'mlp', threads: 2, steps: 3, warmup: 1 });
+    log({ section: 'mlp', config: '784-1024-1024-10 B=256', backend: 'torch 2t', value: t.msPerStep ?? null, unit: 'ms/step',
+      extra: `${rss(t)}${t.msPerStep && res['wasm 2t']?.msPerStep ? `  wasm2t/torch speed ${(t.msPerStep / res['wasm 2t'].msPerStep).toFixed(2)}x` : ''}`, note: t.ok ? undefined : t.note });
+  }
+}
+
+const rss = (r: StepResult): string => (r.peakRssMB ? `peak RSS ${(r.peakRssMB / 1024).toFixed(2)} GB` : '');
+
+const GPTS: { name: string; cfg: Partial<StepConfig>; steps: number; torchSteps: number }[] = [
+  { name: 'gpt 4L/4H/128 T=128 B=8', cfg: { nLayer: 4, nHead: 4, nEmbd: 128, T: 128, B: 8, vocab: 50304 }, steps: 3, torchSteps: 1 },
+  { name: 'gpt 6L/6H/384 T=256 B=4', cfg: { nLayer: 6, nHead: 6, nEmbd: 384, T: 256, B: 4, vocab: 50304 }, steps: 2, torchSteps: 1 },
+  { name: 'gpt2-124M T=1024 B=1', cfg: { nLayer: 12, nHead: 12, nEmbd: 768, T: 1024, B: 1, vocab: 50304 }, steps: 1, torchSteps: 1 },
+];
+
+async function benchGpt(): Promise<void> {
+  const nn = await import('../src/nn/index.js').catch(() => null);
+  if (!nn || !('GPT' in nn)) { log({ section: 'gpt', config: '(all)', backend: '-', value: null, unit: '', note: 'skipped: src/nn does not export GPT yet' }); return; }
+  for (const g of quick ? GPTS.slice(0, 1) : GPTS) {
+    // plain js would take minutes per step at these sizes: wasm only (2 threads)
+    const w = tsStep({ model: 'gpt', backend: 'wasm', threads: 2, steps: g.steps, ...g.cfg }, 900_000);
+    log({ section: 'gpt', config: g.name, backend: 'wasm 2t', value: w.tokensPerSec ?? null, unit: 'tok/s',
+      extra: `${w.msPerStep ? `${(w.msPerStep / 1000).toFixed(2)} s/step  ` : ''}${rss(w)}`, note: w.ok ? undefined : w.note });
+    if (torchOk) {
+      const t = torch('step', { model: 'gpt', threads: 2, steps: g.torchSteps, warmup: 1, ...g.cfg }, 900_000);
+      const ratio = w.tokensPerSec && t.tokensPerSec ? `  wasm/torch ${(w.tokensPerSec / t.tokensPerSec).toFixed(2)}x` : '';
+      log({ section: 'gpt', config: g.name, backend: 'torch 2t', value: t.tokensPerSec ?? null, unit: 'tok/s',
+        extra: `${t.msPerStep ? `${(t.msPerStep / 1000).toFixed(2)} s/step  ` : ''}${rss(t)}${ratio}`, note: t.ok ? undefined : t.note });
+    }
+  }
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  console.log(`tapegrad bench — ${started.toISOString()} — ${cpus().length} x ${cpus()[0]?.model ?? '?'} — node ${process.version}` +
+    ` — torch: ${torchOk ? 'yes (/usr/bin/python3)' : 'not available'}`);
+  console.log(`${'section'.padEnd(7)} ${'config'.padEnd(30)} ${'backend'.padEnd(16)} ${'value'.padStart(8)} unit`);
+  if (only.includes('matmul')) benchMatmul();
+  if (only.includes('mlp')) benchMlp();
+  if (only.includes('gpt')) await benchGpt();
+  const dir = join(repo, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify({ started: started.toISOString(), node: process.version, cpus: cpus().length,
+    cpu: cpus()[0]?.model, torch: torchOk, argv, rows }, null, 2));
+  console.log(`wrote ${file}`);
+}
+
+main().then(() => process.exit(0), (e: unknown) => { console.error(e); process.exit(1); });

@@ -1,0 +1,118 @@
+// One model-level benchmark in its own process (so peak RSS is this config's alone): the MLP
+// step or GPT training steps on a chosen backend; prints one JSON line. Spawned by run.ts:
+//   node dist-bench/bench/step.js '{"model":"gpt","nLayer":4,"nHead":4,"nEmbd":128,"T":128,"B":8,"vocab":50304,"backend":"wasm","threads":2,"steps":3}'
+
+export interface StepConfig {
+  model: 'mlp' | 'gpt';
+  backend: 'js' | 'wasm';
+  threads?: number;
+  steps: number;
+  /** Warm-up steps before timing (default 2). */
+  warmup?: number;
+  // gpt
+  nLayer?: number; nHead?: number; nEmbd?: number; T?: number; B?: number; vocab?: number;
+}
+export interface StepResult {
+  ok: boolean;
+  note?: string;
+  msPerStep?: number;
+  tokensPerSec?: number;
+  peakRssMB?: number;
+  loss?: number;
+}
+
+/** BENCH_DEBUG: time every backend method (to see where a step goes). */
+const spent = new Map<string, number>();
+function instrument(...objs: Record<string, unknown>[]): void {
+  for (const o of objs) {
+    const names = new Set<string>();
+    for (let p: object | null = o; p && p !== Object.prototype; p = Object.getPrototypeOf(p) as object | null) {
+      for (const n of Object.getOwnPropertyNames(p)) names.add(n);
+    }
+    for (const n of names) {
+      const f = o[n];
+      if (typeof f !== 'function' || n === 'constructor' || n.startsWith('host') || n === 'wrap' || n === 'alloc' || n === 'raw') continue;
+      o[n] = function (this: unknown, ...args: unknown[]) {
+        const t = performance.now();
+        try { return (f as (...a: unknown[]) => unknown).apply(this, args); } finally { spent.set(n, (spent.get(n) ?? 0) + performance.now() - t); }
+      };
+    }
+  }
+}
+
+async function main(): Promise<StepResult> {
+  const cfg = JSON.parse(process.argv[2] ?? '{}') as StepConfig;
+  const core = await import('../src/index.js');
+  let pool: (() => unknown) | null = null;
+  if (cfg.backend === 'wasm') {
+    const { createWasmBackend } = await import('../src/tensor/backends/wasm/index.js');
+    const b = createWasmBackend({ threads: cfg.threads });
+    pool = () => b.poolStats();
+    if (process.env.BENCH_DEBUG) instrument(b as unknown as Record<string, unknown>, b.fused as Record<string, unknown>);
+    core.setBackend(b);
+  } else {
+    core.setBackend('js');
+  }
+  core.manualSeed(0);
+  let step: () => number;
+  if (cfg.model === 'mlp') {
+    // 784-1024-1024-10, ReLU, cross-entropy, AdamW; B = 256
+    const B = 256;
+    const l1 = new core.Linear(784, 1024), l2 = new core.Linear(1024, 1024), l3 = new core.Linear(1024, 10);
+    const params = [l1, l2, l3].flatMap((l) => l.parameters());
+    const opt = new core.AdamW(params, { lr: 1e-3 });
+    const x = core.randn([B, 784]);
+    const y = core.tensor(Int32Array.from({ length: B }, (_, i) => i % 10));
+    step = () => {
+      opt.zeroGrad();
+      const h = core.F.relu(l2.forward(core.F.relu(l1.forward(x))));
+      const loss = core.F.crossEntropy(l3.forward(h), y);
+      loss.backward();
+      opt.step();
+      return loss.item();
+    };
+  } else {
+    const nn = await import('../src/nn/index.js').catch(() => null);
+    if (!nn || !('GPT' in nn)) return { ok: false, note: 'src/nn does not export GPT yet' };
+    const { nLayer = 4, nHead = 4, nEmbd = 128, T = 128, B = 8, vocab = 50304 } = cfg;
+    const model = new nn.GPT({ blockSize: T, vocabSize: vocab, nLayer, nHead, nEmbd });
+    const opt = core.configureOptimizers(model, 0.1, 6e-4);
+    const idx = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % vocab);
+    const tgt = Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 1) % vocab);
+    const x = core.tensor(idx, { shape: [B, T] }), y = core.tensor(tgt, { shape: [B, T] });
+    step = () => {
+      opt.zeroGrad();
+      const { loss } = model.forward(x, y);
+      loss!.backward();
+      core.clipGradNorm(model.parameters(), 1.0);
+      opt.step();
+      return loss!.item();
+    };
+  }
+  // between steps, yield to the event loop as a training loop does (awaiting the loss): lets
+  // finalizers return freed buffers to the wasm backend's pool
+  const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+  // two warm-up steps: compile, grow the wasm arena, create optimizer state, and let the
+  // buffer pool reach its steady state (buffers come back after a GC, a step or so later)
+  let loss = NaN;
+  for (let i = 0; i < (cfg.warmup ?? 2); i++) { loss = step(); await tick(); }
+  spent.clear();
+  const t0 = performance.now();
+  for (let i = 0; i < cfg.steps; i++) {
+    loss = step(); await tick();
+    if (process.env.BENCH_DEBUG) console.error('step', i, performance.now() - t0, pool?.());
+  }
+  const ms = (performance.now() - t0) / cfg.steps;
+  if (process.env.BENCH_DEBUG) {
+    for (const [n, t] of [...spent].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(`${n.padEnd(24)} ${(t / cfg.steps).toFixed(1)} ms/step`);
+  }
+  const tokens = cfg.model === 'gpt' ? (cfg.B ?? 8) * (cfg.T ?? 128) : 0;
+  return {
+    ok: true, msPerStep: ms, loss,
+    tokensPerSec: tokens ? (tokens * 1000) / ms : undefined,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
+main().then((r) => { console.log(JSON.stringify(r)); process.exit(0); },
+  (e: unknown) => { console.log(JSON.stringify({ ok: false, note: String((e as Error).message ?? e).slice(0, 300) })); process.exit(0); });
