@@ -339,3 +339,43 @@ describe('gpu backend (gpu.js cpu mode): fused kernels against float64 formulas'
     close(got, [want], 1e-5, 0);
   });
 });
+
+describe('gpu backend (gpu.js cpu mode): kernels over row chunks past the storage binding limit', () => {
+  // a 640-float binding limit makes small tensors behave like GPT-2's 3.3 GB logits on the GPU
+  let small: GpuBackend;
+  beforeAll(async () => { small = new GpuBackend(new CpuRunner(await loadGpuJs(), { maxBindingElements: 640 }), { name: 'gpu-small-bindings' }); });
+  const on = (be: Backend, d: Float32Array): Storage => be.fromHost(d.slice(), 'float32');
+
+  it('matmul splits rows (A and C too large) and the reduction (A^T too large), matching float64', async () => {
+    const cases = [
+      { m: 300, n: 5, k: 3, transA: false, transB: false },
+      { m: 300, n: 5, k: 3, transA: false, transB: true },  // logits = x @ W^T
+      { m: 4, n: 5, k: 300, transA: true, transB: false },  // dW = g^T @ x
+    ];
+    for (const c of cases) {
+      const p = { batch: 1, ...c, aBatchStride: 0, bBatchStride: 0 };
+      const A = rand(c.m * c.k, 41), B = rand(c.k * c.n, 42);
+      close(await small.read(small.matmul(on(small, A), on(small, B), p)), js.readSync(js.matmul(on(js, A), on(js, B), p)), 1e-5, 1e-5);
+    }
+    // and refuses, naming the limit, what it cannot split
+    const p = { batch: 1, m: 4, n: 300, k: 3, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 };
+    expect(() => small.matmul(on(small, rand(12, 1)), on(small, rand(900, 2)), p)).toThrow(/storage binding limit/);
+  });
+
+  it('fused cross-entropy forward and backward run over row chunks', async () => {
+    const rows = 300, cols = 5;
+    const x = rand(rows * cols, 43, -3, 3), t = Int32Array.from({ length: rows }, (_, i) => (i * 7) % cols), gl = rand(rows, 44);
+    const ref = gpu.fused, f = small.fused;
+    const want = ref.crossEntropy!(gpu.fromHost(x.slice(), 'float32'), gpu.fromHost(t.slice(), 'int32'), rows, cols);
+    const got = f.crossEntropy!(on(small, x), small.fromHost(t.slice(), 'int32'), rows, cols);
+    close(await small.read(got.loss), await gpu.read(want.loss), 1e-6, 1e-6);
+    close(await small.read(got.lse), await gpu.read(want.lse), 1e-6, 1e-6);
+    const gw = ref.crossEntropyBackward!(gpu.fromHost(x.slice(), 'float32'), gpu.fromHost(t.slice(), 'int32'), want.lse, gpu.fromHost(gl.slice(), 'float32'), rows, cols);
+    const gg = f.crossEntropyBackward!(on(small, x), small.fromHost(t.slice(), 'int32'), got.lse, on(small, gl), rows, cols);
+    close(await small.read(gg), await gpu.read(gw), 1e-6, 1e-6);
+  });
+
+  it('kernels without a chunked form refuse a too-large binding with a message', () => {
+    expect(() => small.unary('exp', on(small, rand(700, 3)))).toThrow(/storage binding limit/);
+  });
+});

@@ -121,8 +121,8 @@ export class GpuBackend implements Backend {
     this.registry.register(s, s.cell, s);
     return s;
   }
-  private run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[]): DeviceBuffer {
-    return this.runner.run(spec, out, args);
+  private run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[], into?: { buf: DeviceBuffer; offset: number }): DeviceBuffer {
+    return this.runner.run(spec, out, args, into);
   }
   /** A storage from a host reference-backend result (int32 host path). */
   private fromHostRef(s: Storage): GpuStorage {
@@ -300,15 +300,65 @@ export class GpuBackend implements Backend {
     if ((aBatchStride !== 0 && aBatchStride !== m * k) || (bBatchStride !== 0 && bBatchStride !== k * n)) {
       throw new Error(`${what}: the gpu backend takes batch strides of 0 (broadcast) or the matrix size (${m * k}, ${k * n}); make the operand contiguous first`);
     }
-    if (batch * m * n === 0) return this.full(batch * m * n, sa!.dtype, 0);
-    if (k === 0) return this.full(batch * m * n, sa!.dtype, 0);
-    if (this.runner.matmul && this.fastMatmul) return this.wrap(this.runner.matmul(sa!.buf, sb!.buf, p), batch * m * n, sa!.dtype);
+    if (batch * m * n === 0 || k === 0) return this.full(batch * m * n, sa!.dtype, 0);
+    const max = this.runner.maxBindingElements;
+    const A = sa!.buf, B = sb!.buf;
+    const fits = (len: number): boolean => len <= max;
+    const aLen = (aBatchStride ? batch : 1) * m * k, bLen = (bBatchStride ? batch : 1) * k * n;
+    if (fits(aLen) && fits(bLen) && fits(batch * m * n)) {
+      return this.wrap(this.matmulView({ buf: A, offset: undefined }, { buf: B, offset: undefined }, p), batch * m * n, sa!.dtype);
+    }
+    // Above one storage binding (~2 GiB; GPT-2's logits at B=16 are 3.3 GB): run over chunks
+    // whose rows are contiguous in memory, 64-row aligned for WebGPU's 256-byte offsets.
+    const too = (): Error => new Error(`${what}: an operand is over the device's storage binding limit (${max} floats) ` +
+      'in a layout the gpu backend cannot split into row chunks; use a smaller batch');
+    if (batch !== 1) throw too();
+    if (!transA && fits(bLen)) {
+      // rows of A and of C: C[r0:r1] = A[r0:r1] @ B
+      const rc = Math.floor(max / Math.max(k, n) / 64) * 64;
+      if (rc < 64) throw too();
+      const out = this.runner.alloc(m * n);
+      for (let r0 = 0; r0 < m; r0 += rc) {
+        const rows = Math.min(rc, m - r0);
+        this.matmulView({ buf: A, offset: r0 * k }, { buf: B, offset: undefined }, { ...p, m: rows }, { buf: out, offset: r0 * n });
+      }
+      return this.wrap(out, m * n, sa!.dtype);
+    }
+    if (transA && !transB && fits(m * n)) {
+      // split the reduction: A is stored [k, m] and B [k, n], so k-chunks are row blocks of both
+      const kc = Math.floor(max / Math.max(m, n) / 64) * 64;
+      if (kc < 64) throw too();
+      let acc: DeviceBuffer | null = null;
+      for (let k0 = 0; k0 < k; k0 += kc) {
+        const ks = Math.min(kc, k - k0);
+        const part = this.matmulView({ buf: A, offset: k0 * m }, { buf: B, offset: k0 * n }, { ...p, k: ks });
+        if (acc) {
+          const sum = this.run(KERNELS.binary1, [m * n], [arg(acc, m * n), arg(part, m * n), 1, 1, BINARY_CODES.add]);
+          this.runner.release(acc);
+          this.runner.release(part);
+          acc = sum;
+        } else acc = part;
+      }
+      return this.wrap(acc!, m * n, sa!.dtype);
+    }
+    throw too();
+  }
+
+  /** One matmul on (possibly offset) views: the runner's fast kernel, or the portable one. */
+  private matmulView(a: { buf: DeviceBuffer; offset: number | undefined }, b: { buf: DeviceBuffer; offset: number | undefined },
+    p: MatmulParams, into?: { buf: DeviceBuffer; offset: number }): DeviceBuffer {
+    const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
+    if (this.runner.matmul && this.fastMatmul) {
+      return this.runner.matmul(a, b, p, into);
+    }
     const fa = aBatchStride === 0 ? 0 : 1, fb = bBatchStride === 0 ? 0 : 1;
     const ba = fa ? batch : 1, bb = fb ? batch : 1;
-    const A = transA ? arg(sa!.buf, m, k, ba) : arg(sa!.buf, k, m, ba);
-    const B = transB ? arg(sb!.buf, k, n, bb) : arg(sb!.buf, n, k, bb);
+    const view = (buf: DeviceBuffer, offset: number | undefined, ...dims: number[]): BufferArg =>
+      (offset === undefined ? arg(buf, ...dims) : { ...arg(buf, ...dims), offset });
+    const Av = transA ? view(a.buf, a.offset, m, k, ba) : view(a.buf, a.offset, k, m, ba);
+    const Bv = transB ? view(b.buf, b.offset, k, n, bb) : view(b.buf, b.offset, n, k, bb);
     const spec = transA ? (transB ? KERNELS.matmulTT : KERNELS.matmulTN) : (transB ? KERNELS.matmulNT : KERNELS.matmulNN);
-    return this.wrap(this.run(spec, [n, m, batch], [A, B, k, fa, fb]), batch * m * n, sa!.dtype);
+    return this.run(spec, [n, m, batch], [Av, Bv, k, fa, fb], into);
   }
 
   // ---- movement ----
@@ -550,15 +600,27 @@ export class GpuBackend implements Backend {
         const s = f32('crossEntropy', logits);
         const [t] = this.check('crossEntropy', targets);
         this.checkIndex('crossEntropy', t!, cols, 'target');
-        const lse = rowStat(s, rows, cols, 1);
-        const loss = this.run(KERNELS.ceLoss, [rows], [arg(s.buf, cols, rows), arg(lse, rows), arg(t!.buf, rows)]);
+        const lse = this.runner.alloc(rows), loss = this.runner.alloc(rows);
+        // over row chunks when the logits exceed one storage binding (GPT-2 at B=16: 3.3 GB)
+        this.rowChunks('crossEntropy', rows, cols, (r0, rc, whole) => {
+          const X = whole ? arg(s.buf, cols, rc) : { ...arg(s.buf, cols, rc), offset: r0 * cols };
+          const T = whole ? arg(t!.buf, rc) : { ...arg(t!.buf, rc), offset: r0 };
+          this.run(KERNELS.rowStat, [rc], [X, cols, 1], { buf: lse, offset: r0 });
+          const L = whole ? arg(lse, rc) : { ...arg(lse, rc), offset: r0 };
+          this.run(KERNELS.ceLoss, [rc], [X, L, T], { buf: loss, offset: r0 });
+        });
         return { loss: this.wrap(loss, rows, 'float32'), lse: this.wrap(lse, rows, 'float32') };
       },
       crossEntropyBackward: (logits, targets, lse, gloss, rows, cols) => {
         const op = 'crossEntropyBackward';
         const [t] = this.check(op, targets);
-        const g = this.run(KERNELS.ceBack, [cols, rows, 1], [arg(f32(op, logits).buf, cols, rows), arg(f32(op, lse).buf, rows),
-          arg(t!.buf, rows), arg(f32(op, gloss).buf, rows)]);
+        const x = f32(op, logits).buf, l = f32(op, lse).buf, gl = f32(op, gloss).buf;
+        const g = this.runner.alloc(rows * cols);
+        this.rowChunks(op, rows, cols, (r0, rc, whole) => {
+          const v = (buf: DeviceBuffer, off: number, ...dims: number[]): BufferArg => (whole ? arg(buf, ...dims) : { ...arg(buf, ...dims), offset: off });
+          this.run(KERNELS.ceBack, [cols, rc, 1], [v(x, r0 * cols, cols, rc), v(l, r0, rc), v(t!.buf, r0, rc), v(gl, r0, rc)],
+            { buf: g, offset: r0 * cols });
+        });
         return this.wrap(g, rows * cols, 'float32');
       },
       adamw: (p, g, m, v, h) => this.adamw(f32('adamw', p), f32('adamw', g), f32('adamw', m), f32('adamw', v), h),
@@ -582,6 +644,18 @@ export class GpuBackend implements Backend {
         return this.wrap(total ?? this.run(KERNELS.fill, [1], [0]), 1, 'float32');
       },
     };
+  }
+
+  /**
+   * Call fn over row chunks [r0, r0 + rc) of a [rows, cols] tensor so that no binding
+   * exceeds the device limit; one call with whole = true when it all fits.
+   */
+  private rowChunks(op: string, rows: number, cols: number, fn: (r0: number, rc: number, whole: boolean) => void): void {
+    const max = this.runner.maxBindingElements;
+    if (rows * cols <= max) { fn(0, rows, true); return; }
+    const rc = Math.floor(max / Math.max(1, cols) / 64) * 64;
+    if (rc < 64) throw new Error(`${op}: rows of ${cols} values exceed the device's storage binding limit (${max} floats) 64 rows at a time`);
+    for (let r0 = 0; r0 < rows; r0 += rc) fn(r0, Math.min(rc, rows - r0), false);
   }
 
   private softmaxBack(op: string, y: GpuStorage, gy: GpuStorage, rows: number, cols: number, mode: number): Storage {

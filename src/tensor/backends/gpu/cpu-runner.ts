@@ -3,7 +3,7 @@
 // (no GPU) tests the exact kernel sources that WebGPU runs.
 
 import type { KernelSpec } from './kernels.js';
-import type { DeviceBuffer, KernelArg, Runner } from './runner.js';
+import type { BufferView, DeviceBuffer, KernelArg, Runner } from './runner.js';
 import type { GpuJsModule } from './gpujs.js';
 
 class HostBuffer implements DeviceBuffer {
@@ -20,29 +20,47 @@ function flattenInto(v: unknown, out: Float32Array, at: number): number {
   throw new Error(`gpu backend (cpu mode): unexpected kernel result ${String(v)}`);
 }
 
+export interface CpuRunnerOptions {
+  /**
+   * Emulate a WebGPU storage-binding limit (in f32): a kernel binding more throws as on the
+   * device, so tests can make the backend chunk large kernels with small tensors.
+   */
+  maxBindingElements?: number;
+}
+
 export class CpuRunner implements Runner {
   readonly mode = 'cpu' as const;
-  readonly maxBindingElements = 2 ** 31 - 1;
+  readonly maxBindingElements: number;
   private readonly gpu: { createKernel(fn: unknown, settings: object): CpuKernel };
   // gpu.js's cpu mode bakes each Input argument's dims into the compiled JavaScript (with
   // `dynamicArguments` it would index by the OUTPUT dims instead), so a kernel is compiled
   // per (kernel, output dims, argument dims); tests use few shapes, so the cache stays small.
   private readonly cache = new Map<string, CpuKernel>();
 
-  constructor(private readonly gpujs: GpuJsModule) {
+  constructor(private readonly gpujs: GpuJsModule, opts: CpuRunnerOptions = {}) {
+    this.maxBindingElements = opts.maxBindingElements ?? 2 ** 31 - 1;
     this.gpu = new gpujs.GPU({ mode: 'cpu' }) as unknown as { createKernel(fn: unknown, settings: object): CpuKernel };
   }
 
   upload(data: Float32Array): DeviceBuffer { return new HostBuffer(data); }
+  alloc(length: number): DeviceBuffer { return new HostBuffer(new Float32Array(length)); }
   read(buf: DeviceBuffer, size: number): Promise<Float32Array> {
     return Promise.resolve((buf as HostBuffer).data.slice(0, size));
   }
   release(_buf: DeviceBuffer): void { /* garbage collected */ }
   flush(): void { /* eager */ }
 
-  run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[]): DeviceBuffer {
+  private bind(what: string, length: number, offset = 0): void {
+    if (offset % 64 !== 0) throw new Error(`gpu backend: ${what} bound at element offset ${offset}, not a multiple of 64 (256 bytes)`);
+    if (length > this.maxBindingElements) {
+      throw new Error(`gpu backend: ${what} binds ${length} floats, over the storage binding limit of ${this.maxBindingElements} (emulated)`);
+    }
+  }
+
+  run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[], into?: BufferView): DeviceBuffer {
     const total = out.reduce((a, b) => a * b, 1);
-    if (total === 0) return new HostBuffer(new Float32Array(0));
+    this.bind(`${spec.name} output`, total, into?.offset);
+    if (total === 0) return into ? into.buf : new HostBuffer(new Float32Array(0));
     const callArgs: unknown[] = [];
     const keyParts: string[] = [spec.name, out.join('x')];
     args.forEach((a, i) => {
@@ -50,7 +68,12 @@ export class CpuRunner implements Runner {
       const rank = spec.argRanks[i]!;
       if (a.dims.length !== rank) throw new Error(`gpu backend: ${spec.name} argument ${i} needs ${rank} dims, got [${a.dims.join(', ')}]`);
       const want = a.dims.reduce((p, q) => p * q, 1);
-      let data = (a.buf as HostBuffer).data;
+      const full = (a.buf as HostBuffer).data;
+      const off = a.offset ?? 0;
+      // what WebGPU would bind: the whole buffer, or from the offset up to the binding limit
+      const bound = a.offset !== undefined ? Math.min(full.length - off, this.maxBindingElements) : full.length;
+      this.bind(`${spec.name} argument ${i}`, bound, off);
+      let data = a.offset !== undefined ? full.subarray(off, off + bound) : full;
       // gpu.js's Input must be exactly its declared size; declared dims may round past the end
       if (data.length !== want) { const d = new Float32Array(want); d.set(data.subarray(0, Math.min(want, data.length))); data = d; }
       callArgs.push(new this.gpujs.Input(data, [...a.dims]));
@@ -69,9 +92,11 @@ export class CpuRunner implements Runner {
       this.cache.set(key, k);
     }
     const res = k(...callArgs);
-    if (spec.rank === 1) return new HostBuffer(res instanceof Float32Array ? res : Float32Array.from(res as ArrayLike<number>));
-    const flat = new Float32Array(total);
-    flattenInto(res, flat, 0);
-    return new HostBuffer(flat);
+    let flat: Float32Array;
+    if (spec.rank === 1) flat = res instanceof Float32Array ? res : Float32Array.from(res as ArrayLike<number>);
+    else { flat = new Float32Array(total); flattenInto(res, flat, 0); }
+    if (!into) return new HostBuffer(flat);
+    (into.buf as HostBuffer).data.set(flat, into.offset);
+    return into.buf;
   }
 }

@@ -10,10 +10,26 @@ export interface DeviceBuffer {
   readonly length: number;
 }
 
-/** An array argument: a buffer and the dims ([x], [x, y] or [x, y, z]) the kernel indexes it with. */
+/**
+ * An array argument: a buffer and the dims ([x], [x, y] or [x, y, z]) the kernel indexes it
+ * with; `offset` (elements, a multiple of 64 = WebGPU's 256-byte binding alignment) binds
+ * the buffer from there on, which is how kernels run over row chunks of a tensor larger
+ * than one storage binding may be.
+ */
 export interface BufferArg {
   readonly buf: DeviceBuffer;
   readonly dims: readonly number[];
+  readonly offset?: number;
+}
+/** A buffer from an element offset (a multiple of 64) on. */
+export interface BufferView {
+  readonly buf: DeviceBuffer;
+  readonly offset: number;
+}
+/** A matmul operand: all of a buffer (no offset), or a view from an offset on. */
+export interface OperandView {
+  readonly buf: DeviceBuffer;
+  readonly offset?: number | undefined;
 }
 export type KernelArg = BufferArg | number;
 
@@ -27,14 +43,19 @@ export interface Runner {
   readonly mode: 'cpu' | 'webgpu';
   /** Copy host values to a new device buffer. */
   upload(data: Float32Array): DeviceBuffer;
-  /** Run a kernel over `out` ([x] for rank-1 kernels, [x, y, z] for rank 3) into a new buffer. */
-  run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[]): DeviceBuffer;
+  /**
+   * Run a kernel over `out` ([x] for rank-1 kernels, [x, y, z] for rank 3) into a new buffer,
+   * or into `into` from its offset on (returning into.buf).
+   */
+  run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[], into?: BufferView): DeviceBuffer;
+  /** A new buffer of at least `length` f32 (contents unspecified). */
+  alloc(length: number): DeviceBuffer;
   /** Read the first `size` values back. */
   read(buf: DeviceBuffer, size: number): Promise<Float32Array>;
   /** Return a buffer for reuse; enqueued work that reads it still sees its values. */
   release(buf: DeviceBuffer): void;
   /** A faster matmul than the portable gpu.js kernel, where the runner has one. */
-  matmul?(a: DeviceBuffer, b: DeviceBuffer, p: MatmulDims): DeviceBuffer;
+  matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer;
   /** Largest number of f32 one kernel argument may bind. */
   readonly maxBindingElements: number;
   /** Submit anything queued (a no-op where work runs eagerly). */

@@ -6,7 +6,7 @@
 // gpu.js kernels and ours share buffers.
 
 import type { KernelSpec } from './kernels.js';
-import type { DeviceBuffer, KernelArg, MatmulDims, Runner } from './runner.js';
+import type { BufferView, DeviceBuffer, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
 import { MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL } from './wgsl.js';
 import {
@@ -17,6 +17,8 @@ import {
 const WORKGROUP = 64;
 /** Dispatches recorded before a submit: amortises submit cost, bounds held uniform buffers. */
 const BATCH = 64;
+
+type Binding = { buffer: GpuBufferLike; offset?: number; size?: number };
 
 class GpuBuf implements DeviceBuffer {
   constructor(readonly buffer: GpuBufferLike, readonly length: number) {}
@@ -138,7 +140,7 @@ export class WebGpuRunner implements Runner {
   }
 
   // ---- memory ----
-  private alloc(length: number): GpuBuf {
+  alloc(length: number): GpuBuf {
     const bytes = Math.max(256, Math.ceil((length * 4) / 256) * 256);
     const list = this.pool.get(bytes);
     const reused = list?.pop();
@@ -219,12 +221,20 @@ export class WebGpuRunner implements Runner {
     return u;
   }
 
-  private dispatch(pipeline: GpuPipelineLike, layout: GpuBindGroupLayoutLike, buffers: GpuBufferLike[], sizes: (number | undefined)[],
-    groups: [number, number, number]): void {
-    const group = this.device.createBindGroup({
-      layout,
-      entries: buffers.map((buffer, i) => ({ binding: i, resource: sizes[i] === undefined ? { buffer } : { buffer, size: sizes[i] } })),
-    });
+  /** A binding of `buf` from element `offset` on (at most the binding limit), or all of it. */
+  private binding(what: string, buf: DeviceBuffer, offset?: number): Binding {
+    const b = (buf as GpuBuf).buffer;
+    if (offset === undefined) {
+      this.checkBinding(what, buf.length);
+      return { buffer: b };
+    }
+    if ((offset * 4) % 256 !== 0) throw new Error(`gpu backend: ${what} bound at element offset ${offset}, not a multiple of 64 (256 bytes)`);
+    const size = Math.min(b.size - offset * 4, this.maxBindingElements * 4);
+    return { buffer: b, offset: offset * 4, size: Math.floor(size / 4) * 4 };
+  }
+
+  private dispatch(pipeline: GpuPipelineLike, layout: GpuBindGroupLayoutLike, bindings: Binding[], groups: [number, number, number]): void {
+    const group = this.device.createBindGroup({ layout, entries: bindings.map((resource, i) => ({ binding: i, resource })) });
     const enc = this.encoder ??= this.device.createCommandEncoder();
     const pass = enc.beginComputePass();
     pass.setPipeline(pipeline);
@@ -242,11 +252,11 @@ export class WebGpuRunner implements Runner {
     }
   }
 
-  run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[]): DeviceBuffer {
+  run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[], into?: BufferView): DeviceBuffer {
     const c = this.compile(spec);
     const [X, Y, Z] = [out[0] ?? 1, out[1] ?? 1, out[2] ?? 1];
     const total = X * Y * Z;
-    const result = this.alloc(total);
+    const result = into ? into.buf : this.alloc(total);
     if (total === 0) return result;
     this.checkBinding(`${spec.name} output [${out.join(', ')}]`, total);
     const threadsGroups = Math.ceil(total / WORKGROUP);
@@ -256,18 +266,14 @@ export class WebGpuRunner implements Runner {
     const params = new ArrayBuffer(c.params.byteLength);
     const u32 = new Uint32Array(params), i32 = new Int32Array(params), f32 = new Float32Array(params);
     u32[0] = X; u32[1] = Y; u32[2] = Z; u32[3] = gx * WORKGROUP;
-    const buffers: GpuBufferLike[] = [];
-    const sizes: (number | undefined)[] = [undefined];
+    const bindings: Binding[] = [];
     for (const a of c.params.arrayArgs) {
       const v = args[a.index];
       if (typeof v !== 'object') throw new Error(`gpu backend: ${spec.name} argument ${a.index} must be a buffer`);
       const d = [v.dims[0] ?? 1, v.dims[1] ?? 1, v.dims[2] ?? 1];
       const o = a.dimsOffset / 4;
       u32[o] = d[0]!; u32[o + 1] = d[1]!; u32[o + 2] = d[2]!; u32[o + 3] = d[0]! * d[1]! * d[2]!;
-      const gb = (v.buf as GpuBuf).buffer;
-      this.checkBinding(`${spec.name} argument ${a.index}`, v.buf.length);
-      buffers.push(gb);
-      sizes.push(undefined);
+      bindings.push(this.binding(`${spec.name} argument ${a.index}`, v.buf, v.offset));
     }
     for (const s of c.params.scalarArgs) {
       const v = args[s.index];
@@ -275,11 +281,15 @@ export class WebGpuRunner implements Runner {
       if (s.type === 'Integer') i32[s.offset / 4] = v;
       else f32[s.offset / 4] = v;
     }
-    buffers.unshift(this.uniform(params));
-    buffers.push(result.buffer);
-    sizes.push(undefined);
-    this.dispatch(c.pipeline, c.layout, buffers, sizes, [gx, gy, 1]);
+    const res = into ? this.outBinding(`${spec.name} output`, into, total) : { buffer: (result as GpuBuf).buffer };
+    this.dispatch(c.pipeline, c.layout, [{ buffer: this.uniform(params) }, ...bindings, res], [gx, gy, 1]);
     return result;
+  }
+
+  /** The output binding of exactly `length` f32 from into.offset. */
+  private outBinding(what: string, into: BufferView, length: number): Binding {
+    if ((into.offset * 4) % 256 !== 0) throw new Error(`gpu backend: ${what} written at element offset ${into.offset}, not a multiple of 64 (256 bytes)`);
+    return { buffer: (into.buf as GpuBuf).buffer, offset: into.offset * 4, size: Math.max(4, length * 4) };
   }
 
   private matmulPipeline(): { layout: GpuBindGroupLayoutLike; pipeline: GpuPipelineLike; module: GpuShaderModuleLike } {
@@ -298,21 +308,24 @@ export class WebGpuRunner implements Runner {
     return this.matmulKernel = { layout, pipeline, module };
   }
 
-  /** The tiled WGSL matmul (see wgsl.ts); batch strides are 0 or the matrix size. */
-  matmul(a: DeviceBuffer, b: DeviceBuffer, p: MatmulDims): DeviceBuffer {
+  /**
+   * The tiled WGSL matmul (see wgsl.ts); batch strides are 0 or the matrix size. Operands
+   * are views, so the backend can run it over row chunks of tensors above the binding limit.
+   */
+  matmul(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer {
     const { batch, m, n, k } = p;
     const mm = this.matmulPipeline();
-    const out = this.alloc(batch * m * n);
-    this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, batch * m * n);
-    this.checkBinding('matmul A', a.length);
-    this.checkBinding('matmul B', b.length);
+    const total = batch * m * n;
+    const out = into ? into.buf : this.alloc(total);
+    this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, total);
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
     const gx = Math.ceil(n / MATMUL_TILE), gy = Math.ceil(m / MATMUL_TILE);
     if (gx > maxG || gy > maxG || batch > maxG) throw new Error(`gpu backend: matmul [${batch}, ${m}, ${n}] needs more than ${maxG} workgroups along one axis`);
     const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
     params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, 0]);
-    const u = this.uniform(params.buffer);
-    this.dispatch(mm.pipeline, mm.layout, [u, (a as GpuBuf).buffer, (b as GpuBuf).buffer, out.buffer], [undefined, undefined, undefined, undefined], [gx, gy, batch]);
+    const res = into ? this.outBinding('matmul output', into, total) : { buffer: (out as GpuBuf).buffer };
+    this.dispatch(mm.pipeline, mm.layout, [{ buffer: this.uniform(params.buffer) }, this.binding('matmul A', a.buf, a.offset),
+      this.binding('matmul B', b.buf, b.offset), res], [gx, gy, batch]);
     return out;
   }
 }
