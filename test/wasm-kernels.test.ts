@@ -104,6 +104,30 @@ describe.skipIf(!available)('wasm backend parity with js', () => {
       }), { seed: SEED, numRuns: RUNS * 2 });
   });
 
+  it('strided (permute, slice, expand) and pad, any dtype', () => {
+    fc.assert(fc.property(
+      fc.record({ shape: fc.array(fc.integer({ min: 1, max: 24 }), { minLength: 1, maxLength: 4 }), perm: fc.nat(), slice: fc.nat(),
+        expand: fc.boolean(), pads: fc.array(fc.nat({ max: 3 }), { minLength: 8, maxLength: 8 }), dtype: fc.constantFrom('float32', 'int32', 'float64' as const), seed: fc.nat() }),
+      (c) => {
+        const nd = c.shape.length, n = c.shape.reduce((x, y) => x * y, 1);
+        const base = values(n, c.seed, 100);
+        const data = c.dtype === 'float32' ? base : c.dtype === 'int32' ? Int32Array.from(base, Math.trunc) : Float64Array.from(base);
+        const inStrides = c.shape.map((_, d) => c.shape.slice(d + 1).reduce((x, y) => x * y, 1));
+        // a permutation (rotation by perm), possibly a slice of the first output dim, possibly an expand of a new dim
+        const order = c.shape.map((_, d) => (d + c.perm) % nd);
+        let outShape = order.map((d) => c.shape[d]!), strides = order.map((d) => inStrides[d]!), offset = 0;
+        if (outShape[0]! > 2 && c.slice % 2) { offset = strides[0]!; outShape = [outShape[0]! - 2, ...outShape.slice(1)]; }
+        if (c.expand) { outShape = [3, ...outShape]; strides = [0, ...strides]; }
+        const want = js.readSync(js.strided(js.fromHost(data, c.dtype), outShape, strides, offset));
+        const before = c.shape.map((_, d) => c.pads[d]!), after = c.shape.map((_, d) => c.pads[4 + d]!);
+        const wantPad = js.readSync(js.pad(js.fromHost(data, c.dtype), c.shape, before, after));
+        for (const w of wasms) {
+          expect(Array.from(w.readSync(w.strided(w.fromHost(data, c.dtype), outShape, strides, offset))), `strided ${JSON.stringify(c)}`).toEqual(Array.from(want));
+          expect(Array.from(w.readSync(w.pad(w.fromHost(data, c.dtype), c.shape, before, after))), `pad ${JSON.stringify(c)}`).toEqual(Array.from(wantPad));
+        }
+      }), { seed: SEED, numRuns: RUNS * 2 });
+  });
+
   it('reductions sum/max over [outer, size, inner]', () => {
     fc.assert(fc.property(
       fc.record({ outer: fc.integer({ min: 1, max: 6 }), size: dim, inner: fc.integer({ min: 1, max: 80 }), op: fc.constantFrom('sum', 'max' as const), seed: fc.nat() }),

@@ -282,6 +282,58 @@ export class WasmBackend extends JsBackend implements Backend {
     }));
   }
 
+  // ---- movement: row copies instead of the reference's per-element odometer ----
+  /**
+   * Gathers whose innermost dim is contiguous (the head split/merge transposes of attention,
+   * slices, splits) copy whole rows with TypedArray.set; other layouts use the reference.
+   */
+  override strided(x: Storage, outShape: Shape, strides: readonly number[], offset: number): Storage {
+    const shape = [...outShape], st = [...strides];
+    // merge trailing dims that are contiguous in the source into one longer row
+    while (shape.length >= 2 && st[st.length - 1] === 1 && st[st.length - 2] === shape[shape.length - 1]) {
+      const n = shape.pop()!; st.pop();
+      shape[shape.length - 1]! *= n; st[st.length - 1] = 1;
+    }
+    const nd = shape.length, size = sizeOf(shape);
+    const inner = shape[nd - 1] ?? 1;
+    if (nd === 0 || st[nd - 1] !== 1 || inner < 16 || size === 0) return super.strided(x, outShape, strides, offset);
+    const a = this.host(x);
+    const out = this.raw(size, x.dtype);
+    const idx = new Array<number>(nd).fill(0);
+    let src = offset;
+    for (let dst = 0; dst < size; dst += inner) {
+      out.set(a.subarray(src, src + inner) as never, dst);
+      for (let d = nd - 2; d >= 0; d--) {
+        idx[d]!++; src += st[d]!;
+        if (idx[d]! < shape[d]!) break;
+        src -= st[d]! * shape[d]!; idx[d] = 0;
+      }
+    }
+    return this.wrap(out, x.dtype);
+  }
+
+  override pad(x: Storage, shape: Shape, before: readonly number[], after: readonly number[]): Storage {
+    const nd = shape.length, inner = shape[nd - 1] ?? 0, size = sizeOf(shape);
+    if (nd === 0 || inner < 16 || size === 0) return super.pad(x, shape, before, after);
+    const outShape = shape.map((d, i) => d + before[i]! + after[i]!);
+    const ost = new Array<number>(nd).fill(1);
+    for (let d = nd - 2; d >= 0; d--) ost[d] = ost[d + 1]! * outShape[d + 1]!;
+    const a = this.host(x);
+    const out = this.alloc(sizeOf(outShape), x.dtype); // zeroed: the padding
+    let dst = 0;
+    for (let d = 0; d < nd; d++) dst += before[d]! * ost[d]!;
+    const idx = new Array<number>(nd).fill(0);
+    for (let src = 0; src < size; src += inner) {
+      out.set(a.subarray(src, src + inner) as never, dst);
+      for (let d = nd - 2; d >= 0; d--) {
+        idx[d]!++; dst += ost[d]!;
+        if (idx[d]! < shape[d]!) break;
+        dst -= ost[d]! * shape[d]!; idx[d] = 0;
+      }
+    }
+    return this.wrap(out, x.dtype);
+  }
+
   // ---- fused kernels ----
   private softmax(x: Storage, rows: number, cols: number): Storage {
     const X = this.f32(x);
