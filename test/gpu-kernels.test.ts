@@ -13,6 +13,7 @@ import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';
 import type { DeviceBuffer, MatmulDims, Runner } from '../src/tensor/backends/gpu/runner.js';
 import { convertHost, type HostArray } from '../src/tensor/dtype.js';
 import { sizeOf, stridesOf } from '../src/tensor/shape.js';
+import { F, tensor, type Tensor } from '../src/index.js';
 import { Generator } from '../src/tensor/random.js';
 
 const js = new JsBackend();
@@ -338,6 +339,23 @@ describe('gpu backend (gpu.js cpu mode): fused kernels against float64 formulas'
     const got = await read(gpu.fused.sumSquares!(xs.map((a) => gpu.fromHost(a.slice(), 'float32'))));
     close(got, [want], 1e-5, 0);
   });
+});
+
+describe('gpu backend (gpu.js cpu mode): fused attention against the composite on the js backend', () => {
+  for (const [t, sLen, causal] of [[5, 5, true], [2, 6, true], [4, 3, false]] as const) {
+    it(`t=${t} s=${sLen} causal=${causal}: output and q/k/v gradients`, async () => {
+      const run = async (be: Backend): Promise<Float32Array[]> => {
+        const mk = (shape: number[], seed: number): Tensor => tensor(rand(shape.reduce((p, q) => p * q, 1), seed), { shape, backend: be, requiresGrad: true });
+        const q = mk([2, 3, t, 4], 51), k = mk([2, 3, sLen, 4], 52), v = mk([2, 3, sLen, 4], 53);
+        const o = F.scaledDotProductAttention(q, k, v, { isCausal: causal });
+        o.mul(tensor(rand(o.size, 54), { shape: o.shape, backend: be })).sum().backward();
+        return Promise.all([o, q.grad!, k.grad!, v.grad!].map(async (x) => Float32Array.from(await x.data())));
+      };
+      expect(gpu.fused.attention).toBeDefined();
+      const [want, got] = [await run(js), await run(gpu)];
+      want.forEach((w, i) => close(got[i]!, w, 1e-4, 1e-5));
+    });
+  }
 });
 
 describe('gpu backend (gpu.js cpu mode): kernels over row chunks past the storage binding limit', () => {

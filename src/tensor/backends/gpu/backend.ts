@@ -623,6 +623,11 @@ export class GpuBackend implements Backend {
         });
         return this.wrap(g, rows * cols, 'float32');
       },
+      attention: (q, k, v, bh, t, s, d, scale, causal) => this.attention(f32('attention', q), f32('attention', k), f32('attention', v), bh, t, s, d, scale, causal),
+      attentionBackward: (q, k, v, o, lse, go, bh, t, s, d, scale, causal) => {
+        const op = 'attentionBackward';
+        return this.attentionBackward(f32(op, q), f32(op, k), f32(op, v), f32(op, o), f32(op, lse), f32(op, go), bh, t, s, d, scale, causal);
+      },
       adamw: (p, g, m, v, h) => this.adamw(f32('adamw', p), f32('adamw', g), f32('adamw', m), f32('adamw', v), h),
       sumSquares: (xs) => {
         let total: DeviceBuffer | null = null;
@@ -644,6 +649,49 @@ export class GpuBackend implements Backend {
         return this.wrap(total ?? this.run(KERNELS.fill, [1], [0]), 1, 'float32');
       },
     };
+  }
+
+  /**
+   * Attention without keeping the [bh, t, s] probabilities: scores by the matmul kernel, a
+   * masked row logsumexp, P, then P v; the backward recomputes P from q, k and the saved
+   * logsumexp (flash attention's trade: a second q k^T instead of bh*t*s floats per layer
+   * held from the forward to the backward — 400 MB per GPT-2 layer at B=8).
+   */
+  private attention(q: GpuStorage, k: GpuStorage, v: GpuStorage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { o: Storage; lse: Storage } {
+    const { P, lse } = this.attnProbs(q.buf, k.buf, bh, t, s, d, scale, causal);
+    const o = this.matmulView({ buf: P, offset: undefined }, { buf: v.buf, offset: undefined },
+      { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d });
+    this.runner.release(P);
+    return { o: this.wrap(o, bh * t * d, 'float32'), lse: this.wrap(lse, bh * t, 'float32') };
+  }
+
+  private attnProbs(q: DeviceBuffer, k: DeviceBuffer, bh: number, t: number, s: number, d: number, scale: number, causal: boolean,
+    lseIn?: DeviceBuffer): { P: DeviceBuffer; lse: DeviceBuffer } {
+    const S = this.matmulView({ buf: q, offset: undefined }, { buf: k, offset: undefined },
+      { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
+    const rows = bh * t, c = causal ? 1 : 0;
+    const lse = lseIn ?? this.run(KERNELS.attnStat, [rows], [arg(S, s, rows), t, s, scale, c]);
+    const P = this.run(KERNELS.attnProb, [s, rows, 1], [arg(S, s, rows), arg(lse, rows), t, s, scale, c]);
+    this.runner.release(S);
+    return { P, lse };
+  }
+
+  private attentionBackward(q: GpuStorage, k: GpuStorage, v: GpuStorage, o: GpuStorage, lse: GpuStorage, go: GpuStorage,
+    bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage } {
+    const rows = bh * t;
+    const { P } = this.attnProbs(q.buf, k.buf, bh, t, s, d, scale, causal, lse.buf);
+    const mm = (a: DeviceBuffer, b: DeviceBuffer, m: number, n: number, kk: number, transA: boolean, transB: boolean): DeviceBuffer =>
+      this.matmulView({ buf: a, offset: undefined }, { buf: b, offset: undefined },
+        { batch: bh, m, n, k: kk, transA, transB, aBatchStride: m * kk, bBatchStride: kk * n });
+    const gv = mm(P, go.buf, s, d, t, true, false);              // P^T dO       [bh, s, d]
+    const dP = mm(go.buf, v.buf, t, s, d, false, true);          // dO v^T       [bh, t, s]
+    const D = this.run(KERNELS.rowDot, [rows], [arg(o.buf, d, rows), arg(go.buf, d, rows), d, 0]); // rowsum(dO * O)
+    const dS = this.run(KERNELS.attnGrad, [s, rows, 1], [arg(P, s, rows), arg(dP, s, rows), arg(D, rows), scale]);
+    for (const b of [P, dP, D]) this.runner.release(b);
+    const gq = mm(dS, k.buf, t, d, s, false, false);             // dS k         [bh, t, d]
+    const gk = mm(dS, q.buf, s, d, t, true, false);              // dS^T q       [bh, s, d]
+    this.runner.release(dS);
+    return { gq: this.wrap(gq, rows * d, 'float32'), gk: this.wrap(gk, bh * s * d, 'float32'), gv: this.wrap(gv, bh * s * d, 'float32') };
   }
 
   /**

@@ -525,6 +525,38 @@ function adamParamK(this: KernelThis, p: A1, m: A1, v: A1, lr: number, wd: numbe
   return pv - lr * mhat / (Math.sqrt(vhat) + eps);
 }
 
+// ---- fused attention: the [bh, t, s] score matrices live only inside one op ------------
+/**
+ * Row logsumexp of the scaled, causally masked scores S [rows = bh*t, s] (declared [s, rows]):
+ * key j is visible to query i (= row mod t) when j <= i + s - t.
+ */
+function attnStatK(this: KernelThis, S: A2, t: number, s: number, scale: number, causal: number): number {
+  const i = this.thread.x - Math.floor(this.thread.x / t) * t;
+  let last = s - 1;
+  if (causal === 1) last = Math.min(s - 1, i + s - t);
+  let mx = -3.4028234663852886e38;
+  for (let j = 0; j < s; j++) {
+    if (j <= last) mx = Math.max(mx, S[this.thread.x]![j]! * scale);
+  }
+  let sum = 0.0;
+  for (let j2 = 0; j2 < s; j2++) {
+    if (j2 <= last) sum = sum + Math.exp(S[this.thread.x]![j2]! * scale - mx);
+  }
+  return mx + Math.log(sum);
+}
+
+/** P [s, rows] = exp(S * scale - lse[row]) where visible, else 0. */
+function attnProbK(this: KernelThis, S: A2, lse: A1, t: number, s: number, scale: number, causal: number): number {
+  const i = this.thread.y - Math.floor(this.thread.y / t) * t;
+  if (causal === 1 && this.thread.x > i + s - t) return 0.0;
+  return Math.exp(S[this.thread.y]![this.thread.x]! * scale - lse[this.thread.y]!);
+}
+
+/** dS [s, rows] = P * (dP - D[row]) * scale, the softmax backward folded with the scale. */
+function attnGradK(this: KernelThis, P: A2, dP: A2, D: A1, scale: number): number {
+  return P[this.thread.y]![this.thread.x]! * (dP[this.thread.y]![this.thread.x]! - D[this.thread.y]!) * scale;
+}
+
 /** p * s[0]: scaling by a 1-element storage (gradient clipping without a host round trip). */
 function scaleByK(this: KernelThis, x: A1, s: A1): number {
   return x[this.thread.x]! * s[0]!;
@@ -565,6 +597,9 @@ export const KERNELS = {
   lnGyXhat: spec('lnGyXhat', lnGyXhatK, [I, I, I, I], [2, 1, 1, 2], 3),
   adamMoment: spec('adamMoment', adamMomentK, [I, I, F, N], [1, 1, 0, 0], 1),
   adamParam: spec('adamParam', adamParamK, [I, I, I, F, F, F, F, F], [1, 1, 1, 0, 0, 0, 0, 0], 1),
+  attnStat: spec('attnStat', attnStatK, [I, N, N, F, N], [2, 0, 0, 0, 0], 1),
+  attnProb: spec('attnProb', attnProbK, [I, I, N, N, F, N], [2, 1, 0, 0, 0, 0], 3),
+  attnGrad: spec('attnGrad', attnGradK, [I, I, I, F], [2, 2, 1, 0], 3),
   scaleBy: spec('scaleBy', scaleByK, [I, I], [1, 1], 1),
 } as const;
 
