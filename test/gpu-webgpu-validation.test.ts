@@ -68,6 +68,8 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
       const ce = f.crossEntropy!(x, i, 4, 6); f.crossEntropyBackward!(x, i, ce.lse, ce.loss, 4, 6);
       f.adamw!(x, x, b.full(24, 'float32', 0), b.full(24, 'float32', 0), { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 });
       f.sumSquares!([x, y]);
+      const at = f.attention!(x, x, x, 2, 3, 3, 4, 0.5, true);
+      f.attentionBackward!(x, x, x, at.o, at.lse, at.o, 2, 3, 3, 4, 0.5, true);
     });
     expect(errs).toEqual([]);
   });
