@@ -501,6 +501,7 @@ export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Te
     if (sizes <= 0) throw new Error(`split: chunk size must be positive, got ${sizes}`);
     list = [];
     for (let s = 0; s < n; s += sizes) list.push(Math.min(sizes, n - s));
+    if (n === 0) list.push(0); // torch: a size-0 dim splits into one empty chunk
   } else {
     list = [...sizes];
     if (list.reduce((p, q) => p + q, 0) !== n) {
