@@ -137,6 +137,7 @@ describe('empty tensors where PyTorch allows them', () => {
     expect(ones([3, 2]).slice(0, 2, 2).shape).toEqual([0, 2]);
     expect(ones([3, 2]).narrow(0, 1, 0).shape).toEqual([0, 2]);
     expect(ones([0, 2]).split(2, 1).map((t) => t.shape)).toEqual([[0, 2]]);
+    expect(ones([0, 2]).split(2, 0).map((t) => t.shape)).toEqual([[0, 2]]); // one empty chunk, as torch
   });
   it('elementwise ops, softmax and layerNorm on empty tensors', () => {
     expect(zeros([0, 3]).exp().add(ones([3])).shape).toEqual([0, 3]);
