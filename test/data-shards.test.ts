@@ -173,5 +173,10 @@ describe('shards', () => {
     await ensureEmbeddedShards(dir);
     expect((performance.now() - t1) / 1000).toBeLessThan(Math.max(0.5, firstSeconds / 5));
     expect(existsSync(join(dir, 'embedded_train_000001.npy'))).toBe(true);
+    // A deleted shard is noticed and the set is made again, identical.
+    const before = readFileSync(join(dir, 'embedded_train_000003.npy'));
+    rmSync(join(dir, 'embedded_train_000003.npy'));
+    await ensureEmbeddedShards(dir);
+    expect(readFileSync(join(dir, 'embedded_train_000003.npy')).equals(before)).toBe(true);
   });
 });
