@@ -52,7 +52,7 @@ interface Resolved {
 
 function resolve(opts: HubOptions): Resolved {
   return {
-    endpoint: (opts.endpoint ?? process.env['HF_ENDPOINT'] ?? 'https://huggingface.co').replace(/\/+$/, ''),
+    endpoint: (opts.endpoint ?? (process.env['HF_ENDPOINT'] || 'https://huggingface.co')).replace(/\/+$/, ''),
     token: opts.token ?? (process.env['HF_TOKEN'] || undefined),
     retries: opts.retries ?? 8,
     backoffMs: opts.backoffMs ?? 1000,
