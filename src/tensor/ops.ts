@@ -266,6 +266,8 @@ export function sum(x: Tensor, dims?: number | readonly number[], keepdim = fals
 }
 
 export function mean(x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor {
+  // half: sum and divide in float32, round once (rounding the sum first is off by an ulp ~1/4 of the time)
+  if (isHalf(x.dtype)) return cast(mean(cast(x, 'float32'), dims, keepdim), x.dtype);
   const d = reduceDims('mean', x, dims);
   const count = d.reduce((n, i) => n * x.shape[i]!, 1);
   return div(sum(x, d, keepdim), count);
