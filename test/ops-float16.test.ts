@@ -120,6 +120,14 @@ describe('float16 arithmetic: computed in float32, stored as half', () => {
     }, 100);
   });
 
+  it('mean rounds once: sum and divide in float32 (a half-rounded sum / 3 is an ulp off a quarter of the time)', () => {
+    forAll(ordinaryBits(12), (a) => {
+      const av = a.map(halfToNumber);
+      const want = [0, 1, 2, 3].map((r) => refHalfBits(Math.fround(Math.fround(av[3 * r]! + av[3 * r + 1]! + av[3 * r + 2]!) / 3)));
+      expectBits(bitsOf(half(a, [4, 3]).mean(1)), want, 'mean of 3');
+    }, 100);
+  });
+
   it('softmax, logSoftmax and layerNorm on float16 compute in float32 and round once (as a fused kernel does)', () => {
     forAll(fc.tuple(ordinaryBits(10), ordinaryBits(5), ordinaryBits(5)), ([a, w, b]) => {
       const x = half(a, [2, 5]);
