@@ -350,25 +350,45 @@ function strided3K(this: KernelThis, a: A3, sx: number, off: number, fy: number,
 function stridedNK(this: KernelThis, a: A1, off: number,
   s0: number, s1: number, s2: number, s3: number, s4: number, s5: number,
   t0: number, t1: number, t2: number, t3: number, t4: number, t5: number): number {
+  // coordinates by floor division; WGSL's f32 division is not correctly rounded (2.5 ulp),
+  // so each quotient is corrected by its remainder (exact: every product stays below 2^24)
   let rest = this.thread.x;
   let idx = off;
-  const c5 = rest - Math.floor(rest / s5) * s5;
-  rest = Math.floor(rest / s5);
-  idx = idx + c5 * t5;
-  const c4 = rest - Math.floor(rest / s4) * s4;
-  rest = Math.floor(rest / s4);
-  idx = idx + c4 * t4;
-  const c3 = rest - Math.floor(rest / s3) * s3;
-  rest = Math.floor(rest / s3);
-  idx = idx + c3 * t3;
-  const c2 = rest - Math.floor(rest / s2) * s2;
-  rest = Math.floor(rest / s2);
-  idx = idx + c2 * t2;
-  const c1 = rest - Math.floor(rest / s1) * s1;
-  rest = Math.floor(rest / s1);
-  idx = idx + c1 * t1;
-  const c0 = rest - Math.floor(rest / s0) * s0;
-  idx = idx + c0 * t0;
+  let q = Math.floor((rest + 0.5) / s5);
+  let c = rest - q * s5;
+  if (c < 0) { c = c + s5; q = q - 1; }
+  if (c >= s5) { c = c - s5; q = q + 1; }
+  idx = idx + c * t5;
+  rest = q;
+  q = Math.floor((rest + 0.5) / s4);
+  c = rest - q * s4;
+  if (c < 0) { c = c + s4; q = q - 1; }
+  if (c >= s4) { c = c - s4; q = q + 1; }
+  idx = idx + c * t4;
+  rest = q;
+  q = Math.floor((rest + 0.5) / s3);
+  c = rest - q * s3;
+  if (c < 0) { c = c + s3; q = q - 1; }
+  if (c >= s3) { c = c - s3; q = q + 1; }
+  idx = idx + c * t3;
+  rest = q;
+  q = Math.floor((rest + 0.5) / s2);
+  c = rest - q * s2;
+  if (c < 0) { c = c + s2; q = q - 1; }
+  if (c >= s2) { c = c - s2; q = q + 1; }
+  idx = idx + c * t2;
+  rest = q;
+  q = Math.floor((rest + 0.5) / s1);
+  c = rest - q * s1;
+  if (c < 0) { c = c + s1; q = q - 1; }
+  if (c >= s1) { c = c - s1; q = q + 1; }
+  idx = idx + c * t1;
+  rest = q;
+  q = Math.floor((rest + 0.5) / s0);
+  c = rest - q * s0;
+  if (c < 0) { c = c + s0; q = q - 1; }
+  if (c >= s0) { c = c - s0; q = q + 1; }
+  idx = idx + c * t0;
   return a[idx]!;
 }
 
@@ -531,7 +551,10 @@ function adamParamK(this: KernelThis, p: A1, m: A1, v: A1, lr: number, wd: numbe
  * key j is visible to query i (= row mod t) when j <= i + s - t.
  */
 function attnStatK(this: KernelThis, S: A2, t: number, s: number, scale: number, causal: number): number {
-  const i = this.thread.x - Math.floor(this.thread.x / t) * t;
+  // query index = row mod t, corrected because WGSL's f32 division is not correctly rounded
+  let i = this.thread.x - Math.floor((this.thread.x + 0.5) / t) * t;
+  if (i < 0) i = i + t;
+  if (i >= t) i = i - t;
   let last = s - 1;
   if (causal === 1) last = Math.min(s - 1, i + s - t);
   let mx = -3.4028234663852886e38;
@@ -547,7 +570,9 @@ function attnStatK(this: KernelThis, S: A2, t: number, s: number, scale: number,
 
 /** P [s, rows] = exp(S * scale - lse[row]) where visible, else 0. */
 function attnProbK(this: KernelThis, S: A2, lse: A1, t: number, s: number, scale: number, causal: number): number {
-  const i = this.thread.y - Math.floor(this.thread.y / t) * t;
+  let i = this.thread.y - Math.floor((this.thread.y + 0.5) / t) * t;
+  if (i < 0) i = i + t;
+  if (i >= t) i = i - t;
   if (causal === 1 && this.thread.x > i + s - t) return 0.0;
   return Math.exp(S[this.thread.y]![this.thread.x]! * scale - lse[this.thread.y]!);
 }
