@@ -73,6 +73,11 @@ export function cast(x: Tensor, dtype: DType): Tensor {
 
 // ---- unary ---------------------------------------------------------------------------------
 
+/** exp/log/sqrt/tanh/gelu and true division give floats for int32 inputs, as torch (not truncated ints). */
+function floatInput(x: Tensor): Tensor {
+  return x.dtype === 'int32' ? cast(x, 'float32') : x;
+}
+
 function unary(op: UnaryOp, x: Tensor): Storage {
   return outStorage(x, x.backend.unary(op, computeStorage(x)), x.dtype);
 }
@@ -81,17 +86,21 @@ export function neg(x: Tensor): Tensor {
   return fromOp('neg', unary('neg', x), x.shape, [x], (g) => [neg(g)]);
 }
 export function exp(x: Tensor): Tensor {
+  x = floatInput(x);
   const out: Tensor = fromOp('exp', unary('exp', x), x.shape, [x], (g) => [mul(g, out.detach())]); // d e^x = e^x
   return out;
 }
 export function log(x: Tensor): Tensor {
+  x = floatInput(x);
   return fromOp('log', unary('log', x), x.shape, [x], (g) => [div(g, x)]);
 }
 export function sqrt(x: Tensor): Tensor {
+  x = floatInput(x);
   const out: Tensor = fromOp('sqrt', unary('sqrt', x), x.shape, [x], (g) => [div(g, mul(out.detach(), 2))]);
   return out;
 }
 export function tanh(x: Tensor): Tensor {
+  x = floatInput(x);
   const out: Tensor = fromOp('tanh', unary('tanh', x), x.shape, [x], (g) => {
     const y = out.detach();
     return [mul(g, sub(1, mul(y, y)))]; // 1 - tanh^2
@@ -103,6 +112,7 @@ export function relu(x: Tensor): Tensor {
 }
 /** GELU, tanh approximation (GPT-2's "gelu_new"). */
 export function gelu(x: Tensor): Tensor {
+  x = floatInput(x);
   return fromOp('gelu', unary('gelu', x), x.shape, [x], (g) => [mul(g, rawUnary('geluGrad', x))]);
 }
 export function abs(x: Tensor): Tensor {
@@ -148,6 +158,7 @@ export function mul(a: Tensor | number, b: Tensor | number): Tensor {
 }
 export function div(a: Tensor | number, b: Tensor | number): Tensor {
   [a, b] = operands(a, b);
+  if (a.dtype === 'int32' && b.dtype === 'int32') [a, b] = [floatInput(a), floatInput(b)]; // true division
   const [x, y] = [a, b];
   const { storage, shape } = binary('div', 'div', x, y);
   return fromOp('div', storage, shape, [x, y], (g) => [
@@ -268,6 +279,7 @@ export function sum(x: Tensor, dims?: number | readonly number[], keepdim = fals
 export function mean(x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor {
   // half: sum and divide in float32, round once (rounding the sum first is off by an ulp ~1/4 of the time)
   if (isHalf(x.dtype)) return cast(mean(cast(x, 'float32'), dims, keepdim), x.dtype);
+  if (x.dtype === 'int32') throw new Error(`mean: int32 input of shape ${shapeStr(x.shape)} has no floating mean; cast first with .float()`);
   const d = reduceDims('mean', x, dims);
   const count = d.reduce((n, i) => n * x.shape[i]!, 1);
   return div(sum(x, d, keepdim), count);
