@@ -164,3 +164,21 @@ describe('signed zero', () => {
     expect(Object.is(ones([1], { dtype: 'float16' }).mul(-0).item(), -0)).toBe(true);
   });
 });
+
+describe('int32 inputs to float-valued ops (as torch)', () => {
+  it('true division and exp/log/sqrt/tanh/gelu give float32, not truncated ints', () => {
+    const i = int([1, 3, 4]);
+    expect([i.div(2).dtype, flat(i.div(2))]).toEqual(['float32', [0.5, 1.5, 2]]);
+    expect(flat(i.div(int([2, 2, 8])))).toEqual([0.5, 1.5, 0.5]);
+    for (const op of ['exp', 'log', 'sqrt', 'tanh', 'gelu'] as const) {
+      const y = i[op]();
+      expect(y.dtype, op).toBe('float32');
+      expect(flat(y), op).toEqual(flat(tensor([1, 3, 4])[op]()));
+    }
+    // ops that stay integral keep int32
+    expect([i.neg().dtype, i.abs().dtype, i.relu().dtype, i.mul(2).dtype, i.add(1).dtype, i.sum().dtype]).toEqual(Array(6).fill('int32'));
+  });
+  it('mean of an int32 tensor is an error naming the op and shape (torch refuses too)', () => {
+    expect(() => int([1, 2]).mean()).toThrow(/mean: int32 input of shape \[2\]/);
+  });
+});
