@@ -102,6 +102,12 @@ export interface Backend {
   readSync(s: Storage): HostArray;
   /** Release memory early (optional to call: storage otherwise lives until garbage collected). */
   dispose(s: Storage): void;
+  /**
+   * Optional: give the memory of storages that are no longer referenced back now. A backend
+   * whose device memory is freed by garbage collection (gpu) needs this once per training
+   * step, because a step's thousands of temporaries barely register on the JS heap.
+   */
+  collect?(): Promise<void>;
 
   // ---- elementwise ----
   cast(x: Storage, to: DType): Storage;
