@@ -11,13 +11,14 @@ import { Writable } from 'node:stream';
 import { basename, dirname, join } from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
-import { downloadHubFile, listHubFiles, type HubFile, type HubOptions } from '../src/data/hub.js';
+import { downloadHubFile, listHubFiles, resolveRevision, type HubFile, type HubOptions } from '../src/data/hub.js';
 import { readNpy } from '../src/data/npy.js';
 import { main as prepareMain } from '../src/data/prepare.js';
 import { parquetTexts } from '../src/data/sources.js';
 import { shardFileName } from '../src/data/shards.js';
 
 const REPO = 'HuggingFaceFW/fineweb-edu';
+const SHA = '0123456789abcdef0123456789abcdef01234567'; // the commit "main" points at
 const golden = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'tok_gpt2_golden.json'), 'utf8')) as { cases: { text: string; tokens: number[] }[] };
 const texts = golden.cases.map((c) => c.text);
 
@@ -100,10 +101,15 @@ class FakeHub {
   private onHub(req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url!, this.endpoint);
     this.hubLog.push({ url: url.pathname + url.search, auth: req.headers.authorization });
+    const revision = /^\/api\/datasets\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(url.pathname);
+    if (revision) {
+      if (revision[1] !== REPO || !['main', SHA].includes(decodeURIComponent(revision[2]!))) return void res.writeHead(404).end('{"error":"Revision not found"}');
+      return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ id: REPO, sha: SHA }));
+    }
     const tree = /^\/api\/datasets\/([^/]+\/[^/]+)\/tree\/([^/]+)\/(.*)$/.exec(url.pathname);
     if (tree) {
       const [, repo, rev, dir] = tree.map(decodeURIComponent) as [string, string, string, string];
-      if (repo !== REPO || rev !== 'main') return void res.writeHead(404).end('{"error":"Repository not found"}');
+      if (repo !== REPO || !['main', SHA].includes(rev)) return void res.writeHead(404).end('{"error":"Repository not found"}');
       const entries = [...this.files.entries()]
         .filter(([p]) => p.startsWith(dir + '/'))
         .map(([path, f]) => ({ type: 'file', oid: 'gitsha', size: 133, path, lfs: { oid: f.sha256, size: f.bytes.length, pointerSize: 133 } }));
@@ -217,6 +223,9 @@ describe('hub', () => {
     expect(files).toEqual([file0, file1]);
     expect(hub.hubLog.filter((l) => l.url.includes('/tree/')).length).toBe(3); // 2 files + 1 directory, one per page
     await expect(listHubFiles(REPO, 'nope', 'sample/10BT', opts)).rejects.toThrow(/HTTP 404 \(check the repository, --revision and path\)/);
+    expect(await resolveRevision(REPO, 'main', opts)).toBe(SHA);
+    expect(await resolveRevision(REPO, SHA, opts)).toBe(SHA);
+    await expect(resolveRevision(REPO, 'v9', opts)).rejects.toThrow(/HTTP 404/);
   });
 
   test('downloads through a 302 to another host that never receives the token', async () => {
@@ -323,6 +332,9 @@ describe('hub', () => {
         expect(Array.from(got), `shard ${i}`).toEqual(stream.slice(i * 3001, (i + 1) * 3001));
       }
       expect(readdirSync(out).filter((f) => f.endsWith('.npy'))[0]).toBe('edufineweb_train_000001.npy');
+      // "main" was pinned to its commit: every listing and download used the sha.
+      expect(hub.hubLog.filter((l) => l.url.includes('/tree/') || l.url.includes('/resolve/')).every((l) => l.url.includes(`/${SHA}/`))).toBe(true);
+      expect(hub.hubLog.filter((l) => l.url.includes('/resolve/')).length).toBe(3); // 2 files, one dropped once
       expect(hub.cdnLog.every((l) => l.auth === undefined)).toBe(true);
       expect(hub.hubLog.every((l) => l.auth === 'Bearer hf_SECRET_token')).toBe(true);
       expect(log).toMatch(/done: 554 documents, \d+ tokens in \d+ shards/);

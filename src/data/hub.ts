@@ -153,6 +153,25 @@ function wrap(e: unknown, what: string, attempts: number): Error {
   return new HubError(`hub: ${what} failed after ${attempts + 1} attempt(s): ${cause}`);
 }
 
+/**
+ * The commit a revision (branch, tag or commit) points at, via /api/datasets/{repo}/revision/{rev}.
+ * Pinning it keeps a long run, and its resumes, on one version of the dataset.
+ */
+export async function resolveRevision(repo: string, revision: string, opts: HubOptions = {}): Promise<string> {
+  if (/^[0-9a-f]{40}$/.test(revision)) return revision;
+  const r = resolve(opts);
+  const url = `${r.endpoint}/api/datasets/${repo}/revision/${encodeURIComponent(revision)}`;
+  return withRetries(r, `resolving ${repo}@${revision}`, async () => {
+    const { res } = await fetchFollow(url, { accept: 'application/json' }, r);
+    await checkStatus(res, `resolving ${url}`);
+    const info = (await res.json()) as { sha?: unknown };
+    if (typeof info.sha !== 'string' || !/^[0-9a-f]{40}$/.test(info.sha)) {
+      throw new HubError(`hub: ${url} did not give a commit sha for ${repo}@${revision}`);
+    }
+    return info.sha;
+  });
+}
+
 interface TreeEntry {
   type: string;
   path: string;

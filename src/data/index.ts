@@ -4,7 +4,7 @@ export { npyHeader, encodeNpy, decodeNpy, readNpy, writeNpy, readTokens, parseNp
 export { EOT, GPT2_VOCAB_SIZE, GPT2_SPLIT_PATTERN, Gpt2Tokenizer, Gpt2StreamDecoder, gpt2Tokenizer } from './tokenizer.js';
 export { tokenizeDocuments, type TokenizedBatch, type TokenizeOptions } from './tokenize-pool.js';
 export { writeShards, shardFileName, ShardWriter, type DocumentSource, type WriteShardsOptions, type ShardSummary } from './shards.js';
-export { listHubFiles, downloadHubFile, HubError, type HubFile, type HubOptions, type DownloadOptions } from './hub.js';
+export { listHubFiles, downloadHubFile, resolveRevision, HubError, type HubFile, type HubOptions, type DownloadOptions } from './hub.js';
 export { FineWebEduSource, EmbeddedCorpusSource, parquetTexts, parquetRowCount, type FineWebOptions } from './sources.js';
 export { DataLoaderLite, listShards, type DataLoaderOptions, type Batch } from './loader.js';
 export { ensureEmbeddedShards, embeddedShardSize, type EmbeddedOptions } from './embedded.js';

@@ -76,6 +76,7 @@ export async function main(argv: string[], stream: NodeJS.WritableStream & { isT
     throw new Error(`prepare-data: unknown --source "${values.source}"; use fineweb-edu or embedded\n${USAGE}`);
   }
 
+  await source.open?.(); // e.g. pin the Hub revision to a commit before printing what is used
   stream.write(`${source.identity} -> ${outDir} (shard size ${shardSize}, ${workers} worker(s))\n`);
   const summary = await writeShards({ source, outDir, shardSize, workers, stream, ...(maxShards !== undefined ? { maxShards } : {}) });
   const rate = summary.seconds > 0 ? summary.newTokens / summary.seconds : 0;

@@ -13,6 +13,8 @@ export interface DocumentSource {
   readonly name: string;
   /** What the stream is (dataset, revision, ...); a resume refuses shards made from another. */
   readonly identity: string;
+  /** Called once before `identity` is read, for a source that must look something up first. */
+  open?(): Promise<void>;
   /**
    * The documents' texts in a fixed order, leaving out the first `skip` (a resume uses this,
    * so a source should skip without reading what it can, e.g. whole parquet row groups).
@@ -184,6 +186,7 @@ export async function writeShards(opts: WriteShardsOptions): Promise<ShardSummar
     throw new Error(`shards: shardSize must be a positive integer, got ${shardSize}`);
   }
   mkdirSync(outDir, { recursive: true });
+  await source.open?.();
   const name = source.name;
   const sPath = statePath(outDir, name);
   const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-import { downloadHubFile, listHubFiles, type HubFile, type HubOptions } from './hub.js';
+import { downloadHubFile, listHubFiles, resolveRevision, type HubFile, type HubOptions } from './hub.js';
 import { ProgressBar } from './progress.js';
 import type { DocumentSource } from './shards.js';
 
@@ -72,24 +72,36 @@ export interface FineWebOptions extends HubOptions {
 
 /**
  * FineWeb-Edu sample-10BT as fineweb.py streams it: its parquet files in path order, rows in
- * file order. Files are downloaded when first needed (the next one in the background while
+ * file order, all at the commit the revision pointed to when the run started. Files are downloaded when first needed (the next one in the background while
  * the current one is tokenized) and kept in cacheDir.
  */
 export class FineWebEduSource implements DocumentSource {
   readonly name = 'edufineweb';
-  readonly identity: string;
   private readonly repo: string;
-  private readonly revision: string;
+  private revision: string;
   private readonly path: string;
+  private pinned = false;
 
   constructor(private readonly opts: FineWebOptions) {
     this.repo = opts.repo ?? 'HuggingFaceFW/fineweb-edu';
     this.revision = opts.revision ?? 'main';
     this.path = opts.path ?? 'sample/10BT';
-    this.identity = `hf:${this.repo}@${this.revision}/${this.path}${opts.maxFiles !== undefined ? ` (first ${opts.maxFiles} files)` : ''}`;
+  }
+
+  /** Pins the revision to its commit, so that every file of this run and of a resume is the same version. */
+  async open(): Promise<void> {
+    if (this.pinned) return;
+    this.revision = await resolveRevision(this.repo, this.revision, this.opts);
+    this.pinned = true;
+  }
+
+  get identity(): string {
+    const limit = this.opts.maxFiles !== undefined ? ` (first ${this.opts.maxFiles} files)` : '';
+    return `hf:${this.repo}@${this.revision}/${this.path}${limit}`;
   }
 
   async listFiles(): Promise<HubFile[]> {
+    await this.open();
     const all = (await listHubFiles(this.repo, this.revision, this.path, this.opts)).filter((f) => f.path.endsWith('.parquet'));
     if (all.length === 0) throw new Error(`fineweb: no .parquet files under ${this.repo}@${this.revision}/${this.path}`);
     return this.opts.maxFiles !== undefined ? all.slice(0, this.opts.maxFiles) : all;
