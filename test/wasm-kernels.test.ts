@@ -7,6 +7,9 @@ import type { Storage } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
 import * as ref from '../src/tensor/backends/wasm/fused-ref.js';
+import { wasmMatmul } from '../src/tensor/backends/wasm/matmul.js';
+import { buildModule } from '../src/tensor/backends/wasm/module.js';
+import { WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
 
 const available = wasmSimdAvailable();
 const js = new JsBackend();
@@ -70,6 +73,24 @@ describe.skipIf(!available)('wasm backend parity with js', () => {
       const want = read(js.matmul(f32(a), f32(b), p));
       for (const w of wasms) expectClose(read(w.matmul(f32(a), f32(b), p)), want, 1e-5, 2e-5 * Math.sqrt(k + 1), `matmul ${m}x${n}x${k}`);
     }
+  });
+
+  it('matmul packing through staging slabs (the path of operands over 64 MB), batched and broadcast', () => {
+    const km = buildModule();
+    const rt = new WasmRuntime(km.module, km.names, 2);
+    try {
+      fc.assert(fc.property(
+        fc.record({ batch: fc.integer({ min: 1, max: 3 }), m: dim, n: dim, k: dim, transA: fc.boolean(), transB: fc.boolean(),
+          bcastB: fc.boolean(), stage: fc.integer({ min: 1, max: 400 }), seed: fc.nat() }),
+        (c) => {
+          const bBatchStride = c.bcastB ? 0 : c.k * c.n;
+          const a = values(c.batch * c.m * c.k, c.seed), b = values(c.bcastB ? c.k * c.n : c.batch * c.k * c.n, c.seed + 1);
+          const p = { batch: c.batch, m: c.m, n: c.n, k: c.k, transA: c.transA, transB: c.transB, aBatchStride: c.m * c.k, bBatchStride };
+          const want = read(js.matmul(f32(a), f32(b), p));
+          const got = wasmMatmul(rt, km.shape, a, b, p, undefined, c.stage);
+          expectClose(got, want, 1e-5, 1e-5 * Math.sqrt(c.k), `staged matmul ${JSON.stringify(c)}`);
+        }), { seed: SEED, numRuns: RUNS });
+    } finally { rt.terminate(); }
   });
 
   it('unary ops (incl. gelu, geluGrad, tanh, exp) over a wide range and special values', () => {

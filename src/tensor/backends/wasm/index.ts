@@ -46,7 +46,7 @@ export interface WasmBackendOptions {
   /** Worker threads including the main thread (default: one per core). Results do not depend on it. */
   threads?: number;
   /**
-   * Bytes of freed host buffers kept for reuse (default 2 GiB; 0 disables). Training allocates
+   * Bytes of freed host buffers kept for reuse (default 1 GiB; 0 disables). Training allocates
    * the same large activations every step; reusing their buffers avoids paying the OS's
    * first-touch page faults again each step (on this CI VM, ~7 ms per MB).
    */
@@ -96,7 +96,13 @@ class BufferPool {
   }
   private give(buf: ArrayBuffer): void {
     this.owned.delete(buf);
-    if (this.freeBytes + buf.byteLength > this.cap) return; // let the GC have it
+    if (buf.byteLength > this.cap) return;
+    // over the cap, drop the sizes freed longest ago (Map iteration order = first insertion)
+    for (const [bytes, list] of this.free) {
+      if (this.freeBytes + buf.byteLength <= this.cap) break;
+      while (list.length && this.freeBytes + buf.byteLength > this.cap) { list.shift(); this.freeBytes -= bytes; }
+      if (!list.length) this.free.delete(bytes);
+    }
     const list = this.free.get(buf.byteLength);
     if (list) list.push(buf); else this.free.set(buf.byteLength, [buf]);
     this.freeBytes += buf.byteLength;
@@ -129,7 +135,7 @@ export class WasmBackend extends JsBackend implements Backend {
     compiled ??= buildModule();
     this.km = compiled;
     this.rt = new WasmRuntime(this.km.module, this.km.names, this.threads);
-    this.pool = new BufferPool(opts.poolBytes ?? 2 ** 31);
+    this.pool = new BufferPool(opts.poolBytes ?? 2 ** 30);
     this.fused = {
       softmax: (x, rows, cols) => this.softmax(x, rows, cols),
       softmaxBackward: (y, gy, rows, cols) => this.rowsBwd('softmaxBwd', ref.softmaxBackwardRef, y, gy, rows, cols),
