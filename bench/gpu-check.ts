@@ -16,6 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { getBackendByName, setBackend, type Backend } from '../src/tensor/backend.js';
 import { tensor, type Tensor } from '../src/tensor/tensor.js';
+import type { Storage } from '../src/tensor/backend.js';
 import { manualSeed } from '../src/tensor/random.js';
 import { initGpuBackend, type GpuBackend, type GpuStorage } from '../src/tensor/backends/gpu/index.js';
 import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
@@ -217,6 +218,73 @@ async function gpt2Bench(gpu: GpuBackend, runner: WebGpuRunner, api: ModelApi, b
   }
 }
 
+/**
+ * Time of each kernel family at GPT-2 124M shapes (B=8, T=1024), synchronised per family:
+ * the breakdown a later session needs to see where a training step's time goes.
+ */
+interface KernelTime { kernel: string; shape: string; ms: number; perStep: number }
+const kernelTimes: KernelTime[] = [];
+async function kernelBreakdown(gpu: GpuBackend, runner: WebGpuRunner): Promise<void> {
+  // each family is timed on its own; a setup that does not fit ends the table there
+  const B = 8, T = 1024, C = 768, V = 50304, H = 12, D = 64, N = B * T;
+  const rnd = (n: number): Storage => gpu.fromHost(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.5), 'float32');
+  const x = rnd(N * C), w = rnd(C), bias = rnd(C), h4 = rnd(N * 4 * C), wfc = rnd(C * 4 * C), wte = rnd(V * C);
+  const q = rnd(B * H * T * D), k = rnd(B * H * T * D), v = rnd(B * H * T * D);
+  const ids = gpu.fromHost(Int32Array.from({ length: N }, (_, i) => (i * 7919) % V), 'int32');
+  const f = gpu.fused;
+  const time = async (kernel: string, shape: string, perStep: number, fn: () => Storage[] | Storage | void): Promise<void> => {
+    if (elapsed() > BUDGET_S - 10) return;
+    const drop = (r: Storage[] | Storage | void): void => { for (const t of r ? (Array.isArray(r) ? r : [r]) : []) gpu.dispose(t); };
+    try {
+      drop(fn()); await runner.sync();
+      const iters = 5, t0 = performance.now();
+      for (let i = 0; i < iters; i++) drop(fn());
+      await runner.sync();
+      kernelTimes.push({ kernel, shape, ms: (performance.now() - t0) / iters, perStep });
+    } catch (e) {
+      console.error(`  ${kernel}: ${(e as Error).message.slice(0, 200)}`);
+      kernelTimes.push({ kernel: `${kernel} (failed)`, shape, ms: NaN, perStep });
+    }
+  };
+  const mm = (m: number, n: number, kk: number, transA: boolean, transB: boolean) =>
+    ({ batch: 1, m, n, k: kk, transA, transB, aBatchStride: 0, bBatchStride: 0 });
+  await time('matmul c_fc fwd', `[${N},${C}]@[${C},${4 * C}]`, 12, () => gpu.matmul(x, wfc, mm(N, 4 * C, C, false, false)));
+  await time('matmul c_fc dW', `[${C},${N}]@[${N},${4 * C}]`, 12, () => gpu.matmul(x, h4, mm(C, 4 * C, N, true, false)));
+  await time('matmul lm_head fwd', `[${N},${C}]@[${V},${C}]^T`, 1, () => gpu.matmul(x, wte, mm(N, V, C, false, true)));
+  await time('gelu', `[${N},${4 * C}]`, 12, () => gpu.unary('gelu', h4));
+  await time('add bias', `[${N},${C}]+[${C}]`, 48, () => gpu.binary('add', x, [N, C], bias, [C], [N, C]));
+  await time('add residual', `[${N},${C}]`, 24, () => gpu.binary('add', x, [N, C], x, [N, C], [N, C]));
+  await time('permute heads', `[${B},${T},${H},${D}]->[${B},${H},${T},${D}]`, 48, () => gpu.strided(x, [B, H, T, D], [T * C, D, C, 1], 0));
+  await time('reduce bias grad', `sum over ${N} of [${N},${C}]`, 48, () => gpu.reduce('sum', x, 1, N, C));
+  await time('layerNorm fwd', `[${N},${C}]`, 25, () => { const r = f.layerNorm!(x, w, bias, N, C, 1e-5); return [r.y, r.mean, r.rstd]; });
+  const ln = f.layerNorm!(x, w, bias, N, C, 1e-5);
+  await time('layerNorm bwd', `[${N},${C}]`, 25, () => { const r = f.layerNormBackward!(x, w, ln.mean, ln.rstd, x, N, C); return [r.gx, r.gw, r.gb]; });
+  await time('attention fwd', `bh ${B * H}, t ${T}, d ${D}`, 12, () => { const r = f.attention!(q, k, v, B * H, T, T, D, 0.125, true); return [r.o, r.lse]; });
+  const at = f.attention!(q, k, v, B * H, T, T, D, 0.125, true); // (throws only where the fwd row failed too)
+  await time('attention bwd', `bh ${B * H}, t ${T}, d ${D}`, 12, () => { const r = f.attentionBackward!(q, k, v, at.o, at.lse, at.o, B * H, T, T, D, 0.125, true); return [r.gq, r.gk, r.gv]; });
+  await time('gatherRows (wte)', `${N} of [${V},${C}]`, 1, () => gpu.gatherRows(wte, C, ids, N));
+  await time('scatterAddRows (wte grad)', `${N} into [${V},${C}]`, 1, () => gpu.scatterAddRows(x, C, ids, N, V));
+  const logits = gpu.matmul(x, wte, mm(N, V, C, false, true));
+  await time('crossEntropy fwd', `[${N},${V}]`, 1, () => { const r = f.crossEntropy!(logits, ids, N, V); return [r.loss, r.lse]; });
+  const ce = f.crossEntropy!(logits, ids, N, V);
+  await time('crossEntropy bwd', `[${N},${V}]`, 1, () => f.crossEntropyBackward!(logits, ids, ce.lse, ce.loss, N, V));
+  gpu.dispose(logits);
+  const m0 = gpu.full(V * C, 'float32', 0), v0 = gpu.full(V * C, 'float32', 0);
+  await time('adamw (wte, in place)', `${V * C} params`, 124e6 / (V * C), () => f.adamw!(wte, wte, m0, v0, { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 }));
+  await time('sumSquares (wte)', `${V * C}`, 124e6 / (V * C), () => f.sumSquares!([wte]));
+  for (const s of [x, w, bias, h4, wfc, wte, q, k, v, ids, ln.y, ln.mean, ln.rstd, at.o, at.lse, ce.loss, ce.lse, m0, v0]) gpu.dispose(s);
+}
+
+function printKernelTable(): void {
+  if (!kernelTimes.length) return;
+  const total = kernelTimes.reduce((a, t) => a + (Number.isFinite(t.ms) ? t.ms * t.perStep : 0), 0);
+  console.log('\nkernel breakdown at GPT-2 124M shapes, B=8 T=1024 (ms per call; x per step = rough count per training step)');
+  console.log('| kernel | shape | ms | x per step | ms per step |');
+  console.log('|---|---|---|---|---|');
+  for (const t of kernelTimes) console.log(`| ${t.kernel} | ${t.shape} | ${t.ms.toFixed(3)} | ${t.perStep.toFixed(1)} | ${(t.ms * t.perStep).toFixed(1)} |`);
+  console.log(`| sum of the above | | | | ${total.toFixed(0)} |`);
+}
+
 function printTable(header: string): void {
   const cols: (keyof Row)[] = ['check', 'result', 'target', 'ok', 'note'];
   const cell = (r: Row, c: keyof Row): string => (c === 'ok' ? (r.ok === null ? '-' : r.ok ? 'yes' : 'NO') : String(r[c]));
@@ -261,6 +329,9 @@ async function main(): Promise<void> {
     await collect();
     try { await matmulBench(gpu, runner); } catch (e) { row('matmul 4096^3', 'error', '>= 10 TFLOP/s', false, (e as Error).message.slice(0, 300)); }
     const ours = api ? await gpt2Bench(gpu, runner, api, batches) : null;
+    await collect();
+    runner.trim();
+    try { await kernelBreakdown(gpu, runner); } catch (e) { row('kernel breakdown', 'error', 'info', null, (e as Error).message.slice(0, 300)); }
     const tr = (torch.raw?.train ?? []) as { batch: number; tok_s?: number; step_ms?: number; error?: string }[];
     if (torch.raw) {
       row('PyTorch fp32 matmul 4096^3 (TF32 off)', `${Number(torch.raw.matmul_tflops).toFixed(2)} TFLOP/s`, 'info', null, `torch ${String(torch.raw.torch)}`);
@@ -274,10 +345,11 @@ async function main(): Promise<void> {
   }
   row('wall time of this check', `${elapsed().toFixed(0)} s`, '< 360 s', elapsed() < 360);
   printTable(header);
+  printKernelTable();
   const out = process.env.OUT;
   if (out) {
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'gpu-check.json'), JSON.stringify({ date, node: process.version, device, rows }, null, 2));
+    writeFileSync(join(out, 'gpu-check.json'), JSON.stringify({ date, node: process.version, device, rows, kernels: kernelTimes }, null, 2));
   }
   process.exit(0); // Dawn keeps the event loop alive otherwise
 }
