@@ -13,15 +13,20 @@ import { Worker } from 'node:worker_threads';
 export type KernelFn = (task: number, args: number) => void;
 
 // control block layout (Int32 slots)
-const GEN = 0;      // bumped by the main thread to start a dispatch
+const GEN = 0;      // bumped by the main thread to start a dispatch (11 bits, wraps)
 const FN = 1;       // kernel index; -1 asks workers to exit
 const NTASKS = 2;
-const NEXT = 3;     // next task to take
-const DONE = 4;     // workers finished with this dispatch
+const NEXT = 3;     // (gen << 20) | next task index: a task is taken by CAS, only for the current gen
+const DONE = 4;     // tasks finished in this dispatch
 const ARGS = 5;
+const IDX_MASK = 0xfffff;
+const MAX_TASKS = IDX_MASK;
 
 // The worker is a JS source string (vitest runs .ts, and `new Worker` cannot load .ts files):
-// it instantiates the module on the shared memory, then loops waiting on GEN.
+// it instantiates the module on the shared memory, then loops waiting on GEN. The main thread
+// never waits for a worker to wake: it waits for the tasks to be done, so a worker that the OS
+// schedules late (busy machine) costs nothing; a late worker cannot take a task of a newer
+// dispatch because the task counter carries the generation.
 const WORKER_SRC = `
 const { workerData } = require('node:worker_threads');
 const { module, memory, ctrl: ctrlBuf, names } = workerData;
@@ -39,12 +44,12 @@ for (;;) {
   if (fi < 0) break;
   const f = fns[fi], n = ctrl[${NTASKS}], args = ctrl[${ARGS}];
   for (;;) {
-    const t = Atomics.add(ctrl, ${NEXT}, 1);
-    if (t >= n) break;
-    f(t, args);
+    const v = Atomics.load(ctrl, ${NEXT});
+    if ((v >>> 20) !== gen || (v & ${IDX_MASK}) >= n) break;
+    if (Atomics.compareExchange(ctrl, ${NEXT}, v, v + 1) !== v) continue;
+    f(v & ${IDX_MASK}, args);
+    if (Atomics.add(ctrl, ${DONE}, 1) + 1 === n) Atomics.notify(ctrl, ${DONE});
   }
-  Atomics.add(ctrl, ${DONE}, 1);
-  Atomics.notify(ctrl, ${DONE});
 }
 `;
 
@@ -95,25 +100,31 @@ export class WasmRuntime {
       for (let t = 0; t < ntasks; t++) f(t, args);
       return;
     }
+    if (ntasks > MAX_TASKS) throw new Error(`wasm backend: ${name} split into ${ntasks} tasks, over ${MAX_TASKS}; use larger chunks`);
     const c = this.ctrl;
+    const gen = (this.gen + 1) & 0x7ff;
+    this.gen = gen;
+    // close the counter under the new generation before rewriting the fields, so a worker
+    // still holding the previous generation cannot take a task meanwhile
+    Atomics.store(c, NEXT, (gen << 20) | IDX_MASK);
     c[FN] = fi; c[NTASKS] = ntasks; c[ARGS] = args;
-    Atomics.store(c, NEXT, 0);
     Atomics.store(c, DONE, 0);
-    this.gen = (this.gen + 1) | 0;
-    Atomics.store(c, GEN, this.gen);
+    Atomics.store(c, NEXT, gen << 20);
+    Atomics.store(c, GEN, gen);
     Atomics.notify(c, GEN);
     for (;;) {
-      const t = Atomics.add(c, NEXT, 1);
-      if (t >= ntasks) break;
-      f(t, args);
+      const v = Atomics.load(c, NEXT);
+      if ((v & IDX_MASK) >= ntasks) break;
+      if (Atomics.compareExchange(c, NEXT, v, v + 1) !== v) continue;
+      f(v & IDX_MASK, args);
+      Atomics.add(c, DONE, 1);
     }
-    const nw = this.workers.length;
     let spins = 0;
     for (;;) {
       const d = Atomics.load(c, DONE);
-      if (d === nw) break;
+      if (d === ntasks) break;
       if (spins++ < 20000) continue;
-      Atomics.wait(c, DONE, d, 50);
+      Atomics.wait(c, DONE, d, 20);
     }
   }
 
@@ -149,7 +160,7 @@ export class WasmRuntime {
   terminate(): void {
     if (this.workers.length === 0) return;
     this.ctrl[FN] = -1;
-    this.gen = (this.gen + 1) | 0;
+    this.gen = (this.gen + 1) & 0x7ff;
     Atomics.store(this.ctrl, GEN, this.gen);
     Atomics.notify(this.ctrl, GEN);
     for (const w of this.workers) void w.terminate();
