@@ -99,6 +99,7 @@ a KV cache. Sample 0 streams live; the others print when they complete.
   --seed N              default 42 (train_gpt2.py: 42 + ddp_rank)
   --no-kv-cache         recompute every position at each step (slower; same tokens)
   --backend NAME        ${BACKENDS.join(' | ')} (default auto)
+  --threads N           worker threads for the wasm backend
 `;
 
 export async function main(argv: string[]): Promise<number> {
