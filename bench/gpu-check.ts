@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { getBackendByName, setBackend, type Backend } from '../src/tensor/backend.js';
 import { tensor, type Tensor } from '../src/tensor/tensor.js';
 import type { Storage } from '../src/tensor/backend.js';
+import { largeIndexCheck } from './gpu-large-index.js';
 import { manualSeed } from '../src/tensor/random.js';
 import { initGpuBackend, type GpuBackend, type GpuStorage } from '../src/tensor/backends/gpu/index.js';
 import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
@@ -327,6 +328,10 @@ async function main(): Promise<void> {
       try { await parity(gpu, api); } catch (e) { row('parity: GPT vs js', 'error', '<= 1e-4', false, (e as Error).message.slice(0, 300)); }
     }
     await collect();
+    try {
+      const bad = await largeIndexCheck(gpu);
+      row('indexing past 2^24 elements (25M-element tensor)', bad.length ? 'MISMATCH' : 'exact', 'exact', bad.length === 0, bad.slice(0, 3).join('; '));
+    } catch (e) { row('indexing past 2^24 elements', 'error', 'exact', false, (e as Error).message.slice(0, 300)); }
     try { await matmulBench(gpu, runner); } catch (e) { row('matmul 4096^3', 'error', '>= 10 TFLOP/s', false, (e as Error).message.slice(0, 300)); }
     const ours = api ? await gpt2Bench(gpu, runner, api, batches) : null;
     await collect();
