@@ -492,7 +492,8 @@ export class GpuBackend implements Backend {
     const gc = await forcedGc();
     if (gc) {
       gc();
-      await new Promise((r) => setTimeout(r, 0));
+      // finalizers run as tasks after the collection; two turns let them all through
+      for (let i = 0; i < 2; i++) await new Promise((r) => setTimeout(r, 0));
     }
   }
 
