@@ -563,7 +563,7 @@ export class GpuBackend implements Backend {
         this.runner.release(lse);
         return this.wrap(y, rows * cols, 'float32');
       },
-      softmaxBackward: (y, gy, rows, cols) => this.softmaxBack('softmaxBackward', f32('softmaxBackward', y), f32('softmaxBackward', gy), rows, cols, 0),
+      softmaxBackward: (y, gy, rows, cols) => this.softmaxBack(f32('softmaxBackward', y), f32('softmaxBackward', gy), rows, cols, 0),
       logSoftmax: (x, rows, cols) => {
         const s = f32('logSoftmax', x);
         const lse = rowStat(s, rows, cols, 1);
@@ -571,7 +571,7 @@ export class GpuBackend implements Backend {
         this.runner.release(lse);
         return this.wrap(y, rows * cols, 'float32');
       },
-      logSoftmaxBackward: (y, gy, rows, cols) => this.softmaxBack('logSoftmaxBackward', f32('logSoftmaxBackward', y), f32('logSoftmaxBackward', gy), rows, cols, 1),
+      logSoftmaxBackward: (y, gy, rows, cols) => this.softmaxBack(f32('logSoftmaxBackward', y), f32('logSoftmaxBackward', gy), rows, cols, 1),
       layerNorm: (x, w, b, rows, cols, eps) => {
         const sx = f32('layerNorm', x), sw = f32('layerNorm', w), sb = f32('layerNorm', b);
         const X = arg(sx.buf, cols, rows);
@@ -707,12 +707,11 @@ export class GpuBackend implements Backend {
     for (let r0 = 0; r0 < rows; r0 += rc) fn(r0, Math.min(rc, rows - r0), false);
   }
 
-  private softmaxBack(op: string, y: GpuStorage, gy: GpuStorage, rows: number, cols: number, mode: number): Storage {
+  private softmaxBack(y: GpuStorage, gy: GpuStorage, rows: number, cols: number, mode: number): Storage {
     const Y = arg(y.buf, cols, rows), G = arg(gy.buf, cols, rows);
     const dot = this.run(KERNELS.rowDot, [rows], [Y, G, cols, mode]);
     const gx = this.run(KERNELS.softmaxBack, [cols, rows, 1], [Y, G, arg(dot, rows), mode]);
     this.runner.release(dot);
-    void op;
     return this.wrap(gx, rows * cols, 'float32');
   }
 

@@ -582,11 +582,6 @@ function attnGradK(this: KernelThis, P: A2, dP: A2, D: A1, scale: number): numbe
   return P[this.thread.y]![this.thread.x]! * (dP[this.thread.y]![this.thread.x]! - D[this.thread.y]!) * scale;
 }
 
-/** p * s[0]: scaling by a 1-element storage (gradient clipping without a host round trip). */
-function scaleByK(this: KernelThis, x: A1, s: A1): number {
-  return x[this.thread.x]! * s[0]!;
-}
-
 const I = 'Input', N = 'Integer', F = 'Float';
 export const KERNELS = {
   fill: spec('fill', fillK, [F], [0], 1),
@@ -625,7 +620,6 @@ export const KERNELS = {
   attnStat: spec('attnStat', attnStatK, [I, N, N, F, N], [2, 0, 0, 0, 0], 1),
   attnProb: spec('attnProb', attnProbK, [I, I, N, N, F, N], [2, 1, 0, 0, 0, 0], 3),
   attnGrad: spec('attnGrad', attnGradK, [I, I, I, F], [2, 2, 1, 0], 3),
-  scaleBy: spec('scaleBy', scaleByK, [I, I], [1, 1], 1),
 } as const;
 
 export type KernelName = keyof typeof KERNELS;
