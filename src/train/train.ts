@@ -214,6 +214,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
         (lastGoodCheckpoint ? `The last good checkpoint is ${lastGoodCheckpoint} (resume with --resume). ` : 'No checkpoint was written yet. ') +
         'Try a lower --max-lr or --grad-clip.');
     }
+    // a GPU backend frees buffers of collected tensors here, once per step
+    await backend.collect?.();
     lastLoss = lossV; lastTokPerSec = tokPerSec;
     print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}`);
     const rec: LogStep = { step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec };
