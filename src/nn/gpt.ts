@@ -29,6 +29,9 @@ export const GPT_PRESETS: Record<string, GPTConfig> = {
   'small': { nLayer: 6, nHead: 6, nEmbd: 384, blockSize: 256, vocabSize: 50304 },
 };
 
+/** Layers inside GPT skip their own default init: GPT.initWeights (or a load) sets every weight. */
+const NO_INIT = { init: false } as const;
+
 /** Multi-head causal self-attention with the q, k, v projections fused into c_attn. */
 export class CausalSelfAttention extends Module {
   c_attn: Linear;
@@ -38,8 +41,8 @@ export class CausalSelfAttention extends Module {
     if (config.nEmbd % config.nHead !== 0) {
       throw new Error(`CausalSelfAttention: nEmbd ${config.nEmbd} must be divisible by nHead ${config.nHead}`);
     }
-    this.c_attn = new Linear(config.nEmbd, 3 * config.nEmbd);
-    this.c_proj = new Linear(config.nEmbd, config.nEmbd);
+    this.c_attn = new Linear(config.nEmbd, 3 * config.nEmbd, true, NO_INIT);
+    this.c_proj = new Linear(config.nEmbd, config.nEmbd, true, NO_INIT);
   }
 
   /**
@@ -70,8 +73,8 @@ export class MLP extends Module {
   c_proj: Linear;
   constructor(config: GPTConfig) {
     super();
-    this.c_fc = new Linear(config.nEmbd, 4 * config.nEmbd);
-    this.c_proj = new Linear(4 * config.nEmbd, config.nEmbd);
+    this.c_fc = new Linear(config.nEmbd, 4 * config.nEmbd, true, NO_INIT);
+    this.c_proj = new Linear(4 * config.nEmbd, config.nEmbd, true, NO_INIT);
   }
   forward(x: Tensor): Tensor { return this.c_proj.forward(F.gelu(this.c_fc.forward(x))); }
 }
@@ -117,17 +120,21 @@ export class GPT extends Module {
   transformer: { wte: Embedding; wpe: Embedding; h: Block[]; ln_f: LayerNorm };
   lm_head: Linear;
 
-  constructor(readonly config: GPTConfig, opts: { generator?: Generator } = {}) {
+  /**
+   * `init: false` skips the random GPT-2 init (weights start at zero) for callers that load
+   * weights right after; on GPT-2 124M that init costs seconds.
+   */
+  constructor(readonly config: GPTConfig, opts: { generator?: Generator; init?: boolean } = {}) {
     super();
     this.transformer = {
-      wte: new Embedding(config.vocabSize, config.nEmbd),
-      wpe: new Embedding(config.blockSize, config.nEmbd),
+      wte: new Embedding(config.vocabSize, config.nEmbd, NO_INIT),
+      wpe: new Embedding(config.blockSize, config.nEmbd, NO_INIT),
       h: Array.from({ length: config.nLayer }, () => new Block(config)),
       ln_f: new LayerNorm(config.nEmbd),
     };
-    this.lm_head = new Linear(config.nEmbd, config.vocabSize, false);
+    this.lm_head = new Linear(config.nEmbd, config.vocabSize, false, NO_INIT);
     this.lm_head.weight = this.transformer.wte.weight; // weight tying, as GPT-2
-    this.initWeights(opts.generator ?? defaultGenerator);
+    if (opts.init !== false) this.initWeights(opts.generator ?? defaultGenerator);
   }
 
   /**
@@ -220,15 +227,23 @@ export class GPT extends Module {
 /** Sample from the top-k of softmax(logits / temperature) (torch.topk + multinomial). */
 export function sampleTopK(logits: ArrayLike<number>, offset: number, V: number, k: number, temperature: number, gen: Generator): number {
   const kk = Math.max(1, Math.min(k, V));
-  // indices of the k largest logits (partial selection; ties broken by lower index)
-  const idx = Array.from({ length: V }, (_, i) => i);
-  idx.sort((a, b) => (logits[offset + b]! - logits[offset + a]!) || a - b);
-  const top = idx.slice(0, kk);
+  // the k largest logits by partial selection (insertion into a sorted top list; O(V) for
+  // typical logits); ties keep the lower index first, as a stable sort would
+  const top: number[] = [];
+  const val: number[] = [];
+  for (let i = 0; i < V; i++) {
+    const v = logits[offset + i]!;
+    if (top.length === kk && !(v > val[kk - 1]!)) continue;
+    let j = top.length === kk ? kk - 1 : top.length;
+    while (j > 0 && v > val[j - 1]!) { top[j] = top[j - 1]!; val[j] = val[j - 1]!; j--; }
+    top[j] = i; val[j] = v;
+  }
+  if (top.length === 0) throw new Error('sampleTopK: every logit is NaN; the model has diverged');
   const t = Math.max(temperature, 1e-8);
-  const maxL = logits[offset + top[0]!]! / t;
-  const w = top.map((i) => Math.exp(logits[offset + i]! / t - maxL));
+  const maxL = val[0]! / t;
+  const w = val.map((v) => Math.exp(v / t - maxL));
   const total = w.reduce((s, x) => s + x, 0);
   let r = gen.random() * total;
-  for (let j = 0; j < kk; j++) { r -= w[j]!; if (r < 0) return top[j]!; }
-  return top[kk - 1]!;
+  for (let j = 0; j < top.length; j++) { r -= w[j]!; if (r < 0) return top[j]!; }
+  return top[top.length - 1]!;
 }

@@ -7,7 +7,11 @@ import * as ops from '../tensor/ops.js';
 import { Module } from './module.js';
 import type { DType } from '../tensor/dtype.js';
 
-export interface LayerOptions { dtype?: DType }
+export interface LayerOptions {
+  dtype?: DType;
+  /** false: zero weights, for a caller that initialises or loads them itself (saves time on big models). */
+  init?: boolean;
+}
 
 /** y = x W^T + b, W stored [out, in] as torch.nn.Linear. Default init U(-1/sqrt(in), 1/sqrt(in)). */
 export class Linear extends Module {
@@ -16,7 +20,9 @@ export class Linear extends Module {
   constructor(readonly inFeatures: number, readonly outFeatures: number, bias = true, opts: LayerOptions = {}) {
     super();
     const bound = 1 / Math.sqrt(inFeatures);
-    const u = (shape: number[]): Tensor => ops.sub(ops.mul(rand(shape, opts), 2 * bound), bound).detach().requiresGrad_();
+    const u = (shape: number[]): Tensor => opts.init === false
+      ? full(shape, 0, { dtype: opts.dtype, requiresGrad: true })
+      : ops.sub(ops.mul(rand(shape, opts), 2 * bound), bound).detach().requiresGrad_();
     this.weight = u([outFeatures, inFeatures]);
     this.bias = bias ? u([outFeatures]) : null;
   }
@@ -28,7 +34,9 @@ export class Embedding extends Module {
   weight: Tensor;
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: LayerOptions = {}) {
     super();
-    this.weight = randn([numEmbeddings, embeddingDim], { ...opts, requiresGrad: true });
+    this.weight = opts.init === false
+      ? full([numEmbeddings, embeddingDim], 0, { dtype: opts.dtype, requiresGrad: true })
+      : randn([numEmbeddings, embeddingDim], { dtype: opts.dtype, requiresGrad: true });
   }
   forward(idx: Tensor): Tensor { return F.embedding(idx, this.weight); }
 }

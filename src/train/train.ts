@@ -122,7 +122,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
   // ---- model and optimizer ----
   manualSeed(o.seed);
-  const model = new GPT(config);
+  const model = new GPT(config, { init: !init }); // loaded weights replace the random init
   if (init) loadInto(model, init.weights);
   print(`model: ${config.nLayer} layers, ${config.nHead} heads, ${config.nEmbd} embd, block ${config.blockSize}, vocab ${config.vocabSize} — ${(model.numParameters() / 1e6).toFixed(2)}M parameters`);
   const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
