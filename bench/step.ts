@@ -7,6 +7,8 @@ export interface StepConfig {
   backend: 'js' | 'wasm';
   threads?: number;
   steps: number;
+  /** wasm buffer pool size (default: the backend's). */
+  poolBytes?: number;
   /** Warm-up steps before timing (default 2). */
   warmup?: number;
   // gpt
@@ -46,7 +48,7 @@ async function main(): Promise<StepResult> {
   let pool: (() => unknown) | null = null;
   if (cfg.backend === 'wasm') {
     const { createWasmBackend } = await import('../src/tensor/backends/wasm/index.js');
-    const b = createWasmBackend({ threads: cfg.threads });
+    const b = createWasmBackend({ threads: cfg.threads, poolBytes: cfg.poolBytes });
     pool = () => b.poolStats();
     if (process.env.BENCH_DEBUG) instrument(b as unknown as Record<string, unknown>, b.fused as Record<string, unknown>);
     core.setBackend(b);
@@ -100,7 +102,12 @@ async function main(): Promise<StepResult> {
   const t0 = performance.now();
   for (let i = 0; i < cfg.steps; i++) {
     loss = step(); await tick();
-    if (process.env.BENCH_DEBUG) console.error('step', i, performance.now() - t0, pool?.());
+    if (process.env.BENCH_DEBUG) {
+      const mu = process.memoryUsage();
+      console.error('step', i, (performance.now() - t0).toFixed(0), 'ms', pool?.(),
+        `rss ${(mu.rss / 2 ** 20).toFixed(0)} MB, arrayBuffers ${(mu.arrayBuffers / 2 ** 20).toFixed(0)} MB, heap ${(mu.heapUsed / 2 ** 20).toFixed(0)} MB,`,
+        `peak ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
+    }
   }
   const ms = (performance.now() - t0) / cfg.steps;
   if (process.env.BENCH_DEBUG) {
