@@ -64,8 +64,11 @@ const POOL_MIN_BYTES = 1 << 20;
  * out copies of them, so no array a caller holds can change under it.
  *
  * The registry keeps a tracked buffer alive until its finalizer runs (after the step, when
- * the event loop turns), so tracked + free bytes together stay under `cap`: beyond it new
- * buffers are left to the GC. Without that bound GPT-2 124M peaked at 8.6 GB RSS instead of 4.5.
+ * the event loop turns), so tracked + free bytes together stay under `cap`: to make room the
+ * oldest free buffers are dropped, then the oldest tracked ones are handed back to the GC
+ * (parameters and optimizer state, allocated first and living forever, age out of the budget;
+ * a step's short-lived activations are what it keeps). Without the bound GPT-2 124M peaked at
+ * 8.6 GB RSS instead of 4.5.
  */
 class BufferPool {
   private readonly free = new Map<number, ArrayBuffer[]>();
@@ -73,11 +76,14 @@ class BufferPool {
   private trackedBytes = 0;
   /** Allocated here, not yet wrapped in a storage. */
   private readonly fresh = new WeakSet<ArrayBuffer>();
-  /** Wrapped in a live, tracked storage. */
-  readonly owned = new WeakSet<ArrayBuffer>();
+  /** Tracked buffers, oldest first, with their unregister tokens. */
+  private readonly tracked = new Map<ArrayBuffer, object>();
   private readonly registry = new FinalizationRegistry<ArrayBuffer>((buf) => this.give(buf));
   readonly stats = { hits: 0, misses: 0, freeBytes: 0, trackedBytes: 0 };
   constructor(private readonly cap: number) {}
+
+  /** Is `buf` a tracked (recyclable) buffer? Then readers get copies. */
+  owns(buf: ArrayBufferLike): boolean { return buf instanceof ArrayBuffer && this.tracked.has(buf); }
 
   /** A buffer of `bytes` (recycled ones hold old data), or null below the pooling size. */
   take(bytes: number): { buf: ArrayBuffer; recycled: boolean } | null {
@@ -94,24 +100,32 @@ class BufferPool {
     if (!(buf instanceof ArrayBuffer) || !this.fresh.has(buf)) return;
     this.fresh.delete(buf);
     const n = buf.byteLength;
-    // make room by dropping the sizes freed longest ago (Map order = first insertion)
-    for (const [bytes, list] of this.free) {
-      if (this.trackedBytes + this.freeBytes + n <= this.cap) break;
-      while (list.length && this.trackedBytes + this.freeBytes + n > this.cap) { list.shift(); this.freeBytes -= bytes; }
+    if (n > this.cap) return;
+    const over = (): boolean => this.trackedBytes + this.freeBytes + n > this.cap;
+    for (const [bytes, list] of this.free) { // drop the sizes freed longest ago (Map order = first insertion)
+      if (!over()) break;
+      while (list.length && over()) { list.shift(); this.freeBytes -= bytes; }
       if (!list.length) this.free.delete(bytes);
     }
-    if (this.trackedBytes + this.freeBytes + n > this.cap) return; // untracked: the GC frees it
+    for (const [old, token] of this.tracked) { // then stop tracking the oldest live buffers
+      if (!over()) break;
+      this.registry.unregister(token);
+      this.tracked.delete(old);
+      this.trackedBytes -= old.byteLength;
+    }
+    const token = {};
+    this.tracked.set(buf, token);
     this.trackedBytes += n;
-    this.owned.add(buf);
-    this.registry.register(storage, buf, storage);
+    this.registry.register(storage, buf, token);
     this.sync();
   }
-  release(storage: object, buf: ArrayBufferLike): void {
-    if (!(buf instanceof ArrayBuffer) || !this.owned.has(buf)) return;
-    if (this.registry.unregister(storage)) this.give(buf);
+  release(buf: ArrayBufferLike): void {
+    if (!(buf instanceof ArrayBuffer)) return;
+    const token = this.tracked.get(buf);
+    if (token && this.registry.unregister(token)) this.give(buf);
   }
   private give(buf: ArrayBuffer): void {
-    this.owned.delete(buf);
+    if (!this.tracked.delete(buf)) return;
     this.trackedBytes -= buf.byteLength;
     const list = this.free.get(buf.byteLength);
     if (list) list.push(buf); else this.free.set(buf.byteLength, [buf]);
@@ -193,10 +207,10 @@ export class WasmBackend extends JsBackend implements Backend {
   /** Recycled buffers are handed out as copies, so a caller's array never changes later. */
   override readSync(s: Storage): HostArray {
     const d = this.host(s);
-    return this.pool.owned.has(d.buffer as ArrayBuffer) ? d.slice() : d;
+    return this.pool.owns(d.buffer) ? d.slice() : d;
   }
   override read(s: Storage): Promise<HostArray> { return Promise.resolve(this.readSync(s)); }
-  override dispose(s: Storage): void { this.pool.release(s, this.host(s).buffer); }
+  override dispose(s: Storage): void { this.pool.release(this.host(s).buffer); }
 
   // ---- helpers ----
   private f32(s: Storage): F32 | null {
