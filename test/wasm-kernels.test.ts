@@ -246,6 +246,27 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
       }), { seed: SEED, numRuns: RUNS });
   });
 
+  it('attention past the matmul blocks (t, s > KC = 256): causal tile skipping', () => {
+    // s >= t: with s < t the first queries would see no key at all (NaN in the reference)
+    for (const [bh, t, s, d] of [[2, 290, 300, 7], [1, 260, 260, 33], [1, 257, 520, 5]] as const) {
+      const scale = 0.3, causal = true;
+      const q = values(bh * t * d, t), k = values(bh * s * d, s), v = values(bh * s * d, d), go = values(bh * t * d, 1);
+      const o64 = new Float64Array(bh * t * d), l64 = new Float64Array(bh * t);
+      ref.attentionRef(f64(q), f64(k), f64(v), bh, t, s, d, scale, causal, o64, l64);
+      const gq64 = new Float64Array(bh * t * d), gk64 = new Float64Array(bh * s * d), gv64 = new Float64Array(bh * s * d);
+      ref.attentionBackwardRef(f64(q), f64(k), f64(v), o64, l64, f64(go), bh, t, s, d, scale, causal, gq64, gk64, gv64);
+      for (const w of wasms) {
+        const { o, lse } = w.fused.attention!(f32(q), f32(k), f32(v), bh, t, s, d, scale, causal);
+        expectClose(read(o), o64, 1e-4, 1e-5, `attention o ${t}x${s}`);
+        expectClose(read(lse), l64, 1e-5, 1e-5, 'attention lse');
+        const g = w.fused.attentionBackward!(f32(q), f32(k), f32(v), o, lse, f32(go), bh, t, s, d, scale, causal);
+        expectClose(read(g.gq), gq64, 1e-3, 1e-5, `attention gq ${t}x${s}`);
+        expectClose(read(g.gk), gk64, 1e-3, 1e-5, `attention gk ${t}x${s}`);
+        expectClose(read(g.gv), gv64, 1e-3, 1e-5, `attention gv ${t}x${s}`);
+      }
+    }
+  });
+
   it('adamw in place and sumSquares', () => {
     for (const n of [1, 5, 16384, 16391, 40000]) {
       const p = values(n, n), g = values(n, n + 1), m = values(n, n + 2, 0.1), v = values(n, n + 3, 0.1).map(Math.abs);

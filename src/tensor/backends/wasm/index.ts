@@ -12,7 +12,7 @@ import { sizeOf, type Shape } from '../../shape.js';
 import { JsBackend, type HostStorage } from '../js.js';
 import { emitModule, Func } from './emit.js';
 import * as ref from './fused-ref.js';
-import { gemmPtr, readC, wasmMatmul } from './matmul.js';
+import { gemmPtr, readC, wasmMatmul, type Causal } from './matmul.js';
 import { buildModule, type KernelModule } from './module.js';
 import { WasmRuntime } from './pool.js';
 
@@ -478,10 +478,18 @@ export class WasmBackend extends JsBackend implements Backend {
   }
 
   /** Scores S = q k^T per head, padded by the gemm: a grouped matrix argument for row kernels. */
-  private scores(pq: number, pk: number, bh: number, t: number, s: number, d: number): number[] {
+  private scores(pq: number, pk: number, bh: number, t: number, s: number, d: number, mask: (mode: 1 | 2 | 3) => Causal | undefined): number[] {
     const g = gemmPtr(this.rt, this.km.shape, pq, pk,
-      { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
+      { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d }, mask(1));
     return [g.c, g.ldc, t, g.cBatch];
+  }
+
+  /**
+   * Which causal skip a product may use: only with a causal mask and s >= t (then every query
+   * sees at least one key, so no output row is left unwritten).
+   */
+  private static causalMask(causal: boolean, t: number, s: number): (mode: 1 | 2 | 3) => Causal | undefined {
+    return (mode) => (causal && s >= t ? { mode, off: s - t } : undefined);
   }
 
   private attention(q: Storage, k: Storage, v: Storage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean):
@@ -494,11 +502,13 @@ export class WasmBackend extends JsBackend implements Backend {
     }
     return this.scoped(() => {
       const pq = this.put(Q), pk = this.put(K), pv = this.put(V);
-      const sc = this.scores(pq, pk, bh, t, s, d);
+      const mask = WasmBackend.causalMask(causal, t, s);
+      const sc = this.scores(pq, pk, bh, t, s, d, mask);
       const pp = this.rt.alloc(bh * t * s * 4), pm = this.rt.alloc(bh * t * 4), ps = this.rt.alloc(bh * t * 4);
       this.rows('attnSoftmax', bh * t, s, [...sc, ...WasmBackend.dense(pp, s), pm, ps, t, s - t, causal ? 1 : 0], [scale]);
       const o = readC(this.rt, gemmPtr(this.rt, this.km.shape, pp, pv,
-        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }), bh, t, d, this.raw(bh * t * d, 'float32') as F32);
+        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }, mask(2)),
+      bh, t, d, this.raw(bh * t * d, 'float32') as F32);
       const m = this.rt.f32(pm, bh * t), sm = this.rt.f32(ps, bh * t);
       const lse = new Float32Array(bh * t);
       for (let r = 0; r < bh * t; r++) lse[r] = m[r]! + Math.log(sm[r]!);
@@ -519,23 +529,28 @@ export class WasmBackend extends JsBackend implements Backend {
     return this.scoped(() => {
       const rt = this.rt, sh = this.km.shape, dense = WasmBackend.dense;
       const pq = this.put(Q), pk = this.put(K), pv = this.put(V), po = this.put(O), pl = this.put(L), pgo = this.put(GO);
-      const sc = this.scores(pq, pk, bh, t, s, d);
+      const mask = WasmBackend.causalMask(causal, t, s);
+      const sc = this.scores(pq, pk, bh, t, s, d, mask);
       const pp = rt.alloc(bh * t * s * 4);
-      this.rows('attnProbs', bh * t, s, [...sc, ...dense(pp, s), pl, t, s - t, causal ? 1 : 0], [scale]);
+      const lim = [t, s - t, causal ? 1 : 0];
+      this.rows('attnProbs', bh * t, s, [...sc, ...dense(pp, s), pl, ...lim], [scale]);
       // dV = P^T dO
       const gv = readC(rt, gemmPtr(rt, sh, pp, pgo,
-        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }), bh, s, d, this.raw(bh * s * d, 'float32') as F32);
+        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }, mask(3)),
+      bh, s, d, this.raw(bh * s * d, 'float32') as F32);
       // dP = dO V^T, then dS = P (dP - rowsum(dO * O)) * scale
-      const dp = gemmPtr(rt, sh, pgo, pv, { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
+      const dp = gemmPtr(rt, sh, pgo, pv, { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d }, mask(1));
       const pD = rt.alloc(bh * t * 4);
       this.rows('rowDot', bh * t, d, [...dense(pgo, d), ...dense(po, d), pD]);
       const pds = rt.alloc(bh * t * s * 4);
-      this.rows('attnDs', bh * t, s, [...dense(pp, s), dp.c, dp.ldc, t, dp.cBatch, ...dense(pds, s), pD], [scale]);
+      this.rows('attnDs', bh * t, s, [...dense(pp, s), dp.c, dp.ldc, t, dp.cBatch, ...dense(pds, s), pD, ...lim], [scale]);
       // dQ = dS K ; dK = dS^T Q
       const gq = readC(rt, gemmPtr(rt, sh, pds, pk,
-        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }), bh, t, d, this.raw(bh * t * d, 'float32') as F32);
+        { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }, mask(2)),
+      bh, t, d, this.raw(bh * t * d, 'float32') as F32);
       const gk = readC(rt, gemmPtr(rt, sh, pds, pq,
-        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }), bh, s, d, this.raw(bh * s * d, 'float32') as F32);
+        { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }, mask(3)),
+      bh, s, d, this.raw(bh * s * d, 'float32') as F32);
       return { gq: this.out(gq), gk: this.out(gk), gv: this.out(gv) };
     });
   }

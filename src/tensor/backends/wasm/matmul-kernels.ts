@@ -129,7 +129,14 @@ export function microKernel(s: MatmulShape): Func {
  * is MCP A-panels by NCP B-panels. k runs in KC slices, so each element of C is summed in the
  * same order whichever thread runs its tile.
  * args (i32): packA, packB, C, K, mPanels, nPanels, tilesM, tilesN, aBatchBytes, bBatchBytes,
- *             cBatchBytes, ldcBytes, mcp, ncp
+ *             cBatchBytes, ldcBytes, mcp, ncp, mode, off
+ *
+ * `mode` skips work that causal attention masks (row i sees columns / depth j <= i + off):
+ *   0 everything;
+ *   1 skip micro-tiles whose columns are all masked (C there is left unwritten: S = q k^T);
+ *   2 stop the depth at i + off (A is zero beyond: O = P v, dQ = dS k);
+ *   3 start the depth at i - off (A is zero before: dV = P^T dO, dK = dS^T q).
+ * Skipped products are exact zeros, so results equal mode 0's (bit for bit on kept elements).
  */
 export function gemmKernel(s: MatmulShape, microIndex: number): Func {
   const { mr, nr, kc: KC } = s;
@@ -137,8 +144,9 @@ export function gemmKernel(s: MatmulShape, microIndex: number): Func {
   const task = f.param(0), args = f.param(1);
   const L = (): Local => f.local('i32');
   const pa = L(), pb = L(), C = L(), K = L(), mP = L(), nP = L(), tM = L(), tN = L(),
-    aBB = L(), bBB = L(), cBB = L(), ldc = L(), mcp = L(), ncp = L();
-  [pa, pb, C, K, mP, nP, tM, tN, aBB, bBB, cBB, ldc, mcp, ncp].forEach((l, j) => f.get(args).i32Load(4 * j).set(l));
+    aBB = L(), bBB = L(), cBB = L(), ldc = L(), mcp = L(), ncp = L(), mode = L(), off = L();
+  [pa, pb, C, K, mP, nP, tM, tN, aBB, bBB, cBB, ldc, mcp, ncp, mode, off].forEach((l, j) => f.get(args).i32Load(4 * j).set(l));
+  const kcu = L(), accf = L(), t2 = L();
   const b = L(), t = L(), i0 = L(), i1 = L(), j0 = L(), j1 = L(), pc = L(), kc = L(), ir = L(), jr = L(), bp = L();
   // task -> (batch, tile i, tile j)
   f.get(tM).get(tN).i32Mul().set(t);
@@ -156,16 +164,34 @@ export function gemmKernel(s: MatmulShape, microIndex: number): Func {
     f.for(jr, () => f.get(j0), () => f.get(j1), 1, () => {
       // B micro-panel jr, slice pc: pb + (jr*K + pc) * NR floats
       f.get(pb).get(jr).get(K).i32Mul().get(pc).i32Add().i32Const(nr * 4).i32Mul().i32Add().set(bp);
-      f.for(ir, () => f.get(i0), () => f.get(i1), 1, () => {
+      f.for(ir, () => f.get(i0), () => f.get(i1), 1, () => f.block(() => { // br 0 / brIf(1) in an if: skip this micro-tile
+        f.get(kc).set(kcu);
+        f.get(pc).set(accf); // accumulate unless this is the first slice
+        f.get(mode).i32Const(1).i32Eq().if(() => {
+          // first column > last row + off: all masked
+          f.get(jr).i32Const(nr).i32Mul().get(ir).i32Const(mr).i32Mul().i32Const(mr - 1).i32Add().get(off).i32Add().i32GtS().brIf(1);
+        });
+        f.get(mode).i32Const(2).i32Eq().if(() => {
+          // depth limit of this row panel: last row + off + 1
+          f.get(ir).i32Const(mr).i32Mul().i32Const(mr).i32Add().get(off).i32Add().get(pc).i32Sub().tee(t2).i32Const(0).i32LeS().brIf(1);
+          f.get(t2).get(kcu).get(t2).get(kcu).i32LtS().select().set(kcu);
+        });
+        f.get(mode).i32Const(3).i32Eq().if(() => {
+          // depth start of this row panel: first row - off; slices wholly before it are zero
+          f.get(ir).i32Const(mr).i32Mul().get(off).i32Sub().set(t2);
+          f.get(pc).get(kc).i32Add().get(t2).i32LeS().brIf(1);
+          f.get(t2).i32Const(0).get(t2).i32Const(0).i32GtS().select().tee(t2).get(t2).i32Const(KC).i32RemS().i32Sub().set(t2);
+          f.get(pc).get(t2).i32GtS().set(accf); // the first executed slice stores
+        });
         f.get(pa).get(ir).get(K).i32Mul().get(pc).i32Add().i32Const(mr * 4).i32Mul().i32Add(); // ap
         f.get(bp);
-        f.get(kc);
+        f.get(kcu);
         f.get(C).get(ir).i32Const(mr).i32Mul().get(ldc).i32Mul().i32Add()
           .get(jr).i32Const(nr * 4).i32Mul().i32Add(); // cp
         f.get(ldc);
-        f.get(pc); // accumulate unless this is the first slice
+        f.get(accf);
         f.call(microIndex);
-      });
+      }));
     });
   });
   return f;

@@ -12,7 +12,10 @@ export interface GemmOut { c: number; ldc: number; cBatch: number }
  * C = op(A) op(B) on operands already in wasm memory (element offsets via the batch strides);
  * C is allocated in the arena, rows padded to MR and columns to NR.
  */
-export function gemmPtr(rt: WasmRuntime, shape: MatmulShape, aPtr: number, bPtr: number, p: MatmulParams): GemmOut {
+/** Causal skipping for attention's products (see gemmKernel's `mode`). */
+export interface Causal { mode: 1 | 2 | 3; off: number }
+
+export function gemmPtr(rt: WasmRuntime, shape: MatmulShape, aPtr: number, bPtr: number, p: MatmulParams, causal?: Causal): GemmOut {
   const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
   const { mr, nr } = shape;
   const mP = Math.ceil(m / mr), nP = Math.ceil(n / nr);
@@ -28,13 +31,14 @@ export function gemmPtr(rt: WasmRuntime, shape: MatmulShape, aPtr: number, bPtr:
   rt.run('packA', aBatches * mP, rt.args([aPtr, m, k, transA ? 1 : k, transA ? m : 1, aBatchStride, mP, packA]));
   // B element (col j, depth kk): [k,n] -> kk*n + j ; transposed [n,k] -> j*k + kk
   rt.run('packB', bBatches * nP, rt.args([bPtr, n, k, transB ? k : 1, transB ? 1 : n, bBatchStride, nP, packB]));
-  const g = gemmPacked(rt, shape, packA, packB, p, C);
+  const g = gemmPacked(rt, shape, packA, packB, p, C, causal);
   rt.release(mark); // the packed panels; C stays
   return g;
 }
 
 /** The tiled gemm over packed panels (C allocated here unless given). */
-function gemmPacked(rt: WasmRuntime, shape: MatmulShape, packA: number, packB: number, p: MatmulParams, cPtr?: number): GemmOut {
+function gemmPacked(rt: WasmRuntime, shape: MatmulShape, packA: number, packB: number, p: MatmulParams, cPtr?: number,
+  causal?: Causal): GemmOut {
   const { batch, m, n, k, aBatchStride, bBatchStride } = p;
   const { mr, nr } = shape;
   const mP = Math.ceil(m / mr), nP = Math.ceil(n / nr);
@@ -50,7 +54,8 @@ function gemmPacked(rt: WasmRuntime, shape: MatmulShape, packA: number, packB: n
   }
   const tM = Math.ceil(mP / mcp), tN = Math.ceil(nP / ncp);
   rt.run('gemm', batch * tM * tN, rt.args([packA, packB, C, k, mP, nP, tM, tN,
-    aBatches === 1 ? 0 : aPanelBytes, bBatches === 1 ? 0 : bPanelBytes, cBatch * 4, ldc * 4, mcp, ncp]));
+    aBatches === 1 ? 0 : aPanelBytes, bBatches === 1 ? 0 : bPanelBytes, cBatch * 4, ldc * 4, mcp, ncp,
+    causal?.mode ?? 0, causal?.off ?? 0]));
   return { c: C, ldc, cBatch };
 }
 

@@ -277,12 +277,14 @@ export function rowKernels(): Record<string, Func> {
     c.each((v) => { v.get(v.tmp('s')); c.at('a'); v.load(); c.at('b'); v.load().mul().add().set(v.tmp('s')); });
     c.atRow('out'); c.total('s', 'sum'); c.f.f32Store();
   });
-  // dS = P * (dP - D[r]) * scale
-  k.attnDs = rowKernel({ mats: ['p', 'dp', 'ds'], ptrs: ['D'], floats: ['scale'] }, (c) => {
+  // dS = P * (dP - D[r]) * scale on visible keys, 0 on masked ones (where dP may be unwritten)
+  k.attnDs = rowKernel({ mats: ['p', 'dp', 'ds'], ptrs: ['D'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
     const { f } = c;
-    const d = f.local('f32');
+    const d = f.local('f32'), lim = f.local('i32');
+    attnLimit(c, lim);
     c.atRow('D'); f.f32Load().set(d);
-    c.each((v) => { c.at('ds'); c.at('p'); v.load(); c.at('dp'); v.load(); f.get(d); v.splat().sub().mul(); f.get(c.fl.scale!); v.splat().mul().store(); });
+    c.each((v) => { c.at('ds'); c.at('p'); v.load(); c.at('dp'); v.load(); f.get(d); v.splat().sub().mul(); f.get(c.fl.scale!); v.splat().mul().store(); }, lim);
+    zeroTail(c, 'ds', lim);
   });
 
   // broadcasting binary ops: y[r] = a[r] op b[r], where a row stride of 0 repeats one row
