@@ -6,7 +6,7 @@
 // Everything else (int32, float64, movement, indexing, `log`, `pow`) is the js backend's.
 
 import { availableParallelism } from 'node:os';
-import type { AdamWParams, Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
+import { registerBackend, type AdamWParams, type Backend, type BinaryOp, type FusedKernels, type MatmulParams, type ReduceOp, type Storage, type UnaryOp } from '../../backend.js';
 import { allocHost, bytesPerElement, type DType, type HostArray } from '../../dtype.js';
 import { sizeOf, type Shape } from '../../shape.js';
 import { JsBackend, type HostStorage } from '../js.js';
@@ -140,6 +140,10 @@ let compiled: KernelModule | null = null;
 export function createWasmBackend(opts: WasmBackendOptions = {}): WasmBackend {
   return new WasmBackend(opts);
 }
+
+// importing this module makes getBackendByName('wasm') work (default threads); where SIMD or
+// shared memory is missing the factory throws with the fallback advice
+registerBackend('wasm', () => createWasmBackend());
 
 type F32 = Float32Array;
 

@@ -1,0 +1,75 @@
+// The wasm backend under the engine's op layer: each F function that the wasm backend fuses
+// (softmax, logSoftmax, crossEntropy, layerNorm, attention) and the primitive-heavy ops,
+// forward and gradients, against the js backend, which composes the same math from primitives.
+import { afterAll, describe, expect, it } from 'vitest';
+import { F, getBackendByName, tensor, type Backend, type Tensor } from '../src/index.js';
+import * as ops from '../src/tensor/ops.js';
+import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
+
+const available = wasmSimdAvailable();
+const js = getBackendByName('js');
+const wasm: WasmBackend | null = available ? createWasmBackend({ threads: 2 }) : null;
+afterAll(() => wasm?.terminate());
+
+function values(n: number, seed: number, scale = 1): Float32Array {
+  let s = (seed * 2654435761) >>> 0 || 1;
+  return Float32Array.from({ length: n }, () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return ((s / 4294967296) * 2 - 1) * scale; });
+}
+
+/** Run f on both backends with the same leaves; compare output and every leaf gradient. */
+function parity(shapes: number[][], f: (xs: Tensor[]) => Tensor, rtol: number, what: string): void {
+  const run = (b: Backend): { out: Float32Array; grads: Float32Array[] } => {
+    const xs = shapes.map((s, i) => tensor(values(s.reduce((a, c) => a * c, 1), 11 + i, 2), { shape: s, backend: b, requiresGrad: true }));
+    const y = f(xs);
+    const g = tensor(values(y.size, 99), { shape: y.shape, backend: b });
+    ops.sum(ops.mul(y, g)).backward();
+    return { out: Float32Array.from(y.dataSync() as Float32Array), grads: xs.map((x) => Float32Array.from(x.grad!.dataSync() as Float32Array)) };
+  };
+  const want = run(js), got = run(wasm!);
+  const close = (a: Float32Array, b: Float32Array, name: string): void => {
+    let scale = 0, diff = 0;
+    for (let i = 0; i < b.length; i++) { scale = Math.max(scale, Math.abs(b[i]!)); diff = Math.max(diff, Math.abs(a[i]! - b[i]!)); }
+    expect(diff / (scale || 1), `${what}: ${name}`).toBeLessThan(rtol);
+  };
+  close(got.out, want.out, 'forward');
+  got.grads.forEach((g, i) => close(g, want.grads[i]!, `grad ${i}`));
+}
+
+describe.skipIf(!available)('wasm backend under the op layer vs js composites', () => {
+  it('is registered by name', () => {
+    expect(getBackendByName('wasm').name).toBe('wasm');
+  });
+  it('softmax / logSoftmax over the last and a middle dim', () => {
+    parity([[3, 5, 37]], ([x]) => F.softmax(x!, -1), 1e-5, 'softmax');
+    parity([[3, 5, 37]], ([x]) => F.logSoftmax(x!, -1), 1e-5, 'logSoftmax');
+    parity([[3, 5, 37]], ([x]) => F.softmax(x!, 1), 1e-5, 'softmax dim 1');
+  });
+  it('crossEntropy (mean) over a 1000-class vocabulary', () => {
+    const t = (b: Backend): Tensor => tensor(Int32Array.from({ length: 12 }, (_, i) => (i * 137) % 1000), { backend: b });
+    const run = (b: Backend): number[] => {
+      const x = tensor(values(12 * 1000, 5, 4), { shape: [12, 1000], backend: b, requiresGrad: true });
+      const loss = F.crossEntropy(x, t(b));
+      loss.backward();
+      return [loss.item(), ...Array.from(x.grad!.dataSync() as Float32Array)];
+    };
+    const want = run(js), got = run(wasm!);
+    want.forEach((w, i) => expect(Math.abs(got[i]! - w), `element ${i}`).toBeLessThan(1e-6 + 1e-5 * Math.abs(w)));
+  });
+  it('layerNorm with weight and bias', () => {
+    parity([[4, 6, 50], [50], [50]], ([x, w, b]) => F.layerNorm(x!, w!, b!), 1e-4, 'layerNorm');
+  });
+  it('causal and full attention, heads split by transpose as GPT does', () => {
+    for (const isCausal of [true, false]) {
+      parity([[2, 3, 17, 8], [2, 3, 17, 8], [2, 3, 17, 8]], ([q, k, v]) => F.scaledDotProductAttention(q!, k!, v!, { isCausal }), 1e-4, `attention causal=${isCausal}`);
+    }
+    parity([[2, 9, 72]], ([x]) => {
+      const h = (t: Tensor): Tensor => ops.transpose(ops.reshape(t, [2, 9, 3, 8]), 1, 2); // (B, nh, T, hs)
+      const [q, k, v] = ops.split(x!, 24, 2).map(h) as [Tensor, Tensor, Tensor];
+      return ops.reshape(ops.transpose(F.scaledDotProductAttention(q, k, v, { isCausal: true }), 1, 2), [2, 9, 24]);
+    }, 1e-4, 'attention with head split');
+  });
+  it('linear + gelu + residual (matmul, broadcasting add, unary, reductions)', () => {
+    parity([[5, 7, 33], [19, 33], [19], [5, 7, 19]], ([x, w, b, r]) => ops.add(F.gelu(F.linear(x!, w!, b!)), r!), 1e-5, 'mlp block');
+    parity([[6, 40]], ([x]) => ops.div(ops.sum(ops.mul(F.tanh(x!), ops.exp(x!)), 0, true), ops.maximum(ops.max(x!, -1, true), 0.5)), 1e-5, 'reductions');
+  });
+});
