@@ -1,5 +1,6 @@
-// tapegrad's public API: tensors, the tape, ops, functional (F), nn, optim, data, train.
+// tapegrad's public API: tensors and the tape, ops, functional (F), backends, nn, optim.
 
+// ---- tensors, the tape, ops ----
 export { Tensor, tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, arange, noGrad, isGradEnabled } from './tensor/tensor.js';
 export type { TensorOptions, CreateOptions, NestedArray, TypedData, TapeNode, BackwardFn } from './tensor/tensor.js';
 export { cat, where, matmul } from './tensor/ops.js';
@@ -7,21 +8,22 @@ export * as F from './tensor/functional.js';
 export { gradcheck } from './tensor/gradcheck.js';
 export type { GradcheckOptions, GradcheckResult } from './tensor/gradcheck.js';
 export { manualSeed, Generator } from './tensor/random.js';
+export type { DType, HostArray } from './tensor/dtype.js';
+export { float32ToFloat16Bits, float16BitsToFloat32, float32ToBfloat16Bits, bfloat16BitsToFloat32 } from './tensor/dtype.js';
+
+// ---- backends: 'js' (reference), 'wasm' (SIMD on worker threads), 'gpu' (gpu.js, loaded on demand) ----
 export { getBackend, setBackend, registerBackend, getBackendByName } from './tensor/backend.js';
-import { registerBackend } from './tensor/backend.js';
-import { createWasmBackend } from './tensor/backends/wasm/index.js';
 export type { Backend, Storage, FusedKernels, MatmulParams, UnaryOp, BinaryOp, ReduceOp, AdamWParams } from './tensor/backend.js';
 export { JsBackend, HostStorage } from './tensor/backends/js.js';
 export { createWasmBackend, wasmSimdAvailable, WasmBackend, type WasmBackendOptions } from './tensor/backends/wasm/index.js';
-/** The GPU backend loads gpu.js on demand: `await initGpuBackend(); setBackend('gpu')`. */
+export type { InitGpuOptions } from './tensor/backends/gpu/index.js';
+
+/** The GPU backend loads gpu.js (and Dawn on Node) only when asked: `await initGpuBackend(); setBackend('gpu')`. */
 export async function initGpuBackend(opts?: import('./tensor/backends/gpu/index.js').InitGpuOptions): Promise<import('./tensor/backend.js').Backend> {
   const gpu = await import('./tensor/backends/gpu/index.js');
   return gpu.initGpuBackend(opts);
 }
-export type { DType, HostArray } from './tensor/dtype.js';
 
-// setBackend('wasm') for library users; workers start only when it is first selected
-registerBackend('wasm', () => createWasmBackend());
-export { float32ToFloat16Bits, float16BitsToFloat32, float32ToBfloat16Bits, bfloat16BitsToFloat32 } from './tensor/dtype.js';
+// ---- models and training ----
 export * from './nn/index.js';
 export * from './optim/index.js';
