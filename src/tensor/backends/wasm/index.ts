@@ -3,7 +3,9 @@
 // reductions, AdamW, sums of squares) replaced by WebAssembly SIMD kernels run on a pool of
 // worker threads. Tensors stay in ordinary host typed arrays (so models are not bound by the
 // 4 GiB wasm32 memory); each kernel call copies its operands into the shared wasm memory.
-// Everything else (int32, float64, movement, indexing, `log`, `pow`) is the js backend's.
+// Movement ops with a contiguous innermost dim copy whole rows. Everything else (int32 and
+// float64 kernels, other layouts, indexing, `log`, `pow`, `where`, `cast`) is the js backend's;
+// float64 fused kernels run plain loops (fused-ref.ts), so gradchecks keep working.
 
 import { availableParallelism } from 'node:os';
 import { registerBackend, type AdamWParams, type Backend, type BinaryOp, type FusedKernels, type MatmulParams, type ReduceOp, type Storage, type UnaryOp } from '../../backend.js';
@@ -47,9 +49,9 @@ export interface WasmBackendOptions {
   threads?: number;
   /**
    * Bytes of host buffers the recycling pool may hold, tracked (live) and free together
-   * (default 1 GiB; 0 disables). Training allocates
-   * the same large activations every step; reusing their buffers avoids paying the OS's
-   * first-touch page faults again each step (on this CI VM, ~7 ms per MB).
+   * (default 1 GiB; 0 disables). Training allocates the same large activations every step;
+   * reusing their buffers avoids paying the OS's first-touch page faults again each step
+   * (on this CI VM, ~7 ms per MB).
    */
   poolBytes?: number;
 }
