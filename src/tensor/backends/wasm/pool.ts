@@ -19,6 +19,7 @@ const NTASKS = 2;
 const NEXT = 3;     // (gen << 20) | next task index: a task is taken by CAS, only for the current gen
 const DONE = 4;     // tasks finished in this dispatch
 const ARGS = 5;
+const ERR = 6;      // set when a task threw (a wasm trap) in a worker
 const IDX_MASK = 0xfffff;
 const MAX_TASKS = IDX_MASK;
 
@@ -47,11 +48,17 @@ for (;;) {
     const v = Atomics.load(ctrl, ${NEXT});
     if ((v >>> 20) !== gen || (v & ${IDX_MASK}) >= n) break;
     if (Atomics.compareExchange(ctrl, ${NEXT}, v, v + 1) !== v) continue;
-    f(v & ${IDX_MASK}, args);
+    // a trap must still count as done, or the main thread would wait forever
+    try { f(v & ${IDX_MASK}, args); } catch { Atomics.store(ctrl, ${ERR}, 1); }
     if (Atomics.add(ctrl, ${DONE}, 1) + 1 === n) Atomics.notify(ctrl, ${DONE});
   }
 }
 `;
+
+function trapped(name: string, e: unknown): Error {
+  return new Error(`wasm backend: kernel '${name}' trapped (${e instanceof Error ? e.message : 'in a worker thread'}); ` +
+    'this is a bug in the kernel or its arguments — the js backend computes the same op');
+}
 
 const PAGE = 65536;
 /** 4 GiB: the wasm32 limit. Shared memories reserve address space for the maximum up front. */
@@ -97,7 +104,7 @@ export class WasmRuntime {
     if (fi === undefined) throw new Error(`wasm backend: unknown kernel '${name}'`);
     const f = this.fns[fi]!;
     if (this.workers.length === 0 || ntasks <= 1) {
-      for (let t = 0; t < ntasks; t++) f(t, args);
+      try { for (let t = 0; t < ntasks; t++) f(t, args); } catch (e) { throw trapped(name, e); }
       return;
     }
     if (ntasks > MAX_TASKS) throw new Error(`wasm backend: ${name} split into ${ntasks} tasks, over ${MAX_TASKS}; use larger chunks`);
@@ -109,14 +116,16 @@ export class WasmRuntime {
     Atomics.store(c, NEXT, (gen << 20) | IDX_MASK);
     c[FN] = fi; c[NTASKS] = ntasks; c[ARGS] = args;
     Atomics.store(c, DONE, 0);
+    Atomics.store(c, ERR, 0);
     Atomics.store(c, NEXT, gen << 20);
     Atomics.store(c, GEN, gen);
     Atomics.notify(c, GEN);
+    let failed: unknown;
     for (;;) {
       const v = Atomics.load(c, NEXT);
       if ((v & IDX_MASK) >= ntasks) break;
       if (Atomics.compareExchange(c, NEXT, v, v + 1) !== v) continue;
-      f(v & IDX_MASK, args);
+      try { f(v & IDX_MASK, args); } catch (e) { failed ??= e; }
       Atomics.add(c, DONE, 1);
     }
     let spins = 0;
@@ -126,6 +135,8 @@ export class WasmRuntime {
       if (spins++ < 20000) continue;
       Atomics.wait(c, DONE, d, 20);
     }
+    // only now (no task of this dispatch still running) report a trap
+    if (failed !== undefined || Atomics.load(c, ERR)) throw trapped(name, failed);
   }
 
   // ---- arena: kernel operands live here only for the duration of one backend call ----
