@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { createWasmBackend, wasmSimdAvailable } from '../src/tensor/backends/wasm/index.js';
 import { buildModule } from '../src/tensor/backends/wasm/module.js';
-import { WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
+import { WasmMemoryError, WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
 
 const available = wasmSimdAvailable();
 
@@ -24,6 +24,16 @@ describe.skipIf(!available)('wasm runtime', () => {
         expect(Array.from(new Set(rt.f32(y, n)))).toEqual([-2]);
       } finally { rt.terminate(); }
     }
+  });
+
+  it('refuses operands past the 4 GiB wasm32 memory with a WasmMemoryError (the backend names the op and shapes)', () => {
+    const km = buildModule();
+    const rt = new WasmRuntime(km.module, km.names, 1);
+    try {
+      const mark = rt.mark();
+      expect(() => rt.alloc(5 * 2 ** 30)).toThrow(WasmMemoryError);
+      expect(rt.mark()).toBe(mark); // nothing was reserved
+    } finally { rt.terminate(); }
   });
 
   it('recycles large buffers: copies to readers, zeroed for js kernels, dispose returns them', () => {

@@ -145,6 +145,8 @@ export class Func {
   i32GtS(): this { return this.op(0x4a); }
   i32LeS(): this { return this.op(0x4c); }
   i32GeS(): this { return this.op(0x4e); }
+  /** Unsigned: for comparing addresses, which may pass 2^31. */
+  i32GeU(): this { return this.op(0x4f); }
   i32Add(): this { return this.op(0x6a); }
   i32Sub(): this { return this.op(0x6b); }
   i32Mul(): this { return this.op(0x6c); }

@@ -16,7 +16,7 @@ import { emitModule, Func } from './emit.js';
 import * as ref from './fused-ref.js';
 import { gemmPtr, readC, wasmMatmul, type Causal } from './matmul.js';
 import { buildModule, type KernelModule } from './module.js';
-import { WasmRuntime } from './pool.js';
+import { WasmMemoryError, WasmRuntime } from './pool.js';
 
 /** Elements per task of elementwise kernels. Fixed: sumSquares' partial sums depend on it. */
 const CHUNK = 16384;
@@ -176,9 +176,16 @@ export class WasmBackend extends JsBackend implements Backend {
       layerNormBackward: (x, w, mean, rstd, gy, rows, cols) => this.layerNormBackward(x, w, mean, rstd, gy, rows, cols),
       crossEntropy: (logits, t, rows, cols) => this.crossEntropy(logits, t, rows, cols),
       crossEntropyBackward: (logits, t, lse, gl, rows, cols) => this.crossEntropyBackward(logits, t, lse, gl, rows, cols),
-      attention: (q, k, v, bh, t, s, d, scale, causal) => this.attention(q, k, v, bh, t, s, d, scale, causal),
-      attentionBackward: (q, k, v, o, lse, go, bh, t, s, d, scale, causal) =>
-        this.attentionBackward(q, k, v, o, lse, go, bh, t, s, d, scale, causal),
+      attention: (q, k, v, bh, t, s, d, scale, causal) => {
+        try { return this.attention(q, k, v, bh, t, s, d, scale, causal); } catch (e) {
+          return WasmBackend.tooBig(e, 'attention', `(batch*heads ${bh}, T ${t}, S ${s}, head dim ${d})`);
+        }
+      },
+      attentionBackward: (q, k, v, o, lse, go, bh, t, s, d, scale, causal) => {
+        try { return this.attentionBackward(q, k, v, o, lse, go, bh, t, s, d, scale, causal); } catch (e) {
+          return WasmBackend.tooBig(e, 'attention backward', `(batch*heads ${bh}, T ${t}, S ${s}, head dim ${d})`);
+        }
+      },
       adamw: (p, g, m, v, h) => this.adamw(p, g, m, v, h),
       sumSquares: (xs) => this.sumSquares(xs),
     };
@@ -254,12 +261,24 @@ export class WasmBackend extends JsBackend implements Backend {
     const mark = this.rt.mark();
     try { return fn(); } finally { this.rt.release(mark); }
   }
+  /** Name the op and its shapes when its operands overflow the wasm32 memory. */
+  private static tooBig(e: unknown, op: string, shapes: string): never {
+    if (e instanceof WasmMemoryError) {
+      throw new Error(`${op} ${shapes}: needs ${(e.bytes / 2 ** 30).toFixed(1)} GiB of wasm memory, over the 4 GiB wasm32 limit; ` +
+        'use a smaller batch or sequence length, or the js backend (--backend js)');
+    }
+    throw e;
+  }
 
   // ---- primitives ----
   override matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
     const A = this.f32(a), B = this.f32(b);
     if (!A || !B) return super.matmul(a, b, p);
-    return this.out(wasmMatmul(this.rt, this.km.shape, A, B, p, this.raw(p.batch * p.m * p.n, 'float32') as F32));
+    try {
+      return this.out(wasmMatmul(this.rt, this.km.shape, A, B, p, this.raw(p.batch * p.m * p.n, 'float32') as F32));
+    } catch (e) {
+      return WasmBackend.tooBig(e, 'matmul', `(batch ${p.batch}, m ${p.m}, n ${p.n}, k ${p.k})`);
+    }
   }
 
   override unary(op: UnaryOp, x: Storage): Storage {

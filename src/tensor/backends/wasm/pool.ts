@@ -55,6 +55,13 @@ for (;;) {
 }
 `;
 
+/** A kernel call's operands do not fit the 4 GiB of a wasm32 memory. */
+export class WasmMemoryError extends Error {
+  constructor(readonly bytes: number) {
+    super(`wasm backend: a kernel needs ${bytes} bytes of wasm memory, over the 4 GiB wasm32 limit`);
+  }
+}
+
 function trapped(name: string, e: unknown): Error {
   return new Error(`wasm backend: kernel '${name}' trapped (${e instanceof Error ? e.message : 'in a worker thread'}); ` +
     'this is a bug in the kernel or its arguments — the js backend computes the same op');
@@ -144,12 +151,9 @@ export class WasmRuntime {
   release(mark: number): void { this.top = mark; }
   /** Reserve `bytes` (64-byte aligned, for cache lines) and grow the memory when needed. */
   alloc(bytes: number): number {
-    const p = (this.top + 63) & ~63;
+    const p = Math.ceil(this.top / 64) * 64; // not `& ~63`: addresses pass 2^31
     const end = p + bytes;
-    if (end > MAX_PAGES * PAGE - PAGE) {
-      throw new Error(`wasm backend: a kernel needs ${end} bytes of wasm memory, over the 4 GiB wasm32 limit; ` +
-        `split the op (smaller batch) or use the js backend`);
-    }
+    if (end > MAX_PAGES * PAGE - PAGE) throw new WasmMemoryError(end);
     const have = this.memory.buffer.byteLength;
     if (end > have) this.memory.grow(Math.ceil((end - have) / PAGE));
     this.top = end;

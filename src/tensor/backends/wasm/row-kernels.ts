@@ -242,7 +242,7 @@ export function rowKernels(): Record<string, Func> {
     c.rowBase(name); f.get(c.cols).i32Const(2).i32Shl().i32Add().set(end);
     c.rowBase(name); f.get(lim).i32Const(2).i32Shl().i32Add().set(a);
     f.block(() => f.loop(() => {
-      f.get(a).get(end).i32GeS().brIf(1);
+      f.get(a).get(end).i32GeU().brIf(1);
       f.get(a).f32Const(0).f32Store().get(a).i32Const(4).i32Add().set(a).br(0);
     }));
   };
