@@ -5,7 +5,7 @@
 // Options: --only=matmul,mlp,gpt  --no-torch  --quick (smaller/fewer configs)
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +21,13 @@ const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? [
 const quick = argv.includes('--quick');
 const torchOk = !argv.includes('--no-torch') &&
   spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 }).status === 0;
+/**
+ * The BLAS behind Debian's torch is whatever libblas.so.3 resolves to (reference BLAS: ~6
+ * GFLOP/s; OpenBLAS: ~200): recorded, since it decides the torch column.
+ */
+function torchBlas(): string {
+  try { return realpathSync('/usr/lib/x86_64-linux-gnu/libblas.so.3'); } catch { return 'unknown'; }
+}
 
 interface Row { section: string; config: string; backend: string; value: number | null; unit: string; extra?: string; note?: string }
 const rows: Row[] = [];
@@ -146,7 +153,7 @@ async function benchGpt(): Promise<void> {
 async function main(): Promise<void> {
   const started = new Date();
   console.log(`tapegrad bench — ${started.toISOString()} — ${cpus().length} x ${cpus()[0]?.model ?? '?'} — node ${process.version}` +
-    ` — torch: ${torchOk ? 'yes (/usr/bin/python3)' : 'not available'}`);
+    ` — torch: ${torchOk ? `yes (/usr/bin/python3, libblas ${torchBlas()})` : 'not available'}`);
   console.log(`${'section'.padEnd(7)} ${'config'.padEnd(30)} ${'backend'.padEnd(16)} ${'value'.padStart(8)} unit`);
   if (only.includes('matmul')) benchMatmul();
   if (only.includes('mlp')) benchMlp();
@@ -155,7 +162,7 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify({ started: started.toISOString(), node: process.version, cpus: cpus().length,
-    cpu: cpus()[0]?.model, torch: torchOk, argv, rows }, null, 2));
+    cpu: cpus()[0]?.model, torch: torchOk, torchBlas: torchOk ? torchBlas() : null, argv, rows }, null, 2));
   console.log(`wrote ${file}`);
 }
 
