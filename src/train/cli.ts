@@ -74,9 +74,8 @@ async function main(): Promise<void> {
     hellaswag: values.hellaswag,
     hellaswagLimit: num('hellaswag-limit', values['hellaswag-limit']),
   };
-  // default: one micro-batch per step unless a total is given (then accumulate to it)
-  opts.totalBatchSize = num('total-batch-size', values['total-batch-size']) ??
-    (values['batch-size'] || values['seq-len'] ? opts.batchSize * opts.seqLen : d.totalBatchSize);
+  // default: one micro-batch per step; a larger total accumulates gradients up to it
+  opts.totalBatchSize = num('total-batch-size', values['total-batch-size']) ?? opts.batchSize * opts.seqLen;
   for (const [k, v] of Object.entries({ batchSize: opts.batchSize, seqLen: opts.seqLen, maxSteps: opts.maxSteps })) {
     if (v <= 0) throw new Error(`--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} must be positive, got ${v}`);
   }
