@@ -262,6 +262,7 @@ async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: nu
     const loss = noGrad(() => model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!);
     acc = noGrad(() => (acc ? ops.add(acc, loss) : loss));
     bar.update(i + 1);
+    await new Promise((r) => setImmediate(r)); // let freed buffers return to the pool (see the train loop)
   }
   bar.done();
   model.train();
