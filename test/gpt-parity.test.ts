@@ -1,15 +1,30 @@
-// GPT parity with PyTorch (build-nanogpt's model, fixtures by test/fixtures/make_torch_fixtures.py):
-// logits, loss, every parameter gradient, then 5 AdamW steps with clipping, accumulation and the schedule.
-import { describe, expect, it } from 'vitest';
-import { clipGradNorm, configureOptimizers, getLr } from '../src/index.js';
+// GPT parity with PyTorch (build-nanogpt's model, fixtures by test/fixtures/make_torch_fixtures.py),
+// on every CPU backend: logits, loss, every parameter gradient, then 5 AdamW steps with clipping,
+// accumulation and the schedule. (The gpu backend runs the same checks in gpu-parity.test.ts.)
+import { afterAll, describe, expect, it } from 'vitest';
+import { clipGradNorm, configureOptimizers, getLr, setBackend, type Backend } from '../src/index.js';
+import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
 import { gptFromFixture, gradList, ids, loadTorchGpt, worstRel } from './helpers/torch-gpt.js';
 
 const fx = loadTorchGpt();
+const made: WasmBackend[] = [];
+afterAll(() => { setBackend('js'); for (const b of made) b.terminate(); });
 
-describe('GPT parity with PyTorch (tiny config)', () => {
-  it('forward logits and loss, backward gradients (rel 1e-4)', () => {
+const backends: { label: string; make: () => Backend | string; skip: boolean }[] = [
+  { label: 'js', make: () => 'js', skip: false },
+  ...[1, 2].map((threads) => ({
+    label: `wasm, ${threads} thread${threads > 1 ? 's' : ''}`,
+    make: () => { const b = createWasmBackend({ threads }); made.push(b); return b; },
+    skip: !wasmSimdAvailable(),
+  })),
+];
+
+describe.each(backends)('GPT parity with PyTorch (tiny config) on $label', ({ label, make, skip }) => {
+  it.skipIf(skip)('forward logits and loss, backward gradients (rel 1e-4)', () => {
+    setBackend(make());
     const model = gptFromFixture(fx);
     const { logits, loss } = model.forward(ids(fx.idx), ids(fx.targets));
+    expect(logits.backend.name).toBe(label.split(',')[0]); // really computed on the backend under test
     expect(logits.shape).toEqual(fx.logits.shape);
     expect(worstRel(logits.dataSync(), fx.logits.data)).toBeLessThan(1e-4);
     expect(Math.abs(loss!.item() - fx.loss) / fx.loss).toBeLessThan(1e-5);
@@ -20,12 +35,12 @@ describe('GPT parity with PyTorch (tiny config)', () => {
     for (const g of grads) {
       const p = named.get(g.name);
       expect(p, g.name).toBeDefined();
-      const rel = worstRel(p!.grad!.dataSync(), g.data);
-      expect(rel, `grad of ${g.name}`).toBeLessThan(1e-4);
+      expect(worstRel(p!.grad!.dataSync(), g.data), `grad of ${g.name}`).toBeLessThan(1e-4);
     }
   });
 
-  it('5 training steps: AdamW groups, accumulation, clipping, warmup + cosine (rel 1e-4)', () => {
+  it.skipIf(skip)('5 training steps: AdamW groups, accumulation, clipping, warmup + cosine (rel 1e-4)', () => {
+    setBackend(make());
     const tr = fx.train;
     const model = gptFromFixture(fx);
     const opt = configureOptimizers(model, tr.weight_decay, tr.max_lr);
