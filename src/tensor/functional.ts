@@ -12,13 +12,9 @@ import * as ops from './ops.js';
 
 export { gelu, relu, tanh } from './ops.js';
 
-/** The float32 compute storage of a tensor (fused kernels see no half types). */
-function f32(t: Tensor): Storage {
-  return isHalf(t.dtype) ? t.backend.cast(t.storage, 'float32') : t.storage;
-}
-function back(like: Tensor, s: Storage): Storage {
-  return s.dtype === like.dtype ? s : like.backend.cast(s, like.dtype);
-}
+// fused kernels see no half types: widen inputs, narrow results back to the tensor's dtype
+const f32 = ops.computeStorage;
+const back = (like: Tensor, s: Storage): Storage => ops.outStorage(like, s);
 function wrap(like: Tensor, s: Storage, shape: readonly number[]): Tensor {
   return new Tensor(back(like, s), shape, like.backend);
 }

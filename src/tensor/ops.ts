@@ -19,14 +19,19 @@ function sameBackend(op: string, ts: readonly Tensor[]): void {
   }
 }
 
-/** The storage a kernel computes on: half types are widened to float32. */
-function computeStorage(t: Tensor): Storage {
+/** The storage a kernel computes on: half types are widened to float32 (also used by functional.ts). */
+export function computeStorage(t: Tensor): Storage {
   return isHalf(t.dtype) ? t.backend.cast(t.storage, 'float32') : t.storage;
 }
 
 /** Store a kernel result in the op's output dtype (narrowing back to half where needed). */
-function outStorage(t: Tensor, s: Storage, dtype: DType): Storage {
+export function outStorage(t: Tensor, s: Storage, dtype: DType = t.dtype): Storage {
   return s.dtype === dtype ? s : t.backend.cast(s, dtype);
+}
+
+/** t's values as a storage of `dtype` (a cast only when the dtypes differ). */
+function storageAs(t: Tensor, dtype: DType): Storage {
+  return outStorage(t, t.storage, dtype);
 }
 
 /** PyTorch-like type promotion for binary ops. */
@@ -131,10 +136,8 @@ function binary(op: BinaryOp, name: string, a: Tensor, b: Tensor): { storage: St
   const shape = broadcastShapes(name, a.shape, b.shape);
   const dtype = resultDtype(a, b);
   const cd: DType = isHalf(dtype) ? 'float32' : dtype;
-  const sa = a.dtype === cd ? a.storage : a.backend.cast(a.storage, cd);
-  const sb = b.dtype === cd ? b.storage : b.backend.cast(b.storage, cd);
-  const s = a.backend.binary(op, sa, a.shape, sb, b.shape, shape);
-  return { storage: s.dtype === dtype ? s : a.backend.cast(s, dtype), shape };
+  const s = a.backend.binary(op, storageAs(a, cd), a.shape, storageAs(b, cd), b.shape, shape);
+  return { storage: outStorage(a, s, dtype), shape };
 }
 
 export function add(a: Tensor | number, b: Tensor | number): Tensor {
@@ -214,13 +217,8 @@ export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Ten
   const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, x.shape), y.shape);
   const dtype = resultDtype(x, y);
   const cd: DType = isHalf(dtype) ? 'float32' : dtype;
-  const be = x.backend;
-  const c = cond.dtype === cd ? cond.storage : be.cast(cond.storage, cd);
-  const sx = x.dtype === cd ? x.storage : be.cast(x.storage, cd);
-  const sy = y.dtype === cd ? y.storage : be.cast(y.storage, cd);
-  let s = be.where(c, cond.shape, sx, x.shape, sy, y.shape, shape);
-  if (s.dtype !== dtype) s = be.cast(s, dtype);
-  return fromOp('where', s, shape, [x, y], (g) => [where(cond, g, 0), where(cond, 0, g)]);
+  const s = x.backend.where(storageAs(cond, cd), cond.shape, storageAs(x, cd), x.shape, storageAs(y, cd), y.shape, shape);
+  return fromOp('where', outStorage(x, s, dtype), shape, [x, y], (g) => [where(cond, g, 0), where(cond, 0, g)]);
 }
 
 /** x with `value` where mask is nonzero (mask broadcasts to x). */
