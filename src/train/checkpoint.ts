@@ -6,9 +6,10 @@
 
 import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { writeFileAtomic } from '../data/fsutil.js';
 import { openSafetensors, readSafetensors, toFloat32, writeSafetensors, type SafetensorsTensorInput } from '../data/safetensors.js';
 import {
-  readHfGpt2Dir, readHfGpt2Safetensors, readJsonFile, writeFileAtomic, writeHfGpt2Safetensors, parseHfGpt2Config,
+  readHfGpt2Dir, readHfGpt2Safetensors, readJsonFile, writeHfGpt2Safetensors, parseHfGpt2Config,
   type Gpt2Config, type WeightMap, type Weight,
 } from './hf-gpt2.js';
 
@@ -95,7 +96,7 @@ export async function saveCheckpoint(outDir: string, step: number, state: Checkp
     optimizer: paths.optim ? basename(paths.optim) : null,
     ...meta,
   };
-  await writeFileAtomic(paths.sidecar, JSON.stringify(sidecar, null, 2) + '\n');
+  writeFileAtomic(paths.sidecar, JSON.stringify(sidecar, null, 2) + '\n');
   return paths;
 }
 

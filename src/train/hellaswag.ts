@@ -13,7 +13,7 @@ import * as ops from '../tensor/ops.js';
 import * as F from '../tensor/functional.js';
 import { gpt2Tokenizer, type Gpt2Tokenizer } from '../data/tokenizer.js';
 import { ProgressBar } from '../data/progress.js';
-import { writeFileAtomic } from './hf-gpt2.js';
+import { writeFileAtomic } from '../data/fsutil.js';
 
 /** Where hellaswag.py downloads the validation split from (10,042 examples). */
 export const HELLASWAG_VAL_URL = 'https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl';
@@ -255,7 +255,7 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`${r.n} acc_norm: ${r.numCorrectNorm}/${r.n}=${r.accNorm.toFixed(4)}`);
   console.log(`${r.n} acc: ${r.acc.toFixed(4)} acc_norm: ${r.accNorm.toFixed(4)}`);
   if (values.output) {
-    await writeFileAtomic(values.output, resultJson(r, { init_from: loaded.path, data }));
+    writeFileAtomic(values.output, resultJson(r, { init_from: loaded.path, data }));
     console.log(`wrote ${values.output}`);
   }
   return 0;

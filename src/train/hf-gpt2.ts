@@ -14,9 +14,9 @@
 // (in the loss and in sampling) or the model keeps vocab 50257. Export writes config.json vocab_size = our vocab size by default, so `--init-from` reads
 // it back bit-exactly; `cropVocabTo: 50257` writes only the real rows for transformers compatibility.
 
-import { mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { writeFileAtomic } from '../data/fsutil.js';
 import {
   openSafetensors, toFloat32, writeSafetensors,
   type SafetensorsFile, type SafetensorsTensorInput,
@@ -316,18 +316,6 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-/** Write a text file atomically (temp file in the same directory + rename). */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    await writeFile(tmp, text);
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw new Error(`${path}: write failed: ${(e as Error).message}`, { cause: e });
-  }
-}
-
 export async function readJsonFile(path: string): Promise<unknown> {
   let text: string;
   try {
@@ -408,6 +396,6 @@ export async function writeHfGpt2Dir(
   }
   const vocab = opts.cropVocabTo ?? config.vocabSize;
   await writeHfGpt2Safetensors(join(dir, 'model.safetensors'), config, weights, opts);
-  await writeFileAtomic(join(dir, 'config.json'), JSON.stringify(hfGpt2ConfigJson(config, vocab), null, 2) + '\n');
+  writeFileAtomic(join(dir, 'config.json'), JSON.stringify(hfGpt2ConfigJson(config, vocab), null, 2) + '\n');
 }
 

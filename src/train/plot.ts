@@ -1,7 +1,7 @@
 // The loss curve as a small standalone SVG (train loss per step, val loss per evaluation),
 // rewritten atomically at each evaluation so it can be opened while training runs.
 
-import { renameSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../data/fsutil.js';
 
 export interface CurvePoint { step: number; value: number }
 
@@ -34,7 +34,5 @@ ${val.map((p) => `<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.value).toFixed(
 }
 
 export function writeLossCurve(path: string, train: CurvePoint[], val: CurvePoint[]): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, lossCurveSvg(train, val));
-  renameSync(tmp, path);
+  writeFileAtomic(path, lossCurveSvg(train, val));
 }

@@ -2,7 +2,8 @@
 // accumulation to a token budget, global-norm clipping, warmup + cosine, periodic validation,
 // samples and checkpoints; one JSON line per step in log.jsonl and a loss-curve SVG.
 
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../data/fsutil.js';
 import { join } from 'node:path';
 import { Tensor, noGrad, tensor } from '../tensor/tensor.js';
 import { manualSeed, Generator } from '../tensor/random.js';
@@ -153,9 +154,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       if (r.loss !== undefined) trainCurve.push({ step: r.step, value: r.loss });
       if (r.val_loss !== undefined) valCurve.push({ step: r.step, value: r.val_loss });
     }
-    writeFileAtomicSync(logPath, kept.map((l) => l + '\n').join(''));
+    writeFileAtomic(logPath, kept.map((l) => l + '\n').join(''));
   } else {
-    writeFileAtomicSync(logPath, ''); // a fresh run starts a fresh log
+    writeFileAtomic(logPath, ''); // a fresh run starts a fresh log
   }
   const log = (obj: object): void => appendFileSync(logPath, JSON.stringify(obj) + '\n');
 
@@ -231,12 +232,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   writeLossCurve(join(o.outDir, 'loss.svg'), trainCurve, valCurve);
   return { steps: o.maxSteps - startStep, finalLoss: lastLoss, finalValLoss: lastVal, tokensPerSec: lastTokPerSec, seconds: (performance.now() - t0) / 1000 };
-}
-
-function writeFileAtomicSync(path: string, text: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 function loadInto(model: GPT, weights: WeightMap): void {
