@@ -22,10 +22,7 @@ import { useBackend, BACKENDS } from './backend.js';
 export async function loadModel(initFrom: string): Promise<{ model: GPT; loaded: LoadedWeights }> {
   const loaded = await loadWeights(initFrom);
   const model = new GPT(loaded.config, { init: false });
-  const sd = new Map(loaded.weights);
-  // lm_head.weight is tied to wte (our GPT shares the tensor); a map without it still fills both
-  if (!sd.has('lm_head.weight')) sd.set('lm_head.weight', sd.get('transformer.wte.weight')!);
-  model.loadStateDict(sd);
+  model.loadStateDict(loaded.weights); // lm_head.weight is tied to wte: loading either fills both
   model.eval();
   return { model, loaded };
 }

@@ -128,10 +128,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   // ---- model and optimizer ----
   manualSeed(o.seed);
   const model = new GPT(config, { init: !init }); // loaded weights replace the random init
-  if (init) loadInto(model, init.weights);
+  if (init) model.loadStateDict(init.weights); // a missing lm_head.weight is filled by its tie to wte
   print(`model: ${config.nLayer} layers, ${config.nHead} heads, ${config.nEmbd} embd, block ${config.blockSize}, vocab ${config.vocabSize} — ${(model.numParameters() / 1e6).toFixed(2)}M parameters`);
   const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
   const named = model.namedParameters();
+  const params = named.map(([, p]) => p);
   if (init?.optimizer?.size) {
     const step = Number(init.meta?.optimizer_step ?? startStep);
     for (const [n, p] of named) {
@@ -163,7 +164,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let lastVal: number | null = null;
   let lastLoss = NaN, lastTokPerSec = 0;
   let lastGoodCheckpoint: string | null = resumeFrom;
-  const params = model.parameters();
   for (let step = startStep; step < o.maxSteps; step++) {
     const lastStep = step === o.maxSteps - 1;
 
@@ -232,13 +232,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   writeLossCurve(join(o.outDir, 'loss.svg'), trainCurve, valCurve);
   return { steps: o.maxSteps - startStep, finalLoss: lastLoss, finalValLoss: lastVal, tokensPerSec: lastTokPerSec, seconds: (performance.now() - t0) / 1000 };
-}
-
-function loadInto(model: GPT, weights: WeightMap): void {
-  const sd = new Map<string, { shape: number[]; data: Float32Array }>();
-  for (const [name, w] of weights) sd.set(name, w);
-  if (!sd.has('lm_head.weight') && sd.has('transformer.wte.weight')) sd.set('lm_head.weight', sd.get('transformer.wte.weight')!);
-  model.loadStateDict(sd);
 }
 
 function stateTensor(state: Map<string, Weight>, name: string, p: Tensor): Tensor {
