@@ -1,10 +1,12 @@
 // Choosing the compute backend for a run: 'auto' (wasm SIMD where available, else js),
-// 'js', 'wasm', or 'gpu' (loaded only when asked for, so CPU runs never import gpu.js).
+// 'js', 'wasm', or 'gpu' (loaded only when asked for, so CPU runs never import gpu.js);
+// 'gpu-swiftshader' is the gpu backend on Chromium's software Vulkan driver, an explicit
+// opt-in for machines without a GPU (slow; never chosen for you).
 
 import { setBackend, type Backend } from '../tensor/backend.js';
 import { createWasmBackend, wasmSimdAvailable } from '../tensor/backends/wasm/index.js';
 
-export const BACKENDS = ['auto', 'js', 'wasm', 'gpu'] as const;
+export const BACKENDS = ['auto', 'js', 'wasm', 'gpu', 'gpu-swiftshader'] as const;
 
 export async function useBackend(name: string, threads?: number): Promise<Backend> {
   switch (name) {
@@ -18,9 +20,10 @@ export async function useBackend(name: string, threads?: number): Promise<Backen
       return setBackend('js');
     case 'wasm':
       return setBackend(createWasmBackend({ threads }));
-    case 'gpu': {
+    case 'gpu':
+    case 'gpu-swiftshader': {
       const { initGpuBackend } = await import('../tensor/backends/gpu/index.js');
-      return setBackend(await initGpuBackend());
+      return setBackend(await initGpuBackend({ adapter: name === 'gpu' ? 'system' : 'swiftshader' }));
     }
     default:
       throw new Error(`--backend ${name}: unknown backend; choose one of ${BACKENDS.join(', ')}`);

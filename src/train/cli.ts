@@ -17,7 +17,7 @@ batch:     --batch-size B --seq-len T --total-batch-size TOKENS (accumulates to 
 schedule:  --max-steps N --warmup-steps N --max-lr LR --min-lr LR --weight-decay WD --grad-clip C
 eval:      --eval-interval N --val-steps N --sample-interval N --hellaswag FILE [--hellaswag-limit N]
 output:    --out-dir DIR (log.jsonl, loss.svg, checkpoints) --checkpoint-interval N --resume
-run:       --seed N --backend auto|js|wasm|gpu --threads N
+run:       --seed N --backend auto|js|wasm|gpu|gpu-swiftshader --threads N
 `;
 
 async function main(): Promise<void> {

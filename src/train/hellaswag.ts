@@ -220,7 +220,7 @@ ending, acc_norm from its per-token mean (the number build-nanogpt reports).
   --limit N          first N examples only
   --output FILE      write {n, acc, acc_norm, predictions: [{index, label, pred, pred_norm}]} as JSON
   --show N           print context, endings and losses of the first N examples (hellaswag.py shows 9)
-  --backend NAME     auto | js | wasm | gpu (default auto)
+  --backend NAME     auto | js | wasm | gpu | gpu-swiftshader (default auto)
   --threads N        worker threads for the wasm backend
 `;
 
