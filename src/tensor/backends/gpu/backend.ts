@@ -192,14 +192,19 @@ export class GpuBackend implements Backend {
     let tmp: DeviceBuffer | null = null;
     // to float32 first (decoding half bits), then encode to the target
     if (from === 'float16' || from === 'bfloat16') {
-      tmp = buf = this.run(KERNELS.cast, [s!.size], [arg(buf, s!.size), from === 'float16' ? CAST_CODES.f16ToF32 : CAST_CODES.bf16ToF32]);
+      tmp = buf = this.castBuf(buf, s!.size, from === 'float16' ? CAST_CODES.f16ToF32 : CAST_CODES.bf16ToF32);
       if (to === 'float32') return this.wrap(buf, s!.size, to);
     }
     const mode = to === 'float16' ? CAST_CODES.f32ToF16 : to === 'bfloat16' ? CAST_CODES.f32ToBf16
       : to === 'int32' && from !== 'int32' ? CAST_CODES.trunc : CAST_CODES.copy;
-    const out = this.run(KERNELS.cast, [s!.size], [arg(buf, s!.size), mode]);
+    const out = this.castBuf(buf, s!.size, mode);
     if (tmp) this.runner.release(tmp);
     return this.wrap(out, s!.size, to);
+  }
+
+  /** The runner's bit-exact cast where it has one (WebGPU), else the portable gpu.js kernel. */
+  private castBuf(buf: DeviceBuffer, n: number, mode: number): DeviceBuffer {
+    return this.runner.cast ? this.runner.cast(buf, n, mode) : this.run(KERNELS.cast, [n], [arg(buf, n), mode]);
   }
 
   unary(op: UnaryOp, x: Storage): Storage {
@@ -631,23 +636,26 @@ export class GpuBackend implements Backend {
       },
       adamw: (p, g, m, v, h) => this.adamw(f32('adamw', p), f32('adamw', g), f32('adamw', m), f32('adamw', v), h),
       sumSquares: (xs) => {
-        let total: DeviceBuffer | null = null;
+        // every storage's partial sums side by side in one buffer (each run starting 64-aligned,
+        // as binding offsets must), then one reduction: 1 launch per storage instead of ~3
+        const chunk = 4096;
+        const runs: { s: GpuStorage; groups: number; offset: number }[] = [];
+        let total = 0;
         for (const x of xs) {
           const s = f32('sumSquares', x);
           if (s.size === 0) continue;
-          const chunk = Math.min(4096, s.size);
           const groups = Math.ceil(s.size / chunk);
-          const part = this.run(KERNELS.sumSquares, [groups], [arg(s.buf, chunk, groups), s.size, chunk]);
-          const one = this.reduceBuf('sum', part, 1, groups, 1);
-          this.runner.release(part);
-          if (total) {
-            const t2 = this.run(KERNELS.binary1, [1], [arg(total, 1), arg(one, 1), 1, 1, BINARY_CODES.add]);
-            this.runner.release(total);
-            this.runner.release(one);
-            total = t2;
-          } else total = one;
+          runs.push({ s, groups, offset: total });
+          total += Math.ceil(groups / 64) * 64;
         }
-        return this.wrap(total ?? this.run(KERNELS.fill, [1], [0]), 1, 'float32');
+        if (!runs.length) return this.wrap(this.run(KERNELS.fill, [1], [0]), 1, 'float32');
+        const partials = this.run(KERNELS.fill, [total], [0]); // the gaps between runs sum as zeros
+        for (const r of runs) {
+          this.run(KERNELS.sumSquares, [r.groups], [arg(r.s.buf, chunk, r.groups), r.s.size, chunk], { buf: partials, offset: r.offset });
+        }
+        const out = this.reduceBuf('sum', partials, 1, total, 1);
+        this.runner.release(partials);
+        return this.wrap(out, 1, 'float32');
       },
     };
   }
@@ -715,10 +723,16 @@ export class GpuBackend implements Backend {
     return this.wrap(gx, rows * cols, 'float32');
   }
 
-  /** In place, as the contract asks: the new values replace p, m and v's buffers. */
+  /**
+   * In place, as the contract asks: one launch where the runner has a fused kernel (WebGPU),
+   * else the portable kernels write new buffers that replace p, m and v's.
+   */
   private adamw(p: GpuStorage, g: GpuStorage, m: GpuStorage, v: GpuStorage, h: AdamWParams): void {
     const n = p.size;
     if (n === 0) return;
+    // (one buffer bound both read-write and read-only in one launch is invalid: aliased
+    // arguments, which only tests make, take the portable path)
+    if (this.runner.adamw && new Set([p.buf, g.buf, m.buf, v.buf]).size === 4) { this.runner.adamw(p.buf, g.buf, m.buf, v.buf, n, h); return; }
     const m2 = this.run(KERNELS.adamMoment, [n], [arg(m.buf, n), arg(g.buf, n), h.beta1, 0]);
     const v2 = this.run(KERNELS.adamMoment, [n], [arg(v.buf, n), arg(g.buf, n), h.beta2, 1]);
     const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;

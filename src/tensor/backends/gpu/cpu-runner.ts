@@ -25,7 +25,7 @@ export interface CpuRunnerOptions {
    * Emulate a WebGPU storage-binding limit (in f32): a kernel binding more throws as on the
    * device, so tests can make the backend chunk large kernels with small tensors.
    */
-  maxBindingElements?: number;
+  maxBindingElements?: number | undefined;
 }
 
 export class CpuRunner implements Runner {

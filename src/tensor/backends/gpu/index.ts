@@ -10,6 +10,17 @@ import { loadGpuJs } from './gpujs.js';
 import { KERNELS } from './kernels.js';
 import { WebGpuRunner } from './webgpu-runner.js';
 
+function onNode(): boolean {
+  return typeof process !== 'undefined' && !!process.versions?.node;
+}
+
+/** "SwiftShader driver 5.0.0", "NVIDIA H200", ...: what the adapter says it is. */
+function adapterName(adapter: unknown): string {
+  const info = (adapter as { info?: { description?: string; vendor?: string; architecture?: string; device?: string } }).info;
+  if (!info) return 'unknown adapter';
+  return info.description || [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'unknown adapter';
+}
+
 export { GpuBackend, GpuStorage } from './backend.js';
 export type { GpuBackendOptions } from './backend.js';
 
@@ -23,15 +34,32 @@ export interface InitGpuOptions extends GpuBackendOptions {
   dawnFlags?: string[];
   /** Check the device's answers on small problems at start-up (default true; see GpuBackend.selfTest). */
   selfTest?: boolean;
+  /**
+   * 'system' (default): whatever adapter the platform offers (a real GPU must always win).
+   * 'swiftshader': Node only, point Vulkan at Chromium's software driver first (see
+   * swiftshader.ts) — a real adapter without a GPU, for people who have none.
+   */
+  adapter?: 'system' | 'swiftshader';
+  /** Emulate a smaller storage-binding limit (f32 elements), so tests can make kernels chunk on a real device. */
+  maxBindingElements?: number;
 }
 
 const instances = new Map<string, Promise<GpuBackend>>();
+let swiftShaderChosen = false;
 
 /** Give Node a `navigator.gpu` from the `webgpu` package (Dawn) unless one exists (browsers). */
-async function ensureNavigatorGpu(flags: string[]): Promise<void> {
+async function ensureNavigatorGpu(flags: string[], adapter: 'system' | 'swiftshader'): Promise<void> {
   const g = globalThis as { navigator?: { gpu?: unknown } };
+  const isNode = onNode();
+  if (adapter === 'swiftshader') {
+    if (!isNode) throw new Error("initGpuBackend: adapter 'swiftshader' is for Node; a browser picks its own adapter");
+    if (g.navigator?.gpu && !swiftShaderChosen) {
+      throw new Error("initGpuBackend: adapter 'swiftshader' must be chosen before WebGPU is first used in this process");
+    }
+    (await import('./swiftshader.js')).useSwiftShader();
+    swiftShaderChosen = true;
+  }
   if (g.navigator?.gpu) return;
-  const isNode = typeof process !== 'undefined' && !!process.versions?.node;
   if (!isNode) {
     throw new Error('initGpuBackend: this browser has no navigator.gpu (WebGPU); use a WebGPU-enabled browser or the js/wasm backends');
   }
@@ -68,18 +96,22 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
   if (mode === 'cpu') {
     backend = new GpuBackend(new CpuRunner(gpujs), { ...opts, name, reduceThreads: opts.reduceThreads ?? 64 });
   } else {
-    await ensureNavigatorGpu(opts.dawnFlags ?? []);
+    await ensureNavigatorGpu(opts.dawnFlags ?? [], opts.adapter ?? 'system');
     let ctx;
     try {
       ctx = await gpujs.WebGPUContext.acquire();
     } catch (e) {
       const msg = (e as Error).message;
       const why = /no adapter/.test(msg) ? 'navigator.gpu.requestAdapter() returned null' : msg;
+      if (!onNode()) throw new Error(`initGpuBackend: this browser has WebGPU but gave no adapter (${why}); use the wasm or js backends`);
+      // (swiftshader.ts needs node:fs, so it is loaded only here, on Node, never in a browser)
+      const { SWIFTSHADER_INSTALL } = await import('./swiftshader.js');
       throw new Error(`initGpuBackend: no WebGPU adapter answered (${why}). ` +
-        `On Node this needs a GPU with a Vulkan driver (see shared/gpu-kit); without one, use the js or wasm backends, ` +
-        `or initGpuBackend({ mode: 'cpu' }) to run the gpu kernels on the CPU for testing`);
+        'On Node this needs a GPU with a Vulkan driver (and the Vulkan loader, libvulkan1). Without a GPU: ' +
+        `--backend gpu-swiftshader (initGpuBackend({ adapter: 'swiftshader' })) runs the same WGSL on Chromium's software ` +
+        `driver (Debian: ${SWIFTSHADER_INSTALL}), slowly; or use the js or wasm backends`);
     }
-    const runner = new WebGpuRunner(gpujs, ctx.device);
+    const runner = new WebGpuRunner(gpujs, ctx.device, { maxBindingElements: opts.maxBindingElements, adapter: adapterName(ctx.adapter) });
     await runner.precompile(Object.values(KERNELS));
     backend = new GpuBackend(runner, { ...opts, name });
     // (the null device computes nothing, so there is nothing to test there)

@@ -59,7 +59,11 @@ function unaryK(this: KernelThis, a: A1, op: number): number {
   const v = a[this.thread.x]!;
   if (op === 0) return -v;
   if (op === 1) return Math.exp(v);
-  if (op === 2) return Math.log(v);
+  if (op === 2) {
+    // log(0) = -inf; some devices' log answers ~-88 (the log of the smallest normal) instead
+    if (v === 0.0) return (v - 3.4028234663852886e38) * 2.0;
+    return Math.log(v);
+  }
   if (op === 3) return Math.sqrt(v);
   if (op === 4) {
     // clamped: tanh(15) is 1 in float32, and some GPU tanh overflow to NaN past ~44

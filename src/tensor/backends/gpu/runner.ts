@@ -2,6 +2,7 @@
 // gpu.js's `cpu` mode (host Float32Arrays; how CI tests the kernels) and WebGPU (our own
 // dispatch of the WGSL gpu.js translates, so buffers stay on the device and are pooled).
 
+import type { AdamWParams } from '../../backend.js';
 import type { KernelSpec } from './kernels.js';
 
 /** A device buffer of float32 values (every dtype is held as f32 on the device). */
@@ -54,6 +55,10 @@ export interface Runner {
   read(buf: DeviceBuffer, size: number): Promise<Float32Array>;
   /** Return a buffer for reuse; enqueued work that reads it still sees its values. */
   release(buf: DeviceBuffer): void;
+  /** A bit-exact cast (CAST_CODES mode) where the portable gpu.js kernel's float arithmetic may not be exact (WebGPU). */
+  cast?(x: DeviceBuffer, n: number, mode: number): DeviceBuffer;
+  /** AdamW updating p, m and v in place in one launch, where the runner has one (the portable kernels take three). */
+  adamw?(p: DeviceBuffer, g: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, n: number, h: AdamWParams): void;
   /** A faster matmul than the portable gpu.js kernel, where the runner has one. */
   matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer;
   /** Largest number of f32 one kernel argument may bind. */

@@ -5,24 +5,38 @@
 // many dispatches per queue submission. The device is gpu.js's own (WebGPUContext), so
 // gpu.js kernels and ours share buffers.
 
+import type { AdamWParams } from '../../backend.js';
 import type { KernelSpec } from './kernels.js';
 import type { BufferView, DeviceBuffer, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
-import { MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL } from './wgsl.js';
+import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL } from './wgsl.js';
 import {
   BufferUsage, MAP_READ, SHADER_STAGE_COMPUTE,
-  type GpuBindGroupLayoutLike, type GpuBufferLike, type GpuDeviceLike, type GpuEncoderLike, type GpuPipelineLike, type GpuShaderModuleLike,
+  type GpuBindGroupLayoutLike, type GpuBufferLike, type GpuComputePassLike, type GpuDeviceLike, type GpuEncoderLike, type GpuPipelineLike, type GpuShaderModuleLike,
 } from './webgpu-types.js';
 
 const WORKGROUP = 64;
-/** Dispatches recorded before a submit: amortises submit cost, bounds held uniform buffers. */
-const BATCH = 64;
+/** Launches recorded before a submit: amortises submit cost, bounds the uniform buffer. */
+const BATCH = 128;
+/** Each launch's parameters take one slot of the uniform buffer (WebGPU's uniform offset alignment). */
+const UNIFORM_SLOT = 256;
+/** Readback buffers up to this size are kept for reuse. */
+const STAGING_POOL_MAX_BYTES = 1 << 20;
 
 type Binding = { buffer: GpuBufferLike; offset?: number; size?: number };
 
 class GpuBuf implements DeviceBuffer {
   constructor(readonly buffer: GpuBufferLike, readonly length: number) {}
 }
+
+/** The hand-written WGSL kernels (wgsl.ts) and their storage bindings after the uniform: read-only or read-write. */
+const HAND_KERNELS = {
+  matmul: { code: MATMUL_WGSL, bindings: ['read', 'read', 'write'] },
+  cast: { code: CAST_WGSL, bindings: ['read', 'write'] },
+  adamw: { code: ADAMW_WGSL, bindings: ['read', 'write', 'write', 'write'] },
+} as const;
+type HandKernelName = keyof typeof HAND_KERNELS;
+interface HandKernel { layout: GpuBindGroupLayoutLike; pipeline: GpuPipelineLike; module: GpuShaderModuleLike }
 
 interface Compiled {
   name: string;
@@ -51,23 +65,60 @@ ${body}
 `;
 }
 
+/** Running totals; a benchmark takes differences around a training step. */
+export interface RunnerStats {
+  /** Kernel launches (compute passes). */
+  dispatches: number;
+  /** Queue submissions. */
+  submits: number;
+  /** Storage buffers created (the pool missed) and their bytes. */
+  buffersCreated: number;
+  bytesCreated: number;
+  /** Uniform buffers created (one, for every batch's kernel parameters) ... */
+  uniformsCreated: number;
+  /** ... and the writes of those parameters (one per submit) and their bytes. */
+  uniformWrites: number;
+  uniformBytes: number;
+  /** Host -> device writes and their bytes. */
+  uploads: number;
+  uploadBytes: number;
+  /** Device -> host readbacks and their bytes. */
+  reads: number;
+  readBytes: number;
+}
+
+export interface WebGpuRunnerOptions {
+  /** Emulate a smaller storage-binding limit (f32 elements) than the device's, so tests chunk on a real device. */
+  maxBindingElements?: number | undefined;
+  /** What the adapter says it is (for messages and benchmark tables). */
+  adapter?: string | undefined;
+}
+
 export class WebGpuRunner implements Runner {
   readonly mode = 'webgpu' as const;
   readonly maxBindingElements: number;
+  readonly adapter: string;
   /** Validation and out-of-memory errors reported by the device (checked by callers that care). */
   readonly errors: string[] = [];
   private readonly compiled = new Map<string, Compiled>();
   private readonly pool = new Map<number, GpuBufferLike[]>();
-  private readonly uniformPool: GpuBufferLike[] = [];
-  private pendingUniforms: GpuBufferLike[] = [];
+  private readonly stagingPool = new Map<number, GpuBufferLike[]>();
+  /** The batch being recorded: its encoder, its one compute pass, its launches and their parameters. */
   private encoder: GpuEncoderLike | null = null;
+  private pass: GpuComputePassLike | null = null;
   private pending = 0;
-  private matmulKernel: { layout: GpuBindGroupLayoutLike; pipeline: GpuPipelineLike; module: GpuShaderModuleLike } | null = null;
-  /** Counters for the benchmark: dispatches and buffers created. */
-  readonly stats = { dispatches: 0, buffersCreated: 0, submits: 0 };
+  private readonly uniformData = new Uint8Array(BATCH * UNIFORM_SLOT);
+  private uniforms: GpuBufferLike | null = null;
+  private readonly handKernels = new Map<string, HandKernel>();
+  /** What decides speed on a GPU, counted for the benchmarks (see RunnerStats). */
+  /** Launches per kernel name (running totals, for the benchmark's breakdown). */
+  readonly launchesByKernel = new Map<string, number>();
+  readonly stats: RunnerStats = { dispatches: 0, submits: 0, buffersCreated: 0, bytesCreated: 0, uniformsCreated: 0, uniformWrites: 0, uniformBytes: 0, uploads: 0, uploadBytes: 0, reads: 0, readBytes: 0 };
 
-  constructor(private readonly gpujs: GpuJsModule, readonly device: GpuDeviceLike) {
-    this.maxBindingElements = Math.floor(Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) / 4);
+  constructor(private readonly gpujs: GpuJsModule, readonly device: GpuDeviceLike, opts: WebGpuRunnerOptions = {}) {
+    const deviceMax = Math.floor(Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) / 4);
+    this.maxBindingElements = Math.min(deviceMax, opts.maxBindingElements ?? Infinity);
+    this.adapter = opts.adapter ?? 'unknown adapter';
     device.addEventListener?.('uncapturederror', (e) => { this.errors.push(e.error.message); });
   }
 
@@ -129,13 +180,15 @@ export class WebGpuRunner implements Runner {
       }
       if (err) problems.push(`${spec.name}: ${err.message}`);
     }
-    this.device.pushErrorScope('validation');
-    this.matmulPipeline();
-    const err = await this.device.popErrorScope();
-    const info = await this.matmulPipeline().module.getCompilationInfo();
-    const msgs = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-    if (msgs.length) problems.push(`matmul (WGSL): ${msgs.join('; ')}`);
-    if (err) problems.push(`matmul (WGSL): ${err.message}`);
+    for (const name of Object.keys(HAND_KERNELS) as HandKernelName[]) {
+      this.device.pushErrorScope('validation');
+      const k = this.wgslPipeline(name);
+      const err = await this.device.popErrorScope();
+      const info = await k.module.getCompilationInfo();
+      const msgs = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
+      if (msgs.length) problems.push(`${name} (WGSL): ${msgs.join('; ')}`);
+      if (err) problems.push(`${name} (WGSL): ${err.message}`);
+    }
     if (problems.length) throw new Error(`gpu backend: kernels failed to compile on this device:\n${problems.join('\n')}`);
   }
 
@@ -149,6 +202,7 @@ export class WebGpuRunner implements Runner {
       throw new Error(`gpu backend: a buffer of ${length} floats (${bytes} bytes) is over this device's maxBufferSize (${this.device.limits.maxBufferSize}); use a smaller batch`);
     }
     this.stats.buffersCreated++;
+    this.stats.bytesCreated += bytes;
     const buffer = this.device.createBuffer({ size: bytes, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
     return new GpuBuf(buffer, bytes / 4);
   }
@@ -173,33 +227,59 @@ export class WebGpuRunner implements Runner {
     // would overtake that work, so submit it first
     this.flush();
     const buf = this.alloc(data.length);
-    if (data.length > 0) this.device.queue.writeBuffer(buf.buffer, 0, data);
+    if (data.length > 0) {
+      this.device.queue.writeBuffer(buf.buffer, 0, data);
+      this.stats.uploads++;
+      this.stats.uploadBytes += data.byteLength;
+    }
     return buf;
   }
 
   async read(buf: DeviceBuffer, size: number): Promise<Float32Array> {
     this.flush();
     if (size === 0) return new Float32Array(0);
-    const bytes = Math.ceil((size * 4) / 4) * 4;
-    const staging = this.device.createBuffer({ size: bytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+    const bytes = size * 4;
+    this.stats.reads++;
+    this.stats.readBytes += bytes;
+    // small staging buffers (a step's loss and norm) are pooled, so a step creates none;
+    // large ones (checkpoints) are destroyed rather than held
+    const stagingBytes = Math.ceil(bytes / 256) * 256;
+    const pooled = stagingBytes <= STAGING_POOL_MAX_BYTES;
+    let staging = pooled ? this.stagingPool.get(stagingBytes)?.pop() : undefined;
+    if (!staging) {
+      this.stats.buffersCreated++;
+      this.stats.bytesCreated += stagingBytes;
+      staging = this.device.createBuffer({ size: stagingBytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
+    }
     const enc = this.device.createCommandEncoder();
     enc.copyBufferToBuffer((buf as GpuBuf).buffer, 0, staging, 0, bytes);
     this.device.queue.submit([enc.finish()]);
+    this.stats.submits++;
     await staging.mapAsync(MAP_READ, 0, bytes);
     const out = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
     staging.unmap();
-    staging.destroy();
+    if (pooled) {
+      let list = this.stagingPool.get(stagingBytes);
+      if (!list) { list = []; this.stagingPool.set(stagingBytes, list); }
+      list.push(staging);
+    } else staging.destroy();
     return out;
   }
 
   flush(): void {
     if (!this.encoder) return;
+    this.pass!.end();
+    // the batch's kernel parameters in one write; queue order puts it after the previous
+    // submission (which read the same buffer) and before this one
+    const bytes = this.pending * UNIFORM_SLOT;
+    this.device.queue.writeBuffer(this.uniformBuffer(), 0, this.uniformData, 0, bytes);
+    this.stats.uniformWrites++;
+    this.stats.uniformBytes += bytes;
     this.device.queue.submit([this.encoder.finish()]);
     this.stats.submits++;
     this.encoder = null;
+    this.pass = null;
     this.pending = 0;
-    this.uniformPool.push(...this.pendingUniforms);
-    this.pendingUniforms = [];
   }
 
   /** Wait until the device has finished everything submitted (for timing). */
@@ -208,17 +288,13 @@ export class WebGpuRunner implements Runner {
     await this.device.queue.onSubmittedWorkDone();
   }
 
-  private uniform(data: ArrayBuffer): GpuBufferLike {
-    // uniforms are written now (queue timeline) but read when the batch is submitted, so
-    // each dispatch in a batch has its own; they return to the pool at flush
-    let u = this.uniformPool.pop();
-    if (!u || u.size < data.byteLength) {
-      if (u) u.destroy();
-      u = this.device.createBuffer({ size: Math.max(256, Math.ceil(data.byteLength / 256) * 256), usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
+  /** The one uniform buffer: a 256-byte slot per dispatch of a batch. */
+  private uniformBuffer(): GpuBufferLike {
+    if (!this.uniforms) {
+      this.stats.uniformsCreated++;
+      this.uniforms = this.device.createBuffer({ size: BATCH * UNIFORM_SLOT, usage: BufferUsage.UNIFORM | BufferUsage.COPY_DST });
     }
-    this.device.queue.writeBuffer(u, 0, data);
-    this.pendingUniforms.push(u);
-    return u;
+    return this.uniforms;
   }
 
   /** A binding of `buf` from element `offset` on (at most the binding limit), or all of it. */
@@ -233,14 +309,24 @@ export class WebGpuRunner implements Runner {
     return { buffer: b, offset: offset * 4, size: Math.floor(size / 4) * 4 };
   }
 
-  private dispatch(pipeline: GpuPipelineLike, layout: GpuBindGroupLayoutLike, bindings: Binding[], groups: [number, number, number]): void {
-    const group = this.device.createBindGroup({ layout, entries: bindings.map((resource, i) => ({ binding: i, resource })) });
+  /**
+   * Record one kernel launch: its parameters go to the batch's uniform slot, its dispatch into
+   * the batch's one compute pass (WebGPU orders the storage accesses of consecutive dispatches).
+   */
+  private dispatch(name: string, pipeline: GpuPipelineLike, layout: GpuBindGroupLayoutLike, params: ArrayBuffer, storage: Binding[],
+    groups: [number, number, number]): void {
+    if (params.byteLength > UNIFORM_SLOT) throw new Error(`gpu backend: kernel ${name} has ${params.byteLength} bytes of parameters, over the ${UNIFORM_SLOT}-byte slot`);
+    this.launchesByKernel.set(name, (this.launchesByKernel.get(name) ?? 0) + 1);
+    const slot = this.pending * UNIFORM_SLOT;
+    this.uniformData.set(new Uint8Array(params), slot);
+    const entries = [{ binding: 0, resource: { buffer: this.uniformBuffer(), offset: slot, size: UNIFORM_SLOT } },
+      ...storage.map((resource, i) => ({ binding: i + 1, resource }))];
+    const group = this.device.createBindGroup({ layout, entries });
     const enc = this.encoder ??= this.device.createCommandEncoder();
-    const pass = enc.beginComputePass();
+    const pass = this.pass ??= enc.beginComputePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, group);
     pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
-    pass.end();
     this.stats.dispatches++;
     if (++this.pending >= BATCH) this.flush();
   }
@@ -282,7 +368,7 @@ export class WebGpuRunner implements Runner {
       else f32[s.offset / 4] = v;
     }
     const res = into ? this.outBinding(`${spec.name} output`, into, total) : { buffer: (result as GpuBuf).buffer };
-    this.dispatch(c.pipeline, c.layout, [{ buffer: this.uniform(params) }, ...bindings, res], [gx, gy, 1]);
+    this.dispatch(spec.name, c.pipeline, c.layout, params, [...bindings, res], [gx, gy, 1]);
     return result;
   }
 
@@ -292,20 +378,54 @@ export class WebGpuRunner implements Runner {
     return { buffer: (into.buf as GpuBuf).buffer, offset: into.offset * 4, size: Math.max(4, length * 4) };
   }
 
-  private matmulPipeline(): { layout: GpuBindGroupLayoutLike; pipeline: GpuPipelineLike; module: GpuShaderModuleLike } {
-    if (this.matmulKernel) return this.matmulKernel;
+  /** A hand-written WGSL kernel's pipeline (wgsl.ts), built once: bindings are a uniform, inputs, one output. */
+  private wgslPipeline(name: HandKernelName): HandKernel {
+    const hit = this.handKernels.get(name);
+    if (hit) return hit;
+    const { code, bindings } = HAND_KERNELS[name];
     const d = this.device;
-    const module = d.createShaderModule({ code: MATMUL_WGSL });
-    const layout = d.createBindGroupLayout({
-      entries: [
-        { binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform' } },
-        { binding: 1, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'read-only-storage' } },
-        { binding: 2, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'read-only-storage' } },
-        { binding: 3, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'storage' } },
-      ],
-    });
+    const module = d.createShaderModule({ code });
+    const entries = [{ binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform' } },
+      ...bindings.map((b, i) => ({ binding: 1 + i, visibility: SHADER_STAGE_COMPUTE, buffer: { type: b === 'read' ? 'read-only-storage' : 'storage' } }))];
+    const layout = d.createBindGroupLayout({ entries });
     const pipeline = d.createComputePipeline({ layout: d.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' } });
-    return this.matmulKernel = { layout, pipeline, module };
+    const k = { layout, pipeline, module };
+    this.handKernels.set(name, k);
+    return k;
+  }
+
+  /** Flat workgroups for n threads of 64, folded over y past the per-dimension limit. */
+  private flatGroups(n: number): [number, number, number] {
+    const groups = Math.ceil(n / WORKGROUP);
+    const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const gy = Math.ceil(groups / maxG);
+    return [Math.ceil(groups / gy), gy, 1];
+  }
+
+  /** n values through the bit-exact WGSL cast (CAST_CODES mode) into a new buffer. */
+  cast(x: DeviceBuffer, n: number, mode: number): DeviceBuffer {
+    const out = this.alloc(n);
+    if (n === 0) return out;
+    this.checkBinding(`cast of ${n} values`, n);
+    const k = this.wgslPipeline('cast');
+    const groups = this.flatGroups(n);
+    const params = new Uint32Array(CAST_PARAMS_BYTES / 4);
+    params.set([n, mode, groups[0] * WORKGROUP, 0]);
+    this.dispatch('cast (WGSL)', k.pipeline, k.layout, params.buffer, [this.binding('cast input', x), { buffer: out.buffer }], groups);
+    return out;
+  }
+
+  /** AdamW in place on n values of p, m, v with gradient g: one launch (wgsl.ts). */
+  adamw(p: DeviceBuffer, g: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, n: number, h: AdamWParams): void {
+    if (n === 0) return;
+    this.checkBinding(`adamw of ${n} values`, n);
+    const k = this.wgslPipeline('adamw');
+    const groups = this.flatGroups(n);
+    const params = new ArrayBuffer(ADAMW_PARAMS_BYTES);
+    new Uint32Array(params, 0, 4).set([n, groups[0] * WORKGROUP, 0, 0]);
+    new Float32Array(params, 16, 8).set([h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, 1 - h.beta1 ** h.step, 1 - h.beta2 ** h.step, 0]);
+    this.dispatch('adamw (WGSL)', k.pipeline, k.layout, params, [this.binding('adamw grad', g),
+      this.binding('adamw param', p), this.binding('adamw exp_avg', m), this.binding('adamw exp_avg_sq', v)], groups);
   }
 
   /**
@@ -314,7 +434,7 @@ export class WebGpuRunner implements Runner {
    */
   matmul(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer {
     const { batch, m, n, k } = p;
-    const mm = this.matmulPipeline();
+    const mm = this.wgslPipeline('matmul');
     const total = batch * m * n;
     const out = into ? into.buf : this.alloc(total);
     this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, total);
@@ -324,7 +444,7 @@ export class WebGpuRunner implements Runner {
     const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
     params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, 0]);
     const res = into ? this.outBinding('matmul output', into, total) : { buffer: (out as GpuBuf).buffer };
-    this.dispatch(mm.pipeline, mm.layout, [{ buffer: this.uniform(params.buffer) }, this.binding('matmul A', a.buf, a.offset),
+    this.dispatch('matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, [this.binding('matmul A', a.buf, a.offset),
       this.binding('matmul B', b.buf, b.offset), res], [gx, gy, batch]);
     return out;
   }

@@ -78,3 +78,109 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
   }
 }
 `;
+
+/**
+ * Dtype conversion by bit manipulation (bitcast), the WebGPU twin of kernels.ts's castK. WGSL
+ * lets a compiler assume no NaN or infinity in float arithmetic and many GPUs flush subnormals,
+ * so castK's arithmetic (an `x != x` NaN test, halving loops) is exact in gpu.js's cpu mode but
+ * not on every device (SwiftShader folds the NaN test away). Integer operations on the bits are
+ * exact everywhere. Half values live in f32 slots as their 16-bit patterns (0..65535, exact).
+ * Modes are CAST_CODES (kernels.ts); the rounding follows dtype.ts bit for bit.
+ */
+export const CAST_PARAMS_BYTES = 16; // n, mode, dispatch width (threads), pad
+export const CAST_WGSL = /* wgsl */ `
+struct P { n : u32, mode : u32, width : u32, pad : u32 }
+@group(0) @binding(0) var<uniform> p : P;
+@group(0) @binding(1) var<storage, read> X : array<f32>;
+@group(0) @binding(2) var<storage, read_write> Y : array<f32>;
+
+fn f16ToF32(h : u32) -> u32 {
+  let s = (h & 0x8000u) << 16u;
+  let e = (h >> 10u) & 0x1fu;
+  let m = h & 0x3ffu;
+  if (e == 0x1fu) { return s | 0x7f800000u | (m << 13u); }          // inf, NaN
+  if (e != 0u) { return s | ((e + 112u) << 23u) | (m << 13u); }      // normal
+  if (m == 0u) { return s; }                                          // +-0
+  // subnormal m * 2^-24: normalise the mantissa (its leading 1 becomes the implicit bit)
+  let lead = firstLeadingBit(m);                                      // 0..9
+  return s | ((lead + 103u) << 23u) | (((m << (23u - lead)) & 0x7fffffu));
+}
+
+fn f32ToF16(x : u32) -> u32 {
+  let s = (x >> 16u) & 0x8000u;
+  let ex = (x >> 23u) & 0xffu;
+  let mant = x & 0x7fffffu;
+  if (ex == 0xffu) {                                                  // inf, NaN (quiet, top payload bits)
+    if (mant != 0u) { return s | 0x7c00u | 0x200u | (mant >> 13u); }
+    return s | 0x7c00u;
+  }
+  let e = i32(ex) - 112;                                              // rebias 127 -> 15
+  if (e >= 31) { return s | 0x7c00u; }                                // overflow -> inf
+  if (e <= 0) {                                                       // subnormal half, or zero
+    if (e < -10) { return s; }
+    let m = mant | 0x800000u;
+    let shift = u32(14 - e);
+    let half = 1u << (shift - 1u);
+    let rest = m & ((1u << shift) - 1u);
+    var out = m >> shift;
+    if (rest > half || (rest == half && (out & 1u) == 1u)) { out = out + 1u; }
+    return s | out;                                                   // a carry gives the smallest normal
+  }
+  var out = (u32(e) << 10u) | (mant >> 13u);
+  let rest = mant & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (out & 1u) == 1u)) { out = out + 1u; } // may carry up to inf
+  return s | out;
+}
+
+fn f32ToBf16(x : u32) -> u32 {
+  if ((x & 0x7f800000u) == 0x7f800000u && (x & 0x7fffffu) != 0u) { return (x >> 16u) | 0x40u; } // quiet NaN
+  return ((x + 0x7fffu + ((x >> 16u) & 1u)) >> 16u) & 0xffffu;
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = gid.x + gid.y * p.width;
+  if (i >= p.n) { return; }
+  let v = X[i];
+  switch p.mode {
+    case 1u: { Y[i] = bitcast<f32>(f16ToF32(u32(v))); }
+    case 2u: { Y[i] = bitcast<f32>(u32(v) << 16u); }
+    case 3u: { Y[i] = f32(f32ToF16(bitcast<u32>(v))); }
+    case 4u: { Y[i] = f32(f32ToBf16(bitcast<u32>(v))); }
+    case 5u: { Y[i] = trunc(v); }
+    default: { Y[i] = v; }
+  }
+}
+`;
+
+/**
+ * AdamW in place, as torch.optim.AdamW (decoupled decay, then the bias-corrected update):
+ * one launch per parameter updating p, m and v together, where the portable gpu.js kernels
+ * (one output each) take three launches and three new buffers.
+ */
+export const ADAMW_PARAMS_BYTES = 48; // n, width, 2 pad, then lr, beta1, beta2, eps, wd, bc1, bc2, pad
+export const ADAMW_WGSL = /* wgsl */ `
+struct P {
+  n : u32, width : u32, pad0 : u32, pad1 : u32,
+  lr : f32, beta1 : f32, beta2 : f32, eps : f32,
+  wd : f32, bc1 : f32, bc2 : f32, pad2 : f32,
+}
+@group(0) @binding(0) var<uniform> p : P;
+@group(0) @binding(1) var<storage, read> G : array<f32>;
+@group(0) @binding(2) var<storage, read_write> W : array<f32>;
+@group(0) @binding(3) var<storage, read_write> M : array<f32>;
+@group(0) @binding(4) var<storage, read_write> V : array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = gid.x + gid.y * p.width;
+  if (i >= p.n) { return; }
+  let g = G[i];
+  let m = p.beta1 * M[i] + (1.0 - p.beta1) * g;
+  let v = p.beta2 * V[i] + (1.0 - p.beta2) * g * g;
+  M[i] = m;
+  V[i] = v;
+  let w = W[i] * (1.0 - p.lr * p.wd);
+  W[i] = w - p.lr * (m / p.bc1) / (sqrt(v / p.bc2) + p.eps);
+}
+`;
