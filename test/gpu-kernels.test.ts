@@ -1,32 +1,25 @@
-// The gpu backend's kernels, run by gpu.js in cpu mode (the same kernel functions WebGPU
-// runs), checked primitive by primitive against the js reference backend and against
-// float64 formulas written out here. Shapes are small: gpu.js's cpu mode is slow.
+// The gpu backend's kernels, checked primitive by primitive against the js reference backend
+// and against float64 formulas written out here, on two targets: gpu.js's cpu mode (the same
+// kernel functions, run as JavaScript) and a real WebGPU adapter (a GPU, or SwiftShader in CI;
+// see test/helpers/webgpu.ts), with the same tolerances. Shapes are small: both are slow.
 
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import type { Backend, BinaryOp, Storage, UnaryOp } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
-import { initGpuBackend } from '../src/tensor/backends/gpu/index.js';
 import { GpuBackend, collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/backend.js';
-import { CpuRunner } from '../src/tensor/backends/gpu/cpu-runner.js';
-import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';
 import type { DeviceBuffer, MatmulDims, Runner } from '../src/tensor/backends/gpu/runner.js';
 import { convertHost, type HostArray } from '../src/tensor/dtype.js';
 import { sizeOf, stridesOf } from '../src/tensor/shape.js';
 import { F, tensor, type Tensor } from '../src/index.js';
 import { Generator } from '../src/tensor/random.js';
+import { gpuTargets } from './helpers/webgpu.js';
 
 const js = new JsBackend();
-let gpu: Backend;
-beforeAll(async () => { gpu = await initGpuBackend({ mode: 'cpu' }); });
 
 function rand(n: number, seed: number, lo = -2, hi = 2): Float32Array {
   const g = new Generator(seed);
   return Float32Array.from({ length: n }, () => lo + (hi - lo) * g.random());
-}
-/** The same values on both backends. */
-function both(data: Float32Array): [Storage, Storage] {
-  return [js.fromHost(data.slice(), 'float32'), gpu.fromHost(data.slice(), 'float32')];
 }
 function close(got: ArrayLike<number>, want: ArrayLike<number>, rtol = 1e-5, atol = 1e-6): void {
   expect(got.length).toBe(want.length);
@@ -37,12 +30,19 @@ function close(got: ArrayLike<number>, want: ArrayLike<number>, rtol = 1e-5, ato
     if (Math.abs(g - w) > atol + rtol * Math.abs(w)) expect.fail(`index ${i}: got ${g}, want ${w}`);
   }
 }
+
+for (const target of await gpuTargets()) {
+const gpu: GpuBackend = target.backend!;
+const label = target.label;
+/** The same values on both backends. */
+const both = (data: Float32Array): [Storage, Storage] => [js.fromHost(data.slice(), 'float32'), gpu.fromHost(data.slice(), 'float32')];
 const read = (s: Storage): Promise<HostArray> => gpu.read(s);
 
-describe('gpu backend (gpu.js cpu mode): memory and errors', () => {
+describe.skipIf(!target.backend)(`gpu backend kernels (${label})`, () => {
+describe('memory and errors', () => {
   it('passes its own start-up self-test; a wrong fast matmul is switched off, not used', async () => {
-    await (gpu as GpuBackend).selfTest();
-    const inner = new CpuRunner(await loadGpuJs());
+    await gpu.selfTest();
+    const inner = target.runner();
     const broken: Runner = Object.assign(Object.create(inner) as Runner, {
       matmul: (a: DeviceBuffer, _b: DeviceBuffer, p: MatmulDims) => inner.upload(new Float32Array(p.batch * p.m * p.n).fill(a.length)),
     });
@@ -80,7 +80,7 @@ describe('gpu backend (gpu.js cpu mode): memory and errors', () => {
   });
 });
 
-describe('gpu backend (gpu.js cpu mode): elementwise', () => {
+describe('elementwise', () => {
   const unaryOps: UnaryOp[] = ['neg', 'exp', 'log', 'sqrt', 'tanh', 'relu', 'abs', 'step', 'gelu', 'geluGrad'];
   for (const op of unaryOps) {
     it(`unary ${op} matches the js backend`, async () => {
@@ -164,7 +164,7 @@ describe('gpu backend (gpu.js cpu mode): elementwise', () => {
   });
 });
 
-describe('gpu backend (gpu.js cpu mode): reductions and matmul', () => {
+describe('reductions and matmul', () => {
   it('reduce sum/max over [outer, size, inner], one- and two-pass', async () => {
     for (const [outer, size, inner] of [[1, 1, 1], [3, 5, 2], [1, 300, 1], [2, 129, 3], [4, 1, 5]] as const) {
       const [ja, ga] = both(rand(outer * size * inner, outer + size + inner));
@@ -194,7 +194,7 @@ describe('gpu backend (gpu.js cpu mode): reductions and matmul', () => {
   });
 });
 
-describe('gpu backend (gpu.js cpu mode): movement and indexing', () => {
+describe('movement and indexing', () => {
   it('strided views (permute / slice / expand) match the js backend (fast-check)', async () => {
     await fc.assert(fc.asyncProperty(
       fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 1, maxLength: 5 }), fc.integer({ min: 0, max: 10_000 }),
@@ -248,7 +248,7 @@ describe('gpu backend (gpu.js cpu mode): movement and indexing', () => {
   });
 });
 
-describe('gpu backend (gpu.js cpu mode): fused kernels against float64 formulas', () => {
+describe('fused kernels against float64 formulas', () => {
   const rows = 5, cols = 7;
   const x = rand(rows * cols, 21, -4, 4);
   const rowsOf = (a: ArrayLike<number>, r: number): number[] => Array.from({ length: cols }, (_, c) => a[r * cols + c]!);
@@ -341,7 +341,7 @@ describe('gpu backend (gpu.js cpu mode): fused kernels against float64 formulas'
   });
 });
 
-describe('gpu backend (gpu.js cpu mode): fused attention against the composite on the js backend', () => {
+describe('fused attention against the composite on the js backend', () => {
   for (const [t, sLen, causal] of [[5, 5, true], [2, 6, true], [4, 3, false]] as const) {
     it(`t=${t} s=${sLen} causal=${causal}: output and q/k/v gradients`, async () => {
       const run = async (be: Backend): Promise<Float32Array[]> => {
@@ -358,10 +358,10 @@ describe('gpu backend (gpu.js cpu mode): fused attention against the composite o
   }
 });
 
-describe('gpu backend (gpu.js cpu mode): kernels over row chunks past the storage binding limit', () => {
+describe('kernels over row chunks past the storage binding limit', () => {
   // a 640-float binding limit makes small tensors behave like GPT-2's 3.3 GB logits on the GPU
   let small: GpuBackend;
-  beforeAll(async () => { small = new GpuBackend(new CpuRunner(await loadGpuJs(), { maxBindingElements: 640 }), { name: 'gpu-small-bindings' }); });
+  beforeAll(() => { small = target.smallBindings(640); });
   const on = (be: Backend, d: Float32Array): Storage => be.fromHost(d.slice(), 'float32');
 
   it('matmul splits rows (A and C too large) and the reduction (A^T too large), matching float64', async () => {
@@ -397,3 +397,5 @@ describe('gpu backend (gpu.js cpu mode): kernels over row chunks past the storag
     expect(() => small.unary('exp', on(small, rand(700, 3)))).toThrow(/storage binding limit/);
   });
 });
+});
+}

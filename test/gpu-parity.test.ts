@@ -1,11 +1,12 @@
 // Engine-level parity of the gpu backend: the tiny GPT of test/fixtures (PyTorch's
 // build-nanogpt model) forward, backward, clipping and AdamW steps on the gpu backend,
 // against the PyTorch fixture values and the js reference backend. Runs in gpu.js cpu mode
-// always, and on real WebGPU when an adapter answers (skipped with a note otherwise).
+// always, and on a real WebGPU adapter (a GPU, or SwiftShader: test/helpers/webgpu.ts).
 
 import { afterEach, describe, expect, it } from 'vitest';
 import { clipGradNorm, configureOptimizers, getLr, setBackend, getBackendByName, F, tensor, type Backend, type Tensor } from '../src/index.js';
 import { initGpuBackend } from '../src/tensor/backends/gpu/index.js';
+import { realWebGpu } from './helpers/webgpu.js';
 import { gptFromFixture, gradList, ids, loadTorchGpt, worstRel } from './helpers/torch-gpt.js';
 
 const fx = loadTorchGpt();
@@ -15,17 +16,9 @@ async function values(t: Tensor): Promise<Float32Array> {
   return Float32Array.from(await t.data());
 }
 
-/** The real WebGPU backend, or null with the reason (no adapter on CI machines). */
-async function webgpu(): Promise<Backend | null> {
-  try { return await initGpuBackend(); } catch (e) {
-    console.log(`gpu parity on real WebGPU skipped: ${(e as Error).message.slice(0, 140)}…`);
-    return null;
-  }
-}
-
 const targets: { label: string; make: () => Promise<Backend | null> }[] = [
   { label: 'gpu.js cpu mode', make: () => initGpuBackend({ mode: 'cpu' }) },
-  { label: 'WebGPU', make: webgpu },
+  { label: 'WebGPU', make: realWebGpu },
 ];
 
 for (const target of targets) {
@@ -79,24 +72,29 @@ for (const target of targets) {
       }
     });
 
+    // A loss with fixed random weights keeps every gradient well conditioned. (An earlier version
+    // summed h^2: the squares of a layer norm sum to a constant, so its gradient is pure float32
+    // rounding residue, ~1e-3 off float64 on the js backend itself, and any other summation order,
+    // a real GPU's, lands somewhere else in that noise.)
     it('composite ops (softmax over a masked attention, layerNorm, float16 round trip) match the js backend', async (ctx) => {
       const b = await target.make();
       if (!b) { ctx.skip(); return; }
       const js = getBackendByName('js');
       const run = async (be: Backend): Promise<Float32Array[]> => {
-        const mk = (shape: number[], seed: number): Tensor => {
+        const mk = (shape: number[], seed: number, requiresGrad = true): Tensor => {
           const n = shape.reduce((p, q) => p * q, 1);
-          return tensor(Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.1 + i * 1.3)), { shape, backend: be, requiresGrad: true });
+          return tensor(Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 7.1 + i * 1.3)), { shape, backend: be, requiresGrad });
         };
         const q = mk([2, 2, 4, 3], 1), k = mk([2, 2, 4, 3], 2), v = mk([2, 2, 4, 3], 3);
         const o = F.scaledDotProductAttention(q, k, v, { isCausal: true });
         const h = F.layerNorm(o.reshape([16, 3]), null, null).half().float();
-        const s = h.mul(h).sum();
-        s.backward();
+        h.mul(mk([16, 3], 4, false)).sum().backward();
         return [await values(o), await values(h), await values(q.grad!), await values(k.grad!), await values(v.grad!)];
       };
       const [want, got] = [await run(js), await run(b)];
-      want.forEach((w, i) => expect(worstRel(got[i]!, w), `output ${i}`).toBeLessThan(1e-3));
+      // h is rounded to float16: a last-bit difference before the rounding may move it one half ulp (~5e-4)
+      const tol = [1e-4, 1e-3, 1e-4, 1e-4, 1e-4];
+      want.forEach((w, i) => expect(worstRel(got[i]!, w), `output ${i}`).toBeLessThan(tol[i]!));
     });
   });
 }

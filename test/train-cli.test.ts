@@ -1,6 +1,6 @@
 // End to end: `npm run train`'s CLI on a tiny model and crafted shards — log.jsonl, loss.svg,
 // checkpoints, --resume reproducing the uninterrupted run, and the clear errors it promises.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,7 +25,6 @@ function logOf(dir: string): { step: number; loss?: number; val_loss?: number; n
 let work = '';
 let data = '';
 beforeAll(() => {
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
   work = mkdtempSync(join(tmpdir(), 'tapegrad-train-'));
   data = join(work, 'data');
   mkdirSync(data);

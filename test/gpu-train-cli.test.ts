@@ -1,0 +1,71 @@
+// `npm run train -- --backend gpu` end to end on a real WebGPU adapter (a GPU, or SwiftShader:
+// test/setup.ts points the CLI child at it through the environment): the same losses as
+// `--backend wasm` from the same seed, a checkpoint written, samples printed.
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { writeNpy } from '../src/data/npy.js';
+import { Generator } from '../src/tensor/random.js';
+import { realWebGpu } from './helpers/webgpu.js';
+
+const root = join(import.meta.dirname, '..');
+const cli = join(root, 'dist/train/cli.js');
+const gpu = await realWebGpu();
+
+let work = '', data = '';
+beforeAll(() => {
+  work = mkdtempSync(join(tmpdir(), 'tapegrad-gpu-train-'));
+  data = join(work, 'data');
+  mkdirSync(data);
+  // a vocabulary of 16384 GPT-2 ids holds the sampler's prompt ("Hello, I'm a language model,":
+  // ids up to 15496) at a third of GPT-2's lm_head cost (SwiftShader computes slowly)
+  const g = new Generator(3);
+  const shard = (n: number): Uint16Array => Uint16Array.from({ length: n }, (_, i) => (g.random() < 0.2 ? g.randint(VOCAB) : (i * 7919) % VOCAB));
+  writeNpy(join(data, 'tiny_val_000000.npy'), shard(400));
+  writeNpy(join(data, 'tiny_train_000001.npy'), shard(800));
+});
+
+const VOCAB = 16384;
+const args = ['--n-layer', '2', '--n-head', '2', '--n-embd', '16', '--block-size', '16', '--vocab-size', String(VOCAB),
+  '--batch-size', '1', '--seq-len', '16', '--total-batch-size', '32', '--max-steps', '4', '--warmup-steps', '2',
+  '--eval-interval', '2', '--val-steps', '2', '--sample-interval', '3', '--checkpoint-interval', '2'];
+
+type LogLine = { step: number; loss?: number; val_loss?: number; norm?: number };
+/** Run the CLI as a child (asynchronously: the test worker must keep answering vitest). */
+async function train(backend: string, out: string): Promise<{ code: number; text: string; log: LogLine[] }> {
+  const child = spawn(process.execPath, [cli, ...args, '--backend', backend, '--data-dir', data, '--out-dir', out], { cwd: root });
+  let text = '';
+  child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { text += d.toString(); });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
+  const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
+  clearTimeout(timer);
+  const log = existsSync(join(out, 'log.jsonl')) ? readFileSync(join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as LogLine) : [];
+  return { code, text, log };
+}
+
+describe.skipIf(!gpu)('npm run train -- --backend gpu (real WebGPU adapter)', { timeout: 300_000 }, () => {
+  it('matches --backend wasm step for step (loss, norm, val loss to 1e-4), writes checkpoints and prints samples', async () => {
+    const w = await train('wasm', join(work, 'wasm'));
+    expect(w.code, w.text).toBe(0);
+    const gOut = join(work, 'gpu');
+    const g = await train('gpu', gOut);
+    expect(g.code, g.text).toBe(0);
+    expect(g.text).toMatch(/backend: gpu/);
+    expect(g.text).toMatch(/sample 0: Hello, I'm a language model,/);
+    for (const f of ['model_00002.json', 'model_00002.safetensors', 'optim_00002.safetensors', 'model_00003.json']) {
+      expect(existsSync(join(gOut, f)), f).toBe(true);
+    }
+    expect(g.log.map((e) => e.step)).toEqual(w.log.map((e) => e.step));
+    for (let i = 0; i < w.log.length; i++) {
+      for (const k of ['loss', 'norm', 'val_loss'] as const) {
+        const a = w.log[i]![k], b = g.log[i]![k];
+        if (a === undefined) { expect(b).toBeUndefined(); continue; }
+        expect(Math.abs(b! - a) / Math.abs(a), `${k} at step ${w.log[i]!.step}: gpu ${b}, wasm ${a}`).toBeLessThan(1e-4);
+      }
+    }
+  });
+});
