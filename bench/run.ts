@@ -3,6 +3,9 @@
 // Prints a table and writes bench/results/<timestamp>.json. Model-level rows run in child
 // processes (bench/step.ts, bench/torch_bench.py) so each peak RSS is that config's own.
 // Options: --only=matmul,mlp,gpt  --no-torch  --quick (smaller/fewer configs)
+//          --gpu: also the gpu backend: one GPT-2 124M step's launches, submits, buffers and
+//          transfers counted on a recording device (no GPU needed), and a small GPT trained on
+//          the WebGPU adapter here (a GPU; else SwiftShader where installed) with its counts
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
@@ -13,12 +16,15 @@ import type { MatmulParams } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { createWasmBackend, wasmSimdAvailable } from '../src/tensor/backends/wasm/index.js';
 import type { StepConfig, StepResult } from './step.js';
+import type { GpuBackend } from '../src/tensor/backends/gpu/index.js';
+import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..'); // dist-bench/bench -> repo root
 const argv = process.argv.slice(2);
 const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['matmul', 'mlp', 'gpt'];
 const quick = argv.includes('--quick');
+const gpu = argv.includes('--gpu');
 const torchOk = !argv.includes('--no-torch') &&
   spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 }).status === 0;
 /**
@@ -150,6 +156,30 @@ async function benchGpt(): Promise<void> {
   }
 }
 
+// ---- gpu backend: what a step costs -------------------------------------------------------
+async function benchGpu(): Promise<void> {
+  const { countedStep, countSteps, formatCounts } = await import('./gpu-counts.js');
+  const counted = await countedStep();
+  log({ section: 'gpu', config: 'gpt2-124M T=1024 B=1 (counted)', backend: 'recording device', value: counted.dispatches, unit: 'launches',
+    extra: formatCounts(counted).replace(/^step \d+: /, '') });
+  const byKernel = Object.entries(counted.byKernel).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ');
+  console.log(`        launches by kernel: ${byKernel}`);
+  // a real adapter: the system's; without a GPU, SwiftShader where installed (a benchmark is an explicit ask)
+  const { hardwareAdapterConfigured, swiftShaderInstalled } = await import('../src/tensor/backends/gpu/swiftshader.js');
+  const { initGpuBackend } = await import('../src/tensor/backends/gpu/index.js');
+  const adapter = !hardwareAdapterConfigured() && swiftShaderInstalled() ? 'swiftshader' : 'system';
+  let be: GpuBackend;
+  try { be = await initGpuBackend({ adapter }) as GpuBackend; } catch (e) {
+    log({ section: 'gpu', config: 'gpt L2 C64 V4096 T=64 B=2', backend: 'webgpu', value: null, unit: 'tok/s', note: (e as Error).message.slice(0, 200) });
+    return;
+  }
+  const name = (be.runner as WebGpuRunner).adapter;
+  const steps = await countSteps(be, { blockSize: 64, vocabSize: 4096, nLayer: 2, nHead: 2, nEmbd: 64 }, 2, 64, 4);
+  const last = steps[steps.length - 1]!;
+  log({ section: 'gpu', config: 'gpt L2 C64 V4096 T=64 B=2', backend: name.slice(0, 16), value: (2 * 64) / (last.ms / 1000), unit: 'tok/s',
+    extra: formatCounts(last).replace(/^step \d+: /, '') });
+}
+
 async function main(): Promise<void> {
   const started = new Date();
   console.log(`tapegrad bench — ${started.toISOString()} — ${cpus().length} x ${cpus()[0]?.model ?? '?'} — node ${process.version}` +
@@ -158,6 +188,7 @@ async function main(): Promise<void> {
   if (only.includes('matmul')) benchMatmul();
   if (only.includes('mlp')) benchMlp();
   if (only.includes('gpt')) await benchGpt();
+  if (gpu || only.includes('gpu')) await benchGpu();
   const dir = join(repo, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);

@@ -4,7 +4,9 @@
 // always, and on a real WebGPU adapter (a GPU, or SwiftShader: test/helpers/webgpu.ts).
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { clipGradNorm, configureOptimizers, getLr, setBackend, getBackendByName, F, tensor, type Backend, type Tensor } from '../src/index.js';
+import { GPT, clipGradNorm, configureOptimizers, getLr, setBackend, getBackendByName, F, tensor, type Backend, type Tensor } from '../src/index.js';
+import type { GpuBackend } from '../src/tensor/backends/gpu/index.js';
+import type { RunnerStats, WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import { initGpuBackend } from '../src/tensor/backends/gpu/index.js';
 import { realWebGpu } from './helpers/webgpu.js';
 import { gptFromFixture, gradList, ids, loadTorchGpt, worstRel } from './helpers/torch-gpt.js';
@@ -98,3 +100,37 @@ for (const target of targets) {
     });
   });
 }
+
+describe('gpu backend on a real WebGPU adapter: what a training step costs', () => {
+  it('from the third step on a step creates no buffer; its only readbacks are the loss and the norm', async (ctx) => {
+    const b = await realWebGpu() as GpuBackend | null;
+    if (!b) { ctx.skip(); return; }
+    const runner = b.runner as WebGpuRunner;
+    setBackend(b);
+    const model = new GPT({ blockSize: 16, vocabSize: 64, nLayer: 2, nHead: 2, nEmbd: 32 });
+    const opt = configureOptimizers(model, 0.1, 1e-3);
+    const perStep: RunnerStats[] = [];
+    for (let s = 0; s < 4; s++) {
+      const before = { ...runner.stats };
+      opt.zeroGrad();
+      const x = tensor(Int32Array.from({ length: 32 }, (_, i) => (i * (s + 3)) % 64), { shape: [2, 16] });
+      const { loss } = model.forward(x, x);
+      loss!.backward();
+      const norm = clipGradNorm(model.parameters(), 1);
+      opt.step();
+      await loss!.data();
+      await norm.data();
+      await b.collect(); // what the training loop does once per step
+      perStep.push(Object.fromEntries(Object.entries(runner.stats).map(([k, v]) => [k, v - before[k as keyof RunnerStats]])) as unknown as RunnerStats);
+    }
+    expect(perStep[0]!.buffersCreated).toBeGreaterThan(50); // the first step fills the pool
+    // (the second still holds the first step's gradients until they are collected)
+    for (const s of perStep.slice(2)) {
+      expect(s.buffersCreated, JSON.stringify(s)).toBe(0);
+      expect(s.uniformsCreated).toBe(0);
+      expect(s.reads).toBe(2);
+      expect(s.readBytes).toBe(8);
+    }
+    expect(perStep[3]!.dispatches).toBe(perStep[2]!.dispatches);
+  });
+});

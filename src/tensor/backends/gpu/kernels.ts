@@ -172,9 +172,11 @@ function where3K(this: KernelThis, c: A3, a: A3, b: A3, cx: number, cy: number, 
 }
 
 /**
- * Dtype conversion. float16/bfloat16 live on the GPU as their 16-bit patterns stored in
- * f32 (0..65535 is exact), so encoding and decoding are arithmetic on those numbers:
- * powers of two by repeated doubling (exact, unlike a pow() built from exp2/log2).
+ * Dtype conversion in gpu.js's cpu mode. float16/bfloat16 live on the device as their 16-bit
+ * patterns stored in f32 (0..65535 is exact), so encoding and decoding are arithmetic on those
+ * numbers: powers of two by repeated doubling (exact, unlike a pow() built from exp2/log2).
+ * That arithmetic is exact in IEEE JavaScript, not on every GPU (no-NaN assumptions, flushed
+ * subnormals), so WebGPU runs the bitcast kernel CAST_WGSL (wgsl.ts) instead.
  */
 function castK(this: KernelThis, a: A1, mode: number): number {
   const v = a[this.thread.x]!;

@@ -1,0 +1,35 @@
+// A WebGPU device that records and computes nothing: the gpu backend's real runner
+// (webgpu-runner.ts: its pools, batching and bindings) runs against it, so a GPT-2 124M
+// training step's launches, submits, buffer creations and transfers can be counted on any
+// machine in seconds. Dawn's null device cannot stand in: its 128 MiB binding limit is below
+// GPT-2's embedding (154 MB). The limits here are a large GPU's (2 GiB bindings, as the H200
+// gives through Dawn/Vulkan), so nothing is chunked that would not be chunked there.
+
+import type { GpuBufferLike, GpuDeviceLike } from '../src/tensor/backends/gpu/webgpu-types.js';
+
+export function countingDevice(limits = { maxStorageBufferBindingSize: 2 ** 31 - 4, maxBufferSize: 2 ** 31 - 4, maxComputeWorkgroupsPerDimension: 65535 }): GpuDeviceLike {
+  const buffer = (size: number): GpuBufferLike => ({
+    size,
+    destroy() {},
+    mapAsync: async () => {},
+    getMappedRange: (_o?: number, s?: number) => new ArrayBuffer(s ?? size),
+    unmap() {},
+  });
+  return {
+    limits,
+    queue: { writeBuffer() {}, submit() {}, onSubmittedWorkDone: async () => {} },
+    createBuffer: (d) => buffer(d.size),
+    createShaderModule: () => ({ getCompilationInfo: async () => ({ messages: [] }) }),
+    createBindGroupLayout: () => ({}),
+    createPipelineLayout: () => ({}),
+    createComputePipeline: () => ({}),
+    createBindGroup: () => ({}),
+    createCommandEncoder: () => ({
+      beginComputePass: () => ({ setPipeline() {}, setBindGroup() {}, dispatchWorkgroups() {}, end() {} }),
+      copyBufferToBuffer() {},
+      finish: () => ({}),
+    }),
+    pushErrorScope() {},
+    popErrorScope: async () => null,
+  };
+}

@@ -1,0 +1,80 @@
+// What decides a training step's speed on a GPU, counted: kernel launches, queue submits,
+// buffers (and bytes) created, uniform buffers created, host->device and device->host traffic
+// per step of the real training loop's work (forward, backward, clip, AdamW, the loss and norm
+// readbacks, collect). Shared by bench/gpu-check.ts (the H200 check) and `npm run bench -- --gpu`.
+// Counting needs no arithmetic, so Dawn's null device (compiles, validates, computes nothing)
+// counts GPT-2 124M in seconds where SwiftShader would take minutes; the counts are the same.
+
+import { GPT, type GPTConfig } from '../src/nn/gpt.js';
+import { clipGradNorm, configureOptimizers } from '../src/optim/index.js';
+import { setBackend, getBackendByName } from '../src/tensor/backend.js';
+import { tensor } from '../src/tensor/tensor.js';
+import { manualSeed } from '../src/tensor/random.js';
+import { GpuBackend } from '../src/tensor/backends/gpu/backend.js';
+import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';
+import { WebGpuRunner, type RunnerStats } from '../src/tensor/backends/gpu/webgpu-runner.js';
+import { countingDevice } from './counting-device.js';
+
+export interface StepCounts extends RunnerStats {
+  step: number;
+  ms: number;
+  /** Launches of each kernel in this step. */
+  byKernel: Record<string, number>;
+}
+
+export const GPT2_124M: GPTConfig = { blockSize: 1024, vocabSize: 50304, nLayer: 12, nHead: 12, nEmbd: 768 };
+
+/** Train `steps` steps of `cfg` at B x T on the gpu backend; the counts of each step. */
+export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: number, steps = 3): Promise<StepCounts[]> {
+  const runner = gpu.runner as WebGpuRunner;
+  setBackend(gpu);
+  try {
+    manualSeed(0);
+    const model = new GPT(cfg);
+    const opt = configureOptimizers(model, 0.1, 6e-4);
+    const params = model.parameters();
+    const out: StepCounts[] = [];
+    for (let s = 0; s < steps; s++) {
+      const before = { ...runner.stats };
+      const kBefore = new Map(runner.launchesByKernel);
+      const t0 = performance.now();
+      opt.zeroGrad();
+      const V = Math.min(cfg.vocabSize, 50257);
+      const x = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + s) % V), { shape: [B, T] });
+      const y = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + s + 1) % V), { shape: [B, T] });
+      const { loss } = model.forward(x, y);
+      loss!.backward();
+      const norm = clipGradNorm(params, 1.0);
+      opt.step();
+      await loss!.data(); // the step's only readbacks: the logged loss and norm
+      await norm.data();
+      await gpu.collect();
+      const d = Object.fromEntries(Object.entries(runner.stats).map(([k, v]) => [k, v - before[k as keyof RunnerStats]])) as unknown as RunnerStats;
+      const byKernel: Record<string, number> = {};
+      for (const [k, v] of runner.launchesByKernel) if (v - (kBefore.get(k) ?? 0) > 0) byKernel[k] = v - (kBefore.get(k) ?? 0);
+      out.push({ ...d, step: s, ms: performance.now() - t0, byKernel });
+    }
+    return out;
+  } finally {
+    setBackend(getBackendByName('js'));
+  }
+}
+
+/**
+ * One steady GPT-2 124M step (B=1, T=1024; the third of three) counted on the recording device
+ * (counting-device.ts): the runner and the pools are the real ones, nothing is computed.
+ */
+export async function countedStep(cfg: GPTConfig = GPT2_124M, B = 1, T = 1024): Promise<StepCounts> {
+  const gpujs = await loadGpuJs();
+  const b = new GpuBackend(new WebGpuRunner(gpujs, countingDevice(), { adapter: 'recording device' }), { name: 'gpu-counting' });
+  const steps = await countSteps(b, cfg, B, T, 3);
+  return steps[steps.length - 1]!;
+}
+
+const mb = (b: number): string => (b >= 1e6 ? `${(b / 1e6).toFixed(1)} MB` : b >= 1e3 ? `${(b / 1e3).toFixed(1)} kB` : `${b} B`);
+
+/** One line per step: launches, submits, buffers created (bytes), uniforms, uploads, readbacks. */
+export function formatCounts(c: StepCounts): string {
+  return `step ${c.step}: ${c.dispatches} launches, ${c.submits} submits, ${c.buffersCreated} buffers created (${mb(c.bytesCreated)}), ` +
+    `${c.uniformsCreated} uniforms created, parameters ${c.uniformWrites} writes (${mb(c.uniformBytes)}), host->device ${c.uploads} writes (${mb(c.uploadBytes)}), device->host ${c.reads} reads (${mb(c.readBytes)})`;
+}
