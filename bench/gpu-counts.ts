@@ -8,7 +8,7 @@
 import { GPT, type GPTConfig } from '../src/nn/gpt.js';
 import { clipGradNorm, configureOptimizers } from '../src/optim/index.js';
 import { setBackend, getBackendByName } from '../src/tensor/backend.js';
-import { tensor } from '../src/tensor/tensor.js';
+import { tensor } from '../src/tensor/creation.js';
 import { manualSeed } from '../src/tensor/random.js';
 import { GpuBackend } from '../src/tensor/backends/gpu/backend.js';
 import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';

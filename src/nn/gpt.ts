@@ -1,13 +1,11 @@
 // GPT-2 as build-nanogpt's train_gpt2.py defines it: pre-LN blocks, fused c_attn, GELU-tanh
 // MLP, weight tying wte = lm_head, GPT-2 init. Field names equal GPT-2 checkpoint keys.
 
-import { Tensor, arange, noGrad, randn, tensor } from '../tensor/tensor.js';
 import { Generator, defaultGenerator } from '../tensor/random.js';
-import * as F from '../tensor/functional.js';
-import * as ops from '../tensor/ops.js';
 import { Module } from './module.js';
 import { Embedding, LayerNorm, Linear } from './layers.js';
 import { shapeStr } from '../tensor/shape.js';
+import { Tensor, noGrad, arange, randn, tensor, ops, F } from '../tensor/index.js';
 
 export interface GPTConfig {
   /** max sequence length */

@@ -1,11 +1,9 @@
 // The basic layers, as torch.nn: Linear (weight [out, in]), Embedding, LayerNorm.
 // Initialisation follows PyTorch's defaults; GPT re-initialises as GPT-2 does.
 
-import { Tensor, full, rand, randn } from '../tensor/tensor.js';
-import * as F from '../tensor/functional.js';
-import * as ops from '../tensor/ops.js';
 import { Module } from './module.js';
 import type { DType } from '../tensor/dtype.js';
+import { Tensor, full, rand, randn, ops, F } from '../tensor/index.js';
 
 export interface LayerOptions {
   dtype?: DType;

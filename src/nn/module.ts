@@ -3,9 +3,9 @@
 // (ModuleList) or plain objects of modules (ModuleDict). Names follow field names, so
 // they come out as PyTorch state_dict keys ("transformer.h.0.attn.c_attn.weight").
 
-import { Tensor, noGrad, tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/shape.js';
 import type { HostArray } from '../tensor/dtype.js';
+import { Tensor, noGrad, tensor } from '../tensor/index.js';
 
 /** A host-side tensor value, as loaded from a file. */
 export interface HostTensor {

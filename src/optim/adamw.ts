@@ -2,8 +2,9 @@
 // Adam step; bias-corrected moments). State (step, exp_avg, exp_avg_sq) lives here in
 // float32 on the parameter's backend, not on the tensors.
 
-import { Tensor, noGrad, zeros } from '../tensor/tensor.js';
-import * as ops from '../tensor/ops.js';
+import { Tensor, noGrad, zeros, ops } from '../tensor/index.js';
+import { fusedFloat32 } from '../tensor/op.js';
+
 
 export interface ParamGroup {
   params: Tensor[];
@@ -53,9 +54,9 @@ export class AdamW {
             this.state.set(p, st);
           }
           st.step++;
-          const fused = p.backend.fused.adamw;
-          if (fused && p.dtype === 'float32' && p.grad.dtype === 'float32') {
-            fused(p.storage, p.grad.storage, st.expAvg.storage, st.expAvgSq.storage,
+          const adamw = fusedFloat32('adamw', [p, p.grad]);
+          if (adamw) {
+            adamw(p.storage, p.grad.storage, st.expAvg.storage, st.expAvgSq.storage,
               { lr: group.lr, beta1, beta2, eps: this.eps, weightDecay: group.weightDecay, step: st.step });
             continue;
           }

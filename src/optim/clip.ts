@@ -1,18 +1,16 @@
 // Global-norm gradient clipping as torch.nn.utils.clip_grad_norm_: returns the pre-clip
 // norm as a tensor, and scales gradients on the device (no host round trip).
 
-import { Tensor, noGrad } from '../tensor/tensor.js';
-import * as ops from '../tensor/ops.js';
+import { Tensor, noGrad, ops } from '../tensor/index.js';
+import { fusedFloat32 } from '../tensor/op.js';
 
 /** The global L2 norm of all gradients (a 0-d float32 tensor). */
 export function gradNorm(params: readonly Tensor[]): Tensor {
   const grads = params.map((p) => p.grad).filter((g): g is Tensor => g !== null);
   if (grads.length === 0) throw new Error('clipGradNorm: no parameter has a gradient; call loss.backward() first');
   return noGrad(() => {
-    const fused = grads[0]!.backend.fused.sumSquares;
-    if (fused && grads.every((g) => g.dtype === 'float32')) {
-      return ops.sqrt(new Tensor(fused(grads.map((g) => g.storage)), [], grads[0]!.backend));
-    }
+    const sumSquares = fusedFloat32('sumSquares', grads);
+    if (sumSquares) return ops.sqrt(new Tensor(sumSquares(grads.map((g) => g.storage)), [], grads[0]!.backend));
     let total: Tensor | null = null;
     for (const g of grads) {
       const g32 = g.dtype === 'float32' ? g : ops.cast(g, 'float32');

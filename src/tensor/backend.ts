@@ -12,7 +12,6 @@
 // - shapes are plain number arrays; sizes are element counts.
 
 import type { DType, HostArray } from './dtype.js';
-import { JsBackend } from './backends/js.js';
 
 /** A backend's buffer. Its concrete type is the backend's business. */
 export interface Storage {
@@ -134,6 +133,12 @@ export interface Backend {
   pad(x: Storage, shape: readonly number[], before: readonly number[], after: readonly number[]): Storage;
 
   // ---- indexing ----
+  /**
+   * Throw when an int32 index storage holds a value outside [0, limit), naming the op, `what`
+   * the indices are and `context` (shapes). A backend checks where it holds the values (a gpu
+   * backend keeps a host copy of indices); the op layer never reads device memory.
+   */
+  checkIndices(op: string, idx: Storage, limit: number, what: string, context: string): void;
   /** out[r, :] = table[idx[r], :] ; table is [rows, cols], idx has n entries -> [n, cols]. */
   gatherRows(table: Storage, cols: number, idx: Storage, n: number): Storage;
   /** out[v, :] = sum over r with idx[r] == v of src[r, :] ; out is [rows, cols]. */
@@ -149,12 +154,10 @@ const factories = new Map<string, () => Backend>();
 const instances = new Map<string, Backend>();
 let current: Backend | null = null;
 
+/** Make `name` available to getBackendByName/setBackend (backends/index.ts registers 'js'). */
 export function registerBackend(name: string, factory: () => Backend): void {
   factories.set(name, factory);
 }
-
-// the reference backend is always there
-registerBackend('js', () => new JsBackend());
 
 export function getBackendByName(name: string): Backend {
   let b = instances.get(name);
@@ -167,7 +170,7 @@ export function getBackendByName(name: string): Backend {
   return b;
 }
 
-/** The backend new tensors are created on. */
+/** The backend new tensors are created on ('js' until setBackend chooses another). */
 export function getBackend(): Backend {
   if (!current) current = getBackendByName('js');
   return current;

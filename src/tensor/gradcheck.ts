@@ -1,9 +1,11 @@
 // gradcheck as torch.autograd.gradcheck: compare the tape's analytical gradient with
 // central finite differences computed in float64, and report the worst element.
 
-import { Tensor, noGrad, tensor } from './tensor.js';
+import { Tensor, noGrad } from './tensor.js';
+import { tensor } from './creation.js';
 import { Generator } from './random.js';
 import * as ops from './ops.js';
+import { backward } from './autograd.js';
 
 export interface GradcheckOptions {
   /** Finite-difference step. */
@@ -46,7 +48,7 @@ export function gradcheck(fn: (...xs: Tensor[]) => Tensor, inputs: readonly Tens
   const objective = (out: Tensor): Tensor => ops.sum(ops.mul(out, w));
   const loss = objective(out0);
   if (!loss.requiresGrad) throw new Error('gradcheck: the output does not depend on any input that requires grad');
-  loss.backward();
+  backward(loss);
 
   let worst: GradcheckResult['worst'] = null;
   let ok = true;

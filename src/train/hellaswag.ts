@@ -8,12 +8,10 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import type { GPT } from '../nn/gpt.js';
-import { noGrad, tensor } from '../tensor/tensor.js';
-import * as ops from '../tensor/ops.js';
-import * as F from '../tensor/functional.js';
 import { gpt2Tokenizer, type Gpt2Tokenizer } from '../data/tokenizer.js';
 import { ProgressBar } from '../data/progress.js';
 import { writeFileAtomic } from '../data/fsutil.js';
+import { noGrad, tensor, ops, F } from '../tensor/index.js';
 
 /** Where hellaswag.py downloads the validation split from (10,042 examples). */
 export const HELLASWAG_VAL_URL = 'https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl';

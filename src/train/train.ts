@@ -5,9 +5,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { join } from 'node:path';
-import { Tensor, noGrad, tensor } from '../tensor/tensor.js';
 import { manualSeed, Generator } from '../tensor/random.js';
-import * as ops from '../tensor/ops.js';
 import { GPT, GPT_PRESETS, type GPTConfig } from '../nn/gpt.js';
 import { configureOptimizers, clipGradNorm, getLr } from '../optim/index.js';
 import { DataLoaderLite } from '../data/loader.js';
@@ -18,6 +16,7 @@ import { latestCheckpoint, loadCheckpoint, loadWeights, saveCheckpoint } from '.
 import type { Weight, WeightMap } from './hf-gpt2.js';
 import { writeLossCurve, type CurvePoint } from './plot.js';
 import { useBackend } from './backend.js';
+import { Tensor, noGrad, tensor, ops } from '../tensor/index.js';
 
 export interface TrainOptions {
   /** A GPT_PRESETS name; nLayer, nHead, nEmbd, blockSize, vocabSize override it. */

@@ -214,6 +214,14 @@ export class JsBackend implements Backend {
   }
 
   // ---- indexing ----
+  checkIndices(op: string, idx: Storage, limit: number, what: string, context: string): void {
+    const d = this.host(idx);
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i]!;
+      if (v < 0 || v >= limit) throw new Error(`${op}: ${what} out of range: ${v} at flat position ${i} (${context}); valid values are 0..${limit - 1}`);
+    }
+  }
+
   gatherRows(table: Storage, cols: number, idx: Storage, n: number): Storage {
     const t = this.host(table), ix = this.host(idx);
     const out = this.alloc(n * cols, table.dtype);

@@ -475,6 +475,12 @@ export class GpuBackend implements Backend {
     return this.wrap(this.run(KERNELS.scatterLast, [cols, rows, 1], [arg(s!.buf, rows), arg(ix!.buf, rows)]), rows * cols, s!.dtype);
   }
 
+  /** Indices made from host data keep a host copy: checked there (device-computed ones cannot be). */
+  checkIndices(op: string, idx: Storage, limit: number, what: string, context: string): void {
+    const [ix] = this.check(op, idx);
+    if (ix!.host) this.hostRef.checkIndices(op, this.hostOf(ix!), limit, what, context);
+  }
+
   /** Indices are checked on the host copy (the op layer cannot read device memory). */
   private checkIndex(op: string, ix: GpuStorage, limit: number, what: string): void {
     if (ix.dtype !== 'int32') throw new Error(`${op}: ${what}s must be int32, got ${ix.dtype}`);

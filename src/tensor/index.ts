@@ -1,0 +1,13 @@
+// The engine's entry: importing it loads the Tensor with every method (the op modules attach
+// them), autograd, the functional namespace and the CPU backends. Everything inside the
+// engine imports the module it needs; users import this (or the package root).
+
+export { Tensor, noGrad, isGradEnabled, fromOp } from './tensor.js';
+export type { TapeNode, BackwardFn, NestedArray } from './tensor.js';
+export { tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, arange } from './creation.js';
+export type { TensorOptions, CreateOptions, TypedData } from './creation.js';
+export { backward } from './autograd.js';
+export { to, toAsync } from './transfer.js';
+export * as ops from './ops.js';
+export * as F from './functional.js';
+import './backends/index.js';

@@ -1,0 +1,47 @@
+// The engine's shape, checked: no import cycles in src/ (each module can be read, and loaded,
+// after the ones it builds on), and the op layer never branches on the device.
+
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const src = join(import.meta.dirname, '..', 'src');
+function files(dir: string): string[] {
+  return readdirSync(dir).flatMap((f) => {
+    const p = join(dir, f);
+    return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
+  });
+}
+/** Static (load-time) imports of a module: `import ... from`, `export ... from`, side-effect imports; not `import type`. */
+function imports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const out: string[] = [];
+  for (const m of text.matchAll(/^(?:import|export)\s+(?!type\s)(?:[^'";]*?\sfrom\s+)?['"](\.[^'"]+)['"]/gm)) {
+    out.push(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+  }
+  return out;
+}
+
+describe('architecture', () => {
+  it('src/ has no import cycles', () => {
+    const graph = new Map(files(src).map((f) => [f, imports(f)]));
+    const state = new Map<string, 'active' | 'done'>();
+    const cycles: string[] = [];
+    const visit = (f: string, path: string[]): void => {
+      if (state.get(f) === 'done') return;
+      if (state.get(f) === 'active') { cycles.push([...path.slice(path.indexOf(f)), f].map((p) => relative(src, p)).join(' -> ')); return; }
+      state.set(f, 'active');
+      for (const g of graph.get(f) ?? []) if (graph.has(g)) visit(g, [...path, f]);
+      state.set(f, 'done');
+    };
+    for (const f of graph.keys()) visit(f, []);
+    expect(cycles).toEqual([]);
+  });
+
+  it('the op layer never asks which device it runs on', () => {
+    for (const f of ['tensor/ops.ts', 'tensor/functional.ts', 'tensor/op.ts', 'tensor/autograd.ts']) {
+      const text = readFileSync(join(src, f), 'utf8');
+      expect(text, f).not.toMatch(/hostMemory|backend\.name\s*===|instanceof\s+(Js|Wasm|Gpu)Backend/);
+    }
+  });
+});
