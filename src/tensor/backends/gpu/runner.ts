@@ -34,6 +34,11 @@ export interface OperandView {
 }
 export type KernelArg = BufferArg | number;
 
+/** A buffer argument indexed with `dims` (each at least 1). */
+export function arg(buf: DeviceBuffer, ...dims: number[]): BufferArg {
+  return { buf, dims: dims.map((d) => Math.max(1, d)) };
+}
+
 export interface MatmulDims {
   batch: number; m: number; n: number; k: number;
   transA: boolean; transB: boolean;

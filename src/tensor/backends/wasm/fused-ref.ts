@@ -1,8 +1,9 @@
 // Plain-loop versions of the fused kernels, used by the wasm backend for float64 storages
-// (gradchecks): the math of backend.ts's FusedKernels comments, one function each.
+// (gradchecks): the math of backend.ts's FusedKernels comments, one function each, and
+// referenceKernels, the same as a FusedKernels table over host storages.
 
-import type { AdamWParams } from '../../backend.js';
-import type { HostArray } from '../../dtype.js';
+import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
+import type { DType, HostArray } from '../../dtype.js';
 
 type Arr = HostArray;
 
@@ -138,4 +139,56 @@ export function adamwRef(p: Arr, g: Arr, m: Arr, v: Arr, h: AdamWParams): void {
     x -= h.lr * (mi / bc1) / (Math.sqrt(vi / bc2) + h.eps);
     p[i] = x;
   }
+}
+
+/** What the reference kernels need from a host backend: its arrays, new ones, and wrapping. */
+export interface HostAccess {
+  host(s: Storage): HostArray;
+  /** A zeroed array. */
+  alloc(size: number, dtype: DType): HostArray;
+  wrap(data: HostArray, dtype: DType): Storage;
+}
+
+/** Every fused kernel as the plain loops above, in the operands' own dtype. */
+export function referenceKernels(b: HostAccess): Required<FusedKernels> {
+  const h = (s: Storage): HostArray => b.host(s);
+  const rowsOut = (x: Storage, n: number, f: (y: HostArray) => void): Storage => { const y = b.alloc(n, x.dtype); f(y); return b.wrap(y, x.dtype); };
+  return {
+    softmax: (x, rows, cols) => rowsOut(x, rows * cols, (y) => softmaxRef(h(x), rows, cols, y)),
+    softmaxBackward: (y, gy, rows, cols) => rowsOut(y, rows * cols, (gx) => softmaxBackwardRef(h(y), h(gy), rows, cols, gx)),
+    logSoftmax: (x, rows, cols) => rowsOut(x, rows * cols, (y) => logSoftmaxRef(h(x), rows, cols, y)),
+    logSoftmaxBackward: (y, gy, rows, cols) => rowsOut(y, rows * cols, (gx) => logSoftmaxBackwardRef(h(y), h(gy), rows, cols, gx)),
+    crossEntropy: (x, t, rows, cols) => {
+      const loss = b.alloc(rows, x.dtype), lseOut = b.alloc(rows, x.dtype);
+      crossEntropyRef(h(x), h(t), rows, cols, loss, lseOut);
+      return { loss: b.wrap(loss, x.dtype), lse: b.wrap(lseOut, x.dtype) };
+    },
+    crossEntropyBackward: (x, t, l, gl, rows, cols) => rowsOut(x, rows * cols, (g) => crossEntropyBackwardRef(h(x), h(t), h(l), h(gl), rows, cols, g)),
+    layerNorm: (x, w, bias, rows, cols, eps) => {
+      const dt = x.dtype, y = b.alloc(rows * cols, dt), mean = b.alloc(rows, dt), rstd = b.alloc(rows, dt);
+      layerNormRef(h(x), h(w), h(bias), rows, cols, eps, y, mean, rstd);
+      return { y: b.wrap(y, dt), mean: b.wrap(mean, dt), rstd: b.wrap(rstd, dt) };
+    },
+    layerNormBackward: (x, w, mean, rstd, gy, rows, cols) => {
+      const dt = x.dtype, gx = b.alloc(rows * cols, dt), gw = b.alloc(cols, dt), gb = b.alloc(cols, dt);
+      layerNormBackwardRef(h(x), h(w), h(mean), h(rstd), h(gy), rows, cols, gx, gw, gb);
+      return { gx: b.wrap(gx, dt), gw: b.wrap(gw, dt), gb: b.wrap(gb, dt) };
+    },
+    attention: (q, k, v, bh, t, s, d, scale, causal) => {
+      const dt = q.dtype, o = b.alloc(bh * t * d, dt), lseOut = b.alloc(bh * t, dt);
+      attentionRef(h(q), h(k), h(v), bh, t, s, d, scale, causal, o, lseOut);
+      return { o: b.wrap(o, dt), lse: b.wrap(lseOut, dt) };
+    },
+    attentionBackward: (q, k, v, o, l, go, bh, t, s, d, scale, causal) => {
+      const dt = q.dtype, gq = b.alloc(bh * t * d, dt), gk = b.alloc(bh * s * d, dt), gv = b.alloc(bh * s * d, dt);
+      attentionBackwardRef(h(q), h(k), h(v), h(o), h(l), h(go), bh, t, s, d, scale, causal, gq, gk, gv);
+      return { gq: b.wrap(gq, dt), gk: b.wrap(gk, dt), gv: b.wrap(gv, dt) };
+    },
+    adamw: (p, g, m, v, hp) => adamwRef(h(p), h(g), h(m), h(v), hp),
+    sumSquares: (xs) => {
+      let total = 0;
+      for (const x of xs) { const a = h(x); for (let i = 0; i < a.length; i++) total += a[i]! * a[i]!; }
+      return b.wrap(Float32Array.of(total), 'float32');
+    },
+  };
 }

@@ -1,0 +1,201 @@
+// The gpu backend's fused kernels (softmax family, layerNorm, cross-entropy, attention, AdamW,
+// sums of squares) built from the kernels of kernels.ts (and AdamW's WGSL), each with its
+// backward; tested against the composites of functional.ts.
+
+import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
+import type { GpuBackend } from './backend.js';
+import { BINARY_CODES, KERNELS } from './kernels.js';
+import { matmulView } from './matmul.js';
+import { arg, type BufferArg, type DeviceBuffer } from './runner.js';
+import type { GpuStorage } from './storage.js';
+
+export function makeFused(be: GpuBackend): FusedKernels {
+  const f32 = (op: string, s: Storage): GpuStorage => {
+    const [g] = be.check(op, s);
+    if (g!.dtype !== 'float32') throw new Error(`${op}: fused kernels take float32 storages, got ${g!.dtype}`);
+    return g!;
+  };
+  const rowStat = (x: GpuStorage, rows: number, cols: number, mode: number): DeviceBuffer =>
+    be.run(KERNELS.rowStat, [rows], [arg(x.buf, cols, rows), cols, mode]);
+  return {
+    softmax: (x, rows, cols) => {
+      const s = f32('softmax', x);
+      const lse = rowStat(s, rows, cols, 1);
+      const y = be.run(KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), 0]);
+      be.runner.release(lse);
+      return be.wrap(y, rows * cols, 'float32');
+    },
+    softmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('softmaxBackward', y), f32('softmaxBackward', gy), rows, cols, 0),
+    logSoftmax: (x, rows, cols) => {
+      const s = f32('logSoftmax', x);
+      const lse = rowStat(s, rows, cols, 1);
+      const y = be.run(KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), 1]);
+      be.runner.release(lse);
+      return be.wrap(y, rows * cols, 'float32');
+    },
+    logSoftmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('logSoftmaxBackward', y), f32('logSoftmaxBackward', gy), rows, cols, 1),
+    layerNorm: (x, w, b, rows, cols, eps) => {
+      const sx = f32('layerNorm', x), sw = f32('layerNorm', w), sb = f32('layerNorm', b);
+      const X = arg(sx.buf, cols, rows);
+      const mean = be.run(KERNELS.lnStat, [rows], [X, arg(sx.buf, 1), cols, eps, 0]);
+      const rstd = be.run(KERNELS.lnStat, [rows], [X, arg(mean, rows), cols, eps, 1]);
+      const y = be.run(KERNELS.lnApply, [cols, rows, 1], [X, arg(mean, rows), arg(rstd, rows), arg(sw.buf, cols), arg(sb.buf, cols)]);
+      return { y: be.wrap(y, rows * cols, 'float32'), mean: be.wrap(mean, rows, 'float32'), rstd: be.wrap(rstd, rows, 'float32') };
+    },
+    layerNormBackward: (x, w, mean, rstd, gy, rows, cols) => {
+      const op = 'layerNormBackward';
+      const X = arg(f32(op, x).buf, cols, rows), W = arg(f32(op, w).buf, cols), M = arg(f32(op, mean).buf, rows),
+        R = arg(f32(op, rstd).buf, rows), G = arg(f32(op, gy).buf, cols, rows);
+      const s1 = be.run(KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, 0]);
+      const s2 = be.run(KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, 1]);
+      const gx = be.run(KERNELS.lnBackApply, [cols, rows, 1], [X, M, R, W, G, arg(s1, rows), arg(s2, rows), cols]);
+      be.runner.release(s1);
+      be.runner.release(s2);
+      // column sums over rows go through the chunked reduce: one thread per column would
+      // leave most of a GPU idle (768 threads looping over B*T rows)
+      const gb = be.reduceBuf('sum', G.buf, 1, rows, cols);
+      const gyx = be.run(KERNELS.lnGyXhat, [cols, rows, 1], [X, M, R, G]);
+      const gw = be.reduceBuf('sum', gyx, 1, rows, cols);
+      be.runner.release(gyx);
+      return { gx: be.wrap(gx, rows * cols, 'float32'), gw: be.wrap(gw, cols, 'float32'), gb: be.wrap(gb, cols, 'float32') };
+    },
+    crossEntropy: (logits, targets, rows, cols) => {
+      const s = f32('crossEntropy', logits);
+      const [t] = be.check('crossEntropy', targets);
+      be.checkIndex('crossEntropy', t!, cols, 'target');
+      const lse = be.runner.alloc(rows), loss = be.runner.alloc(rows);
+      // over row chunks when the logits exceed one storage binding (GPT-2 at B=16: 3.3 GB)
+      rowChunks(be, 'crossEntropy', rows, cols, (r0, rc, whole) => {
+        const X = whole ? arg(s.buf, cols, rc) : { ...arg(s.buf, cols, rc), offset: r0 * cols };
+        const T = whole ? arg(t!.buf, rc) : { ...arg(t!.buf, rc), offset: r0 };
+        be.run(KERNELS.rowStat, [rc], [X, cols, 1], { buf: lse, offset: r0 });
+        const L = whole ? arg(lse, rc) : { ...arg(lse, rc), offset: r0 };
+        be.run(KERNELS.ceLoss, [rc], [X, L, T], { buf: loss, offset: r0 });
+      });
+      return { loss: be.wrap(loss, rows, 'float32'), lse: be.wrap(lse, rows, 'float32') };
+    },
+    crossEntropyBackward: (logits, targets, lse, gloss, rows, cols) => {
+      const op = 'crossEntropyBackward';
+      const [t] = be.check(op, targets);
+      const x = f32(op, logits).buf, l = f32(op, lse).buf, gl = f32(op, gloss).buf;
+      const g = be.runner.alloc(rows * cols);
+      rowChunks(be, op, rows, cols, (r0, rc, whole) => {
+        const v = (buf: DeviceBuffer, off: number, ...dims: number[]): BufferArg => (whole ? arg(buf, ...dims) : { ...arg(buf, ...dims), offset: off });
+        be.run(KERNELS.ceBack, [cols, rc, 1], [v(x, r0 * cols, cols, rc), v(l, r0, rc), v(t!.buf, r0, rc), v(gl, r0, rc)],
+          { buf: g, offset: r0 * cols });
+      });
+      return be.wrap(g, rows * cols, 'float32');
+    },
+    attention: (q, k, v, bh, t, s, d, scale, causal) => attention(be, f32('attention', q), f32('attention', k), f32('attention', v), bh, t, s, d, scale, causal),
+    attentionBackward: (q, k, v, o, lse, go, bh, t, s, d, scale, causal) => {
+      const op = 'attentionBackward';
+      return attentionBackward(be, f32(op, q), f32(op, k), f32(op, v), f32(op, o), f32(op, lse), f32(op, go), bh, t, s, d, scale, causal);
+    },
+    adamw: (p, g, m, v, h) => adamw(be, f32('adamw', p), f32('adamw', g), f32('adamw', m), f32('adamw', v), h),
+    sumSquares: (xs) => {
+      // every storage's partial sums side by side in one buffer (each run starting 64-aligned,
+      // as binding offsets must), then one reduction: 1 launch per storage instead of ~3
+      const chunk = 4096;
+      const runs: { s: GpuStorage; groups: number; offset: number }[] = [];
+      let total = 0;
+      for (const x of xs) {
+        const s = f32('sumSquares', x);
+        if (s.size === 0) continue;
+        const groups = Math.ceil(s.size / chunk);
+        runs.push({ s, groups, offset: total });
+        total += Math.ceil(groups / 64) * 64;
+      }
+      if (!runs.length) return be.wrap(be.run(KERNELS.fill, [1], [0]), 1, 'float32');
+      const partials = be.run(KERNELS.fill, [total], [0]); // the gaps between runs sum as zeros
+      for (const r of runs) {
+        be.run(KERNELS.sumSquares, [r.groups], [arg(r.s.buf, chunk, r.groups), r.s.size, chunk], { buf: partials, offset: r.offset });
+      }
+      const out = be.reduceBuf('sum', partials, 1, total, 1);
+      be.runner.release(partials);
+      return be.wrap(out, 1, 'float32');
+    },
+  };
+}
+
+/**
+ * Attention without keeping the [bh, t, s] probabilities: scores by the matmul kernel, a
+ * masked row logsumexp, P, then P v; the backward recomputes P from q, k and the saved
+ * logsumexp (flash attention's trade: a second q k^T instead of bh*t*s floats per layer
+ * held from the forward to the backward — 400 MB per GPT-2 layer at B=8).
+ */
+export function attention(be: GpuBackend, q: GpuStorage, k: GpuStorage, v: GpuStorage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { o: Storage; lse: Storage } {
+  const { P, lse } = attnProbs(be, q.buf, k.buf, bh, t, s, d, scale, causal);
+  const o = matmulView(be, { buf: P, offset: undefined }, { buf: v.buf, offset: undefined },
+    { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d });
+  be.runner.release(P);
+  return { o: be.wrap(o, bh * t * d, 'float32'), lse: be.wrap(lse, bh * t, 'float32') };
+}
+
+export function attnProbs(be: GpuBackend, q: DeviceBuffer, k: DeviceBuffer, bh: number, t: number, s: number, d: number, scale: number, causal: boolean,
+  lseIn?: DeviceBuffer): { P: DeviceBuffer; lse: DeviceBuffer } {
+  const S = matmulView(be, { buf: q, offset: undefined }, { buf: k, offset: undefined },
+    { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
+  const rows = bh * t, c = causal ? 1 : 0;
+  const lse = lseIn ?? be.run(KERNELS.attnStat, [rows], [arg(S, s, rows), t, s, scale, c]);
+  const P = be.run(KERNELS.attnProb, [s, rows, 1], [arg(S, s, rows), arg(lse, rows), t, s, scale, c]);
+  be.runner.release(S);
+  return { P, lse };
+}
+
+export function attentionBackward(be: GpuBackend, q: GpuStorage, k: GpuStorage, v: GpuStorage, o: GpuStorage, lse: GpuStorage, go: GpuStorage,
+  bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage } {
+  const rows = bh * t;
+  const { P } = attnProbs(be, q.buf, k.buf, bh, t, s, d, scale, causal, lse.buf);
+  const mm = (a: DeviceBuffer, b: DeviceBuffer, m: number, n: number, kk: number, transA: boolean, transB: boolean): DeviceBuffer =>
+    matmulView(be, { buf: a, offset: undefined }, { buf: b, offset: undefined },
+      { batch: bh, m, n, k: kk, transA, transB, aBatchStride: m * kk, bBatchStride: kk * n });
+  const gv = mm(P, go.buf, s, d, t, true, false);              // P^T dO       [bh, s, d]
+  const dP = mm(go.buf, v.buf, t, s, d, false, true);          // dO v^T       [bh, t, s]
+  const D = be.run(KERNELS.rowDot, [rows], [arg(o.buf, d, rows), arg(go.buf, d, rows), d, 0]); // rowsum(dO * O)
+  const dS = be.run(KERNELS.attnGrad, [s, rows, 1], [arg(P, s, rows), arg(dP, s, rows), arg(D, rows), scale]);
+  for (const b of [P, dP, D]) be.runner.release(b);
+  const gq = mm(dS, k.buf, t, d, s, false, false);             // dS k         [bh, t, d]
+  const gk = mm(dS, q.buf, s, d, t, true, false);              // dS^T q       [bh, s, d]
+  be.runner.release(dS);
+  return { gq: be.wrap(gq, rows * d, 'float32'), gk: be.wrap(gk, bh * s * d, 'float32'), gv: be.wrap(gv, bh * s * d, 'float32') };
+}
+
+/**
+ * Call fn over row chunks [r0, r0 + rc) of a [rows, cols] tensor so that no binding
+ * exceeds the device limit; one call with whole = true when it all fits.
+ */
+export function rowChunks(be: GpuBackend, op: string, rows: number, cols: number, fn: (r0: number, rc: number, whole: boolean) => void): void {
+  const max = be.runner.maxBindingElements;
+  if (rows * cols <= max) { fn(0, rows, true); return; }
+  const rc = Math.floor(max / Math.max(1, cols) / 64) * 64;
+  if (rc < 64) throw new Error(`${op}: rows of ${cols} values exceed the device's storage binding limit (${max} floats) 64 rows at a time`);
+  for (let r0 = 0; r0 < rows; r0 += rc) fn(r0, Math.min(rc, rows - r0), false);
+}
+
+export function softmaxBack(be: GpuBackend, y: GpuStorage, gy: GpuStorage, rows: number, cols: number, mode: number): Storage {
+  const Y = arg(y.buf, cols, rows), G = arg(gy.buf, cols, rows);
+  const dot = be.run(KERNELS.rowDot, [rows], [Y, G, cols, mode]);
+  const gx = be.run(KERNELS.softmaxBack, [cols, rows, 1], [Y, G, arg(dot, rows), mode]);
+  be.runner.release(dot);
+  return be.wrap(gx, rows * cols, 'float32');
+}
+
+/**
+ * In place, as the contract asks: one launch where the runner has a fused kernel (WebGPU),
+ * else the portable kernels write new buffers that replace p, m and v's.
+ */
+export function adamw(be: GpuBackend, p: GpuStorage, g: GpuStorage, m: GpuStorage, v: GpuStorage, h: AdamWParams): void {
+  const n = p.size;
+  if (n === 0) return;
+  // (one buffer bound both read-write and read-only in one launch is invalid: aliased
+  // arguments, which only tests make, take the portable path)
+  if (be.runner.adamw && new Set([p.buf, g.buf, m.buf, v.buf]).size === 4) { be.runner.adamw(p.buf, g.buf, m.buf, v.buf, n, h); return; }
+  const m2 = be.run(KERNELS.adamMoment, [n], [arg(m.buf, n), arg(g.buf, n), h.beta1, 0]);
+  const v2 = be.run(KERNELS.adamMoment, [n], [arg(v.buf, n), arg(g.buf, n), h.beta2, 1]);
+  const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
+  const p2 = be.run(KERNELS.adamParam, [n], [arg(p.buf, n), arg(m2, n), arg(v2, n), h.lr, h.weightDecay, bc1, bc2, h.eps]);
+  for (const [s, b] of [[m, m2], [v, v2], [p, p2]] as const) {
+    be.runner.release(s.buf);
+    s.cell.buf = b;
+  }
+}

@@ -1,0 +1,50 @@
+// The gpu backend's start-up self-test: small problems checked against the js reference and
+// float64. A wrong tiled matmul is switched off (the portable kernel takes over, with a
+// warning); wrong primitives throw, naming what differs.
+
+import type { Storage } from '../../backend.js';
+import type { GpuBackend } from './backend.js';
+
+export async function selfTest(be: GpuBackend): Promise<void> {
+  const ref = be.hostRef;
+  const vals = (n: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 12.9898 + i * 78.233) * 2);
+  const bad: string[] = [];
+  const cmp = async (what: string, got: Storage, want: ArrayLike<number>, tol = 1e-5): Promise<boolean> => {
+    const g = await be.read(got);
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(g[i]! - want[i]!) / (1 + Math.abs(want[i]!)));
+    if (!(worst <= tol) || g.length !== want.length) { bad.push(`${what}: worst error ${worst}`); return false; }
+    return true;
+  };
+  const pair = (d: Float32Array): [Storage, Storage] => [be.fromHost(d.slice(), 'float32'), ref.fromHost(d.slice(), 'float32')];
+  const [a, ra] = pair(vals(15, 1)), [b, rb] = pair(vals(5, 2));
+  await cmp('unary gelu', be.unary('gelu', a), ref.readSync(ref.unary('gelu', ra)), 1e-4); // GPU exp/tanh are a few ulp
+  await cmp('binary add [3,5]+[5]', be.binary('add', a, [3, 5], b, [5], [3, 5]), ref.readSync(ref.binary('add', ra, [3, 5], rb, [5], [3, 5])));
+  await cmp('reduce sum', be.reduce('sum', a, 3, 5, 1), ref.readSync(ref.reduce('sum', ra, 3, 5, 1)));
+  await cmp('strided transpose', be.strided(a, [5, 3], [1, 5], 0), ref.readSync(ref.strided(ra, [5, 3], [1, 5], 0)));
+  const primitivesOk = bad.length === 0;
+  const [batch, m, n, k] = [2, 37, 41, 29];
+  let fastOk = true;
+  for (const transA of [false, true]) for (const transB of [false, true]) {
+    const A = vals(batch * m * k, 3), B = vals(k * n, 4);
+    const p = { batch, m, n, k, transA, transB, aBatchStride: m * k, bBatchStride: 0 };
+    const want = new Float64Array(batch * m * n);
+    for (let t = 0; t < batch; t++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+      let acc = 0;
+      for (let q = 0; q < k; q++) acc += (transA ? A[t * m * k + q * m + i]! : A[t * m * k + i * k + q]!) * (transB ? B[j * k + q]! : B[q * n + j]!);
+      want[(t * m + i) * n + j] = acc;
+    }
+    const sa = be.fromHost(A, 'float32'), sb = be.fromHost(B, 'float32');
+    if (be.runner.matmul) {
+      be.fastMatmul = true;
+      fastOk = (await cmp(`fast matmul transA=${transA} transB=${transB}`, be.matmul(sa, sb, p), want, 1e-4)) && fastOk;
+    }
+    be.fastMatmul = false;
+    await cmp(`portable matmul transA=${transA} transB=${transB}`, be.matmul(sa, sb, p), want, 1e-4);
+  }
+  be.fastMatmul = fastOk;
+  if (!primitivesOk || bad.some((b) => b.startsWith('portable'))) {
+    throw new Error(`gpu backend self-test: the device gave wrong answers:\n${bad.join('\n')}`);
+  }
+  if (!fastOk) console.warn(`gpu backend: the tiled WGSL matmul failed its self-test on this device, using the portable kernel:\n${bad.join('\n')}`);
+}

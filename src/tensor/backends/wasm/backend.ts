@@ -1,0 +1,257 @@
+// The wasm backend: the js reference backend with its hot float32 kernels (matmul, softmax
+// family, cross-entropy, layerNorm, attention, GELU and unary ops, broadcasting binary ops,
+// reductions, AdamW, sums of squares) replaced by WebAssembly SIMD kernels run on a pool of
+// worker threads. Tensors stay in ordinary host typed arrays (so models are not bound by the
+// 4 GiB wasm32 memory); each kernel call copies its operands into the shared wasm memory.
+// Movement ops with a contiguous innermost dim copy whole rows. Everything else (int32 and
+// float64 kernels, other layouts, indexing, `log`, `pow`, `where`, `cast`) is the js backend's.
+// The fused kernels are in fused.ts.
+
+import { availableParallelism } from 'node:os';
+import type { Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
+import { allocHost, bytesPerElement, type DType, type HostArray } from '../../dtype.js';
+import { sizeOf, type Shape } from '../../shape.js';
+import { JsBackend, type HostStorage } from '../js.js';
+import { BufferPool } from './buffer-pool.js';
+import { CHUNK, COL_BLOCK, NOGROUP, dense, tooBig, wasmFused } from './fused.js';
+import type { HostAccess } from './fused-ref.js';
+import { wasmMatmul } from './matmul.js';
+import { buildModule, type KernelModule } from './module.js';
+import { WasmRuntime } from './pool.js';
+import { wasmSimdAvailable } from './simd.js';
+
+const UNARY = new Set<UnaryOp>(['neg', 'abs', 'sqrt', 'relu', 'step', 'exp', 'tanh', 'gelu', 'geluGrad']);
+const BINARY = new Set<BinaryOp>(['add', 'sub', 'mul', 'div', 'max', 'min', 'gt', 'lt', 'eq']);
+
+export interface WasmBackendOptions {
+  /** Worker threads including the main thread (default: one per core). Results do not depend on it. */
+  threads?: number;
+  /**
+   * Bytes of host buffers the recycling pool may hold, tracked (live) and free together
+   * (default 1 GiB; 0 disables). Training allocates the same large activations every step;
+   * reusing their buffers avoids paying the OS's first-touch page faults again each step
+   * (on this CI VM, ~7 ms per MB).
+   */
+  poolBytes?: number;
+}
+
+let compiled: KernelModule | null = null;
+
+type F32 = Float32Array;
+
+export class WasmBackend extends JsBackend implements Backend {
+  override readonly name: string = 'wasm';
+  readonly threads: number;
+  /** The worker pool and its shared memory (internal: for this backend's fused.ts). */
+  readonly rt: WasmRuntime;
+  readonly km: KernelModule;
+  private readonly pool: BufferPool;
+  override readonly fused: FusedKernels;
+
+  constructor(opts: WasmBackendOptions = {}) {
+    super();
+    if (!wasmSimdAvailable()) {
+      throw new Error('wasm backend: this runtime lacks WebAssembly SIMD or SharedArrayBuffer; use the js backend');
+    }
+    this.threads = opts.threads ?? Math.max(1, availableParallelism());
+    compiled ??= buildModule();
+    this.km = compiled;
+    this.rt = new WasmRuntime(this.km.module, this.km.names, this.threads);
+    this.pool = new BufferPool(opts.poolBytes ?? 2 ** 30);
+    this.fused = wasmFused(this);
+  }
+
+  /** Buffer pool counters: allocations served from recycled buffers (hits) or new ones (misses). */
+  poolStats(): { hits: number; misses: number; freeBytes: number; trackedBytes: number; wasmBytes: number } {
+    return { ...this.pool.stats, wasmBytes: this.rt.memory.buffer.byteLength };
+  }
+
+  /** Stop the worker threads (they are unref'd, so this is only needed to free them early). */
+  terminate(): void { this.rt.terminate(); }
+
+  // ---- host memory: recycled large buffers ----
+  /** A host array, possibly recycled: zeroed only when `zero` (every element must be written otherwise). */
+  raw(size: number, dtype: DType, zero = false): HostArray {
+    const got = this.pool.take(size * bytesPerElement(dtype));
+    if (!got) return allocHost(dtype, size);
+    const { buf, recycled } = got;
+    const a = dtype === 'float32' ? new Float32Array(buf) : dtype === 'float64' ? new Float64Array(buf)
+      : dtype === 'int32' ? new Int32Array(buf) : new Uint16Array(buf);
+    if (recycled && zero) a.fill(0);
+    return a;
+  }
+  /** The js kernels expect zeroed outputs. */
+  protected override alloc(size: number, dtype: DType): HostArray { return this.raw(size, dtype, true); }
+  protected override wrap(data: HostArray, dtype: DType): HostStorage {
+    const s = super.wrap(data, dtype);
+    this.pool.track(s, data.buffer);
+    return s;
+  }
+  /** Recycled buffers are handed out as copies, so a caller's array never changes later. */
+  override readSync(s: Storage): HostArray {
+    const d = this.host(s);
+    return this.pool.owns(d.buffer) ? d.slice() : d;
+  }
+  override read(s: Storage): Promise<HostArray> { return Promise.resolve(this.readSync(s)); }
+  override dispose(s: Storage): void { this.pool.release(this.host(s).buffer); }
+  /** Host arrays of storages, new (zeroed) ones and wrapping, for the reference kernels of fused-ref.ts. */
+  hostAccess(): HostAccess {
+    return { host: (s) => this.host(s), alloc: (n, dt) => this.alloc(n, dt), wrap: (d, dt) => this.wrap(d, dt) };
+  }
+
+  // ---- helpers (also used by fused.ts) ----
+  private f32(s: Storage): F32 | null {
+    return s.dtype === 'float32' ? (this.host(s) as F32) : null;
+  }
+  out(data: HostArray): Storage { return this.wrap(data, 'float32'); }
+  /** Copy a host array into the arena. */
+  put(a: Float32Array | Int32Array): number {
+    const p = this.rt.alloc(a.length * 4);
+    if (a instanceof Float32Array) this.rt.f32(p, a.length).set(a); else this.rt.i32(p, a.length).set(a);
+    return p;
+  }
+  take(ptr: number, n: number): F32 {
+    const out = this.raw(n, 'float32') as F32;
+    out.set(this.rt.f32(ptr, n));
+    return out;
+  }
+  /** Rows per task: enough tasks to balance the threads, enough work per task to pay for it. */
+  private rpt(rows: number, cols: number): number {
+    let r = Math.ceil(rows / (this.threads * 8));
+    r = Math.max(r, Math.ceil(8192 / Math.max(cols, 1)));
+    return Math.max(1, Math.min(r, rows));
+  }
+  /** Run a row kernel over [rows, cols]; `args` follow rows, cols, rows-per-task. */
+  rows(name: string, rows: number, cols: number, args: number[], floats: number[] = []): void {
+    if (rows === 0) return;
+    const rpt = this.rpt(rows, cols);
+    const all = [rows, cols, rpt, ...args, ...floats];
+    const fi = floats.map((_, i) => 3 + args.length + i);
+    this.rt.run(name, Math.ceil(rows / rpt), this.rt.args(all, fi));
+  }
+  scoped<T>(fn: () => T): T {
+    const mark = this.rt.mark();
+    try { return fn(); } finally { this.rt.release(mark); }
+  }
+  // ---- primitives ----
+  override matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
+    const A = this.f32(a), B = this.f32(b);
+    if (!A || !B) return super.matmul(a, b, p);
+    try {
+      return this.out(wasmMatmul(this.rt, this.km.shape, A, B, p, this.raw(p.batch * p.m * p.n, 'float32') as F32));
+    } catch (e) {
+      return tooBig(e, 'matmul', `(batch ${p.batch}, m ${p.m}, n ${p.n}, k ${p.k})`);
+    }
+  }
+
+  override unary(op: UnaryOp, x: Storage): Storage {
+    const X = this.f32(x);
+    if (!X || !UNARY.has(op)) return super.unary(op, x);
+    return this.out(this.scoped(() => {
+      const n = X.length, px = this.put(X), py = this.rt.alloc(n * 4);
+      this.rt.run(`u_${op}`, Math.ceil(n / CHUNK), this.rt.args([n, CHUNK, px, py]));
+      return this.take(py, n);
+    }));
+  }
+
+  override binary(op: BinaryOp, a: Storage, aShape: Shape, b: Storage, bShape: Shape, outShape: Shape): Storage {
+    const A = this.f32(a), B = this.f32(b);
+    const n = sizeOf(outShape);
+    if (!A || !B || !BINARY.has(op) || n === 0) return super.binary(op, a, aShape, b, bShape, outShape);
+    // each operand is full (n), a scalar, or a row repeated over the leading dims
+    const kind = (x: F32, shape: Shape): number | 'full' | null => {
+      if (x.length === n) return 'full';
+      if (x.length === 1) return 1;
+      const s = [...shape]; while (s.length && s[0] === 1) s.shift();
+      const tail = outShape.slice(outShape.length - s.length);
+      return s.length <= outShape.length && s.every((d, i) => d === tail[i]) ? x.length : null;
+    };
+    const ka = kind(A, aShape), kb = kind(B, bShape);
+    if (ka === null || kb === null || (ka !== 'full' && kb !== 'full')) return super.binary(op, a, aShape, b, bShape, outShape);
+    const rowLen = ka === 'full' ? kb : ka;
+    return this.out(this.scoped(() => {
+      const py = this.rt.alloc(n * 4);
+      // a scalar becomes one row of `cols` copies; full-by-full runs as rows of a fixed width
+      const cols = rowLen === 'full' || rowLen === 1 ? Math.min(n, 4096) : rowLen;
+      const prep = (x: F32, k: number | 'full'): number =>
+        k === 1 ? this.put(new Float32Array(cols).fill(x[0]!)) : this.put(x);
+      const pa = prep(A, ka), pb = prep(B, kb);
+      const full = Math.floor(n / cols), tail = n - full * cols;
+      const call = (rows: number, c: number, off: number): void => {
+        const ra = ka === 'full' ? [pa + off * 4, c, NOGROUP, 0] : [pa, 0, NOGROUP, 0];
+        const rb = kb === 'full' ? [pb + off * 4, c, NOGROUP, 0] : [pb, 0, NOGROUP, 0];
+        this.rows(`b_${op}`, rows, c, [...ra, ...rb, py + off * 4, c, NOGROUP, 0]);
+      };
+      call(full, cols, 0);
+      if (tail) call(1, tail, full * cols); // only when cols is not a row length (scalar / full)
+      return this.take(py, n);
+    }));
+  }
+
+  override reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage {
+    const X = this.f32(x);
+    if (!X || size === 0 || outer * inner === 0) return super.reduce(op, x, outer, size, inner);
+    return this.out(this.scoped(() => {
+      const px = this.put(X), py = this.rt.alloc(outer * inner * 4);
+      if (inner === 1) {
+        this.rows(`r_${op}`, outer, size, [...dense(px, size), py]);
+      } else {
+        const tasks = outer * Math.ceil(inner / COL_BLOCK);
+        this.rt.run(`c_${op}`, tasks, this.rt.args([outer, size, inner, COL_BLOCK, px, py]));
+      }
+      return this.take(py, outer * inner);
+    }));
+  }
+
+  // ---- movement: row copies instead of the reference's per-element odometer ----
+  /**
+   * Gathers whose innermost dim is contiguous (the head split/merge transposes of attention,
+   * slices, splits) copy whole rows with TypedArray.set; other layouts use the reference.
+   */
+  override strided(x: Storage, outShape: Shape, strides: readonly number[], offset: number): Storage {
+    const shape = [...outShape], st = [...strides];
+    // merge trailing dims that are contiguous in the source into one longer row
+    while (shape.length >= 2 && st[st.length - 1] === 1 && st[st.length - 2] === shape[shape.length - 1]) {
+      const n = shape.pop()!; st.pop();
+      shape[shape.length - 1]! *= n; st[st.length - 1] = 1;
+    }
+    const nd = shape.length, size = sizeOf(shape);
+    const inner = shape[nd - 1] ?? 1;
+    if (nd === 0 || st[nd - 1] !== 1 || inner < 16 || size === 0) return super.strided(x, outShape, strides, offset);
+    const a = this.host(x);
+    const out = this.raw(size, x.dtype);
+    const idx = new Array<number>(nd).fill(0);
+    let src = offset;
+    for (let dst = 0; dst < size; dst += inner) {
+      out.set(a.subarray(src, src + inner) as never, dst);
+      for (let d = nd - 2; d >= 0; d--) {
+        idx[d]!++; src += st[d]!;
+        if (idx[d]! < shape[d]!) break;
+        src -= st[d]! * shape[d]!; idx[d] = 0;
+      }
+    }
+    return this.wrap(out, x.dtype);
+  }
+
+  override pad(x: Storage, shape: Shape, before: readonly number[], after: readonly number[]): Storage {
+    const nd = shape.length, inner = shape[nd - 1] ?? 0, size = sizeOf(shape);
+    if (nd === 0 || inner < 16 || size === 0) return super.pad(x, shape, before, after);
+    const outShape = shape.map((d, i) => d + before[i]! + after[i]!);
+    const ost = new Array<number>(nd).fill(1);
+    for (let d = nd - 2; d >= 0; d--) ost[d] = ost[d + 1]! * outShape[d + 1]!;
+    const a = this.host(x);
+    const out = this.alloc(sizeOf(outShape), x.dtype); // zeroed: the padding
+    let dst = 0;
+    for (let d = 0; d < nd; d++) dst += before[d]! * ost[d]!;
+    const idx = new Array<number>(nd).fill(0);
+    for (let src = 0; src < size; src += inner) {
+      out.set(a.subarray(src, src + inner) as never, dst);
+      for (let d = nd - 2; d >= 0; d--) {
+        idx[d]!++; dst += ost[d]!;
+        if (idx[d]! < shape[d]!) break;
+        dst -= ost[d]! * shape[d]!; idx[d] = 0;
+      }
+    }
+    return this.wrap(out, x.dtype);
+  }
+}

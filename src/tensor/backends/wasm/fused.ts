@@ -1,0 +1,211 @@
+// The wasm backend's fused kernels on float32 storages: softmax family, cross-entropy,
+// layerNorm, attention (causally masked work skipped), AdamW and sums of squares, each a row
+// or element kernel of row-kernels.ts run on the worker pool, with its backward. Any other
+// dtype (float64, for gradchecks) takes the plain loops of fused-ref.ts; that choice is made
+// once, in wasmFused, for every kernel.
+
+import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
+import { isFloat } from '../../dtype.js';
+import type { WasmBackend } from './backend.js';
+import { referenceKernels } from './fused-ref.js';
+import { gemmPtr, readC, type Causal } from './matmul.js';
+import { WasmMemoryError } from './pool.js';
+
+/** Elements per task of elementwise kernels. Fixed: sumSquares' partial sums depend on it. */
+export const CHUNK = 16384;
+/** Columns per task of column reductions (only scheduling, not the summation order). */
+export const COL_BLOCK = 64;
+/** Matrix argument with no grouping: rows are `stride` apart. */
+export const NOGROUP = 0x3fffffff;
+
+type F32 = Float32Array;
+
+/** A dense matrix argument (pointer, stride, no grouping). */
+export function dense(ptr: number, cols: number): number[] { return [ptr, cols, NOGROUP, 0]; }
+
+/** Name the op and its shapes when its operands overflow the wasm32 memory. */
+export function tooBig(e: unknown, op: string, shapes: string): never {
+  if (e instanceof WasmMemoryError) {
+    throw new Error(`${op} ${shapes}: needs ${(e.bytes / 2 ** 30).toFixed(1)} GiB of wasm memory, over the 4 GiB wasm32 limit; ` +
+      'use a smaller batch or sequence length, or the js backend (--backend js)');
+  }
+  throw e;
+}
+
+/** Every float operand float32 (int32 indices aside), so the wasm kernels apply. */
+function float32Operands(args: readonly unknown[]): boolean {
+  const storages = args.flatMap((a) => (Array.isArray(a) ? a : [a])).filter((a): a is Storage =>
+    typeof a === 'object' && a !== null && 'dtype' in a && 'size' in a);
+  return storages.every((s) => !isFloat(s.dtype) || s.dtype === 'float32');
+}
+
+/** The fused kernels: wasm for float32 operands, the reference loops for any other dtype. */
+export function wasmFused(w: WasmBackend): FusedKernels {
+  const fast = float32Kernels(w);
+  const reference = referenceKernels(w.hostAccess());
+  const out: Record<string, unknown> = {};
+  for (const name of Object.keys(fast) as (keyof FusedKernels)[]) {
+    const f = fast[name] as (...a: unknown[]) => unknown, r = reference[name] as (...a: unknown[]) => unknown;
+    out[name] = (...args: unknown[]) => (float32Operands(args) ? f(...args) : r(...args));
+  }
+  return out as FusedKernels;
+}
+
+function float32Kernels(w: WasmBackend): Required<FusedKernels> {
+  const f32 = (s: Storage): F32 => w.hostAccess().host(s) as F32;
+
+  const rowsBwd = (kernel: string, y: Storage, gy: Storage, rows: number, cols: number): Storage => w.out(w.scoped(() => {
+    const py = w.put(f32(y)), pg = w.put(f32(gy)), px = w.rt.alloc(rows * cols * 4);
+    w.rows(kernel, rows, cols, [...dense(py, cols), ...dense(pg, cols), ...dense(px, cols)]);
+    return w.take(px, rows * cols);
+  }));
+
+  /** max and sum(exp(x - max)) per row in wasm, logsumexp finished here (wasm has no log). */
+  const rowLse = (px: number, rows: number, cols: number): F32 => {
+    const pm = w.rt.alloc(rows * 4), ps = w.rt.alloc(rows * 4);
+    w.rows('rowStats', rows, cols, [...dense(px, cols), pm, ps]);
+    const m = w.rt.f32(pm, rows), s = w.rt.f32(ps, rows);
+    const lse = new Float32Array(rows);
+    for (let r = 0; r < rows; r++) lse[r] = m[r]! + Math.log(s[r]!);
+    return lse;
+  };
+
+  /** Scores S = q k^T per head, padded by the gemm: a grouped matrix argument for row kernels. */
+  const scores = (pq: number, pk: number, bh: number, t: number, s: number, d: number, mask: (mode: 1 | 2 | 3) => Causal | undefined): number[] => {
+    const g = gemmPtr(w.rt, w.km.shape, pq, pk,
+      { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d }, mask(1));
+    return [g.c, g.ldc, t, g.cBatch];
+  };
+
+  /**
+   * Which causal skip a product may use: only with a causal mask and s >= t (then every query
+   * sees at least one key, so no output row is left unwritten).
+   */
+  const causalMask = (causal: boolean, t: number, s: number) => (mode: 1 | 2 | 3): Causal | undefined =>
+    (causal && s >= t ? { mode, off: s - t } : undefined);
+
+  const attention = (q: Storage, k: Storage, v: Storage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean):
+    { o: Storage; lse: Storage } => w.scoped(() => {
+    const pq = w.put(f32(q)), pk = w.put(f32(k)), pv = w.put(f32(v));
+    const mask = causalMask(causal, t, s);
+    const sc = scores(pq, pk, bh, t, s, d, mask);
+    const pp = w.rt.alloc(bh * t * s * 4), pm = w.rt.alloc(bh * t * 4), ps = w.rt.alloc(bh * t * 4);
+    w.rows('attnSoftmax', bh * t, s, [...sc, ...dense(pp, s), pm, ps, t, s - t, causal ? 1 : 0], [scale]);
+    const o = readC(w.rt, gemmPtr(w.rt, w.km.shape, pp, pv,
+      { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }, mask(2)),
+    bh, t, d, w.raw(bh * t * d, 'float32') as F32);
+    const m = w.rt.f32(pm, bh * t), sm = w.rt.f32(ps, bh * t);
+    const lse = new Float32Array(bh * t);
+    for (let r = 0; r < bh * t; r++) lse[r] = m[r]! + Math.log(sm[r]!);
+    return { o: w.out(o), lse: w.out(lse) };
+  });
+
+  const attentionBackward = (q: Storage, k: Storage, v: Storage, o: Storage, lse: Storage, go: Storage,
+    bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage } => w.scoped(() => {
+    const rt = w.rt, sh = w.km.shape;
+    const pq = w.put(f32(q)), pk = w.put(f32(k)), pv = w.put(f32(v)), po = w.put(f32(o)), pl = w.put(f32(lse)), pgo = w.put(f32(go));
+    const mask = causalMask(causal, t, s);
+    const sc = scores(pq, pk, bh, t, s, d, mask);
+    const pp = rt.alloc(bh * t * s * 4);
+    const lim = [t, s - t, causal ? 1 : 0];
+    w.rows('attnProbs', bh * t, s, [...sc, ...dense(pp, s), pl, ...lim], [scale]);
+    // dV = P^T dO
+    const gv = readC(rt, gemmPtr(rt, sh, pp, pgo,
+      { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }, mask(3)),
+    bh, s, d, w.raw(bh * s * d, 'float32') as F32);
+    // dP = dO V^T, then dS = P (dP - rowsum(dO * O)) * scale
+    const dp = gemmPtr(rt, sh, pgo, pv, { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d }, mask(1));
+    const pD = rt.alloc(bh * t * 4);
+    w.rows('rowDot', bh * t, d, [...dense(pgo, d), ...dense(po, d), pD]);
+    const pds = rt.alloc(bh * t * s * 4);
+    w.rows('attnDs', bh * t, s, [...dense(pp, s), dp.c, dp.ldc, t, dp.cBatch, ...dense(pds, s), pD, ...lim], [scale]);
+    // dQ = dS K ; dK = dS^T Q
+    const gq = readC(rt, gemmPtr(rt, sh, pds, pk,
+      { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }, mask(2)),
+    bh, t, d, w.raw(bh * t * d, 'float32') as F32);
+    const gk = readC(rt, gemmPtr(rt, sh, pds, pq,
+      { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }, mask(3)),
+    bh, s, d, w.raw(bh * s * d, 'float32') as F32);
+    return { gq: w.out(gq), gk: w.out(gk), gv: w.out(gv) };
+  });
+
+  return {
+    softmax: (x, rows, cols) => w.out(w.scoped(() => {
+      const px = w.put(f32(x)), py = w.rt.alloc(rows * cols * 4);
+      w.rows('softmax', rows, cols, [...dense(px, cols), ...dense(py, cols)]);
+      return w.take(py, rows * cols);
+    })),
+    softmaxBackward: (y, gy, rows, cols) => rowsBwd('softmaxBwd', y, gy, rows, cols),
+    logSoftmax: (x, rows, cols) => w.out(w.scoped(() => {
+      const px = w.put(f32(x)), py = w.rt.alloc(rows * cols * 4);
+      const pl = w.put(rowLse(px, rows, cols));
+      w.rows('subRow', rows, cols, [...dense(px, cols), ...dense(py, cols), pl]);
+      return w.take(py, rows * cols);
+    })),
+    logSoftmaxBackward: (y, gy, rows, cols) => rowsBwd('logSoftmaxBwd', y, gy, rows, cols),
+
+    crossEntropy: (logits, targets, rows, cols) => {
+      const X = f32(logits), T = w.hostAccess().host(targets);
+      const lse = w.scoped(() => rowLse(w.put(X), rows, cols));
+      const loss = new Float32Array(rows);
+      for (let r = 0; r < rows; r++) loss[r] = lse[r]! - X[r * cols + T[r]!]!;
+      return { loss: w.out(loss), lse: w.out(lse) };
+    },
+    crossEntropyBackward: (logits, targets, lse, gloss, rows, cols) => w.out(w.scoped(() => {
+      const px = w.put(f32(logits)), pg = w.rt.alloc(rows * cols * 4);
+      const pl = w.put(f32(lse)), pgl = w.put(f32(gloss)), pt = w.put(w.hostAccess().host(targets) as Int32Array);
+      w.rows('ceBwd', rows, cols, [...dense(px, cols), ...dense(pg, cols), pl, pgl, pt]);
+      return w.take(pg, rows * cols);
+    })),
+
+    layerNorm: (x, wt, b, rows, cols, eps) => w.scoped(() => {
+      const px = w.put(f32(x)), pw = w.put(f32(wt)), pb = w.put(f32(b));
+      const py = w.rt.alloc(rows * cols * 4), pm = w.rt.alloc(rows * 4), pr = w.rt.alloc(rows * 4);
+      w.rows('lnFwd', rows, cols, [...dense(px, cols), ...dense(py, cols), pw, pb, pm, pr], [eps]);
+      return { y: w.out(w.take(py, rows * cols)), mean: w.out(w.take(pm, rows)), rstd: w.out(w.take(pr, rows)) };
+    }),
+    layerNormBackward: (x, wt, mean, rstd, gy, rows, cols) => w.scoped(() => {
+      const px = w.put(f32(x)), pw = w.put(f32(wt)), pm = w.put(f32(mean)), pr = w.put(f32(rstd)), pg = w.put(f32(gy));
+      const pgx = w.rt.alloc(rows * cols * 4), pgw = w.rt.alloc(cols * 4), pgb = w.rt.alloc(cols * 4);
+      w.rows('lnBwdX', rows, cols, [...dense(px, cols), ...dense(pg, cols), ...dense(pgx, cols), pw, pm, pr]);
+      w.rt.run('lnBwdWB', Math.ceil(cols / COL_BLOCK), w.rt.args([1, rows, cols, COL_BLOCK, px, pg, pm, pr, pgw, pgb]));
+      return { gx: w.out(w.take(pgx, rows * cols)), gw: w.out(w.take(pgw, cols)), gb: w.out(w.take(pgb, cols)) };
+    }),
+
+    attention: (q, k, v, bh, t, s, d, scale, causal) => {
+      try { return attention(q, k, v, bh, t, s, d, scale, causal); } catch (e) {
+        return tooBig(e, 'attention', `(batch*heads ${bh}, T ${t}, S ${s}, head dim ${d})`);
+      }
+    },
+    attentionBackward: (q, k, v, o, lse, go, bh, t, s, d, scale, causal) => {
+      try { return attentionBackward(q, k, v, o, lse, go, bh, t, s, d, scale, causal); } catch (e) {
+        return tooBig(e, 'attention backward', `(batch*heads ${bh}, T ${t}, S ${s}, head dim ${d})`);
+      }
+    },
+
+    adamw: (p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams) => w.scoped(() => {
+      const P = f32(p), M = f32(m), V = f32(v), n = P.length;
+      const pp = w.put(P), pg = w.put(f32(g)), pm = w.put(M), pv = w.put(V);
+      const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
+      const floats = [h.lr, h.beta1, h.beta2, 1 - h.beta1, 1 - h.beta2, h.eps, h.weightDecay, bc1, bc2];
+      w.rt.run('adamw', Math.ceil(n / CHUNK), w.rt.args([n, CHUNK, pp, pg, pm, pv, ...floats], floats.map((_, i) => 6 + i)));
+      P.set(w.rt.f32(pp, n)); M.set(w.rt.f32(pm, n)); V.set(w.rt.f32(pv, n));
+    }),
+
+    sumSquares: (xs) => {
+      let total = 0;
+      for (const x of xs) {
+        const X = f32(x);
+        if (X.length === 0) continue;
+        w.scoped(() => {
+          const chunks = Math.ceil(X.length / CHUNK);
+          const px = w.put(X), po = w.rt.alloc(chunks * 4);
+          w.rt.run('sumsq', chunks, w.rt.args([X.length, CHUNK, px, po]));
+          const parts = w.rt.f32(po, chunks);
+          for (let i = 0; i < chunks; i++) total += parts[i]!; // in chunk order: thread-count independent
+        });
+      }
+      return w.out(Float32Array.of(total));
+    },
+  };
+}
