@@ -13,7 +13,7 @@ import { parquetWriteBuffer } from 'hyparquet-writer';
 import { afterAll, beforeAll, beforeEach, describe, expect, test } from 'vitest';
 import { downloadHubFile, listHubFiles, resolveRevision, type HubFile, type HubOptions } from '../src/data/hub.js';
 import { readNpy } from '../src/data/npy.js';
-import { main as prepareMain } from '../src/data/prepare.js';
+import { main as prepareMain } from '../src/train/prepare-data.js';
 import { parquetTexts } from '../src/data/sources.js';
 import { shardFileName } from '../src/data/shards.js';
 
@@ -322,7 +322,7 @@ describe('hub', () => {
     const sink = Object.assign(new Writable({ write: (c, _e, cb) => ((log += String(c)), cb()) }), { isTTY: false });
     try {
       const out = join(dest, 'out');
-      const r = await prepareMain(['--source', 'fineweb-edu', '--out-dir', out, '--shard-size', '3001', '--workers', '2'], sink);
+      const r = (await prepareMain(['--source', 'fineweb-edu', '--out-dir', out, '--shard-size', '3001', '--workers', '2'], sink))!;
       const stream = golden.cases.flatMap((c) => [50256, ...c.tokens]);
       const nShards = Math.ceil(stream.length / 3001);
       expect(r.shards.length).toBe(nShards);
@@ -341,7 +341,7 @@ describe('hub', () => {
       expect(log).not.toContain('hf_SECRET_token');
       // A rerun finds everything done and downloads nothing.
       const before = hub.cdnLog.length;
-      const again = await prepareMain(['--source', 'fineweb-edu', '--out-dir', out, '--shard-size', '3001'], sink);
+      const again = (await prepareMain(['--source', 'fineweb-edu', '--out-dir', out, '--shard-size', '3001'], sink))!;
       expect(again.newTokens).toBe(0);
       expect(hub.cdnLog.length).toBe(before);
     } finally {
@@ -358,10 +358,10 @@ describe('hub', () => {
     const quiet = Object.assign(new Writable({ write: (_c, _e, cb) => cb() }), { isTTY: false });
     try {
       const out = join(dest, 'max');
-      const r = await prepareMain(['--source', 'fineweb-edu', '--out-dir', out, '--shard-size', '1000', '--max-shards', '2', '--workers', '1'], quiet);
+      const r = (await prepareMain(['--source', 'fineweb-edu', '--out-dir', out, '--shard-size', '1000', '--max-shards', '2', '--workers', '1'], quiet))!;
       expect(r.shards.map((p) => basename(p))).toEqual(['edufineweb_val_000000.npy', 'edufineweb_train_000001.npy']);
       expect(readdirSync(out).filter((f) => f.endsWith('.npy')).length).toBe(2);
-      const one = await prepareMain(['--source', 'fineweb-edu', '--out-dir', join(dest, 'one'), '--shard-size', '100000', '--max-files', '1', '--workers', '0'], quiet);
+      const one = (await prepareMain(['--source', 'fineweb-edu', '--out-dir', join(dest, 'one'), '--shard-size', '100000', '--max-files', '1', '--workers', '0'], quiet))!;
       expect(one.documents).toBe(part0.length);
       expect(one.tokens).toBe(golden.cases.slice(0, part0.length).reduce((a, c) => a + 1 + c.tokens.length, 0));
     } finally {
@@ -371,8 +371,9 @@ describe('hub', () => {
   });
 
   test('prepare-data refuses bad arguments with the usage', async () => {
-    await expect(prepareMain(['--source', 'web', '--out-dir', dest])).rejects.toThrow(/unknown --source "web".*usage/s);
-    await expect(prepareMain(['--source', 'embedded'])).rejects.toThrow(/--source and --out-dir are required/);
-    await expect(prepareMain(['--source', 'embedded', '--out-dir', dest, '--shard-size', '0'])).rejects.toThrow(/--shard-size must be a positive integer/);
+    await expect(prepareMain(['--source', 'web', '--out-dir', dest])).rejects.toThrow(/--source: expected one of fineweb-edu, embedded, got 'web'/);
+    await expect(prepareMain(['--source', 'embedded'])).rejects.toThrow(/--out-dir is required/);
+    await expect(prepareMain(['--source', 'embedded', '--out-dir', dest, '--shard-size', '0'])).rejects.toThrow(/--shard-size: expected an integer >= 1, got '0'/);
+    await expect(prepareMain(['--source', 'embedded', '--out-dir', dest, '--shard'])).rejects.toThrow(/unknown flag --shard; did you mean --shard-size\?/);
   });
 });

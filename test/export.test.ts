@@ -125,6 +125,6 @@ describe('export', () => {
     }
     expect(logs[0]).toMatch(/^exported .*model_00012\.json \(step 12\): 2 layers, 2 heads, 8 embd, block 16, vocab 40$/);
     expect((await loadWeights(join(dir, 'hf5'))).config).toEqual(TINY);
-    await expect(main(['--out', join(dir, 'hf6')])).rejects.toThrow(/--checkpoint and --out are both required/);
+    await expect(main(['--out', join(dir, 'hf6')])).rejects.toThrow(/--checkpoint is required: model_<step>.json/);
   });
 });

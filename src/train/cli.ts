@@ -1,90 +1,70 @@
 // `npm run train -- [flags]`: train a GPT as build-nanogpt's train_gpt2.py does.
 // With no flags: a small GPT on the embedded corpus, about five minutes on a 2-core CPU.
 
-import { parseArgs } from 'node:util';
-import { train, TRAIN_DEFAULTS, type TrainOptions } from './train.js';
+import { GPT_PRESETS } from '../nn/gpt.js';
+import { BACKENDS } from './backend.js';
+import { command, parseCommand, runMain } from './cli-args.js';
+import { train, TRAIN_DEFAULTS as d, type TrainOptions } from './train.js';
 
-const HELP = `usage: npm run train -- [flags]
+export const TRAIN_COMMAND = command({
+  usage: 'npm run train -- [flags]',
+  summary: `Trains a GPT-2 style model (build-nanogpt's train_gpt2.py). Defaults train the '${d.model}' preset
+on the embedded corpus (tokenized into data/embedded on first run) in about five minutes.`,
+  options: {
+    model: { kind: 'choice', choices: Object.keys(GPT_PRESETS), default: d.model, group: 'model', help: 'a preset' },
+    'n-layer': { kind: 'int', min: 1, group: 'model', help: 'override the preset' },
+    'n-head': { kind: 'int', min: 1, group: 'model', help: 'override the preset' },
+    'n-embd': { kind: 'int', min: 1, group: 'model', help: 'override the preset' },
+    'block-size': { kind: 'int', min: 1, group: 'model', help: 'override the preset' },
+    'vocab-size': { kind: 'int', min: 1, group: 'model', help: 'override the preset (GPT-2: 50304, padded from 50257)' },
+    'init-from': { kind: 'string', metavar: 'DIR|CHECKPOINT', group: 'model', help: 'start from Hugging Face GPT-2 weights or a checkpoint' },
+    'data-dir': { kind: 'string', metavar: 'DIR', group: 'data', help: '*_train_*.npy / *_val_*.npy shards (npm run prepare-data); default: the embedded corpus' },
+    'batch-size': { kind: 'int', min: 1, default: d.batchSize, metavar: 'B', group: 'batch', help: 'micro-batch rows' },
+    'seq-len': { kind: 'int', min: 1, default: d.seqLen, metavar: 'T', group: 'batch', help: 'tokens per row' },
+    'total-batch-size': { kind: 'int', min: 1, metavar: 'TOKENS', group: 'batch', help: 'tokens per optimizer step, accumulated over micro-batches (default B*T)' },
+    'max-steps': { kind: 'int', min: 1, default: d.maxSteps, group: 'schedule', help: 'optimizer steps' },
+    'warmup-steps': { kind: 'int', min: 0, default: d.warmupSteps, group: 'schedule', help: 'linear warmup steps' },
+    'max-lr': { kind: 'number', above: 0, default: d.maxLr, metavar: 'LR', group: 'schedule', help: 'peak learning rate' },
+    'min-lr': { kind: 'number', min: 0, metavar: 'LR', group: 'schedule', help: 'final learning rate of the cosine (default max-lr / 10)' },
+    'weight-decay': { kind: 'number', min: 0, default: d.weightDecay, metavar: 'WD', group: 'schedule', help: 'AdamW decoupled weight decay of 2-D weights' },
+    'grad-clip': { kind: 'number', above: 0, default: d.gradClip, metavar: 'C', group: 'schedule', help: 'global gradient-norm clip' },
+    'eval-interval': { kind: 'int', min: 0, default: d.evalInterval, group: 'eval', help: 'validate every N steps (0: only at the end)' },
+    'val-steps': { kind: 'int', min: 1, default: d.valSteps, group: 'eval', help: 'validation batches' },
+    'sample-interval': { kind: 'int', min: 0, default: d.sampleInterval, group: 'eval', help: 'print samples every N steps (0: never)' },
+    hellaswag: { kind: 'string', metavar: 'FILE', group: 'eval', help: 'evaluate HellaSwag (hellaswag_val.jsonl) at each validation' },
+    'hellaswag-limit': { kind: 'int', min: 1, group: 'eval', help: 'first N HellaSwag examples only' },
+    'out-dir': { kind: 'string', metavar: 'DIR', default: d.outDir, group: 'output', help: 'log.jsonl, loss.svg, checkpoints' },
+    'checkpoint-interval': { kind: 'int', min: 0, default: d.checkpointInterval, group: 'output', help: 'checkpoint every N steps (0: only at the end)' },
+    resume: { kind: 'flag', group: 'output', help: 'continue from the newest complete checkpoint in --out-dir' },
+    seed: { kind: 'int', default: d.seed, group: 'run', help: 'random seed' },
+    backend: { kind: 'choice', choices: BACKENDS, default: d.backend, group: 'run', help: 'compute backend' },
+    threads: { kind: 'int', min: 1, group: 'run', help: 'worker threads of the wasm backend (default: one per core)' },
+  },
+});
 
-Trains a GPT-2 style model (build-nanogpt's train_gpt2.py). Defaults train the 'tiny' preset
-on the embedded corpus (tokenized into data/embedded on first run) in about five minutes.
-
-model:     --model PRESET (tiny, small, gpt2, gpt2-medium, gpt2-large, gpt2-xl)
-           --n-layer N --n-head N --n-embd N --block-size N --vocab-size N
-           --init-from DIR|CHECKPOINT   start from Hugging Face GPT-2 weights or a checkpoint
-data:      --data-dir DIR               *_train_*.npy / *_val_*.npy shards (npm run prepare-data)
-batch:     --batch-size B --seq-len T --total-batch-size TOKENS (accumulates to it)
-schedule:  --max-steps N --warmup-steps N --max-lr LR --min-lr LR --weight-decay WD --grad-clip C
-eval:      --eval-interval N --val-steps N --sample-interval N --hellaswag FILE [--hellaswag-limit N]
-output:    --out-dir DIR (log.jsonl, loss.svg, checkpoints) --checkpoint-interval N --resume
-run:       --seed N --backend auto|js|wasm|gpu|gpu-swiftshader --threads N
-`;
-
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      model: { type: 'string' },
-      'n-layer': { type: 'string' }, 'n-head': { type: 'string' }, 'n-embd': { type: 'string' },
-      'block-size': { type: 'string' }, 'vocab-size': { type: 'string' },
-      'init-from': { type: 'string' }, 'data-dir': { type: 'string' },
-      'batch-size': { type: 'string' }, 'seq-len': { type: 'string' }, 'total-batch-size': { type: 'string' },
-      'max-steps': { type: 'string' }, 'warmup-steps': { type: 'string' },
-      'max-lr': { type: 'string' }, 'min-lr': { type: 'string' }, 'weight-decay': { type: 'string' }, 'grad-clip': { type: 'string' },
-      'eval-interval': { type: 'string' }, 'val-steps': { type: 'string' }, 'sample-interval': { type: 'string' },
-      'checkpoint-interval': { type: 'string' }, 'out-dir': { type: 'string' },
-      seed: { type: 'string' }, backend: { type: 'string' }, threads: { type: 'string' }, resume: { type: 'boolean' },
-      hellaswag: { type: 'string' }, 'hellaswag-limit': { type: 'string' },
-    },
-    strict: true,
-  });
-  if (values.help) { process.stdout.write(HELP); return; }
-  const num = (flag: string, v: string | undefined, integer = true): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new Error(`--${flag}: expected ${integer ? 'an integer' : 'a number'}, got '${v}'`);
-    return n;
-  };
-  const d = TRAIN_DEFAULTS;
-  const maxLr = num('max-lr', values['max-lr'], false) ?? d.maxLr;
+export async function main(argv: string[]): Promise<number> {
+  const v = parseCommand(TRAIN_COMMAND, argv);
+  if (!v) return 0;
   const opts: TrainOptions = {
-    model: values.model ?? d.model,
-    nLayer: num('n-layer', values['n-layer']), nHead: num('n-head', values['n-head']), nEmbd: num('n-embd', values['n-embd']),
-    blockSize: num('block-size', values['block-size']), vocabSize: num('vocab-size', values['vocab-size']),
-    initFrom: values['init-from'], dataDir: values['data-dir'],
-    batchSize: num('batch-size', values['batch-size']) ?? d.batchSize,
-    seqLen: num('seq-len', values['seq-len']) ?? d.seqLen,
-    totalBatchSize: 0,
-    maxSteps: num('max-steps', values['max-steps']) ?? d.maxSteps,
-    warmupSteps: num('warmup-steps', values['warmup-steps']) ?? d.warmupSteps,
-    maxLr,
-    // build-nanogpt: min_lr = max_lr * 0.1
-    minLr: num('min-lr', values['min-lr'], false) ?? maxLr * 0.1,
-    weightDecay: num('weight-decay', values['weight-decay'], false) ?? d.weightDecay,
-    gradClip: num('grad-clip', values['grad-clip'], false) ?? d.gradClip,
-    evalInterval: num('eval-interval', values['eval-interval']) ?? d.evalInterval,
-    valSteps: num('val-steps', values['val-steps']) ?? d.valSteps,
-    sampleInterval: num('sample-interval', values['sample-interval']) ?? d.sampleInterval,
-    checkpointInterval: num('checkpoint-interval', values['checkpoint-interval']) ?? d.checkpointInterval,
-    outDir: values['out-dir'] ?? d.outDir,
-    seed: num('seed', values.seed) ?? d.seed,
-    backend: values.backend ?? d.backend,
-    threads: num('threads', values.threads),
-    resume: values.resume ?? false,
-    hellaswag: values.hellaswag,
-    hellaswagLimit: num('hellaswag-limit', values['hellaswag-limit']),
+    model: v.model, nLayer: v['n-layer'], nHead: v['n-head'], nEmbd: v['n-embd'], blockSize: v['block-size'], vocabSize: v['vocab-size'],
+    initFrom: v['init-from'], dataDir: v['data-dir'],
+    batchSize: v['batch-size'], seqLen: v['seq-len'],
+    // default: one micro-batch per step; a larger total accumulates gradients up to it
+    totalBatchSize: v['total-batch-size'] ?? v['batch-size'] * v['seq-len'],
+    maxSteps: v['max-steps'], warmupSteps: v['warmup-steps'],
+    maxLr: v['max-lr'],
+    minLr: v['min-lr'] ?? v['max-lr'] * 0.1, // build-nanogpt: min_lr = max_lr * 0.1
+    weightDecay: v['weight-decay'], gradClip: v['grad-clip'],
+    evalInterval: v['eval-interval'], valSteps: v['val-steps'], sampleInterval: v['sample-interval'],
+    checkpointInterval: v['checkpoint-interval'], outDir: v['out-dir'],
+    seed: v.seed, backend: v.backend, threads: v.threads, resume: v.resume,
+    hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'],
   };
-  // default: one micro-batch per step; a larger total accumulates gradients up to it
-  opts.totalBatchSize = num('total-batch-size', values['total-batch-size']) ?? opts.batchSize * opts.seqLen;
-  for (const [k, v] of Object.entries({ batchSize: opts.batchSize, seqLen: opts.seqLen, maxSteps: opts.maxSteps })) {
-    if (v <= 0) throw new Error(`--${k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} must be positive, got ${v}`);
-  }
+  if (opts.minLr > opts.maxLr) throw new Error(`--min-lr ${opts.minLr} is above --max-lr ${opts.maxLr}; the cosine decays from max to min`);
   const r = await train(opts);
   console.log(`done: ${r.steps} steps in ${r.seconds.toFixed(1)} s, final train loss ${r.finalLoss.toFixed(4)}` +
       (r.finalValLoss !== null ? `, val loss ${r.finalValLoss.toFixed(4)}` : '') + `, ${r.tokensPerSec.toFixed(0)} tok/s (last step)`);
+  return 0;
 }
 
-main().then(() => process.exit(0), (e: unknown) => {
-  console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
-  process.exit(1);
-});
+runMain(import.meta.url, main);

@@ -4,9 +4,8 @@
 
 import { readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
 import { loadWeights } from './checkpoint.js';
+import { command, parseCommand, runMain } from './cli-args.js';
 import { HF_GPT2_VOCAB_SIZE, writeHfGpt2Dir, type Gpt2Config } from './hf-gpt2.js';
 
 export interface ExportResult {
@@ -46,32 +45,22 @@ export async function exportHf(checkpoint: string, outDir: string, opts: { vocab
   return { source: lw.path, step: lw.step, config: lw.config, vocabSize: vocab, files: [join(outDir, 'model.safetensors'), join(outDir, 'config.json')] };
 }
 
-const HELP = `usage: npm run export -- --checkpoint PATH --out DIR [--vocab-size N]
-
-Writes a Hugging Face GPT-2 directory (config.json + model.safetensors, GPT2LMHeadModel layout) from one of
+export const EXPORT_COMMAND = command({
+  usage: 'npm run export -- --checkpoint PATH --out DIR [--vocab-size N]',
+  summary: `Writes a Hugging Face GPT-2 directory (config.json + model.safetensors, GPT2LMHeadModel layout) from one of
 our checkpoints. --init-from DIR reads it back bit-exactly; transformers loads it with
-GPT2LMHeadModel.from_pretrained(DIR) (tokenizer: GPT2TokenizerFast.from_pretrained("gpt2")).
-
-  --checkpoint PATH   model_<step>.json or model_<step>.safetensors, or a training --out-dir (newest checkpoint)
-  --out DIR           directory to write (created; must not hold training checkpoints)
-  --vocab-size N      rows of wte to keep; ${HF_GPT2_VOCAB_SIZE} drops our padding (50304 -> ${HF_GPT2_VOCAB_SIZE}) so
-                      vocab_size matches the GPT-2 tokenizer. Default: all rows (bit-exact round trip)
-`;
+GPT2LMHeadModel.from_pretrained(DIR) (tokenizer: GPT2TokenizerFast.from_pretrained("gpt2")).`,
+  options: {
+    checkpoint: { kind: 'string', required: true, metavar: 'PATH', help: 'model_<step>.json or model_<step>.safetensors, or a training --out-dir (newest checkpoint)' },
+    out: { kind: 'string', required: true, metavar: 'DIR', help: 'directory to write (created; must not hold training checkpoints)' },
+    'vocab-size': { kind: 'int', min: 1, help: `rows of wte to keep; ${HF_GPT2_VOCAB_SIZE} drops our padding (50304 -> ${HF_GPT2_VOCAB_SIZE}) so vocab_size matches the GPT-2 tokenizer (default: all rows, a bit-exact round trip)` },
+  },
+});
 
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { help: { type: 'boolean', short: 'h' }, checkpoint: { type: 'string' }, out: { type: 'string' }, 'vocab-size': { type: 'string' } },
-    strict: true,
-  });
-  if (values.help) { process.stdout.write(HELP); return 0; }
-  if (!values.checkpoint || !values.out) throw new Error('--checkpoint and --out are both required (see --help)');
-  let vocabSize: number | undefined;
-  if (values['vocab-size'] !== undefined) {
-    vocabSize = Number(values['vocab-size']);
-    if (!Number.isInteger(vocabSize) || vocabSize <= 0) throw new Error(`--vocab-size: expected a positive integer, got '${values['vocab-size']}'`);
-  }
-  const r = await exportHf(values.checkpoint, values.out, { vocabSize });
+  const v = parseCommand(EXPORT_COMMAND, argv);
+  if (!v) return 0;
+  const r = await exportHf(v.checkpoint, v.out, { vocabSize: v['vocab-size'] });
   const c = r.config;
   console.log(`exported ${r.source}${r.step !== null ? ` (step ${r.step})` : ''}: ${c.nLayer} layers, ${c.nHead} heads, ${c.nEmbd} embd, ` +
     `block ${c.blockSize}, vocab ${r.vocabSize}${r.vocabSize !== c.vocabSize ? ` (of ${c.vocabSize})` : ''}`);
@@ -79,9 +68,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(process.argv.slice(2)).then((code) => process.exit(code), (e: unknown) => {
-    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(1);
-  });
-}
+runMain(import.meta.url, main);

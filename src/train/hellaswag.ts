@@ -5,13 +5,13 @@
 // Used by the trainer at each eval interval (--hellaswag) and as `npm run eval:hellaswag`.
 
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
 import type { GPT } from '../nn/gpt.js';
 import { gpt2Tokenizer, type Gpt2Tokenizer } from '../data/tokenizer.js';
 import { ProgressBar } from '../data/progress.js';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { noGrad, tensor, ops, F } from '../tensor/index.js';
+import { BACKENDS, useBackend } from './backend.js';
+import { command, parseCommand, runMain } from './cli-args.js';
 
 /** Where hellaswag.py downloads the validation split from (10,042 examples). */
 export const HELLASWAG_VAL_URL = 'https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl';
@@ -207,61 +207,38 @@ export function resultJson(r: HellaswagResult, extra: Record<string, unknown> = 
   return `{\n${lines.join('\n')}\n  "predictions": [\n${preds}\n  ]\n}\n`;
 }
 
-const HELP = `usage: npm run eval:hellaswag -- --init-from DIR|CHECKPOINT [--data FILE] [flags]
-
-HellaSwag accuracy as build-nanogpt's hellaswag.py (completion style): acc from the summed loss of each
-ending, acc_norm from its per-token mean (the number build-nanogpt reports).
-
-  --init-from PATH   HF GPT-2 directory, checkpoint model_<step>.json/.safetensors, or a training --out-dir
-  --data FILE        hellaswag_val.jsonl (default hellaswag/hellaswag_val.jsonl, where hellaswag.py caches it);
-                     download: ${HELLASWAG_VAL_URL}
-  --limit N          first N examples only
-  --output FILE      write {n, acc, acc_norm, predictions: [{index, label, pred, pred_norm}]} as JSON
-  --show N           print context, endings and losses of the first N examples (hellaswag.py shows 9)
-  --backend NAME     auto | js | wasm | gpu | gpu-swiftshader (default auto)
-  --threads N        worker threads for the wasm backend
-`;
+export const HELLASWAG_COMMAND = command({
+  usage: 'npm run eval:hellaswag -- --init-from DIR|CHECKPOINT [--data FILE] [flags]',
+  summary: `HellaSwag accuracy as build-nanogpt's hellaswag.py (completion style): acc from the summed loss of each
+ending, acc_norm from its per-token mean (the number build-nanogpt reports).`,
+  options: {
+    'init-from': { kind: 'string', required: true, metavar: 'PATH', help: 'HF GPT-2 directory, checkpoint model_<step>.json/.safetensors, or a training --out-dir' },
+    data: { kind: 'string', metavar: 'FILE', default: 'hellaswag/hellaswag_val.jsonl', help: `hellaswag_val.jsonl (where hellaswag.py caches it; download: ${HELLASWAG_VAL_URL})` },
+    limit: { kind: 'int', min: 1, help: 'first N examples only' },
+    output: { kind: 'string', metavar: 'FILE', help: 'write {n, acc, acc_norm, predictions: [{index, label, pred, pred_norm}]} as JSON' },
+    show: { kind: 'int', min: 0, help: 'print context, endings and losses of the first N examples (hellaswag.py shows 9)' },
+    backend: { kind: 'choice', choices: BACKENDS, default: 'auto', help: 'compute backend' },
+    threads: { kind: 'int', min: 1, help: 'worker threads of the wasm backend' },
+  },
+});
 
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      help: { type: 'boolean', short: 'h' }, 'init-from': { type: 'string' }, data: { type: 'string' },
-      limit: { type: 'string' }, output: { type: 'string' }, show: { type: 'string' },
-      backend: { type: 'string' }, threads: { type: 'string' },
-    },
-    strict: true,
-  });
-  if (values.help) { process.stdout.write(HELP); return 0; }
-  if (!values['init-from']) throw new Error('--init-from is required: an HF GPT-2 directory, a checkpoint, or a training --out-dir (see --help)');
-  const int = (flag: string, v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`--${flag}: expected a non-negative integer, got '${v}'`);
-    return n;
-  };
-  const data = values.data ?? 'hellaswag/hellaswag_val.jsonl';
-  const limit = int('limit', values.limit);
-  await readHellaswag(data, 1); // a missing file is reported before minutes of model loading
-  const { useBackend } = await import('./backend.js');
+  const v = parseCommand(HELLASWAG_COMMAND, argv);
+  if (!v) return 0;
+  await readHellaswag(v.data, 1); // a missing file is reported before minutes of model loading
   const { loadModel } = await import('./sample.js');
-  const backend = await useBackend(values.backend ?? 'auto', int('threads', values.threads));
-  const { model, loaded } = await loadModel(values['init-from']);
-  console.log(`model ${loaded.path} (${loaded.source}${loaded.step !== null ? `, step ${loaded.step}` : ''}), backend ${backend.name}, data ${data}`);
-  const r = await evaluateHellaswag(model, data, { limit, show: int('show', values.show) });
+  const backend = await useBackend(v.backend, v.threads);
+  const { model, loaded } = await loadModel(v['init-from']);
+  console.log(`model ${loaded.path} (${loaded.source}${loaded.step !== null ? `, step ${loaded.step}` : ''}), backend ${backend.name}, data ${v.data}`);
+  const r = await evaluateHellaswag(model, v.data, { limit: v.limit, show: v.show });
   // hellaswag.py's running line after the last example, then the summary format of its docstring
   console.log(`${r.n} acc_norm: ${r.numCorrectNorm}/${r.n}=${r.accNorm.toFixed(4)}`);
   console.log(`${r.n} acc: ${r.acc.toFixed(4)} acc_norm: ${r.accNorm.toFixed(4)}`);
-  if (values.output) {
-    writeFileAtomic(values.output, resultJson(r, { init_from: loaded.path, data }));
-    console.log(`wrote ${values.output}`);
+  if (v.output) {
+    writeFileAtomic(v.output, resultJson(r, { init_from: loaded.path, data: v.data }));
+    console.log(`wrote ${v.output}`);
   }
   return 0;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(process.argv.slice(2)).then((code) => process.exit(code), (e: unknown) => {
-    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(1);
-  });
-}
+runMain(import.meta.url, main);

@@ -6,13 +6,12 @@
 // row has its own UTF-8 stream decoder, since an emoji can be split across tokens) and are printed when
 // they complete, which for a batch of equal-length rows is right after the last step.
 
-import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
 import { GPT } from '../nn/gpt.js';
 import { Generator } from '../tensor/random.js';
 import { EOT, GPT2_VOCAB_SIZE, gpt2Tokenizer, type Gpt2Tokenizer } from '../data/tokenizer.js';
 import { loadWeights, type LoadedWeights } from './checkpoint.js';
 import { useBackend, BACKENDS } from './backend.js';
+import { command, parseCommand, runMain } from './cli-args.js';
 
 /**
  * A GPT with the weights of `--init-from` (an HF GPT-2 directory, a checkpoint or a training output
@@ -81,57 +80,36 @@ export async function sample(model: GPT, o: SampleOptions, tok: Gpt2Tokenizer = 
   return { tokens, texts, promptTokens: ids.length, seconds: (performance.now() - t0) / 1000 };
 }
 
-const HELP = `usage: npm run sample -- --init-from DIR|CHECKPOINT [flags]
-
-Samples text from a GPT as build-nanogpt's train_gpt2.py does (top-k sampling, seeded), batched and with
-a KV cache. Sample 0 streams live; the others print when they complete.
-
-  --init-from PATH      HF GPT-2 directory (config.json + model.safetensors), checkpoint model_<step>.json
-                        or .safetensors, or a training --out-dir (its newest checkpoint)   (required)
-  --prompt TEXT         default "Hello, I'm a language model,"
-  --num-samples N       rows sampled together (default 4)
-  --max-tokens N        new tokens per row (default 32)
-  --top-k K             default 50
-  --temperature T       default 1
-  --seed N              default 42 (train_gpt2.py: 42 + ddp_rank)
-  --no-kv-cache         recompute every position at each step (slower; same tokens)
-  --backend NAME        ${BACKENDS.join(' | ')} (default auto)
-  --threads N           worker threads for the wasm backend
-`;
+export const SAMPLE_COMMAND = command({
+  usage: 'npm run sample -- --init-from DIR|CHECKPOINT [flags]',
+  summary: `Samples text from a GPT as build-nanogpt's train_gpt2.py does (top-k sampling, seeded), batched and with
+a KV cache. Sample 0 streams live; the others print when they complete.`,
+  options: {
+    'init-from': { kind: 'string', required: true, metavar: 'PATH',
+      help: 'HF GPT-2 directory (config.json + model.safetensors), checkpoint model_<step>.json or .safetensors, or a training --out-dir (its newest checkpoint)' },
+    prompt: { kind: 'string', metavar: 'TEXT', default: "Hello, I'm a language model,", help: 'the text every row continues' },
+    'num-samples': { kind: 'int', min: 1, default: 4, help: 'rows sampled together' },
+    'max-tokens': { kind: 'int', min: 1, default: 32, help: 'new tokens per row' },
+    'top-k': { kind: 'int', min: 1, default: 50, metavar: 'K', help: 'sample among the K most likely tokens' },
+    temperature: { kind: 'number', above: 0, default: 1, metavar: 'T', help: 'divide the logits by T' },
+    seed: { kind: 'int', default: 42, help: "the sampler's seed (train_gpt2.py: 42 + ddp_rank)" },
+    'no-kv-cache': { kind: 'flag', help: 'recompute every position at each step (slower; same tokens)' },
+    backend: { kind: 'choice', choices: BACKENDS, default: 'auto', help: 'compute backend' },
+    threads: { kind: 'int', min: 1, help: 'worker threads of the wasm backend' },
+  },
+});
 
 export async function main(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      help: { type: 'boolean', short: 'h' },
-      'init-from': { type: 'string' }, prompt: { type: 'string' },
-      'num-samples': { type: 'string' }, 'max-tokens': { type: 'string' }, 'top-k': { type: 'string' },
-      temperature: { type: 'string' }, seed: { type: 'string' }, 'no-kv-cache': { type: 'boolean' },
-      backend: { type: 'string' }, threads: { type: 'string' },
-    },
-    strict: true,
-  });
-  if (values.help) { process.stdout.write(HELP); return 0; }
-  if (!values['init-from']) throw new Error('--init-from is required: an HF GPT-2 directory, a checkpoint, or a training --out-dir (see --help)');
-  const num = (flag: string, v: string | undefined, dflt: number, integer = true): number => {
-    if (v === undefined) return dflt;
-    const n = Number(v);
-    if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new Error(`--${flag}: expected ${integer ? 'an integer' : 'a number'}, got '${v}'`);
-    return n;
-  };
-  const backend = await useBackend(values.backend ?? 'auto', values.threads === undefined ? undefined : num('threads', values.threads, 0));
-  const { model, loaded } = await loadModel(values['init-from']);
+  const v = parseCommand(SAMPLE_COMMAND, argv);
+  if (!v) return 0;
+  const backend = await useBackend(v.backend, v.threads);
+  const { model, loaded } = await loadModel(v['init-from']);
   const c = loaded.config;
   process.stderr.write(`loaded ${loaded.path} (${loaded.source}${loaded.step !== null ? `, step ${loaded.step}` : ''}): ` +
     `${c.nLayer} layers, ${c.nEmbd} embd, vocab ${c.vocabSize}, block ${c.blockSize}; backend ${backend.name}\n`);
   const o: SampleOptions = {
-    prompt: values.prompt ?? "Hello, I'm a language model,",
-    numSamples: num('num-samples', values['num-samples'], 4),
-    maxTokens: num('max-tokens', values['max-tokens'], 32),
-    topK: num('top-k', values['top-k'], 50),
-    temperature: num('temperature', values.temperature, 1, false),
-    seed: num('seed', values.seed, 42),
-    kvCache: !values['no-kv-cache'],
+    prompt: v.prompt, numSamples: v['num-samples'], maxTokens: v['max-tokens'], topK: v['top-k'],
+    temperature: v.temperature, seed: v.seed, kvCache: !v['no-kv-cache'],
     onText: (row, text) => { if (row === 0) process.stdout.write(text); },
   };
   process.stdout.write(`sample 0: ${o.prompt}`);
@@ -144,9 +122,4 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main(process.argv.slice(2)).then((code) => process.exit(code), (e: unknown) => {
-    console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
-    process.exit(1);
-  });
-}
+runMain(import.meta.url, main);
