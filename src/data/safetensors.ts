@@ -11,10 +11,10 @@
 // BigUint64Array (lossless; `int64ToInt32` converts with a range check); 8-bit float types and BOOL
 // -> Uint8Array of raw bytes.
 
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { randomBytes } from 'node:crypto';
-import { float16BitsToFloat32, type DType } from '../tensor/dtype.js';
+import { float16BitsToFloat32 } from '../tensor/dtype.js';
+import { writeAtomicAsync } from './fsutil.js';
 
 /** The dtypes of the Rust crate's `Dtype` enum, in its order (increasing alignment). */
 export const SAFETENSORS_DTYPES = [
@@ -44,7 +44,7 @@ export type SafetensorsTensorInput = {
   };
 }[SafetensorsDtype];
 
-export interface SafetensorsInfo {
+interface SafetensorsInfo {
   dtype: SafetensorsDtype;
   shape: number[];
   /** Byte offsets relative to the start of the byte buffer, as in the header. */
@@ -64,18 +64,14 @@ export class SafetensorsError extends Error {
 }
 
 /** The Rust crate's MAX_HEADER_SIZE: a larger header is refused before anything is allocated. */
-export const MAX_HEADER_SIZE = 100_000_000;
+const MAX_HEADER_SIZE = 100_000_000;
 
 const BYTES: Record<SafetensorsDtype, number> = {
   BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1, I16: 2, U16: 2, F16: 2, BF16: 2,
   I32: 4, U32: 4, F32: 4, F64: 8, I64: 8, U64: 8,
 };
 
-export function safetensorsDtypeSize(dtype: SafetensorsDtype): number {
-  return BYTES[dtype];
-}
-
-export function isSafetensorsDtype(x: unknown): x is SafetensorsDtype {
+function isSafetensorsDtype(x: unknown): x is SafetensorsDtype {
   return typeof x === 'string' && Object.prototype.hasOwnProperty.call(BYTES, x);
 }
 
@@ -87,26 +83,6 @@ const CTOR: Record<SafetensorsDtype, ArrayCtor> = {
   I64: BigInt64Array, U64: BigUint64Array,
 };
 
-/** The engine's dtype names (src/tensor/dtype.ts) <-> safetensors'. */
-export function engineDtypeToSafetensors(d: DType): SafetensorsDtype {
-  switch (d) {
-    case 'float32': return 'F32';
-    case 'float64': return 'F64';
-    case 'float16': return 'F16';
-    case 'bfloat16': return 'BF16';
-    case 'int32': return 'I32';
-  }
-}
-export function safetensorsDtypeToEngine(d: SafetensorsDtype): DType | null {
-  switch (d) {
-    case 'F32': return 'float32';
-    case 'F64': return 'float64';
-    case 'F16': return 'float16';
-    case 'BF16': return 'bfloat16';
-    case 'I32': return 'int32';
-    default: return null;
-  }
-}
 
 function assertLittleEndianHost(file: string): void {
   // The format is little-endian and we view file bytes directly as typed arrays.
@@ -480,23 +456,7 @@ export async function writeSafetensors(
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(header.length));
 
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  let fh: FileHandle | null = null;
-  try {
-    try {
-      fh = await open(tmp, 'w');
-    } catch (e) {
-      throw new SafetensorsError(path, 'io', `cannot create temp file ${tmp}: ${(e as Error).message} (does the directory exist and is it writable?)`, { cause: e });
-    }
-    let pos = 0;
-    const put = async (bytes: Uint8Array): Promise<void> => {
-      let done = 0;
-      while (done < bytes.length) {
-        const { bytesWritten } = await fh!.write(bytes, done, Math.min(1 << 30, bytes.length - done), pos + done);
-        done += bytesWritten;
-      }
-      pos += bytes.length;
-    };
+  await writeAtomicAsync(path, async (put) => {
     await put(prefix);
     await put(header);
     for (const [name, t] of list) {
@@ -504,16 +464,7 @@ export async function writeSafetensors(
       checkData(path, name, t, data);
       await put(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     }
-    await fh.sync();
-    await fh.close();
-    fh = null;
-    await rename(tmp, path);
-  } catch (e) {
-    if (fh) await fh.close().catch(() => undefined);
-    await unlink(tmp).catch(() => undefined);
-    if (e instanceof SafetensorsError) throw e;
-    throw new SafetensorsError(path, 'io', `write failed: ${(e as Error).message}`, { cause: e });
-  }
+  }, (what, cause) => new SafetensorsError(path, 'io', what, { cause }));
 }
 
 function checkData(path: string, name: string, t: { dtype: SafetensorsDtype; shape: readonly number[] }, data: unknown): void {

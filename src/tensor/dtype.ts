@@ -15,11 +15,6 @@ export function isHalf(d: DType): boolean {
   return d === 'float16' || d === 'bfloat16';
 }
 
-/** The dtype kernels compute in for a tensor of dtype `d`. */
-export function computeDtype(d: DType): DType {
-  return isHalf(d) ? 'float32' : d;
-}
-
 export function allocHost(dtype: DType, size: number): HostArray {
   switch (dtype) {
     case 'float32': return new Float32Array(size);

@@ -136,8 +136,8 @@ function binary(op: BinaryOp, name: string, a: Tensor, b: Tensor): { storage: St
   sameBackend(name, [a, b]);
   const shape = broadcastShapes(name, a.shape, b.shape);
   const dtype = resultDtype(a, b);
-  const cd: DType = isHalf(dtype) ? 'float32' : dtype;
-  const s = a.backend.binary(op, storageAs(a, cd), a.shape, storageAs(b, cd), b.shape, shape);
+  const kernelDtype: DType = isHalf(dtype) ? 'float32' : dtype;
+  const s = a.backend.binary(op, storageAs(a, kernelDtype), a.shape, storageAs(b, kernelDtype), b.shape, shape);
   return { storage: outStorage(a, s, dtype), shape };
 }
 
@@ -217,8 +217,8 @@ export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Ten
   sameBackend('where', [cond, x, y]);
   const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, x.shape), y.shape);
   const dtype = resultDtype(x, y);
-  const cd: DType = isHalf(dtype) ? 'float32' : dtype;
-  const s = x.backend.where(storageAs(cond, cd), cond.shape, storageAs(x, cd), x.shape, storageAs(y, cd), y.shape, shape);
+  const kernelDtype: DType = isHalf(dtype) ? 'float32' : dtype;
+  const s = x.backend.where(storageAs(cond, kernelDtype), cond.shape, storageAs(x, kernelDtype), x.shape, storageAs(y, kernelDtype), y.shape, shape);
   return fromOp('where', outStorage(x, s, dtype), shape, [x, y], (g) => [where(cond, g, 0), where(cond, 0, g)]);
 }
 
@@ -359,8 +359,7 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean):
     if (sizeOf(bBatch) !== batch) { if (sizeOf(bBatch) === 1) bStride = 0; else sb = expand(b, [...batchShape, ...b.shape.slice(-2)]); }
     if (batch === 1) { aStride = 0; bStride = 0; }
   }
-  const cd = computeStorage(sa), ce = computeStorage(sb);
-  const s = a.backend.matmul(cd, ce, { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride });
+  const s = a.backend.matmul(computeStorage(sa), computeStorage(sb), { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride });
   return fromOp('matmul', outStorage(a, s, a.dtype), [...batchShape, m, n], [a, b], (g) => {
     let ga: Tensor | null = null, gb: Tensor | null = null;
     if (a.requiresGrad) ga = transA ? matmulT(b, g, transB, true) : matmulT(g, b, false, !transB);

@@ -7,7 +7,7 @@ import { writeFileAtomic } from '../data/fsutil.js';
 import { join } from 'node:path';
 import { manualSeed, Generator } from '../tensor/random.js';
 import { GPT, GPT_PRESETS, type GPTConfig } from '../nn/gpt.js';
-import { configureOptimizers, clipGradNorm, getLr } from '../optim/index.js';
+import { AdamW, configureOptimizers, clipGradNorm, getLr } from '../optim/index.js';
 import { DataLoaderLite } from '../data/loader.js';
 import { ensureEmbeddedShards } from '../data/embedded.js';
 import { gpt2Tokenizer } from '../data/tokenizer.js';
@@ -265,7 +265,7 @@ async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, p
   rows.forEach((r, i) => print(`sample ${i}: ${tok.decode(r)}`));
 }
 
-async function checkpoint(model: GPT, optimizer: ReturnType<typeof configureOptimizers>, outDir: string, step: number,
+async function checkpoint(model: GPT, optimizer: AdamW, outDir: string, step: number,
   config: GPTConfig, valLoss: number | null, loader: { shard: number; position: number }): Promise<string> {
   const weights: WeightMap = new Map();
   const optimizerState = new Map<string, Weight>();

@@ -17,7 +17,7 @@ import { broadcastStrides, shapeStr, sizeOf } from '../../shape.js';
 import { HostStorage, JsBackend } from '../js.js';
 import { collapseBroadcast, collapseStrided, pad3, pad3f } from './collapse.js';
 import { makeFused } from './fused.js';
-import { BINARY_CODES, CAST_CODES, KERNELS, UNARY_CODES, type KernelSpec } from './kernels.js';
+import { BINARY_CODES, CAST_CODES, KERNELS, MODES, UNARY_CODES, type KernelSpec } from './kernels.js';
 import { matmul as gpuMatmul } from './matmul.js';
 import { arg, type DeviceBuffer, type KernelArg, type Runner } from './runner.js';
 import { selfTest } from './self-test.js';
@@ -232,7 +232,7 @@ export class GpuBackend implements Backend {
   }
 
   reduceBuf(op: ReduceOp, buf: DeviceBuffer, outer: number, size: number, inner: number): DeviceBuffer {
-    const code = op === 'sum' ? 0 : 1;
+    const code = MODES.reduce[op];
     const want = Math.ceil(this.reduceThreads / Math.max(1, outer * inner));
     let groups = Math.min(want, Math.ceil(size / 32));
     if (groups < 2) groups = 1;

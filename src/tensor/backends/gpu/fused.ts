@@ -4,7 +4,7 @@
 
 import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
 import type { GpuBackend } from './backend.js';
-import { BINARY_CODES, KERNELS } from './kernels.js';
+import { KERNELS, MODES } from './kernels.js';
 import { matmulView } from './matmul.js';
 import { arg, type BufferArg, type DeviceBuffer } from './runner.js';
 import type { GpuStorage } from './storage.js';
@@ -20,25 +20,25 @@ export function makeFused(be: GpuBackend): FusedKernels {
   return {
     softmax: (x, rows, cols) => {
       const s = f32('softmax', x);
-      const lse = rowStat(s, rows, cols, 1);
-      const y = be.run(KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), 0]);
+      const lse = rowStat(s, rows, cols, MODES.rowStat.logsumexp);
+      const y = be.run(KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), MODES.softmaxApply.softmax]);
       be.runner.release(lse);
       return be.wrap(y, rows * cols, 'float32');
     },
-    softmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('softmaxBackward', y), f32('softmaxBackward', gy), rows, cols, 0),
+    softmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('softmaxBackward', y), f32('softmaxBackward', gy), rows, cols, MODES.softmaxBack.softmax),
     logSoftmax: (x, rows, cols) => {
       const s = f32('logSoftmax', x);
-      const lse = rowStat(s, rows, cols, 1);
-      const y = be.run(KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), 1]);
+      const lse = rowStat(s, rows, cols, MODES.rowStat.logsumexp);
+      const y = be.run(KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), MODES.softmaxApply.logSoftmax]);
       be.runner.release(lse);
       return be.wrap(y, rows * cols, 'float32');
     },
-    logSoftmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('logSoftmaxBackward', y), f32('logSoftmaxBackward', gy), rows, cols, 1),
+    logSoftmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('logSoftmaxBackward', y), f32('logSoftmaxBackward', gy), rows, cols, MODES.softmaxBack.logSoftmax),
     layerNorm: (x, w, b, rows, cols, eps) => {
       const sx = f32('layerNorm', x), sw = f32('layerNorm', w), sb = f32('layerNorm', b);
       const X = arg(sx.buf, cols, rows);
-      const mean = be.run(KERNELS.lnStat, [rows], [X, arg(sx.buf, 1), cols, eps, 0]);
-      const rstd = be.run(KERNELS.lnStat, [rows], [X, arg(mean, rows), cols, eps, 1]);
+      const mean = be.run(KERNELS.lnStat, [rows], [X, arg(sx.buf, 1), cols, eps, MODES.lnStat.mean]);
+      const rstd = be.run(KERNELS.lnStat, [rows], [X, arg(mean, rows), cols, eps, MODES.lnStat.rstd]);
       const y = be.run(KERNELS.lnApply, [cols, rows, 1], [X, arg(mean, rows), arg(rstd, rows), arg(sw.buf, cols), arg(sb.buf, cols)]);
       return { y: be.wrap(y, rows * cols, 'float32'), mean: be.wrap(mean, rows, 'float32'), rstd: be.wrap(rstd, rows, 'float32') };
     },
@@ -46,8 +46,8 @@ export function makeFused(be: GpuBackend): FusedKernels {
       const op = 'layerNormBackward';
       const X = arg(f32(op, x).buf, cols, rows), W = arg(f32(op, w).buf, cols), M = arg(f32(op, mean).buf, rows),
         R = arg(f32(op, rstd).buf, rows), G = arg(f32(op, gy).buf, cols, rows);
-      const s1 = be.run(KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, 0]);
-      const s2 = be.run(KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, 1]);
+      const s1 = be.run(KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, MODES.lnBackStat.sumGw]);
+      const s2 = be.run(KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, MODES.lnBackStat.sumGwXhat]);
       const gx = be.run(KERNELS.lnBackApply, [cols, rows, 1], [X, M, R, W, G, arg(s1, rows), arg(s2, rows), cols]);
       be.runner.release(s1);
       be.runner.release(s2);
@@ -68,7 +68,7 @@ export function makeFused(be: GpuBackend): FusedKernels {
       rowChunks(be, 'crossEntropy', rows, cols, (r0, rc, whole) => {
         const X = whole ? arg(s.buf, cols, rc) : { ...arg(s.buf, cols, rc), offset: r0 * cols };
         const T = whole ? arg(t!.buf, rc) : { ...arg(t!.buf, rc), offset: r0 };
-        be.run(KERNELS.rowStat, [rc], [X, cols, 1], { buf: lse, offset: r0 });
+        be.run(KERNELS.rowStat, [rc], [X, cols, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
         const L = whole ? arg(lse, rc) : { ...arg(lse, rc), offset: r0 };
         be.run(KERNELS.ceLoss, [rc], [X, L, T], { buf: loss, offset: r0 });
       });
@@ -135,7 +135,7 @@ export function attnProbs(be: GpuBackend, q: DeviceBuffer, k: DeviceBuffer, bh: 
   lseIn?: DeviceBuffer): { P: DeviceBuffer; lse: DeviceBuffer } {
   const S = matmulView(be, { buf: q, offset: undefined }, { buf: k, offset: undefined },
     { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
-  const rows = bh * t, c = causal ? 1 : 0;
+  const rows = bh * t, c = causal ? MODES.causal.on : MODES.causal.off;
   const lse = lseIn ?? be.run(KERNELS.attnStat, [rows], [arg(S, s, rows), t, s, scale, c]);
   const P = be.run(KERNELS.attnProb, [s, rows, 1], [arg(S, s, rows), arg(lse, rows), t, s, scale, c]);
   be.runner.release(S);
@@ -151,7 +151,7 @@ export function attentionBackward(be: GpuBackend, q: GpuStorage, k: GpuStorage, 
       { batch: bh, m, n, k: kk, transA, transB, aBatchStride: m * kk, bBatchStride: kk * n });
   const gv = mm(P, go.buf, s, d, t, true, false);              // P^T dO       [bh, s, d]
   const dP = mm(go.buf, v.buf, t, s, d, false, true);          // dO v^T       [bh, t, s]
-  const D = be.run(KERNELS.rowDot, [rows], [arg(o.buf, d, rows), arg(go.buf, d, rows), d, 0]); // rowsum(dO * O)
+  const D = be.run(KERNELS.rowDot, [rows], [arg(o.buf, d, rows), arg(go.buf, d, rows), d, MODES.softmaxBack.softmax]); // rowsum(dO * O)
   const dS = be.run(KERNELS.attnGrad, [s, rows, 1], [arg(P, s, rows), arg(dP, s, rows), arg(D, rows), scale]);
   for (const b of [P, dP, D]) be.runner.release(b);
   const gq = mm(dS, k.buf, t, d, s, false, false);             // dS k         [bh, t, d]
@@ -190,8 +190,8 @@ export function adamw(be: GpuBackend, p: GpuStorage, g: GpuStorage, m: GpuStorag
   // (one buffer bound both read-write and read-only in one launch is invalid: aliased
   // arguments, which only tests make, take the portable path)
   if (be.runner.adamw && new Set([p.buf, g.buf, m.buf, v.buf]).size === 4) { be.runner.adamw(p.buf, g.buf, m.buf, v.buf, n, h); return; }
-  const m2 = be.run(KERNELS.adamMoment, [n], [arg(m.buf, n), arg(g.buf, n), h.beta1, 0]);
-  const v2 = be.run(KERNELS.adamMoment, [n], [arg(v.buf, n), arg(g.buf, n), h.beta2, 1]);
+  const m2 = be.run(KERNELS.adamMoment, [n], [arg(m.buf, n), arg(g.buf, n), h.beta1, MODES.adamMoment.first]);
+  const v2 = be.run(KERNELS.adamMoment, [n], [arg(v.buf, n), arg(g.buf, n), h.beta2, MODES.adamMoment.second]);
   const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
   const p2 = be.run(KERNELS.adamParam, [n], [arg(p.buf, n), arg(m2, n), arg(v2, n), h.lr, h.weightDecay, bc1, bc2, h.eps]);
   for (const [s, b] of [[m, m2], [v, v2], [p, p2]] as const) {

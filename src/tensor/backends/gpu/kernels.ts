@@ -48,6 +48,19 @@ function spec(name: string, fn: (...args: never[]) => number, argTypes: ArgType[
 export const UNARY_CODES = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, relu: 5, abs: 6, step: 7, gelu: 8, geluGrad: 9 } as const;
 export const BINARY_CODES = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, max: 5, min: 6, gt: 7, lt: 8, eq: 9 } as const;
 export const CAST_CODES = { copy: 0, f16ToF32: 1, bf16ToF32: 2, f32ToF16: 3, f32ToBf16: 4, trunc: 5 } as const;
+/** The mode argument of the kernels that compute one of two related things. */
+export const MODES = {
+  reduce: { sum: 0, max: 1 },
+  rowStat: { max: 0, logsumexp: 1 },
+  softmaxApply: { softmax: 0, logSoftmax: 1 },
+  /** rowDot and softmaxBack: sum(gy * y) for softmax, sum(gy) for logSoftmax. */
+  softmaxBack: { softmax: 0, logSoftmax: 1 },
+  lnStat: { mean: 0, rstd: 1 },
+  lnBackStat: { sumGw: 0, sumGwXhat: 1 },
+  adamMoment: { first: 0, second: 1 },
+  /** attnStat / attnProb: mask out future keys or not */
+  causal: { off: 0, on: 1 },
+} as const;
 
 // ---- fill ------------------------------------------------------------------------------
 function fillK(this: KernelThis, value: number): number {
@@ -628,4 +641,3 @@ export const KERNELS = {
   attnGrad: spec('attnGrad', attnGradK, [I, I, I, F], [2, 2, 1, 0], 3),
 } as const;
 
-export type KernelName = keyof typeof KERNELS;

@@ -43,8 +43,8 @@ export class WasmBackend extends JsBackend implements Backend {
   override readonly name: string = 'wasm';
   readonly threads: number;
   /** The worker pool and its shared memory (internal: for this backend's fused.ts). */
-  readonly rt: WasmRuntime;
-  readonly km: KernelModule;
+  readonly runtime: WasmRuntime;
+  readonly kernels: KernelModule;
   private readonly pool: BufferPool;
   override readonly fused: FusedKernels;
 
@@ -55,19 +55,19 @@ export class WasmBackend extends JsBackend implements Backend {
     }
     this.threads = opts.threads ?? Math.max(1, availableParallelism());
     compiled ??= buildModule();
-    this.km = compiled;
-    this.rt = new WasmRuntime(this.km.module, this.km.names, this.threads);
+    this.kernels = compiled;
+    this.runtime = new WasmRuntime(this.kernels.module, this.kernels.names, this.threads);
     this.pool = new BufferPool(opts.poolBytes ?? 2 ** 30);
     this.fused = wasmFused(this);
   }
 
   /** Buffer pool counters: allocations served from recycled buffers (hits) or new ones (misses). */
   poolStats(): { hits: number; misses: number; freeBytes: number; trackedBytes: number; wasmBytes: number } {
-    return { ...this.pool.stats, wasmBytes: this.rt.memory.buffer.byteLength };
+    return { ...this.pool.stats, wasmBytes: this.runtime.memory.buffer.byteLength };
   }
 
   /** Stop the worker threads (they are unref'd, so this is only needed to free them early). */
-  terminate(): void { this.rt.terminate(); }
+  terminate(): void { this.runtime.terminate(); }
 
   // ---- host memory: recycled large buffers ----
   /** A host array, possibly recycled: zeroed only when `zero` (every element must be written otherwise). */
@@ -106,17 +106,17 @@ export class WasmBackend extends JsBackend implements Backend {
   out(data: HostArray): Storage { return this.wrap(data, 'float32'); }
   /** Copy a host array into the arena. */
   put(a: Float32Array | Int32Array): number {
-    const p = this.rt.alloc(a.length * 4);
-    if (a instanceof Float32Array) this.rt.f32(p, a.length).set(a); else this.rt.i32(p, a.length).set(a);
+    const p = this.runtime.alloc(a.length * 4);
+    if (a instanceof Float32Array) this.runtime.f32(p, a.length).set(a); else this.runtime.i32(p, a.length).set(a);
     return p;
   }
   take(ptr: number, n: number): F32 {
     const out = this.raw(n, 'float32') as F32;
-    out.set(this.rt.f32(ptr, n));
+    out.set(this.runtime.f32(ptr, n));
     return out;
   }
   /** Rows per task: enough tasks to balance the threads, enough work per task to pay for it. */
-  private rpt(rows: number, cols: number): number {
+  private rowsPerTask(rows: number, cols: number): number {
     let r = Math.ceil(rows / (this.threads * 8));
     r = Math.max(r, Math.ceil(8192 / Math.max(cols, 1)));
     return Math.max(1, Math.min(r, rows));
@@ -124,21 +124,21 @@ export class WasmBackend extends JsBackend implements Backend {
   /** Run a row kernel over [rows, cols]; `args` follow rows, cols, rows-per-task. */
   rows(name: string, rows: number, cols: number, args: number[], floats: number[] = []): void {
     if (rows === 0) return;
-    const rpt = this.rpt(rows, cols);
-    const all = [rows, cols, rpt, ...args, ...floats];
+    const rowsPerTask = this.rowsPerTask(rows, cols);
+    const all = [rows, cols, rowsPerTask, ...args, ...floats];
     const fi = floats.map((_, i) => 3 + args.length + i);
-    this.rt.run(name, Math.ceil(rows / rpt), this.rt.args(all, fi));
+    this.runtime.run(name, Math.ceil(rows / rowsPerTask), this.runtime.args(all, fi));
   }
   scoped<T>(fn: () => T): T {
-    const mark = this.rt.mark();
-    try { return fn(); } finally { this.rt.release(mark); }
+    const mark = this.runtime.mark();
+    try { return fn(); } finally { this.runtime.release(mark); }
   }
   // ---- primitives ----
   override matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
     const A = this.f32(a), B = this.f32(b);
     if (!A || !B) return super.matmul(a, b, p);
     try {
-      return this.out(wasmMatmul(this.rt, this.km.shape, A, B, p, this.raw(p.batch * p.m * p.n, 'float32') as F32));
+      return this.out(wasmMatmul(this.runtime, this.kernels.shape, A, B, p, this.raw(p.batch * p.m * p.n, 'float32') as F32));
     } catch (e) {
       return tooBig(e, 'matmul', `(batch ${p.batch}, m ${p.m}, n ${p.n}, k ${p.k})`);
     }
@@ -148,8 +148,8 @@ export class WasmBackend extends JsBackend implements Backend {
     const X = this.f32(x);
     if (!X || !UNARY.has(op)) return super.unary(op, x);
     return this.out(this.scoped(() => {
-      const n = X.length, px = this.put(X), py = this.rt.alloc(n * 4);
-      this.rt.run(`u_${op}`, Math.ceil(n / CHUNK), this.rt.args([n, CHUNK, px, py]));
+      const n = X.length, px = this.put(X), py = this.runtime.alloc(n * 4);
+      this.runtime.run(`u_${op}`, Math.ceil(n / CHUNK), this.runtime.args([n, CHUNK, px, py]));
       return this.take(py, n);
     }));
   }
@@ -170,7 +170,7 @@ export class WasmBackend extends JsBackend implements Backend {
     if (ka === null || kb === null || (ka !== 'full' && kb !== 'full')) return super.binary(op, a, aShape, b, bShape, outShape);
     const rowLen = ka === 'full' ? kb : ka;
     return this.out(this.scoped(() => {
-      const py = this.rt.alloc(n * 4);
+      const py = this.runtime.alloc(n * 4);
       // a scalar becomes one row of `cols` copies; full-by-full runs as rows of a fixed width
       const cols = rowLen === 'full' || rowLen === 1 ? Math.min(n, 4096) : rowLen;
       const prep = (x: F32, k: number | 'full'): number =>
@@ -192,12 +192,12 @@ export class WasmBackend extends JsBackend implements Backend {
     const X = this.f32(x);
     if (!X || size === 0 || outer * inner === 0) return super.reduce(op, x, outer, size, inner);
     return this.out(this.scoped(() => {
-      const px = this.put(X), py = this.rt.alloc(outer * inner * 4);
+      const px = this.put(X), py = this.runtime.alloc(outer * inner * 4);
       if (inner === 1) {
         this.rows(`r_${op}`, outer, size, [...dense(px, size), py]);
       } else {
         const tasks = outer * Math.ceil(inner / COL_BLOCK);
-        this.rt.run(`c_${op}`, tasks, this.rt.args([outer, size, inner, COL_BLOCK, px, py]));
+        this.runtime.run(`c_${op}`, tasks, this.runtime.args([outer, size, inner, COL_BLOCK, px, py]));
       }
       return this.take(py, outer * inner);
     }));

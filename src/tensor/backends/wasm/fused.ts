@@ -55,16 +55,16 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
   const f32 = (s: Storage): F32 => w.hostAccess().host(s) as F32;
 
   const rowsBwd = (kernel: string, y: Storage, gy: Storage, rows: number, cols: number): Storage => w.out(w.scoped(() => {
-    const py = w.put(f32(y)), pg = w.put(f32(gy)), px = w.rt.alloc(rows * cols * 4);
+    const py = w.put(f32(y)), pg = w.put(f32(gy)), px = w.runtime.alloc(rows * cols * 4);
     w.rows(kernel, rows, cols, [...dense(py, cols), ...dense(pg, cols), ...dense(px, cols)]);
     return w.take(px, rows * cols);
   }));
 
   /** max and sum(exp(x - max)) per row in wasm, logsumexp finished here (wasm has no log). */
   const rowLse = (px: number, rows: number, cols: number): F32 => {
-    const pm = w.rt.alloc(rows * 4), ps = w.rt.alloc(rows * 4);
+    const pm = w.runtime.alloc(rows * 4), ps = w.runtime.alloc(rows * 4);
     w.rows('rowStats', rows, cols, [...dense(px, cols), pm, ps]);
-    const m = w.rt.f32(pm, rows), s = w.rt.f32(ps, rows);
+    const m = w.runtime.f32(pm, rows), s = w.runtime.f32(ps, rows);
     const lse = new Float32Array(rows);
     for (let r = 0; r < rows; r++) lse[r] = m[r]! + Math.log(s[r]!);
     return lse;
@@ -72,7 +72,7 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
 
   /** Scores S = q k^T per head, padded by the gemm: a grouped matrix argument for row kernels. */
   const scores = (pq: number, pk: number, bh: number, t: number, s: number, d: number, mask: (mode: 1 | 2 | 3) => Causal | undefined): number[] => {
-    const g = gemmPtr(w.rt, w.km.shape, pq, pk,
+    const g = gemmPtr(w.runtime, w.kernels.shape, pq, pk,
       { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d }, mask(1));
     return [g.c, g.ldc, t, g.cBatch];
   };
@@ -89,12 +89,12 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
     const pq = w.put(f32(q)), pk = w.put(f32(k)), pv = w.put(f32(v));
     const mask = causalMask(causal, t, s);
     const sc = scores(pq, pk, bh, t, s, d, mask);
-    const pp = w.rt.alloc(bh * t * s * 4), pm = w.rt.alloc(bh * t * 4), ps = w.rt.alloc(bh * t * 4);
+    const pp = w.runtime.alloc(bh * t * s * 4), pm = w.runtime.alloc(bh * t * 4), ps = w.runtime.alloc(bh * t * 4);
     w.rows('attnSoftmax', bh * t, s, [...sc, ...dense(pp, s), pm, ps, t, s - t, causal ? 1 : 0], [scale]);
-    const o = readC(w.rt, gemmPtr(w.rt, w.km.shape, pp, pv,
+    const o = readC(w.runtime, gemmPtr(w.runtime, w.kernels.shape, pp, pv,
       { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }, mask(2)),
     bh, t, d, w.raw(bh * t * d, 'float32') as F32);
-    const m = w.rt.f32(pm, bh * t), sm = w.rt.f32(ps, bh * t);
+    const m = w.runtime.f32(pm, bh * t), sm = w.runtime.f32(ps, bh * t);
     const lse = new Float32Array(bh * t);
     for (let r = 0; r < bh * t; r++) lse[r] = m[r]! + Math.log(sm[r]!);
     return { o: w.out(o), lse: w.out(lse) };
@@ -102,28 +102,28 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
 
   const attentionBackward = (q: Storage, k: Storage, v: Storage, o: Storage, lse: Storage, go: Storage,
     bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage } => w.scoped(() => {
-    const rt = w.rt, sh = w.km.shape;
+    const runtime = w.runtime, sh = w.kernels.shape;
     const pq = w.put(f32(q)), pk = w.put(f32(k)), pv = w.put(f32(v)), po = w.put(f32(o)), pl = w.put(f32(lse)), pgo = w.put(f32(go));
     const mask = causalMask(causal, t, s);
     const sc = scores(pq, pk, bh, t, s, d, mask);
-    const pp = rt.alloc(bh * t * s * 4);
+    const pp = runtime.alloc(bh * t * s * 4);
     const lim = [t, s - t, causal ? 1 : 0];
     w.rows('attnProbs', bh * t, s, [...sc, ...dense(pp, s), pl, ...lim], [scale]);
     // dV = P^T dO
-    const gv = readC(rt, gemmPtr(rt, sh, pp, pgo,
+    const gv = readC(runtime, gemmPtr(runtime, sh, pp, pgo,
       { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }, mask(3)),
     bh, s, d, w.raw(bh * s * d, 'float32') as F32);
     // dP = dO V^T, then dS = P (dP - rowsum(dO * O)) * scale
-    const dp = gemmPtr(rt, sh, pgo, pv, { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d }, mask(1));
-    const pD = rt.alloc(bh * t * 4);
+    const dp = gemmPtr(runtime, sh, pgo, pv, { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d }, mask(1));
+    const pD = runtime.alloc(bh * t * 4);
     w.rows('rowDot', bh * t, d, [...dense(pgo, d), ...dense(po, d), pD]);
-    const pds = rt.alloc(bh * t * s * 4);
+    const pds = runtime.alloc(bh * t * s * 4);
     w.rows('attnDs', bh * t, s, [...dense(pp, s), dp.c, dp.ldc, t, dp.cBatch, ...dense(pds, s), pD, ...lim], [scale]);
     // dQ = dS K ; dK = dS^T Q
-    const gq = readC(rt, gemmPtr(rt, sh, pds, pk,
+    const gq = readC(runtime, gemmPtr(runtime, sh, pds, pk,
       { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }, mask(2)),
     bh, t, d, w.raw(bh * t * d, 'float32') as F32);
-    const gk = readC(rt, gemmPtr(rt, sh, pds, pq,
+    const gk = readC(runtime, gemmPtr(runtime, sh, pds, pq,
       { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }, mask(3)),
     bh, s, d, w.raw(bh * s * d, 'float32') as F32);
     return { gq: w.out(gq), gk: w.out(gk), gv: w.out(gv) };
@@ -131,13 +131,13 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
 
   return {
     softmax: (x, rows, cols) => w.out(w.scoped(() => {
-      const px = w.put(f32(x)), py = w.rt.alloc(rows * cols * 4);
+      const px = w.put(f32(x)), py = w.runtime.alloc(rows * cols * 4);
       w.rows('softmax', rows, cols, [...dense(px, cols), ...dense(py, cols)]);
       return w.take(py, rows * cols);
     })),
     softmaxBackward: (y, gy, rows, cols) => rowsBwd('softmaxBwd', y, gy, rows, cols),
     logSoftmax: (x, rows, cols) => w.out(w.scoped(() => {
-      const px = w.put(f32(x)), py = w.rt.alloc(rows * cols * 4);
+      const px = w.put(f32(x)), py = w.runtime.alloc(rows * cols * 4);
       const pl = w.put(rowLse(px, rows, cols));
       w.rows('subRow', rows, cols, [...dense(px, cols), ...dense(py, cols), pl]);
       return w.take(py, rows * cols);
@@ -152,7 +152,7 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
       return { loss: w.out(loss), lse: w.out(lse) };
     },
     crossEntropyBackward: (logits, targets, lse, gloss, rows, cols) => w.out(w.scoped(() => {
-      const px = w.put(f32(logits)), pg = w.rt.alloc(rows * cols * 4);
+      const px = w.put(f32(logits)), pg = w.runtime.alloc(rows * cols * 4);
       const pl = w.put(f32(lse)), pgl = w.put(f32(gloss)), pt = w.put(w.hostAccess().host(targets) as Int32Array);
       w.rows('ceBwd', rows, cols, [...dense(px, cols), ...dense(pg, cols), pl, pgl, pt]);
       return w.take(pg, rows * cols);
@@ -160,15 +160,15 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
 
     layerNorm: (x, wt, b, rows, cols, eps) => w.scoped(() => {
       const px = w.put(f32(x)), pw = w.put(f32(wt)), pb = w.put(f32(b));
-      const py = w.rt.alloc(rows * cols * 4), pm = w.rt.alloc(rows * 4), pr = w.rt.alloc(rows * 4);
+      const py = w.runtime.alloc(rows * cols * 4), pm = w.runtime.alloc(rows * 4), pr = w.runtime.alloc(rows * 4);
       w.rows('lnFwd', rows, cols, [...dense(px, cols), ...dense(py, cols), pw, pb, pm, pr], [eps]);
       return { y: w.out(w.take(py, rows * cols)), mean: w.out(w.take(pm, rows)), rstd: w.out(w.take(pr, rows)) };
     }),
     layerNormBackward: (x, wt, mean, rstd, gy, rows, cols) => w.scoped(() => {
       const px = w.put(f32(x)), pw = w.put(f32(wt)), pm = w.put(f32(mean)), pr = w.put(f32(rstd)), pg = w.put(f32(gy));
-      const pgx = w.rt.alloc(rows * cols * 4), pgw = w.rt.alloc(cols * 4), pgb = w.rt.alloc(cols * 4);
+      const pgx = w.runtime.alloc(rows * cols * 4), pgw = w.runtime.alloc(cols * 4), pgb = w.runtime.alloc(cols * 4);
       w.rows('lnBwdX', rows, cols, [...dense(px, cols), ...dense(pg, cols), ...dense(pgx, cols), pw, pm, pr]);
-      w.rt.run('lnBwdWB', Math.ceil(cols / COL_BLOCK), w.rt.args([1, rows, cols, COL_BLOCK, px, pg, pm, pr, pgw, pgb]));
+      w.runtime.run('lnBwdWB', Math.ceil(cols / COL_BLOCK), w.runtime.args([1, rows, cols, COL_BLOCK, px, pg, pm, pr, pgw, pgb]));
       return { gx: w.out(w.take(pgx, rows * cols)), gw: w.out(w.take(pgw, cols)), gb: w.out(w.take(pgb, cols)) };
     }),
 
@@ -188,8 +188,8 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
       const pp = w.put(P), pg = w.put(f32(g)), pm = w.put(M), pv = w.put(V);
       const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
       const floats = [h.lr, h.beta1, h.beta2, 1 - h.beta1, 1 - h.beta2, h.eps, h.weightDecay, bc1, bc2];
-      w.rt.run('adamw', Math.ceil(n / CHUNK), w.rt.args([n, CHUNK, pp, pg, pm, pv, ...floats], floats.map((_, i) => 6 + i)));
-      P.set(w.rt.f32(pp, n)); M.set(w.rt.f32(pm, n)); V.set(w.rt.f32(pv, n));
+      w.runtime.run('adamw', Math.ceil(n / CHUNK), w.runtime.args([n, CHUNK, pp, pg, pm, pv, ...floats], floats.map((_, i) => 6 + i)));
+      P.set(w.runtime.f32(pp, n)); M.set(w.runtime.f32(pm, n)); V.set(w.runtime.f32(pv, n));
     }),
 
     sumSquares: (xs) => {
@@ -199,9 +199,9 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
         if (X.length === 0) continue;
         w.scoped(() => {
           const chunks = Math.ceil(X.length / CHUNK);
-          const px = w.put(X), po = w.rt.alloc(chunks * 4);
-          w.rt.run('sumsq', chunks, w.rt.args([X.length, CHUNK, px, po]));
-          const parts = w.rt.f32(po, chunks);
+          const px = w.put(X), po = w.runtime.alloc(chunks * 4);
+          w.runtime.run('sumsq', chunks, w.runtime.args([X.length, CHUNK, px, po]));
+          const parts = w.runtime.f32(po, chunks);
           for (let i = 0; i < chunks; i++) total += parts[i]!; // in chunk order: thread-count independent
         });
       }

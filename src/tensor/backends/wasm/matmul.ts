@@ -15,54 +15,54 @@ export interface GemmOut { c: number; ldc: number; cBatch: number }
 /** Causal skipping for attention's products (see gemmKernel's `mode`). */
 export interface Causal { mode: 1 | 2 | 3; off: number }
 
-export function gemmPtr(rt: WasmRuntime, shape: MatmulShape, aPtr: number, bPtr: number, p: MatmulParams, causal?: Causal): GemmOut {
+export function gemmPtr(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, bPtr: number, p: MatmulParams, causal?: Causal): GemmOut {
   const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
   const { mr, nr } = shape;
   const mP = Math.ceil(m / mr), nP = Math.ceil(n / nr);
   const ldc = nP * nr, cBatch = mP * mr * ldc;
-  const C = rt.alloc(batch * cBatch * 4);
+  const C = runtime.alloc(batch * cBatch * 4);
   if (batch === 0 || m === 0 || n === 0) return { c: C, ldc, cBatch };
-  if (k === 0) { rt.f32(C, batch * cBatch).fill(0); return { c: C, ldc, cBatch }; }
+  if (k === 0) { runtime.f32(C, batch * cBatch).fill(0); return { c: C, ldc, cBatch }; }
   const aBatches = aBatchStride === 0 ? 1 : batch, bBatches = bBatchStride === 0 ? 1 : batch;
-  const mark = rt.mark();
-  const packA = rt.alloc(aBatches * mP * k * mr * 4);
-  const packB = rt.alloc(bBatches * nP * k * nr * 4);
+  const mark = runtime.mark();
+  const packA = runtime.alloc(aBatches * mP * k * mr * 4);
+  const packB = runtime.alloc(bBatches * nP * k * nr * 4);
   // A element (row i, depth kk): [m,k] -> i*k + kk ; transposed [k,m] -> kk*m + i
-  rt.run('packA', aBatches * mP, rt.args([aPtr, m, k, transA ? 1 : k, transA ? m : 1, aBatchStride, mP, packA]));
+  runtime.run('packA', aBatches * mP, runtime.args([aPtr, m, k, transA ? 1 : k, transA ? m : 1, aBatchStride, mP, packA]));
   // B element (col j, depth kk): [k,n] -> kk*n + j ; transposed [n,k] -> j*k + kk
-  rt.run('packB', bBatches * nP, rt.args([bPtr, n, k, transB ? k : 1, transB ? 1 : n, bBatchStride, nP, packB]));
-  const g = gemmPacked(rt, shape, packA, packB, p, C, causal);
-  rt.release(mark); // the packed panels; C stays
+  runtime.run('packB', bBatches * nP, runtime.args([bPtr, n, k, transB ? k : 1, transB ? 1 : n, bBatchStride, nP, packB]));
+  const g = gemmPacked(runtime, shape, packA, packB, p, C, causal);
+  runtime.release(mark); // the packed panels; C stays
   return g;
 }
 
 /** The tiled gemm over packed panels (C allocated here unless given). */
-function gemmPacked(rt: WasmRuntime, shape: MatmulShape, packA: number, packB: number, p: MatmulParams, cPtr?: number,
+function gemmPacked(runtime: WasmRuntime, shape: MatmulShape, packA: number, packB: number, p: MatmulParams, cPtr?: number,
   causal?: Causal): GemmOut {
   const { batch, m, n, k, aBatchStride, bBatchStride } = p;
   const { mr, nr } = shape;
   const mP = Math.ceil(m / mr), nP = Math.ceil(n / nr);
   const ldc = nP * nr, cBatch = mP * mr * ldc;
-  const C = cPtr ?? rt.alloc(batch * cBatch * 4);
+  const C = cPtr ?? runtime.alloc(batch * cBatch * 4);
   const aBatches = aBatchStride === 0 ? 1 : batch, bBatches = bBatchStride === 0 ? 1 : batch;
   const aPanelBytes = mP * k * mr * 4, bPanelBytes = nP * k * nr * 4;
   // tiles of ~128 x 256; halve the tile while there are too few tasks to share
   let mcp = Math.max(1, Math.round(128 / mr)), ncp = Math.max(1, Math.round(256 / nr));
   const tasks = (): number => batch * Math.ceil(mP / mcp) * Math.ceil(nP / ncp);
-  while (tasks() < 4 * rt.threads && (mcp > 1 || ncp > 1)) {
+  while (tasks() < 4 * runtime.threads && (mcp > 1 || ncp > 1)) {
     if (mcp > 1) mcp = Math.ceil(mcp / 2); else ncp = Math.ceil(ncp / 2);
   }
   const tM = Math.ceil(mP / mcp), tN = Math.ceil(nP / ncp);
-  rt.run('gemm', batch * tM * tN, rt.args([packA, packB, C, k, mP, nP, tM, tN,
+  runtime.run('gemm', batch * tM * tN, runtime.args([packA, packB, C, k, mP, nP, tM, tN,
     aBatches === 1 ? 0 : aPanelBytes, bBatches === 1 ? 0 : bPanelBytes, cBatch * 4, ldc * 4, mcp, ncp,
     causal?.mode ?? 0, causal?.off ?? 0]));
   return { c: C, ldc, cBatch };
 }
 
 /** Copy a padded C into a dense [batch, m, n] host array. */
-export function readC(rt: WasmRuntime, g: GemmOut, batch: number, m: number, n: number,
+export function readC(runtime: WasmRuntime, g: GemmOut, batch: number, m: number, n: number,
   out: Float32Array = new Float32Array(batch * m * n)): Float32Array {
-  const c = rt.f32(g.c, batch * g.cBatch);
+  const c = runtime.f32(g.c, batch * g.cBatch);
   for (let bi = 0; bi < batch; bi++) {
     const base = bi * g.cBatch;
     if (g.ldc === n) out.set(c.subarray(base, base + m * n), bi * m * n);
@@ -80,7 +80,7 @@ const STAGE_FLOATS = 16 << 20;
  * not a second raw one. `rowMajor` says the panel dim (rows of op(A) / cols of op(B)) is the
  * slow one in storage ([len, K] layout); otherwise storage is [K, len].
  */
-function stagePack(rt: WasmRuntime, kernel: string, w: number, src: Float32Array, batches: number, batchStride: number,
+function stagePack(runtime: WasmRuntime, kernel: string, w: number, src: Float32Array, batches: number, batchStride: number,
   len: number, K: number, rowMajor: boolean, dst: number, stageFloats: number): void {
   const panels = Math.ceil(len / w);
   const per = Math.max(1, Math.floor(stageFloats / (K * w)));
@@ -88,39 +88,39 @@ function stagePack(rt: WasmRuntime, kernel: string, w: number, src: Float32Array
     const base = bi * batchStride;
     for (let p0 = 0; p0 < panels; p0 += per) {
       const p1 = Math.min(panels, p0 + per), i0 = p0 * w, width = Math.min(len, p1 * w) - i0;
-      const mark = rt.mark();
-      const stage = rt.alloc(width * K * 4), view = rt.f32(stage, width * K);
+      const mark = runtime.mark();
+      const stage = runtime.alloc(width * K * 4), view = runtime.f32(stage, width * K);
       if (rowMajor) view.set(src.subarray(base + i0 * K, base + (i0 + width) * K));
       else for (let kk = 0; kk < K; kk++) view.set(src.subarray(base + kk * len + i0, base + kk * len + i0 + width), kk * width);
       // staged as [width, K] (rowMajor) or [K, width]
-      rt.run(kernel, p1 - p0, rt.args([stage, width, K, rowMajor ? K : 1, rowMajor ? 1 : width, 0, p1 - p0,
+      runtime.run(kernel, p1 - p0, runtime.args([stage, width, K, rowMajor ? K : 1, rowMajor ? 1 : width, 0, p1 - p0,
         dst + (bi * panels + p0) * K * w * 4]));
-      rt.release(mark);
+      runtime.release(mark);
     }
   }
 }
 
 /** out = op(a) op(b) for host arrays: copy in (or pack through slabs when large), gemm, copy out. */
-export function wasmMatmul(rt: WasmRuntime, shape: MatmulShape, a: Float32Array, b: Float32Array,
+export function wasmMatmul(runtime: WasmRuntime, shape: MatmulShape, a: Float32Array, b: Float32Array,
   p: MatmulParams, out: Float32Array = new Float32Array(p.batch * p.m * p.n), stageFloats = STAGE_FLOATS): Float32Array {
-  const mark = rt.mark();
+  const mark = runtime.mark();
   try {
     if (a.length <= stageFloats && b.length <= stageFloats) {
-      const aPtr = rt.alloc(a.length * 4); rt.f32(aPtr, a.length).set(a);
-      const bPtr = rt.alloc(b.length * 4); rt.f32(bPtr, b.length).set(b);
-      return readC(rt, gemmPtr(rt, shape, aPtr, bPtr, p), p.batch, p.m, p.n, out);
+      const aPtr = runtime.alloc(a.length * 4); runtime.f32(aPtr, a.length).set(a);
+      const bPtr = runtime.alloc(b.length * 4); runtime.f32(bPtr, b.length).set(b);
+      return readC(runtime, gemmPtr(runtime, shape, aPtr, bPtr, p), p.batch, p.m, p.n, out);
     }
     const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
     if (batch === 0 || m === 0 || n === 0) return out;
     if (k === 0) { out.fill(0); return out; }
     const { mr, nr } = shape;
     const aBatches = aBatchStride === 0 ? 1 : batch, bBatches = bBatchStride === 0 ? 1 : batch;
-    const packA = rt.alloc(aBatches * Math.ceil(m / mr) * k * mr * 4);
-    const packB = rt.alloc(bBatches * Math.ceil(n / nr) * k * nr * 4);
-    stagePack(rt, 'packA', mr, a, aBatches, aBatchStride, m, k, !transA, packA, stageFloats);
-    stagePack(rt, 'packB', nr, b, bBatches, bBatchStride, n, k, transB, packB, stageFloats);
-    return readC(rt, gemmPacked(rt, shape, packA, packB, p), batch, m, n, out);
+    const packA = runtime.alloc(aBatches * Math.ceil(m / mr) * k * mr * 4);
+    const packB = runtime.alloc(bBatches * Math.ceil(n / nr) * k * nr * 4);
+    stagePack(runtime, 'packA', mr, a, aBatches, aBatchStride, m, k, !transA, packA, stageFloats);
+    stagePack(runtime, 'packB', nr, b, bBatches, bBatchStride, n, k, transB, packB, stageFloats);
+    return readC(runtime, gemmPacked(runtime, shape, packA, packB, p), batch, m, n, out);
   } finally {
-    rt.release(mark);
+    runtime.release(mark);
   }
 }
