@@ -2,20 +2,19 @@
 // accumulation to a token budget, global-norm clipping, warmup + cosine, periodic validation,
 // samples and checkpoints; one JSON line per step in log.jsonl and a loss-curve SVG.
 
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../data/fsutil.js';
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
 import { manualSeed, Generator } from '../tensor/random.js';
-import { GPT, GPT_PRESETS, type GPTConfig } from '../nn/gpt.js';
+import { GPT, type GPTConfig } from '../nn/gpt.js';
 import { AdamW, configureOptimizers, clipGradNorm, getLr } from '../optim/index.js';
 import { DataLoaderLite } from '../data/loader.js';
 import { ensureEmbeddedShards } from '../data/embedded.js';
 import { gpt2Tokenizer } from '../data/tokenizer.js';
 import { ProgressBar } from '../data/progress.js';
-import { latestCheckpoint, loadCheckpoint, loadWeights, saveCheckpoint } from './checkpoint.js';
+import { saveCheckpoint } from './checkpoint.js';
 import type { Weight, WeightMap } from './hf-gpt2.js';
-import { writeLossCurve, type CurvePoint } from './plot.js';
 import { useBackend } from './backend.js';
+import { RunLog } from './run-log.js';
+import { resolveStart, type Start } from './start.js';
 import { Tensor, noGrad, tensor, ops } from '../tensor/index.js';
 
 export interface TrainOptions {
@@ -71,43 +70,14 @@ export interface TrainResult {
   seconds: number;
 }
 
-interface LogStep { step: number; loss: number; lr: number; norm: number; dt_ms: number; tok_per_s: number }
-
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const print = o.print ?? ((s: string) => console.log(s));
   const t0 = performance.now();
   const backend = await useBackend(o.backend, o.threads);
   print(`backend: ${backend.name}`);
   mkdirSync(o.outDir, { recursive: true });
-  const logPath = join(o.outDir, 'log.jsonl');
-
-  // ---- model config and starting point ----
-  let startStep = 0;
-  let init: { weights: WeightMap; optimizer?: Map<string, Weight>; meta?: Record<string, unknown> } | null = null;
-  let config: GPTConfig;
-  const resumeFrom = o.resume ? await latestCheckpoint(o.outDir) : null;
-  if (o.resume && !resumeFrom) print(`--resume: no complete checkpoint in ${o.outDir}; starting from scratch`);
-  if (resumeFrom) {
-    const ck = await loadCheckpoint(resumeFrom, { optimizer: true });
-    config = ck.config;
-    startStep = ck.step;
-    init = { weights: ck.weights, optimizer: ck.optimizerState, meta: ck.meta };
-    print(`resuming from ${resumeFrom} (step ${ck.step})`);
-  } else if (o.initFrom) {
-    // keep the source's vocabulary (50257 for OpenAI's GPT-2, as from_pretrained does): zero rows
-    // padded onto a trained wte would get logit 0, far above the real tokens' logits
-    const lw = await loadWeights(o.initFrom, o.vocabSize ? { padVocabTo: o.vocabSize } : {});
-    config = lw.config;
-    init = { weights: lw.weights };
-    print(`initialised from ${lw.path} (${lw.source})`);
-  } else {
-    const preset = GPT_PRESETS[o.model];
-    if (!preset) throw new Error(`--model ${o.model}: unknown preset; choose one of ${Object.keys(GPT_PRESETS).join(', ')}`);
-    config = {
-      nLayer: o.nLayer ?? preset.nLayer, nHead: o.nHead ?? preset.nHead, nEmbd: o.nEmbd ?? preset.nEmbd,
-      blockSize: o.blockSize ?? preset.blockSize, vocabSize: o.vocabSize ?? preset.vocabSize,
-    };
-  }
+  const start = await resolveStart(o, print);
+  const { config } = start;
 
   const B = o.batchSize, T = o.seqLen;
   if (T > config.blockSize) {
@@ -126,62 +96,35 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
   // ---- model and optimizer ----
   manualSeed(o.seed);
-  const model = new GPT(config, { init: !init }); // loaded weights replace the random init
-  if (init) model.loadStateDict(init.weights); // a missing lm_head.weight is filled by its tie to wte
+  const model = new GPT(config, { init: !start.weights }); // loaded weights replace the random init
+  if (start.weights) model.loadStateDict(start.weights); // a missing lm_head.weight is filled by its tie to wte
   print(`model: ${config.nLayer} layers, ${config.nHead} heads, ${config.nEmbd} embd, block ${config.blockSize}, vocab ${config.vocabSize} — ${(model.numParameters() / 1e6).toFixed(2)}M parameters`);
   const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
-  const named = model.namedParameters();
-  const params = named.map(([, p]) => p);
-  if (init?.optimizer?.size) {
-    const step = Number(init.meta?.optimizer_step ?? startStep);
-    for (const [n, p] of named) {
-      optimizer.setState(p, { step, expAvg: stateTensor(init.optimizer, `${n}.exp_avg`, p), expAvgSq: stateTensor(init.optimizer, `${n}.exp_avg_sq`, p) });
-    }
-  }
-  const loaderState = init?.meta?.train_loader as { shard: number; position: number } | undefined;
-  if (resumeFrom && loaderState) trainLoader.restore(loaderState);
-
+  const params = model.parameters();
+  if (start.resumed) restoreTrainingState(start.resumed, model, optimizer, trainLoader, start.step);
+  const log = start.resumed ? RunLog.resume(o.outDir, start.step, print) : RunLog.fresh(o.outDir);
   const tok = gpt2Tokenizer();
-  const trainCurve: CurvePoint[] = [], valCurve: CurvePoint[] = [];
-  if (resumeFrom && existsSync(logPath)) {
-    // keep what was logged up to the checkpoint; steps after it will be redone
-    const kept: string[] = [];
-    for (const line of readFileSync(logPath, 'utf8').split('\n')) {
-      if (!line.trim()) continue;
-      const r = JSON.parse(line) as { step: number; loss?: number; val_loss?: number };
-      if (r.loss !== undefined ? r.step >= startStep : r.step > startStep) continue;
-      kept.push(line);
-      if (r.loss !== undefined) trainCurve.push({ step: r.step, value: r.loss });
-      if (r.val_loss !== undefined) valCurve.push({ step: r.step, value: r.val_loss });
-    }
-    writeFileAtomic(logPath, kept.map((l) => l + '\n').join(''));
-  } else {
-    writeFileAtomic(logPath, ''); // a fresh run starts a fresh log
-  }
-  const log = (obj: object): void => appendFileSync(logPath, JSON.stringify(obj) + '\n');
 
   let lastVal: number | null = null;
   let lastLoss = NaN, lastTokPerSec = 0;
-  let lastGoodCheckpoint: string | null = resumeFrom;
-  for (let step = startStep; step < o.maxSteps; step++) {
+  let lastGoodCheckpoint: string | null = start.resumed?.sidecar ?? null;
+  for (let step = start.step; step < o.maxSteps; step++) {
     const lastStep = step === o.maxSteps - 1;
 
     // ---- validation (and checkpoint) ----
     if ((o.evalInterval > 0 && step % o.evalInterval === 0) || lastStep) {
-      if (!(resumeFrom && step === startStep)) {
+      if (!(start.resumed && step === start.step)) {
         lastVal = await evaluate(model, valLoader, o.valSteps, B, T);
         print(`validation loss: ${lastVal.toFixed(4)}`);
-        log({ step, val_loss: lastVal });
-        valCurve.push({ step, value: lastVal });
-        writeLossCurve(join(o.outDir, 'loss.svg'), trainCurve, valCurve);
+        log.validation(step, lastVal);
         if (o.hellaswag) {
           const { evaluateHellaswag } = await import('./hellaswag.js');
           const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print });
           print(`HellaSwag accuracy: ${r.accNorm.toFixed(4)} (${r.numCorrectNorm}/${r.n})`);
-          log({ step, hella: r.accNorm });
+          log.record({ step, hella: r.accNorm });
         }
       }
-      const ckptDue = step > startStep && ((o.checkpointInterval > 0 && step % o.checkpointInterval === 0) || lastStep);
+      const ckptDue = step > start.step && ((o.checkpointInterval > 0 && step % o.checkpointInterval === 0) || lastStep);
       if (ckptDue) {
         lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, lastVal, trainLoader.state());
         print(`saved checkpoint ${lastGoodCheckpoint}`);
@@ -225,12 +168,22 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     await new Promise((r) => setImmediate(r));
     lastLoss = lossV; lastTokPerSec = tokPerSec;
     print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}`);
-    const rec: LogStep = { step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec };
-    log(rec);
-    trainCurve.push({ step, value: lossV });
+    log.step({ step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec });
   }
-  writeLossCurve(join(o.outDir, 'loss.svg'), trainCurve, valCurve);
-  return { steps: o.maxSteps - startStep, finalLoss: lastLoss, finalValLoss: lastVal, tokensPerSec: lastTokPerSec, seconds: (performance.now() - t0) / 1000 };
+  log.plot();
+  return { steps: o.maxSteps - start.step, finalLoss: lastLoss, finalValLoss: lastVal, tokensPerSec: lastTokPerSec, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** A resumed run's optimizer moments and data position, as its checkpoint recorded them. */
+function restoreTrainingState(resumed: NonNullable<Start['resumed']>, model: GPT, optimizer: AdamW, trainLoader: DataLoaderLite, step: number): void {
+  if (resumed.optimizer.size) {
+    const optStep = Number(resumed.meta.optimizer_step ?? step);
+    for (const [n, p] of model.namedParameters()) {
+      optimizer.setState(p, { step: optStep, expAvg: stateTensor(resumed.optimizer, `${n}.exp_avg`, p), expAvgSq: stateTensor(resumed.optimizer, `${n}.exp_avg_sq`, p) });
+    }
+  }
+  const loaderState = resumed.meta.train_loader as { shard: number; position: number } | undefined;
+  if (loaderState) trainLoader.restore(loaderState);
 }
 
 function stateTensor(state: Map<string, Weight>, name: string, p: Tensor): Tensor {
