@@ -2,8 +2,8 @@
 // run through the engine in float64: the outputs, and the gradients of sum_i (out_i * G_i).sum()
 // w.r.t. every float input, must match torch to ~1e-10.
 import { readFileSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
-import { F, cat, matmul, tensor, type Tensor } from '../src/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { F, cat, matmul, setBackend, tensor, type Tensor } from '../src/index.js';
 import * as ops from '../src/tensor/ops.js';
 import { expectClose } from './helpers/prop.js';
 
@@ -63,35 +63,43 @@ const data = (t: Tensor): number[] => Array.from(t.dataSync());
 // float64 throughout: both sides do the same math in a (possibly) different summation order
 const RTOL = 1e-10, ATOL = 1e-12;
 
-describe('PyTorch float64 fixtures (torch_ops.json)', () => {
-  it('covers every op named in the README', () => {
-    const want = ['add', 'sub', 'mul', 'div', 'neg', 'exp', 'log', 'sqrt', 'tanh', 'relu', 'pow', 'gelu', 'matmul', 'sum', 'mean', 'amax',
-      'reshape', 'transpose', 'permute', 'narrow', 'cat', 'split', 'softmax', 'log_softmax', 'cross_entropy', 'layer_norm', 'embedding',
-      'masked_fill', 'scaled_dot_product_attention'];
-    expect(fixture.dtype).toBe('float64');
-    expect(new Set(fixture.cases.map((c) => c.op))).toEqual(new Set(want));
-  });
+// float64 on every CPU backend: js composes the ops, wasm runs its fused kernels' float64 paths
+for (const backend of ['js', 'wasm'] as const) {
+describe(`float64 (${backend} backend)`, () => {
+  beforeAll(() => { setBackend(backend); });
+  afterAll(() => { setBackend('js'); });
 
-  for (const c of fixture.cases) {
-    it(`${c.name}`, () => {
-      const xs = c.inputs.map(load);
-      const outs = run(c, xs);
-      expect(outs.length, 'number of outputs').toBe(c.outputs.length);
-      outs.forEach((o, i) => {
-        const want = c.outputs[i]!;
-        expect(o.shape, `output ${i} shape`).toEqual(want.shape);
-        expect(o.dtype).toBe('float64');
-        expectClose(data(o), want.data, RTOL, ATOL, `${c.name} output ${i}`);
-      });
-      const objective = outs.map((o, i) => o.mul(load({ ...c.G[i]!, dtype: 'float64' }).detach()).sum()).reduce((p, q) => p.add(q));
-      objective.backward();
-      c.grads.forEach((g, j) => {
-        const x = xs[j]!;
-        if (g === null) { expect(x.grad, `${c.input_names[j]} is a constant`).toBeNull(); return; }
-        expect(x.grad, `grad of ${c.input_names[j]}`).not.toBeNull();
-        expect(x.grad!.shape, `grad of ${c.input_names[j]} shape`).toEqual(g.shape);
-        expectClose(data(x.grad!), g.data, RTOL, ATOL, `${c.name} grad ${c.input_names[j]}`);
-      });
+  describe('PyTorch float64 fixtures (torch_ops.json)', () => {
+    it('covers every op named in the README', () => {
+      const want = ['add', 'sub', 'mul', 'div', 'neg', 'exp', 'log', 'sqrt', 'tanh', 'relu', 'pow', 'gelu', 'matmul', 'sum', 'mean', 'amax',
+        'reshape', 'transpose', 'permute', 'narrow', 'cat', 'split', 'softmax', 'log_softmax', 'cross_entropy', 'layer_norm', 'embedding',
+        'masked_fill', 'scaled_dot_product_attention'];
+      expect(fixture.dtype).toBe('float64');
+      expect(new Set(fixture.cases.map((c) => c.op))).toEqual(new Set(want));
     });
-  }
+
+    for (const c of fixture.cases) {
+      it(`${c.name}`, () => {
+        const xs = c.inputs.map(load);
+        const outs = run(c, xs);
+        expect(outs.length, 'number of outputs').toBe(c.outputs.length);
+        outs.forEach((o, i) => {
+          const want = c.outputs[i]!;
+          expect(o.shape, `output ${i} shape`).toEqual(want.shape);
+          expect(o.dtype).toBe('float64');
+          expectClose(data(o), want.data, RTOL, ATOL, `${c.name} output ${i}`);
+        });
+        const objective = outs.map((o, i) => o.mul(load({ ...c.G[i]!, dtype: 'float64' }).detach()).sum()).reduce((p, q) => p.add(q));
+        objective.backward();
+        c.grads.forEach((g, j) => {
+          const x = xs[j]!;
+          if (g === null) { expect(x.grad, `${c.input_names[j]} is a constant`).toBeNull(); return; }
+          expect(x.grad, `grad of ${c.input_names[j]}`).not.toBeNull();
+          expect(x.grad!.shape, `grad of ${c.input_names[j]} shape`).toEqual(g.shape);
+          expectClose(data(x.grad!), g.data, RTOL, ATOL, `${c.name} grad ${c.input_names[j]}`);
+        });
+      });
+    }
+  });
 });
+}

@@ -1,6 +1,7 @@
 // Backend parity: every kernel of the wasm backend against the js reference backend (and the
 // fused kernels against plain float64 loops), on generated shapes — odd sizes, size-1 dims,
 // transposed and broadcast operands — with 1 and 2 threads; plus thread-count determinism.
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Storage } from '../src/tensor/backend.js';
@@ -287,17 +288,19 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
     }
   });
 
-  it('float64 storages fall back to the reference loops (gradchecks keep working)', () => {
-    const x = Float64Array.from(values(12, 3));
+  it('float64 storages fall back to the reference loops, matching PyTorch float64 (gradchecks keep working)', () => {
+    // independent values: torch_ops.json (made by test/fixtures/make_torch_fixtures.py)
+    const fx = JSON.parse(readFileSync(new URL('./fixtures/torch_ops.json', import.meta.url), 'utf8')) as
+      { cases: { name: string; inputs: { shape: number[]; data: number[] }[]; outputs: { data: number[] }[] }[] };
+    const fcase = (name: string) => fx.cases.find((c) => c.name === name)!;
+    const sm = fcase('softmax_lastdim_2x3x5'), mm = fcase('matmul_2d_3x5_5x4');
     for (const w of wasms) {
-      const y = w.fused.softmax!(w.fromHost(x.slice(), 'float64'), 3, 4);
+      const y = w.fused.softmax!(w.fromHost(Float64Array.from(sm.inputs[0]!.data), 'float64'), 6, 5);
       expect(y.dtype).toBe('float64');
-      const want = new Float64Array(12); ref.softmaxRef(x, 3, 4, want);
-      expectClose(w.readSync(y), want, 1e-14, 0, 'softmax float64');
-      expectClose(w.readSync(w.matmul(w.fromHost(x.slice(), 'float64'), w.fromHost(x.slice(), 'float64'),
-        { batch: 1, m: 3, n: 3, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 })),
-      js.readSync(js.matmul(js.fromHost(x.slice(), 'float64'), js.fromHost(x.slice(), 'float64'),
-        { batch: 1, m: 3, n: 3, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 })), 1e-15, 0, 'matmul float64');
+      expectClose(w.readSync(y), sm.outputs[0]!.data, 1e-12, 1e-15, 'softmax float64');
+      const [a, b] = mm.inputs.map((t) => w.fromHost(Float64Array.from(t.data), 'float64')) as [Storage, Storage];
+      expectClose(w.readSync(w.matmul(a, b, { batch: 1, m: 3, n: 4, k: 5, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 })),
+        mm.outputs[0]!.data, 1e-12, 1e-15, 'matmul float64');
     }
   });
 });
