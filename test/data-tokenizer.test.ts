@@ -1,11 +1,14 @@
 // GPT-2 tokenizer against tiktoken: token ids from test/fixtures/tok_gpt2_golden.json, made by
 // make_tokenizer_fixture.mjs with OpenAI's tiktoken (WASM), never by the code under test.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
 import { encode as stockEncode } from 'gpt-tokenizer/encoding/r50k_base';
-import { EOT, gpt2Tokenizer } from '../src/data/tokenizer.js';
+import { BytePairEncodingCore } from 'gpt-tokenizer/BytePairEncodingCore';
+import r50kRanks from 'gpt-tokenizer/bpeRanks/r50k_base';
+import { EOT, bpeMergeLong, gpt2Tokenizer } from '../src/data/tokenizer.js';
 import { tokenizeDocuments } from '../src/data/tokenize-pool.js';
 
 interface Golden {
@@ -15,7 +18,37 @@ interface Golden {
 const golden = JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'tok_gpt2_golden.json'), 'utf8')) as Golden;
 const tok = gpt2Tokenizer();
 
+interface LongRun { parts: [string, number][]; count: number; head: number[]; tail: number[]; sha256: string }
+const longRuns = (JSON.parse(readFileSync(join(import.meta.dirname, 'fixtures', 'tok_gpt2_long_runs.json'), 'utf8')) as { cases: LongRun[] }).cases;
+
 describe('gpt2 tokenizer', () => {
+  test('documents with very long runs of one character equal tiktoken (130k spaces once overflowed the call stack)', () => {
+    expect(longRuns.length).toBeGreaterThanOrEqual(10);
+    for (const c of longRuns) {
+      const text = c.parts.map(([p, n]) => p.repeat(n)).join('');
+      const what = c.parts.map(([p, n]) => `${JSON.stringify(p)} x ${n}`).join(' + ');
+      const ids = Uint16Array.from(tok.encodeOrdinary(text));
+      expect(ids.length, what).toBe(c.count);
+      expect(Array.from(ids.slice(0, 16)), what).toEqual(c.head);
+      expect(Array.from(ids.slice(-16)), what).toEqual(c.tail);
+      expect(createHash('sha256').update(Buffer.from(ids.buffer)).digest('hex'), what).toBe(c.sha256);
+      expect(tok.encodeDocument(text).length, what).toBe(c.count + 1);
+    }
+  });
+
+  test('the O(n log n) merge of long pieces equals gpt-tokenizer\'s byte-pair merge (fast-check)', () => {
+    const core = new BytePairEncodingCore({ bytePairRankDecoder: r50kRanks, specialTokensEncoder: new Map(), tokenSplitRegex: /x/gu }) as unknown as
+      { bytePairEncode(s: string): number[] };
+    const enc = new TextEncoder();
+    const bin = (b: Uint8Array): string => Array.from(b, (x) => String.fromCharCode(x)).join('');
+    const rankOf = new Map(r50kRanks.map((r, i) => [bin(typeof r === 'string' ? enc.encode(r) : Uint8Array.from(r)), i] as const));
+    fc.assert(fc.property(fc.array(fc.constantFrom('a', 'b', 'ab', ' ', 'e', 'th', 'in', '1', '0', '.', 'é', '🙂', 'ing'), { minLength: 300, maxLength: 900 }),
+      (parts) => {
+        const piece = parts.join('');
+        expect(bpeMergeLong(bin(enc.encode(piece)), rankOf)).toEqual(core.bytePairEncode(piece));
+      }), { seed: 20261201, numRuns: 30 });
+  });
+
   test('encode_ordinary equals tiktoken on every fixture text (tricky, random and corpus)', () => {
     expect(golden.cases.length).toBeGreaterThan(500);
     const wrong = golden.cases.filter((c) => JSON.stringify(tok.encodeOrdinary(c.text)) !== JSON.stringify(c.tokens));
@@ -90,6 +123,13 @@ describe('gpt2 tokenizer', () => {
         expect(off).toBe(b.tokens.length);
       }
       expect(got, `workers=${workers}`).toEqual(expected);
+    }
+    // long runs in the workers too: the worker runs the same encoder (prepare-data once died here)
+    const long = longRuns.slice(0, 4).map((c) => c.parts.map(([p, n]) => p.repeat(n)).join(''));
+    for await (const b of tokenizeDocuments(long, { workers: 2, batchDocs: 1 })) {
+      const c = longRuns[long.findIndex((_, i) => b.docLens[0] === longRuns[i]!.count + 1)]!;
+      expect(c, 'a long-run document came back with its tiktoken length').toBeDefined();
+      expect(createHash('sha256').update(Buffer.from(b.tokens.slice(1).buffer)).digest('hex')).toBe(c.sha256);
     }
   });
 

@@ -2,7 +2,7 @@
 // (fineweb.py's `pool.imap(tokenize, fw, chunksize=16)`, with node:worker_threads instead of multiprocessing).
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import { EOT, GPT2_SPLIT_PATTERN, gpt2Tokenizer } from './tokenizer.js';
+import { EOT, GPT2_SPLIT_PATTERN, bpeMergeLong, gpt2Tokenizer, makeEncoder } from './tokenizer.js';
 
 /** Several documents tokenized as fineweb.py does: each is [EOT, ...encode_ordinary(text)]. */
 export interface TokenizedBatch {
@@ -25,20 +25,23 @@ export interface TokenizeOptions {
 
 // The worker is created from a string (`eval: true`) so that the same code runs under vitest,
 // which serves .ts sources that a Worker cannot load, and from the compiled dist/. It requires
-// gpt-tokenizer by absolute path and builds the BPE core exactly as Gpt2Tokenizer does; a test
-// checks that both give identical tokens.
+// gpt-tokenizer by absolute path and runs Gpt2Tokenizer's very encoder (makeEncoder and
+// bpeMergeLong, from their source text); a test checks that both give identical tokens.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { BytePairEncodingCore } = require(workerData.corePath);
 const ranks = require(workerData.ranksPath).default;
+${bpeMergeLong.toString()}
+${makeEncoder.toString()}
 const core = new BytePairEncodingCore({
   bytePairRankDecoder: ranks,
   specialTokensEncoder: new Map(),
   tokenSplitRegex: new RegExp(workerData.pattern, 'gu'),
 });
+const encode = makeEncoder(core, ranks, workerData.pattern);
 parentPort.on('message', (msg) => {
   try {
-    const ids = msg.docs.map((d) => core.encodeNative(d));
+    const ids = msg.docs.map((d) => encode(d));
     let total = 0;
     for (const a of ids) total += a.length + 1;
     const tokens = new Uint16Array(total);

@@ -16,8 +16,109 @@ export const GPT2_VOCAB_SIZE = 50257;
  */
 export const GPT2_SPLIT_PATTERN = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+`;
 
+/** The two methods of gpt-tokenizer's core the encoder calls piece by piece (its encodeNative spreads a piece's tokens into push()). */
+export interface PieceCore {
+  getBpeRankFromString(piece: string): number | undefined;
+  bytePairEncode(piece: string): number[];
+}
+
+/**
+ * Standard byte-pair merging of one piece: repeatedly merge the adjacent pair of lowest rank,
+ * the leftmost among equal ranks (tiktoken's rule), with a heap over the pairs and a linked list
+ * over the parts, so a 100k-byte run costs O(n log n) rather than a scan per merge. `bytes` has
+ * one char per byte; `rankOf` maps such byte strings to tokens. Self-contained (the worker
+ * threads of tokenize-pool.ts run it from its source).
+ */
+export function bpeMergeLong(bytes: string, rankOf: ReadonlyMap<string, number>): number[] {
+  const n = bytes.length;
+  const next = new Int32Array(n + 1), prev = new Int32Array(n + 1), version = new Int32Array(n + 1);
+  for (let i = 0; i <= n; i++) { next[i] = i + 1; prev[i] = i - 1; }
+  // a binary min-heap of (rank, start, version) in parallel arrays
+  const hr: number[] = [], hs: number[] = [], hv: number[] = [];
+  const less = (a: number, b: number): boolean => hr[a]! < hr[b]! || (hr[a] === hr[b] && hs[a]! < hs[b]!);
+  const swap = (a: number, b: number): void => {
+    [hr[a], hr[b]] = [hr[b]!, hr[a]!]; [hs[a], hs[b]] = [hs[b]!, hs[a]!]; [hv[a], hv[b]] = [hv[b]!, hv[a]!];
+  };
+  const push = (rank: number, start: number): void => {
+    hr.push(rank); hs.push(start); hv.push(version[start]!);
+    for (let c = hr.length - 1; c > 0;) { const p = (c - 1) >> 1; if (!less(c, p)) break; swap(c, p); c = p; }
+  };
+  const pop = (): void => {
+    const last = hr.length - 1;
+    swap(0, last); hr.pop(); hs.pop(); hv.pop();
+    for (let p = 0; ;) {
+      const l = 2 * p + 1, r = l + 1;
+      let m = p;
+      if (l < hr.length && less(l, m)) m = l;
+      if (r < hr.length && less(r, m)) m = r;
+      if (m === p) break;
+      swap(p, m); p = m;
+    }
+  };
+  /** Offer the pair of part i and the part after it, if their bytes together are a token. */
+  const offer = (i: number): void => {
+    const j = next[i]!;
+    if (j >= n) return;
+    const rank = rankOf.get(bytes.slice(i, next[j]!));
+    if (rank !== undefined) push(rank, i);
+  };
+  for (let i = 0; i < n - 1; i++) offer(i);
+  while (hr.length) {
+    const i = hs[0]!, v = hv[0]!;
+    pop();
+    if (v !== version[i]) continue; // stale: part i or the part after it changed since
+    const j = next[i]!;
+    next[i] = next[j]!; // part j joins part i
+    prev[next[j]!] = i;
+    version[i]!++; version[j]!++;
+    if (prev[i]! >= 0) { version[prev[i]!]!++; offer(prev[i]!); }
+    offer(i);
+  }
+  const out: number[] = [];
+  for (let i = 0; i < n; i = next[i]!) out.push(rankOf.get(bytes.slice(i, next[i]!))!);
+  return out;
+}
+
+/**
+ * tiktoken's encode_ordinary over gpt-tokenizer's BPE core: the pre-tokenizer regex, then each
+ * piece's tokens appended one by one (a piece of any length: 100k spaces are 100k tokens), long
+ * pieces merged by bpeMergeLong. Self-contained but for bpeMergeLong, so that tokenize-pool.ts's
+ * worker threads run this very function from its source text.
+ */
+export function makeEncoder(core: PieceCore, ranks: readonly (string | readonly number[])[], pattern: string): (text: string) => number[] {
+  const longPiece = 1024; // bytes
+  const split = new RegExp(pattern, 'gu');
+  const utf8 = new TextEncoder();
+  const latin1 = (b: Uint8Array): string => {
+    let s = '';
+    for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
+    return s;
+  };
+  let rankOfBytes: Map<string, number> | null = null;
+  const encodeLong = (piece: string): number[] => {
+    const bytes = utf8.encode(piece);
+    if (bytes.length <= longPiece) return core.bytePairEncode(piece);
+    if (!rankOfBytes) {
+      rankOfBytes = new Map();
+      ranks.forEach((r, rank) => { rankOfBytes!.set(latin1(typeof r === 'string' ? utf8.encode(r) : Uint8Array.from(r)), rank); });
+    }
+    return bpeMergeLong(latin1(bytes), rankOfBytes);
+  };
+  return (text) => {
+    const out: number[] = [];
+    for (const [piece] of text.matchAll(split)) {
+      const one = core.getBpeRankFromString(piece);
+      if (one !== undefined) { out.push(one); continue; }
+      const tokens = piece.length > longPiece / 4 ? encodeLong(piece) : core.bytePairEncode(piece);
+      for (const t of tokens) out.push(t);
+    }
+    return out;
+  };
+}
+
 export class Gpt2Tokenizer {
   private readonly core: BytePairEncodingCore;
+  private readonly encode: (text: string) => number[];
   /** Bytes of every token, index = token id; built from the same rank table the BPE uses. */
   private readonly bytes: Uint8Array[];
 
@@ -29,6 +130,11 @@ export class Gpt2Tokenizer {
       specialTokensEncoder: new Map(),
       tokenSplitRegex: new RegExp(GPT2_SPLIT_PATTERN, 'gu'),
     });
+    const pieces = this.core as unknown as PieceCore;
+    if (typeof pieces.getBpeRankFromString !== 'function' || typeof pieces.bytePairEncode !== 'function') {
+      throw new Error('tokenizer: the installed gpt-tokenizer lacks BytePairEncodingCore.getBpeRankFromString/bytePairEncode (tested with 3.4)');
+    }
+    this.encode = makeEncoder(pieces, r50kRanks, GPT2_SPLIT_PATTERN);
     const enc = new TextEncoder();
     this.bytes = r50kRanks.map((v) => (typeof v === 'string' ? enc.encode(v) : Uint8Array.from(v)));
     if (this.bytes.length !== EOT) {
@@ -37,14 +143,17 @@ export class Gpt2Tokenizer {
     this.bytes.push(enc.encode('<|endoftext|>'));
   }
 
-  /** tiktoken `enc.encode_ordinary(text)`: no special tokens, "<|endoftext|>" is ordinary text. */
+  /**
+   * tiktoken `enc.encode_ordinary(text)`: no special tokens, "<|endoftext|>" is ordinary text.
+   * Any document: a piece of any length (100k spaces are 100k tokens; see makeEncoder).
+   */
   encodeOrdinary(text: string): number[] {
-    return this.core.encodeNative(text);
+    return this.encode(text);
   }
 
   /** One fineweb.py document: [EOT, ...encode_ordinary(text)] as uint16. */
   encodeDocument(text: string): Uint16Array {
-    const ids = this.core.encodeNative(text);
+    const ids = this.encode(text);
     const out = new Uint16Array(ids.length + 1);
     out[0] = EOT;
     out.set(ids, 1);
