@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { EmbeddedCorpusSource } from './sources.js';
 import { shardFileName, writeShards, type ShardSummary } from './shards.js';
+import { acquireLock, makeDirs } from './fsutil.js';
 
 /**
  * Characters per GPT-2 token in nlp-corpus 4.4.0 (8,798,430 chars / 2,050,151 tokens, one EOT
@@ -29,6 +30,21 @@ export interface EmbeddedOptions {
  * shards and return at once.
  */
 export async function ensureEmbeddedShards(dir = 'data/embedded', opts: EmbeddedOptions = {}): Promise<string> {
+  // two first runs at once: the second waits for the first's shards instead of deleting them
+  makeDirs(dir, 'ensureEmbeddedShards');
+  const release = await acquireLock(join(dir, '.embedded-setup.lock'), {
+    waitMs: 300_000,
+    onWait: (pid) => process.stderr.write(`waiting for process ${pid}, which is tokenizing the embedded corpus into ${dir}\n`),
+    busy: (pid) => `ensureEmbeddedShards: process ${pid} has been tokenizing the embedded corpus into ${dir} for 5 minutes; is it stuck? (remove ${join(dir, '.embedded-setup.lock')} if it is gone)`,
+  });
+  try {
+    return await ensureLocked(dir, opts);
+  } finally {
+    release();
+  }
+}
+
+async function ensureLocked(dir: string, opts: EmbeddedOptions): Promise<string> {
   const source = new EmbeddedCorpusSource();
   const state = join(dir, `${source.name}_state.json`);
   if (existsSync(state)) {

@@ -2,9 +2,9 @@
 // target, fsync, then rename. rename() within one directory is atomic on POSIX, so a reader sees
 // the old file or the whole new one; a process killed mid-write leaves only a hidden temp file,
 // which the next run removes (removeStaleTemps).
-import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 
 /** A temp name in the target's directory (same filesystem, so rename stays atomic). */
 export function tempPathFor(path: string): string {
@@ -35,7 +35,7 @@ export function writeChunksAtomic(path: string, chunks: Uint8Array[]): void {
     }
     renameSync(tmp, path);
   } catch (e) {
-    rmSync(tmp, { force: true });
+    try { rmSync(tmp, { force: true }); } catch { /* the real error is the write's, reported below */ }
     throw new Error(`writeFileAtomic: could not write ${path}: ${(e as Error).message}`);
   }
 }
@@ -97,4 +97,63 @@ export function removeStaleTemps(dir: string): string[] {
     }
   }
   return removed;
+}
+
+/**
+ * mkdir -p that fails with the path instead of hanging: Node's recursive mkdirSync spins on some
+ * paths (under /proc), so each missing directory from the top is made on its own.
+ */
+export function makeDirs(dir: string, what = dir): void {
+  const missing: string[] = [];
+  for (let p = resolvePath(dir); ; p = dirname(p)) {
+    let st;
+    try { st = statSync(p); } catch { missing.push(p); if (dirname(p) === p) break; continue; }
+    if (!st.isDirectory()) throw new Error(`${what}: cannot create ${dir}: ${p} is not a directory`);
+    break;
+  }
+  for (const p of missing.reverse()) {
+    try { mkdirSync(p); } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && statSync(p).isDirectory()) continue; // made by a concurrent run
+      throw new Error(`${what}: cannot create ${dir}: ${(e as Error).message}`);
+    }
+  }
+}
+
+/**
+ * An exclusive lock on `lockPath` (a file created with O_EXCL holding our pid), for work two
+ * processes must not do at once in one directory. A lock whose process is gone is taken over.
+ * While another live process holds it: wait up to `waitMs` (0: fail at once), then throw
+ * `busy(pid)`. Returns the release function (also run if the process exits).
+ */
+export async function acquireLock(lockPath: string, opts: { waitMs: number; busy: (pid: number) => string; onWait?: (pid: number) => void }): Promise<() => void> {
+  const deadline = Date.now() + opts.waitMs;
+  let told = false;
+  for (;;) {
+    try {
+      writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx' });
+      const release = (): void => { process.off('exit', release); rmSync(lockPath, { force: true }); };
+      process.on('exit', release);
+      return release;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot create the lock ${lockPath}: ${(e as Error).message}`);
+    }
+    let pid = NaN;
+    try { pid = Number.parseInt(readFileSync(lockPath, 'utf8'), 10); } catch { continue; } // released meanwhile
+    if (!Number.isInteger(pid) || !alive(pid)) { rmSync(lockPath, { force: true }); continue; } // its holder died
+    if (Date.now() >= deadline) throw new Error(opts.busy(pid));
+    if (!told) { opts.onWait?.(pid); told = true; }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Fail now, naming `flag`, if `path` could not be written later (its directory is missing or read-only). */
+export function checkWritable(path: string, flag: string): void {
+  const dir = dirname(resolvePath(path));
+  try {
+    if (!statSync(dir).isDirectory()) throw new Error(`${dir} is not a directory`);
+    accessSync(dir, fsConstants.W_OK);
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? `its directory ${dir} does not exist` : (e as Error).message;
+    throw new Error(`${flag} ${path}: cannot be written: ${why}`);
+  }
 }

@@ -4,7 +4,7 @@
 // depend on the engine).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { readTokens } from './npy.js';
+import { readNpyHeader, readTokens } from './npy.js';
 
 export interface DataLoaderOptions {
   /** Folder of .npy shards (fineweb.py's output, or ensureEmbeddedShards()). */
@@ -29,7 +29,11 @@ export interface Batch {
   y: Int32Array;
 }
 
-/** Shards of a split: build-nanogpt keeps `[s for s in os.listdir(root) if split in s]`, sorted. */
+/**
+ * Shards of a split, sorted. build-nanogpt keeps `[s for s in os.listdir(root) if split in s]`;
+ * here the split must be a whole part of the name (`edufineweb_val_000000.npy`), so that
+ * `interval_train_000001.npy` is not a val shard.
+ */
 export function listShards(dataDir: string, split: 'train' | 'val'): string[] {
   if (!existsSync(dataDir) || !statSync(dataDir).isDirectory()) {
     throw new Error(`DataLoaderLite: data dir ${dataDir} does not exist; run \`npm run prepare-data\` or use ensureEmbeddedShards()`);
@@ -39,7 +43,8 @@ export function listShards(dataDir: string, split: 'train' | 'val'): string[] {
     throw new Error(`DataLoaderLite: data dir ${dataDir} is empty; run \`npm run prepare-data -- --out-dir ${dataDir}\``);
   }
   // Only finished .npy files: a shard being written is a hidden temp file that also contains the split name.
-  const shards = all.filter((s) => s.includes(split) && s.endsWith('.npy') && !s.startsWith('.')).sort();
+  const word = new RegExp(`(^|[_.-])${split}([_.-]|$)`);
+  const shards = all.filter((s) => word.test(s.slice(0, -'.npy'.length)) && s.endsWith('.npy') && !s.startsWith('.')).sort();
   if (shards.length === 0) {
     throw new Error(`DataLoaderLite: no shards found for split ${split} in ${dataDir} (expected files like *_${split}_000000.npy)`);
   }
@@ -70,6 +75,8 @@ export class DataLoaderLite {
       throw new Error(`DataLoaderLite: processRank must be in [0, ${this.numProcesses}), got ${this.processRank}`);
     }
     this.shards = listShards(opts.dataDir, opts.split);
+    // every shard's header now, so a broken one is reported at the start, not hours in
+    for (const s of this.shards) readNpyHeader(s);
     opts.log?.(`found ${this.shards.length} shards for split ${opts.split}`);
     this.reset();
   }

@@ -1,6 +1,6 @@
 // .npy reader and writer for 1-D integer token arrays, byte-compatible with numpy's np.save
 // (numpy/lib/format.py: header v1.0, GROWTH_AXIS_MAX_DIGITS spare spaces, 64-byte alignment).
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync } from 'node:fs';
 import { writeChunksAtomic } from './fsutil.js';
 
 /** Integer dtypes a token file may hold. fineweb.py writes uint16; int32/int64 are accepted on read. */
@@ -77,7 +77,7 @@ export interface NpyHeader {
  * Parses the header of a .npy file holding a 1-D little-endian integer array.
  * `name` is only used in error messages (usually the file path).
  */
-export function parseNpyHeader(bytes: Uint8Array, name: string): NpyHeader {
+export function parseNpyHeader(bytes: Uint8Array, name: string, totalBytes = bytes.length): NpyHeader {
   const fix = 'expected a 1-D integer array saved with np.save (dtype uint16, int32 or int64, little-endian)';
   for (let i = 0; i < MAGIC.length; i++) {
     if (bytes[i] !== MAGIC[i]) throw new Error(`npy: ${name} is not a .npy file (bad magic); ${fix}`);
@@ -111,9 +111,9 @@ export function parseNpyHeader(bytes: Uint8Array, name: string): NpyHeader {
   const length = Number(dims[0]);
   const dataOffset = start + headerLen;
   const expected = dataOffset + length * ITEMSIZE[dtype];
-  if (bytes.length !== expected) {
+  if (totalBytes !== expected) {
     throw new Error(
-      `npy: ${name} holds ${bytes.length} bytes but its header (shape (${length},), ${descr}) needs ${expected}; ` +
+      `npy: ${name} holds ${totalBytes} bytes but its header (shape (${length},), ${descr}) needs ${expected}; ` +
         'the file is truncated or was still being written',
     );
   }
@@ -133,6 +133,23 @@ export function decodeNpy(bytes: Uint8Array, name = '<buffer>'): NpyData {
   if (dtype === 'uint16') return new Uint16Array(buf, at, length);
   if (dtype === 'int32') return new Int32Array(buf, at, length);
   return new BigInt64Array(buf, at, length);
+}
+
+/** Check a .npy file's header against its size without reading its data (the first 64 KiB at most). */
+export function readNpyHeader(path: string): NpyHeader {
+  let fd: number | null = null;
+  try {
+    fd = openSync(path, 'r');
+    const size = fstatSync(fd).size;
+    const head = Buffer.alloc(Math.min(size, 65536));
+    readSync(fd, head, 0, head.length, 0);
+    return parseNpyHeader(head, path, size);
+  } catch (e) {
+    if ((e as Error).message.startsWith('npy: ')) throw e;
+    throw new Error(`npy: cannot read ${path}: ${(e as Error).message}`);
+  } finally {
+    if (fd !== null) closeSync(fd);
+  }
 }
 
 export function readNpy(path: string): NpyData {

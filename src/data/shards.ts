@@ -1,9 +1,9 @@
 // Token shards exactly as build-nanogpt's fineweb.py writes them: one stream of [EOT, doc tokens...],
 // cut every `shardSize` tokens into <name>_val_000000.npy, <name>_train_000001.npy, ... (uint16).
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readNpy, writeNpy } from './npy.js';
-import { writeFileAtomic } from './fsutil.js';
+import { acquireLock, makeDirs, writeFileAtomic } from './fsutil.js';
 import { ProgressBar } from './progress.js';
 import { tokenizeDocuments } from './tokenize-pool.js';
 
@@ -175,6 +175,20 @@ function loadState(path: string): ShardState | undefined {
  * shard is split over several shards instead of failing (identical output otherwise).
  */
 export async function writeShards(opts: WriteShardsOptions): Promise<ShardSummary> {
+  makeDirs(opts.outDir, 'shards');
+  // one writer per directory: a second run would delete the first's temp files and shards
+  const release = await acquireLock(join(opts.outDir, `.${opts.source.name}.lock`), {
+    waitMs: 0,
+    busy: (pid) => `shards: another prepare-data (process ${pid}) is writing ${opts.source.name} shards into ${opts.outDir}; wait for it to finish or use another --out-dir`,
+  });
+  try {
+    return await writeShardsLocked(opts);
+  } finally {
+    release();
+  }
+}
+
+async function writeShardsLocked(opts: WriteShardsOptions): Promise<ShardSummary> {
   const t0 = performance.now();
   const { source, outDir } = opts;
   const shardSize = opts.shardSize ?? 100_000_000;
@@ -185,7 +199,6 @@ export async function writeShards(opts: WriteShardsOptions): Promise<ShardSummar
   if (!Number.isInteger(shardSize) || shardSize < 1) {
     throw new Error(`shards: shardSize must be a positive integer, got ${shardSize}`);
   }
-  mkdirSync(outDir, { recursive: true });
   await source.open?.();
   const name = source.name;
   const sPath = statePath(outDir, name);

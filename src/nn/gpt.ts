@@ -208,6 +208,11 @@ export class GPT extends Module {
         if (caches) fed = ctxStart + T;
         const last = noGrad(() => ops.narrow(logits, 1, T - 1, 1)); // (B, 1, V)
         const data = await last.data();
+        for (let i = 0; i < data.length; i++) {
+          if (data[i]! - data[i]! !== 0) {
+            throw new Error(`GPT.generate: the logits of row ${Math.floor(i / V)} at step ${step} hold ${data[i]}; the model's weights or activations are not finite`);
+          }
+        }
         const next: number[] = [];
         for (let b = 0; b < B; b++) {
           next.push(sampleTopK(data as Float32Array, b * V, Vs, topK, temperature, generator));

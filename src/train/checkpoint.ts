@@ -4,9 +4,9 @@
 // Each file is written to a temp file and renamed; the sidecar goes last, so a checkpoint is complete exactly
 // when its sidecar exists, and a crash mid-save leaves the previous checkpoint the latest complete one.
 
-import { mkdir, readdir, stat, unlink } from 'node:fs/promises';
+import { readdir, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { writeFileAtomic } from '../data/fsutil.js';
+import { makeDirs, writeFileAtomic } from '../data/fsutil.js';
 import { openSafetensors, readSafetensors, toFloat32, writeSafetensors, type SafetensorsTensorInput } from '../data/safetensors.js';
 import {
   readHfGpt2Dir, readHfGpt2Safetensors, readJsonFile, writeHfGpt2Safetensors, parseHfGpt2Config,
@@ -68,11 +68,7 @@ export async function saveCheckpoint(outDir: string, step: number, state: Checkp
   const withOpt = state.optimizerState !== undefined && state.optimizerState.size > 0;
   const paths = checkpointPaths(outDir, step, withOpt);
 
-  try {
-    await mkdir(outDir, { recursive: true });
-  } catch (e) {
-    throw new Error(`saveCheckpoint(${outDir}): cannot create the output directory: ${(e as Error).message}`, { cause: e });
-  }
+  makeDirs(outDir, `saveCheckpoint(${outDir})`);
   // Overwriting a step: drop its sidecar first so the half-replaced files never look complete.
   await unlink(paths.sidecar).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
   await writeHfGpt2Safetensors(paths.model, state.config, state.weights, {
@@ -130,6 +126,24 @@ export async function listCheckpoints(outDir: string): Promise<{ step: number; s
   return found.sort((a, b) => a.step - b.step);
 }
 
+/** Every checkpoint sidecar in `outDir` (complete or not), newest step first. */
+export async function checkpointSidecars(outDir: string): Promise<{ step: number; sidecar: string }[]> {
+  let names: string[];
+  try { names = await readdir(outDir); } catch { return []; }
+  return names.map((n) => /^model_(\d+)\.json$/.exec(n)).filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ step: Number(m[1]), sidecar: join(outDir, m[0]) })).sort((a, b) => b.step - a.step);
+}
+
+/** Delete every checkpoint file in `outDir` (sidecars first, so none looks complete meanwhile); returns how many checkpoints. */
+export async function removeCheckpoints(outDir: string): Promise<number> {
+  const sidecars = await checkpointSidecars(outDir);
+  for (const { sidecar } of sidecars) await rm(sidecar, { force: true });
+  for (const n of await readdir(outDir).catch(() => [] as string[])) {
+    if (/^(model|optim)_\d+\.safetensors$/.test(n)) await rm(join(outDir, n), { force: true });
+  }
+  return sidecars.length;
+}
+
 /** Sidecar path of the newest complete checkpoint in `outDir`, or null when there is none. */
 export async function latestCheckpoint(outDir: string): Promise<string | null> {
   const all = await listCheckpoints(outDir);
@@ -168,6 +182,10 @@ export async function loadCheckpoint(path: string, opts: { optimizer?: boolean; 
     model: join(dir, basename(raw.model)),
     optim: typeof raw.optimizer === 'string' ? join(dir, basename(raw.optimizer)) : null,
   };
+  if (!(await isFile(paths.model))) throw new Error(`${sidecarPath}: its weights file ${basename(paths.model)} is missing (an interrupted save?)`);
+  if (paths.optim && opts.optimizer !== false && !(await isFile(paths.optim))) {
+    throw new Error(`${sidecarPath}: its optimizer state ${basename(paths.optim)} is missing (an interrupted save?)`);
+  }
   const weights = await readHfGpt2Safetensors(paths.model, config, { padVocabTo: opts.padVocabTo });
   const optimizerState = new Map<string, Weight>();
   if (paths.optim && opts.optimizer !== false) {

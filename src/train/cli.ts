@@ -35,7 +35,8 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
     'hellaswag-limit': { kind: 'int', min: 1, group: 'eval', help: 'first N HellaSwag examples only' },
     'out-dir': { kind: 'string', metavar: 'DIR', default: d.outDir, group: 'output', help: 'log.jsonl, loss.svg, checkpoints' },
     'checkpoint-interval': { kind: 'int', min: 0, default: d.checkpointInterval, group: 'output', help: 'checkpoint every N steps (0: only at the end)' },
-    resume: { kind: 'flag', group: 'output', help: 'continue from the newest complete checkpoint in --out-dir' },
+    resume: { kind: 'flag', group: 'output', help: 'continue from the newest usable checkpoint in --out-dir' },
+    overwrite: { kind: 'flag', group: 'output', help: "start over in an --out-dir that holds a run's checkpoints (deletes them)" },
     seed: { kind: 'int', default: d.seed, group: 'run', help: 'random seed' },
     backend: { kind: 'choice', choices: BACKENDS, default: d.backend, group: 'run', help: 'compute backend' },
     threads: { kind: 'int', min: 1, group: 'run', help: 'worker threads of the wasm backend (default: one per core)' },
@@ -57,11 +58,25 @@ export async function main(argv: string[]): Promise<number> {
     weightDecay: v['weight-decay'], gradClip: v['grad-clip'],
     evalInterval: v['eval-interval'], valSteps: v['val-steps'], sampleInterval: v['sample-interval'],
     checkpointInterval: v['checkpoint-interval'], outDir: v['out-dir'],
-    seed: v.seed, backend: v.backend, threads: v.threads, resume: v.resume,
+    seed: v.seed, backend: v.backend, threads: v.threads, resume: v.resume, overwrite: v.overwrite,
     hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'],
   };
   if (opts.minLr > opts.maxLr) throw new Error(`--min-lr ${opts.minLr} is above --max-lr ${opts.maxLr}; the cosine decays from max to min`);
-  const r = await train(opts);
+  // Ctrl-C / SIGTERM: the current step finishes, a checkpoint is written; a second one exits at once
+  const stop = new AbortController();
+  const exitCodes = { SIGINT: 130, SIGTERM: 143 } as const;
+  const onSignal = (sig: keyof typeof exitCodes): void => {
+    if (stop.signal.aborted) { console.error(`\n${sig} again: exiting now (the last checkpoint written is intact)`); process.exit(exitCodes[sig]); }
+    console.error(`\n${sig}: finishing this step and writing a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : 'signal'} again to exit at once)`);
+    stop.abort(sig);
+  };
+  for (const sig of Object.keys(exitCodes) as (keyof typeof exitCodes)[]) process.on(sig, onSignal);
+  const r = await train({ ...opts, signal: stop.signal });
+  if (r.stopped) {
+    const sig = r.stopped.reason as keyof typeof exitCodes;
+    console.log(`stopped by ${sig} after ${r.steps} steps; to continue: npm run train -- ${argv.filter((a) => a !== '--resume' && a !== '--overwrite').join(' ')} --resume`.replace(/ +--resume$/, ' --resume'));
+    return exitCodes[sig] ?? 1;
+  }
   console.log(`done: ${r.steps} steps in ${r.seconds.toFixed(1)} s, final train loss ${r.finalLoss.toFixed(4)}` +
       (r.finalValLoss !== null ? `, val loss ${r.finalValLoss.toFixed(4)}` : '') + `, ${r.tokensPerSec.toFixed(0)} tok/s (last step)`);
   return 0;

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import type { GPT } from '../nn/gpt.js';
 import { gpt2Tokenizer, type Gpt2Tokenizer } from '../data/tokenizer.js';
 import { ProgressBar } from '../data/progress.js';
-import { writeFileAtomic } from '../data/fsutil.js';
+import { checkWritable, writeFileAtomic } from '../data/fsutil.js';
 import { noGrad, tensor, ops, F } from '../tensor/index.js';
 import { BACKENDS, useBackend } from './backend.js';
 import { command, parseCommand, runMain } from './cli-args.js';
@@ -97,6 +97,7 @@ export async function scoreExample(model: GPT, r: RenderedExample): Promise<Exam
       return { shiftLosses, sumLoss, avgLoss };
     });
     const [sl, s, a] = await Promise.all([shiftLosses.data(), sumLoss.data(), avgLoss.data()]);
+    for (const v of s) if (v - v !== 0) throw new Error(`hellaswag: an ending's loss is ${v}; the model's weights or activations are not finite`);
     const rows = Array.from({ length: B }, (_, i) => Array.from(sl.subarray(i * (L - 1), (i + 1) * (L - 1))));
     return { shiftLosses: rows, sumLoss: Array.from(s), avgLoss: Array.from(a), pred: argmin(s), predNorm: argmin(a), cropped };
   } finally {
@@ -226,11 +227,13 @@ export async function main(argv: string[]): Promise<number> {
   const v = parseCommand(HELLASWAG_COMMAND, argv);
   if (!v) return 0;
   await readHellaswag(v.data, 1); // a missing file is reported before minutes of model loading
+  if (v.output) checkWritable(v.output, '--output'); // and an impossible --output before minutes of evaluation
   const { loadModel } = await import('./sample.js');
   const backend = await useBackend(v.backend, v.threads);
   const { model, loaded } = await loadModel(v['init-from']);
   console.log(`model ${loaded.path} (${loaded.source}${loaded.step !== null ? `, step ${loaded.step}` : ''}), backend ${backend.name}, data ${v.data}`);
-  const r = await evaluateHellaswag(model, v.data, { limit: v.limit, show: v.show });
+  const r = await evaluateHellaswag(model, v.data, { limit: v.limit, show: v.show })
+    .catch((e: unknown) => { throw new Error(`${loaded.path}: ${(e as Error).message}`, { cause: e }); });
   // hellaswag.py's running line after the last example, then the summary format of its docstring
   console.log(`${r.n} acc_norm: ${r.numCorrectNorm}/${r.n}=${r.accNorm.toFixed(4)}`);
   console.log(`${r.n} acc: ${r.acc.toFixed(4)} acc_norm: ${r.accNorm.toFixed(4)}`);

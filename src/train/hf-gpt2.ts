@@ -201,6 +201,7 @@ const BUFFER_RE = /^h\.\d+\.attn\.(bias|masked_bias)$/;
  * file(s), converting F32/F16/BF16 to float32 and transposing Conv1D weights into our layout.
  */
 async function readHfWeights(src: TensorSource, config: Gpt2Config, where: string, padVocabTo?: number): Promise<WeightMap> {
+  checkConfigAgainstFile(src, config, where); // before gpt2ParamSpecs: a config claiming 3M layers would allocate 36M specs
   const specs = gpt2ParamSpecs(config);
   const byHf = new Map(specs.map((s) => [s.hfName, s]));
   const stored = new Map<string, string>(); // HF name without prefix -> name in file
@@ -227,6 +228,7 @@ async function readHfWeights(src: TensorSource, config: Gpt2Config, where: strin
       throw new Error(`${where}: tensor ${name} has shape ${fmt(info.shape)} but the config (n_layer=${config.nLayer}, n_embd=${config.nEmbd}, n_positions=${config.blockSize}, vocab_size=${config.vocabSize}) needs ${fmt(s.hfShape)} in HF layout (${fmt(s.shape)} as our ${s.name})`);
     }
     let data = toFloat32(await f.read(name), `${where}: tensor ${name}`);
+    checkFinite(data, where, name);
     if (s.conv1d) data = transpose2d(data, s.hfShape[0]!, s.hfShape[1]!);
     weights.set(s.name, { shape: [...s.shape], data });
   }
@@ -254,6 +256,39 @@ export async function readHfGpt2Safetensors(path: string, config: Gpt2Config, op
     return await readHfWeights(singleSource(f), config, path, opts.padVocabTo);
   } finally {
     await f.close();
+  }
+}
+
+/**
+ * The config against what the weights file says of itself, from its header alone: the number of
+ * layers and the embedding shapes. Errors name both sides.
+ */
+function checkConfigAgainstFile(src: TensorSource, config: Gpt2Config, where: string): void {
+  const layers = new Set<number>();
+  let wte: readonly number[] | null = null, wpe: readonly number[] | null = null;
+  for (const name of src.names) {
+    const m = /(?:^|\.)h\.(\d+)\./.exec(name);
+    if (m) layers.add(Number(m[1]));
+    const bare = name.startsWith('transformer.') ? name.slice('transformer.'.length) : name;
+    if (bare === 'wte.weight') wte = src.file(name).info(name).shape;
+    if (bare === 'wpe.weight') wpe = src.file(name).info(name).shape;
+  }
+  const says = `the config says n_layer ${config.nLayer}, n_embd ${config.nEmbd}, n_positions ${config.blockSize}`;
+  if (layers.size !== config.nLayer) {
+    const held = layers.size ? `${layers.size} layers (h.${Math.min(...layers)} .. h.${Math.max(...layers)})` : 'no transformer layers';
+    throw new Error(`${where}: ${says} but the weights file holds ${held}; the config and the weights do not belong together`);
+  }
+  if (wte && wte[1] !== config.nEmbd) throw new Error(`${where}: ${says} but wte.weight is ${fmt(wte)}`);
+  if (wpe && (wpe[0] !== config.blockSize || wpe[1] !== config.nEmbd)) throw new Error(`${where}: ${says} but wpe.weight is ${fmt(wpe)}`);
+}
+
+/** NaN or infinity in a weight: a diverged or corrupt checkpoint, refused by name. */
+function checkFinite(data: Float32Array, where: string, name: string): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i]!;
+    if (v - v !== 0) { // NaN and +-Infinity
+      throw new Error(`${where}: tensor ${name} holds non-finite values (${v} at index ${i}); the checkpoint is diverged or corrupt, use an earlier one`);
+    }
   }
 }
 

@@ -113,7 +113,7 @@ export async function main(argv: string[]): Promise<number> {
     onText: (row, text) => { if (row === 0) process.stdout.write(text); },
   };
   process.stdout.write(`sample 0: ${o.prompt}`);
-  const r = await sample(model, o);
+  const r = await sample(model, o).catch((e: unknown) => { throw new Error(`${loaded.path}: ${(e as Error).message}`, { cause: e }); });
   process.stdout.write('\n');
   for (let i = 1; i < r.texts.length; i++) process.stdout.write(`sample ${i}: ${r.texts[i]}\n`);
   const n = o.numSamples * o.maxTokens;

@@ -1,10 +1,16 @@
-// Where a training run starts: the newest complete checkpoint of its out-dir (--resume), given
+// Where a training run starts: the newest usable checkpoint of its out-dir (--resume), given
 // weights (--init-from: an HF GPT-2 directory or one of our checkpoints), or a preset's config
-// with a fresh random init.
+// with a fresh random init. Every run has an identity (model config or starting weights, data,
+// seed, world size), recorded in its checkpoints: a fresh run refuses an out-dir holding another
+// run's checkpoints unless told (--overwrite), and --resume refuses a checkpoint of another run.
 
+import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
+import { listShards } from '../data/loader.js';
 import { GPT_PRESETS, type GPTConfig } from '../nn/gpt.js';
-import { latestCheckpoint, loadCheckpoint, loadWeights } from './checkpoint.js';
-import type { Weight, WeightMap } from './hf-gpt2.js';
+import { checkpointSidecars, loadCheckpoint, loadWeights, removeCheckpoints } from './checkpoint.js';
+import { readJsonFile, type Weight, type WeightMap } from './hf-gpt2.js';
 
 export interface StartOptions {
   model: string;
@@ -12,7 +18,23 @@ export interface StartOptions {
   blockSize?: number | undefined; vocabSize?: number | undefined;
   initFrom?: string | undefined;
   outDir: string;
+  dataDir: string;
+  seed: number;
+  worldSize: number;
   resume: boolean;
+  /** Start over in an out-dir that holds checkpoints (they are deleted). */
+  overwrite?: boolean | undefined;
+}
+
+/** What makes two runs the same run. */
+export interface RunIdentity {
+  /** The model's shape (a preset with overrides), or null when it comes from --init-from. */
+  config: GPTConfig | null;
+  initFrom: string | null;
+  /** The data: its directory and a fingerprint of its shards (names and sizes). */
+  data: { dir: string; shards: number; fingerprint: string };
+  seed: number;
+  worldSize: number;
 }
 
 export interface Start {
@@ -23,28 +45,113 @@ export interface Start {
   weights: WeightMap | null;
   /** When resuming: the checkpoint, its optimizer state and what its sidecar recorded. */
   resumed: { sidecar: string; optimizer: Map<string, Weight>; meta: Record<string, unknown> } | null;
+  identity: RunIdentity;
+}
+
+function presetConfig(o: StartOptions): GPTConfig {
+  const preset = GPT_PRESETS[o.model];
+  if (!preset) throw new Error(`--model ${o.model}: unknown preset; choose one of ${Object.keys(GPT_PRESETS).join(', ')}`);
+  return {
+    nLayer: o.nLayer ?? preset.nLayer, nHead: o.nHead ?? preset.nHead, nEmbd: o.nEmbd ?? preset.nEmbd,
+    blockSize: o.blockSize ?? preset.blockSize, vocabSize: o.vocabSize ?? preset.vocabSize,
+  };
+}
+
+function identityOf(o: StartOptions): RunIdentity {
+  const shards = [...listShards(o.dataDir, 'val'), ...listShards(o.dataDir, 'train')];
+  const h = createHash('sha256');
+  for (const s of shards) h.update(`${basename(s)}:${statSync(s).size};`);
+  return {
+    config: o.initFrom ? null : presetConfig(o),
+    initFrom: o.initFrom ? resolve(o.initFrom) : null,
+    data: { dir: resolve(o.dataDir), shards: shards.length, fingerprint: h.digest('hex').slice(0, 16) },
+    seed: o.seed,
+    worldSize: o.worldSize,
+  };
+}
+
+/** How two identities differ, one "what: X there, Y here" per difference. */
+export function identityDiff(there: RunIdentity, here: RunIdentity): string[] {
+  const out: string[] = [];
+  if (there.config && here.config) {
+    for (const k of Object.keys(here.config) as (keyof GPTConfig)[]) {
+      if (there.config[k] !== here.config[k]) out.push(`config.${k}: ${there.config[k]} there, ${here.config[k]} here`);
+    }
+  } else if ((there.initFrom ?? '') !== (here.initFrom ?? '')) {
+    const what = (i: RunIdentity): string => (i.initFrom ? `--init-from ${i.initFrom}` : 'a preset');
+    out.push(`start: ${what(there)} there, ${what(here)} here`);
+  }
+  if (there.data.fingerprint !== here.data.fingerprint) {
+    out.push(`data: ${there.data.dir} (${there.data.shards} shards) there, ${here.data.dir} (${here.data.shards} shards${there.data.dir === here.data.dir ? ', changed since' : ''}) here`);
+  }
+  if (there.seed !== here.seed) out.push(`seed: ${there.seed} there, ${here.seed} here`);
+  if (there.worldSize !== here.worldSize) out.push(`world size: ${there.worldSize} there, ${here.worldSize} here`);
+  return out;
+}
+
+/** The identity a sidecar recorded, or null (a checkpoint from before identities, or not ours). */
+async function recordedIdentity(sidecar: string): Promise<RunIdentity | null> {
+  try {
+    const run = ((await readJsonFile(sidecar)) as { run?: RunIdentity }).run;
+    return run && typeof run === 'object' && run.data ? run : null;
+  } catch {
+    return null;
+  }
 }
 
 export async function resolveStart(o: StartOptions, print: (s: string) => void): Promise<Start> {
-  const resumeFrom = o.resume ? await latestCheckpoint(o.outDir) : null;
-  if (o.resume && !resumeFrom) print(`--resume: no complete checkpoint in ${o.outDir}; starting from scratch`);
-  if (resumeFrom) {
-    const ck = await loadCheckpoint(resumeFrom, { optimizer: true });
-    print(`resuming from ${resumeFrom} (step ${ck.step})`);
-    return { config: ck.config, step: ck.step, weights: ck.weights, resumed: { sidecar: resumeFrom, optimizer: ck.optimizerState, meta: ck.meta } };
+  const identity = identityOf(o);
+  const sidecars = await checkpointSidecars(o.outDir);
+  const span = sidecars.length ? `model_${String(sidecars[sidecars.length - 1]!.step).padStart(5, '0')} .. model_${String(sidecars[0]!.step).padStart(5, '0')}` : '';
+
+  if (o.resume) {
+    const skipped: string[] = [];
+    for (const { sidecar } of sidecars) {
+      let ck;
+      try {
+        ck = await loadCheckpoint(sidecar, { optimizer: true });
+      } catch (e) {
+        const why = (e as Error).message.replace(`${sidecar}: `, '');
+        print(`--resume: skipping ${sidecar}: ${why}`);
+        skipped.push(`${sidecar}: ${why}`);
+        continue;
+      }
+      const recorded = await recordedIdentity(sidecar);
+      if (recorded) {
+        const diff = identityDiff(recorded, identity);
+        if (diff.length) {
+          throw new Error(`--resume: ${sidecar} belongs to another run: ${diff.join('; ')}. ` +
+            'Resume it with the settings it was made with, or start a new run in another --out-dir');
+        }
+      } else {
+        print(`--resume: ${sidecar} records no run identity (an older checkpoint); not checked against this run's settings`);
+      }
+      print(`resuming from ${sidecar} (step ${ck.step})`);
+      return { config: ck.config, step: ck.step, weights: ck.weights, resumed: { sidecar, optimizer: ck.optimizerState, meta: ck.meta }, identity };
+    }
+    if (skipped.length) {
+      throw new Error(`--resume: no usable checkpoint in ${o.outDir}:\n  ${skipped.join('\n  ')}\n` +
+        'Nothing was changed. Repair or remove those files, or start over with --overwrite');
+    }
+    print(`--resume: no checkpoint in ${o.outDir}; starting from scratch`);
+  } else if (sidecars.length) {
+    if (!o.overwrite) {
+      const recorded = await recordedIdentity(sidecars[0]!.sidecar);
+      const diff = recorded ? identityDiff(recorded, identity) : [];
+      const whose = !recorded ? 'a run' : diff.length ? `another run (${diff.join('; ')})` : 'a run with these same settings';
+      throw new Error(`--out-dir ${o.outDir} holds checkpoints of ${whose}: ${span}. ` +
+        'Continue it with --resume, start over with --overwrite (deletes them), or choose another --out-dir');
+    }
+    const n = await removeCheckpoints(o.outDir);
+    print(`--overwrite: removed ${n} checkpoint(s) of an earlier run from ${o.outDir}`);
   }
+
   if (o.initFrom) {
     // keep the source's vocabulary (50257 for OpenAI's GPT-2, as from_pretrained does): zero rows
     // padded onto a trained wte would get logit 0, far above the real tokens' logits
     const lw = await loadWeights(o.initFrom, o.vocabSize ? { padVocabTo: o.vocabSize } : {});
     print(`initialised from ${lw.path} (${lw.source})`);
-    return { config: lw.config, step: 0, weights: lw.weights, resumed: null };
+    return { config: lw.config, step: 0, weights: lw.weights, resumed: null, identity };
   }
-  const preset = GPT_PRESETS[o.model];
-  if (!preset) throw new Error(`--model ${o.model}: unknown preset; choose one of ${Object.keys(GPT_PRESETS).join(', ')}`);
-  const config = {
-    nLayer: o.nLayer ?? preset.nLayer, nHead: o.nHead ?? preset.nHead, nEmbd: o.nEmbd ?? preset.nEmbd,
-    blockSize: o.blockSize ?? preset.blockSize, vocabSize: o.vocabSize ?? preset.vocabSize,
-  };
-  return { config, step: 0, weights: null, resumed: null };
+  return { config: presetConfig(o), step: 0, weights: null, resumed: null, identity };
 }

@@ -2,7 +2,8 @@
 // accumulation to a token budget, global-norm clipping, warmup + cosine, periodic validation,
 // samples and checkpoints; one JSON line per step in log.jsonl and a loss-curve SVG.
 
-import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { acquireLock, makeDirs, removeStaleTemps } from '../data/fsutil.js';
 import { manualSeed, Generator } from '../tensor/random.js';
 import { GPT, type GPTConfig } from '../nn/gpt.js';
 import { AdamW, configureOptimizers, clipGradNorm, getLr } from '../optim/index.js';
@@ -13,8 +14,9 @@ import { ProgressBar } from '../data/progress.js';
 import { saveCheckpoint } from './checkpoint.js';
 import type { Weight, WeightMap } from './hf-gpt2.js';
 import { useBackend } from './backend.js';
+import type { Backend } from '../tensor/backend.js';
 import { RunLog } from './run-log.js';
-import { resolveStart, type Start } from './start.js';
+import { resolveStart, type RunIdentity, type Start } from './start.js';
 import { Tensor, noGrad, tensor, ops } from '../tensor/index.js';
 
 export interface TrainOptions {
@@ -45,6 +47,13 @@ export interface TrainOptions {
   backend: string;
   threads?: number;
   resume: boolean;
+  /** Start over in an out-dir that holds another run's checkpoints (they are deleted). */
+  overwrite?: boolean;
+  /**
+   * Stop cleanly when aborted (the CLI aborts on SIGINT / SIGTERM): the current step finishes,
+   * a checkpoint is written, and the result says so (`stopped`).
+   */
+  signal?: AbortSignal;
   /** Evaluate HellaSwag at each eval interval (path to hellaswag_val.jsonl). */
   hellaswag?: string;
   hellaswagLimit?: number;
@@ -68,15 +77,32 @@ export interface TrainResult {
   finalValLoss: number | null;
   tokensPerSec: number;
   seconds: number;
+  /** Set when the run was stopped early by its abort signal: the reason, and the checkpoint written. */
+  stopped?: { reason: string; checkpoint: string | null };
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const print = o.print ?? ((s: string) => console.log(s));
   const t0 = performance.now();
+  checkOptions(o);
   const backend = await useBackend(o.backend, o.threads);
   print(`backend: ${backend.name}`);
-  mkdirSync(o.outDir, { recursive: true });
-  const start = await resolveStart(o, print);
+  makeDirs(o.outDir, '--out-dir');
+  // one run per out-dir: two would interleave their log and overwrite each other's checkpoints
+  const release = await acquireLock(join(o.outDir, '.train.lock'), {
+    waitMs: 0, busy: (pid) => `--out-dir ${o.outDir} is in use by another training run (process ${pid}); wait for it or choose another --out-dir`,
+  });
+  try {
+    return await trainLocked(o, backend, print, t0);
+  } finally {
+    release();
+  }
+}
+
+async function trainLocked(o: TrainOptions, backend: Backend, print: (s: string) => void, t0: number): Promise<TrainResult> {
+  for (const f of removeStaleTemps(o.outDir)) print(`removed ${f}, left in ${o.outDir} by a writer that was killed`);
+  const dataDir = o.dataDir ?? await ensureEmbeddedShards();
+  const start = await resolveStart({ ...o, dataDir, worldSize: 1 }, print);
   const { config } = start;
 
   const B = o.batchSize, T = o.seqLen;
@@ -90,7 +116,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   print(`total desired batch size: ${o.totalBatchSize} => calculated gradient accumulation steps: ${gradAccumSteps}`);
 
   // ---- data ----
-  const dataDir = o.dataDir ?? await ensureEmbeddedShards();
   const trainLoader = new DataLoaderLite({ dataDir, B, T, processRank: 0, numProcesses: 1, split: 'train', vocabSize: config.vocabSize });
   const valLoader = new DataLoaderLite({ dataDir, B, T, processRank: 0, numProcesses: 1, split: 'val', vocabSize: config.vocabSize });
 
@@ -102,34 +127,40 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
   const params = model.parameters();
   if (start.resumed) restoreTrainingState(start.resumed, model, optimizer, trainLoader, start.step);
+  // (the log is touched only now, when the resume is sure: a failed one leaves it as it was)
   const log = start.resumed ? RunLog.resume(o.outDir, start.step, print) : RunLog.fresh(o.outDir);
   const tok = gpt2Tokenizer();
 
   let lastVal: number | null = null;
   let lastLoss = NaN, lastTokPerSec = 0;
   let lastGoodCheckpoint: string | null = start.resumed?.sidecar ?? null;
+  const diverged = (what: string, value: number, step: number): Error => new Error(`${what} is ${value} at step ${step}; stopping. ` +
+    (lastGoodCheckpoint ? `The last good checkpoint is ${lastGoodCheckpoint} (resume with --resume). ` : 'No checkpoint was written. ') +
+    'Try a lower --max-lr or --grad-clip.');
+  const save = async (step: number, valLoss: number | null): Promise<string> => {
+    lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, { val_loss: valLoss, loss: lastLoss, run: start.identity }, trainLoader.state());
+    print(`saved checkpoint ${lastGoodCheckpoint}`);
+    return lastGoodCheckpoint;
+  };
   for (let step = start.step; step < o.maxSteps; step++) {
     const lastStep = step === o.maxSteps - 1;
 
-    // ---- validation (and checkpoint) ----
-    if ((o.evalInterval > 0 && step % o.evalInterval === 0) || lastStep) {
-      if (!(start.resumed && step === start.step)) {
-        lastVal = await evaluate(model, valLoader, o.valSteps, B, T);
-        print(`validation loss: ${lastVal.toFixed(4)}`);
-        log.validation(step, lastVal);
-        if (o.hellaswag) {
-          const { evaluateHellaswag } = await import('./hellaswag.js');
-          const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print });
-          print(`HellaSwag accuracy: ${r.accNorm.toFixed(4)} (${r.numCorrectNorm}/${r.n})`);
-          log.record({ step, hella: r.accNorm });
-        }
-      }
-      const ckptDue = step > start.step && ((o.checkpointInterval > 0 && step % o.checkpointInterval === 0) || lastStep);
-      if (ckptDue) {
-        lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, lastVal, trainLoader.state());
-        print(`saved checkpoint ${lastGoodCheckpoint}`);
+    // ---- validation ----
+    let valNow: number | null = null;
+    if (((o.evalInterval > 0 && step % o.evalInterval === 0) || lastStep) && !(start.resumed && step === start.step)) {
+      valNow = lastVal = await evaluate(model, valLoader, o.valSteps, B, T);
+      print(`validation loss: ${lastVal.toFixed(4)}`);
+      log.validation(step, lastVal);
+      if (!Number.isFinite(lastVal)) throw diverged('validation loss', lastVal, step); // and no checkpoint of these weights
+      if (o.hellaswag) {
+        const { evaluateHellaswag } = await import('./hellaswag.js');
+        const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print });
+        print(`HellaSwag accuracy: ${r.accNorm.toFixed(4)} (${r.numCorrectNorm}/${r.n})`);
+        log.record({ step, hella: r.accNorm });
       }
     }
+    // ---- checkpoint (its own interval; and at the last step) ----
+    if (step > start.step && ((o.checkpointInterval > 0 && step % o.checkpointInterval === 0) || lastStep)) await save(step, valNow);
     // ---- samples ----
     if (o.sampleInterval > 0 && ((step > 0 && step % o.sampleInterval === 0) || lastStep)) {
       await printSamples(model, tok, print);
@@ -156,11 +187,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const [lossV, normV] = [(await lossAccum!.data())[0]!, (await normT.data())[0]!];
     const dt = performance.now() - s0;
     const tokPerSec = (B * T * gradAccumSteps) / (dt / 1000);
-    if (!Number.isFinite(lossV)) {
-      throw new Error(`loss is ${lossV} at step ${step}; stopping. ` +
-        (lastGoodCheckpoint ? `The last good checkpoint is ${lastGoodCheckpoint} (resume with --resume). ` : 'No checkpoint was written yet. ') +
-        'Try a lower --max-lr or --grad-clip.');
-    }
+    if (!Number.isFinite(lossV)) throw diverged('loss', lossV, step);
     // a GPU backend frees buffers of collected tensors here, once per step; and yielding to the
     // event loop lets finalizers hand freed buffers back to the wasm backend's pool (without it
     // every step pays the OS's first-touch page faults for fresh buffers again)
@@ -169,9 +196,29 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     lastLoss = lossV; lastTokPerSec = tokPerSec;
     print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}`);
     log.step({ step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec });
+    if (o.signal?.aborted && step + 1 < o.maxSteps) {
+      // stopped from outside (Ctrl-C): keep what this run has done, then say so
+      const ck = await save(step + 1, null);
+      log.plot();
+      return { steps: step + 1 - start.step, finalLoss: lastLoss, finalValLoss: lastVal, tokensPerSec: lastTokPerSec,
+        seconds: (performance.now() - t0) / 1000, stopped: { reason: String(o.signal.reason ?? 'aborted'), checkpoint: ck } };
+    }
   }
   log.plot();
   return { steps: o.maxSteps - start.step, finalLoss: lastLoss, finalValLoss: lastVal, tokensPerSec: lastTokPerSec, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** The options a library caller passes, checked as the CLI checks its flags. */
+function checkOptions(o: TrainOptions): void {
+  const ints: [string, number, number][] = [['batchSize', o.batchSize, 1], ['seqLen', o.seqLen, 1], ['totalBatchSize', o.totalBatchSize, 1],
+    ['maxSteps', o.maxSteps, 1], ['warmupSteps', o.warmupSteps, 0], ['evalInterval', o.evalInterval, 0], ['valSteps', o.valSteps, 1],
+    ['sampleInterval', o.sampleInterval, 0], ['checkpointInterval', o.checkpointInterval, 0]];
+  for (const [k, v, min] of ints) if (!Number.isInteger(v) || v < min) throw new Error(`train: ${k} must be an integer >= ${min}, got ${v}`);
+  const nums: [string, number, boolean][] = [['maxLr', o.maxLr, true], ['minLr', o.minLr, false], ['weightDecay', o.weightDecay, false], ['gradClip', o.gradClip, true]];
+  for (const [k, v, positive] of nums) {
+    if (!Number.isFinite(v) || v < 0 || (positive && v === 0)) throw new Error(`train: ${k} must be a finite number ${positive ? '> 0' : '>= 0'}, got ${v}`);
+  }
+  if (o.minLr > o.maxLr) throw new Error(`train: minLr ${o.minLr} is above maxLr ${o.maxLr}`);
 }
 
 /** A resumed run's optimizer moments and data position, as its checkpoint recorded them. */
@@ -218,13 +265,18 @@ async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, p
   rows.forEach((r, i) => print(`sample ${i}: ${tok.decode(r)}`));
 }
 
-async function checkpoint(model: GPT, optimizer: AdamW, outDir: string, step: number,
-  config: GPTConfig, valLoss: number | null, loader: { shard: number; position: number }): Promise<string> {
+/** Save the run's state at `step`: weights, AdamW moments, data position, and what the run is. */
+async function checkpoint(model: GPT, optimizer: AdamW, outDir: string, step: number, config: GPTConfig,
+  meta: { val_loss: number | null; loss: number; run: RunIdentity }, loader: { shard: number; position: number }): Promise<string> {
   const weights: WeightMap = new Map();
   const optimizerState = new Map<string, Weight>();
   let optimizerStep = 0;
   for (const [name, p] of model.namedParameters()) {
-    weights.set(name, { shape: [...p.shape], data: Float32Array.from(await p.data() as Float32Array) });
+    const data = Float32Array.from(await p.data() as Float32Array);
+    for (let i = 0; i < data.length; i++) {
+      if (data[i]! - data[i]! !== 0) throw new Error(`not saving a checkpoint at step ${step}: ${name} holds ${data[i]} (the run has diverged)`);
+    }
+    weights.set(name, { shape: [...p.shape], data });
     const st = optimizer.getState(p);
     if (!st) continue;
     optimizerStep = st.step;
@@ -233,7 +285,7 @@ async function checkpoint(model: GPT, optimizer: AdamW, outDir: string, step: nu
   }
   const paths = await saveCheckpoint(outDir, step, {
     config, weights, optimizerState,
-    meta: { val_loss: valLoss, optimizer_step: optimizerStep, train_loader: loader },
+    meta: { ...meta, optimizer_step: optimizerStep, train_loader: loader },
   });
   return paths.sidecar;
 }
