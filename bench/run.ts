@@ -3,6 +3,8 @@
 // Prints a table and writes bench/results/<timestamp>.json. Model-level rows run in child
 // processes (bench/step.ts, bench/torch_bench.py) so each peak RSS is that config's own.
 // Options: --only=matmul,mlp,gpt  --no-torch  --quick (smaller/fewer configs)
+//          --soak SECONDS: only the soak run (the default training for that long; RSS, heap and the
+//          wasm buffer pool every minute, flat after warm-up)
 //          --gpu: also the gpu backend: one GPT-2 124M step's launches, submits, buffers and
 //          transfers counted on a recording device (no GPU needed), and a small GPT trained on
 //          the WebGPU adapter here (a GPU; else SwiftShader where installed) with its counts
@@ -25,6 +27,8 @@ const argv = process.argv.slice(2);
 const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['matmul', 'mlp', 'gpt'];
 const quick = argv.includes('--quick');
 const gpu = argv.includes('--gpu');
+const soakArg = argv.indexOf('--soak');
+const soak = soakArg >= 0 ? Number(argv[soakArg + 1] ?? 600) : 0;
 const torchOk = !argv.includes('--no-torch') &&
   spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 }).status === 0;
 /**
@@ -156,6 +160,22 @@ async function benchGpt(): Promise<void> {
   }
 }
 
+// ---- soak: the default run for a while; memory must stay flat --------------------------------
+interface SoakResult extends StepResult {
+  steps?: number; rssGrowth?: number | null; heapGrowth?: number | null; poolGrowth?: number | null;
+  samples?: { minute: number; steps: number; rssMB: number; heapMB: number; poolTrackedMB: number | null; poolFreeMB: number | null }[];
+}
+function benchSoak(seconds: number): void {
+  const r = child(process.execPath, [join(here, 'soak.js'), String(seconds)], (seconds + 600) * 1000) as SoakResult;
+  for (const s of r.samples ?? []) {
+    log({ section: 'soak', config: `minute ${s.minute}`, backend: 'auto', value: s.rssMB, unit: 'MB RSS',
+      extra: `${s.steps} steps, heap ${s.heapMB.toFixed(0)} MB${s.poolTrackedMB !== null ? `, wasm pool ${s.poolTrackedMB.toFixed(0)} + ${s.poolFreeMB!.toFixed(0)} MB free` : ''}` });
+  }
+  const pct = (x: number | null | undefined): string => (x === null || x === undefined ? '-' : `${(x * 100).toFixed(1)}%`);
+  log({ section: 'soak', config: `default run, ${seconds} s`, backend: 'auto', value: r.steps ?? null, unit: 'steps',
+    extra: `growth after minute 1: RSS ${pct(r.rssGrowth)}, heap ${pct(r.heapGrowth)}, wasm pool ${pct(r.poolGrowth)}`, note: r.steps === undefined ? r.note : undefined });
+}
+
 // ---- gpu backend: what a step costs -------------------------------------------------------
 async function benchGpu(): Promise<void> {
   const { countedStep, countSteps, formatCounts } = await import('./gpu-counts.js');
@@ -185,10 +205,13 @@ async function main(): Promise<void> {
   console.log(`tapegrad bench — ${started.toISOString()} — ${cpus().length} x ${cpus()[0]?.model ?? '?'} — node ${process.version}` +
     ` — torch: ${torchOk ? `yes (/usr/bin/python3, libblas ${torchBlas()})` : 'not available'}`);
   console.log(`${'section'.padEnd(7)} ${'config'.padEnd(30)} ${'backend'.padEnd(16)} ${'value'.padStart(8)} unit`);
-  if (only.includes('matmul')) benchMatmul();
-  if (only.includes('mlp')) benchMlp();
-  if (only.includes('gpt')) await benchGpt();
-  if (gpu || only.includes('gpu')) await benchGpu();
+  if (soak > 0) benchSoak(soak);
+  else {
+    if (only.includes('matmul')) benchMatmul();
+    if (only.includes('mlp')) benchMlp();
+    if (only.includes('gpt')) await benchGpt();
+    if (gpu || only.includes('gpu')) await benchGpu();
+  }
   const dir = join(repo, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);

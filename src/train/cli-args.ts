@@ -159,12 +159,16 @@ export function parseCommand<T extends OptionTable>(c: Command<T>, argv: readonl
       const guess = nearest(unknown.replace(/^-+/, ''), Object.keys(c.options));
       throw new Error(`unknown flag ${unknown}${guess ? `; did you mean --${guess}?` : ''} (see --help)`);
     }
-    if (/Unexpected argument '([^']+)'/.test(msg)) {
-      throw new Error(`unexpected argument '${/Unexpected argument '([^']+)'/.exec(msg)![1]}': every value follows its flag, e.g. --max-steps 100 (see --help)`);
+    const stray = /Unexpected argument '(.*)'\. This command/s.exec(msg);
+    if (stray) throw new Error(`unexpected argument '${stray[1]}': every value follows its flag, e.g. --max-steps 100 (see --help)`);
+    const ambiguous = /Option '(--[^ ']+)[^']*' argument is ambiguous/.exec(msg)?.[1];
+    if (ambiguous) {
+      const value = args[args.indexOf(ambiguous) + 1] ?? '';
+      throw new Error(`${ambiguous}: expected ${accepted(c.options[ambiguous.slice(2)]!)}, got '${value}' (a value starting with '-': write ${ambiguous}=${value} if that is meant)`);
     }
     const missing = /Option '(--[^ ']+)[^']*' argument missing/.exec(msg)?.[1];
     if (missing) throw new Error(`${missing}: expected ${accepted(c.options[missing.slice(2)]!)} after it`);
-    throw new Error(`${msg} (see --help)`);
+    throw new Error(`invalid arguments: ${msg} (see --help)`);
   }
   if (values.help) { out.write(helpText(c)); return null; }
   const result: Record<string, unknown> = {};
