@@ -5,6 +5,10 @@ import { GPT_PRESETS } from '../nn/gpt.js';
 import { BACKENDS } from './backend.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 import { train, TRAIN_DEFAULTS as d, type TrainOptions } from './train.js';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { joinJob, readDistEnv } from './distributed/init.js';
+import { launch } from './distributed/launch.js';
 
 export const TRAIN_COMMAND = command({
   usage: 'npm run train -- [flags]',
@@ -39,13 +43,44 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
     overwrite: { kind: 'flag', group: 'output', help: "start over in an --out-dir that holds a run's checkpoints (deletes them)" },
     seed: { kind: 'int', default: d.seed, group: 'run', help: 'random seed' },
     backend: { kind: 'choice', choices: BACKENDS, default: d.backend, group: 'run', help: 'compute backend' },
-    threads: { kind: 'int', min: 1, group: 'run', help: 'worker threads of the wasm backend (default: one per core)' },
+    threads: { kind: 'int', min: 1, group: 'run', help: 'worker threads of the wasm backend, per rank (default: cores / ranks on this machine)' },
+    'nproc-per-node': { kind: 'int', min: 1, group: 'distributed (torchrun\'s flags)', help: 'start this many ranks on this machine (our torchrun --standalone)' },
+    nnodes: { kind: 'int', min: 1, default: 1, group: 'distributed (torchrun\'s flags)', help: 'machines in the job' },
+    'node-rank': { kind: 'int', min: 0, default: 0, group: 'distributed (torchrun\'s flags)', help: 'this machine\'s index (0 serves the rendezvous)' },
+    'master-addr': { kind: 'string', metavar: 'HOST', default: '127.0.0.1', group: 'distributed (torchrun\'s flags)', help: 'address of node 0' },
+    'master-port': { kind: 'int', min: 0, max: 65535, default: 0, group: 'distributed (torchrun\'s flags)', help: 'rendezvous port on node 0 (0: any free port, one machine only)' },
+    'dist-timeout': { kind: 'int', min: 1, default: 300, metavar: 'SECONDS', group: 'distributed (torchrun\'s flags)', help: 'how long to wait for the other ranks (rendezvous, and each collective)' },
   },
+  epilog: `Workers started by torchrun, Slurm (srun) or a Kubernetes PyTorchJob read RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR and MASTER_PORT (or SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) from the environment.`,
 });
+
+/** The launcher's own flags, which the workers it starts do not get. */
+const LAUNCHER_FLAGS = ['nproc-per-node', 'nnodes', 'node-rank', 'master-addr', 'master-port'];
+function workerArgs(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const name = argv[i]!.startsWith('--') ? argv[i]!.slice(2).split('=')[0]! : '';
+    if (LAUNCHER_FLAGS.includes(name)) { if (!argv[i]!.includes('=')) i++; continue; }
+    out.push(argv[i]!);
+  }
+  return out;
+}
 
 export async function main(argv: string[]): Promise<number> {
   const v = parseCommand(TRAIN_COMMAND, argv);
   if (!v) return 0;
+  if (v['nproc-per-node'] !== undefined || v.nnodes > 1) {
+    // our torchrun: start the ranks of this machine, each this same CLI as a worker
+    const n = v['nproc-per-node'] ?? 1;
+    const threads = v.threads ?? Math.max(1, Math.floor(availableParallelism() / n));
+    return launch({
+      nprocPerNode: n, nnodes: v.nnodes, nodeRank: v['node-rank'], masterAddr: v['master-addr'], masterPort: v['master-port'],
+      command: [process.execPath, fileURLToPath(import.meta.url), ...workerArgs(argv), ...(v.threads === undefined ? ['--threads', String(threads)] : [])],
+    });
+  }
+  const env = readDistEnv();
+  const job = env ? await joinJob(env, v['dist-timeout'] * 1000) : undefined;
   const opts: TrainOptions = {
     model: v.model, nLayer: v['n-layer'], nHead: v['n-head'], nEmbd: v['n-embd'], blockSize: v['block-size'], vocabSize: v['vocab-size'],
     initFrom: v['init-from'], dataDir: v['data-dir'],
@@ -58,7 +93,9 @@ export async function main(argv: string[]): Promise<number> {
     weightDecay: v['weight-decay'], gradClip: v['grad-clip'],
     evalInterval: v['eval-interval'], valSteps: v['val-steps'], sampleInterval: v['sample-interval'],
     checkpointInterval: v['checkpoint-interval'], outDir: v['out-dir'],
-    seed: v.seed, backend: v.backend, threads: v.threads, resume: v.resume, overwrite: v.overwrite,
+    seed: v.seed, backend: v.backend, resume: v.resume, overwrite: v.overwrite, job,
+    // a rank's share of the cores when several run on this machine
+    threads: v.threads ?? (env && env.localWorldSize > 1 ? Math.max(1, Math.floor(availableParallelism() / env.localWorldSize)) : undefined),
     hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'],
   };
   if (opts.minLr > opts.maxLr) throw new Error(`--min-lr ${opts.minLr} is above --max-lr ${opts.maxLr}; the cosine decays from max to min`);
@@ -71,13 +108,19 @@ export async function main(argv: string[]): Promise<number> {
     stop.abort(sig);
   };
   for (const sig of Object.keys(exitCodes) as (keyof typeof exitCodes)[]) process.on(sig, onSignal);
-  const r = await train({ ...opts, signal: stop.signal });
+  let r;
+  try {
+    r = await train({ ...opts, signal: stop.signal });
+  } finally {
+    job?.close();
+  }
+  const master = !env || env.rank === 0;
   if (r.stopped) {
     const sig = r.stopped.reason as keyof typeof exitCodes;
-    console.log(`stopped by ${sig} after ${r.steps} steps; to continue: npm run train -- ${argv.filter((a) => a !== '--resume' && a !== '--overwrite').join(' ')} --resume`.replace(/ +--resume$/, ' --resume'));
+    if (master) console.log(`stopped by ${sig} after ${r.steps} steps; to continue: npm run train -- ${argv.filter((a) => a !== '--resume' && a !== '--overwrite').join(' ')} --resume`.replace(/ +--resume$/, ' --resume'));
     return exitCodes[sig] ?? 1;
   }
-  console.log(`done: ${r.steps} steps in ${r.seconds.toFixed(1)} s, final train loss ${r.finalLoss.toFixed(4)}` +
+  if (master) console.log(`done: ${r.steps} steps in ${r.seconds.toFixed(1)} s, final train loss ${r.finalLoss.toFixed(4)}` +
       (r.finalValLoss !== null ? `, val loss ${r.finalValLoss.toFixed(4)}` : '') + `, ${r.tokensPerSec.toFixed(0)} tok/s (last step)`);
   return 0;
 }

@@ -160,6 +160,9 @@ export interface HellaswagOptions {
   progress?: boolean;
   /** Print context, endings and losses of the first N examples, as hellaswag.py does for 9 (default 0). */
   show?: number;
+  /** Score only examples i with i % worldSize == rank (a distributed run; the caller sums the counts). */
+  rank?: number;
+  worldSize?: number;
 }
 
 /** Evaluate `model` on the HellaSwag jsonl at `path`: accuracy from the summed loss (acc) and the mean (acc_norm). */
@@ -171,7 +174,9 @@ export async function evaluateHellaswag(model: GPT, path: string, opts: Hellaswa
   const bar = opts.progress === false ? null : new ProgressBar({ label: 'hellaswag', total: examples.length, unit: 'items' });
   const predictions: HellaswagResult['predictions'] = [];
   let numCorrect = 0, numCorrectNorm = 0, numCropped = 0;
+  const rank = opts.rank ?? 0, W = opts.worldSize ?? 1;
   for (let i = 0; i < examples.length; i++) {
+    if (i % W !== rank) continue;
     const ex = examples[i]!;
     const rendered = renderExample(ex, tok);
     const s = await scoreExample(model, rendered);
@@ -190,7 +195,7 @@ export async function evaluateHellaswag(model: GPT, path: string, opts: Hellaswa
   }
   bar?.done();
   if (numCropped > 0) print(`hellaswag: ${numCropped} of ${examples.length} examples were longer than the block size ${model.config.blockSize} and lost their first context tokens`);
-  const n = examples.length;
+  const n = predictions.length;
   return { n, acc: numCorrect / n, accNorm: numCorrectNorm / n, numCorrect, numCorrectNorm, predictions, numCropped };
 }
 

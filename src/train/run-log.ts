@@ -17,10 +17,13 @@ export class RunLog {
   private readonly train: CurvePoint[] = [];
   private readonly val: CurvePoint[] = [];
 
-  private constructor(outDir: string) {
+  private constructor(outDir: string, private readonly enabled = true) {
     this.path = join(outDir, 'log.jsonl');
     this.svg = join(outDir, 'loss.svg');
   }
+
+  /** A log that writes nothing (the ranks other than 0 of a distributed run). */
+  static disabled(): RunLog { return new RunLog('', false); }
 
   /** A fresh run: an empty log. */
   static fresh(outDir: string): RunLog {
@@ -74,7 +77,7 @@ export class RunLog {
   /** Any other record of a step (e.g. HellaSwag accuracy). */
   record(obj: { step: number } & Record<string, unknown>): void { this.append(obj); }
 
-  plot(): void { writeLossCurve(this.svg, this.train, this.val); }
+  plot(): void { if (this.enabled) writeLossCurve(this.svg, this.train, this.val); }
 
-  private append(obj: object): void { appendFileSync(this.path, JSON.stringify(obj) + '\n'); }
+  private append(obj: object): void { if (this.enabled) appendFileSync(this.path, JSON.stringify(obj) + '\n'); }
 }

@@ -45,7 +45,8 @@ export interface Start {
   weights: WeightMap | null;
   /** When resuming: the checkpoint, its optimizer state and what its sidecar recorded. */
   resumed: { sidecar: string; optimizer: Map<string, Weight>; meta: Record<string, unknown> } | null;
-  identity: RunIdentity;
+  /** What this run is (null on the ranks other than 0, which write no checkpoints). */
+  identity: RunIdentity | null;
 }
 
 function presetConfig(o: StartOptions): GPTConfig {

@@ -2,12 +2,13 @@
 // accumulation to a token budget, global-norm clipping, warmup + cosine, periodic validation,
 // samples and checkpoints; one JSON line per step in log.jsonl and a loss-curve SVG.
 
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { acquireLock, makeDirs, removeStaleTemps } from '../data/fsutil.js';
 import { manualSeed, Generator } from '../tensor/random.js';
 import { GPT, type GPTConfig } from '../nn/gpt.js';
 import { AdamW, configureOptimizers, clipGradNorm, getLr } from '../optim/index.js';
-import { DataLoaderLite } from '../data/loader.js';
+import { DataLoaderLite, listShards } from '../data/loader.js';
 import { ensureEmbeddedShards } from '../data/embedded.js';
 import { gpt2Tokenizer } from '../data/tokenizer.js';
 import { ProgressBar } from '../data/progress.js';
@@ -17,6 +18,8 @@ import { useBackend } from './backend.js';
 import type { Backend } from '../tensor/backend.js';
 import { RunLog } from './run-log.js';
 import { resolveStart, type RunIdentity, type Start } from './start.js';
+import { singleJob, type Job } from './distributed/init.js';
+import { allReduceGradients, broadcastOptimizerState, broadcastTensors, reduceNumbers } from './distributed/ddp.js';
 import { Tensor, noGrad, tensor, ops } from '../tensor/index.js';
 
 export interface TrainOptions {
@@ -57,8 +60,10 @@ export interface TrainOptions {
   /** Evaluate HellaSwag at each eval interval (path to hellaswag_val.jsonl). */
   hellaswag?: string;
   hellaswagLimit?: number;
-  /** Where human lines go (default console.log). */
+  /** Where human lines go (default console.log); in a distributed job only rank 0's go there. */
   print?: (line: string) => void;
+  /** A distributed job (joinJob): data parallel over its ranks, as train_gpt2.py under torchrun. */
+  job?: Job;
 }
 
 /**
@@ -82,53 +87,67 @@ export interface TrainResult {
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  const print = o.print ?? ((s: string) => console.log(s));
+  const job = o.job ?? singleJob();
+  // only rank 0 (master_process) reports, logs and writes; every rank samples
+  const print = job.isMaster ? o.print ?? ((s: string) => console.log(s)) : (): void => {};
   const t0 = performance.now();
   checkOptions(o);
   const backend = await useBackend(o.backend, o.threads);
-  print(`backend: ${backend.name}`);
-  makeDirs(o.outDir, '--out-dir');
-  // one run per out-dir: two would interleave their log and overwrite each other's checkpoints
-  const release = await acquireLock(join(o.outDir, '.train.lock'), {
-    waitMs: 0, busy: (pid) => `--out-dir ${o.outDir} is in use by another training run (process ${pid}); wait for it or choose another --out-dir`,
-  });
+  print(`backend: ${backend.name}${job.worldSize > 1 ? `, ${job.worldSize} ranks (data parallel)` : ''}`);
+  let release = (): void => {};
+  if (job.isMaster) {
+    makeDirs(o.outDir, '--out-dir');
+    // one run per out-dir: two would interleave their log and overwrite each other's checkpoints
+    release = await acquireLock(join(o.outDir, '.train.lock'), {
+      waitMs: 0, busy: (pid) => `--out-dir ${o.outDir} is in use by another training run (process ${pid}); wait for it or choose another --out-dir`,
+    });
+  }
   try {
-    return await trainLocked(o, backend, print, t0);
+    return await trainLocked(o, job, backend, print, t0);
   } finally {
     release();
   }
 }
 
-async function trainLocked(o: TrainOptions, backend: Backend, print: (s: string) => void, t0: number): Promise<TrainResult> {
-  for (const f of removeStaleTemps(o.outDir)) print(`removed ${f}, left in ${o.outDir} by a writer that was killed`);
+async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (s: string) => void, t0: number): Promise<TrainResult> {
+  const { rank, worldSize: W, isMaster: master } = job;
+  if (master) for (const f of removeStaleTemps(o.outDir)) print(`removed ${f}, left in ${o.outDir} by a writer that was killed`);
   const dataDir = o.dataDir ?? await ensureEmbeddedShards();
-  const start = await resolveStart({ ...o, dataDir, worldSize: 1 }, print);
+  const B = o.batchSize, T = o.seqLen;
+  await agreeOnSettings(job, o, dataDir);
+  // rank 0 decides where the run starts (it alone reads the out-dir) and tells the others
+  const start = await shareStart(job, master ? await resolveStart({ ...o, dataDir, worldSize: W }, print) : null);
   const { config } = start;
 
-  const B = o.batchSize, T = o.seqLen;
   if (T > config.blockSize) {
     throw new Error(`--seq-len ${T} is longer than the model's block size ${config.blockSize}; use --seq-len <= ${config.blockSize} or --block-size >= ${T}`);
   }
-  if (o.totalBatchSize % (B * T) !== 0) {
-    throw new Error(`--total-batch-size ${o.totalBatchSize} must be divisible by --batch-size * --seq-len = ${B * T}`);
+  if (o.totalBatchSize % (B * T * W) !== 0) {
+    throw new Error(`--total-batch-size ${o.totalBatchSize} must be divisible by --batch-size * --seq-len${W > 1 ? ' * world size' : ''} = ${B * T * W}`);
   }
-  const gradAccumSteps = o.totalBatchSize / (B * T);
+  const gradAccumSteps = o.totalBatchSize / (B * T * W);
   print(`total desired batch size: ${o.totalBatchSize} => calculated gradient accumulation steps: ${gradAccumSteps}`);
 
-  // ---- data ----
-  const trainLoader = new DataLoaderLite({ dataDir, B, T, processRank: 0, numProcesses: 1, split: 'train', vocabSize: config.vocabSize });
-  const valLoader = new DataLoaderLite({ dataDir, B, T, processRank: 0, numProcesses: 1, split: 'val', vocabSize: config.vocabSize });
+  // ---- data: rank r reads every W-th window, from B*T*r on ----
+  const trainLoader = new DataLoaderLite({ dataDir, B, T, processRank: rank, numProcesses: W, split: 'train', vocabSize: config.vocabSize });
+  const valLoader = new DataLoaderLite({ dataDir, B, T, processRank: rank, numProcesses: W, split: 'val', vocabSize: config.vocabSize });
 
   // ---- model and optimizer ----
   manualSeed(o.seed);
-  const model = new GPT(config, { init: !start.weights }); // loaded weights replace the random init
+  const model = new GPT(config, { init: master && !start.weights }); // loaded weights replace the random init; the others get rank 0's
   if (start.weights) model.loadStateDict(start.weights); // a missing lm_head.weight is filled by its tie to wte
   print(`model: ${config.nLayer} layers, ${config.nHead} heads, ${config.nEmbd} embd, block ${config.blockSize}, vocab ${config.vocabSize} — ${(model.numParameters() / 1e6).toFixed(2)}M parameters`);
-  const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
   const params = model.parameters();
-  if (start.resumed) restoreTrainingState(start.resumed, model, optimizer, trainLoader, start.step);
+  await broadcastTensors(job, params, 'the parameter broadcast'); // as DDP does at construction
+  const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
+  if (start.resumed) {
+    if (master) restoreTrainingState(start.resumed, model, optimizer, trainLoader, start.step);
+    await broadcastOptimizerState(job, optimizer, params, Number(start.resumed.meta.optimizer_step ?? start.step));
+    const ls = start.resumed.meta.train_loader as { shard: number; position: number } | undefined;
+    if (ls && !master) trainLoader.restore({ shard: ls.shard, position: ls.position + B * T * rank });
+  }
   // (the log is touched only now, when the resume is sure: a failed one leaves it as it was)
-  const log = start.resumed ? RunLog.resume(o.outDir, start.step, print) : RunLog.fresh(o.outDir);
+  const log = !master ? RunLog.disabled() : start.resumed ? RunLog.resume(o.outDir, start.step, print) : RunLog.fresh(o.outDir);
   const tok = gpt2Tokenizer();
 
   let lastVal: number | null = null;
@@ -137,8 +156,9 @@ async function trainLocked(o: TrainOptions, backend: Backend, print: (s: string)
   const diverged = (what: string, value: number, step: number): Error => new Error(`${what} is ${value} at step ${step}; stopping. ` +
     (lastGoodCheckpoint ? `The last good checkpoint is ${lastGoodCheckpoint} (resume with --resume). ` : 'No checkpoint was written. ') +
     'Try a lower --max-lr or --grad-clip.');
-  const save = async (step: number, valLoss: number | null): Promise<string> => {
-    lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, { val_loss: valLoss, loss: lastLoss, run: start.identity }, trainLoader.state());
+  const save = async (step: number, valLoss: number | null): Promise<string | null> => {
+    if (!master) return null; // rank 0 alone writes (the weights are the same everywhere)
+    lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, { val_loss: valLoss, loss: lastLoss, run: start.identity! }, trainLoader.state());
     print(`saved checkpoint ${lastGoodCheckpoint}`);
     return lastGoodCheckpoint;
   };
@@ -148,22 +168,24 @@ async function trainLocked(o: TrainOptions, backend: Backend, print: (s: string)
     // ---- validation ----
     let valNow: number | null = null;
     if (((o.evalInterval > 0 && step % o.evalInterval === 0) || lastStep) && !(start.resumed && step === start.step)) {
-      valNow = lastVal = await evaluate(model, valLoader, o.valSteps, B, T);
+      valNow = lastVal = (await reduceNumbers(job, [await evaluate(model, valLoader, o.valSteps, B, T, master)], 'avg', 'the validation loss all-reduce'))[0]!;
       print(`validation loss: ${lastVal.toFixed(4)}`);
       log.validation(step, lastVal);
       if (!Number.isFinite(lastVal)) throw diverged('validation loss', lastVal, step); // and no checkpoint of these weights
       if (o.hellaswag) {
         const { evaluateHellaswag } = await import('./hellaswag.js');
-        const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print });
-        print(`HellaSwag accuracy: ${r.accNorm.toFixed(4)} (${r.numCorrectNorm}/${r.n})`);
-        log.record({ step, hella: r.accNorm });
+        // example i on rank i % W, the counts summed (train_gpt2.py's HellaSwag under DDP)
+        const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print, rank, worldSize: W, progress: master });
+        const [n, correctNorm] = await reduceNumbers(job, [r.n, r.numCorrectNorm], 'sum', 'the HellaSwag counts all-reduce');
+        print(`HellaSwag accuracy: ${(correctNorm! / n!).toFixed(4)} (${correctNorm}/${n})`);
+        log.record({ step, hella: correctNorm! / n! });
       }
     }
     // ---- checkpoint (its own interval; and at the last step) ----
     if (step > start.step && ((o.checkpointInterval > 0 && step % o.checkpointInterval === 0) || lastStep)) await save(step, valNow);
     // ---- samples ----
     if (o.sampleInterval > 0 && ((step > 0 && step % o.sampleInterval === 0) || lastStep)) {
-      await printSamples(model, tok, print);
+      await printSamples(model, tok, rank, W, master ? print : (line) => console.log(line));
     }
 
     // ---- one optimisation step ----
@@ -179,14 +201,19 @@ async function trainLocked(o: TrainOptions, backend: Backend, print: (s: string)
       lossAccum = noGrad(() => (lossAccum ? ops.add(lossAccum, loss.detach()) : loss.detach()));
       loss.backward();
     }
+    // DDP: gradients averaged over the ranks once per optimizer step, after the last micro-step
+    await allReduceGradients(job, params);
     const normT = clipGradNorm(params, o.gradClip);
     const lr = getLr(step, { maxLr: o.maxLr, minLr: o.minLr, warmupSteps: o.warmupSteps, maxSteps: o.maxSteps });
     optimizer.setLr(lr);
     optimizer.step();
-    // the only readbacks of the step: the logged loss and norm
-    const [lossV, normV] = [(await lossAccum!.data())[0]!, (await normT.data())[0]!];
+    // the only readbacks of the step: the logged loss (averaged over the ranks, with a stop flag
+    // so that a Ctrl-C anywhere stops every rank at the same step) and the norm
+    const [lossV, stopVote] = await reduceNumbers(job, [(await lossAccum!.data())[0]!, o.signal?.aborted ? 1 : 0], 'avg', 'the loss all-reduce') as [number, number];
+    const normV = (await normT.data())[0]!;
     const dt = performance.now() - s0;
-    const tokPerSec = (B * T * gradAccumSteps) / (dt / 1000);
+    const tokPerSec = (B * T * gradAccumSteps * W) / (dt / 1000); // every rank's tokens, as train_gpt2.py counts
+
     if (!Number.isFinite(lossV)) throw diverged('loss', lossV, step);
     // a GPU backend frees buffers of collected tensors here, once per step; and yielding to the
     // event loop lets finalizers hand freed buffers back to the wasm backend's pool (without it
@@ -196,16 +223,54 @@ async function trainLocked(o: TrainOptions, backend: Backend, print: (s: string)
     lastLoss = lossV; lastTokPerSec = tokPerSec;
     print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}`);
     log.step({ step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec });
-    if (o.signal?.aborted && step + 1 < o.maxSteps) {
+    if (stopVote > 0 && step + 1 < o.maxSteps) {
       // stopped from outside (Ctrl-C): keep what this run has done, then say so
       const ck = await save(step + 1, null);
       log.plot();
+      await job.group.barrier('the end of training');
       return { steps: step + 1 - start.step, finalLoss: lastLoss, finalValLoss: lastVal, tokensPerSec: lastTokPerSec,
-        seconds: (performance.now() - t0) / 1000, stopped: { reason: String(o.signal.reason ?? 'aborted'), checkpoint: ck } };
+        seconds: (performance.now() - t0) / 1000, stopped: { reason: String(o.signal?.reason ?? 'SIGTERM'), checkpoint: ck } };
     }
   }
   log.plot();
+  await job.group.barrier('the end of training'); // rank 0 may serve the store: everyone is done with it first
   return { steps: o.maxSteps - start.step, finalLoss: lastLoss, finalValLoss: lastVal, tokensPerSec: lastTokPerSec, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * Every rank must run the same job: the settings that shape it (model, data, seed, batch,
+ * schedule, world size) are compared with rank 0's at the start, naming what differs.
+ */
+async function agreeOnSettings(job: Job, o: TrainOptions, dataDir: string): Promise<void> {
+  if (job.worldSize === 1) return;
+  const mine = {
+    model: o.model, nLayer: o.nLayer ?? null, nHead: o.nHead ?? null, nEmbd: o.nEmbd ?? null, blockSize: o.blockSize ?? null, vocabSize: o.vocabSize ?? null,
+    initFrom: o.initFrom ?? null, data: dataFingerprint(dataDir), seed: o.seed, batchSize: o.batchSize, seqLen: o.seqLen, totalBatchSize: o.totalBatchSize,
+    maxSteps: o.maxSteps, maxLr: o.maxLr, resume: o.resume, worldSize: job.worldSize,
+  };
+  const all = (await job.exchange('settings', JSON.stringify(mine))).map((v) => JSON.parse(v) as Record<string, unknown>);
+  const diffs: string[] = [];
+  all.forEach((theirs, r) => {
+    for (const k of Object.keys(mine)) {
+      if (JSON.stringify(theirs[k]) !== JSON.stringify(all[0]![k])) diffs.push(`rank ${r} has ${k} ${JSON.stringify(theirs[k])}, rank 0 ${JSON.stringify(all[0]![k])}`);
+    }
+  });
+  if (diffs.length) throw new Error(`the ranks were started with different settings: ${diffs.join('; ')}; start every rank with the same flags and data`);
+}
+
+/** The data's shards (names and sizes), so ranks on different machines compare their copies. */
+function dataFingerprint(dataDir: string): string {
+  return [...listShards(dataDir, 'val'), ...listShards(dataDir, 'train')].map((s) => `${basename(s)}:${statSync(s).size}`).join(',');
+}
+
+/** Rank 0's start (config, step, what a resumed checkpoint recorded) for every rank; weights follow by broadcast. */
+async function shareStart(job: Job, start: Start | null): Promise<Start> {
+  if (job.worldSize === 1) return start!;
+  const payload = start ? JSON.stringify({ config: start.config, step: start.step, resumed: start.resumed ? { meta: start.resumed.meta } : null }) : '';
+  const got = JSON.parse((await job.exchange('start', payload))[0]!) as { config: GPTConfig; step: number; resumed: { meta: Record<string, unknown> } | null };
+  if (start) return start;
+  return { config: got.config, step: got.step, weights: null, identity: null,
+    resumed: got.resumed ? { sidecar: '(rank 0)', optimizer: new Map(), meta: got.resumed.meta } : null };
 }
 
 /** The options a library caller passes, checked as the CLI checks its flags. */
@@ -239,30 +304,30 @@ function stateTensor(state: Map<string, Weight>, name: string, p: Tensor): Tenso
   return tensor(w.data, { shape: p.shape });
 }
 
-async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: number, T: number): Promise<number> {
+async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: number, T: number, showProgress = true): Promise<number> {
   model.eval();
   loader.reset();
-  const bar = new ProgressBar({ label: 'val', total: steps, unit: 'steps' });
+  const bar = showProgress ? new ProgressBar({ label: 'val', total: steps, unit: 'steps' }) : null;
   let acc: Tensor | null = null;
   for (let i = 0; i < steps; i++) {
     const { x, y } = loader.nextBatch();
     const loss = noGrad(() => model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!);
     acc = noGrad(() => (acc ? ops.add(acc, loss) : loss));
-    bar.update(i + 1);
+    bar?.update(i + 1);
     await new Promise((r) => setImmediate(r)); // let freed buffers return to the pool (see the train loop)
   }
-  bar.done();
+  bar?.done();
   model.train();
   return (await acc!.data())[0]! / steps;
 }
 
-async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, print: (s: string) => void): Promise<void> {
+async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, rank: number, W: number, print: (s: string) => void): Promise<void> {
   const prompt = tok.encodeOrdinary("Hello, I'm a language model,");
-  const gen = new Generator(42); // sample_rng.manual_seed(42 + ddp_rank)
+  const gen = new Generator(42 + rank); // sample_rng.manual_seed(42 + ddp_rank)
   // never sample the padding rows of a vocabulary padded to 50304: no tokenizer can decode them
   const rows = await model.generate(Array.from({ length: 4 }, () => prompt),
     { maxNewTokens: 32, topK: 50, generator: gen, vocabLimit: Math.min(model.config.vocabSize, 50257) });
-  rows.forEach((r, i) => print(`sample ${i}: ${tok.decode(r)}`));
+  rows.forEach((r, i) => print(`${W > 1 ? `rank ${rank} ` : ''}sample ${i}: ${tok.decode(r)}`));
 }
 
 /** Save the run's state at `step`: weights, AdamW moments, data position, and what the run is. */
