@@ -24,7 +24,7 @@ import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..'); // dist-bench/bench -> repo root
 const argv = process.argv.slice(2);
-const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['matmul', 'mlp', 'gpt'];
+const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['matmul', 'mlp', 'gpt', 'ddp'];
 const quick = argv.includes('--quick');
 const gpu = argv.includes('--gpu');
 const soakArg = argv.indexOf('--soak');
@@ -160,6 +160,42 @@ async function benchGpt(): Promise<void> {
   }
 }
 
+// ---- data parallel: 1 rank x 2 threads vs 2 ranks x 1 thread, and the all-reduce ------------------
+async function benchDdp(): Promise<void> {
+  const { launch } = await import('../src/train/distributed/launch.js');
+  const lines: string[] = [];
+  const code = await launch({ nprocPerNode: 2, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 0,
+    command: [process.execPath, join(here, 'allreduce.js')], print: (l) => lines.push(l) });
+  const json = lines.map((l) => l.replace(/^\[rank 0\] /, '')).reverse().find((l) => l.startsWith('{"ok"'));
+  const r = json ? JSON.parse(json) as { results: { mb: number; seconds: number; gbPerS: number }[] } : null;
+  for (const x of r?.results ?? []) {
+    log({ section: 'ddp', config: `all-reduce ${x.mb} MB, 2 ranks`, backend: 'loopback', value: x.gbPerS, unit: 'GB/s', extra: `${(x.seconds * 1000).toFixed(0)} ms` });
+  }
+  if (!r) log({ section: 'ddp', config: 'all-reduce', backend: 'loopback', value: null, unit: 'GB/s', note: `launcher exit ${code}: ${lines.slice(-3).join(' / ')}` });
+  // GPT 6/6/384 T256: the same 1024 tokens per step either way
+  const cli = join(repo, 'dist', 'train', 'cli.js');
+  const steps = quick ? 4 : 8, warm = 2;
+  const common = ['--n-layer', '6', '--n-head', '6', '--n-embd', '384', '--block-size', '256', '--seq-len', '256', '--total-batch-size', '1024',
+    '--max-steps', String(steps), '--eval-interval', '0', '--sample-interval', '0', '--checkpoint-interval', '0', '--backend', 'wasm'];
+  const runs: [string, string[]][] = [
+    ['1 rank x 2 threads', ['--batch-size', '4', '--threads', '2']],
+    ['2 ranks x 1 thread', ['--batch-size', '2', '--threads', '1', '--nproc-per-node', '2']],
+  ];
+  for (const [label, extra] of runs) {
+    const out = join(repo, 'out', `bench-ddp-${label.replace(/\W+/g, '-')}`);
+    const p = spawnSync(process.execPath, [cli, ...common, ...extra, '--out-dir', out, '--overwrite'], { cwd: repo, encoding: 'utf8', timeout: 1_800_000, maxBuffer: 1 << 26 });
+    const stepLines = (p.stdout ?? '').split('\n').filter((l) => /step +\d+ \|/.test(l)).slice(warm);
+    const tok = stepLines.map((l) => Number(/tok\/sec: ([\d.]+)/.exec(l)?.[1])).sort((a, b) => a - b);
+    const comm = stepLines.map((l) => Number(/all-reduce: (\d+)ms/.exec(l)?.[1] ?? NaN)).filter(Number.isFinite);
+    const dt = stepLines.map((l) => Number(/dt: ([\d.]+)ms/.exec(l)?.[1])).sort((a, b) => a - b);
+    const med = (xs: number[]): number | null => (xs.length ? xs[Math.floor(xs.length / 2)]! : null);
+    const commMed = med([...comm].sort((a, b) => a - b));
+    log({ section: 'ddp', config: 'gpt 6L/6H/384 T=256, 1024 tok/step', backend: label, value: med(tok), unit: 'tok/s',
+      extra: commMed !== null && med(dt) ? `all-reduce ${commMed} ms = ${((100 * commMed) / med(dt)!).toFixed(1)}% of a step` : '',
+      note: p.status === 0 ? undefined : (p.stderr || p.stdout || '').slice(-200) });
+  }
+}
+
 // ---- soak: the default run for a while; memory must stay flat --------------------------------
 interface SoakResult extends StepResult {
   steps?: number; rssGrowth?: number | null; heapGrowth?: number | null; poolGrowth?: number | null;
@@ -210,6 +246,7 @@ async function main(): Promise<void> {
     if (only.includes('matmul')) benchMatmul();
     if (only.includes('mlp')) benchMlp();
     if (only.includes('gpt')) await benchGpt();
+    if (only.includes('ddp')) await benchDdp();
     if (gpu || only.includes('gpu')) await benchGpu();
   }
   const dir = join(repo, 'bench', 'results');

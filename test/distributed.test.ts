@@ -13,8 +13,11 @@ import { writeNpy } from '../src/data/npy.js';
 import { readSafetensors } from '../src/data/safetensors.js';
 import { Generator } from '../src/tensor/random.js';
 import { StoreClient, StoreServer, VALIDATE_MAGIC } from '../src/train/distributed/store.js';
-import { formRing, type ProcessGroup } from '../src/train/distributed/group.js';
-import { BUCKET_BYTES } from '../src/train/distributed/ddp.js';
+import { adder, formRing, type ProcessGroup } from '../src/train/distributed/group.js';
+import { allReduceGradients, BUCKET_BYTES } from '../src/train/distributed/ddp.js';
+import type { Job } from '../src/train/distributed/init.js';
+import { tensor, type Tensor } from '../src/tensor/index.js';
+import { getBackendByName, type Backend } from '../src/tensor/backend.js';
 
 const root = join(import.meta.dirname, '..');
 const cliJs = join(root, 'dist', 'train', 'cli.js');
@@ -28,13 +31,14 @@ const fx = JSON.parse(readFileSync(join(root, 'test', 'fixtures', 'tcpstore_torc
 function exchange(sock: net.Socket, hex: string, n: number): Promise<string> {
   return new Promise((resolve, reject) => {
     let got = Buffer.alloc(0);
+    const done = (): void => { sock.off('data', onData); sock.off('error', reject); };
     const onData = (d: Buffer): void => {
       got = Buffer.concat([got, d]);
-      if (got.length >= n) { sock.off('data', onData); resolve(got.subarray(0, n).toString('hex')); }
+      if (got.length >= n) { done(); resolve(got.subarray(0, n).toString('hex')); }
     };
     sock.on('data', onData);
     sock.once('error', reject);
-    if (n === 0) { sock.off('data', onData); setTimeout(() => resolve(''), 50); }
+    if (n === 0) { done(); setTimeout(() => resolve(''), 50); }
     sock.write(Buffer.from(hex, 'hex'));
   });
 }
@@ -155,12 +159,60 @@ describe('ring collectives', () => {
     }), { seed: 20261201, numRuns: 25 });
   });
 
+  it('the receiving side adds floats that arrive split at any byte, from pieces at any offset', () => {
+    fc.assert(fc.property(fc.nat(300), fc.array(fc.nat(40), { minLength: 1, maxLength: 30 }), fc.nat(), (n, cuts, seed) => {
+      const g = new Generator(seed);
+      const base = Float32Array.from({ length: n }, () => g.randn()), incoming = Float32Array.from({ length: n }, () => g.randn());
+      const bytes = Buffer.from(incoming.buffer);
+      const dst = base.slice(), add = adder(dst);
+      let at = 0, k = 0;
+      while (at < bytes.length) {
+        const len = Math.min(bytes.length - at, cuts[k++ % cuts.length]! + 1);
+        // a piece in a buffer of its own at an odd offset, as a socket could deliver it
+        const holder = Buffer.alloc(len + 3);
+        bytes.copy(holder, 1 + (k % 3), at, at + len);
+        add(holder.subarray(1 + (k % 3), 1 + (k % 3) + len));
+        at += len;
+      }
+      for (let i = 0; i < n; i++) expect(dst[i]).toBe(Math.fround(base[i]! + incoming[i]!));
+    }), { seed: 20261201, numRuns: 200 });
+  });
+
   it('broadcast copies the root\'s bytes to every rank', async () => {
     for (const W of [2, 3, 4]) for (const root of [0, W - 1]) {
       const bufs = Array.from({ length: W }, (_, r) => Uint8Array.from({ length: 1000 }, (_, i) => (i * (r + 3)) & 255));
       const want = bufs[root]!.slice();
       await Promise.all(ringsBySize.get(W)!.groups.map((grp, r) => grp.broadcast(bufs[r]!, root)));
       for (const b of bufs) expect(Buffer.from(b).equals(Buffer.from(want))).toBe(true);
+    }
+  });
+
+  it('allReduceGradients averages every gradient: in place on host memory, replaced elsewhere; shared gradients once', async () => {
+    const js = getBackendByName('js');
+    // a backend that keeps memory to itself (as the gpu backend does): no hostView
+    const opaque = Object.assign(Object.create(js) as Backend, { hostView: undefined });
+    for (const backend of [js, opaque]) {
+      const groups = ringsBySize.get(3)!.groups;
+      const sizes = [5, BUCKET_BYTES / 4 + 1, 7]; // the middle one is a bucket of its own
+      const perRank = groups.map((_, r) => sizes.map((n, i) => Float32Array.from({ length: n }, (_, k) => (r + 1) * (i + 1) + (k % 13) / 8)));
+      const params: Tensor[][] = perRank.map((gs) => gs.map((g) => {
+        const p = tensor(new Float32Array(g.length), { backend });
+        p.grad = tensor(g.slice(), { backend });
+        return p;
+      }));
+      // two parameters with one gradient tensor (what backward gives the inputs of an add)
+      for (const ps of params) ps.push(Object.assign(tensor(new Float32Array(5), { backend }), { grad: ps[0]!.grad }));
+      await Promise.all(groups.map((group, r) => allReduceGradients({ worldSize: 3, group } as unknown as Job, params[r]!)));
+      for (const ps of params) {
+        for (const [i, n] of [[0, 5], [1, sizes[1]!], [2, 7]] as const) {
+          const got = await ps[i]!.grad!.data();
+          for (const k of [0, 1, n - 1]) {
+            const want = ([1, 2, 3].reduce((a, r) => a + Math.fround(r * (i + 1) + (k % 13) / 8), 0)) / 3;
+            expect(Math.abs(got[k]! - want), `${backend === js ? 'js' : 'opaque'} param ${i} element ${k}`).toBeLessThan(1e-6);
+          }
+        }
+        expect(Array.from(await ps[3]!.grad!.data())).toEqual(Array.from(await ps[0]!.grad!.data()));
+      }
     }
   });
 

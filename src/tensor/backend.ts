@@ -99,6 +99,11 @@ export interface Backend {
   read(s: Storage): Promise<HostArray>;
   /** Synchronous read; throws on a backend without host memory. The result must not be mutated. */
   readSync(s: Storage): HostArray;
+  /**
+   * Optional (host-memory backends): the storage's own array, not a copy. Writing to it changes
+   * every tensor on that storage; for code that updates buffers in place (the DDP all-reduce).
+   */
+  hostView?(s: Storage): HostArray;
   /** Release memory early (optional to call: storage otherwise lives until garbage collected). */
   dispose(s: Storage): void;
   /**

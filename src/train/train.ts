@@ -94,6 +94,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   checkOptions(o);
   const backend = await useBackend(o.backend, o.threads);
   print(`backend: ${backend.name}${job.worldSize > 1 ? `, ${job.worldSize} ranks (data parallel)` : ''}`);
+  if (job.env.localWorldSize > 1 && backend.name.startsWith('gpu')) {
+    // WebGPU hands a process one adapter, and Dawn picks it by name, which identical GPUs share
+    print(`note: the ${job.env.localWorldSize} ranks on this machine all use the first GPU adapter; for one GPU per rank, ` +
+      'let each rank see only its own GPU (see "Several processes, several machines" in the README)');
+  }
   let release = (): void => {};
   if (job.isMaster) {
     makeDirs(o.outDir, '--out-dir');
@@ -202,7 +207,12 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
       loss.backward();
     }
     // DDP: gradients averaged over the ranks once per optimizer step, after the last micro-step
+    // (a barrier first, so the log tells waiting for a slower rank apart from moving gradients)
+    const c0 = performance.now();
+    if (W > 1) await job.group.barrier('the gradient all-reduce');
+    const c1 = performance.now();
     await allReduceGradients(job, params);
+    const [waitMs, commMs] = [c1 - c0, performance.now() - c1];
     const normT = clipGradNorm(params, o.gradClip);
     const lr = getLr(step, { maxLr: o.maxLr, minLr: o.minLr, warmupSteps: o.warmupSteps, maxSteps: o.maxSteps });
     optimizer.setLr(lr);
@@ -221,7 +231,8 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     await backend.collect?.();
     await new Promise((r) => setImmediate(r));
     lastLoss = lossV; lastTokPerSec = tokPerSec;
-    print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}`);
+    print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}` +
+      (W > 1 ? ` | all-reduce: ${commMs.toFixed(0)}ms (after ${waitMs.toFixed(0)}ms waiting for the slowest rank)` : ''));
     log.step({ step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec });
     if (stopVote > 0 && step + 1 < o.maxSteps) {
       // stopped from outside (Ctrl-C): keep what this run has done, then say so

@@ -98,6 +98,7 @@ export class JsBackend implements Backend {
     return this.wrap(out, dtype);
   }
   read(s: Storage): Promise<HostArray> { return Promise.resolve(this.host(s)); }
+  hostView(s: Storage): HostArray { return this.host(s); }
   readSync(s: Storage): HostArray { return this.host(s); }
   dispose(_s: Storage): void { /* garbage collected */ }
 

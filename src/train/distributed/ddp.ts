@@ -3,7 +3,7 @@
 // buckets (parameters in reverse order, as DDP's buckets fill during backward), and the
 // optimizer state of a resumed run sent from rank 0, which alone reads checkpoints.
 
-import { tensor, type Tensor } from '../../tensor/index.js';
+import { Tensor } from '../../tensor/index.js';
 import type { AdamW } from '../../optim/adamw.js';
 import type { Job } from './init.js';
 
@@ -23,22 +23,29 @@ function buckets(ts: readonly Tensor[]): Tensor[][] {
   return out;
 }
 
-/** The tensors' float32 values side by side. */
-async function flatten(ts: readonly Tensor[]): Promise<Float32Array> {
-  const flat = new Float32Array(ts.reduce((n, t) => n + t.size, 0));
+/** A tensor's own float32 array where its backend keeps it on the host (no copy), else null. */
+function hostFloats(t: Tensor): Float32Array | null {
+  return t.dtype === 'float32' && t.backend.hostView ? (t.backend.hostView(t.storage) as Float32Array) : null;
+}
+
+/** The tensors' float32 values side by side, in `into` when given (its length must match). */
+async function flatten(ts: readonly Tensor[], into?: Float32Array): Promise<Float32Array> {
+  const flat = into ?? new Float32Array(ts.reduce((n, t) => n + t.size, 0));
   let at = 0;
   for (const t of ts) {
-    const d = await (t.dtype === 'float32' ? t : t.float()).data();
-    flat.set(d as Float32Array, at);
+    flat.set(hostFloats(t) ?? (await (t.dtype === 'float32' ? t : t.float()).data() as Float32Array), at);
     at += t.size;
   }
   return flat;
 }
 
-/** A tensor like `like` (shape, backend) holding `values`. */
+/** A tensor like `t` (shape, backend) holding `values` (taken, not copied, by host backends). */
 function like(t: Tensor, values: Float32Array): Tensor {
-  return tensor(values, { shape: t.shape, backend: t.backend });
+  return new Tensor(t.backend.fromHost(values, 'float32'), t.shape, t.backend);
 }
+
+/** Each job's gradient buckets, allocated once: a fresh 100 MB buffer every step costs its page faults. */
+const bucketMemory = new WeakMap<Job, Float32Array[]>();
 
 /** Average every parameter's gradient over the ranks (after the last micro-step's backward). */
 export async function allReduceGradients(job: Job, params: readonly Tensor[]): Promise<void> {
@@ -46,14 +53,24 @@ export async function allReduceGradients(job: Job, params: readonly Tensor[]): P
   const withGrad = params.filter((p) => p.grad !== null).reverse();
   const bs = buckets(withGrad.map((p) => p.grad!));
   const owners = buckets(withGrad);
+  let memory = bucketMemory.get(job);
+  const sizes = bs.map((b) => b.reduce((n, t) => n + t.size, 0));
+  if (!memory || memory.length !== sizes.length || memory.some((m, i) => m.length !== sizes[i])) {
+    memory = sizes.map((n) => new Float32Array(n));
+    bucketMemory.set(job, memory);
+  }
+  // every bucket is read before any gradient is written (two parameters may share one gradient's memory)
+  for (let b = 0; b < bs.length; b++) await flatten(bs[b]!, memory[b]);
+  for (let b = 0; b < bs.length; b++) await job.group.allReduce(memory[b]!, 'avg', `the gradient all-reduce (bucket ${b + 1} of ${bs.length})`);
   for (let b = 0; b < bs.length; b++) {
-    const flat = await flatten(bs[b]!);
-    await job.group.allReduce(flat, 'avg', `the gradient all-reduce (bucket ${b + 1} of ${bs.length})`);
     let at = 0;
     for (const p of owners[b]!) {
-      const g = p.grad!;
-      p.grad = like(g, flat.slice(at, at + g.size));
-      if (g.dtype !== 'float32') p.grad = p.grad.to(g.dtype);
+      const g = p.grad!, values = memory[b]!.subarray(at, at + g.size);
+      const own = hostFloats(g);
+      // in place where the gradient's memory is on the host (DDP, too, averages grads in place);
+      // otherwise a new tensor (a copy: the bucket is reused next step)
+      if (own) own.set(values);
+      else p.grad = g.dtype === 'float32' ? like(g, values.slice()) : like(g, values.slice()).to(g.dtype);
       at += g.size;
     }
   }
@@ -69,7 +86,7 @@ export async function broadcastTensors(job: Job, ts: readonly Tensor[], what: st
     if (job.isMaster) continue;
     let at = 0;
     for (const t of bs[b]!) {
-      const v = like(t, flat.slice(at, at + t.size));
+      const v = like(t, flat.subarray(at, at + t.size));
       t.storage = (t.dtype === 'float32' ? v : v.to(t.dtype)).storage;
       at += t.size;
     }

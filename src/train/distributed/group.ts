@@ -11,17 +11,17 @@ import net from 'node:net';
 
 export type ReduceOp = 'sum' | 'avg';
 
-/** One peer connection and its incoming bytes, read exactly as the ring's schedule expects them. */
+/** One peer connection: its incoming bytes are handed, as they arrive, to the one reader the ring's schedule expects. */
 class Link {
-  private chunks: Buffer[] = [];
-  private have = 0;
-  private wanted: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
+  /** Bytes that arrived before anyone asked for them. */
+  private early: Buffer[] = [];
+  private reader: { left: number; sink: (piece: Buffer) => void; resolve: () => void; reject: (e: Error) => void } | null = null;
   private failure: Error | null = null;
   /** Told when the peer goes away (set once the connection is known to be the ring's). */
   onFailure: (why: string) => void = () => {};
   constructor(readonly socket: net.Socket, readonly peer: string) {
     socket.setNoDelay(true);
-    socket.on('data', (d: Buffer) => { this.chunks.push(d); this.have += d.length; this.serve(); });
+    socket.on('data', (d: Buffer) => this.feed(d));
     socket.on('close', () => this.fail(`${peer} closed its connection (it has exited or died)`));
     socket.on('error', (e) => this.fail(`the connection to ${peer} failed: ${e.message}`));
   }
@@ -29,26 +29,71 @@ class Link {
     if (this.failure) return;
     this.failure = new Error(why);
     this.onFailure(why);
-    this.serve();
+    this.settle();
   }
-  take(n: number): Promise<Buffer> {
-    return new Promise((resolve, reject) => { this.wanted = { n, resolve, reject }; this.serve(); });
+  private feed(d: Buffer): void {
+    const r = this.reader;
+    if (!r) { this.early.push(d); return; }
+    const n = Math.min(r.left, d.length);
+    r.left -= n;
+    r.sink(n === d.length ? d : d.subarray(0, n));
+    if (n < d.length) this.early.push(d.subarray(n));
+    this.settle();
   }
-  private serve(): void {
-    const w = this.wanted;
-    if (!w) return;
-    if (this.have >= w.n) {
-      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-      this.chunks = all.length > w.n ? [all.subarray(w.n)] : [];
-      this.have -= w.n;
-      this.wanted = null;
-      w.resolve(all.subarray(0, w.n));
-    } else if (this.failure) {
-      this.wanted = null;
-      w.reject(this.failure);
+  private settle(): void {
+    const r = this.reader;
+    if (!r) return;
+    if (r.left === 0) { this.reader = null; r.resolve(); } else if (this.failure) { this.reader = null; r.reject(this.failure); }
+  }
+  /** Hand the next `n` bytes to `sink`, in order, in the pieces they arrive in (no copies). */
+  receive(n: number, sink: (piece: Buffer) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.reader = { left: n, sink, resolve, reject };
+      const early = this.early;
+      this.early = [];
+      for (const d of early) this.feed(d);
+      this.settle();
+    });
+  }
+  /** The next `n` bytes, as one buffer. */
+  async take(n: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(n);
+    let at = 0;
+    await this.receive(n, (p) => { out.set(p, at); at += p.length; });
+    return out;
+  }
+  /**
+   * Queue bytes without copying them; the promise settles when they have left this process. The
+   * ring's schedule never rewrites a region before its send has finished (a chunk comes back only
+   * after the peer received it), and a collective returns only once its sends are done.
+   */
+  send(b: Uint8Array): Promise<void> {
+    return new Promise((resolve) => { this.socket.write(Buffer.from(b.buffer, b.byteOffset, b.byteLength), () => resolve()); });
+  }
+}
+
+/** A sink that adds little-endian float32 bytes, arriving in pieces of any length, into `dst` (exported for its test). */
+export function adder(dst: Float32Array): (piece: Buffer) => void {
+  const carry = new Uint8Array(4), carried = new Float32Array(carry.buffer);
+  let nc = 0, i = 0; // bytes of a float split across pieces; the next float of dst
+  return (p) => {
+    let o = 0;
+    if (nc > 0) {
+      while (nc < 4 && o < p.length) carry[nc++] = p[o++]!;
+      if (nc < 4) return;
+      dst[i++]! += carried[0]!;
+      nc = 0;
     }
-  }
-  send(b: Uint8Array): void { this.socket.write(Buffer.from(b)); } // a copy: the caller may change its buffer next
+    const nf = (p.length - o) >> 2, at = p.byteOffset + o;
+    if (nf > 0) {
+      // socket reads start 8-byte aligned; a misaligned piece (after a split float) is copied
+      const src = at % 4 === 0 ? new Float32Array(p.buffer, at, nf) : new Float32Array(p.buffer.slice(at, at + nf * 4));
+      for (let k = 0; k < nf; k++) dst[i + k]! += src[k]!;
+      i += nf;
+      o += nf * 4;
+    }
+    while (o < p.length) carry[nc++] = p[o++]!;
+  };
 }
 
 export interface GroupOptions {
@@ -103,22 +148,23 @@ export class ProcessGroup {
     const view = (c: number): Float32Array => data.subarray(start(c), start(c + 1));
     const bytes = (c: number): Uint8Array => new Uint8Array(data.buffer, data.byteOffset + start(c) * 4, (start(c + 1) - start(c)) * 4);
     const r = this.rank, next = this.next!, prev = this.prev!;
+    const sends: Promise<void>[] = [];
     // reduce-scatter: after W-1 steps this rank holds the full sum of chunk (r + 1) mod W
     for (let s = 0; s < W - 1; s++) {
       const sendC = (r - s + W) % W, recvC = (r - s - 1 + 2 * W) % W;
-      next.send(bytes(sendC));
-      const got = await this.step(label, prev.take(bytes(recvC).length));
-      const dst = view(recvC);
-      const src = new Float32Array(got.buffer.slice(got.byteOffset, got.byteOffset + got.length));
-      for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
+      sends.push(next.send(bytes(sendC)));
+      // each piece is added as it arrives, while the rest is still on the wire
+      await this.step(label, prev.receive(bytes(recvC).length, adder(view(recvC))));
     }
     // all-gather: pass the reduced chunks around
     for (let s = 0; s < W - 1; s++) {
       const sendC = (r + 1 - s + W) % W, recvC = (r - s + W) % W;
-      next.send(bytes(sendC));
-      const got = await this.step(label, prev.take(bytes(recvC).length));
-      bytes(recvC).set(got);
+      sends.push(next.send(bytes(sendC)));
+      const dst = bytes(recvC);
+      let at = 0;
+      await this.step(label, prev.receive(dst.length, (p) => { dst.set(p, at); at += p.length; }));
     }
+    await this.step(label, Promise.all(sends));
     if (op === 'avg') scale(data, 1 / W);
   }
 
@@ -130,8 +176,9 @@ export class ProcessGroup {
     if (this.broken) throw new Error(`rank ${this.rank}: ${label} cannot run: ${this.broken}; stopping`);
     // along the ring from the root: root sends, each other rank receives then forwards (but the last)
     const pos = (this.rank - root + W) % W;
-    if (pos > 0) data.set(await this.step(label, this.prev!.take(data.length)));
-    if (pos < W - 1) this.next!.send(data);
+    let at = 0;
+    if (pos > 0) await this.step(label, this.prev!.receive(data.length, (p) => { data.set(p, at); at += p.length; }));
+    if (pos < W - 1) await this.step(label, this.next!.send(data));
   }
 
   /** Wait until every rank has arrived here. */
@@ -201,7 +248,7 @@ export async function formRing(rank: number, worldSize: number, job: string, ep:
   });
   const next = new Link(out, `rank ${nextRank}`);
   next.onFailure = onFailure;
-  next.send(hello);
+  await next.send(hello);
   const prev = await accepted;
   group = new ProcessGroup(rank, worldSize, next, prev, opts, server);
   return group;
