@@ -211,6 +211,35 @@ describe('reliability of a training run', () => {
 });
 
 describe('reliability of the data', () => {
+  it('8a. the directory lock admits one process at a time, also while a dead holder\'s lock is taken over', async () => {
+    // CI once let two first runs in together: a waiter read the lock in the instant after its O_EXCL
+    // create and before its pid was written, took the empty file for a dead holder's and removed it.
+    const dir = join(work, 'lock');
+    mkdirSync(dir);
+    const lock = join(dir, '.x.lock');
+    writeFileSync(lock, '999999999\n'); // a holder that is gone (no such pid)
+    const script = `import('${join(root, 'dist', 'data', 'fsutil.js')}').then(async ({ acquireLock }) => {
+      const fs = await import('node:fs');
+      for (let i = 0; i < 15; i++) {
+        const release = await acquireLock(process.argv[1], { waitMs: 30000, busy: (p) => 'busy ' + p });
+        fs.writeFileSync(process.argv[2], String(process.pid), { flag: 'wx' }); // throws if another is inside
+        await new Promise((r) => setTimeout(r, 2));
+        fs.rmSync(process.argv[2]);
+        release();
+      }
+      console.log('ok');
+    }).catch((e) => { console.error('error: ' + e.message); process.exit(1); });`;
+    const runs = await Promise.all(Array.from({ length: 6 }, () => new Promise<Run>((resolve) => {
+      const c = spawn(process.execPath, ['-e', script, lock, join(dir, 'inside')], { cwd: root });
+      let out = '';
+      c.stdout.on('data', (d: Buffer) => { out += d; });
+      c.stderr.on('data', (d: Buffer) => { out += d; });
+      c.on('close', (code, signal) => resolve({ code, signal, out, ms: 0 }));
+    })));
+    for (const r of runs) expect(r.code, r.out).toBe(0);
+    expect(readdirSync(dir)).toEqual([]); // no lock, no temp file left behind
+  });
+
   it('8. two first-time runs in one directory do not break each other (embedded shards, prepare-data)', async () => {
     const dir = join(work, 'concurrent');
     mkdirSync(dir);

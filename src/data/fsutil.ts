@@ -2,7 +2,7 @@
 // target, fsync, then rename. rename() within one directory is atomic on POSIX, so a reader sees
 // the old file or the whole new one; a process killed mid-write leaves only a hidden temp file,
 // which the next run removes (removeStaleTemps).
-import { accessSync, closeSync, constants as fsConstants, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join, resolve as resolvePath } from 'node:path';
 
@@ -120,30 +120,63 @@ export function makeDirs(dir: string, what = dir): void {
 }
 
 /**
- * An exclusive lock on `lockPath` (a file created with O_EXCL holding our pid), for work two
- * processes must not do at once in one directory. A lock whose process is gone is taken over.
- * While another live process holds it: wait up to `waitMs` (0: fail at once), then throw
- * `busy(pid)`. Returns the release function (also run if the process exits).
+ * An exclusive lock on `lockPath` (a file holding our pid), for work two processes must not do at
+ * once in one directory. A lock whose process is gone is taken over. While another live process
+ * holds it: wait up to `waitMs` (0: fail at once), then throw `busy(pid)`. Returns the release
+ * function (also run if the process exits).
+ *
+ * The pid is written to a temp file first and hard-linked into place (link fails if the lock
+ * exists), so no process ever sees a lock file without its pid: an O_EXCL create followed by a
+ * write has a moment where the file is empty, and a waiter reading it then took the lock for a
+ * dead one's and removed it, letting two processes in.
  */
 export async function acquireLock(lockPath: string, opts: { waitMs: number; busy: (pid: number) => string; onWait?: (pid: number) => void }): Promise<() => void> {
   const deadline = Date.now() + opts.waitMs;
   let told = false;
   for (;;) {
-    try {
-      writeFileSync(lockPath, `${process.pid}\n`, { flag: 'wx' });
+    if (tryLink(lockPath)) {
       const release = (): void => { process.off('exit', release); rmSync(lockPath, { force: true }); };
       process.on('exit', release);
       return release;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new Error(`cannot create the lock ${lockPath}: ${(e as Error).message}`);
     }
     let pid = NaN;
     try { pid = Number.parseInt(readFileSync(lockPath, 'utf8'), 10); } catch { continue; } // released meanwhile
-    if (!Number.isInteger(pid) || !alive(pid)) { rmSync(lockPath, { force: true }); continue; } // its holder died
+    if (!Number.isInteger(pid) || !alive(pid)) { removeStaleLock(lockPath, pid); continue; } // its holder died
     if (Date.now() >= deadline) throw new Error(opts.busy(pid));
     if (!told) { opts.onWait?.(pid); told = true; }
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Creates `lockPath` holding our pid, atomically; false if it exists. */
+function tryLink(lockPath: string): boolean {
+  const tmp = tempPathFor(lockPath);
+  try {
+    writeFileSync(tmp, `${process.pid}\n`, { flag: 'wx' });
+    linkSync(tmp, lockPath);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw new Error(`cannot create the lock ${lockPath}: ${(e as Error).message}`);
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+/**
+ * Removes a dead holder's lock without removing a live one: two waiters can both see the dead pid,
+ * and the slower one must not delete the lock the faster one has just made. Renaming it aside is
+ * atomic; if what was moved is not the dead holder's, it is linked back.
+ */
+function removeStaleLock(lockPath: string, deadPid: number): void {
+  const aside = tempPathFor(lockPath);
+  try { renameSync(lockPath, aside); } catch { return; } // someone else removed it
+  let moved = NaN;
+  try { moved = Number.parseInt(readFileSync(aside, 'utf8'), 10); } catch { /* unreadable: stale */ }
+  if (Number.isInteger(moved) && moved !== deadPid && alive(moved)) {
+    try { linkSync(aside, lockPath); } catch { /* a third process holds it now; its lock stands */ }
+  }
+  rmSync(aside, { force: true });
 }
 
 /** Fail now, naming `flag`, if `path` could not be written later (its directory is missing or read-only). */
