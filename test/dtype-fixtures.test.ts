@@ -3,6 +3,7 @@
 // NaN compares as NaN: payload/sign bits of NaN results are not required to match.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { tensor } from '../src/index.js';
 import {
   bfloat16BitsToFloat32,
   float16BitsToFloat32,
@@ -94,6 +95,30 @@ describe('float32 -> float16 / bfloat16 rounding vs numpy / torch', () => {
       if (!ok) bad.push(`[${groupOf(i)}] f32 ${hex(bits, 8)} (${f32FromBits(bits)}): got ${hex(got, 4)}, torch ${hex(want, 4)}`);
     }
     expect(bad.length, bad.slice(0, 20).join('\n')).toBe(0);
+  });
+
+  it.each(['js', 'wasm'])('whole-array casts on %s (tensor.to, what autocast runs) give the same bits as torch, both ways', (backend) => {
+    const f32 = new Float32Array(n);
+    const u = new Uint32Array(f32.buffer);
+    for (let i = 0; i < n; i++) u[i] = view.getUint32(oBits + 4 * i, true);
+    for (const [dtype, o, isNaN16] of [['bfloat16', oBf16, isBf16NaN], ['float16', oF16, isF16NaN]] as const) {
+      const half = tensor(f32, { backend }).to(dtype);
+      expect(half.backend.name).toBe(backend);
+      const got = half.dataSync() as Uint16Array;
+      let bad = 0;
+      for (let i = 0; i < n; i++) {
+        const want = view.getUint16(o + 2 * i, true);
+        if (isNaN16(want) ? !isNaN16(got[i]!) : got[i] !== want) bad++;
+      }
+      expect(bad, `${dtype}: elements whose bits differ from the reference`).toBe(0);
+      // and back: every half value widens exactly (NaN stays NaN)
+      const back = half.to('float32').dataSync() as Float32Array;
+      for (let i = 0; i < n; i += 7) {
+        const want = dtype === 'bfloat16' ? bfloat16BitsToFloat32(got[i]!) : float16BitsToFloat32(got[i]!);
+        if (!Object.is(back[i], want) && !(Number.isNaN(back[i]) && Number.isNaN(want))) bad++;
+      }
+      expect(bad, `${dtype} -> float32`).toBe(0);
+    }
   });
 
   it('rounded results decode back to the nearest representable value (round trip)', () => {

@@ -11,6 +11,7 @@ import * as ref from '../src/tensor/backends/wasm/fused-ref.js';
 import { wasmMatmul } from '../src/tensor/backends/wasm/matmul.js';
 import { buildModule } from '../src/tensor/backends/wasm/module.js';
 import { WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
+import { bfloat16BitsToFloat32, float32ToBfloat16Bits } from '../src/tensor/dtype.js';
 
 const available = wasmSimdAvailable();
 const js = new JsBackend();
@@ -90,6 +91,26 @@ describe.skipIf(!available)('wasm backend parity with js', () => {
           const want = read(js.matmul(f32(a), f32(b), p));
           const got = wasmMatmul(rt, km.shape, a, b, p, undefined, c.stage);
           expectClose(got, want, 1e-5, 1e-5 * Math.sqrt(c.k), `staged matmul ${JSON.stringify(c)}`);
+        }), { seed: SEED, numRuns: RUNS });
+    } finally { rt.terminate(); }
+  });
+
+  it('matmul of bfloat16 operands (widened while packing), direct and through staging slabs, equals float32 of the same values', () => {
+    const km = buildModule();
+    const rt = new WasmRuntime(km.module, km.names, 2);
+    const bits = (v: Float32Array): Uint16Array => Uint16Array.from(v, float32ToBfloat16Bits);
+    const widen = (u: Uint16Array): Float32Array => Float32Array.from(u, bfloat16BitsToFloat32);
+    try {
+      fc.assert(fc.property(
+        fc.record({ batch: fc.integer({ min: 1, max: 3 }), m: dim, n: dim, k: dim, transA: fc.boolean(), transB: fc.boolean(),
+          bcastB: fc.boolean(), stage: fc.oneof(fc.constant(1 << 24), fc.integer({ min: 1, max: 400 })), mixed: fc.boolean(), seed: fc.nat() }),
+        (c) => {
+          const bBatchStride = c.bcastB ? 0 : c.k * c.n;
+          const a = bits(values(c.batch * c.m * c.k, c.seed)), b = bits(values(c.bcastB ? c.k * c.n : c.batch * c.k * c.n, c.seed + 1));
+          const p = { batch: c.batch, m: c.m, n: c.n, k: c.k, transA: c.transA, transB: c.transB, aBatchStride: c.m * c.k, bBatchStride };
+          const want = read(js.matmul(f32(widen(a)), f32(widen(b)), p)); // the reference sums in float64
+          const got = wasmMatmul(rt, km.shape, a, c.mixed ? widen(b) : b, p, undefined, c.stage);
+          expectClose(got, want, 1e-5, 1e-5 * Math.sqrt(c.k), `bf16 matmul ${JSON.stringify(c)}`);
         }), { seed: SEED, numRuns: RUNS });
     } finally { rt.terminate(); }
   });

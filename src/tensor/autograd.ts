@@ -5,6 +5,7 @@
 import { sameShape, shapeStr } from './shape.js';
 import { Tensor, noGrad, type TapeNode } from './tensor.js';
 import { ones } from './creation.js';
+import { withoutAutocast } from './autocast.js';
 import * as ops from './ops.js';
 
 /** Nodes whose graph an earlier backward() freed. */
@@ -29,56 +30,58 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     throw new Error(`backward: gradient shape ${shapeStr(gradient.shape)} does not match the tensor's shape ${shapeStr(root.shape)}`);
   }
 
-  // Topological order by iterative DFS (no recursion: deep residual stacks are fine).
-  const tape: Tensor[] = [];
-  const seen = new Set<Tensor>([root]);
-  const stack: [Tensor, number][] = [[root, 0]];
+  const leafGrads = new Map<Tensor, Tensor>();
+  const addTo = <K>(m: Map<K, Tensor>, k: K, g: Tensor): void => { const prev = m.get(k); m.set(k, prev ? ops.add(prev, g) : g); };
+  const rootNode = root.node;
+  if (!rootNode) { noGrad(() => { root.grad = root.grad ? ops.add(root.grad, gradient) : gradient; }); return; } // a leaf
+
+  // Topological order of the ops by iterative DFS (no recursion: deep residual stacks are fine).
+  const tape: TapeNode[] = [];
+  const seen = new Set<TapeNode>([rootNode]);
+  const stack: [TapeNode, number][] = [[rootNode, 0]];
   while (stack.length) {
     const top = stack[stack.length - 1]!;
-    const [t, i] = top;
-    if (t.node && freedNodes.has(t.node)) {
-      throw new Error(`backward: the graph through '${t.node.op}' was freed by an earlier backward(); ` +
+    const [node, i] = top;
+    if (freedNodes.has(node)) {
+      throw new Error(`backward: the graph through '${node.op}' was freed by an earlier backward(); ` +
         'recompute the forward pass for each backward (a tensor computed before a backward() cannot be reused after it)');
     }
-    const inputs = t.node?.inputs ?? [];
-    if (i < inputs.length) {
+    if (i < node.inputs.length) {
       top[1]++;
-      const child = inputs[i]!;
-      if (child.requiresGrad && !seen.has(child)) { seen.add(child); stack.push([child, 0]); }
+      const child = node.inputs[i]?.node;
+      if (child && !seen.has(child)) { seen.add(child); stack.push([child, 0]); }
     } else {
       stack.pop();
-      tape.push(t);
+      tape.push(node);
     }
   }
 
-  const grads = new Map<Tensor, Tensor>([[root, gradient]]);
-  noGrad(() => {
+  const grads = new Map<TapeNode, Tensor>([[rootNode, gradient]]);
+  // backward rules run in the dtypes their forward saw, never autocast (even when called in a region)
+  withoutAutocast(() => noGrad(() => {
     for (let k = tape.length - 1; k >= 0; k--) {
-      const t = tape[k]!;
-      const g = grads.get(t);
+      const node = tape[k]!;
+      const g = grads.get(node);
       if (!g) continue;
-      grads.delete(t);
-      const node = t.node;
-      if (!node) { t.grad = t.grad ? ops.add(t.grad, g) : g; continue; } // a leaf: accumulate
+      grads.delete(node);
       const gin = node.backward(g);
       node.inputs.forEach((inp, j) => {
         let gi = gin[j];
-        if (!gi || !inp.requiresGrad) return;
+        if (!gi || !inp) return;
         gi = ops.sumToShape(gi, inp.shape, node.op); // broadcasting is undone here, once, for every op
-        if (gi.dtype !== inp.dtype) gi = ops.cast(gi, inp.dtype);
-        const prev = grads.get(inp);
-        grads.set(inp, prev ? ops.add(prev, gi) : gi);
+        if (gi.dtype !== inp.dtype) gi = ops.cast(gi, inp.dtype); // a half input's gradient in its dtype, as torch
+        if (inp.node) addTo(grads, inp.node, gi);
+        else addTo(leafGrads, inp.leaf!, gi);
       });
     }
-  });
+    for (const [t, g] of leafGrads) t.grad = t.grad ? ops.add(t.grad, g) : g; // accumulate (+=)
+  }));
   // Free the graph, as PyTorch does without retain_graph: saved tensors can be collected. The
   // tensors stay non-leaves, so backward through them again is an error, not a silent leaf.
-  for (const t of tape) {
-    if (t.node && !freedNodes.has(t.node)) {
-      const freed: TapeNode = { op: t.node.op, inputs: [], backward: () => [] };
-      freedNodes.add(freed);
-      t.node = freed;
-    }
+  for (const node of tape) {
+    node.inputs = [];
+    node.backward = () => [];
+    freedNodes.add(node);
   }
 }
 

@@ -128,7 +128,10 @@ export interface Backend {
   reduce(op: ReduceOp, x: Storage, outer: number, size: number, inner: number): Storage;
 
   // ---- matmul ----
-  /** out[bt] = op(a[bt]) @ op(b[bt]), out is [batch, m, n]. */
+  /**
+   * out[bt] = op(a[bt]) @ op(b[bt]), out is [batch, m, n] float32. a and b are float32 or both
+   * one half dtype, accumulated in float32 (a backend widens halves where it reads them).
+   */
   matmul(a: Storage, b: Storage, p: MatmulParams): Storage;
 
   // ---- movement ----

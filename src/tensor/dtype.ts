@@ -89,6 +89,14 @@ export function convertHost(src: HostArray, from: DType, to: DType): HostArray {
   const n = src.length;
   const out = allocHost(to, n);
   if (from === to) { out.set(src as never); return out; }
+  // the conversions autocast does all the time, as tight loops over the bits
+  if (from === 'bfloat16' && to === 'float32') { bfloat16ToFloat32Bulk(src as Uint16Array, out as Float32Array); return out; }
+  if (from === 'float32' && to === 'bfloat16') { float32ToBfloat16Bulk(src as Float32Array, out as Uint16Array); return out; }
+  if (from === 'float16' && to === 'float32') {
+    const t = float16Table(), o = out as Float32Array;
+    for (let i = 0; i < n; i++) o[i] = t[src[i]!]!;
+    return out;
+  }
   const get: (i: number) => number =
     from === 'float16' ? (i) => float16BitsToFloat32(src[i]!) :
     from === 'bfloat16' ? (i) => bfloat16BitsToFloat32(src[i]!) :
@@ -98,4 +106,29 @@ export function convertHost(src: HostArray, from: DType, to: DType): HostArray {
   else if (to === 'int32') for (let i = 0; i < n; i++) out[i] = Math.trunc(get(i));
   else for (let i = 0; i < n; i++) out[i] = get(i);
   return out;
+}
+
+/** bfloat16 bits -> float32: the bits shifted into the top half (exact). */
+function bfloat16ToFloat32Bulk(src: Uint16Array, out: Float32Array): void {
+  const o = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < src.length; i++) o[i] = src[i]! << 16;
+}
+
+/** float32 -> bfloat16 bits, round to nearest even (NaN stays a quiet NaN), as float32ToBfloat16Bits. */
+function float32ToBfloat16Bulk(src: Float32Array, out: Uint16Array): void {
+  const x = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    out[i] = (v & 0x7fffffff) > 0x7f800000 ? (v >>> 16) | 0x40 : (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
+  }
+}
+
+let f16Table: Float32Array | null = null;
+/** Every float16 bit pattern's float32 value (256 KiB, made once). */
+function float16Table(): Float32Array {
+  if (!f16Table) {
+    f16Table = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) f16Table[h] = float16BitsToFloat32(h);
+  }
+  return f16Table;
 }

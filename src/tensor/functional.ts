@@ -41,7 +41,7 @@ const softmaxLast = defineOp({
     const { rows, cols } = rowsOf(x);
     if (!k.softmax || !k.softmaxBackward || cols === 0) return null;
     const [fwd, bwd] = [k.softmax, k.softmaxBackward];
-    return { inputs: [x], shape: x.shape, forward: ([xs]) => {
+    return { inputs: [x], shape: x.shape, readsInputs: false, forward: ([xs]) => {
       const y = fwd(xs!, rows, cols);
       return { out: y, backward: (g) => [bwd(y, g, rows, cols)] };
     } };
@@ -60,7 +60,7 @@ const logSoftmaxLast = defineOp({
     const { rows, cols } = rowsOf(x);
     if (!k.logSoftmax || !k.logSoftmaxBackward || cols === 0) return null;
     const [fwd, bwd] = [k.logSoftmax, k.logSoftmaxBackward];
-    return { inputs: [x], shape: x.shape, forward: ([xs]) => {
+    return { inputs: [x], shape: x.shape, readsInputs: false, forward: ([xs]) => {
       const y = fwd(xs!, rows, cols);
       return { out: y, backward: (g) => [bwd(y, g, rows, cols)] };
     } };
@@ -102,9 +102,9 @@ const crossEntropyRows = defineOp({
     if (!k.crossEntropy || !k.crossEntropyBackward) return null;
     const { rows, cols } = rowsOf(logits);
     const [fwd, bwd] = [k.crossEntropy, k.crossEntropyBackward];
-    return { inputs: [logits], shape: [rows], forward: ([x]) => {
+    return { inputs: [logits], shape: [rows], readsInputs: true, forward: ([x]) => {
       const { loss, lse } = fwd(x!, targets.storage, rows, cols);
-      return { out: loss, backward: (g) => [bwd(x!, targets.storage, lse, g, rows, cols)] };
+      return { out: loss, backward: (g, [xb]) => [bwd(xb!, targets.storage, lse, g, rows, cols)] };
     } };
   },
 });
@@ -148,9 +148,9 @@ const layerNormLast = defineOp({
     const { rows, cols } = rowsOf(x);
     if (!k.layerNorm || !k.layerNormBackward || !weight || !bias || cols === 0) return null;
     const [fwd, bwd] = [k.layerNorm, k.layerNormBackward];
-    return { inputs: [x, weight, bias], shape: x.shape, forward: ([xs, ws, bs]) => {
+    return { inputs: [x, weight, bias], shape: x.shape, readsInputs: true, forward: ([xs, ws, bs]) => {
       const { y, mean, rstd } = fwd(xs!, ws!, bs!, rows, cols, eps);
-      return { out: y, backward: (g) => { const r = bwd(xs!, ws!, mean, rstd, g, rows, cols); return [r.gx, r.gw, r.gb]; } };
+      return { out: y, backward: (g, [xb, wb]) => { const r = bwd(xb!, wb!, mean, rstd, g, rows, cols); return [r.gx, r.gw, r.gb]; } };
     } };
   },
 });
@@ -186,9 +186,9 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   if (weight.ndim !== 2 || fin !== weight.shape[1]) {
     throw new Error(`linear: input ${shapeStr(x.shape)} has ${fin} features but weight ${shapeStr(weight.shape)} must be [out, ${fin}]`);
   }
+  [x, weight, bias] = ops.autocastInputs('lower', [x, weight, bias]); // the bias too, as torch's linear
   // a 1-D input [in] is one row, as in torch: [in] -> [out]
-  const y = x.ndim === 1 ? ops.squeeze(ops.matmulT(ops.unsqueeze(x, 0), weight, false, true), 0) : ops.matmulT(x, weight, false, true);
-  return bias ? ops.add(y, bias) : y;
+  return x.ndim === 1 ? ops.squeeze(ops.matmulT(ops.unsqueeze(x, 0), weight, false, true, bias), 0) : ops.matmulT(x, weight, false, true, bias ?? null);
 }
 
 // ---- dropout -------------------------------------------------------------------------------
@@ -215,7 +215,9 @@ export interface AttentionOptions {
 }
 
 const attention = defineOp({
-  name: 'attention', autocast: 'lower',
+  // under autocast: q, k, v in the half dtype, the scores and softmax in float32 inside, the
+  // output rounded once to half (as flash attention computes it)
+  name: 'attention', autocast: 'lower', halfInFloat32: true,
   compose(q: Tensor, k: Tensor, v: Tensor, scale: number, causal: boolean): Tensor {
     const T = q.shape[q.ndim - 2]!, S = k.shape[k.ndim - 2]!;
     let att = ops.mul(ops.matmulT(q, k, false, true), scale); // (..., T, S)
@@ -227,9 +229,9 @@ const attention = defineOp({
     if (!kernels.attention || !kernels.attentionBackward || Dv !== D || T === 0 || S === 0) return null;
     const bh = sizeOf(q.shape.slice(0, -2));
     const [fwd, bwd] = [kernels.attention, kernels.attentionBackward];
-    return { inputs: [q, k, v], shape: q.shape, forward: ([qs, ks, vs]) => {
+    return { inputs: [q, k, v], shape: q.shape, readsInputs: true, forward: ([qs, ks, vs]) => {
       const { o, lse } = fwd(qs!, ks!, vs!, bh, T, S, D, scale, causal);
-      return { out: o, backward: (g) => { const r = bwd(qs!, ks!, vs!, o, lse, g, bh, T, S, D, scale, causal); return [r.gq, r.gk, r.gv]; } };
+      return { out: o, backward: (g, [qb, kb, vb]) => { const r = bwd(qb!, kb!, vb!, o, lse, g, bh, T, S, D, scale, causal); return [r.gq, r.gk, r.gv]; } };
     } };
   },
 });

@@ -3,10 +3,12 @@
 // engine imports the module it needs; users import this (or the package root).
 
 export { Tensor, noGrad, isGradEnabled, fromOp } from './tensor.js';
-export type { TapeNode, BackwardFn, NestedArray } from './tensor.js';
+export type { TapeNode, TapeInput, BackwardFn, NestedArray } from './tensor.js';
 export { tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, arange } from './creation.js';
 export type { TensorOptions, CreateOptions, TypedData } from './creation.js';
 export { backward } from './autograd.js';
+export { autocast, autocastDtype } from './autocast.js';
+export type { AutocastDtype, AutocastOptions } from './autocast.js';
 export { to, toAsync } from './transfer.js';
 export * as ops from './ops.js';
 export * as F from './functional.js';

@@ -7,20 +7,18 @@
 import type { FusedKernels, Storage } from './backend.js';
 import { isHalf, type DType } from './dtype.js';
 import { Tensor, fromOp } from './tensor.js';
-import { cast, computeStorage, outStorage } from './ops.js';
-
-/**
- * torch.autocast's lists: 'lower' ops (matmul, linear, attention) run in the autocast dtype,
- * 'float32' ops (softmax, layerNorm, cross-entropy, exp, sums) compute in float32, 'promote'
- * ops run in their inputs' dtype with type promotion. Only consulted inside an autocast region.
- */
-export type AutocastCategory = 'lower' | 'float32' | 'promote';
+import { autocastInputs, cast, computeStorage, outStorage } from './ops.js';
+import { autocastDtype, withoutAutocast, type AutocastCategory } from './autocast.js';
 
 /** A fused kernel's forward on float32 storages: the output and how to differentiate it. */
 export interface FusedRun {
   out: Storage;
-  /** Float32 gradients of the inputs (null where none flows) from the output's float32 gradient. */
-  backward(g: Storage): (Storage | null)[];
+  /**
+   * Float32 gradients of the inputs (null where none flows) from the output's float32 gradient.
+   * `xs` are the inputs again as float32 when the call `readsInputs` (else empty): the kernel must
+   * not keep its forward's, which for a half input are a widened float32 copy twice its size.
+   */
+  backward(g: Storage, xs: Storage[]): (Storage | null)[];
 }
 
 /** What a fused kernel needs from one call: its differentiable inputs, output shape and forward. */
@@ -29,10 +27,13 @@ export interface FusedCall {
   inputs: readonly Tensor[];
   shape: readonly number[];
   forward(xs: Storage[]): FusedRun;
+  /** Whether the backward reads the inputs (softmax's reads only its output). */
+  readsInputs: boolean;
 }
 
 export interface OpSpec<A extends unknown[]> {
   readonly name: string;
+  /** torch.autocast's list for the op (see autocast.ts); only consulted inside an autocast region. */
   readonly autocast: AutocastCategory;
   /**
    * Half-precision (float16/bfloat16) inputs are computed in float32 and the result is rounded
@@ -50,11 +51,25 @@ export type Op<A extends unknown[]> = ((...args: A) => Tensor) & { readonly spec
 
 /** The op as a function: the fused kernel where it applies, else the composite (in float32 for halves when asked). */
 export function defineOp<A extends unknown[]>(spec: OpSpec<A>): Op<A> {
+  // autocast applies at the op's boundary (its inputs' dtypes); the composite inside is the op's own math
   const run = (...args: A): Tensor => {
+    // a float32-list op's fused kernel takes half inputs as they are and widens them itself (again
+    // in backward), so the tape holds the half input, not a float32 copy: the same math as casting
+    // first, at half the activation memory (the logits before cross-entropy are the largest)
+    if (spec.autocast === 'float32' && autocastDtype() !== null) {
+      const out = withoutAutocast(() => fusedOrNull(args, 'float32'));
+      if (out) return out;
+    }
+    const ins = autocastInputs(spec.autocast, args);
+    return withoutAutocast(() => fusedOrNull(ins) ?? composed(ins));
+  };
+  const fusedOrNull = (args: A, outDtype?: DType): Tensor | null => {
     const first = args.find((a): a is Tensor => a instanceof Tensor);
     if (!first) throw new Error(`${spec.name}: expected at least one tensor argument`);
     const call = spec.fused?.(first.backend.fused, ...args);
-    if (call) return runFused(spec.name, call);
+    return call ? runFused(spec.name, call, outDtype) : null;
+  };
+  const composed = (args: A): Tensor => {
     const half = spec.halfInFloat32 ? args.find((a): a is Tensor => a instanceof Tensor && isHalf(a.dtype)) : undefined;
     if (half) {
       const wide = args.map((a) => (a instanceof Tensor && isHalf(a.dtype) ? cast(a, 'float32') : a)) as A;
@@ -67,15 +82,18 @@ export function defineOp<A extends unknown[]>(spec: OpSpec<A>): Op<A> {
 
 /**
  * Run a fused kernel on the tape: inputs widened to float32 (kernels see no half types), the
- * output narrowed back to the first input's dtype, each input gradient to its input's dtype.
+ * output in `outDtype` (default: the first input's dtype), each input gradient in its input's dtype.
  */
-function runFused(name: string, call: FusedCall): Tensor {
+function runFused(name: string, call: FusedCall, outDtype?: DType): Tensor {
   const like = call.inputs[0]!;
   const { out, backward } = call.forward(call.inputs.map(computeStorage));
-  return fromOp(name, outStorage(like, out), call.shape, call.inputs, (g) => backward(computeStorage(g)).map((s, i) => {
-    const x = call.inputs[i]!;
-    return s ? new Tensor(outStorage(x, s), x.shape, x.backend) : null;
-  }));
+  // the rule keeps the inputs' storages (as stored: half stays half) only when the kernel's
+  // backward reads them, and otherwise their dtypes and shapes: the tape keeps no tensor alive
+  const saved = call.readsInputs ? call.inputs.map((x) => x.storage) : null;
+  const meta = call.inputs.map((x) => ({ dtype: x.dtype, shape: x.shape }));
+  const wide = (s: Storage): Storage => (isHalf(s.dtype) ? like.backend.cast(s, 'float32') : s);
+  return fromOp(name, outStorage(like, out, outDtype), call.shape, call.inputs, (g) => backward(computeStorage(g), saved?.map(wide) ?? []).map((s, i) =>
+    (s ? new Tensor(outStorage(like, s, meta[i]!.dtype), meta[i]!.shape, like.backend) : null)));
 }
 
 /**

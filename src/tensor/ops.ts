@@ -8,6 +8,7 @@ import { isHalf, type DType } from './dtype.js';
 import { broadcastShapes, normAxis, sameShape, shapeStr, sizeOf, stridesOf, type Shape } from './shape.js';
 import { Tensor, fromOp } from './tensor.js';
 import { full } from './creation.js';
+import { autocastDtype, cachedParamCast, type AutocastCategory } from './autocast.js';
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -77,6 +78,23 @@ export function cast(x: Tensor, dtype: DType): Tensor {
     (g) => [cast(g, from)]);
 }
 
+// ---- autocast --------------------------------------------------------------------------------
+
+/**
+ * An op's tensor arguments as autocast hands them to it: inside a region, 'lower' ops get their
+ * floating inputs in the region's half dtype (float32 parameters cast once per region) and
+ * 'float32' ops get half inputs widened; float64, integer and 'promote' arguments pass as they are.
+ */
+export function autocastInputs<A extends readonly unknown[]>(category: AutocastCategory, args: A): A {
+  const dt = autocastDtype();
+  if (dt === null || category === 'promote') return args;
+  const to: DType = category === 'lower' ? dt : 'float32';
+  return args.map((a) => {
+    if (!(a instanceof Tensor) || a.dtype === to || (a.dtype !== 'float32' && !isHalf(a.dtype))) return a;
+    return a.dtype === 'float32' && a.isLeaf && a.requiresGrad ? cachedParamCast(a, () => cast(a, to)) : cast(a, to);
+  }) as unknown as A;
+}
+
 // ---- unary ---------------------------------------------------------------------------------
 
 /** exp/log/sqrt/tanh/gelu and true division give floats for int32 inputs, as torch (not truncated ints). */
@@ -92,12 +110,12 @@ export function neg(x: Tensor): Tensor {
   return fromOp('neg', unary('neg', x), x.shape, [x], (g) => [neg(g)]);
 }
 export function exp(x: Tensor): Tensor {
-  x = floatInput(x);
+  [x] = autocastInputs('float32', [floatInput(x)]);
   const out: Tensor = fromOp('exp', unary('exp', x), x.shape, [x], (g) => [mul(g, out.detach())]); // d e^x = e^x
   return out;
 }
 export function log(x: Tensor): Tensor {
-  x = floatInput(x);
+  [x] = autocastInputs('float32', [floatInput(x)]);
   return fromOp('log', unary('log', x), x.shape, [x], (g) => [div(g, x)]);
 }
 export function sqrt(x: Tensor): Tensor {
@@ -119,7 +137,8 @@ export function relu(x: Tensor): Tensor {
 /** GELU, tanh approximation (GPT-2's "gelu_new"). */
 export function gelu(x: Tensor): Tensor {
   x = floatInput(x);
-  return fromOp('gelu', unary('gelu', x), x.shape, [x], (g) => [mul(g, rawUnary('geluGrad', x))]);
+  // a half input's gradient: gelu'(x) in float32, times g, rounded once (by backward(), to x's dtype)
+  return fromOp('gelu', unary('gelu', x), x.shape, [x], (g) => [mul(g, rawUnary('geluGrad', isHalf(x.dtype) ? cast(x, 'float32') : x))]);
 }
 export function abs(x: Tensor): Tensor {
   return fromOp('abs', unary('abs', x), x.shape, [x],
@@ -172,6 +191,7 @@ export function div(a: Tensor | number, b: Tensor | number): Tensor {
 }
 /** x ** p for a number exponent. */
 export function pow(x: Tensor, p: number): Tensor {
+  [x] = autocastInputs('float32', [x]);
   const { storage, shape } = binary('pow', 'pow', x, scalarLike(x, p));
   // d x^p = p x^(p-1); for p = 0 the gradient is 0 everywhere (x^-1 at x = 0 would make 0 * inf = NaN)
   return fromOp('pow', storage, shape, [x], (g) => [p === 0 ? mul(g, 0) : mul(g, mul(pow(x, p - 1), p))]);
@@ -269,6 +289,7 @@ function reduceKernel(op: 'sum' | 'max', x: Tensor, dims: readonly number[]): St
 }
 
 export function sum(x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor {
+  [x] = autocastInputs('float32', [x]);
   const d = reduceDims('sum', x, dims);
   const keptShape = reducedShape(x.shape, d, true);
   return fromOp('sum', reduceKernel('sum', x, d), reducedShape(x.shape, d, keepdim), [x],
@@ -326,11 +347,15 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 }
 
 /**
- * op(a) @ op(b) where op transposes the last two dims when the flag is set — without
- * materialising the transpose (the kernel reads it). Backward uses the same trick.
+ * op(a) @ op(b) (+ bias, broadcast over the rows) where op transposes the last two dims when
+ * the flag is set — without materialising the transpose (the kernel reads it). Backward uses
+ * the same trick. For half inputs the product and the bias are summed in float32 and rounded
+ * once, as cuBLAS's addmm does under autocast.
  */
-export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean): Tensor {
-  sameBackend('matmul', [a, b]);
+export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, bias: Tensor | null = null): Tensor {
+  sameBackend('matmul', bias ? [a, b, bias] : [a, b]);
+  [a, b, bias] = autocastInputs('lower', [a, b, bias]);
+  if (bias && bias.dtype !== a.dtype) return add(matmulT(a, b, transA, transB), bias); // promoted as any add
   if (a.ndim < 2 || b.ndim < 2) throw new Error(`matmul: expected >= 2-D operands, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
   const [ar, ac] = [a.shape[a.ndim - 2]!, a.shape[a.ndim - 1]!];
   const [br, bc] = [b.shape[b.ndim - 2]!, b.shape[b.ndim - 1]!];
@@ -359,8 +384,14 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean):
     if (sizeOf(bBatch) !== batch) { if (sizeOf(bBatch) === 1) bStride = 0; else sb = expand(b, [...batchShape, ...b.shape.slice(-2)]); }
     if (batch === 1) { aStride = 0; bStride = 0; }
   }
-  const s = a.backend.matmul(computeStorage(sa), computeStorage(sb), { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride });
-  return fromOp('matmul', outStorage(a, s, a.dtype), [...batchShape, m, n], [a, b], (g) => {
+  const outShape = [...batchShape, m, n];
+  // half operands go to the kernel as they are (float32 out): a backend widens them where it reads them
+  let s = a.backend.matmul(sa.storage, sb.storage, { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride });
+  if (bias) {
+    broadcastShapes('matmul (bias)', bias.shape, outShape);
+    s = a.backend.binary('add', s, outShape, computeStorage(bias), bias.shape, outShape);
+  }
+  return fromOp('matmul', outStorage(a, s, a.dtype), outShape, bias ? [a, b, bias] : [a, b], (g) => {
     let ga: Tensor | null = null, gb: Tensor | null = null;
     if (a.requiresGrad) ga = transA ? matmulT(b, g, transB, true) : matmulT(g, b, false, !transB);
     if (b.requiresGrad) {
@@ -372,7 +403,7 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean):
         gb = transB ? matmulT(g, a, true, transA) : matmulT(a, g, !transA, false);
       }
     }
-    return [ga, gb];
+    return [ga, gb, g]; // the bias's gradient: g, summed over the rows by backward()
   });
 }
 

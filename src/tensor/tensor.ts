@@ -13,10 +13,24 @@ import { shapeStr, sizeOf, type Shape } from './shape.js';
 // ---------------------------------------------------------------------------------------
 export type BackwardFn = (grad: Tensor) => (Tensor | null)[];
 
+/**
+ * An op's input as the tape keeps it: where its gradient goes (the leaf itself, or the op that
+ * made it) with its shape and dtype, but not its values. An intermediate tensor thus lives only
+ * as long as some backward rule captured it (mul keeps its operands; add, cast, reshape keep
+ * nothing), which is what activation memory is.
+ */
+export interface TapeInput {
+  readonly leaf: Tensor | null;
+  readonly node: TapeNode | null;
+  readonly shape: Shape;
+  readonly dtype: DType;
+}
+
 export interface TapeNode {
   readonly op: string;
-  readonly inputs: readonly Tensor[];
-  readonly backward: BackwardFn;
+  /** One entry per op input; null where no gradient flows (the input does not require it). */
+  inputs: readonly (TapeInput | null)[];
+  backward: BackwardFn;
 }
 
 let gradEnabled = true;
@@ -27,7 +41,6 @@ export function noGrad<T>(fn: () => T): T {
   gradEnabled = false;
   try { return fn(); } finally { gradEnabled = prev; }
 }
-
 export function isGradEnabled(): boolean { return gradEnabled; }
 
 /** Wrap a kernel's output storage as a tensor, recording the op if any input needs a gradient. */
@@ -36,7 +49,10 @@ export function fromOp(op: string, storage: Storage, shape: Shape, inputs: reado
   const out = new Tensor(storage, shape, backend);
   if (gradEnabled && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
-    out.node = { op, inputs, backward };
+    out.node = {
+      op, backward,
+      inputs: inputs.map((t) => (t.requiresGrad ? { leaf: t.node ? null : t, node: t.node, shape: t.shape, dtype: t.dtype } : null)),
+    };
   }
   return out;
 }

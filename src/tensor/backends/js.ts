@@ -2,7 +2,7 @@
 // over host typed arrays. Faster backends (wasm) extend it and are tested against it.
 
 import type { Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../backend.js';
-import { allocHost, convertHost, type DType, type HostArray } from '../dtype.js';
+import { isHalf, allocHost, convertHost, type DType, type HostArray } from '../dtype.js';
 import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../shape.js';
 
 /** Host storage: a typed array and its dtype. */
@@ -163,6 +163,7 @@ export class JsBackend implements Backend {
 
   // ---- matmul ----
   matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
+    if (isHalf(a.dtype) || isHalf(b.dtype)) return this.matmul(this.cast(a, 'float32'), this.cast(b, 'float32'), p); // float32 out
     const A = this.host(a), B = this.host(b);
     const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
     const C = this.alloc(batch * m * n, a.dtype);

@@ -12,7 +12,7 @@
 //   the reference backend, and scatterAddRows sorts them there (see scatterAddRows).
 
 import type { Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
-import { convertHost, float32ToBfloat16Bits, float32ToFloat16Bits, type DType, type HostArray } from '../../dtype.js';
+import { convertHost, isHalf, float32ToBfloat16Bits, float32ToFloat16Bits, type DType, type HostArray } from '../../dtype.js';
 import { broadcastStrides, shapeStr, sizeOf } from '../../shape.js';
 import { HostStorage, JsBackend } from '../js.js';
 import { collapseBroadcast, collapseStrided, pad3, pad3f } from './collapse.js';
@@ -247,7 +247,10 @@ export class GpuBackend implements Backend {
   }
 
   // ---- matmul (matmul.ts) ----
-  matmul(a: Storage, b: Storage, p: MatmulParams): Storage { return gpuMatmul(this, a, b, p); }
+  matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
+    if (isHalf(a.dtype) || isHalf(b.dtype)) return gpuMatmul(this, this.cast(a, 'float32'), this.cast(b, 'float32'), p);
+    return gpuMatmul(this, a, b, p);
+  }
 
   // ---- movement ----
   strided(x: Storage, outShape: readonly number[], strides: readonly number[], offset: number): Storage {

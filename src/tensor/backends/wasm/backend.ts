@@ -38,6 +38,8 @@ export interface WasmBackendOptions {
 let compiled: KernelModule | null = null;
 
 type F32 = Float32Array;
+/** Elements converted per trip through the arena (wasm memory stays small for huge casts). */
+const CAST_SLAB = 1 << 22;
 
 export class WasmBackend extends JsBackend implements Backend {
   override readonly name: string = 'wasm';
@@ -135,13 +137,38 @@ export class WasmBackend extends JsBackend implements Backend {
   }
   // ---- primitives ----
   override matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
-    const A = this.f32(a), B = this.f32(b);
+    // float32, or bfloat16 widened while packing (float16 takes the contract's cast)
+    const operand = (s: Storage): F32 | Uint16Array | null => (s.dtype === 'float32' ? this.host(s) as F32 : s.dtype === 'bfloat16' ? this.host(s) as Uint16Array : null);
+    const A = operand(a), B = operand(b);
     if (!A || !B) return super.matmul(a, b, p);
     try {
       return this.out(wasmMatmul(this.runtime, this.kernels.shape, A, B, p, this.raw(p.batch * p.m * p.n, 'float32') as F32));
     } catch (e) {
       return tooBig(e, 'matmul', `(batch ${p.batch}, m ${p.m}, n ${p.n}, k ${p.k})`);
     }
+  }
+
+  /** bfloat16 <-> float32 in wasm (autocast's constant traffic), through the arena a slab at a time. */
+  override cast(x: Storage, to: DType): Storage {
+    const kernel = x.dtype === 'bfloat16' && to === 'float32' ? 'bf16ToF32' : x.dtype === 'float32' && to === 'bfloat16' ? 'f32ToBf16' : null;
+    const n = x.size;
+    if (!kernel || n < 4096) return super.cast(x, to);
+    const src = this.host(x), out = this.raw(n, to);
+    const inBytes = x.dtype === 'float32' ? 4 : 2, outBytes = 6 - inBytes;
+    for (let at = 0; at < n; at += CAST_SLAB) {
+      const len = Math.min(CAST_SLAB, n - at);
+      this.scoped(() => {
+        const ps = this.runtime.alloc(len * inBytes), pd = this.runtime.alloc(len * outBytes);
+        const mem = this.runtime.memory.buffer;
+        if (inBytes === 4) new Float32Array(mem, ps, len).set((src as F32).subarray(at, at + len));
+        else new Uint16Array(mem, ps, len).set((src as Uint16Array).subarray(at, at + len));
+        const chunk = Math.max(CHUNK, Math.ceil(len / (this.threads * 4) / 8) * 8);
+        this.runtime.run(kernel, Math.ceil(len / chunk), this.runtime.args([len, chunk, ps, pd]));
+        if (outBytes === 4) (out as F32).set(new Float32Array(mem, pd, len), at);
+        else (out as Uint16Array).set(new Uint16Array(mem, pd, len), at);
+      });
+    }
+    return this.wrap(out, to);
   }
 
   override unary(op: UnaryOp, x: Storage): Storage {

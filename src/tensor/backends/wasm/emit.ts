@@ -128,6 +128,10 @@ export class Func {
   v128Load(offset = 0): this { return this.simd(0x00).memarg(4, offset); }
   v128Load32Splat(offset = 0): this { return this.simd(0x09).memarg(2, offset); }
   v128Store(offset = 0): this { return this.simd(0x0b).memarg(4, offset); }
+  /** Four u16 zero-extended to an i32x4 (8 bytes). */
+  v128Load16x4U(offset = 0): this { return this.simd(0x04).memarg(3, offset); }
+  i32Load16U(offset = 0): this { return this.op(0x2f).memarg(1, offset); }
+  i32Store16(offset = 0): this { return this.op(0x3b).memarg(1, offset); }
 
   // ---- constants ----
   i32Const(n: number): this { this.op(0x41); sleb(n, this.code); return this; }
@@ -155,6 +159,9 @@ export class Func {
   i32And(): this { return this.op(0x71); }
   i32Shl(): this { return this.op(0x74); }
   i32ShrS(): this { return this.op(0x75); }
+  i32ShrU(): this { return this.op(0x76); }
+  i32Or(): this { return this.op(0x72); }
+  i32GtU(): this { return this.op(0x4b); }
 
   // ---- f32 / f64 scalar ----
   f32Eq(): this { return this.op(0x5b); }
@@ -196,6 +203,10 @@ export class Func {
   v128Bitselect(): this { return this.simd(0x52); }
   f32x4Nearest(): this { return this.simd(0x6a); }
   i32x4Shl(): this { return this.simd(0xab); }
+  i32x4ShrU(): this { return this.simd(0xad); }
+  i32x4GtS(): this { return this.simd(0x3b); }
+  /** Two i32x4 to one i16x8, saturating to [0, 65535]. */
+  i16x8NarrowI32x4U(): this { return this.simd(0x86); }
   i32x4Add(): this { return this.simd(0xae); }
   f32x4Abs(): this { return this.simd(0xe0); }
   f32x4Neg(): this { return this.simd(0xe1); }

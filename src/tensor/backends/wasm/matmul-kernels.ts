@@ -24,7 +24,8 @@ export interface MatmulShape {
  * panel covers i in [p*W, p*W + W), zero-filled past `len`.
  * args (i32): src, len, K, s1, s2, batchStride, panelsPerBatch, dst
  */
-export function packKernel(w: number): Func {
+/** `bf16`: the source holds bfloat16 bits (2 bytes an element), widened to float32 as they are packed. */
+export function packKernel(w: number, bf16 = false): Func {
   const f = new Func(['i32', 'i32'], []);
   const task = f.param(0), args = f.param(1);
   const L = (): Local => f.local('i32');
@@ -37,16 +38,18 @@ export function packKernel(w: number): Func {
   f.get(len).get(p).i32Const(w).i32Mul().i32Sub().set(valid);
   f.i32Const(w).get(valid).get(valid).i32Const(w).i32GtS().select().set(valid);
   // src of element (p*W, 0) in batch b, in bytes
+  const eShift = bf16 ? 1 : 2; // log2 of the source element's bytes
   f.get(src).get(b).get(bs).i32Mul().get(p).i32Const(w).i32Mul().get(s1).i32Mul().i32Add()
-    .i32Const(2).i32Shl().i32Add().set(src);
+    .i32Const(eShift).i32Shl().i32Add().set(src);
   // dst panel: (b * panelsPerBatch + p) * K * W floats
   f.get(dst).get(task).get(K).i32Mul().i32Const(w * 4).i32Mul().i32Add().set(out);
-  f.get(s1).i32Const(2).i32Shl().set(s1);
-  f.get(s2).i32Const(2).i32Shl().set(s2);
+  f.get(s1).i32Const(eShift).i32Shl().set(s1);
+  f.get(s2).i32Const(eShift).i32Shl().set(s2);
   f.for(kk, () => f.i32Const(0), () => f.get(K), 1, () => {
     f.get(src).set(rowSrc);
     f.for(i, () => f.i32Const(0), () => f.get(valid), 1, () => {
-      f.get(out).get(rowSrc).f32Load().f32Store();
+      if (bf16) f.get(out).get(rowSrc).i32Load16U().i32Const(16).i32Shl().f32ReinterpretI32().f32Store();
+      else f.get(out).get(rowSrc).f32Load().f32Store();
       f.get(out).i32Const(4).i32Add().set(out);
       f.get(rowSrc).get(s1).i32Add().set(rowSrc);
     });

@@ -15,7 +15,12 @@ export interface GemmOut { c: number; ldc: number; cBatch: number }
 /** Causal skipping for attention's products (see gemmKernel's `mode`). */
 export interface Causal { mode: 1 | 2 | 3; off: number }
 
-export function gemmPtr(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, bPtr: number, p: MatmulParams, causal?: Causal): GemmOut {
+/** An operand in wasm memory: float32, or bfloat16 bits widened while packing. */
+export type Operand = Float32Array | Uint16Array;
+const packName = (side: 'A' | 'B', bf16: boolean): string => `pack${side}${bf16 ? '16' : ''}`;
+
+export function gemmPtr(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, bPtr: number, p: MatmulParams, causal?: Causal,
+  aBf16 = false, bBf16 = false): GemmOut {
   const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
   const { mr, nr } = shape;
   const mP = Math.ceil(m / mr), nP = Math.ceil(n / nr);
@@ -28,9 +33,9 @@ export function gemmPtr(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, 
   const packA = runtime.alloc(aBatches * mP * k * mr * 4);
   const packB = runtime.alloc(bBatches * nP * k * nr * 4);
   // A element (row i, depth kk): [m,k] -> i*k + kk ; transposed [k,m] -> kk*m + i
-  runtime.run('packA', aBatches * mP, runtime.args([aPtr, m, k, transA ? 1 : k, transA ? m : 1, aBatchStride, mP, packA]));
+  runtime.run(packName('A', aBf16), aBatches * mP, runtime.args([aPtr, m, k, transA ? 1 : k, transA ? m : 1, aBatchStride, mP, packA]));
   // B element (col j, depth kk): [k,n] -> kk*n + j ; transposed [n,k] -> j*k + kk
-  runtime.run('packB', bBatches * nP, runtime.args([bPtr, n, k, transB ? k : 1, transB ? 1 : n, bBatchStride, nP, packB]));
+  runtime.run(packName('B', bBf16), bBatches * nP, runtime.args([bPtr, n, k, transB ? k : 1, transB ? 1 : n, bBatchStride, nP, packB]));
   const g = gemmPacked(runtime, shape, packA, packB, p, C, causal);
   runtime.release(mark); // the packed panels; C stays
   return g;
@@ -80,8 +85,9 @@ const STAGE_FLOATS = 16 << 20;
  * not a second raw one. `rowMajor` says the panel dim (rows of op(A) / cols of op(B)) is the
  * slow one in storage ([len, K] layout); otherwise storage is [K, len].
  */
-function stagePack(runtime: WasmRuntime, kernel: string, w: number, src: Float32Array, batches: number, batchStride: number,
+function stagePack(runtime: WasmRuntime, side: 'A' | 'B', w: number, src: Operand, batches: number, batchStride: number,
   len: number, K: number, rowMajor: boolean, dst: number, stageFloats: number): void {
+  const bf16 = src instanceof Uint16Array, kernel = packName(side, bf16);
   const panels = Math.ceil(len / w);
   const per = Math.max(1, Math.floor(stageFloats / (K * w)));
   for (let bi = 0; bi < batches; bi++) {
@@ -89,9 +95,9 @@ function stagePack(runtime: WasmRuntime, kernel: string, w: number, src: Float32
     for (let p0 = 0; p0 < panels; p0 += per) {
       const p1 = Math.min(panels, p0 + per), i0 = p0 * w, width = Math.min(len, p1 * w) - i0;
       const mark = runtime.mark();
-      const stage = runtime.alloc(width * K * 4), view = runtime.f32(stage, width * K);
-      if (rowMajor) view.set(src.subarray(base + i0 * K, base + (i0 + width) * K));
-      else for (let kk = 0; kk < K; kk++) view.set(src.subarray(base + kk * len + i0, base + kk * len + i0 + width), kk * width);
+      const stage = runtime.alloc(width * K * (bf16 ? 2 : 4)), view = place(runtime, stage, width * K, bf16);
+      if (rowMajor) view.set(src.subarray(base + i0 * K, base + (i0 + width) * K) as never);
+      else for (let kk = 0; kk < K; kk++) view.set(src.subarray(base + kk * len + i0, base + kk * len + i0 + width) as never, kk * width);
       // staged as [width, K] (rowMajor) or [K, width]
       runtime.run(kernel, p1 - p0, runtime.args([stage, width, K, rowMajor ? K : 1, rowMajor ? 1 : width, 0, p1 - p0,
         dst + (bi * panels + p0) * K * w * 4]));
@@ -100,15 +106,30 @@ function stagePack(runtime: WasmRuntime, kernel: string, w: number, src: Float32
   }
 }
 
-/** out = op(a) op(b) for host arrays: copy in (or pack through slabs when large), gemm, copy out. */
-export function wasmMatmul(runtime: WasmRuntime, shape: MatmulShape, a: Float32Array, b: Float32Array,
+/** A view of `n` elements at `ptr` in wasm memory, float32 or u16. */
+function place(runtime: WasmRuntime, ptr: number, n: number, u16: boolean): Float32Array | Uint16Array {
+  return u16 ? new Uint16Array(runtime.memory.buffer, ptr, n) : runtime.f32(ptr, n);
+}
+
+/** Copy an operand into the arena (half the bytes for bfloat16). */
+function putOperand(runtime: WasmRuntime, x: Operand): number {
+  const u16 = x instanceof Uint16Array;
+  const ptr = runtime.alloc(x.length * (u16 ? 2 : 4));
+  place(runtime, ptr, x.length, u16).set(x as never);
+  return ptr;
+}
+
+/**
+ * out = op(a) op(b) for host arrays (float32, or bfloat16 bits: widened while packing, so half
+ * storage is half the bytes copied): copy in (or pack through slabs when large), gemm, copy out.
+ */
+export function wasmMatmul(runtime: WasmRuntime, shape: MatmulShape, a: Operand, b: Operand,
   p: MatmulParams, out: Float32Array = new Float32Array(p.batch * p.m * p.n), stageFloats = STAGE_FLOATS): Float32Array {
   const mark = runtime.mark();
   try {
     if (a.length <= stageFloats && b.length <= stageFloats) {
-      const aPtr = runtime.alloc(a.length * 4); runtime.f32(aPtr, a.length).set(a);
-      const bPtr = runtime.alloc(b.length * 4); runtime.f32(bPtr, b.length).set(b);
-      return readC(runtime, gemmPtr(runtime, shape, aPtr, bPtr, p), p.batch, p.m, p.n, out);
+      const aPtr = putOperand(runtime, a), bPtr = putOperand(runtime, b);
+      return readC(runtime, gemmPtr(runtime, shape, aPtr, bPtr, p, undefined, a instanceof Uint16Array, b instanceof Uint16Array), p.batch, p.m, p.n, out);
     }
     const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
     if (batch === 0 || m === 0 || n === 0) return out;
@@ -117,8 +138,8 @@ export function wasmMatmul(runtime: WasmRuntime, shape: MatmulShape, a: Float32A
     const aBatches = aBatchStride === 0 ? 1 : batch, bBatches = bBatchStride === 0 ? 1 : batch;
     const packA = runtime.alloc(aBatches * Math.ceil(m / mr) * k * mr * 4);
     const packB = runtime.alloc(bBatches * Math.ceil(n / nr) * k * nr * 4);
-    stagePack(runtime, 'packA', mr, a, aBatches, aBatchStride, m, k, !transA, packA, stageFloats);
-    stagePack(runtime, 'packB', nr, b, bBatches, bBatchStride, n, k, transB, packB, stageFloats);
+    stagePack(runtime, 'A', mr, a, aBatches, aBatchStride, m, k, !transA, packA, stageFloats);
+    stagePack(runtime, 'B', nr, b, bBatches, bBatchStride, n, k, transB, packB, stageFloats);
     return readC(runtime, gemmPacked(runtime, shape, packA, packB, p), batch, m, n, out);
   } finally {
     runtime.release(mark);

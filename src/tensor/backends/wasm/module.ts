@@ -4,6 +4,7 @@
 import { emitModule, Func } from './emit.js';
 import { gemmKernel, microKernel, packKernel, type MatmulShape } from './matmul-kernels.js';
 import { rowKernels } from './row-kernels.js';
+import { convertKernels } from './convert-kernels.js';
 
 /** The register/cache blocking chosen with bench/wasm-tune.ts on the 2-core Zen 4 (4x16 unroll 2: 36 GFLOP/s on one thread, 67 on two, at 1024^3; 6x16 / 4x24 / 8x8 were equal or slower). */
 export const DEFAULT_SHAPE: MatmulShape = { mr: 4, nr: 16, kc: 256, unroll: 2, fma: false };
@@ -32,7 +33,10 @@ export function buildModule(shape: MatmulShape = DEFAULT_SHAPE): KernelModule {
   funcs.push({ name: 'gemm', func: gemmKernel(shape, 0) });
   funcs.push({ name: 'packA', func: packKernel(shape.mr) });
   funcs.push({ name: 'packB', func: packKernel(shape.nr) });
+  funcs.push({ name: 'packA16', func: packKernel(shape.mr, true) });
+  funcs.push({ name: 'packB16', func: packKernel(shape.nr, true) });
   for (const [name, func] of Object.entries(rowKernels())) funcs.push({ name, func });
+  for (const [name, func] of Object.entries(convertKernels())) funcs.push({ name, func });
   const bytes = emitModule({ memory: { initial: 256, maximum: 65536, shared: true }, funcs });
   const module = new WebAssembly.Module(bytes as BufferSource);
   return { module, names: funcs.map((x) => x.name), shape };
