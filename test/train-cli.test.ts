@@ -45,7 +45,7 @@ describe('npm run train (CLI)', () => {
     const log = logOf(full);
     const steps = log.filter((e) => e.loss !== undefined);
     expect(steps.map((e) => e.step)).toEqual([0, 1, 2, 3, 4, 5, 6]);
-    for (const e of steps) expect(Object.keys(e).sort()).toEqual(['dt_ms', 'loss', 'lr', 'norm', 'step', 'tok_per_s']);
+    for (const e of steps) expect(Object.keys(e).sort()).toEqual(['dt_ms', 'dtype', 'loss', 'lr', 'norm', 'step', 'tok_per_s']);
     expect(log.filter((e) => e.val_loss !== undefined).map((e) => e.step)).toEqual([0, 3, 6]);
     expect(steps[6]!.loss!).toBeLessThan(steps[0]!.loss!); // it learns the pattern
     expect(readFileSync(join(full, 'loss.svg'), 'utf8')).toContain('<polyline');

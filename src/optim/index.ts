@@ -4,6 +4,7 @@ import { AdamW } from './adamw.js';
 
 export { AdamW, type AdamWOptions, type ParamGroup } from './adamw.js';
 export { clipGradNorm, gradNorm } from './clip.js';
+export { GradScaler, type GradScalerOptions, type GradScalerState } from './grad-scaler.js';
 export { getLr, type LrSchedule } from './schedule.js';
 
 /**

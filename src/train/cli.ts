@@ -3,6 +3,7 @@
 
 import { GPT_PRESETS } from '../nn/gpt.js';
 import { BACKENDS } from './backend.js';
+import { TRAIN_DTYPES } from './precision.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 import { train, TRAIN_DEFAULTS as d, type TrainOptions } from './train.js';
 import { availableParallelism } from 'node:os';
@@ -43,6 +44,7 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
     overwrite: { kind: 'flag', group: 'output', help: "start over in an --out-dir that holds a run's checkpoints (deletes them)" },
     seed: { kind: 'int', default: d.seed, group: 'run', help: 'random seed' },
     backend: { kind: 'choice', choices: BACKENDS, default: d.backend, group: 'run', help: 'compute backend' },
+    dtype: { kind: 'choice', choices: TRAIN_DTYPES, default: 'float32', group: 'run', help: 'mixed precision as nanoGPT\'s --dtype: forward passes under bfloat16 or float16 autocast (float16 adds a GradScaler); weights, gradients and AdamW state stay float32' },
     threads: { kind: 'int', min: 1, group: 'run', help: 'worker threads of the wasm backend, per rank (default: cores / ranks on this machine)' },
     'nproc-per-node': { kind: 'int', min: 1, group: 'distributed (torchrun\'s flags)', help: 'start this many ranks on this machine (our torchrun --standalone)' },
     nnodes: { kind: 'int', min: 1, default: 1, group: 'distributed (torchrun\'s flags)', help: 'machines in the job' },
@@ -96,7 +98,7 @@ export async function main(argv: string[]): Promise<number> {
     seed: v.seed, backend: v.backend, resume: v.resume, overwrite: v.overwrite, job,
     // a rank's share of the cores when several run on this machine
     threads: v.threads ?? (env && env.localWorldSize > 1 ? Math.max(1, Math.floor(availableParallelism() / env.localWorldSize)) : undefined),
-    hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'],
+    hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'], dtype: v.dtype,
   };
   if (opts.minLr > opts.maxLr) throw new Error(`--min-lr ${opts.minLr} is above --max-lr ${opts.maxLr}; the cosine decays from max to min`);
   // Ctrl-C / SIGTERM: the current step finishes, a checkpoint is written; a second one exits at once

@@ -10,6 +10,7 @@ import { gpt2Tokenizer, type Gpt2Tokenizer } from '../data/tokenizer.js';
 import { ProgressBar } from '../data/progress.js';
 import { checkWritable, writeFileAtomic } from '../data/fsutil.js';
 import { noGrad, tensor, ops, F } from '../tensor/index.js';
+import { TRAIN_DTYPES, withDtype, type TrainDtype } from './precision.js';
 import { BACKENDS, useBackend } from './backend.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 
@@ -68,7 +69,7 @@ export interface ExampleScore {
  * first tokens (the same number in all four, context only), a deviation for small models: GPT-2's 1024
  * positions hold every HellaSwag example, so the script never needs it.
  */
-export async function scoreExample(model: GPT, r: RenderedExample): Promise<ExampleScore> {
+export async function scoreExample(model: GPT, r: RenderedExample, dtype: TrainDtype = 'float32'): Promise<ExampleScore> {
   const L0 = r.tokens[0]!.length;
   const cropped = Math.max(0, L0 - model.config.blockSize);
   if (cropped >= r.ctxTokens.length && cropped > 0) {
@@ -82,7 +83,8 @@ export async function scoreExample(model: GPT, r: RenderedExample): Promise<Exam
   const wasTraining = model.training;
   model.eval();
   try {
-    const { shiftLosses, sumLoss, avgLoss } = noGrad(() => {
+    // the whole scoring under the run's autocast: the cross-entropy then computes in float32
+    const { shiftLosses, sumLoss, avgLoss } = noGrad(() => withDtype(dtype, () => {
       const x = tensor(Int32Array.from(tokens.flat()), { shape: [B, L], backend });
       const logits = model.forward(x).logits; // (4, L, V)
       // shift: the logits at position t predict the token at t + 1 (logits[..., :-1, :] vs tokens[..., 1:]).
@@ -95,7 +97,7 @@ export async function scoreExample(model: GPT, r: RenderedExample): Promise<Exam
       const sumLoss = ops.sum(ops.mul(shiftLosses, shiftMask), 1); // (4)
       const avgLoss = ops.div(sumLoss, ops.sum(shiftMask, 1)); // (4): normalised by the ending's length
       return { shiftLosses, sumLoss, avgLoss };
-    });
+    }));
     const [sl, s, a] = await Promise.all([shiftLosses.data(), sumLoss.data(), avgLoss.data()]);
     for (const v of s) if (v - v !== 0) throw new Error(`hellaswag: an ending's loss is ${v}; the model's weights or activations are not finite`);
     const rows = Array.from({ length: B }, (_, i) => Array.from(sl.subarray(i * (L - 1), (i + 1) * (L - 1))));
@@ -163,6 +165,8 @@ export interface HellaswagOptions {
   /** Score only examples i with i % worldSize == rank (a distributed run; the caller sums the counts). */
   rank?: number;
   worldSize?: number;
+  /** Score under autocast to this dtype (as train_gpt2.py's HellaSwag under bfloat16); default float32. */
+  dtype?: TrainDtype;
 }
 
 /** Evaluate `model` on the HellaSwag jsonl at `path`: accuracy from the summed loss (acc) and the mean (acc_norm). */
@@ -179,7 +183,7 @@ export async function evaluateHellaswag(model: GPT, path: string, opts: Hellaswa
     if (i % W !== rank) continue;
     const ex = examples[i]!;
     const rendered = renderExample(ex, tok);
-    const s = await scoreExample(model, rendered);
+    const s = await scoreExample(model, rendered, opts.dtype);
     numCorrect += Number(s.pred === ex.label);
     numCorrectNorm += Number(s.predNorm === ex.label);
     numCropped += Number(s.cropped > 0);
@@ -224,6 +228,7 @@ ending, acc_norm from its per-token mean (the number build-nanogpt reports).`,
     output: { kind: 'string', metavar: 'FILE', help: 'write {n, acc, acc_norm, predictions: [{index, label, pred, pred_norm}]} as JSON' },
     show: { kind: 'int', min: 0, help: 'print context, endings and losses of the first N examples (hellaswag.py shows 9)' },
     backend: { kind: 'choice', choices: BACKENDS, default: 'auto', help: 'compute backend' },
+    dtype: { kind: 'choice', choices: TRAIN_DTYPES, default: 'float32', help: 'forward passes under autocast to this dtype (bfloat16, float16: mixed precision; weights stay float32)' },
     threads: { kind: 'int', min: 1, help: 'worker threads of the wasm backend' },
   },
 });
@@ -237,7 +242,7 @@ export async function main(argv: string[]): Promise<number> {
   const backend = await useBackend(v.backend, v.threads);
   const { model, loaded } = await loadModel(v['init-from']);
   console.log(`model ${loaded.path} (${loaded.source}${loaded.step !== null ? `, step ${loaded.step}` : ''}), backend ${backend.name}, data ${v.data}`);
-  const r = await evaluateHellaswag(model, v.data, { limit: v.limit, show: v.show })
+  const r = await evaluateHellaswag(model, v.data, { limit: v.limit, show: v.show, dtype: v.dtype })
     .catch((e: unknown) => { throw new Error(`${loaded.path}: ${(e as Error).message}`, { cause: e }); });
   // hellaswag.py's running line after the last example, then the summary format of its docstring
   console.log(`${r.n} acc_norm: ${r.numCorrectNorm}/${r.n}=${r.accNorm.toFixed(4)}`);

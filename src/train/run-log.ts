@@ -8,7 +8,11 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../data/fsutil.js';
 import { writeLossCurve, type CurvePoint } from './plot.js';
 
-export interface StepRecord { step: number; loss: number; lr: number; norm: number; dt_ms: number; tok_per_s: number }
+export interface StepRecord {
+  step: number; loss: number; lr: number; norm: number; dt_ms: number; tok_per_s: number;
+  /** The forward passes' precision; with float16, the loss scale used and the steps skipped so far. */
+  dtype: string; loss_scale?: number; skipped_steps?: number;
+}
 type LogLine = { step: number; loss?: number; val_loss?: number };
 
 export class RunLog {

@@ -12,6 +12,7 @@ import { EOT, GPT2_VOCAB_SIZE, gpt2Tokenizer, type Gpt2Tokenizer } from '../data
 import { loadWeights, type LoadedWeights } from './checkpoint.js';
 import { useBackend, BACKENDS } from './backend.js';
 import { command, parseCommand, runMain } from './cli-args.js';
+import { TRAIN_DTYPES, withDtype, type TrainDtype } from './precision.js';
 
 /**
  * A GPT with the weights of `--init-from` (an HF GPT-2 directory, a checkpoint or a training output
@@ -39,6 +40,8 @@ export interface SampleOptions {
   kvCache: boolean;
   /** Called with each piece of decoded text as it completes, per row (never splits a character). */
   onText?: (row: number, text: string) => void;
+  /** Sample under autocast to this dtype (default float32). */
+  dtype?: TrainDtype;
 }
 
 export interface SampleResult {
@@ -61,7 +64,7 @@ export async function sample(model: GPT, o: SampleOptions, tok: Gpt2Tokenizer = 
   const decoders = Array.from({ length: o.numSamples }, () => tok.streamDecoder());
   const texts = Array.from({ length: o.numSamples }, () => o.prompt);
   const t0 = performance.now();
-  const tokens = await model.generate(Array.from({ length: o.numSamples }, () => ids), {
+  const tokens = await withDtype(o.dtype ?? 'float32', () => model.generate(Array.from({ length: o.numSamples }, () => ids), {
     maxNewTokens: o.maxTokens, topK: o.topK, temperature: o.temperature, generator: new Generator(o.seed),
     kvCache: o.kvCache,
     // padded vocabulary rows (50257..50303) are no GPT-2 token
@@ -72,7 +75,7 @@ export async function sample(model: GPT, o: SampleOptions, tok: Gpt2Tokenizer = 
         if (piece) { texts[row] += piece; o.onText?.(row, piece); }
       });
     },
-  });
+  }));
   decoders.forEach((d, row) => {
     const rest = d.flush(); // bytes of a character the sampling stopped in the middle of: U+FFFD
     if (rest) { texts[row] += rest; o.onText?.(row, rest); }
@@ -95,6 +98,7 @@ a KV cache. Sample 0 streams live; the others print when they complete.`,
     seed: { kind: 'int', default: 42, help: "the sampler's seed (train_gpt2.py: 42 + ddp_rank)" },
     'no-kv-cache': { kind: 'flag', help: 'recompute every position at each step (slower; same tokens)' },
     backend: { kind: 'choice', choices: BACKENDS, default: 'auto', help: 'compute backend' },
+    dtype: { kind: 'choice', choices: TRAIN_DTYPES, default: 'float32', help: 'forward passes under autocast to this dtype (bfloat16, float16: mixed precision; weights stay float32)' },
     threads: { kind: 'int', min: 1, help: 'worker threads of the wasm backend' },
   },
 });
@@ -109,7 +113,7 @@ export async function main(argv: string[]): Promise<number> {
     `${c.nLayer} layers, ${c.nEmbd} embd, vocab ${c.vocabSize}, block ${c.blockSize}; backend ${backend.name}\n`);
   const o: SampleOptions = {
     prompt: v.prompt, numSamples: v['num-samples'], maxTokens: v['max-tokens'], topK: v['top-k'],
-    temperature: v.temperature, seed: v.seed, kvCache: !v['no-kv-cache'],
+    temperature: v.temperature, seed: v.seed, kvCache: !v['no-kv-cache'], dtype: v.dtype,
     onText: (row, text) => { if (row === 0) process.stdout.write(text); },
   };
   process.stdout.write(`sample 0: ${o.prompt}`);

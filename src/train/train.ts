@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import { acquireLock, makeDirs, removeStaleTemps } from '../data/fsutil.js';
 import { manualSeed, Generator } from '../tensor/random.js';
 import { GPT, type GPTConfig } from '../nn/gpt.js';
-import { AdamW, configureOptimizers, clipGradNorm, getLr } from '../optim/index.js';
+import { AdamW, GradScaler, configureOptimizers, clipGradNorm, getLr, type GradScalerState } from '../optim/index.js';
 import { DataLoaderLite, listShards } from '../data/loader.js';
 import { ensureEmbeddedShards } from '../data/embedded.js';
 import { gpt2Tokenizer } from '../data/tokenizer.js';
@@ -21,6 +21,7 @@ import { resolveStart, type RunIdentity, type Start } from './start.js';
 import { singleJob, type Job } from './distributed/init.js';
 import { allReduceGradients, broadcastOptimizerState, broadcastTensors, reduceNumbers } from './distributed/ddp.js';
 import { Tensor, noGrad, tensor, ops } from '../tensor/index.js';
+import { parseDtype, withDtype, type TrainDtype } from './precision.js';
 
 export interface TrainOptions {
   /** A GPT_PRESETS name; nLayer, nHead, nEmbd, blockSize, vocabSize override it. */
@@ -49,6 +50,12 @@ export interface TrainOptions {
   seed: number;
   backend: string;
   threads?: number;
+  /**
+   * Mixed precision (nanoGPT's --dtype): 'bfloat16' or 'float16' run forward passes (training,
+   * validation, HellaSwag, samples) under autocast, as train_gpt2.py under torch.autocast;
+   * float16 adds a GradScaler. Weights, gradients and AdamW state stay float32. Default float32.
+   */
+  dtype?: TrainDtype;
   resume: boolean;
   /** Start over in an out-dir that holds another run's checkpoints (they are deleted). */
   overwrite?: boolean;
@@ -75,6 +82,9 @@ export const TRAIN_DEFAULTS: TrainOptions = {
   maxLr: 3e-3, minLr: 3e-4, weightDecay: 0.1, gradClip: 1.0, evalInterval: 50, valSteps: 8,
   sampleInterval: 100, checkpointInterval: 0, outDir: 'out', seed: 1337, backend: 'auto', resume: false,
 };
+
+/** float16: a run whose every step overflows this many times in a row stops (the scale is down by 2^this). */
+const MAX_CONSECUTIVE_SKIPS = 25;
 
 export interface TrainResult {
   steps: number;
@@ -153,6 +163,17 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   }
   // (the log is touched only now, when the resume is sure: a failed one leaves it as it was)
   const log = !master ? RunLog.disabled() : start.resumed ? RunLog.resume(o.outDir, start.step, print) : RunLog.fresh(o.outDir);
+  // ---- precision: float16 gradients need loss scaling (torch.amp.GradScaler); bfloat16 does not ----
+  const dtype = o.dtype ?? 'float32';
+  const amp = <T>(fn: () => T): T => withDtype(dtype, fn);
+  const scaler = dtype === 'float16' ? new GradScaler() : null;
+  let consecutiveSkips = 0;
+  const savedScaler = start.resumed?.meta.grad_scaler as (GradScalerState & { skipped_steps?: number }) | undefined;
+  if (scaler && savedScaler) {
+    scaler.loadStateDict(savedScaler);
+    scaler.skippedSteps = savedScaler.skipped_steps ?? 0;
+  }
+  if (dtype !== 'float32') print(`precision: ${dtype} autocast${scaler ? `, GradScaler (scale ${scaler.getScale()})` : ''}; weights, gradients and AdamW state in float32`);
   const tok = gpt2Tokenizer();
 
   let lastVal: number | null = null;
@@ -163,7 +184,8 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     'Try a lower --max-lr or --grad-clip.');
   const save = async (step: number, valLoss: number | null): Promise<string | null> => {
     if (!master) return null; // rank 0 alone writes (the weights are the same everywhere)
-    lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, { val_loss: valLoss, loss: lastLoss, run: start.identity! }, trainLoader.state());
+    lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, { val_loss: valLoss, loss: lastLoss, run: start.identity!, dtype,
+      ...(scaler ? { grad_scaler: { ...scaler.stateDict(), skipped_steps: scaler.skippedSteps } } : {}) }, trainLoader.state());
     print(`saved checkpoint ${lastGoodCheckpoint}`);
     return lastGoodCheckpoint;
   };
@@ -173,14 +195,14 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     // ---- validation ----
     let valNow: number | null = null;
     if (((o.evalInterval > 0 && step % o.evalInterval === 0) || lastStep) && !(start.resumed && step === start.step)) {
-      valNow = lastVal = (await reduceNumbers(job, [await evaluate(model, valLoader, o.valSteps, B, T, master)], 'avg', 'the validation loss all-reduce'))[0]!;
+      valNow = lastVal = (await reduceNumbers(job, [await evaluate(model, valLoader, o.valSteps, B, T, master, dtype)], 'avg', 'the validation loss all-reduce'))[0]!;
       print(`validation loss: ${lastVal.toFixed(4)}`);
       log.validation(step, lastVal);
       if (!Number.isFinite(lastVal)) throw diverged('validation loss', lastVal, step); // and no checkpoint of these weights
       if (o.hellaswag) {
         const { evaluateHellaswag } = await import('./hellaswag.js');
         // example i on rank i % W, the counts summed (train_gpt2.py's HellaSwag under DDP)
-        const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print, rank, worldSize: W, progress: master });
+        const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print, rank, worldSize: W, progress: master, dtype });
         const [n, correctNorm] = await reduceNumbers(job, [r.n, r.numCorrectNorm], 'sum', 'the HellaSwag counts all-reduce');
         print(`HellaSwag accuracy: ${(correctNorm! / n!).toFixed(4)} (${correctNorm}/${n})`);
         log.record({ step, hella: correctNorm! / n! });
@@ -190,7 +212,7 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     if (step > start.step && ((o.checkpointInterval > 0 && step % o.checkpointInterval === 0) || lastStep)) await save(step, valNow);
     // ---- samples ----
     if (o.sampleInterval > 0 && ((step > 0 && step % o.sampleInterval === 0) || lastStep)) {
-      await printSamples(model, tok, rank, W, master ? print : (line) => console.log(line));
+      await printSamples(model, tok, rank, W, master ? print : (line) => console.log(line), dtype);
     }
 
     // ---- one optimisation step ----
@@ -202,9 +224,9 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
       const { x, y } = trainLoader.nextBatch();
       const xt = tensor(x, { shape: [B, T] }), yt = tensor(y, { shape: [B, T] });
       // the loss is scaled so accumulated gradients equal those of one big batch (mean, not sum)
-      const loss = ops.div(model.forward(xt, yt).loss!, gradAccumSteps);
+      const loss = ops.div(amp(() => model.forward(xt, yt).loss!), gradAccumSteps); // float32: cross-entropy autocasts to it
       lossAccum = noGrad(() => (lossAccum ? ops.add(lossAccum, loss.detach()) : loss.detach()));
-      loss.backward();
+      (scaler ? scaler.scale(loss) : loss).backward(); // outside autocast, as torch's backward
     }
     // DDP: gradients averaged over the ranks once per optimizer step, after the last micro-step
     // (a barrier first, so the log tells waiting for a slower rank apart from moving gradients)
@@ -213,10 +235,20 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     const c1 = performance.now();
     await allReduceGradients(job, params);
     const [waitMs, commMs] = [c1 - c0, performance.now() - c1];
+    scaler?.unscaleGrads(optimizer); // clipping sees the true gradients
     const normT = clipGradNorm(params, o.gradClip);
     const lr = getLr(step, { maxLr: o.maxLr, minLr: o.minLr, warmupSteps: o.warmupSteps, maxSteps: o.maxSteps });
     optimizer.setLr(lr);
-    optimizer.step();
+    // float16: a step whose gradients overflowed is skipped (the same on every rank: they are all-reduced)
+    const scale = scaler?.getScale();
+    if (scaler) {
+      consecutiveSkips = (await scaler.step(optimizer)) ? 0 : consecutiveSkips + 1;
+      scaler.update();
+      if (consecutiveSkips >= MAX_CONSECUTIVE_SKIPS) {
+        throw new Error(`the gradients overflowed float16 at each of the last ${consecutiveSkips} steps (step ${step}; the loss scale is down to ` +
+          `${scaler.getScale()}): the GradScaler cannot find a scale that fits; train with --dtype bfloat16 (float32's range) or a lower --max-lr`);
+      }
+    } else optimizer.step();
     // the only readbacks of the step: the logged loss (averaged over the ranks, with a stop flag
     // so that a Ctrl-C anywhere stops every rank at the same step) and the norm
     const [lossV, stopVote] = await reduceNumbers(job, [(await lossAccum!.data())[0]!, o.signal?.aborted ? 1 : 0], 'avg', 'the loss all-reduce') as [number, number];
@@ -224,16 +256,25 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     const dt = performance.now() - s0;
     const tokPerSec = (B * T * gradAccumSteps * W) / (dt / 1000); // every rank's tokens, as train_gpt2.py counts
 
-    if (!Number.isFinite(lossV)) throw diverged('loss', lossV, step);
+    if (!Number.isFinite(lossV)) {
+      if (dtype !== 'float16') throw diverged('loss', lossV, step);
+      const e = diverged('loss (under float16 autocast)', lossV, step);
+      // the scaler guards gradients only: a forward pass can still overflow float16's range
+      throw new Error(`${e.message} Under float16 an activation above 65504 overflows in the forward pass, which the GradScaler ` +
+        '(it scales only the gradients) cannot prevent; --dtype bfloat16 has float32\'s range.');
+    }
     // a GPU backend frees buffers of collected tensors here, once per step; and yielding to the
     // event loop lets finalizers hand freed buffers back to the wasm backend's pool (without it
     // every step pays the OS's first-touch page faults for fresh buffers again)
     await backend.collect?.();
     await new Promise((r) => setImmediate(r));
     lastLoss = lossV; lastTokPerSec = tokPerSec;
+    const skipped = scaler && !Number.isFinite(normV) ? ' (step skipped: gradients overflowed float16)' : '';
     print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}` +
+      (scaler ? ` | loss scale: ${scale}${skipped}` : '') +
       (W > 1 ? ` | all-reduce: ${commMs.toFixed(0)}ms (after ${waitMs.toFixed(0)}ms waiting for the slowest rank)` : ''));
-    log.step({ step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec });
+    log.step({ step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec, dtype,
+      ...(scaler ? { loss_scale: scale!, skipped_steps: scaler.skippedSteps } : {}) });
     if (stopVote > 0 && step + 1 < o.maxSteps) {
       // stopped from outside (Ctrl-C): keep what this run has done, then say so
       const ck = await save(step + 1, null);
@@ -257,7 +298,7 @@ async function agreeOnSettings(job: Job, o: TrainOptions, dataDir: string): Prom
   const mine = {
     model: o.model, nLayer: o.nLayer ?? null, nHead: o.nHead ?? null, nEmbd: o.nEmbd ?? null, blockSize: o.blockSize ?? null, vocabSize: o.vocabSize ?? null,
     initFrom: o.initFrom ?? null, data: dataFingerprint(dataDir), seed: o.seed, batchSize: o.batchSize, seqLen: o.seqLen, totalBatchSize: o.totalBatchSize,
-    maxSteps: o.maxSteps, maxLr: o.maxLr, resume: o.resume, worldSize: job.worldSize,
+    maxSteps: o.maxSteps, maxLr: o.maxLr, resume: o.resume, worldSize: job.worldSize, dtype: o.dtype ?? 'float32',
   };
   const all = (await job.exchange('settings', JSON.stringify(mine))).map((v) => JSON.parse(v) as Record<string, unknown>);
   const diffs: string[] = [];
@@ -295,6 +336,7 @@ function checkOptions(o: TrainOptions): void {
     if (!Number.isFinite(v) || v < 0 || (positive && v === 0)) throw new Error(`train: ${k} must be a finite number ${positive ? '> 0' : '>= 0'}, got ${v}`);
   }
   if (o.minLr > o.maxLr) throw new Error(`train: minLr ${o.minLr} is above maxLr ${o.maxLr}`);
+  if (o.dtype !== undefined) parseDtype(o.dtype, 'train: dtype');
 }
 
 /** A resumed run's optimizer moments and data position, as its checkpoint recorded them. */
@@ -315,14 +357,14 @@ function stateTensor(state: Map<string, Weight>, name: string, p: Tensor): Tenso
   return tensor(w.data, { shape: p.shape });
 }
 
-async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: number, T: number, showProgress = true): Promise<number> {
+async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: number, T: number, showProgress: boolean, dtype: TrainDtype): Promise<number> {
   model.eval();
   loader.reset();
   const bar = showProgress ? new ProgressBar({ label: 'val', total: steps, unit: 'steps' }) : null;
   let acc: Tensor | null = null;
   for (let i = 0; i < steps; i++) {
     const { x, y } = loader.nextBatch();
-    const loss = noGrad(() => model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!);
+    const loss = noGrad(() => withDtype(dtype, () => model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!));
     acc = noGrad(() => (acc ? ops.add(acc, loss) : loss));
     bar?.update(i + 1);
     await new Promise((r) => setImmediate(r)); // let freed buffers return to the pool (see the train loop)
@@ -332,18 +374,19 @@ async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: nu
   return (await acc!.data())[0]! / steps;
 }
 
-async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, rank: number, W: number, print: (s: string) => void): Promise<void> {
+async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, rank: number, W: number, print: (s: string) => void, dtype: TrainDtype): Promise<void> {
   const prompt = tok.encodeOrdinary("Hello, I'm a language model,");
   const gen = new Generator(42 + rank); // sample_rng.manual_seed(42 + ddp_rank)
   // never sample the padding rows of a vocabulary padded to 50304: no tokenizer can decode them
-  const rows = await model.generate(Array.from({ length: 4 }, () => prompt),
-    { maxNewTokens: 32, topK: 50, generator: gen, vocabLimit: Math.min(model.config.vocabSize, 50257) });
+  const rows = await withDtype(dtype, () => model.generate(Array.from({ length: 4 }, () => prompt),
+    { maxNewTokens: 32, topK: 50, generator: gen, vocabLimit: Math.min(model.config.vocabSize, 50257) }));
   rows.forEach((r, i) => print(`${W > 1 ? `rank ${rank} ` : ''}sample ${i}: ${tok.decode(r)}`));
 }
 
 /** Save the run's state at `step`: weights, AdamW moments, data position, and what the run is. */
 async function checkpoint(model: GPT, optimizer: AdamW, outDir: string, step: number, config: GPTConfig,
-  meta: { val_loss: number | null; loss: number; run: RunIdentity }, loader: { shard: number; position: number }): Promise<string> {
+  meta: { val_loss: number | null; loss: number; run: RunIdentity; dtype: TrainDtype; grad_scaler?: GradScalerState & { skipped_steps: number } },
+  loader: { shard: number; position: number }): Promise<string> {
   const weights: WeightMap = new Map();
   const optimizerState = new Map<string, Weight>();
   let optimizerStep = 0;
