@@ -273,8 +273,10 @@ describe('autocast activation memory (wasm)', () => {
   // What one GPT forward leaves on the tape for backward, measured in a child with --expose-gc
   // (host memory in use after the forward minus before; no buffer pool, so nothing hides in it).
   // Half storage must really halve it: the tape keeps the half tensors (the logits before
-  // cross-entropy, q/k/v inside attention), never a float32 copy the kernels widened.
-  it.skipIf(!wasmSimdAvailable())('a bfloat16 or float16 forward keeps under 65% of the float32 activations', async () => {
+  // cross-entropy, q/k/v inside attention), never a float32 copy the kernels widened, and no
+  // half copy of the weights either (backward recasts them). Here: 29% of float32; keeping the
+  // weights' casts gives 60%, widened logits 130%.
+  it.skipIf(!wasmSimdAvailable())('a bfloat16 or float16 forward keeps under 45% of what a float32 one does', async () => {
     const { spawnSync } = await import('node:child_process');
     const dist = fileURLToPath(new URL('../dist/', import.meta.url));
     const script = `
@@ -303,6 +305,6 @@ describe('autocast activation memory (wasm)', () => {
     const bytes = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<'float32' | 'bfloat16' | 'float16', number>;
     // float32: ~6 MiB here (the [256, 4096] logits alone are 4 MiB); a widened copy kept anywhere breaks the bound
     expect(bytes.float32).toBeGreaterThan(4 * 2 ** 20);
-    for (const dt of ['bfloat16', 'float16'] as const) expect(bytes[dt] / bytes.float32, `${dt}: ${JSON.stringify(bytes)}`).toBeLessThan(0.65);
+    for (const dt of ['bfloat16', 'float16'] as const) expect(bytes[dt] / bytes.float32, `${dt}: ${JSON.stringify(bytes)}`).toBeLessThan(0.45);
   });
 });

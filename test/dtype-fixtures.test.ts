@@ -50,6 +50,22 @@ describe('float16 -> float32: all 65536 bit patterns vs numpy', () => {
     }
     expect(bad.length, bad.slice(0, 20).join('\n')).toBe(0);
   });
+
+  it.each(['js', 'wasm'])('as a whole-array cast on %s (the wasm SIMD kernel and its scalar tail), bit for bit, NaN payloads too', (backend) => {
+    const view = readBytes('torch_float16.bin');
+    // 65536 + 3 elements: the kernel's eight-wide loop and its one-element tail both run
+    const bits = Uint16Array.from({ length: 65539 }, (_, i) => i % 65536);
+    const got = new Uint32Array((tensor(bits, { dtype: 'float16', backend }).to('float32').dataSync() as Float32Array).buffer);
+    const bad: string[] = [];
+    for (let i = 0; i < bits.length; i++) {
+      const want = view.getUint32(bits[i]! * 4, true);
+      // numpy keeps a NaN's payload (and so does the wasm kernel); the js reference gives the canonical NaN
+      const nan = (want & 0x7f800000) === 0x7f800000 && (want & 0x7fffff) !== 0;
+      const ok = nan && backend === 'js' ? (got[i]! & 0x7f800000) === 0x7f800000 && (got[i]! & 0x7fffff) !== 0 : got[i] === want;
+      if (!ok) bad.push(`${hex(bits[i]!, 4)}: got ${hex(got[i]!, 8)}, numpy ${hex(want, 8)}`);
+    }
+    expect(bad.length, bad.slice(0, 20).join('\n')).toBe(0);
+  });
 });
 
 describe('float32 -> float16 / bfloat16 rounding vs numpy / torch', () => {

@@ -56,9 +56,17 @@ function within<T>(dtype: AutocastDtype | null, fn: () => T): T {
   return out;
 }
 
+/** Which float32 leaf each cached cast was made from (weakly: a cast dies with its tape). */
+const castSources = new WeakMap<Tensor, Tensor>();
+
 /** The region's cast of float32 leaf `x` (made by `make` the first time it is asked for). */
 export function cachedParamCast(x: Tensor, make: () => Tensor): Tensor {
   let c = paramCasts.get(x);
-  if (!c || c.dtype !== active) { c = make(); paramCasts.set(x, c); }
+  if (!c || c.dtype !== active) { c = make(); paramCasts.set(x, c); castSources.set(c, x); }
   return c;
+}
+
+/** The float32 parameter a cached cast was made from, if `t` is one (see ops.keptForBackward). */
+export function castSource(t: Tensor): Tensor | undefined {
+  return castSources.get(t);
 }

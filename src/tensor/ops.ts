@@ -8,7 +8,7 @@ import { isHalf, type DType } from './dtype.js';
 import { broadcastShapes, normAxis, sameShape, shapeStr, sizeOf, stridesOf, type Shape } from './shape.js';
 import { Tensor, fromOp } from './tensor.js';
 import { full } from './creation.js';
-import { autocastDtype, cachedParamCast, type AutocastCategory } from './autocast.js';
+import { autocastDtype, cachedParamCast, castSource, type AutocastCategory } from './autocast.js';
 
 // ---- helpers ---------------------------------------------------------------------------
 
@@ -85,6 +85,22 @@ export function cast(x: Tensor, dtype: DType): Tensor {
  * floating inputs in the region's half dtype (float32 parameters cast once per region) and
  * 'float32' ops get half inputs widened; float64, integer and 'promote' arguments pass as they are.
  */
+/**
+ * What a backward rule should keep of input `t` to read its value later: `t` itself, or for a
+ * parameter's cached half cast, a recast from the float32 parameter (alive anyway). Keeping the
+ * cast would hold a half copy of every weight through the backward (GPT-2 124M: 250 MB);
+ * recasting gives the same bits, as weights do not change between forward and backward.
+ */
+function keptForBackward(t: Tensor): () => Tensor {
+  const src = castSource(t);
+  // two functions, not two arrows here: arrows made in one scope share it, and would keep t alive
+  return src ? recastOf(src, t.dtype, t.shape) : keep(t);
+}
+function keep(t: Tensor): () => Tensor { return () => t; }
+function recastOf(src: Tensor, dtype: DType, shape: readonly number[]): () => Tensor {
+  return () => new Tensor(src.backend.cast(src.storage, dtype), shape, src.backend);
+}
+
 export function autocastInputs<A extends readonly unknown[]>(category: AutocastCategory, args: A): A {
   const dt = autocastDtype();
   if (dt === null || category === 'promote') return args;
@@ -391,10 +407,17 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
     broadcastShapes('matmul (bias)', bias.shape, outShape);
     s = a.backend.binary('add', s, outShape, computeStorage(bias), bias.shape, outShape);
   }
+  // the rule reads the operands' values; a weight's half cast is recast then instead of kept
+  const aNeedsGrad = a.requiresGrad, bNeedsGrad = b.requiresGrad;
+  const keptA = keptForBackward(a), keptB = keptForBackward(b);
   return fromOp('matmul', outStorage(a, s, a.dtype), outShape, bias ? [a, b, bias] : [a, b], (g) => {
     let ga: Tensor | null = null, gb: Tensor | null = null;
-    if (a.requiresGrad) ga = transA ? matmulT(b, g, transB, true) : matmulT(g, b, false, !transB);
-    if (b.requiresGrad) {
+    if (aNeedsGrad) {
+      const b = keptB();
+      ga = transA ? matmulT(b, g, transB, true) : matmulT(g, b, false, !transB);
+    }
+    if (bNeedsGrad) {
+      const a = keptA();
       if (bBatch.length === 0 && aBatch.length > 0 && !transA) {
         // fold the batch: gb = A^T G with A [(batch m), k], G [(batch m), n]
         const a2 = reshape(a, [-1, k]), g2 = reshape(g, [-1, n]);

@@ -38,6 +38,9 @@ export interface WasmBackendOptions {
 let compiled: KernelModule | null = null;
 
 type F32 = Float32Array;
+const CAST_KERNELS: Partial<Record<string, string>> = {
+  'bfloat16>float32': 'bf16ToF32', 'float32>bfloat16': 'f32ToBf16', 'float16>float32': 'f16ToF32', 'float32>float16': 'f32ToF16',
+};
 /** Elements converted per trip through the arena (wasm memory stays small for huge casts). */
 const CAST_SLAB = 1 << 22;
 
@@ -148,9 +151,9 @@ export class WasmBackend extends JsBackend implements Backend {
     }
   }
 
-  /** bfloat16 <-> float32 in wasm (autocast's constant traffic), through the arena a slab at a time. */
+  /** bfloat16/float16 <-> float32 in wasm (autocast's constant traffic), through the arena a slab at a time. */
   override cast(x: Storage, to: DType): Storage {
-    const kernel = x.dtype === 'bfloat16' && to === 'float32' ? 'bf16ToF32' : x.dtype === 'float32' && to === 'bfloat16' ? 'f32ToBf16' : null;
+    const kernel = CAST_KERNELS[`${x.dtype}>${to}`];
     const n = x.size;
     if (!kernel || n < 4096) return super.cast(x, to);
     const src = this.host(x), out = this.raw(n, to);

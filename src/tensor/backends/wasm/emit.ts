@@ -194,6 +194,7 @@ export class Func {
   f32x4Splat(): this { return this.simd(0x13); }
   i32x4Splat(): this { return this.simd(0x11); }
   f32x4ExtractLane(lane: number): this { this.simd(0x1f); this.code.push(lane); return this; }
+  i32x4ExtractLane(lane: number): this { this.simd(0x1b); this.code.push(lane); return this; }
   f32x4Eq(): this { return this.simd(0x41); }
   f32x4Lt(): this { return this.simd(0x43); }
   f32x4Gt(): this { return this.simd(0x44); }
