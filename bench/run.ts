@@ -1,8 +1,9 @@
 // `npm run bench`: matmul GFLOP/s per backend (js; wasm with 1 and 2 threads; PyTorch when
-// /usr/bin/python3 has torch), the MLP training step, and GPT training tokens/s + peak RSS.
+// /usr/bin/python3 has torch), the MLP training step, GPT training tokens/s + peak RSS, data
+// parallel, and mixed precision (tok/s, peak RSS, activation memory and loss per dtype).
 // Prints a table and writes bench/results/<timestamp>.json. Model-level rows run in child
 // processes (bench/step.ts, bench/torch_bench.py) so each peak RSS is that config's own.
-// Options: --only=matmul,mlp,gpt  --no-torch  --quick (smaller/fewer configs)
+// Options: --only=matmul,mlp,gpt,ddp,amp  --no-torch  --quick (smaller/fewer configs)
 //          --soak SECONDS: only the soak run (the default training for that long; RSS, heap and the
 //          wasm buffer pool every minute, flat after warm-up)
 //          --gpu: also the gpu backend: one GPT-2 124M step's launches, submits, buffers and
@@ -24,7 +25,7 @@ import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..'); // dist-bench/bench -> repo root
 const argv = process.argv.slice(2);
-const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['matmul', 'mlp', 'gpt', 'ddp'];
+const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['matmul', 'mlp', 'gpt', 'ddp', 'amp'];
 const quick = argv.includes('--quick');
 const gpu = argv.includes('--gpu');
 const soakArg = argv.indexOf('--soak');
@@ -43,7 +44,7 @@ interface Row { section: string; config: string; backend: string; value: number 
 const rows: Row[] = [];
 const log = (r: Row): void => {
   rows.push(r);
-  const v = r.value === null ? '-' : r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(1);
+  const v = r.value === null ? '-' : r.unit === 'loss' ? r.value.toFixed(4) : r.value >= 100 ? r.value.toFixed(0) : r.value.toFixed(1);
   console.log(`${r.section.padEnd(7)} ${r.config.padEnd(30)} ${r.backend.padEnd(16)} ${v.padStart(8)} ${r.unit.padEnd(9)} ${r.extra ?? ''}${r.note ? `  (${r.note})` : ''}`);
 };
 
@@ -109,7 +110,8 @@ function child(cmd: string, args: string[], timeoutMs: number): StepResult {
   try { return JSON.parse(line) as StepResult; } catch { return { ok: false, note: (r.stderr || line).slice(-300) }; }
 }
 const stepJs = join(here, 'step.js');
-const tsStep = (cfg: StepConfig, timeoutMs: number): StepResult => child(process.execPath, [stepJs, JSON.stringify(cfg)], timeoutMs);
+const tsStep = (cfg: StepConfig, timeoutMs: number, nodeFlags: string[] = []): StepResult =>
+  child(process.execPath, [...nodeFlags, stepJs, JSON.stringify(cfg)], timeoutMs);
 function torch(what: string, cfg: object, timeoutMs = 600_000): StepResult {
   return child('/usr/bin/python3', [join(repo, 'bench', 'torch_bench.py'), what, JSON.stringify(cfg)], timeoutMs);
 }
@@ -157,6 +159,39 @@ async function benchGpt(): Promise<void> {
         extra: `${t.msPerStep ? `${(t.msPerStep / 1000).toFixed(2)} s/step  ` : ''}${rss(t)}${ratio}${g.torchWarmup ? '' : '  (no warm-up step)'}`,
         note: t.ok ? undefined : t.note });
     }
+  }
+}
+
+// ---- mixed precision: the same steps under float32, bfloat16 and float16 autocast (wasm) ------------
+const DTYPES = ['float32', 'bfloat16', 'float16'] as const;
+async function benchAmp(): Promise<void> {
+  for (const g of quick ? GPTS.slice(1, 2) : GPTS.slice(1)) {
+    let base: StepResult | null = null;
+    for (const dtype of DTYPES) {
+      // --expose-gc: the child measures what one forward leaves on the tape (its activations)
+      const r = tsStep({ model: 'gpt', backend: 'wasm', threads: 2, steps: g.steps, warmup: g.warmup, dtype, ...g.cfg }, 1_800_000, ['--expose-gc']);
+      if (dtype === 'float32') base = r;
+      const vs = (x: number | undefined, y: number | undefined): string => (x && y ? ` (${((100 * x) / y).toFixed(0)}%)` : '');
+      log({ section: 'amp', config: g.name, backend: `wasm 2t ${dtype}`, value: r.tokensPerSec ?? null, unit: 'tok/s',
+        extra: `${rss(r)}${vs(r.peakRssMB, base?.peakRssMB)}  activations ${r.activationsMiB?.toFixed(0) ?? '-'} MiB${vs(r.activationsMiB, base?.activationsMiB)}`,
+        note: r.ok ? undefined : r.note });
+    }
+  }
+  // the default run (tiny preset, embedded corpus) for 300 steps in each dtype: where does the loss get?
+  const cli = join(here, '..', 'src', 'train', 'cli.js');
+  const steps = quick ? 30 : 300;
+  for (const dtype of DTYPES) {
+    const out = join(repo, 'out', `bench-amp-${dtype}`);
+    const t0 = Date.now();
+    const p = spawnSync(process.execPath, [cli, '--max-steps', String(steps), '--dtype', dtype, '--sample-interval', '0', '--checkpoint-interval', '0',
+      '--backend', 'wasm', '--out-dir', out, '--overwrite'], { cwd: repo, encoding: 'utf8', timeout: 3_600_000, maxBuffer: 1 << 26 });
+    const lines = (p.stdout ?? '').split('\n');
+    const last = lines.filter((l) => /^step +\d+ \|/.test(l)).pop() ?? '';
+    const val = lines.filter((l) => /validation loss/.test(l)).pop() ?? '';
+    const num = (re: RegExp, l: string): number | null => { const m = re.exec(l); return m ? Number(m[1]) : null; };
+    log({ section: 'amp', config: `default run, loss at step ${steps}`, backend: `wasm ${dtype}`, value: num(/loss: ([\d.]+)/, last), unit: 'loss',
+      extra: `val ${num(/validation loss:? ([\d.]+)/, val) ?? '-'}, ${((Date.now() - t0) / 1000).toFixed(0)} s${/loss scale: (\d+)/.test(last) ? `, loss scale ${/loss scale: (\d+)/.exec(last)![1]}` : ''}`,
+      note: p.status === 0 ? undefined : (p.stderr || p.stdout || '').slice(-200) });
   }
 }
 
@@ -247,6 +282,7 @@ async function main(): Promise<void> {
     if (only.includes('mlp')) benchMlp();
     if (only.includes('gpt')) await benchGpt();
     if (only.includes('ddp')) await benchDdp();
+    if (only.includes('amp')) await benchAmp();
     if (gpu || only.includes('gpu')) await benchGpu();
   }
   const dir = join(repo, 'bench', 'results');

@@ -11,6 +11,8 @@ export interface StepConfig {
   poolBytes?: number;
   /** Warm-up steps before timing (default 2). */
   warmup?: number;
+  /** gpt: the forward under autocast in this dtype (float16 with a GradScaler), as --dtype trains. */
+  dtype?: 'float32' | 'bfloat16' | 'float16';
   // gpt
   nLayer?: number; nHead?: number; nEmbd?: number; T?: number; B?: number; vocab?: number;
 }
@@ -21,6 +23,8 @@ export interface StepResult {
   tokensPerSec?: number;
   peakRssMB?: number;
   loss?: number;
+  /** gpt, when run with --expose-gc: bytes the tape holds after a forward (its saved activations), MiB. */
+  activationsMiB?: number;
 }
 
 /** BENCH_DEBUG: time every backend method (to see where a step goes). */
@@ -56,7 +60,8 @@ async function main(): Promise<StepResult> {
     core.setBackend('js');
   }
   core.manualSeed(0);
-  let step: () => number;
+  let step: () => number | Promise<number>;
+  let forwardOnly: (() => unknown) | null = null;
   if (cfg.model === 'mlp') {
     // 784-1024-1024-10, ReLU, cross-entropy, AdamW; B = 256
     const B = 256;
@@ -82,14 +87,23 @@ async function main(): Promise<StepResult> {
     const idx = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % vocab);
     const tgt = Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 1) % vocab);
     const x = core.tensor(idx, { shape: [B, T] }), y = core.tensor(tgt, { shape: [B, T] });
-    step = () => {
-      opt.zeroGrad();
-      const { loss } = model.forward(x, y);
-      loss!.backward();
-      core.clipGradNorm(model.parameters(), 1.0);
-      opt.step();
-      return loss!.item();
+    const dtype = cfg.dtype ?? 'float32';
+    const forward = (): InstanceType<typeof core.Tensor> => {
+      const f = (): InstanceType<typeof core.Tensor> => model.forward(x, y).loss!;
+      return dtype === 'float32' ? f() : core.autocast(dtype, f);
     };
+    // float16 as the trainer runs it: a scaled loss, unscaled gradients before clipping
+    const scaler = dtype === 'float16' ? new core.GradScaler() : null;
+    step = async () => {
+      opt.zeroGrad();
+      const loss = forward();
+      (scaler ? scaler.scale(loss) : loss).backward();
+      scaler?.unscaleGrads(opt);
+      core.clipGradNorm(model.parameters(), 1.0);
+      if (scaler) { await scaler.step(opt); scaler.update(); } else opt.step();
+      return loss.item();
+    };
+    forwardOnly = forward;
   }
   // between steps, yield to the event loop as a training loop does (awaiting the loss): lets
   // finalizers return freed buffers to the wasm backend's pool
@@ -97,11 +111,11 @@ async function main(): Promise<StepResult> {
   // two warm-up steps: compile, grow the wasm arena, create optimizer state, and let the
   // buffer pool reach its steady state (buffers come back after a GC, a step or so later)
   let loss = NaN;
-  for (let i = 0; i < (cfg.warmup ?? 2); i++) { loss = step(); await tick(); }
+  for (let i = 0; i < (cfg.warmup ?? 2); i++) { loss = await step(); await tick(); }
   spent.clear();
   const t0 = performance.now();
   for (let i = 0; i < cfg.steps; i++) {
-    loss = step(); await tick();
+    loss = await step(); await tick();
     if (process.env.BENCH_DEBUG) {
       const mu = process.memoryUsage();
       console.error('step', i, (performance.now() - t0).toFixed(0), 'ms', pool?.(),
@@ -114,11 +128,33 @@ async function main(): Promise<StepResult> {
     for (const [n, t] of [...spent].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(`${n.padEnd(24)} ${(t / cfg.steps).toFixed(1)} ms/step`);
   }
   const tokens = cfg.model === 'gpt' ? (cfg.B ?? 8) * (cfg.T ?? 128) : 0;
+  const peakRssMB = process.resourceUsage().maxRSS / 1024;
   return {
-    ok: true, msPerStep: ms, loss,
+    ok: true, msPerStep: ms, loss, peakRssMB,
     tokensPerSec: tokens ? (tokens * 1000) / ms : undefined,
-    peakRssMB: process.resourceUsage().maxRSS / 1024,
+    activationsMiB: forwardOnly ? await activations(forwardOnly, pool) : undefined,
   };
+}
+
+/**
+ * What one forward leaves on the tape for backward: host memory in use after it minus before,
+ * garbage collected both times (recycled wasm buffers in the pool's free list do not count), on
+ * the second forward after the last step (the first repacks the changed weights for the matmul).
+ * Needs --expose-gc; after the timing and the peak RSS, so neither is disturbed.
+ */
+async function activations(forward: () => unknown, pool: (() => unknown) | null): Promise<number | undefined> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) return undefined;
+  const settle = async (): Promise<void> => { for (let i = 0; i < 3; i++) { gc(); await new Promise((r) => setImmediate(r)); } };
+  const live = (): number => process.memoryUsage().arrayBuffers - ((pool?.() as { freeBytes?: number } | undefined)?.freeBytes ?? 0);
+  forward(); // once unmeasured: weights the last step changed are repacked for the matmul here, not counted
+  await settle();
+  const base = live();
+  const loss = forward();
+  await settle();
+  const bytes = live() - base;
+  void loss; // held until measured
+  return bytes / 2 ** 20;
 }
 
 main().then((r) => { console.log(JSON.stringify(r)); process.exit(0); },
