@@ -5,7 +5,7 @@
 //   bash .gpu-kit/run.sh node .gpu-kit/gpu-check.mjs           # on the GPU machine
 //
 // Rows: backend parity (GPT forward/backward and one AdamW step on a small config vs the
-// js backend, rel 1e-4), matmul TFLOP/s at 4096^3 (tiled WGSL, and gpu.js's naive kernel
+// js backend, rel 1e-4; the forward/backward again under bfloat16 autocast), matmul TFLOP/s at 4096^3 (tiled WGSL, and gpu.js's naive kernel
 // for scale), GPT-2 124M training tokens/s (largest batch that fits, median of several
 // steps after warm-up), and PyTorch fp32 (TF32 off) on the same model and batch, run first
 // through python3 (bench/gpu_torch_bench.py) so both never hold GPU memory at once.
@@ -137,6 +137,46 @@ async function parity(gpu: Backend, api: ModelApi): Promise<void> {
   row('parity: GPT fwd+bwd vs js (logits, loss, all grads)', `worst rel ${fb.toExponential(2)}`, '<= 1e-4', fb <= 1e-4,
     `L${cfg.nLayer} H${cfg.nHead} C${cfg.nEmbd} V${cfg.vocabSize}, B${B} T${T}`);
   row('parity: clip norm + AdamW step vs js (same gradients)', `worst rel ${st.toExponential(2)}`, '<= 1e-5', st <= 1e-5);
+}
+
+/**
+ * The same small GPT under bfloat16 autocast on the gpu and on js (the reference), from the same
+ * weights: half tensors as packed bits on the device, widened and rounded by the cast kernels.
+ * Both round to bfloat16 where torch.autocast does, but a matmul summed in another order can
+ * round an element to the neighbouring bfloat16 value, so the bounds are a few bf16 ulps.
+ */
+async function parityBf16(gpu: Backend, api: ModelApi): Promise<void> {
+  const { autocast } = await import('../src/tensor/autocast.js');
+  const cfg = { blockSize: 32, vocabSize: 96, nLayer: 2, nHead: 4, nEmbd: 64 };
+  const B = 2, T = 32;
+  const tok = Int32Array.from({ length: B * T }, (_, i) => (i * 37 + 11) % cfg.vocabSize);
+  const tgt = Int32Array.from({ length: B * T }, (_, i) => (i * 53 + 5) % cfg.vocabSize);
+  let init: Map<string, { data: Float32Array; shape: readonly number[] }> | null = null;
+  const run = async (b: Backend): Promise<Float32Array[]> => {
+    setBackend(b);
+    manualSeed(0);
+    const model = new api.GPT(cfg);
+    if (init) model.loadStateDict(new Map([...init].map(([k, v]) => [k, tensor(v.data.slice(), { shape: v.shape, backend: b })])));
+    else {
+      init = new Map();
+      for (const [k, p] of model.namedParameters()) init.set(k, { data: await f32(p), shape: p.shape });
+    }
+    const idx = tensor(tok.slice(), { shape: [B, T], backend: b }), y = tensor(tgt.slice(), { shape: [B, T], backend: b });
+    const { logits, loss } = autocast('bfloat16', () => model.forward(idx, y));
+    if (logits.dtype !== 'bfloat16') throw new Error(`logits are ${logits.dtype} under bfloat16 autocast`);
+    loss!.backward();
+    const out = [Float32Array.from(await logits.to('float32').data()), await f32(loss!)];
+    for (const [, p] of model.namedParameters()) out.push(await f32(p.grad!));
+    return out;
+  };
+  const ref = await run(getBackendByName('js'));
+  const got = await run(gpu);
+  setBackend(getBackendByName('js'));
+  const lg = worstRel(got[0]!, ref[0]!), ls = worstRel(got[1]!, ref[1]!);
+  const gr = Math.max(...ref.slice(2).map((w, i) => worstRel(got[i + 2]!, w)));
+  const ok = lg <= 2e-2 && ls <= 1e-3 && gr <= 5e-2;
+  row('parity: GPT fwd+bwd under bfloat16 autocast vs js', `logits ${lg.toExponential(2)}, loss ${ls.toExponential(2)}, grads ${gr.toExponential(2)}`,
+    '<= 2e-2, 1e-3, 5e-2', ok, 'worst rel; bf16 logits, float32 loss and grads');
 }
 
 async function matmulBench(gpu: GpuBackend, runner: WebGpuRunner, n: number): Promise<void> {
@@ -356,6 +396,7 @@ async function main(): Promise<void> {
     if (!api) row('parity / GPT-2 rows', 'skipped', '', null, 'src/nn (GPT) not available yet');
     else {
       try { await parity(gpu, api); } catch (e) { row('parity: GPT vs js', 'error', '<= 1e-4', false, (e as Error).message.slice(0, 300)); }
+      try { await parityBf16(gpu, api); } catch (e) { row('parity: GPT under bfloat16 autocast', 'error', '', false, (e as Error).message.slice(0, 300)); }
     }
     await collect();
     try {
