@@ -13,7 +13,7 @@
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { float16BitsToFloat32 } from '../tensor/dtype.js';
+import { float16Table } from '../tensor/dtype.js';
 import { writeAtomicAsync } from './fsutil.js';
 
 /** The dtypes of the Rust crate's `Dtype` enum, in its order (increasing alignment). */
@@ -352,15 +352,6 @@ export async function readSafetensors(path: string): Promise<{ tensors: Map<stri
 
 // ---- conversions ----------------------------------------------------------------------------
 
-let f16Table: Float32Array | null = null;
-/** All 65536 half values, built once: decoding a 38M-element F16 embedding becomes a table lookup. */
-function float16Table(): Float32Array {
-  if (!f16Table) {
-    f16Table = new Float32Array(65536);
-    for (let h = 0; h < 65536; h++) f16Table[h] = float16BitsToFloat32(h);
-  }
-  return f16Table;
-}
 
 /** A floating tensor as float32: F32 returned as is (not copied), F64 rounded to nearest, F16/BF16 decoded exactly. */
 export function toFloat32(t: SafetensorsTensor, what = 'tensor'): Float32Array {
