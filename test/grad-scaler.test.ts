@@ -128,6 +128,14 @@ describe('npm run train -- --dtype', () => {
     expect(r2.out).toMatch(/step {5}2 \| .* \| loss scale: 1024/);
     const resumed = logOf(dir).filter((e) => e.step === 3 && e.loss !== undefined);
     expect(resumed[0]!.skipped_steps).toBe(3);
+    // a sidecar whose scaler state is nonsense is refused, naming the file and the way out
+    for (const f of readdirSync(dir).filter((f) => /^model_\d+\.json$/.test(f))) {
+      const j = JSON.parse(readFileSync(join(dir, f), 'utf8')) as Record<string, unknown>;
+      writeFileSync(join(dir, f), JSON.stringify({ ...j, grad_scaler: { ...(j.grad_scaler as object), scale: -1 } }));
+    }
+    const r3 = run([...tiny, '--data-dir', data, '--out-dir', dir, '--max-steps', '6', '--dtype', 'float16', '--resume']);
+    expect(r3.code, r3.out).toBe(1);
+    expect(r3.out).toMatch(/model_\d+\.json: its grad_scaler cannot be restored .*positive finite scale.*resume from another checkpoint/);
   });
 
   it('bfloat16 trains and logs its dtype; an unknown --dtype and a float16 overflow are named', () => {

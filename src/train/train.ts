@@ -170,8 +170,11 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   let consecutiveSkips = 0;
   const savedScaler = start.resumed?.meta.grad_scaler as (GradScalerState & { skipped_steps?: number }) | undefined;
   if (scaler && savedScaler) {
-    scaler.loadStateDict(savedScaler);
-    scaler.skippedSteps = savedScaler.skipped_steps ?? 0;
+    try { scaler.loadStateDict(savedScaler); } catch (e) {
+      throw new Error(`${start.resumed!.sidecar}: its grad_scaler cannot be restored (${(e as Error).message}); resume from another checkpoint, or drop "grad_scaler" from it to start from scale 65536`);
+    }
+    const skipped = savedScaler.skipped_steps;
+    scaler.skippedSteps = typeof skipped === 'number' && Number.isInteger(skipped) && skipped >= 0 ? skipped : 0;
   }
   if (dtype !== 'float32') print(`precision: ${dtype} autocast${scaler ? `, GradScaler (scale ${scaler.getScale()})` : ''}; weights, gradients and AdamW state in float32`);
   const tok = gpt2Tokenizer();
