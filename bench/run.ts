@@ -189,8 +189,9 @@ async function benchAmp(): Promise<void> {
     const last = lines.filter((l) => /^step +\d+ \|/.test(l)).pop() ?? '';
     const val = lines.filter((l) => /validation loss/.test(l)).pop() ?? '';
     const num = (re: RegExp, l: string): number | null => { const m = re.exec(l); return m ? Number(m[1]) : null; };
+    const scale = num(/loss scale: (\d+)/, last);
     log({ section: 'amp', config: `default run, loss at step ${steps}`, backend: `wasm ${dtype}`, value: num(/loss: ([\d.]+)/, last), unit: 'loss',
-      extra: `val ${num(/validation loss:? ([\d.]+)/, val) ?? '-'}, ${((Date.now() - t0) / 1000).toFixed(0)} s${/loss scale: (\d+)/.test(last) ? `, loss scale ${/loss scale: (\d+)/.exec(last)![1]}` : ''}`,
+      extra: `val ${num(/validation loss:? ([\d.]+)/, val) ?? '-'}, ${((Date.now() - t0) / 1000).toFixed(0)} s${scale !== null ? `, loss scale ${scale}` : ''}`,
       note: p.status === 0 ? undefined : (p.stderr || p.stdout || '').slice(-200) });
   }
 }

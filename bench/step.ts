@@ -2,6 +2,8 @@
 // step or GPT training steps on a chosen backend; prints one JSON line. Spawned by run.ts:
 //   node dist-bench/bench/step.js '{"model":"gpt","nLayer":4,"nHead":4,"nEmbd":128,"T":128,"B":8,"vocab":50304,"backend":"wasm","threads":2,"steps":3}'
 
+import type { TrainDtype } from '../src/train/precision.js';
+
 export interface StepConfig {
   model: 'mlp' | 'gpt';
   backend: 'js' | 'wasm';
@@ -12,7 +14,7 @@ export interface StepConfig {
   /** Warm-up steps before timing (default 2). */
   warmup?: number;
   /** gpt: the forward under autocast in this dtype (float16 with a GradScaler), as --dtype trains. */
-  dtype?: 'float32' | 'bfloat16' | 'float16';
+  dtype?: TrainDtype;
   // gpt
   nLayer?: number; nHead?: number; nEmbd?: number; T?: number; B?: number; vocab?: number;
 }
@@ -88,10 +90,8 @@ async function main(): Promise<StepResult> {
     const tgt = Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 1) % vocab);
     const x = core.tensor(idx, { shape: [B, T] }), y = core.tensor(tgt, { shape: [B, T] });
     const dtype = cfg.dtype ?? 'float32';
-    const forward = (): InstanceType<typeof core.Tensor> => {
-      const f = (): InstanceType<typeof core.Tensor> => model.forward(x, y).loss!;
-      return dtype === 'float32' ? f() : core.autocast(dtype, f);
-    };
+    const { withDtype } = await import('../src/train/precision.js');
+    const forward = (): InstanceType<typeof core.Tensor> => withDtype(dtype, () => model.forward(x, y).loss!);
     // float16 as the trainer runs it: a scaled loss, unscaled gradients before clipping
     const scaler = dtype === 'float16' ? new core.GradScaler() : null;
     step = async () => {

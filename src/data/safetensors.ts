@@ -13,7 +13,7 @@
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
-import { float16Table } from '../tensor/dtype.js';
+import { convertHost } from '../tensor/dtype.js';
 import { writeAtomicAsync } from './fsutil.js';
 
 /** The dtypes of the Rust crate's `Dtype` enum, in its order (increasing alignment). */
@@ -352,25 +352,13 @@ export async function readSafetensors(path: string): Promise<{ tensors: Map<stri
 
 // ---- conversions ----------------------------------------------------------------------------
 
-
 /** A floating tensor as float32: F32 returned as is (not copied), F64 rounded to nearest, F16/BF16 decoded exactly. */
 export function toFloat32(t: SafetensorsTensor, what = 'tensor'): Float32Array {
   switch (t.dtype) {
     case 'F32': return t.data; // no copy: callers own what read() returned
     case 'F64': return Float32Array.from(t.data);
-    case 'F16': {
-      const table = float16Table();
-      const out = new Float32Array(t.data.length);
-      for (let i = 0; i < out.length; i++) out[i] = table[t.data[i]!]!;
-      return out;
-    }
-    case 'BF16': {
-      // bfloat16 is the top half of a float32: shift the bits into place (as dtype.ts bfloat16BitsToFloat32).
-      const out = new Float32Array(t.data.length);
-      const bits = new Uint32Array(out.buffer);
-      for (let i = 0; i < bits.length; i++) bits[i] = t.data[i]! << 16;
-      return out;
-    }
+    case 'F16': return convertHost(t.data, 'float16', 'float32') as Float32Array;
+    case 'BF16': return convertHost(t.data, 'bfloat16', 'float32') as Float32Array;
     default:
       throw new Error(`${what}: dtype ${t.dtype} is not a floating type; expected F32, F64, F16 or BF16`);
   }

@@ -125,7 +125,7 @@ function float32ToBfloat16Bulk(src: Float32Array, out: Uint16Array): void {
 
 let f16Table: Float32Array | null = null;
 /** Every float16 bit pattern's float32 value (256 KiB, made once): decoding becomes a lookup. */
-export function float16Table(): Float32Array {
+function float16Table(): Float32Array {
   if (!f16Table) {
     f16Table = new Float32Array(65536);
     for (let h = 0; h < 65536; h++) f16Table[h] = float16BitsToFloat32(h);

@@ -186,7 +186,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   if (weight.ndim !== 2 || fin !== weight.shape[1]) {
     throw new Error(`linear: input ${shapeStr(x.shape)} has ${fin} features but weight ${shapeStr(weight.shape)} must be [out, ${fin}]`);
   }
-  [x, weight, bias] = ops.autocastInputs('lower', [x, weight, bias]); // the bias too, as torch's linear
+  // under autocast matmulT casts x, weight and the bias (as torch's linear) and adds the bias before rounding
   // a 1-D input [in] is one row, as in torch: [in] -> [out]
   return x.ndim === 1 ? ops.squeeze(ops.matmulT(ops.unsqueeze(x, 0), weight, false, true, bias), 0) : ops.matmulT(x, weight, false, true, bias ?? null);
 }

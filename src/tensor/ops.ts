@@ -85,6 +85,16 @@ export function cast(x: Tensor, dtype: DType): Tensor {
  * floating inputs in the region's half dtype (float32 parameters cast once per region) and
  * 'float32' ops get half inputs widened; float64, integer and 'promote' arguments pass as they are.
  */
+export function autocastInputs<A extends readonly unknown[]>(category: AutocastCategory, args: A): A {
+  const dt = autocastDtype();
+  if (dt === null || category === 'promote') return args;
+  const to: DType = category === 'lower' ? dt : 'float32';
+  return args.map((a) => {
+    if (!(a instanceof Tensor) || a.dtype === to || (a.dtype !== 'float32' && !isHalf(a.dtype))) return a;
+    return a.dtype === 'float32' && a.isLeaf && a.requiresGrad ? cachedParamCast(a, () => cast(a, to)) : cast(a, to);
+  }) as unknown as A;
+}
+
 /**
  * What a backward rule should keep of input `t` to read its value later: `t` itself, or for a
  * parameter's cached half cast, a recast from the float32 parameter (alive anyway). Keeping the
@@ -99,16 +109,6 @@ function keptForBackward(t: Tensor): () => Tensor {
 function keep(t: Tensor): () => Tensor { return () => t; }
 function recastOf(src: Tensor, dtype: DType, shape: readonly number[]): () => Tensor {
   return () => new Tensor(src.backend.cast(src.storage, dtype), shape, src.backend);
-}
-
-export function autocastInputs<A extends readonly unknown[]>(category: AutocastCategory, args: A): A {
-  const dt = autocastDtype();
-  if (dt === null || category === 'promote') return args;
-  const to: DType = category === 'lower' ? dt : 'float32';
-  return args.map((a) => {
-    if (!(a instanceof Tensor) || a.dtype === to || (a.dtype !== 'float32' && !isHalf(a.dtype))) return a;
-    return a.dtype === 'float32' && a.isLeaf && a.requiresGrad ? cachedParamCast(a, () => cast(a, to)) : cast(a, to);
-  }) as unknown as A;
 }
 
 // ---- unary ---------------------------------------------------------------------------------

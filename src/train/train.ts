@@ -244,8 +244,10 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     optimizer.setLr(lr);
     // float16: a step whose gradients overflowed is skipped (the same on every rank: they are all-reduced)
     const scale = scaler?.getScale();
+    let stepped = true;
     if (scaler) {
-      consecutiveSkips = (await scaler.step(optimizer)) ? 0 : consecutiveSkips + 1;
+      stepped = await scaler.step(optimizer);
+      consecutiveSkips = stepped ? 0 : consecutiveSkips + 1;
       scaler.update();
       if (consecutiveSkips >= MAX_CONSECUTIVE_SKIPS) {
         throw new Error(`the gradients overflowed float16 at each of the last ${consecutiveSkips} steps (step ${step}; the loss scale is down to ` +
@@ -272,7 +274,7 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     await backend.collect?.();
     await new Promise((r) => setImmediate(r));
     lastLoss = lossV; lastTokPerSec = tokPerSec;
-    const skipped = scaler && !Number.isFinite(normV) ? ' (step skipped: gradients overflowed float16)' : '';
+    const skipped = stepped ? '' : ' (step skipped: gradients overflowed float16)';
     print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}` +
       (scaler ? ` | loss scale: ${scale}${skipped}` : '') +
       (W > 1 ? ` | all-reduce: ${commMs.toFixed(0)}ms (after ${waitMs.toFixed(0)}ms waiting for the slowest rank)` : ''));

@@ -15,7 +15,7 @@ import { JsBackend, type HostStorage } from '../js.js';
 import { BufferPool } from './buffer-pool.js';
 import { CHUNK, COL_BLOCK, NOGROUP, dense, tooBig, wasmFused } from './fused.js';
 import type { HostAccess } from './fused-ref.js';
-import { wasmMatmul } from './matmul.js';
+import { place, wasmMatmul } from './matmul.js';
 import { buildModule, type KernelModule } from './module.js';
 import { WasmRuntime } from './pool.js';
 import { wasmSimdAvailable } from './simd.js';
@@ -162,13 +162,10 @@ export class WasmBackend extends JsBackend implements Backend {
       const len = Math.min(CAST_SLAB, n - at);
       this.scoped(() => {
         const ps = this.runtime.alloc(len * inBytes), pd = this.runtime.alloc(len * outBytes);
-        const mem = this.runtime.memory.buffer;
-        if (inBytes === 4) new Float32Array(mem, ps, len).set((src as F32).subarray(at, at + len));
-        else new Uint16Array(mem, ps, len).set((src as Uint16Array).subarray(at, at + len));
+        place(this.runtime, ps, len, inBytes === 2).set(src.subarray(at, at + len) as never);
         const chunk = Math.max(CHUNK, Math.ceil(len / (this.threads * 4) / 8) * 8);
         this.runtime.run(kernel, Math.ceil(len / chunk), this.runtime.args([len, chunk, ps, pd]));
-        if (outBytes === 4) (out as F32).set(new Float32Array(mem, pd, len), at);
-        else (out as Uint16Array).set(new Uint16Array(mem, pd, len), at);
+        out.set(place(this.runtime, pd, len, outBytes === 2) as never, at);
       });
     }
     return this.wrap(out, to);

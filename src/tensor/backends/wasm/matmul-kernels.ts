@@ -23,8 +23,8 @@ export interface MatmulShape {
  * Element (i, kk) of batch b sits at base + b*batchStride + i*s1 + kk*s2 (elements); the
  * panel covers i in [p*W, p*W + W), zero-filled past `len`.
  * args (i32): src, len, K, s1, s2, batchStride, panelsPerBatch, dst
+ * With `bf16` the source holds bfloat16 bits (2 bytes an element), widened to float32 as packed.
  */
-/** `bf16`: the source holds bfloat16 bits (2 bytes an element), widened to float32 as they are packed. */
 export function packKernel(w: number, bf16 = false): Func {
   const f = new Func(['i32', 'i32'], []);
   const task = f.param(0), args = f.param(1);

@@ -107,7 +107,7 @@ function stagePack(runtime: WasmRuntime, side: 'A' | 'B', w: number, src: Operan
 }
 
 /** A view of `n` elements at `ptr` in wasm memory, float32 or u16. */
-function place(runtime: WasmRuntime, ptr: number, n: number, u16: boolean): Float32Array | Uint16Array {
+export function place(runtime: WasmRuntime, ptr: number, n: number, u16: boolean): Float32Array | Uint16Array {
   return u16 ? new Uint16Array(runtime.memory.buffer, ptr, n) : runtime.f32(ptr, n);
 }
 
