@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import net from 'node:net';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeNpy } from '../src/data/npy.js';
 import { readSafetensors } from '../src/data/safetensors.js';
 import { Generator } from '../src/tensor/random.js';
 import { StoreClient, StoreServer, VALIDATE_MAGIC } from '../src/train/distributed/store.js';
@@ -18,6 +17,7 @@ import { allReduceGradients, BUCKET_BYTES } from '../src/train/distributed/ddp.j
 import type { Job } from '../src/train/distributed/init.js';
 import { tensor, type Tensor } from '../src/tensor/index.js';
 import { getBackendByName, type Backend } from '../src/tensor/backend.js';
+import { writeTinyShards } from './helpers/tiny-data.js';
 
 const root = join(import.meta.dirname, '..');
 const cliJs = join(root, 'dist', 'train', 'cli.js');
@@ -232,10 +232,7 @@ beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'tapegrad-ddp-'));
   data = join(work, 'data');
   mkdirSync(data);
-  const g = new Generator(5);
-  const shard = (n: number): Uint16Array => Uint16Array.from({ length: n }, (_, i) => (g.random() < 0.2 ? g.randint(64) : (i * 3) % 64));
-  writeNpy(join(data, 'tiny_val_000000.npy'), shard(600));
-  writeNpy(join(data, 'tiny_train_000001.npy'), shard(2000));
+  writeTinyShards(data, { seed: 5, noise: 0.2, stride: 3, val: 600, train: [2000] });
 });
 const M = ['--n-layer', '1', '--n-head', '2', '--n-embd', '16', '--block-size', '16', '--vocab-size', '64', '--seq-len', '16',
   '--sample-interval', '0', '--backend', 'js', '--val-steps', '2', '--eval-interval', '2', '--warmup-steps', '2', '--max-lr', '3e-3'];

@@ -7,9 +7,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { writeNpy } from '../src/data/npy.js';
-import { Generator } from '../src/tensor/random.js';
 import { realWebGpu } from './helpers/webgpu.js';
+import { writeTinyShards } from './helpers/tiny-data.js';
 
 const root = join(import.meta.dirname, '..');
 const cli = join(root, 'dist/train/cli.js');
@@ -22,10 +21,7 @@ beforeAll(() => {
   mkdirSync(data);
   // a vocabulary of 16384 GPT-2 ids holds the sampler's prompt ("Hello, I'm a language model,":
   // ids up to 15496) at a third of GPT-2's lm_head cost (SwiftShader computes slowly)
-  const g = new Generator(3);
-  const shard = (n: number): Uint16Array => Uint16Array.from({ length: n }, (_, i) => (g.random() < 0.2 ? g.randint(VOCAB) : (i * 7919) % VOCAB));
-  writeNpy(join(data, 'tiny_val_000000.npy'), shard(400));
-  writeNpy(join(data, 'tiny_train_000001.npy'), shard(800));
+  writeTinyShards(data, { seed: 3, noise: 0.2, stride: 7919, vocab: VOCAB, val: 400, train: [800] });
 });
 
 const VOCAB = 16384;

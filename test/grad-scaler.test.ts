@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { AdamW, GradScaler, clipGradNorm, setBackend, tensor, type Tensor } from '../src/index.js';
-import { writeNpy } from '../src/data/npy.js';
-import { Generator } from '../src/tensor/random.js';
+import { writeTinyShards } from './helpers/tiny-data.js';
 
 function params(): Tensor[] {
   return [tensor([[0.5, -1.25], [2, 0.125]]).requiresGrad_(), tensor([0.75, -0.5]).requiresGrad_()];
@@ -101,10 +100,7 @@ beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'tapegrad-amp-'));
   data = join(work, 'data');
   mkdirSync(data);
-  const g = new Generator(9);
-  const shard = (n: number): Uint16Array => Uint16Array.from({ length: n }, (_, i) => (g.random() < 0.1 ? g.randint(64) : (i * 5) % 64));
-  writeNpy(join(data, 'tiny_val_000000.npy'), shard(200));
-  writeNpy(join(data, 'tiny_train_000001.npy'), shard(600));
+  writeTinyShards(data, { seed: 9, noise: 0.1, stride: 5, val: 200, train: [600] });
 });
 
 describe('npm run train -- --dtype', () => {

@@ -9,6 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { writeNpy } from '../src/data/npy.js';
 import { readSafetensors, writeSafetensors } from '../src/data/safetensors.js';
 import { Generator } from '../src/tensor/random.js';
+import { writeTinyShards } from './helpers/tiny-data.js';
 
 const root = join(import.meta.dirname, '..');
 const dist = (f: string): string => join(root, 'dist', 'train', f);
@@ -37,11 +38,7 @@ beforeAll(() => {
   work = mkdtempSync(join(tmpdir(), 'tapegrad-reliability-'));
   data = join(work, 'data');
   mkdirSync(data);
-  const g = new Generator(11);
-  const shard = (n: number): Uint16Array => Uint16Array.from({ length: n }, (_, i) => (g.random() < 0.1 ? g.randint(64) : (i * 5) % 64));
-  writeNpy(join(data, 'tiny_val_000000.npy'), shard(300));
-  writeNpy(join(data, 'tiny_train_000001.npy'), shard(600));
-  writeNpy(join(data, 'tiny_train_000002.npy'), shard(600));
+  writeTinyShards(data, { seed: 11, noise: 0.1, stride: 5, val: 300, train: [600, 600] });
 });
 
 describe('reliability of a training run', () => {

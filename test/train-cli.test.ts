@@ -5,8 +5,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { writeNpy } from '../src/data/npy.js';
-import { Generator } from '../src/tensor/random.js';
+import { writeTinyShards } from './helpers/tiny-data.js';
 
 const root = join(import.meta.dirname, '..');
 const cli = join(root, 'dist/train/cli.js');
@@ -29,11 +28,7 @@ beforeAll(() => {
   data = join(work, 'data');
   mkdirSync(data);
   // a learnable stream: a repeating pattern with some noise, tokens < 64
-  const g = new Generator(7);
-  const shard = (n: number): Uint16Array => Uint16Array.from({ length: n }, (_, i) => (g.random() < 0.1 ? g.randint(64) : (i * 7) % 64));
-  writeNpy(join(data, 'tiny_val_000000.npy'), shard(200));
-  writeNpy(join(data, 'tiny_train_000001.npy'), shard(300));
-  writeNpy(join(data, 'tiny_train_000002.npy'), shard(300));
+  writeTinyShards(data, { seed: 7, noise: 0.1, stride: 7, val: 200, train: [300, 300] });
 });
 
 describe('npm run train (CLI)', () => {
