@@ -1,5 +1,6 @@
 // The engine's shape, checked: no import cycles in src/ (each module can be read, and loaded,
-// after the ones it builds on), and the op layer never branches on the device.
+// after the ones it builds on), the op layer never branches on the device, and what the web page
+// loads never imports a Node-only module (those live behind small adapters).
 
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -20,6 +21,12 @@ function imports(file: string): string[] {
     out.push(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
   }
   return out;
+}
+
+/** Every static import specifier of a module, relative or bare (`node:fs`, `gpt-tokenizer`). */
+function specifiers(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/^(?:import|export)\s+(?!type\s)(?:[^'";]*?\sfrom\s+)?['"]([^'"]+)['"]/gm)].map((m) => m[1]!);
 }
 
 describe('architecture', () => {
@@ -43,5 +50,23 @@ describe('architecture', () => {
       const text = readFileSync(join(src, f), 'utf8');
       expect(text, f).not.toMatch(/hostMemory|backend\.name\s*===|instanceof\s+(Js|Wasm|Gpu)Backend/);
     }
+  });
+
+  it('the modules the playground page loads (statically) import nothing Node-only', () => {
+    const root = join(import.meta.dirname, '..', 'playground');
+    const seen = new Set<string>();
+    const bad: string[] = [];
+    const walk = (f: string): void => {
+      if (seen.has(f)) return;
+      seen.add(f);
+      for (const s of specifiers(f)) {
+        if (s.startsWith('.')) walk(resolve(dirname(f), s.replace(/\.js$/, '.ts')));
+        else if (s.startsWith('node:') || ['webgpu', 'nlp-corpus', 'hyparquet', 'hyparquet-compressors'].includes(s)) bad.push(`${relative(join(src, '..'), f)} imports ${s}`);
+      }
+    };
+    walk(join(root, 'main.ts'));
+    walk(join(root, 'worker.ts'));
+    expect(seen.size).toBeGreaterThan(30); // the engine itself, not only the page's own files
+    expect(bad).toEqual([]);
   });
 });

@@ -6,6 +6,10 @@ import { JsBackend } from '../src/tensor/backends/js.js';
 import { createWasmBackend, wasmSimdAvailable } from '../src/tensor/backends/wasm/index.js';
 import { buildModule } from '../src/tensor/backends/wasm/module.js';
 import { WasmMemoryError, WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
+import { setBackend, getBackend } from '../src/tensor/backend.js';
+import { tensor } from '../src/tensor/index.js';
+import { manualSeed } from '../src/tensor/random.js';
+import { GPT, GPT_PRESETS } from '../src/nn/gpt.js';
 
 const available = wasmSimdAvailable();
 
@@ -71,5 +75,30 @@ describe.skipIf(!available)('wasm runtime', () => {
         expect(Buffer.from(ya.buffer).equals(Buffer.from(yb.buffer))).toBe(true);
       }
     } finally { a.terminate(); b.terminate(); }
+  });
+
+  it('without shared memory (a page that is not cross-origin isolated) one thread computes a GPT step bit for bit as the threaded one, memory growth included', async () => {
+    expect(() => createWasmBackend({ threads: 2, sharedMemory: false })).toThrow(/2 threads need a shared memory.*threads: 1/);
+    const run = async (b: ReturnType<typeof createWasmBackend>): Promise<Float32Array[]> => {
+      const prev = getBackend();
+      setBackend(b);
+      try {
+        manualSeed(5);
+        const model = new GPT(GPT_PRESETS.tiny!); // its lm_head (50304 x 128) outgrows the initial 16 MiB of wasm memory
+        const B = 2, T = 32;
+        const ids = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % 50257);
+        const loss = model.forward(tensor(ids, { shape: [B, T] }), tensor(ids.map((v) => (v + 1) % 50257), { shape: [B, T] })).loss!;
+        loss.backward();
+        return [await loss.data() as Float32Array, ...await Promise.all(model.parameters().map(async (p) => await p.grad!.data() as Float32Array))];
+      } finally { setBackend(prev); }
+    };
+    const shared = createWasmBackend({ threads: 2 }), unshared = createWasmBackend({ threads: 1, sharedMemory: false });
+    try {
+      const a = await run(shared), b = await run(unshared);
+      expect(unshared.runtime.memory.buffer).toBeInstanceOf(ArrayBuffer);
+      expect(unshared.poolStats().wasmBytes).toBeGreaterThan(16 << 20); // it grew
+      expect(a.length).toBe(b.length);
+      a.forEach((x, i) => expect(Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(b[i]!.buffer, b[i]!.byteOffset, b[i]!.byteLength)), `tensor ${i}`).toBe(true));
+    } finally { shared.terminate(); unshared.terminate(); }
   });
 });

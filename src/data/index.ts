@@ -6,6 +6,7 @@ export { tokenizeDocuments, type TokenizedBatch, type TokenizeOptions } from './
 export { writeShards, shardFileName, ShardWriter, type DocumentSource, type WriteShardsOptions, type ShardSummary } from './shards.js';
 export { listHubFiles, downloadHubFile, resolveRevision, HubError, type HubFile, type HubOptions, type DownloadOptions } from './hub.js';
 export { FineWebEduSource, EmbeddedCorpusSource, parquetTexts, parquetRowCount, type FineWebOptions } from './sources.js';
-export { DataLoaderLite, listShards, type DataLoaderOptions, type Batch } from './loader.js';
+export { DataLoaderLite, listShards, type DataLoaderOptions } from './loader.js';
+export { BatchLoader, type Batch, type BatchLoaderOptions, type TokenShard } from './batches.js';
 export { ensureEmbeddedShards, embeddedShardSize, type EmbeddedOptions } from './embedded.js';
 export { ProgressBar, formatAmount, formatDuration, type ProgressOptions, type ProgressUnit } from './progress.js';

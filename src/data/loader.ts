@@ -1,10 +1,12 @@
-// DataLoaderLite from build-nanogpt's train_gpt2.py: contiguous (B, T) windows over token shards,
-// rank r of n reading every n-th window, moving to the next shard (wrapping) when one runs out.
-// It returns plain Int32Arrays; the trainer wraps them into tensors (the data module does not
-// depend on the engine).
+// DataLoaderLite from build-nanogpt's train_gpt2.py on Node: the .npy shards of a split in a
+// folder, read as batches.ts batches them. It returns plain Int32Arrays; the trainer wraps them
+// into tensors (the data module does not depend on the engine).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { readNpyHeader, readTokens } from './npy.js';
+import { BatchLoader } from './batches.js';
+
+export type { Batch } from './batches.js';
 
 export interface DataLoaderOptions {
   /** Folder of .npy shards (fineweb.py's output, or ensureEmbeddedShards()). */
@@ -20,13 +22,6 @@ export interface DataLoaderOptions {
   vocabSize?: number;
   /** Gets build-nanogpt's "found N shards for split S" line; default: silent. */
   log?: (msg: string) => void;
-}
-
-export interface Batch {
-  /** Inputs, B*T tokens row-major (B, T). */
-  x: Int32Array;
-  /** Targets: the same window shifted by one token. */
-  y: Int32Array;
 }
 
 /**
@@ -51,105 +46,16 @@ export function listShards(dataDir: string, split: 'train' | 'val'): string[] {
   return shards.map((s) => join(dataDir, s));
 }
 
-export class DataLoaderLite {
-  readonly B: number;
-  readonly T: number;
-  readonly processRank: number;
-  readonly numProcesses: number;
+/** build-nanogpt's DataLoaderLite over a folder of .npy shards (the batching itself is batches.ts's). */
+export class DataLoaderLite extends BatchLoader {
   readonly shards: string[];
-  private readonly vocabSize: number | undefined;
-  private tokens: Uint16Array | Int32Array = new Int32Array(0);
-  private _currentShard = 0;
-  private _currentPosition = 0;
 
   constructor(opts: DataLoaderOptions) {
-    this.B = opts.B;
-    this.T = opts.T;
-    this.processRank = opts.processRank ?? 0;
-    this.numProcesses = opts.numProcesses ?? 1;
-    this.vocabSize = opts.vocabSize;
-    for (const [k, v] of [['B', this.B], ['T', this.T], ['numProcesses', this.numProcesses]] as const) {
-      if (!Number.isInteger(v) || v < 1) throw new Error(`DataLoaderLite: ${k} must be a positive integer, got ${v}`);
-    }
-    if (!Number.isInteger(this.processRank) || this.processRank < 0 || this.processRank >= this.numProcesses) {
-      throw new Error(`DataLoaderLite: processRank must be in [0, ${this.numProcesses}), got ${this.processRank}`);
-    }
-    this.shards = listShards(opts.dataDir, opts.split);
+    const shards = listShards(opts.dataDir, opts.split);
     // every shard's header now, so a broken one is reported at the start, not hours in
-    for (const s of this.shards) readNpyHeader(s);
-    opts.log?.(`found ${this.shards.length} shards for split ${opts.split}`);
-    this.reset();
-  }
-
-  get currentShard(): number {
-    return this._currentShard;
-  }
-  get currentPosition(): number {
-    return this._currentPosition;
-  }
-
-  reset(): void {
-    this._currentShard = 0;
-    this.tokens = this.load(this.shards[0]!);
-    this._currentPosition = this.B * this.T * this.processRank;
-  }
-
-  /** Where the loader stands, for checkpoints (restore() continues from exactly here). */
-  state(): { shard: number; position: number } {
-    return { shard: this._currentShard, position: this._currentPosition };
-  }
-
-  restore(state: { shard: number; position: number }): void {
-    if (!Number.isInteger(state.shard) || state.shard < 0 || state.shard >= this.shards.length) {
-      throw new Error(`DataLoaderLite.restore: shard ${state.shard} is out of range (${this.shards.length} shards); the data dir changed since the checkpoint`);
-    }
-    this._currentShard = state.shard;
-    this.tokens = this.load(this.shards[state.shard]!);
-    if (!Number.isInteger(state.position) || state.position < 0 || state.position + this.B * this.T + 1 > this.tokens.length) {
-      throw new Error(`DataLoaderLite.restore: position ${state.position} does not fit shard ${this.shards[state.shard]} (${this.tokens.length} tokens)`);
-    }
-    this._currentPosition = state.position;
-  }
-
-  /** Next (x, y) window; x = buf[:-1], y = buf[1:] with buf = tokens[pos : pos + B*T + 1]. */
-  nextBatch(): Batch {
-    const n = this.B * this.T;
-    const pos = this._currentPosition;
-    const x = new Int32Array(n);
-    const y = new Int32Array(n);
-    const t = this.tokens;
-    for (let i = 0; i < n; i++) {
-      x[i] = t[pos + i]!;
-      y[i] = t[pos + i + 1]!;
-    }
-    this._currentPosition += n * this.numProcesses;
-    // If loading the next batch would be out of bounds, advance to the next shard.
-    if (this._currentPosition + (n * this.numProcesses + 1) > t.length) {
-      this._currentShard = (this._currentShard + 1) % this.shards.length;
-      this.tokens = this.load(this.shards[this._currentShard]!);
-      this._currentPosition = n * this.processRank;
-    }
-    return { x, y };
-  }
-
-  private load(path: string): Uint16Array | Int32Array {
-    const tokens = readTokens(path);
-    // build-nanogpt would hand torch a short buffer and fail in .view(B, T); say why instead.
-    const need = this.B * this.T * this.processRank + this.B * this.T + 1;
-    if (tokens.length < need) {
-      throw new Error(
-        `DataLoaderLite: ${path} has ${tokens.length} tokens, too few for one batch of B*T=${this.B * this.T} ` +
-          `(+1) at rank ${this.processRank} (needs ${need}); use smaller B or T, or bigger shards`,
-      );
-    }
-    if (this.vocabSize !== undefined) {
-      for (let i = 0; i < tokens.length; i++) {
-        const v = tokens[i]!;
-        if (v >= this.vocabSize || v < 0) {
-          throw new Error(`DataLoaderLite: ${path} holds token ${v} at index ${i}, outside the vocabulary [0, ${this.vocabSize}); was it made with another tokenizer?`);
-        }
-      }
-    }
-    return tokens;
+    for (const s of shards) readNpyHeader(s);
+    opts.log?.(`found ${shards.length} shards for split ${opts.split}`);
+    super({ ...opts, shards: shards.map((path) => ({ name: path, tokens: () => readTokens(path) })) });
+    this.shards = shards;
   }
 }

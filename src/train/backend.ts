@@ -12,7 +12,7 @@ export async function useBackend(name: string, threads?: number): Promise<Backen
   switch (name) {
     case 'auto':
       if (!wasmSimdAvailable()) {
-        console.warn('WebAssembly SIMD or SharedArrayBuffer is missing here: using the (slow) js backend');
+        console.warn('WebAssembly SIMD is missing here: using the (slow) js backend');
         return setBackend('js');
       }
       return setBackend(createWasmBackend({ threads }));

@@ -9,7 +9,7 @@ import { basename, dirname, join } from 'node:path';
 import { makeDirs, writeFileAtomic } from '../data/fsutil.js';
 import { openSafetensors, readSafetensors, toFloat32, writeSafetensors, type SafetensorsTensorInput } from '../data/safetensors.js';
 import {
-  readHfGpt2Dir, readHfGpt2Safetensors, readJsonFile, writeHfGpt2Safetensors, parseHfGpt2Config,
+  readHfGpt2Dir, readHfGpt2Safetensors, readJsonFile, writeHfGpt2Safetensors, parseHfGpt2Config, parseTapegradConfig,
   type Gpt2Config, type WeightMap, type Weight,
 } from './hf-gpt2.js';
 
@@ -174,7 +174,7 @@ export async function loadCheckpoint(path: string, opts: { optimizer?: boolean; 
   if (raw.version !== CHECKPOINT_VERSION) throw new Error(`${sidecarPath}: checkpoint version ${JSON.stringify(raw.version)} is not the supported ${CHECKPOINT_VERSION}`);
   const step = raw.step;
   if (!Number.isSafeInteger(step)) throw new Error(`${sidecarPath}: "step" must be an integer`);
-  const config = parseConfig(raw.config, sidecarPath);
+  const config = parseTapegradConfig(raw.config, sidecarPath);
   const dir = dirname(sidecarPath);
   if (typeof raw.model !== 'string') throw new Error(`${sidecarPath}: "model" must name the model file`);
   const paths: CheckpointPaths = {
@@ -195,15 +195,6 @@ export async function loadCheckpoint(path: string, opts: { optimizer?: boolean; 
   const meta: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(raw)) if (!RESERVED.has(k)) meta[k] = v;
   return { step: step as number, config: { ...config, vocabSize: weights.get('transformer.wte.weight')!.shape[0]! }, weights, optimizerState, meta, paths };
-}
-
-function parseConfig(c: unknown, where: string): Gpt2Config {
-  const o = (typeof c === 'object' && c !== null ? c : {}) as Record<string, unknown>;
-  const keys = ['nLayer', 'nHead', 'nEmbd', 'blockSize', 'vocabSize'] as const;
-  for (const k of keys) {
-    if (!Number.isSafeInteger(o[k]) || (o[k] as number) <= 0) throw new Error(`${where}: config.${k} must be a positive integer, got ${JSON.stringify(o[k])}`);
-  }
-  return { nLayer: o.nLayer as number, nHead: o.nHead as number, nEmbd: o.nEmbd as number, blockSize: o.blockSize as number, vocabSize: o.vocabSize as number };
 }
 
 export interface LoadedWeights {
@@ -257,7 +248,7 @@ export async function loadWeights(pathOrDir: string, opts: { padVocabTo?: number
     } catch {
       throw new Error(`${pathOrDir}: metadata tapegrad_config is not valid JSON`);
     }
-    const config = parseConfig(parsed, `${pathOrDir} (metadata tapegrad_config)`);
+    const config = parseTapegradConfig(parsed, `${pathOrDir} (metadata tapegrad_config)`);
     const weights = await readHfGpt2Safetensors(pathOrDir, config, opts);
     const step = metaStep !== undefined && /^\d+$/.test(metaStep) ? Number(metaStep) : null;
     return { source: 'checkpoint', path: pathOrDir, config: { ...config, vocabSize: weights.get('transformer.wte.weight')!.shape[0]! }, weights, step };

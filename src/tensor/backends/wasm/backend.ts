@@ -7,7 +7,6 @@
 // float64 kernels, other layouts, indexing, `log`, `pow`, `where`, `cast`) is the js backend's.
 // The fused kernels are in fused.ts.
 
-import { availableParallelism } from 'node:os';
 import type { Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
 import { allocHost, bytesPerElement, type DType, type HostArray } from '../../dtype.js';
 import { sizeOf, type Shape } from '../../shape.js';
@@ -19,6 +18,7 @@ import { place, wasmMatmul } from './matmul.js';
 import { buildModule, type KernelModule } from './module.js';
 import { WasmRuntime } from './pool.js';
 import { wasmSimdAvailable } from './simd.js';
+import { hostThreads, noThreadsReason } from './threads.js';
 
 const UNARY = new Set<UnaryOp>(['neg', 'abs', 'sqrt', 'relu', 'step', 'exp', 'tanh', 'gelu', 'geluGrad']);
 const BINARY = new Set<BinaryOp>(['add', 'sub', 'mul', 'div', 'max', 'min', 'gt', 'lt', 'eq']);
@@ -33,9 +33,15 @@ export interface WasmBackendOptions {
    * (on this CI VM, ~7 ms per MB).
    */
   poolBytes?: number;
+  /**
+   * Share the wasm memory between threads (default: where the runtime allows it). Without it
+   * (a page that is not cross-origin isolated has no SharedArrayBuffer) the backend runs on one
+   * thread, same kernels, same results.
+   */
+  sharedMemory?: boolean;
 }
 
-let compiled: KernelModule | null = null;
+const compiled = new Map<boolean, KernelModule>();
 
 type F32 = Float32Array;
 const CAST_KERNELS: Partial<Record<string, string>> = {
@@ -56,12 +62,19 @@ export class WasmBackend extends JsBackend implements Backend {
   constructor(opts: WasmBackendOptions = {}) {
     super();
     if (!wasmSimdAvailable()) {
-      throw new Error('wasm backend: this runtime lacks WebAssembly SIMD or SharedArrayBuffer; use the js backend');
+      throw new Error('wasm backend: this runtime lacks WebAssembly SIMD; use the js backend');
     }
-    this.threads = opts.threads ?? Math.max(1, availableParallelism());
-    compiled ??= buildModule();
-    this.kernels = compiled;
-    this.runtime = new WasmRuntime(this.kernels.module, this.kernels.names, this.threads);
+    const why = noThreadsReason();
+    const shared = opts.sharedMemory ?? why === null;
+    if (shared && why !== null) throw new Error(`wasm backend: sharedMemory was asked for, but ${why}`);
+    this.threads = opts.threads ?? (shared ? hostThreads() : 1);
+    if (this.threads > 1 && !shared) {
+      throw new Error(`wasm backend: ${this.threads} threads need a shared memory, but ${why ?? 'sharedMemory is false'}; use threads: 1`);
+    }
+    let kernels = compiled.get(shared);
+    if (!kernels) { kernels = buildModule(undefined, shared); compiled.set(shared, kernels); }
+    this.kernels = kernels;
+    this.runtime = new WasmRuntime(this.kernels.module, this.kernels.names, this.threads, shared);
     this.pool = new BufferPool(opts.poolBytes ?? 2 ** 30);
     this.fused = wasmFused(this);
   }

@@ -25,7 +25,8 @@ export function relaxedSimdAvailable(): boolean {
   } catch { return false; }
 }
 
-export function buildModule(shape: MatmulShape = DEFAULT_SHAPE): KernelModule {
+/** `shared`: import the memory as shared (threads) or not (one thread, no SharedArrayBuffer needed). */
+export function buildModule(shape: MatmulShape = DEFAULT_SHAPE, shared = true): KernelModule {
   if (shape.nr % 4 !== 0) throw new Error(`wasm matmul: nr=${shape.nr} must be a multiple of 4`);
   const funcs: { name: string; func: Func }[] = [];
   // the micro-kernel goes first: gemm calls it by function index 0
@@ -37,7 +38,7 @@ export function buildModule(shape: MatmulShape = DEFAULT_SHAPE): KernelModule {
   funcs.push({ name: 'packB16', func: packKernel(shape.nr, true) });
   for (const [name, func] of Object.entries(rowKernels())) funcs.push({ name, func });
   for (const [name, func] of Object.entries(convertKernels())) funcs.push({ name, func });
-  const bytes = emitModule({ memory: { initial: 256, maximum: 65536, shared: true }, funcs });
+  const bytes = emitModule({ memory: { initial: 256, maximum: 65536, shared }, funcs });
   const module = new WebAssembly.Module(bytes as BufferSource);
   return { module, names: funcs.map((x) => x.name), shape };
 }

@@ -7,7 +7,7 @@
 // *which* task they take next (Atomics.add on a counter), so results never depend on the
 // thread count or on scheduling.
 
-import { Worker } from 'node:worker_threads';
+import { spawnKernelWorker, type KernelWorker } from './threads.js';
 
 /** Every kernel export has this signature: (task index, pointer to its argument block). */
 export type KernelFn = (task: number, args: number) => void;
@@ -23,13 +23,13 @@ const ERR = 6;      // set when a task threw (a wasm trap) in a worker
 const IDX_MASK = 0xfffff;
 const MAX_TASKS = IDX_MASK;
 
-// The worker is a JS source string (vitest runs .ts, and `new Worker` cannot load .ts files):
-// it instantiates the module on the shared memory, then loops waiting on GEN. The main thread
+// The worker is a JS source string (vitest runs .ts, and `new Worker` cannot load .ts files;
+// threads.ts starts it on Node or in a browser and gives it `workerData`): it instantiates the
+// module on the shared memory, then loops waiting on GEN. The main thread
 // never waits for a worker to wake: it waits for the tasks to be done, so a worker that the OS
 // schedules late (busy machine) costs nothing; a late worker cannot take a task of a newer
 // dispatch because the task counter carries the generation.
 const WORKER_SRC = `
-const { workerData } = require('node:worker_threads');
 const { module, memory, ctrl: ctrlBuf, names } = workerData;
 const inst = new WebAssembly.Instance(module, { env: { memory } });
 const fns = names.map((n) => inst.exports[n]);
@@ -77,15 +77,21 @@ export class WasmRuntime {
   readonly fns: KernelFn[];
   private readonly index = new Map<string, number>();
   private readonly ctrl: Int32Array;
-  private readonly workers: Worker[] = [];
+  private readonly workers: KernelWorker[] = [];
   private top = ARENA_START;
   private gen = 0;
 
-  constructor(readonly module: WebAssembly.Module, readonly names: readonly string[], readonly threads: number) {
+  /**
+   * `module` must import its memory as shared when `threads` > 1 (the workers share it) and may
+   * import it unshared for one thread, which is how a page without cross-origin isolation (no
+   * SharedArrayBuffer) still runs the kernels.
+   */
+  constructor(readonly module: WebAssembly.Module, readonly names: readonly string[], readonly threads: number, shared = true) {
     if (!Number.isInteger(threads) || threads < 1) {
       throw new Error(`wasm backend: threads must be a positive integer, got ${threads}`);
     }
-    this.memory = new WebAssembly.Memory({ initial: 256, maximum: MAX_PAGES, shared: true });
+    if (threads > 1 && !shared) throw new Error('wasm backend: more than one thread needs a shared memory');
+    this.memory = new WebAssembly.Memory({ initial: 256, maximum: MAX_PAGES, shared });
     const inst = new WebAssembly.Instance(module, { env: { memory: this.memory } });
     this.fns = names.map((n, i) => {
       this.index.set(n, i);
@@ -93,15 +99,11 @@ export class WasmRuntime {
       if (typeof f !== 'function') throw new Error(`wasm backend: module lacks export '${n}'`);
       return f as KernelFn;
     });
-    this.ctrl = new Int32Array(new SharedArrayBuffer(64));
+    // (one thread never touches the control block; an ordinary buffer stands in where SAB is absent)
+    this.ctrl = new Int32Array(shared ? new SharedArrayBuffer(64) : new ArrayBuffer(64));
     // the main thread is one of the `threads`: it takes tasks too, so threads=1 spawns nothing
     for (let i = 1; i < threads; i++) {
-      const w = new Worker(WORKER_SRC, {
-        eval: true,
-        workerData: { module, memory: this.memory, ctrl: this.ctrl.buffer, names },
-      });
-      w.unref(); // an idle pool must not keep the process alive
-      this.workers.push(w);
+      this.workers.push(spawnKernelWorker(WORKER_SRC, { module, memory: this.memory, ctrl: this.ctrl.buffer as SharedArrayBuffer, names }));
     }
   }
 
@@ -178,7 +180,7 @@ export class WasmRuntime {
     this.gen = (this.gen + 1) & 0x7ff;
     Atomics.store(this.ctrl, GEN, this.gen);
     Atomics.notify(this.ctrl, GEN);
-    for (const w of this.workers) void w.terminate();
+    for (const w of this.workers) w.terminate();
     this.workers.length = 0;
   }
 }
