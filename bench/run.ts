@@ -3,7 +3,8 @@
 // parallel, and mixed precision (tok/s, peak RSS, activation memory and loss per dtype).
 // Prints a table and writes bench/results/<timestamp>.json. Model-level rows run in child
 // processes (bench/step.ts, bench/torch_bench.py) so each peak RSS is that config's own.
-// Options: --only=matmul,mlp,gpt,ddp,amp  --no-torch  --quick (smaller/fewer configs)
+// and the browser playground's tokens/s against Node's (bench/playground.ts).
+// Options: --only=matmul,mlp,gpt,ddp,amp,playground  --no-torch  --quick (smaller/fewer configs)
 //          --soak SECONDS: only the soak run (the default training for that long; RSS, heap and the
 //          wasm buffer pool every minute, flat after warm-up)
 //          --gpu: also the gpu backend: one GPT-2 124M step's launches, submits, buffers and
@@ -19,13 +20,14 @@ import type { MatmulParams } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { createWasmBackend, wasmSimdAvailable } from '../src/tensor/backends/wasm/index.js';
 import type { StepConfig, StepResult } from './step.js';
+import { benchPlayground } from './playground.js';
 import type { GpuBackend } from '../src/tensor/backends/gpu/index.js';
 import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, '..', '..'); // dist-bench/bench -> repo root
 const argv = process.argv.slice(2);
-const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['matmul', 'mlp', 'gpt', 'ddp', 'amp'];
+const only = argv.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? ['matmul', 'mlp', 'gpt', 'ddp', 'amp', 'playground'];
 const quick = argv.includes('--quick');
 const gpu = argv.includes('--gpu');
 const soakArg = argv.indexOf('--soak');
@@ -284,6 +286,7 @@ async function main(): Promise<void> {
     if (only.includes('gpt')) await benchGpt();
     if (only.includes('ddp')) await benchDdp();
     if (only.includes('amp')) await benchAmp();
+    if (only.includes('playground')) await benchPlayground(repo, (r) => log({ section: 'page', ...r }));
     if (gpu || only.includes('gpu')) await benchGpu();
   }
   const dir = join(repo, 'bench', 'results');

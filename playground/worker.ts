@@ -1,0 +1,261 @@
+// The playground's training worker: the engine itself (the same modules `npm run train` uses) in a
+// Web Worker, so the page never freezes. It picks the backend, trains build-nanogpt's loop one step
+// at a time (yielding between steps so Stop is heard), validates, streams samples token by token,
+// and turns the model into the CLI's files and back.
+
+import {
+  GPT, GPT_PRESETS, Generator, clipGradNorm, configureOptimizers, createWasmBackend, getLr, initGpuBackend,
+  manualSeed, noGrad, setBackend, tensor, type AdamW, type Backend, type GPTConfig,
+} from '../src/index.js';
+import { BatchLoader } from '../src/data/batches.js';
+import { EOT, GPT2_VOCAB_SIZE, Gpt2StreamDecoder, gpt2Tokenizer } from '../src/data/tokenizer.js';
+import { hostThreads, noThreadsReason } from '../src/tensor/backends/wasm/threads.js';
+import { modelFiles, weightsFromFiles } from '../src/train/model-files.js';
+import type { WeightMap } from '../src/train/hf-layout.js';
+import type { BackendChoice, FromWorker, ToWorker, TrainSettings } from './protocol.js';
+
+const post = (m: FromWorker, transfer: Transferable[] = []): void => (self as unknown as Worker).postMessage(m, transfer);
+
+/** build-nanogpt's settings that the page does not expose (as `npm run train`'s defaults). */
+const WEIGHT_DECAY = 0.1, GRAD_CLIP = 1.0;
+
+let backend: Backend | null = null;
+
+interface Run {
+  settings: TrainSettings;
+  config: GPTConfig;
+  model: GPT;
+  optimizer: AdamW | null;
+  train: BatchLoader | null;
+  val: BatchLoader | null;
+  step: number;
+  name: string;
+}
+let run: Run | null = null;
+let stopRequested = false;
+let busy = false;
+
+/** Let queued messages (Stop) and the wasm pool's worker start-up run between steps. */
+const yieldToEvents = (): Promise<void> => new Promise((r) => setTimeout(r, 0));
+
+async function init(choice: BackendChoice, threads: number | null): Promise<void> {
+  let note: string | null = null;
+  let chosen = choice;
+  if (choice === 'webgpu') {
+    try {
+      backend = setBackend(await initGpuBackend());
+      post({ type: 'ready', backend: 'webgpu', detail: backend.name === 'gpu' ? gpuName(backend) : backend.name, threads: 1, note: null });
+      return;
+    } catch (e) {
+      note = `WebGPU is not available here (${(e as Error).message}); using wasm instead`;
+      chosen = 'wasm';
+    }
+  }
+  if (chosen === 'wasm') {
+    const why = noThreadsReason();
+    const n = why ? 1 : Math.max(1, Math.min(threads ?? hostThreads(), hostThreads()));
+    if (why) note = (note ? `${note}. ` : '') + `one thread only: ${why}`;
+    try {
+      backend = setBackend(createWasmBackend({ threads: n }));
+      post({ type: 'ready', backend: 'wasm', detail: 'WebAssembly SIMD', threads: n, note });
+      return;
+    } catch (e) {
+      note = (note ? `${note}. ` : '') + `the wasm backend failed (${(e as Error).message}); using the js backend`;
+    }
+  }
+  backend = setBackend('js');
+  post({ type: 'ready', backend: 'js', detail: 'plain JavaScript', threads: 1, note });
+}
+
+function gpuName(b: Backend): string {
+  const adapter = (b as { runner?: { adapter?: string } }).runner?.adapter;
+  return adapter ? `WebGPU (${adapter})` : 'WebGPU';
+}
+
+/** The page's folder: the corpus assets sit beside index.html (the worker's own URL is under assets/). */
+let pageBase = self.location.href;
+
+async function fetchTokens(path: string): Promise<Uint16Array> {
+  const url = new URL(path, pageBase).href;
+  const res = await fetch(url);
+  const bytes = res.ok ? await res.arrayBuffer() : null;
+  // (a server that answers every path with index.html gives 200 and HTML)
+  if (!bytes || (res.headers.get('content-type') ?? '').includes('text/html') || bytes.byteLength % 2 !== 0 || bytes.byteLength === 0) {
+    throw new Error(`could not load the token file ${url} (HTTP ${res.status}${bytes ? `, ${bytes.byteLength} bytes` : ''}); serve the folder npm run build:playground writes`);
+  }
+  return new Uint16Array(bytes);
+}
+
+let embedded: { train: Uint16Array; val: Uint16Array } | null = null;
+
+/** The token streams to train on: the embedded corpus slice, or the user's text split 90/10. */
+async function corpus(text: string | null, textName: string | null): Promise<{ train: Uint16Array; val: Uint16Array; source: string }> {
+  if (text === null) {
+    embedded ??= { train: await fetchTokens('corpus/train.bin'), val: await fetchTokens('corpus/val.bin') };
+    return { ...embedded, source: 'the embedded corpus (nlp-corpus)' };
+  }
+  const all = gpt2Tokenizer().encodeDocument(text); // fineweb.py's way: <|endoftext|>, then the text
+  const cut = Math.floor(all.length * 0.9);
+  return { train: all.subarray(0, cut), val: all.subarray(cut), source: textName ?? 'your text' };
+}
+
+function loaders(settings: TrainSettings, data: { train: Uint16Array; val: Uint16Array }, config: GPTConfig): { train: BatchLoader; val: BatchLoader } {
+  const { batch: B, seqLen: T } = settings;
+  const need = B * T + 1;
+  for (const [split, t] of [['training', data.train], ['validation', data.val]] as const) {
+    if (t.length < need) {
+      throw new Error(`the ${split} text has ${t.length} tokens, too few for one batch of ${B} x ${T} (+1); use more text, or a smaller batch or sequence length`);
+    }
+  }
+  const mk = (t: Uint16Array, name: string): BatchLoader => new BatchLoader({ shards: [{ name, tokens: () => t }], B, T, vocabSize: config.vocabSize });
+  return { train: mk(data.train, 'train'), val: mk(data.val, 'val') };
+}
+
+async function startTraining(settings: TrainSettings, text: string | null, textName: string | null): Promise<void> {
+  const config = GPT_PRESETS[settings.preset];
+  if (!config) throw new Error(`unknown preset ${settings.preset}`);
+  if (settings.seqLen > config.blockSize) throw new Error(`sequence length ${settings.seqLen} is longer than the ${settings.preset} preset's block size ${config.blockSize}`);
+  const data = await corpus(text, textName);
+  const { train, val } = loaders(settings, data, config);
+  post({ type: 'data', trainTokens: data.train.length, valTokens: data.val.length, source: data.source });
+  manualSeed(settings.seed);
+  const model = new GPT(config);
+  const optimizer = configureOptimizers(model, WEIGHT_DECAY, settings.lr);
+  run = { settings, config, model, optimizer, train, val, step: 0, name: `${settings.preset}, trained here` };
+  await trainLoop();
+}
+
+async function evaluate(r: Run): Promise<number> {
+  const { batch: B, seqLen: T } = r.settings;
+  r.val!.reset();
+  let sum = 0;
+  for (let i = 0; i < r.settings.valSteps; i++) {
+    const { x, y } = r.val!.nextBatch();
+    const loss = noGrad(() => r.model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!);
+    sum += (await loss.data())[0]!;
+  }
+  return sum / r.settings.valSteps;
+}
+
+async function sample(model: GPT, prompt: string, tokens: number, step: number | null): Promise<void> {
+  const tok = gpt2Tokenizer();
+  const ids = prompt ? tok.encodeOrdinary(prompt) : [EOT];
+  post({ type: 'sample-start', step, prompt });
+  const decoder = new Gpt2StreamDecoder(tok);
+  const room = Math.max(0, Math.min(tokens, model.config.blockSize * 4));
+  await model.generate([ids], {
+    maxNewTokens: room, topK: 50, generator: new Generator(42), vocabLimit: GPT2_VOCAB_SIZE,
+    onToken: ([t]) => { const s = t === EOT ? '\n' : decoder.push(t!); if (s) post({ type: 'token', text: s }); },
+  });
+  const rest = decoder.flush();
+  if (rest) post({ type: 'token', text: rest });
+  post({ type: 'sample-end' });
+}
+
+/** build-nanogpt's optimisation step, one micro-batch per step; then validation and samples on their intervals. */
+async function trainLoop(): Promise<void> {
+  const r = run!;
+  const s = r.settings;
+  const params = r.model.parameters();
+  const schedule = { maxLr: s.lr, minLr: s.lr / 10, warmupSteps: Math.min(20, Math.floor(s.steps / 10)), maxSteps: s.steps };
+  stopRequested = false;
+  post({ type: 'state', state: 'training', model: r.name });
+  while (r.step < s.steps) {
+    const step = r.step;
+    const last = step === s.steps - 1;
+    if (step % s.evalEvery === 0 || last) post({ type: 'val', step, loss: await evaluate(r) });
+    if ((step > 0 && step % s.sampleEvery === 0) || last) await sample(r.model, '', s.sampleTokens, step);
+    const t0 = performance.now();
+    r.model.train();
+    r.optimizer!.zeroGrad();
+    const { x, y } = r.train!.nextBatch();
+    const loss = r.model.forward(tensor(x, { shape: [s.batch, s.seqLen] }), tensor(y, { shape: [s.batch, s.seqLen] })).loss!;
+    loss.backward();
+    const norm = clipGradNorm(params, GRAD_CLIP);
+    const lr = getLr(step, schedule);
+    r.optimizer!.setLr(lr);
+    r.optimizer!.step();
+    const lossV = (await loss.data())[0]!;
+    const normV = (await norm.data())[0]!;
+    const dtMs = performance.now() - t0;
+    if (!Number.isFinite(lossV)) throw new Error(`the loss is ${lossV} at step ${step}: training diverged; try a lower learning rate`);
+    await backend?.collect?.();
+    r.step = step + 1;
+    post({ type: 'step', step, steps: s.steps, loss: lossV, lr, norm: normV, dtMs, tokPerSec: (s.batch * s.seqLen) / (dtMs / 1000) });
+    await yieldToEvents();
+    if (stopRequested && r.step < s.steps) { post({ type: 'state', state: 'stopped', model: r.name }); return; }
+  }
+  post({ type: 'state', state: 'done', model: r.name });
+}
+
+async function weightsOf(model: GPT): Promise<WeightMap> {
+  const weights: WeightMap = new Map();
+  for (const [name, p] of model.namedParameters()) {
+    weights.set(name, { shape: [...p.shape], data: Float32Array.from(await p.data() as Float32Array) });
+  }
+  return weights;
+}
+
+async function handle(m: ToWorker): Promise<void> {
+  switch (m.type) {
+    case 'init': pageBase = m.pageUrl; return init(m.backend, m.threads);
+    case 'stop': stopRequested = true; return;
+    case 'train': return startTraining(m.settings, m.text, m.textName);
+    case 'resume':
+      if (!run?.optimizer) throw new Error('nothing to resume: train a model first (a loaded model is for sampling)');
+      if (run.step >= run.settings.steps) throw new Error(`the run already finished its ${run.settings.steps} steps; press Train to start a new one`);
+      return trainLoop();
+    case 'download': {
+      if (!run) throw new Error('no model yet: train one or load one first');
+      const f = await modelFiles(run.config, await weightsOf(run.model), run.step);
+      const bytes = f['model.safetensors'], cfg = new TextEncoder().encode(f['config.json']);
+      post({ type: 'files', files: [{ name: 'model.safetensors', bytes }, { name: 'config.json', bytes: cfg }] }, [bytes.buffer, cfg.buffer]);
+      return;
+    }
+    case 'load': {
+      const loaded = await weightsFromFiles(new Map(m.files.map((f) => [f.name, f.bytes])));
+      const model = new GPT(loaded.config, { init: false });
+      model.loadStateDict(loaded.weights);
+      model.eval();
+      const settings: TrainSettings = { preset: 'tiny', lr: 0, steps: loaded.step ?? 0, batch: 1, seqLen: 1, evalEvery: 1, valSteps: 1, sampleEvery: 1, sampleTokens: 64, seed: 0 };
+      const c = loaded.config;
+      run = { settings, config: c, model, optimizer: null, train: null, val: null, step: loaded.step ?? 0,
+        name: `${loaded.source} (${plural(c.nLayer, "layer")}, ${plural(c.nHead, "head")}, ${c.nEmbd} embd${loaded.step !== null ? `, step ${loaded.step}` : ''})` };
+      post({ type: 'state', state: 'idle', model: run.name });
+      return;
+    }
+    case 'sample':
+      if (!run) throw new Error('no model yet: train one or load one first');
+      return sample(run.model, m.prompt, m.tokens, null);
+  }
+}
+
+// Messages are handled one at a time (Stop is the exception: it only raises a flag the loop reads).
+const queue: ToWorker[] = [];
+self.onmessage = (e: MessageEvent<ToWorker>) => {
+  if (e.data.type === 'stop') { stopRequested = true; return; }
+  queue.push(e.data);
+  if (!busy) void drain();
+};
+
+async function drain(): Promise<void> {
+  busy = true;
+  while (queue.length) {
+    const m = queue.shift()!;
+    try {
+      await handle(m);
+    } catch (e) {
+      const err = e as Error;
+      post({ type: 'error', message: err.message ?? String(e) });
+      console.warn(err); // (the page shows the message; the stack is for the console)
+      if (m.type === 'train' || m.type === 'resume') post({ type: 'state', state: run ? 'stopped' : 'idle', model: run?.name ?? null });
+    }
+  }
+  busy = false;
+}
+
+self.addEventListener('unhandledrejection', (e) => post({ type: 'error', message: String((e as PromiseRejectionEvent).reason) }));
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
