@@ -1,6 +1,6 @@
 // Tunes the wasm matmul register blocking: GFLOP/s of 1024^3 (and a check against float64)
 // for several MR x NR / unroll / KC choices. Run: npx vite-node bench/wasm-tune.ts
-import { buildModule, relaxedSimdAvailable } from '../src/tensor/backends/wasm/module.js';
+import { buildModule, fmaAvailable } from '../src/tensor/backends/wasm/module.js';
 import { WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
 import { wasmMatmul } from '../src/tensor/backends/wasm/matmul.js';
 import type { MatmulShape } from '../src/tensor/backends/wasm/matmul-kernels.js';
@@ -9,11 +9,12 @@ const n = Number(process.env.N ?? 1024);
 const threads = Number(process.env.T ?? 1);
 const a = new Float32Array(n * n).map(() => Math.random() - 0.5);
 const b = new Float32Array(n * n).map(() => Math.random() - 0.5);
-console.log('relaxed simd:', relaxedSimdAvailable());
+console.log('relaxed simd (fma):', fmaAvailable());
 const shapes: MatmulShape[] = (process.env.SHAPES ?? '4x16u1,4x8u1,6x8u1,4x12u1,8x8u1,4x8u2,6x8u2,4x16u2')
   .split(',').map((s) => {
-    const [mr, nr, u] = s.split(/[xu]/).map(Number);
-    return { mr: mr!, nr: nr!, unroll: u!, kc: Number(process.env.KC ?? 256), fma: false };
+    // 4x16u2 (mul + add) or 4x16u2f (relaxed SIMD's fused multiply-add)
+    const [mr, nr, u] = s.replace(/f$/, '').split(/[xu]/).map(Number);
+    return { mr: mr!, nr: nr!, unroll: u!, kc: Number(process.env.KC ?? 256), fma: s.endsWith('f') };
   });
 for (const shape of shapes) {
   const km = buildModule(shape);
@@ -31,6 +32,6 @@ for (const shape of shapes) {
   for (let r = 0; r < 5; r++) {
     const t0 = performance.now(); wasmMatmul(rt, shape, a, b, p, out); best = Math.min(best, performance.now() - t0);
   }
-  console.log(`${shape.mr}x${shape.nr} u${shape.unroll} kc${shape.kc} threads ${threads}: ${(2 * n ** 3 / best / 1e6).toFixed(1)} GFLOP/s (${best.toFixed(1)} ms), max err ${maxErr.toExponential(2)}`);
+  console.log(`${shape.mr}x${shape.nr} u${shape.unroll}${shape.fma ? ' fma' : ''} kc${shape.kc} threads ${threads}: ${(2 * n ** 3 / best / 1e6).toFixed(1)} GFLOP/s (${best.toFixed(1)} ms), max err ${maxErr.toExponential(2)}`);
   rt.terminate();
 }

@@ -9,13 +9,16 @@ import { JsBackend } from '../src/tensor/backends/js.js';
 import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
 import * as ref from '../src/tensor/backends/wasm/fused-ref.js';
 import { wasmMatmul } from '../src/tensor/backends/wasm/matmul.js';
-import { buildModule } from '../src/tensor/backends/wasm/module.js';
+import { buildModule, fmaAvailable } from '../src/tensor/backends/wasm/module.js';
 import { WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
 import { bfloat16BitsToFloat32, float32ToBfloat16Bits } from '../src/tensor/dtype.js';
 
 const available = wasmSimdAvailable();
 const js = new JsBackend();
-const wasms: WasmBackend[] = available ? [createWasmBackend({ threads: 1 }), createWasmBackend({ threads: 2 })] : [];
+// the default mul+add matmul micro-kernels, and relaxed SIMD's fused multiply-add (where the engine has it)
+const wasms: WasmBackend[] = available
+  ? [createWasmBackend({ threads: 1 }), createWasmBackend({ threads: 2 }), createWasmBackend({ threads: 1, fma: true }), createWasmBackend({ threads: 2, fma: true })]
+  : [];
 afterAll(() => { for (const b of wasms) b.terminate(); });
 
 const SEED = 4242;
@@ -75,6 +78,17 @@ describe.skipIf(!available)('wasm backend parity with js', () => {
       const want = read(js.matmul(f32(a), f32(b), p));
       for (const w of wasms) expectClose(read(w.matmul(f32(a), f32(b), p)), want, 1e-5, 2e-5 * Math.sqrt(k + 1), `matmul ${m}x${n}x${k}`);
     }
+  });
+
+  it('matmul results are bit-identical for 1 and 2 threads, with FMA and without (FMA where the engine has it, when asked)', () => {
+    expect(wasms.map((w) => w.kernels.shape.fma)).toEqual([false, false, fmaAvailable(), fmaAvailable()]);
+    if (typeof process.versions.node === 'string') expect(fmaAvailable()).toBe(true); // Node 20 (behind a flag the backend sets) and newer
+    const p = { batch: 2, m: 150, n: 260, k: 700, transA: false, transB: true, aBatchStride: 150 * 700, bBatchStride: 0 };
+    const a = values(2 * 150 * 700, 3), b = values(260 * 700, 4);
+    const out = wasms.map((w) => read(w.matmul(f32(a), f32(b), p)));
+    const same = (x: Float32Array, y: Float32Array): boolean => Buffer.from(x.buffer, x.byteOffset, x.byteLength).equals(Buffer.from(y.buffer, y.byteOffset, y.byteLength));
+    expect(same(out[0]!, out[1]!)).toBe(true);
+    expect(same(out[2]!, out[3]!)).toBe(true);
   });
 
   it('matmul packing through staging slabs (the path of operands over 64 MB), batched and broadcast', () => {

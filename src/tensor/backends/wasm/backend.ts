@@ -15,7 +15,7 @@ import { BufferPool } from './buffer-pool.js';
 import { CHUNK, COL_BLOCK, NOGROUP, dense, tooBig, wasmFused } from './fused.js';
 import type { HostAccess } from './fused-ref.js';
 import { place, wasmMatmul } from './matmul.js';
-import { buildModule, type KernelModule } from './module.js';
+import { buildModule, matmulShape, type KernelModule } from './module.js';
 import { WasmRuntime } from './pool.js';
 import { wasmSimdAvailable } from './simd.js';
 import { hostThreads, noThreadsReason } from './threads.js';
@@ -39,9 +39,18 @@ export interface WasmBackendOptions {
    * thread, same kernels, same results.
    */
   sharedMemory?: boolean;
+  /**
+   * Fused multiply-add (relaxed SIMD's f32x4.relaxed_madd) in the matmul micro-kernels where the
+   * engine has it (default false). One rounding per multiply-add instead of two: results differ
+   * from the mul+add kernels in the last bits, and do not depend on the thread count either way.
+   * Off by default because it did not pay where measured: Zen 4 issues FMAs on the same two
+   * pipes as multiplies and has two more for adds, so mul+add already runs at the FMA rate
+   * (bench/wasm-tune.ts, 1024^3 on 2 threads: 46.6 vs 45.9 GFLOP/s on Node 20, 49.1 vs 47.4 on 22).
+   */
+  fma?: boolean;
 }
 
-const compiled = new Map<boolean, KernelModule>();
+const compiled = new Map<string, KernelModule>();
 
 type F32 = Float32Array;
 const CAST_KERNELS: Partial<Record<string, string>> = {
@@ -71,8 +80,10 @@ export class WasmBackend extends JsBackend implements Backend {
     if (this.threads > 1 && !shared) {
       throw new Error(`wasm backend: ${this.threads} threads need a shared memory, but ${why ?? 'sharedMemory is false'}; use threads: 1`);
     }
-    let kernels = compiled.get(shared);
-    if (!kernels) { kernels = buildModule(undefined, shared); compiled.set(shared, kernels); }
+    const shape = matmulShape(opts.fma ?? false);
+    const key = `${shared}/${shape.fma}`;
+    let kernels = compiled.get(key);
+    if (!kernels) { kernels = buildModule(shape, shared); compiled.set(key, kernels); }
     this.kernels = kernels;
     this.runtime = new WasmRuntime(this.kernels.module, this.kernels.names, this.threads, shared);
     this.pool = new BufferPool(opts.poolBytes ?? 2 ** 30);

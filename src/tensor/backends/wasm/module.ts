@@ -9,6 +9,28 @@ import { convertKernels } from './convert-kernels.js';
 /** The register/cache blocking chosen with bench/wasm-tune.ts on the 2-core Zen 4 (4x16 unroll 2: 36 GFLOP/s on one thread, 67 on two, at 1024^3; 6x16 / 4x24 / 8x8 were equal or slower). */
 export const DEFAULT_SHAPE: MatmulShape = { mr: 4, nr: 16, kc: 256, unroll: 2, fma: false };
 
+let relaxed: boolean | null = null;
+/**
+ * Can the micro-kernels use relaxed SIMD's fused multiply-add? Newer engines (Node >= 22, Chrome
+ * >= 114) have it on; Node 20's V8 ships it behind --experimental-wasm-relaxed-simd, which is set
+ * here (process-wide, so worker threads see it too) before the first module is compiled.
+ */
+export function fmaAvailable(): boolean {
+  if (relaxed !== null) return relaxed;
+  relaxed = relaxedSimdAvailable();
+  const p = (globalThis as { process?: { versions?: { node?: string }; getBuiltinModule?: (id: string) => unknown } }).process;
+  if (!relaxed && p?.versions?.node && typeof p.getBuiltinModule === 'function') {
+    (p.getBuiltinModule('node:v8') as { setFlagsFromString(f: string): void }).setFlagsFromString('--experimental-wasm-relaxed-simd');
+    relaxed = relaxedSimdAvailable();
+  }
+  return relaxed;
+}
+
+/** The matmul shape a backend uses: DEFAULT_SHAPE, with FMA if asked for and the engine has it. */
+export function matmulShape(fma: boolean): MatmulShape {
+  return { ...DEFAULT_SHAPE, fma: fma && fmaAvailable() };
+}
+
 export interface KernelModule {
   module: WebAssembly.Module;
   /** Exported kernel names, in dispatch-index order. */
