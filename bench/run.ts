@@ -12,8 +12,8 @@
 //          the WebGPU adapter here (a GPU; else SwiftShader where installed) with its counts
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, realpathSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { MatmulParams } from '../src/tensor/backend.js';
@@ -105,8 +105,8 @@ function benchMatmul(): void {
 }
 
 // ---- model steps (child processes) -------------------------------------------------------
-function child(cmd: string, args: string[], timeoutMs: number): StepResult {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, cwd: repo, maxBuffer: 1 << 24 });
+function child(cmd: string, args: string[], timeoutMs: number, env: Record<string, string> = {}): StepResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, cwd: repo, maxBuffer: 1 << 24, env: { ...process.env, ...env } });
   if (r.error || r.status === null) return { ok: false, note: r.error?.message.includes('ETIMEDOUT') || r.signal ? `timed out after ${timeoutMs / 1000} s` : String(r.error) };
   const line = r.stdout.trim().split('\n').pop() ?? '';
   try { return JSON.parse(line) as StepResult; } catch { return { ok: false, note: (r.stderr || line).slice(-300) }; }
@@ -146,21 +146,49 @@ const GPTS: { name: string; cfg: Partial<StepConfig>; steps: number; warmup: num
   { name: 'gpt2-124M T=1024 B=1', cfg: { nLayer: 12, nHead: 12, nEmbd: 768, T: 1024, B: 1, vocab: 50304 }, steps: 1, warmup: 1, torchSteps: 1, torchWarmup: 0 },
 ];
 
+/** Busy CPU seconds of the whole machine so far (/proc/stat: user, nice, system, irq, softirq, steal). */
+function machineCpuS(): number | null {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return (f[0]! + f[1]! + f[2]! + f[5]! + f[6]! + f[7]!) / 100; // USER_HZ is 100 on Linux
+  } catch { return null; }
+}
+
+/**
+ * Run one figure and say how quiet the machine was meanwhile: the load average before and after,
+ * and the cores other processes kept busy (the machine's CPU time less the child's own).
+ */
+function quietly<R extends { cpuS?: number }>(run: () => R): { r: R; load: string; others: number | null; busy: boolean } {
+  const la0 = loadavg()[0]!, c0 = machineCpuS(), t0 = performance.now();
+  const r = run();
+  const wall = (performance.now() - t0) / 1000, c1 = machineCpuS();
+  const others = c0 !== null && c1 !== null && r.cpuS !== undefined ? Math.max(0, (c1 - c0 - r.cpuS) / wall) : null;
+  // more than a third of a core busy elsewhere on a 2-core machine moves these numbers by >15%
+  return { r, load: `load ${la0.toFixed(2)}->${loadavg()[0]!.toFixed(2)}, others ${others === null ? '?' : others.toFixed(2)} cores`, others, busy: others === null || others > 0.33 };
+}
+
+/**
+ * GPT training in steady state, both sides in the same run: tapegrad through train() (the loop of
+ * npm run train, timed between its step lines), PyTorch with OMP_WAIT_POLICY=PASSIVE and the same
+ * 2 threads; warm-up steps, then a time budget of steps, the median. A ratio is printed only when
+ * neither figure was taken on a busy machine.
+ */
 async function benchGpt(): Promise<void> {
-  const nn = await import('../src/nn/index.js').catch(() => null);
-  if (!nn || !('GPT' in nn)) { log({ section: 'gpt', config: '(all)', backend: '-', value: null, unit: '', note: 'skipped: src/nn does not export GPT yet' }); return; }
+  const budgetS = quick ? 5 : 15;
+  const steady = join(here, 'train-steady.js');
   for (const g of quick ? GPTS.slice(0, 1) : GPTS) {
-    // plain js would take minutes per step at these sizes: wasm only (2 threads)
-    const w = tsStep({ model: 'gpt', backend: 'wasm', threads: 2, steps: g.steps, warmup: g.warmup, ...g.cfg }, 900_000);
-    log({ section: 'gpt', config: g.name, backend: 'wasm 2t', value: w.tokensPerSec ?? null, unit: 'tok/s',
-      extra: `${w.msPerStep ? `${(w.msPerStep / 1000).toFixed(2)} s/step  ` : ''}${rss(w)}`, note: w.ok ? undefined : w.note });
-    if (torchOk) {
-      const t = torch('step', { model: 'gpt', threads: 2, steps: g.torchSteps, warmup: g.torchWarmup, ...g.cfg }, 900_000);
-      const ratio = w.tokensPerSec && t.tokensPerSec ? `  wasm/torch ${(w.tokensPerSec / t.tokensPerSec).toFixed(2)}x` : '';
-      log({ section: 'gpt', config: g.name, backend: 'torch 2t', value: t.tokensPerSec ?? null, unit: 'tok/s',
-        extra: `${t.msPerStep ? `${(t.msPerStep / 1000).toFixed(2)} s/step  ` : ''}${rss(t)}${ratio}${g.torchWarmup ? '' : '  (no warm-up step)'}`,
-        note: t.ok ? undefined : t.note });
-    }
+    const c = g.cfg as Required<Pick<StepConfig, 'nLayer' | 'nHead' | 'nEmbd' | 'T' | 'B'>>;
+    const warmup = Math.max(1, g.warmup + 1);
+    const w = quietly(() => child(process.execPath, [steady, JSON.stringify({ nLayer: c.nLayer, nHead: c.nHead, nEmbd: c.nEmbd, T: c.T, B: c.B, threads: 2, warmup, budgetS })], 1_800_000) as StepResult & { cpuS?: number; timedSteps?: number });
+    log({ section: 'gpt', config: g.name, backend: 'train() wasm 2t', value: w.r.tokensPerSec ?? null, unit: 'tok/s',
+      extra: `${w.r.msPerStep ? `${(w.r.msPerStep / 1000).toFixed(2)} s/step (median of ${w.r.timedSteps})  ` : ''}${rss(w.r)}  ${w.load}`, note: w.r.ok ? undefined : w.r.note });
+    if (!torchOk) continue;
+    const t = quietly(() => child('/usr/bin/python3', [join(repo, 'bench', 'torch_bench.py'), 'step', JSON.stringify({ model: 'gpt', threads: 2, warmup, budgetS, ...g.cfg })],
+      1_800_000, { OMP_WAIT_POLICY: 'PASSIVE' }) as StepResult & { cpuS?: number });
+    const ratio = !w.r.tokensPerSec || !t.r.tokensPerSec ? '' : w.busy || t.busy ? '  ratio not reported: the machine was busy'
+      : `  tapegrad/torch ${(w.r.tokensPerSec / t.r.tokensPerSec).toFixed(2)}x`;
+    log({ section: 'gpt', config: g.name, backend: 'torch 2t', value: t.r.tokensPerSec ?? null, unit: 'tok/s',
+      extra: `${t.r.msPerStep ? `${(t.r.msPerStep / 1000).toFixed(2)} s/step  ` : ''}${rss(t.r)}  ${t.load}${ratio}`, note: t.r.ok ? undefined : t.r.note });
   }
 }
 

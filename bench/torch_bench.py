@@ -1,6 +1,8 @@
 # PyTorch fp32 reference numbers for bench/run.ts, same configs as the TypeScript side:
 #   python3 bench/torch_bench.py matmul '{"threads":2,"shapes":[[1024,1024,1024,false]]}'
 #   python3 bench/torch_bench.py step '{"model":"gpt","nLayer":4,"nHead":4,"nEmbd":128,"T":128,"B":8,"vocab":50304,"threads":2,"steps":3}'
+#   ... with "warmup": W, "budgetS": S instead of "steps": steady state (W warm-up steps, then steps
+#   for S seconds, the median); run it with OMP_WAIT_POLICY=PASSIVE, as bench/run.ts does.
 # Prints one JSON line. The GPT is nanoGPT's (GELU tanh, weight tying, causal attention written
 # out, since torch < 2.0 lacks F.scaled_dot_product_attention), trained with AdamW + clipping.
 import json
@@ -96,12 +98,25 @@ def step_bench(cfg):
 
     for _ in range(cfg.get('warmup', 2)):  # warm-up, as the TypeScript side
         step()
-    t0 = time.perf_counter()
-    for _ in range(cfg['steps']):
-        loss = step()
-    ms = (time.perf_counter() - t0) * 1000 / cfg['steps']
+    if 'budgetS' in cfg:
+        # steady state: steps until the time budget is spent (at least 3), the median step
+        times, spent = [], 0.0
+        while len(times) < 3 or spent < cfg['budgetS']:
+            t0 = time.perf_counter()
+            loss = step()
+            times.append(time.perf_counter() - t0)
+            spent += times[-1]
+        times.sort()
+        n = len(times)
+        ms = 1000 * (times[n // 2] if n % 2 else (times[n // 2 - 1] + times[n // 2]) / 2)
+    else:
+        t0 = time.perf_counter()
+        for _ in range(cfg['steps']):
+            loss = step()
+        ms = (time.perf_counter() - t0) * 1000 / cfg['steps']
+    ru = resource.getrusage(resource.RUSAGE_SELF)
     return {'ok': True, 'msPerStep': ms, 'loss': loss, 'tokensPerSec': tokens * 1000 / ms if tokens else None,
-            'peakRssMB': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            'peakRssMB': ru.ru_maxrss / 1024, 'cpuS': ru.ru_utime + ru.ru_stime}
 
 
 def matmul_bench(cfg):

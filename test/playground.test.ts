@@ -217,7 +217,7 @@ describe.skipIf(!have)('browser playground', () => {
     expect(Math.abs(first - wasmFirst)).toBeLessThanOrEqual(1e-4);
   }, 600_000);
 
-  it('without cross-origin isolation (a plain static host) trains on one thread and says why', async () => {
+  it('without cross-origin isolation (a plain static host) trains on one thread and says why; trains on a picked .txt', async () => {
     const port = await freePort();
     const plain = await plainServer(join(ROOT, 'dist-playground'), port);
     try {
@@ -225,8 +225,19 @@ describe.skipIf(!have)('browser playground', () => {
       const errors = watch(page);
       await page.goto(`http://127.0.0.1:${port}/?steps=3&batch=1&seq=16&sampleEvery=100&sampleTokens=2&valSteps=1`);
       await expect.poll(() => page.locator('#backend').textContent(), { timeout: 60_000 }).toMatch(/wasm .*, 1 thread.*not cross-origin isolated/);
+      // "use your own text": a picked .txt, tokenized in the page
+      writeFileSync(join(dir, 'tiny.txt'), 'Too short.');
+      await page.locator('#text-file').setInputFiles(join(dir, 'tiny.txt'));
+      await page.getByRole('button', { name: 'Train' }).click();
+      await expect.poll(() => page.locator('[role=alert]').textContent(), { timeout: 60_000 }).toMatch(/too few for one batch of 1 x 16 \(\+1\); use more text/);
+      const story = Array.from({ length: 60 }, (_, i) => `Line ${i}: the quick brown fox jumps over the lazy dog, and the dog sleeps on.`).join('\n');
+      writeFileSync(join(dir, 'story.txt'), story);
+      await page.locator('#text-file').setInputFiles(join(dir, 'story.txt'));
+      await expect.poll(() => page.locator('#data-source').textContent()).toMatch(/^story\.txt \(\d[\d,]* characters/);
       await page.getByRole('button', { name: 'Train' }).click();
       await expect.poll(() => page.locator('[role=status]').textContent(), { timeout: 120_000 }).toMatch(/^step 3 \/ 3 · loss \d+\.\d{4} · done$/);
+      await expect.poll(() => page.locator('#data-source').textContent()).toMatch(/^story\.txt: [\d,]+ training and [\d,]+ validation tokens$/);
+      expect(await page.locator('#error').isHidden()).toBe(true);
       expect(errors).toEqual([]);
       await page.close();
     } finally {
