@@ -280,7 +280,7 @@ describe('autocast activation memory (wasm)', () => {
     const { spawnSync } = await import('node:child_process');
     const dist = fileURLToPath(new URL('../dist/', import.meta.url));
     const script = `
-      const { GPT, autocast, setBackend, tensor, manualSeed } = await import(${JSON.stringify(dist + 'index.js')});
+      const { GPT, F, autocast, setBackend, tensor, manualSeed } = await import(${JSON.stringify(dist + 'index.js')});
       const { createWasmBackend } = await import(${JSON.stringify(dist + 'tensor/backends/wasm/index.js')});
       setBackend(createWasmBackend({ threads: 1, poolBytes: 0 }));
       manualSeed(0);
@@ -288,8 +288,11 @@ describe('autocast activation memory (wasm)', () => {
       const x = tensor(Int32Array.from({ length: 4 * 64 }, (_, i) => (i * 37) % 4096), { shape: [4, 64] });
       const settle = async () => { for (let i = 0; i < 4; i++) { globalThis.gc(); await new Promise((r) => setTimeout(r, 10)); } };
       const out = {};
-      for (const dt of ['float32', 'bfloat16', 'float16']) {
-        const fwd = () => (dt === 'float32' ? m.forward(x, x).loss : autocast(dt, () => m.forward(x, x).loss));
+      // float32: the same computation as under autocast (logits, then the loss); fused: the float32
+      // default, lm_head and the loss as one op (no logits kept)
+      const unfused = () => F.crossEntropy(m.forward(x).logits.reshape([4 * 64, 4096]), x.reshape([4 * 64]));
+      for (const dt of ['float32', 'fused', 'bfloat16', 'float16']) {
+        const fwd = () => (dt === 'float32' ? unfused() : dt === 'fused' ? m.forward(x, x).loss : autocast(dt, () => m.forward(x, x).loss));
         // the least of three (a first forward can allocate what persists, or meet a late collection)
         for (let k = 0; k < 3; k++) {
           await settle();
@@ -302,9 +305,11 @@ describe('autocast activation memory (wasm)', () => {
       console.log(JSON.stringify(out));`;
     const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
     expect(r.status, r.stderr).toBe(0);
-    const bytes = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<'float32' | 'bfloat16' | 'float16', number>;
+    const bytes = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<'float32' | 'fused' | 'bfloat16' | 'float16', number>;
     // float32: ~6 MiB here (the [256, 4096] logits alone are 4 MiB); a widened copy kept anywhere breaks the bound
     expect(bytes.float32).toBeGreaterThan(4 * 2 ** 20);
     for (const dt of ['bfloat16', 'float16'] as const) expect(bytes[dt] / bytes.float32, `${dt}: ${JSON.stringify(bytes)}`).toBeLessThan(0.45);
+    // the fused float32 lm_head + loss keeps no logits (4 MiB) but its weight's gradient (2 MiB)
+    expect(bytes.fused, JSON.stringify(bytes)).toBeLessThan(bytes.float32 - 1.5 * 2 ** 20);
   });
 });

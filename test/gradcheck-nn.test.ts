@@ -39,6 +39,18 @@ describe(`nn gradchecks (${backend} backend)`, () => {
     });
   });
 
+  describe('gradcheck: linearCrossEntropy', () => {
+    it('x [B, T, C] or [N, C] and weight [V, C] against targets (the lm_head and its loss as one op)', () => {
+      const arb = fc.tuple(fc.constantFrom<number[]>([], [2]), dim, dim, fc.constantFrom(2, 3, 7))
+        .chain(([lead, n, c, v]) => fc.tuple(fc.constant([...lead, n]), fc.constant(c), fc.constant(v),
+          valsArb(size(lead) * n * c, -2, 2), valsArb(v * c, -2, 2), fc.array(fc.nat(v - 1), { minLength: size(lead) * n, maxLength: size(lead) * n })));
+      forAll(arb, ([rows, c, v, xd, wd, targets]) => {
+        const t = i32(targets, rows);
+        check((x, w) => F.linearCrossEntropy(x, w!, t), [f64(xd, [...rows, c]), f64(wd, [v, c])]);
+      }, 60);
+    });
+  });
+
   describe('gradcheck: layerNorm', () => {
     // x values are pairwise separated (distinctArb), so no row is near-constant: there the
     // normalisation is eps-dominated, 1/sqrt(var + eps) has huge curvature and finite differences

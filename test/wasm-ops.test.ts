@@ -1,10 +1,11 @@
 // The wasm backend under the engine's op layer: each F function that the wasm backend fuses
 // (softmax, logSoftmax, crossEntropy, layerNorm, attention) and the primitive-heavy ops,
 // forward and gradients, against the js backend, which composes the same math from primitives.
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { F, getBackendByName, tensor, type Backend, type Tensor } from '../src/index.js';
 import * as ops from '../src/tensor/ops.js';
 import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
+import type { FusedKernels } from '../src/tensor/backend.js';
 
 const available = wasmSimdAvailable();
 const js = getBackendByName('js');
@@ -54,6 +55,20 @@ describe.skipIf(!available)('wasm backend under the op layer vs js composites', 
     };
     const want = run(js), got = run(wasm!);
     want.forEach((w, i) => expect(Math.abs(got[i]! - w), `element ${i}`).toBeLessThan(1e-6 + 1e-5 * Math.abs(w)));
+  });
+  it('linearCrossEntropy (lm_head + loss, fused over row chunks) equals crossEntropy(linear()) composed on js: loss and both gradients', () => {
+    const spy = vi.spyOn(wasm!.fused as { linearCrossEntropy: NonNullable<FusedKernels['linearCrossEntropy']> }, 'linearCrossEntropy');
+    // 50304 classes make chunks of 664 rows: 1400 rows are three chunks, the last one short
+    const targets = (b: Backend): Tensor => tensor(Int32Array.from({ length: 1400 }, (_, i) => (i * 7919) % 50304), { backend: b });
+    parity([[1400, 4], [50304, 4]], ([x, w]) => F.linearCrossEntropy(x!, w!, targets(x!.backend)), 1e-4, 'linearCrossEntropy');
+    expect(spy).toHaveBeenCalled();
+    // [B, T, C] inputs and [B, T] targets, as GPT passes them; without gradients only the loss is made
+    const x = tensor(values(2 * 3 * 8, 1), { shape: [2, 3, 8], backend: wasm! }), w = tensor(values(40 * 8, 2), { shape: [40, 8], backend: wasm! });
+    const t = tensor(Int32Array.from([1, 5, 39, 0, 7, 7]), { shape: [2, 3], backend: wasm! });
+    const want = F.crossEntropy(F.linear(x, w), t).item();
+    expect(Math.abs(F.linearCrossEntropy(x, w, t).item() - want)).toBeLessThan(1e-6);
+    expect(() => F.linearCrossEntropy(x, w, tensor(Int32Array.from([1, 2, 3, 4, 5, 40]), { shape: [2, 3], backend: wasm! }))).toThrow(/linearCrossEntropy.*target/);
+    spy.mockRestore();
   });
   it('layerNorm with weight and bias', () => {
     parity([[4, 6, 50], [50], [50]], ([x, w, b]) => F.layerNorm(x!, w!, b!), 1e-4, 'layerNorm');

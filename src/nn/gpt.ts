@@ -5,7 +5,7 @@ import { Generator, defaultGenerator } from '../tensor/random.js';
 import { Module } from './module.js';
 import { Embedding, LayerNorm, Linear } from './layers.js';
 import { shapeStr } from '../tensor/shape.js';
-import { Tensor, noGrad, arange, randn, tensor, ops, F } from '../tensor/index.js';
+import { Tensor, noGrad, arange, randn, tensor, ops, F, autocastDtype } from '../tensor/index.js';
 
 export interface GPTConfig {
   /** max sequence length */
@@ -96,7 +96,8 @@ export class Block extends Module {
   }
 }
 
-export interface GPTOutput { logits: Tensor; loss: Tensor | null }
+/** With targets, `logits` is computed when first read (training reads only the loss). */
+export interface GPTOutput { readonly logits: Tensor; loss: Tensor | null }
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -169,15 +170,23 @@ export class GPT extends Module {
     let x = ops.add(tokEmb, posEmb);
     this.transformer.h.forEach((block, i) => { x = block.forward(x, caches?.[i]); });
     x = this.transformer.ln_f.forward(x);
-    const logits = this.lm_head.forward(x); // (B, T, vocab)
-    let loss: Tensor | null = null;
-    if (targets) {
-      if (targets.shape[0] !== B || targets.shape[1] !== T) {
-        throw new Error(`GPT.forward: targets ${shapeStr(targets.shape)} must match idx ${shapeStr(idx.shape)}`);
-      }
-      loss = F.crossEntropy(ops.reshape(logits, [B * T, this.config.vocabSize]), ops.reshape(targets, [B * T]));
+    const head = (): Tensor => this.lm_head.forward(x); // (B, T, vocab)
+    if (!targets) return { logits: head(), loss: null };
+    if (targets.shape[0] !== B || targets.shape[1] !== T) {
+      throw new Error(`GPT.forward: targets ${shapeStr(targets.shape)} must match idx ${shapeStr(idx.shape)}`);
     }
-    return { logits, loss };
+    const rowsTargets = ops.reshape(targets, [B * T]);
+    if (autocastDtype() !== null) {
+      // under autocast the logits are lm_head's lower-precision output, as torch's (and made now,
+      // inside the region): the loss is computed from them in float32
+      const logits = head();
+      return { logits, loss: F.crossEntropy(ops.reshape(logits, [B * T, this.config.vocabSize]), rowsTargets) };
+    }
+    // the loss of lm_head's logits as one op: a backend with the fused kernel never holds all
+    // B*T*vocab logits (nor their gradient); they are made only if the caller reads them
+    const loss = F.linearCrossEntropy(ops.reshape(x, [B * T, this.config.nEmbd]), this.lm_head.weight, rowsTargets);
+    let logits: Tensor | null = null;
+    return { get logits(): Tensor { return (logits ??= head()); }, loss };
   }
 
   /**

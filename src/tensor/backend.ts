@@ -72,6 +72,15 @@ export interface FusedKernels {
   /** glogits[r, c] = gloss[r] * (softmax(x)[r, c] - (c == target[r])). */
   crossEntropyBackward?(logits: Storage, targets: Storage, lse: Storage, gloss: Storage, rows: number, cols: number): Storage;
   /**
+   * The mean cross-entropy of the logits x w^T (x [rows, cols], w [classes, cols]) against int32
+   * targets [rows], over chunks of rows, so the [rows, classes] logits never exist at once (GPT's
+   * lm_head: 206 MB at 8 x 128 tokens and 50304 classes). With `grad`, also the gradients for an
+   * upstream gradient of 1, made chunk by chunk while the logits are at hand: gx [rows, cols] and
+   * gw [classes, cols].
+   */
+  linearCrossEntropy?(x: Storage, w: Storage, targets: Storage, rows: number, cols: number, classes: number, grad: boolean):
+    { loss: Storage; gx: Storage | null; gw: Storage | null };
+  /**
    * Causal (or full) attention over q, k, v of shape [bh, t, d] (keys [bh, s, d]):
    * o = softmax(q k^T * scale + causal mask) v; also returns the row logsumexp [bh, t].
    */

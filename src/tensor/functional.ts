@@ -5,10 +5,12 @@
 // fused kernel beside it; both compute the same math and are tested against each other.
 
 import { normAxis, shapeStr, sizeOf } from './shape.js';
-import { Tensor, fromOp } from './tensor.js';
+import { Tensor, fromOp, isGradEnabled, noGrad } from './tensor.js';
 import { tensor } from './creation.js';
 import { defaultGenerator, type Generator } from './random.js';
+import type { Storage } from './backend.js';
 import { defineOp } from './op.js';
+import { autocastDtype } from './autocast.js';
 import * as ops from './ops.js';
 
 export { gelu, relu, tanh } from './ops.js';
@@ -189,6 +191,47 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   // under autocast matmulT casts x, weight and the bias (as torch's linear) and adds the bias before rounding
   // a 1-D input [in] is one row, as in torch: [in] -> [out]
   return x.ndim === 1 ? ops.squeeze(ops.matmulT(ops.unsqueeze(x, 0), weight, false, true, bias), 0) : ops.matmulT(x, weight, false, true, bias ?? null);
+}
+
+/** The mean cross-entropy of x w^T against targets, as one op (see linearCrossEntropy). */
+const linearCrossEntropyMean = defineOp({
+  name: 'linearCrossEntropy', autocast: 'float32',
+  compose(x: Tensor, weight: Tensor, targets: Tensor): Tensor {
+    return crossEntropy(linear(x, weight), targets);
+  },
+  fused(k, x: Tensor, weight: Tensor, targets: Tensor) {
+    if (!k.linearCrossEntropy) return null;
+    const [rows, cols] = x.shape as [number, number], classes = weight.shape[0]!;
+    const f = k.linearCrossEntropy, b = x.backend;
+    return { inputs: [x, weight], shape: [], readsInputs: false, forward: ([xs, ws]) => {
+      // the gradients come out of the same pass over the logits, so they are made only when asked for
+      const grad = isGradEnabled() && (x.requiresGrad || weight.requiresGrad);
+      const { loss, gx, gw } = f(xs!, ws!, targets.storage, rows, cols, classes, grad);
+      const times = (s: Storage | null, shape: number[], g: Storage): Storage | null =>
+        (s ? noGrad(() => ops.mul(new Tensor(s, shape, b), new Tensor(g, [], b))).storage : null);
+      return { out: loss, backward: (g) => [times(gx, [rows, cols], g), times(gw, [classes, cols], g)] };
+    } };
+  },
+});
+
+/**
+ * crossEntropy(linear(x, weight), targets) (mean over rows) as one op: GPT's lm_head and its loss.
+ * A backend with the fused kernel (wasm) computes it over chunks of rows and never holds the
+ * [rows, classes] logits, nor their gradient (at 50304 classes they are most of a small model's
+ * activation memory). Under autocast it is the two ops, so the matmul runs in the lower precision
+ * as torch.autocast runs linear, and the loss in float32.
+ */
+export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor): Tensor {
+  const C = x.shape[x.ndim - 1];
+  if (weight.ndim !== 2 || C !== weight.shape[1]) {
+    throw new Error(`linearCrossEntropy: input ${shapeStr(x.shape)} has ${C} features but weight ${shapeStr(weight.shape)} must be [classes, ${C}]`);
+  }
+  if (autocastDtype() !== null) return crossEntropy(linear(x, weight), targets);
+  const rows = x.size / C!, V = weight.shape[0]!;
+  if (targets.size !== rows) throw new Error(`linearCrossEntropy: targets of shape ${shapeStr(targets.shape)} do not match input ${shapeStr(x.shape)} (expected ${rows} targets)`);
+  checkIndexDtype('linearCrossEntropy', targets, 'target');
+  targets.backend.checkIndices('linearCrossEntropy', targets.storage, V, 'target', `targets ${shapeStr(targets.shape)}, weight ${shapeStr(weight.shape)}`);
+  return linearCrossEntropyMean(ops.reshape(x, [rows, C!]), weight, ops.reshape(targets, [rows]));
 }
 
 // ---- dropout -------------------------------------------------------------------------------

@@ -129,6 +129,34 @@ export function attentionBackwardRef(q: Arr, k: Arr, v: Arr, o: Arr, lseIn: Arr,
     }
   }
 }
+/** Mean cross-entropy of x w^T against t, one row at a time; gx, gw (for an upstream 1) when given. */
+export function linearCrossEntropyRef(x: Arr, w: Arr, t: Arr, rows: number, cols: number, classes: number, gx: Arr | null, gw: Arr | null): number {
+  const z = new Float64Array(classes);
+  let total = 0;
+  for (let r = 0; r < rows; r++) {
+    let mx = -Infinity;
+    for (let j = 0; j < classes; j++) {
+      let s = 0;
+      for (let c = 0; c < cols; c++) s += x[r * cols + c]! * w[j * cols + c]!;
+      z[j] = s;
+      if (s > mx) mx = s;
+    }
+    let se = 0;
+    for (let j = 0; j < classes; j++) se += Math.exp(z[j]! - mx);
+    const lse = mx + Math.log(se), tr = t[r]!;
+    total += lse - z[tr]!;
+    if (!gx || !gw) continue;
+    for (let j = 0; j < classes; j++) {
+      const g = (Math.exp(z[j]! - lse) - (j === tr ? 1 : 0)) / rows;
+      for (let c = 0; c < cols; c++) {
+        gx[r * cols + c] = gx[r * cols + c]! + g * w[j * cols + c]!;
+        gw[j * cols + c] = gw[j * cols + c]! + g * x[r * cols + c]!;
+      }
+    }
+  }
+  return total / rows;
+}
+
 export function adamwRef(p: Arr, g: Arr, m: Arr, v: Arr, h: AdamWParams): void {
   const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
   for (let i = 0; i < p.length; i++) {
@@ -164,6 +192,12 @@ export function referenceKernels(b: HostAccess): Required<FusedKernels> {
       return { loss: b.wrap(loss, x.dtype), lse: b.wrap(lseOut, x.dtype) };
     },
     crossEntropyBackward: (x, t, l, gl, rows, cols) => rowsOut(x, rows * cols, (g) => crossEntropyBackwardRef(h(x), h(t), h(l), h(gl), rows, cols, g)),
+    linearCrossEntropy: (x, w, t, rows, cols, classes, grad) => {
+      const dt = x.dtype, gx = grad ? b.alloc(rows * cols, dt) : null, gw = grad ? b.alloc(classes * cols, dt) : null;
+      const loss = b.alloc(1, dt);
+      loss[0] = linearCrossEntropyRef(h(x), h(w), h(t), rows, cols, classes, gx, gw);
+      return { loss: b.wrap(loss, dt), gx: gx && b.wrap(gx, dt), gw: gw && b.wrap(gw, dt) };
+    },
     layerNorm: (x, w, bias, rows, cols, eps) => {
       const dt = x.dtype, y = b.alloc(rows * cols, dt), mean = b.alloc(rows, dt), rstd = b.alloc(rows, dt);
       layerNormRef(h(x), h(w), h(bias), rows, cols, eps, y, mean, rstd);
