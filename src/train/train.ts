@@ -74,7 +74,7 @@ export interface TrainOptions {
 }
 
 /**
- * CPU defaults: the 'tiny' preset, 200 steps of 8 x 128 tokens, about five minutes on two cores
+ * CPU defaults: the 'tiny' preset, 200 steps of 8 x 128 tokens, about six minutes on two cores
  * with the wasm backend; a small model takes a larger learning rate than GPT-2's 6e-4.
  */
 export const TRAIN_DEFAULTS: TrainOptions = {
