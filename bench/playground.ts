@@ -8,16 +8,13 @@ import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { median } from './stats.js';
 
 export interface PlaygroundRow { config: string; backend: string; value: number | null; unit: string; extra?: string; note?: string }
 
 const CHROMIUM = '/usr/bin/chromium';
 const STEPS = 40, WARMUP = 8;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {

@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { train, TRAIN_DEFAULTS } from '../src/train/train.js';
+import { median } from './stats.js';
 
 export interface SteadyConfig {
   nLayer: number; nHead: number; nEmbd: number; T: number; B: number;
@@ -28,10 +29,6 @@ export interface SteadyResult {
   cpuS?: number;
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-}
 
 async function main(): Promise<SteadyResult> {
   const c = JSON.parse(process.argv[2] ?? '{}') as SteadyConfig;

@@ -77,7 +77,12 @@ let pageBase = self.location.href;
 
 async function fetchTokens(path: string): Promise<Uint16Array> {
   const url = new URL(path, pageBase).href;
-  const res = await fetch(url);
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(120_000) });
+  } catch (e) {
+    throw new Error(`could not load the token file ${url}: ${(e as Error).name === 'TimeoutError' ? 'no answer within 120 s' : (e as Error).message}`);
+  }
   const bytes = res.ok ? await res.arrayBuffer() : null;
   // (a server that answers every path with index.html gives 200 and HTML)
   if (!bytes || (res.headers.get('content-type') ?? '').includes('text/html') || bytes.byteLength % 2 !== 0 || bytes.byteLength === 0) {

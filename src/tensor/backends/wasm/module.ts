@@ -5,6 +5,7 @@ import { emitModule, Func } from './emit.js';
 import { gemmKernel, microKernel, packKernel, type MatmulShape } from './matmul-kernels.js';
 import { rowKernels } from './row-kernels.js';
 import { convertKernels } from './convert-kernels.js';
+import { nodeBuiltin } from './threads.js';
 
 /** The register/cache blocking chosen with bench/wasm-tune.ts on the 2-core Zen 4 (4x16 unroll 2: 36 GFLOP/s on one thread, 67 on two, at 1024^3; 6x16 / 4x24 / 8x8 were equal or slower). */
 export const DEFAULT_SHAPE: MatmulShape = { mr: 4, nr: 16, kc: 256, unroll: 2, fma: false };
@@ -18,9 +19,9 @@ let relaxed: boolean | null = null;
 export function fmaAvailable(): boolean {
   if (relaxed !== null) return relaxed;
   relaxed = relaxedSimdAvailable();
-  const p = (globalThis as { process?: { versions?: { node?: string }; getBuiltinModule?: (id: string) => unknown } }).process;
-  if (!relaxed && p?.versions?.node && typeof p.getBuiltinModule === 'function') {
-    (p.getBuiltinModule('node:v8') as { setFlagsFromString(f: string): void }).setFlagsFromString('--experimental-wasm-relaxed-simd');
+  const v8 = relaxed ? null : nodeBuiltin<{ setFlagsFromString(flags: string): void }>('node:v8');
+  if (v8) {
+    v8.setFlagsFromString('--experimental-wasm-relaxed-simd');
     relaxed = relaxedSimdAvailable();
   }
   return relaxed;

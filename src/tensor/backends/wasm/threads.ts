@@ -21,7 +21,7 @@ interface NodeWorkerThreads {
 interface NodeOs { availableParallelism(): number }
 
 /** Node's built-in module `id`, or null outside Node (a browser, a Web Worker). */
-function nodeBuiltin<T>(id: string): T | null {
+export function nodeBuiltin<T>(id: string): T | null {
   const p = (globalThis as { process?: { versions?: { node?: string }; getBuiltinModule?: (id: string) => unknown } }).process;
   if (!p?.versions?.node) return null;
   if (typeof p.getBuiltinModule !== 'function') {
