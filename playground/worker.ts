@@ -4,11 +4,12 @@
 // and turns the model into the CLI's files and back.
 
 import {
-  GPT, GPT_PRESETS, Generator, clipGradNorm, configureOptimizers, createWasmBackend, getLr, initGpuBackend,
+  GPT, GPT_PRESETS, clipGradNorm, configureOptimizers, createWasmBackend, getLr, initGpuBackend,
   manualSeed, noGrad, setBackend, tensor, type AdamW, type Backend, type GPTConfig,
 } from '../src/index.js';
 import { BatchLoader } from '../src/data/batches.js';
-import { EOT, GPT2_VOCAB_SIZE, Gpt2StreamDecoder, gpt2Tokenizer } from '../src/data/tokenizer.js';
+import { gpt2Tokenizer } from '../src/data/tokenizer.js';
+import { sample as sampleText } from '../src/train/sampling.js';
 import { hostThreads, noThreadsReason } from '../src/tensor/backends/wasm/threads.js';
 import { modelFiles, weightsFromFiles } from '../src/train/model-files.js';
 import type { WeightMap } from '../src/train/hf-layout.js';
@@ -142,18 +143,14 @@ async function evaluate(r: Run): Promise<number> {
   return sum / r.settings.valSteps;
 }
 
+/** One sample as `npm run sample` makes it (seed 42, top-k 50), streamed to the page piece by piece. */
 async function sample(model: GPT, prompt: string, tokens: number, step: number | null): Promise<void> {
-  const tok = gpt2Tokenizer();
-  const ids = prompt ? tok.encodeOrdinary(prompt) : [EOT];
   post({ type: 'sample-start', step, prompt });
-  const decoder = new Gpt2StreamDecoder(tok);
-  const room = Math.max(0, Math.min(tokens, model.config.blockSize * 4));
-  await model.generate([ids], {
-    maxNewTokens: room, topK: 50, generator: new Generator(42), vocabLimit: GPT2_VOCAB_SIZE,
-    onToken: ([t]) => { const s = t === EOT ? '\n' : decoder.push(t!); if (s) post({ type: 'token', text: s }); },
+  await sampleText(model, {
+    prompt, numSamples: 1, maxTokens: Math.min(tokens, model.config.blockSize * 4), topK: 50, temperature: 1, seed: 42, kvCache: true,
+    // a document boundary reads better on a page as a line break
+    onText: (_, text) => post({ type: 'token', text: text.replaceAll('<|endoftext|>', '\n') }),
   });
-  const rest = decoder.flush();
-  if (rest) post({ type: 'token', text: rest });
   post({ type: 'sample-end' });
 }
 
