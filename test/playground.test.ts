@@ -36,13 +36,17 @@ async function freePort(): Promise<number> {
 
 /** `npm run playground -- --port P`, as a person runs it; resolves with the URL it prints. */
 function startPlayground(port: number): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn('npm', ['run', 'playground', '--', '--port', String(port)], { cwd: ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  // NO_COLOR: a CI that sets FORCE_COLOR gets vite's URL with escape codes around the port
+  const env = { ...process.env, NO_COLOR: '1' };
+  delete env.FORCE_COLOR;
+  const child = spawn('npm', ['run', 'playground', '--', '--port', String(port)], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   return new Promise((res, rej) => {
     const timer = setTimeout(() => rej(new Error(`npm run playground printed no URL within 180 s:\n${out}`)), 180_000);
     const onData = (b: Buffer): void => {
       out += b.toString();
-      const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
+      // and should colour come anyway, read the text without its escape sequences
+      const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out.replace(/\x1b\[[0-9;]*m/g, ''));
       if (m) { clearTimeout(timer); res({ child, url: m[0] }); }
     };
     child.stdout!.on('data', onData);
