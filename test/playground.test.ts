@@ -37,7 +37,7 @@ async function freePort(): Promise<number> {
 /** `npm run playground -- --port P`, as a person runs it; resolves with the URL it prints. */
 function startPlayground(port: number): Promise<{ child: ChildProcess; url: string }> {
   // NO_COLOR: a CI that sets FORCE_COLOR gets vite's URL with escape codes around the port
-  const env = { ...process.env, NO_COLOR: '1' };
+  const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
   delete env.FORCE_COLOR;
   const child = spawn('npm', ['run', 'playground', '--', '--port', String(port)], { cwd: ROOT, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
