@@ -6,6 +6,7 @@ import { F, getBackendByName, tensor, type Backend, type Tensor } from '../src/i
 import * as ops from '../src/tensor/ops.js';
 import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
 import type { FusedKernels } from '../src/tensor/backend.js';
+import { KEY_BLOCK } from '../src/tensor/backends/wasm/attention.js';
 
 const available = wasmSimdAvailable();
 const js = getBackendByName('js');
@@ -73,9 +74,16 @@ describe.skipIf(!available)('wasm backend under the op layer vs js composites', 
   it('layerNorm with weight and bias', () => {
     parity([[4, 6, 50], [50], [50]], ([x, w, b]) => F.layerNorm(x!, w!, b!), 1e-4, 'layerNorm');
   });
-  it('causal and full attention, heads split by transpose as GPT does', () => {
+  it('causal and full attention (flash-style over key blocks), heads split by transpose as GPT does', () => {
     for (const isCausal of [true, false]) {
       parity([[2, 3, 17, 8], [2, 3, 17, 8], [2, 3, 17, 8]], ([q, k, v]) => F.scaledDotProductAttention(q!, k!, v!, { isCausal }), 1e-4, `attention causal=${isCausal}`);
+    }
+    // several key blocks (attention.ts: 256 keys each, the last one short): the online softmax
+    // across blocks, causal rows that start past a block, and fewer queries than keys (KV cache)
+    expect(KEY_BLOCK).toBe(256);
+    for (const isCausal of [true, false]) {
+      parity([[1, 2, 600, 8], [1, 2, 600, 8], [1, 2, 600, 8]], ([q, k, v]) => F.scaledDotProductAttention(q!, k!, v!, { isCausal }), 1e-4, `attention T=S=600 causal=${isCausal}`);
+      parity([[2, 1, 7, 12], [2, 1, 530, 12], [2, 1, 530, 12]], ([q, k, v]) => F.scaledDotProductAttention(q!, k!, v!, { isCausal }), 1e-4, `attention T=7 S=530 causal=${isCausal}`);
     }
     parity([[2, 9, 72]], ([x]) => {
       const h = (t: Tensor): Tensor => ops.transpose(ops.reshape(t, [2, 9, 3, 8]), 1, 2); // (B, nh, T, hs)

@@ -12,7 +12,8 @@ import { allocHost, bytesPerElement, type DType, type HostArray } from '../../dt
 import { sizeOf, type Shape } from '../../shape.js';
 import { JsBackend, type HostStorage } from '../js.js';
 import { BufferPool } from './buffer-pool.js';
-import { CHUNK, COL_BLOCK, NOGROUP, dense, tooBig, wasmFused } from './fused.js';
+import { CHUNK, COL_BLOCK, tooBig, wasmFused } from './fused.js';
+import { NOGROUP, dense } from './row-kernels.js';
 import type { HostAccess } from './fused-ref.js';
 import { place, wasmMatmul } from './matmul.js';
 import { buildModule, matmulShape, type KernelModule } from './module.js';

@@ -1,5 +1,5 @@
 // The wasm backend's fused kernels on float32 storages: softmax family, cross-entropy (also fused
-// with the linear layer before it, over row chunks), layerNorm, attention (causally masked work skipped), AdamW and sums of squares, each a row
+// with the linear layer before it, over row chunks), layerNorm, attention (flash-style, attention.ts), AdamW and sums of squares, each a row
 // or element kernel of row-kernels.ts run on the worker pool, with its backward. Any other
 // dtype (float64, for gradchecks) takes the plain loops of fused-ref.ts; that choice is made
 // once, in wasmFused, for every kernel.
@@ -8,7 +8,9 @@ import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
 import { isFloat } from '../../dtype.js';
 import type { WasmBackend } from './backend.js';
 import { referenceKernels } from './fused-ref.js';
-import { gemmPtr, readC, type Causal } from './matmul.js';
+import { gemmPtr, readC } from './matmul.js';
+import { dense } from './row-kernels.js';
+import { flashAttention } from './attention.js';
 import { WasmMemoryError } from './pool.js';
 
 /** Elements per task of elementwise kernels. Fixed: sumSquares' partial sums depend on it. */
@@ -21,13 +23,8 @@ export const COL_BLOCK = 64;
  * step (1024 rows x 50304 classes) spent 1460 ms in it at 2^23, 1291 at 2^24, 1126 at 2^25, 1117 at 2^26.
  */
 const LCE_CHUNK_FLOATS = 1 << 25;
-/** Matrix argument with no grouping: rows are `stride` apart. */
-export const NOGROUP = 0x3fffffff;
 
 type F32 = Float32Array;
-
-/** A dense matrix argument (pointer, stride, no grouping). */
-export function dense(ptr: number, cols: number): number[] { return [ptr, cols, NOGROUP, 0]; }
 
 /** Name the op and its shapes when its operands overflow the wasm32 memory. */
 export function tooBig(e: unknown, op: string, shapes: string): never {
@@ -76,64 +73,7 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
     return lse;
   };
 
-  /** Scores S = q k^T per head, padded by the gemm: a grouped matrix argument for row kernels. */
-  const scores = (pq: number, pk: number, bh: number, t: number, s: number, d: number, mask: (mode: 1 | 2 | 3) => Causal | undefined): number[] => {
-    const g = gemmPtr(w.runtime, w.kernels.shape, pq, pk,
-      { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d }, mask(1));
-    return [g.c, g.ldc, t, g.cBatch];
-  };
-
-  /**
-   * Which causal skip a product may use: only with a causal mask and s >= t (then every query
-   * sees at least one key, so no output row is left unwritten).
-   */
-  const causalMask = (causal: boolean, t: number, s: number) => (mode: 1 | 2 | 3): Causal | undefined =>
-    (causal && s >= t ? { mode, off: s - t } : undefined);
-
-  const attention = (q: Storage, k: Storage, v: Storage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean):
-    { o: Storage; lse: Storage } => w.scoped(() => {
-    const pq = w.put(f32(q)), pk = w.put(f32(k)), pv = w.put(f32(v));
-    const mask = causalMask(causal, t, s);
-    const sc = scores(pq, pk, bh, t, s, d, mask);
-    const pp = w.runtime.alloc(bh * t * s * 4), pm = w.runtime.alloc(bh * t * 4), ps = w.runtime.alloc(bh * t * 4);
-    w.rows('attnSoftmax', bh * t, s, [...sc, ...dense(pp, s), pm, ps, t, s - t, causal ? 1 : 0], [scale]);
-    const o = readC(w.runtime, gemmPtr(w.runtime, w.kernels.shape, pp, pv,
-      { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }, mask(2)),
-    bh, t, d, w.raw(bh * t * d, 'float32') as F32);
-    const m = w.runtime.f32(pm, bh * t), sm = w.runtime.f32(ps, bh * t);
-    const lse = new Float32Array(bh * t);
-    for (let r = 0; r < bh * t; r++) lse[r] = m[r]! + Math.log(sm[r]!);
-    return { o: w.out(o), lse: w.out(lse) };
-  });
-
-  const attentionBackward = (q: Storage, k: Storage, v: Storage, o: Storage, lse: Storage, go: Storage,
-    bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage } => w.scoped(() => {
-    const runtime = w.runtime, sh = w.kernels.shape;
-    const pq = w.put(f32(q)), pk = w.put(f32(k)), pv = w.put(f32(v)), po = w.put(f32(o)), pl = w.put(f32(lse)), pgo = w.put(f32(go));
-    const mask = causalMask(causal, t, s);
-    const sc = scores(pq, pk, bh, t, s, d, mask);
-    const pp = runtime.alloc(bh * t * s * 4);
-    const lim = [t, s - t, causal ? 1 : 0];
-    w.rows('attnProbs', bh * t, s, [...sc, ...dense(pp, s), pl, ...lim], [scale]);
-    // dV = P^T dO
-    const gv = readC(runtime, gemmPtr(runtime, sh, pp, pgo,
-      { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }, mask(3)),
-    bh, s, d, w.raw(bh * s * d, 'float32') as F32);
-    // dP = dO V^T, then dS = P (dP - rowsum(dO * O)) * scale
-    const dp = gemmPtr(runtime, sh, pgo, pv, { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d }, mask(1));
-    const pD = runtime.alloc(bh * t * 4);
-    w.rows('rowDot', bh * t, d, [...dense(pgo, d), ...dense(po, d), pD]);
-    const pds = runtime.alloc(bh * t * s * 4);
-    w.rows('attnDs', bh * t, s, [...dense(pp, s), dp.c, dp.ldc, t, dp.cBatch, ...dense(pds, s), pD, ...lim], [scale]);
-    // dQ = dS K ; dK = dS^T Q
-    const gq = readC(runtime, gemmPtr(runtime, sh, pds, pk,
-      { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d }, mask(2)),
-    bh, t, d, w.raw(bh * t * d, 'float32') as F32);
-    const gk = readC(runtime, gemmPtr(runtime, sh, pds, pq,
-      { batch: bh, m: s, n: d, k: t, transA: true, transB: false, aBatchStride: t * s, bBatchStride: t * d }, mask(3)),
-    bh, s, d, w.raw(bh * s * d, 'float32') as F32);
-    return { gq: w.out(gq), gk: w.out(gk), gv: w.out(gv) };
-  });
+  const attn = flashAttention(w);
 
   return {
     softmax: (x, rows, cols) => w.out(w.scoped(() => {
@@ -221,12 +161,12 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
     }),
 
     attention: (q, k, v, bh, t, s, d, scale, causal) => {
-      try { return attention(q, k, v, bh, t, s, d, scale, causal); } catch (e) {
+      try { return attn.attention(q, k, v, bh, t, s, d, scale, causal); } catch (e) {
         return tooBig(e, 'attention', `(batch*heads ${bh}, T ${t}, S ${s}, head dim ${d})`);
       }
     },
     attentionBackward: (q, k, v, o, lse, go, bh, t, s, d, scale, causal) => {
-      try { return attentionBackward(q, k, v, o, lse, go, bh, t, s, d, scale, causal); } catch (e) {
+      try { return attn.attentionBackward(q, k, v, o, lse, go, bh, t, s, d, scale, causal); } catch (e) {
         return tooBig(e, 'attention backward', `(batch*heads ${bh}, T ${t}, S ${s}, head dim ${d})`);
       }
     },

@@ -1,5 +1,5 @@
 // Row-wise and elementwise kernels as wasm SIMD: softmax / logSoftmax / cross-entropy and their
-// backwards, layerNorm forward/backward, attention's masked softmax, GELU and the other unary
+// backwards, layerNorm forward/backward, attention's online softmax over key blocks, GELU and the other unary
 // ops, broadcasting binary ops, reductions, AdamW and sums of squares.
 //
 // Determinism: a task owns whole rows (or whole column ranges, or whole fixed-size chunks),
@@ -8,6 +8,11 @@
 
 import { Func, type Local } from './emit.js';
 import { Lanes, lanes } from './lanes.js';
+
+/** Matrix argument with no grouping: rows are `stride` apart. */
+export const NOGROUP = 0x3fffffff;
+/** A dense matrix argument (pointer, stride, no grouping). */
+export function dense(ptr: number, cols: number): number[] { return [ptr, cols, NOGROUP, 0]; }
 
 interface RowCtx {
   f: Func;
@@ -227,8 +232,8 @@ export function rowKernels(): Record<string, Func> {
     });
   });
 
-  // attention forward: scores row -> probabilities, causal keys j <= i + off (i = r mod t),
-  // plus max and sum(exp) per row for the logsumexp
+  // attention, a key block at a time (flash attention's online softmax, see attention.ts).
+  // Row r of a block is query i = r mod t, which sees the block's keys j <= i + off.
   const attnLimit = (c: RowCtx, lim: Local): void => {
     const { f } = c;
     f.get(c.r).get(c.arg.t!).i32RemS().get(c.arg.off!).i32Add().i32Const(1).i32Add().tee(lim)
@@ -246,28 +251,48 @@ export function rowKernels(): Record<string, Func> {
       f.get(a).f32Const(0).f32Store().get(a).i32Const(4).i32Add().set(a).br(0);
     }));
   };
-  k.attnSoftmax = rowKernel({ mats: ['sc', 'p'], ptrs: ['mx', 'sm'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
-    const { f } = c;
-    const lim = f.local('i32'), mx = f.local('f32'), inv = f.local('f32');
+  // one key block of the forward: the running max m grows to m' = max(m, max_j s_j * scale),
+  // p_j = exp(s_j * scale - m'), the running sum l becomes l * alpha + sum p with
+  // alpha = exp(m - m') (0 on the first block, where m = -inf), alpha kept for flashAccum.
+  // m, l and alpha are one-column matrices (one float per row).
+  k.flashBlock = rowKernel({ mats: ['sc', 'p', 'm', 'l', 'al'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
+    const { f, v1 } = c;
+    const lim = f.local('i32'), mb = f.local('f32'), m0 = f.local('f32'), m1 = f.local('f32'), al = f.local('f32');
     attnLimit(c, lim);
-    rowMax(c, 'sc', mx, lim, c.fl.scale);
+    rowMax(c, 'sc', mb, lim, c.fl.scale);
+    c.rowBase('m'); f.f32Load().tee(m0).get(mb).f32Max().set(m1);
+    v1.get(m0).get(m1).sub().exp().set(al);
     c.init('s', 0);
     c.each((v) => {
-      c.at('p'); c.at('sc'); v.load(); f.get(c.fl.scale!); v.splat().mul(); f.get(mx); v.splat().sub().exp().tee(v.tmp('e')).store();
+      c.at('p'); c.at('sc'); v.load(); f.get(c.fl.scale!); v.splat().mul(); f.get(m1); v.splat().sub().exp().tee(v.tmp('e')).store();
       v.get(v.tmp('s')).get(v.tmp('e')).add().set(v.tmp('s'));
     }, lim);
-    c.atRow('mx'); f.get(mx).f32Store();
-    c.atRow('sm'); c.total('s', 'sum'); f.f32Store();
-    f.f32Const(1); c.total('s', 'sum'); f.f32Div().set(inv);
-    c.each((v) => { c.at('p'); c.at('p'); v.load(); f.get(inv); v.splat().mul().store(); }, lim);
+    c.rowBase('l'); c.rowBase('l'); f.f32Load().get(al).f32Mul(); c.total('s', 'sum'); f.f32Add().f32Store();
+    c.rowBase('m'); f.get(m1).f32Store();
+    c.rowBase('al'); f.get(al).f32Store();
     zeroTail(c, 'p', lim);
   });
-  // attention backward: probabilities again from the saved logsumexp
-  k.attnProbs = rowKernel({ mats: ['sc', 'p'], ptrs: ['lse'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
+  // o = o * alpha + x: the output rescaled to the new running max, plus this block's P V
+  k.flashAccum = rowKernel({ mats: ['o', 'x', 'al'] }, (c) => {
+    const { f } = c;
+    const a = f.local('f32');
+    c.rowBase('al'); f.f32Load().set(a);
+    c.each((v) => { c.at('o'); c.at('o'); v.load(); f.get(a); v.splat().mul(); c.at('x'); v.load().add().store(); });
+  });
+  // o = o / l (0 for a query that saw no key)
+  k.flashFinish = rowKernel({ mats: ['o', 'l'] }, (c) => {
+    const { f } = c;
+    const l = f.local('f32'), inv = f.local('f32');
+    c.rowBase('l'); f.f32Load().set(l);
+    f.f32Const(1).get(l).f32Div().f32Const(0).get(l).f32Const(0).f32Gt().select().set(inv);
+    c.each((v) => { c.at('o'); c.at('o'); v.load(); f.get(inv); v.splat().mul().store(); });
+  });
+  // backward: a block's probabilities again, from the saved logsumexp (a one-column matrix)
+  k.attnProbs = rowKernel({ mats: ['sc', 'p', 'lse'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
     const { f } = c;
     const lim = f.local('i32'), l = f.local('f32');
     attnLimit(c, lim);
-    c.atRow('lse'); f.f32Load().set(l);
+    c.rowBase('lse'); f.f32Load().set(l);
     c.each((v) => { c.at('p'); c.at('sc'); v.load(); f.get(c.fl.scale!); v.splat().mul(); f.get(l); v.splat().sub().exp().store(); }, lim);
     zeroTail(c, 'p', lim);
   });
@@ -278,11 +303,11 @@ export function rowKernels(): Record<string, Func> {
     c.atRow('out'); c.total('s', 'sum'); c.f.f32Store();
   });
   // dS = P * (dP - D[r]) * scale on visible keys, 0 on masked ones (where dP may be unwritten)
-  k.attnDs = rowKernel({ mats: ['p', 'dp', 'ds'], ptrs: ['D'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
+  k.attnDs = rowKernel({ mats: ['p', 'dp', 'ds', 'D'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
     const { f } = c;
     const d = f.local('f32'), lim = f.local('i32');
     attnLimit(c, lim);
-    c.atRow('D'); f.f32Load().set(d);
+    c.rowBase('D'); f.f32Load().set(d);
     c.each((v) => { c.at('ds'); c.at('p'); v.load(); c.at('dp'); v.load(); f.get(d); v.splat().sub().mul(); f.get(c.fl.scale!); v.splat().mul().store(); }, lim);
     zeroTail(c, 'ds', lim);
   });
