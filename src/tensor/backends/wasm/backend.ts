@@ -42,11 +42,10 @@ export interface WasmBackendOptions {
   sharedMemory?: boolean;
   /**
    * Fused multiply-add (relaxed SIMD's f32x4.relaxed_madd) in the matmul micro-kernels where the
-   * engine has it (default false). One rounding per multiply-add instead of two: results differ
-   * from the mul+add kernels in the last bits, and do not depend on the thread count either way.
-   * Off by default because it did not pay where measured: Zen 4 issues FMAs on the same two
-   * pipes as multiplies and has two more for adds, so mul+add already runs at the FMA rate
-   * (bench/wasm-tune.ts, 1024^3 on 2 threads: 46.6 vs 45.9 GFLOP/s on Node 20, 49.1 vs 47.4 on 22).
+   * engine has it (default true; Node >= 20 and Chrome do). One rounding per multiply-add
+   * instead of two: results differ from the mul+add kernels (false, or an engine without relaxed
+   * SIMD) in the last bits, and do not depend on the thread count either way. It pays: 1024^3
+   * on 2 threads of the Zen 3 VM, 72.7 GFLOP/s vs 52.4 with mul+add (bench/wasm-tune.ts, one run).
    */
   fma?: boolean;
 }
@@ -81,7 +80,7 @@ export class WasmBackend extends JsBackend implements Backend {
     if (this.threads > 1 && !shared) {
       throw new Error(`wasm backend: ${this.threads} threads need a shared memory, but ${why ?? 'sharedMemory is false'}; use threads: 1`);
     }
-    const shape = matmulShape(opts.fma ?? false);
+    const shape = matmulShape(opts.fma ?? true);
     const key = `${shared}/${shape.fma}`;
     let kernels = compiled.get(key);
     if (!kernels) { kernels = buildModule(shape, shared); compiled.set(key, kernels); }

@@ -7,8 +7,17 @@ import { rowKernels } from './row-kernels.js';
 import { convertKernels } from './convert-kernels.js';
 import { nodeBuiltin } from './threads.js';
 
-/** The register/cache blocking chosen with bench/wasm-tune.ts on the 2-core Zen 4 (4x16 unroll 2: 36 GFLOP/s on one thread, 67 on two, at 1024^3; 6x16 / 4x24 / 8x8 were equal or slower). */
-export const DEFAULT_SHAPE: MatmulShape = { mr: 4, nr: 16, kc: 256, unroll: 2, fma: false };
+/**
+ * The register/cache blocking, chosen with bench/wasm-tune.ts on the 2-core Zen 3 VM. What
+ * decides it is V8's register allocation: it issues all of a k step's loads (NR/4 vectors of B,
+ * MR broadcasts of A) before the step's multiply-adds, so loads + accumulators must fit the 16
+ * xmm registers or accumulators spill to the stack each step. 4x8 (6 loads + 8 accumulators,
+ * no unroll) fits: alone on L1-resident panels it runs at 48 GFLOP/s on one core (with FMA),
+ * the core's measured peak, where 4x16 unroll 2 (32 live vectors) ran at 26. 1024^3 on 2
+ * threads, one run: 72.7 GFLOP/s, against 43.0 for 4x16 unroll 2 and 52.4 for 4x8 with mul+add;
+ * 3x12 and 2x16 (which also fit) were equal, 6x8, 4x12 and 4x8 unroll 2 spill (~41).
+ */
+export const DEFAULT_SHAPE: MatmulShape = { mr: 4, nr: 8, kc: 256, unroll: 1, fma: true };
 
 let relaxed: boolean | null = null;
 /**
@@ -27,7 +36,7 @@ export function fmaAvailable(): boolean {
   return relaxed;
 }
 
-/** The matmul shape a backend uses: DEFAULT_SHAPE, with FMA if asked for and the engine has it. */
+/** The matmul shape a backend uses: DEFAULT_SHAPE, with FMA unless refused or the engine lacks it. */
 export function matmulShape(fma: boolean): MatmulShape {
   return { ...DEFAULT_SHAPE, fma: fma && fmaAvailable() };
 }
@@ -48,8 +57,8 @@ export function relaxedSimdAvailable(): boolean {
   } catch { return false; }
 }
 
-/** `shared`: import the memory as shared (threads) or not (one thread, no SharedArrayBuffer needed). */
-export function buildModule(shape: MatmulShape = DEFAULT_SHAPE, shared = true): KernelModule {
+/** `shared`: import the memory as shared (threads) or not (one thread, no SharedArrayBuffer needed); the shape is the backend's by default. */
+export function buildModule(shape: MatmulShape = matmulShape(true), shared = true): KernelModule {
   if (shape.nr % 4 !== 0) throw new Error(`wasm matmul: nr=${shape.nr} must be a multiple of 4`);
   const funcs: { name: string; func: Func }[] = [];
   // the micro-kernel goes first: gemm calls it by function index 0
