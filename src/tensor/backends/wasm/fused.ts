@@ -8,19 +8,23 @@ import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
 import { isFloat } from '../../dtype.js';
 import type { WasmBackend } from './backend.js';
 import { referenceKernels } from './fused-ref.js';
-import { gemmPtr, readC } from './matmul.js';
+import { gemmHostB, readC, zeroC } from './matmul.js';
 import { dense } from './row-kernels.js';
 import { flashAttention } from './attention.js';
 import { WasmMemoryError } from './pool.js';
 
 /** Elements per task of elementwise kernels. Fixed: sumSquares' partial sums depend on it. */
 export const CHUNK = 16384;
+/** Elements per trip through wasm memory of the elementwise optimizer kernels (a multiple of CHUNK). */
+const SLAB = CHUNK * 256;
 /** Columns per task of column reductions (only scheduling, not the summation order). */
 export const COL_BLOCK = 64;
 /**
  * Floats of one chunk's logits in linearCrossEntropy (128 MB; its gradient as much again). Each
- * chunk repacks the weight for its two products with it, so fewer chunks are faster: GPT tiny's
- * step (1024 rows x 50304 classes) spent 1460 ms in it at 2^23, 1291 at 2^24, 1126 at 2^25, 1117 at 2^26.
+ * chunk packs the weight (from the host) for its two products with it, so fewer chunks are
+ * faster and larger ones hold more wasm memory (GPT-2 124M: 590 MB of it at 2^25). GPT tiny's step (1024 rows x 50304 classes,
+ * bench/step.ts): 926 ms in it at 2^24, 855 at 2^25, 825 in one chunk (peak RSS 1.06, 1.26,
+ * 1.47 GB).
  */
 const LCE_CHUNK_FLOATS = 1 << 25;
 
@@ -106,19 +110,21 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
 
     linearCrossEntropy: (x, wt, targets, rows, cols, classes, grad) => w.scoped(() => {
       const rt = w.runtime, sh = w.kernels.shape;
-      const T = w.hostAccess().host(targets) as Int32Array;
-      const px = w.put(f32(x)), pw = w.put(f32(wt)), pt = w.put(T);
+      const T = w.hostAccess().host(targets) as Int32Array, X = f32(x), W = f32(wt);
+      // W stays on the host: each product packs it straight from there (no copy of it in wasm memory)
+      const px = w.put(X), pt = w.put(T);
       // rows per chunk: its logits (and their gradient) ~128 MB each, in whole micro-tile rows
       const R = Math.max(sh.mr, Math.floor(LCE_CHUNK_FLOATS / classes / sh.mr) * sh.mr);
       const gx = grad ? w.raw(rows * cols, 'float32') as F32 : null;
-      const gw = grad ? w.raw(classes * cols, 'float32', true) as F32 : null; // zeroed: chunks add into it
+      // dW = sum over chunks of g^T x, accumulated by the gemm itself in wasm memory
+      const gw = grad ? zeroC(rt, sh, classes, cols) : null;
       const flat = (m: number, n: number, k: number, transA: boolean, transB: boolean) =>
         ({ batch: 1, m, n, k, transA, transB, aBatchStride: 0, bBatchStride: 0 });
       let total = 0;
       for (let r0 = 0; r0 < rows; r0 += R) {
         const n = Math.min(R, rows - r0), mark = rt.mark();
         // logits of these rows, z = x W^T, left in wasm memory (rows padded to MR, columns to NR)
-        const z = gemmPtr(rt, sh, px + r0 * cols * 4, pw, flat(n, classes, cols, false, true));
+        const z = gemmHostB(rt, sh, px + r0 * cols * 4, W, flat(n, classes, cols, false, true));
         const pm = rt.alloc(n * 4), ps = rt.alloc(n * 4);
         w.rows('rowStats', n, classes, [...dense(z.c, z.ldc), pm, ps]);
         const m = rt.f32(pm, n), sm = rt.f32(ps, n), zv = rt.f32(z.c, n * z.ldc);
@@ -128,22 +134,18 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
           total += lse[r]! - zv[r * z.ldc + T[r0 + r]!]!;
         }
         if (gx && gw) {
-          // g = (softmax(z) - onehot(target)) / rows, then dx = g W for these rows and dW += g^T x
+          // g = (softmax(z) - onehot(target)) / rows, written over z (its padded rows are g's), then
+          // dx = g W for these rows and dW += g^T x
           const pl = w.put(lse), pgl = rt.alloc(n * 4);
           rt.f32(pgl, n).fill(1 / rows);
-          const pg = rt.alloc(n * classes * 4);
-          w.rows('ceBwd', n, classes, [...dense(z.c, z.ldc), ...dense(pg, classes), pl, pgl, pt + r0 * 4]);
-          readC(rt, gemmPtr(rt, sh, pg, pw, flat(n, cols, classes, false, false)), 1, n, cols, gx.subarray(r0 * cols, (r0 + n) * cols));
-          const d = gemmPtr(rt, sh, pg, px + r0 * cols * 4, flat(classes, cols, n, true, false));
-          const dv = rt.f32(d.c, classes * d.ldc);
-          for (let i = 0; i < classes; i++) {
-            const o = i * cols, oi = i * d.ldc;
-            for (let j = 0; j < cols; j++) gw[o + j] = gw[o + j]! + dv[oi + j]!;
-          }
+          w.rows('ceBwd', n, classes, [...dense(z.c, z.ldc), ...dense(z.c, z.ldc), pl, pgl, pt + r0 * 4]);
+          readC(rt, gemmHostB(rt, sh, z.c, W, flat(n, cols, classes, false, false), { lda: z.ldc }), 1, n, cols, gx.subarray(r0 * cols, (r0 + n) * cols));
+          gemmHostB(rt, sh, z.c, X.subarray(r0 * cols, (r0 + n) * cols), flat(classes, cols, n, true, false), { into: gw, lda: z.ldc });
         }
         rt.release(mark);
       }
-      return { loss: w.out(Float32Array.of(total / rows)), gx: gx && w.out(gx), gw: gw && w.out(gw) };
+      return { loss: w.out(Float32Array.of(total / rows)), gx: gx && w.out(gx),
+        gw: gw && w.out(readC(rt, gw, 1, classes, cols, w.raw(classes * cols, 'float32') as F32)) };
     }),
 
     layerNorm: (x, wt, b, rows, cols, eps) => w.scoped(() => {
@@ -171,24 +173,29 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
       }
     },
 
-    adamw: (p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams) => w.scoped(() => {
-      const P = f32(p), M = f32(m), V = f32(v), n = P.length;
-      const pp = w.put(P), pg = w.put(f32(g)), pm = w.put(M), pv = w.put(V);
+    adamw: (p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams) => {
+      const P = f32(p), G = f32(g), M = f32(m), V = f32(v), n = P.length;
       const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
       const floats = [h.lr, h.beta1, h.beta2, 1 - h.beta1, 1 - h.beta2, h.eps, h.weightDecay, bc1, bc2];
-      w.runtime.run('adamw', Math.ceil(n / CHUNK), w.runtime.args([n, CHUNK, pp, pg, pm, pv, ...floats], floats.map((_, i) => 6 + i)));
-      P.set(w.runtime.f32(pp, n)); M.set(w.runtime.f32(pm, n)); V.set(w.runtime.f32(pv, n));
-    }),
+      // a slab at a time: elementwise, so the result is the same, and wte's update needs 4 x 16 MB
+      // of wasm memory instead of 4 x 154 MB
+      for (let o = 0; o < n; o += SLAB) w.scoped(() => {
+        const e = Math.min(n, o + SLAB), len = e - o;
+        const pp = w.put(P.subarray(o, e)), pg = w.put(G.subarray(o, e)), pm = w.put(M.subarray(o, e)), pv = w.put(V.subarray(o, e));
+        w.runtime.run('adamw', Math.ceil(len / CHUNK), w.runtime.args([len, CHUNK, pp, pg, pm, pv, ...floats], floats.map((_, i) => 6 + i)));
+        P.set(w.runtime.f32(pp, len), o); M.set(w.runtime.f32(pm, len), o); V.set(w.runtime.f32(pv, len), o);
+      });
+    },
 
     sumSquares: (xs) => {
       let total = 0;
       for (const x of xs) {
         const X = f32(x);
-        if (X.length === 0) continue;
-        w.scoped(() => {
-          const chunks = Math.ceil(X.length / CHUNK);
-          const px = w.put(X), po = w.runtime.alloc(chunks * 4);
-          w.runtime.run('sumsq', chunks, w.runtime.args([X.length, CHUNK, px, po]));
+        // slabs of whole CHUNKs: the same partial sums, added in the same order
+        for (let o = 0; o < X.length; o += SLAB) w.scoped(() => {
+          const len = Math.min(X.length, o + SLAB) - o, chunks = Math.ceil(len / CHUNK);
+          const px = w.put(X.subarray(o, o + len)), po = w.runtime.alloc(chunks * 4);
+          w.runtime.run('sumsq', chunks, w.runtime.args([len, CHUNK, px, po]));
           const parts = w.runtime.f32(po, chunks);
           for (let i = 0; i < chunks; i++) total += parts[i]!; // in chunk order: thread-count independent
         });

@@ -132,7 +132,8 @@ export function microKernel(s: MatmulShape): Func {
  * is MCP A-panels by NCP B-panels. k runs in KC slices, so each element of C is summed in the
  * same order whichever thread runs its tile.
  * args (i32): packA, packB, C, K, mPanels, nPanels, tilesM, tilesN, aBatchBytes, bBatchBytes,
- *             cBatchBytes, ldcBytes, mcp, ncp, mode, off
+ *             cBatchBytes, ldcBytes, mcp, ncp, mode, off, accumulate
+ * With `accumulate` (mode 0 only) C += A B: the first slice adds to what C holds.
  *
  * `mode` skips work that causal attention masks (row i sees columns / depth j <= i + off):
  *   0 everything;
@@ -148,7 +149,8 @@ export function gemmKernel(s: MatmulShape, microIndex: number): Func {
   const L = (): Local => f.local('i32');
   const pa = L(), pb = L(), C = L(), K = L(), mP = L(), nP = L(), tM = L(), tN = L(),
     aBB = L(), bBB = L(), cBB = L(), ldc = L(), mcp = L(), ncp = L(), mode = L(), off = L();
-  [pa, pb, C, K, mP, nP, tM, tN, aBB, bBB, cBB, ldc, mcp, ncp, mode, off].forEach((l, j) => f.get(args).i32Load(4 * j).set(l));
+  const addC = L();
+  [pa, pb, C, K, mP, nP, tM, tN, aBB, bBB, cBB, ldc, mcp, ncp, mode, off, addC].forEach((l, j) => f.get(args).i32Load(4 * j).set(l));
   const kcu = L(), accf = L(), t2 = L();
   const b = L(), t = L(), i0 = L(), i1 = L(), j0 = L(), j1 = L(), pc = L(), kc = L(), ir = L(), jr = L(), bp = L();
   // task -> (batch, tile i, tile j)
@@ -169,7 +171,7 @@ export function gemmKernel(s: MatmulShape, microIndex: number): Func {
       f.get(pb).get(jr).get(K).i32Mul().get(pc).i32Add().i32Const(nr * 4).i32Mul().i32Add().set(bp);
       f.for(ir, () => f.get(i0), () => f.get(i1), 1, () => f.block(() => { // br 0 / brIf(1) in an if: skip this micro-tile
         f.get(kc).set(kcu);
-        f.get(pc).set(accf); // accumulate unless this is the first slice
+        f.get(pc).get(addC).i32Or().set(accf); // accumulate unless this is the first slice (of a fresh C)
         f.get(mode).i32Const(1).i32Eq().if(() => {
           // first column > last row + off: all masked
           f.get(jr).i32Const(nr).i32Mul().get(ir).i32Const(mr).i32Mul().i32Const(mr - 1).i32Add().get(off).i32Add().i32GtS().brIf(1);

@@ -41,9 +41,9 @@ export function gemmPtr(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, 
   return g;
 }
 
-/** The tiled gemm over packed panels (C allocated here unless given). */
+/** The tiled gemm over packed panels (C allocated here unless given; with `accumulate`, C += A B). */
 function gemmPacked(runtime: WasmRuntime, shape: MatmulShape, packA: number, packB: number, p: MatmulParams, cPtr?: number,
-  causal?: Causal): GemmOut {
+  causal?: Causal, accumulate = false): GemmOut {
   const { batch, m, n, k, aBatchStride, bBatchStride } = p;
   const { mr, nr } = shape;
   const mP = Math.ceil(m / mr), nP = Math.ceil(n / nr);
@@ -60,8 +60,39 @@ function gemmPacked(runtime: WasmRuntime, shape: MatmulShape, packA: number, pac
   const tM = Math.ceil(mP / mcp), tN = Math.ceil(nP / ncp);
   runtime.run('gemm', batch * tM * tN, runtime.args([packA, packB, C, k, mP, nP, tM, tN,
     aBatches === 1 ? 0 : aPanelBytes, bBatches === 1 ? 0 : bPanelBytes, cBatch * 4, ldc * 4, mcp, ncp,
-    causal?.mode ?? 0, causal?.off ?? 0]));
+    causal?.mode ?? 0, causal?.off ?? 0, accumulate ? 1 : 0]));
   return { c: C, ldc, cBatch };
+}
+
+/** A zeroed, padded [m, n] C in wasm memory, for gemmHostB to accumulate into. */
+export function zeroC(runtime: WasmRuntime, shape: MatmulShape, m: number, n: number): GemmOut {
+  const ldc = Math.ceil(n / shape.nr) * shape.nr, cBatch = Math.ceil(m / shape.mr) * shape.mr * ldc;
+  const c = runtime.alloc(cBatch * 4);
+  runtime.f32(c, cBatch).fill(0);
+  return { c, ldc, cBatch };
+}
+
+/**
+ * C = op(A) op(B) for one matrix (batch 1), A in wasm memory (rows `lda` elements apart in
+ * storage; default dense), B a host array packed straight from the host through small slabs
+ * (no whole copy of B in wasm memory); with `into` (zeroC of the same m, n) C += op(A) op(B)
+ * there instead.
+ */
+export function gemmHostB(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, b: Operand, p: MatmulParams,
+  opts: { into?: GemmOut; lda?: number } = {}): GemmOut {
+  const { m, n, k, transA, transB } = p;
+  if (p.batch !== 1) throw new Error(`gemmHostB: batch ${p.batch}, only 1 is supported`);
+  const C = opts.into ?? zeroC(runtime, shape, m, n);
+  if (m === 0 || n === 0 || k === 0) return C;
+  const mP = Math.ceil(m / shape.mr), nP = Math.ceil(n / shape.nr);
+  const mark = runtime.mark();
+  const packA = runtime.alloc(mP * k * shape.mr * 4), packB = runtime.alloc(nP * k * shape.nr * 4);
+  // A element (row i, depth kk): [m, lda] -> i*lda + kk ; transposed [k, lda] -> kk*lda + i
+  runtime.run(packName('A', false), mP, runtime.args([aPtr, m, k, transA ? 1 : opts.lda ?? k, transA ? opts.lda ?? m : 1, 0, mP, packA]));
+  stagePack(runtime, 'B', shape.nr, b, 1, 0, n, k, transB, packB, STAGE_FLOATS / 4);
+  gemmPacked(runtime, shape, packA, packB, p, C.c, undefined, opts.into !== undefined);
+  runtime.release(mark);
+  return C;
 }
 
 /** Copy a padded C into a dense [batch, m, n] host array. */
