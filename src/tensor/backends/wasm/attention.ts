@@ -1,4 +1,4 @@
-// Flash-style attention on the wasm backend: keys in blocks of KEY_BLOCK, the softmax kept
+// Flash-style attention on the wasm backend: keys in blocks of KEY_BLOCK (128), the softmax kept
 // online (running max m and sum l per query, as in FlashAttention), so no [T, S] score matrix
 // exists at once: the forward holds scores and probabilities of one key block, the backward
 // also dP and dS of one block, and nothing but the output and one logsumexp per query is saved.
@@ -22,10 +22,11 @@ type F32 = Float32Array;
 
 /**
  * Keys per block. GPT-2's causal attention (12 heads, T = 1024, bench/attn-micro.ts, one run):
- * 256 keys a block took 68.8 ms forward, 151.5 backward, 86 MB of wasm memory; one block of all
- * 1024 keys (the [T, T] scores at once) 64.4 / 153.1 ms and 270 MB; 128 keys 80.7 / 164.2 ms, 55 MB.
+ * 128 keys a block took 48.6 ms forward, 101.5 backward, 55 MB of wasm memory; 256 keys
+ * 51.8 / 107.0 ms, 86 MB; one block of all 1024 keys (the [T, T] scores at once) 56.4 / 113.0 ms
+ * and 270 MB.
  */
-export const KEY_BLOCK = 256;
+export const KEY_BLOCK = 128;
 
 /** One key block and the query rows that see it: [r0, t), block-relative causal offset `off`. */
 interface Block { c0: number; n: number; r0: number; tb: number; off: number }
