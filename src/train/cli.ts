@@ -1,5 +1,5 @@
 // `npm run train -- [flags]`: train a GPT as build-nanogpt's train_gpt2.py does.
-// With no flags: a small GPT on the embedded corpus, about six minutes on a 2-core CPU.
+// With no flags: a small GPT on the embedded corpus, about five minutes on a 2-core CPU.
 
 import { GPT_PRESETS } from '../nn/gpt.js';
 import { BACKENDS } from './backend.js';
@@ -14,7 +14,7 @@ import { launch } from './distributed/launch.js';
 export const TRAIN_COMMAND = command({
   usage: 'npm run train -- [flags]',
   summary: `Trains a GPT-2 style model (build-nanogpt's train_gpt2.py). Defaults train the '${d.model}' preset
-on the embedded corpus (tokenized into data/embedded on first run) in about six minutes.`,
+on the embedded corpus (tokenized into data/embedded on first run) in about five minutes.`,
   options: {
     model: { kind: 'choice', choices: Object.keys(GPT_PRESETS), default: d.model, group: 'model', help: 'a preset' },
     'n-layer': { kind: 'int', min: 1, group: 'model', help: 'override the preset' },
