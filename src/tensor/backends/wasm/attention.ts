@@ -60,7 +60,7 @@ export function flashAttention(w: WasmBackend, keyBlock = KEY_BLOCK): AttentionK
   const limits = (b: Block, causal: boolean): number[] => [b.tb, b.off, causal ? 1 : 0];
   const mask = (b: Block, causal: boolean, mode: 1 | 2 | 3): Causal | undefined => (causal ? { mode, off: b.off } : undefined);
   /** Copy a block's [bh][n, d] product into rows [c0, c0 + n) of a dense [bh, s, d] host array. */
-  const place = (g: GemmOut, out: F32, bh: number, b: Block, s: number, d: number): void => {
+  const placeRows = (g: GemmOut, out: F32, bh: number, b: Block, s: number, d: number): void => {
     const c = rt.f32(g.c, bh * g.cBatch);
     for (let h = 0; h < bh; h++) {
       for (let i = 0; i < b.n; i++) out.set(c.subarray(h * g.cBatch + i * g.ldc, h * g.cBatch + i * g.ldc + d), (h * s + b.c0 + i) * d);
@@ -82,9 +82,9 @@ export function flashAttention(w: WasmBackend, keyBlock = KEY_BLOCK): AttentionK
         const pp = rt.alloc(bh * b.tb * b.n * 4);
         w.rows('flashBlock', bh * b.tb, b.n, [...grouped(sc, b.tb), ...dense(pp, b.n),
           ...rowsFrom(pm, 1, b.r0, t), ...rowsFrom(pl, 1, b.r0, t), ...rowsFrom(pa, 1, b.r0, t), ...limits(b, causal)], [scale]);
-        const pv_ = gemmPtr(rt, w.kernels.shape, pp, pv + b.c0 * d * 4,
+        const ob = gemmPtr(rt, w.kernels.shape, pp, pv + b.c0 * d * 4,
           { batch: bh, m: b.tb, n: d, k: b.n, transA: false, transB: false, aBatchStride: b.tb * b.n, bBatchStride: s * d }, mask(b, causal, 2));
-        w.rows('flashAccum', bh * b.tb, d, [...rowsFrom(po, d, b.r0, t), ...grouped(pv_, b.tb), ...rowsFrom(pa, 1, b.r0, t)]);
+        w.rows('flashAccum', bh * b.tb, d, [...rowsFrom(po, d, b.r0, t), ...grouped(ob, b.tb), ...rowsFrom(pa, 1, b.r0, t)]);
         rt.release(mark);
       }
       w.rows('flashFinish', bh * t, d, [...dense(po, d), ...dense(pl, 1)]);
@@ -107,7 +107,7 @@ export function flashAttention(w: WasmBackend, keyBlock = KEY_BLOCK): AttentionK
         const pp = rt.alloc(bh * b.tb * b.n * 4);
         w.rows('attnProbs', bh * b.tb, b.n, [...grouped(sc, b.tb), ...dense(pp, b.n), ...rowsFrom(pl, 1, b.r0, t), ...lim], [scale]);
         // dV_blk = P^T dO
-        place(gemmPtr(rt, sh, pp, pgo + b.r0 * d * 4,
+        placeRows(gemmPtr(rt, sh, pp, pgo + b.r0 * d * 4,
           { batch: bh, m: b.n, n: d, k: b.tb, transA: true, transB: false, aBatchStride: b.tb * b.n, bBatchStride: t * d }, mask(b, causal, 3)), gv, bh, b, s, d);
         // dP = dO v_blk^T, then dS = P (dP - D) * scale
         const dp = gemmPtr(rt, sh, pgo + b.r0 * d * 4, pv + b.c0 * d * 4,
@@ -119,7 +119,7 @@ export function flashAttention(w: WasmBackend, keyBlock = KEY_BLOCK): AttentionK
           { batch: bh, m: b.tb, n: d, k: b.n, transA: false, transB: false, aBatchStride: b.tb * b.n, bBatchStride: s * d }, mask(b, causal, 2));
         w.rows('b_add', bh * b.tb, d, [...rowsFrom(pgq, d, b.r0, t), ...grouped(gq, b.tb), ...rowsFrom(pgq, d, b.r0, t)]);
         // dK_blk = dS^T q
-        place(gemmPtr(rt, sh, pds, pq + b.r0 * d * 4,
+        placeRows(gemmPtr(rt, sh, pds, pq + b.r0 * d * 4,
           { batch: bh, m: b.n, n: d, k: b.tb, transA: true, transB: false, aBatchStride: b.tb * b.n, bBatchStride: t * d }, mask(b, causal, 3)), gk, bh, b, s, d);
         rt.release(mark);
       }

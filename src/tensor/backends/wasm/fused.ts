@@ -20,11 +20,11 @@ const SLAB = CHUNK * 256;
 /** Columns per task of column reductions (only scheduling, not the summation order). */
 export const COL_BLOCK = 64;
 /**
- * Floats of one chunk's logits in linearCrossEntropy (128 MB; its gradient as much again). Each
- * chunk packs the weight (from the host) for its two products with it, so fewer chunks are
- * faster and larger ones hold more wasm memory (GPT-2 124M: 590 MB of it at 2^25). GPT tiny's step (1024 rows x 50304 classes,
- * bench/step.ts): 926 ms in it at 2^24, 855 at 2^25, 825 in one chunk (peak RSS 1.06, 1.26,
- * 1.47 GB).
+ * Floats of one chunk's logits in linearCrossEntropy (128 MB; its gradient is written over
+ * them). Each chunk packs the weight (from the host) for its two products with it, so fewer
+ * chunks are faster and larger ones hold more wasm memory (GPT-2 124M: ~600 MB at 2^25). GPT
+ * tiny's step (1024 rows x 50304 classes, bench/step.ts): 926 ms in it at 2^24, 855 at 2^25,
+ * 825 in one chunk (peak RSS 1.06, 1.26, 1.47 GB).
  */
 const LCE_CHUNK_FLOATS = 1 << 25;
 
@@ -113,7 +113,7 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
       const T = w.hostAccess().host(targets) as Int32Array, X = f32(x), W = f32(wt);
       // W stays on the host: each product packs it straight from there (no copy of it in wasm memory)
       const px = w.put(X), pt = w.put(T);
-      // rows per chunk: its logits (and their gradient) ~128 MB each, in whole micro-tile rows
+      // rows per chunk: ~128 MB of logits, in whole micro-tile rows
       const R = Math.max(sh.mr, Math.floor(LCE_CHUNK_FLOATS / classes / sh.mr) * sh.mr);
       const gx = grad ? w.raw(rows * cols, 'float32') as F32 : null;
       // dW = sum over chunks of g^T x, accumulated by the gemm itself in wasm memory
