@@ -19,12 +19,18 @@ export interface Causal { mode: 1 | 2 | 3; off: number }
 export type Operand = Float32Array | Uint16Array;
 const packName = (side: 'A' | 'B', bf16: boolean): string => `pack${side}${bf16 ? '16' : ''}`;
 
+/** Where an [m, n] product's C goes: rows padded to MR, the row stride to NR (elements). */
+function cLayout(shape: MatmulShape, m: number, n: number): { ldc: number; cBatch: number } {
+  const ldc = Math.ceil(n / shape.nr) * shape.nr;
+  return { ldc, cBatch: Math.ceil(m / shape.mr) * shape.mr * ldc };
+}
+
 export function gemmPtr(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, bPtr: number, p: MatmulParams, causal?: Causal,
   aBf16 = false, bBf16 = false): GemmOut {
   const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
   const { mr, nr } = shape;
   const mP = Math.ceil(m / mr), nP = Math.ceil(n / nr);
-  const ldc = nP * nr, cBatch = mP * mr * ldc;
+  const { ldc, cBatch } = cLayout(shape, m, n);
   const C = runtime.alloc(batch * cBatch * 4);
   if (batch === 0 || m === 0 || n === 0) return { c: C, ldc, cBatch };
   if (k === 0) { runtime.f32(C, batch * cBatch).fill(0); return { c: C, ldc, cBatch }; }
@@ -47,7 +53,7 @@ function gemmPacked(runtime: WasmRuntime, shape: MatmulShape, packA: number, pac
   const { batch, m, n, k, aBatchStride, bBatchStride } = p;
   const { mr, nr } = shape;
   const mP = Math.ceil(m / mr), nP = Math.ceil(n / nr);
-  const ldc = nP * nr, cBatch = mP * mr * ldc;
+  const { ldc, cBatch } = cLayout(shape, m, n);
   const C = cPtr ?? runtime.alloc(batch * cBatch * 4);
   const aBatches = aBatchStride === 0 ? 1 : batch, bBatches = bBatchStride === 0 ? 1 : batch;
   const aPanelBytes = mP * k * mr * 4, bPanelBytes = nP * k * nr * 4;
@@ -66,7 +72,7 @@ function gemmPacked(runtime: WasmRuntime, shape: MatmulShape, packA: number, pac
 
 /** A zeroed, padded [m, n] C in wasm memory, for gemmHostB to accumulate into. */
 export function zeroC(runtime: WasmRuntime, shape: MatmulShape, m: number, n: number): GemmOut {
-  const ldc = Math.ceil(n / shape.nr) * shape.nr, cBatch = Math.ceil(m / shape.mr) * shape.mr * ldc;
+  const { ldc, cBatch } = cLayout(shape, m, n);
   const c = runtime.alloc(cBatch * 4);
   runtime.f32(c, cBatch).fill(0);
   return { c, ldc, cBatch };
