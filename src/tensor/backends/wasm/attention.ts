@@ -100,7 +100,8 @@ export function flashAttention(w: WasmBackend, keyBlock = KEY_BLOCK): AttentionK
       w.rows('rowDot', bh * t, d, [...dense(pgo, d), ...dense(po, d), pD]);
       const pgq = rt.alloc(bh * t * d * 4);
       rt.f32(pgq, bh * t * d).fill(0);
-      const gk = w.raw(bh * s * d, 'float32', true) as F32, gv = w.raw(bh * s * d, 'float32', true) as F32;
+      // not zeroed: the key blocks cover [0, s), and each block writes its rows of both
+      const gk = w.raw(bh * s * d, 'float32') as F32, gv = w.raw(bh * s * d, 'float32') as F32;
       for (const b of keyBlocks(t, s, causal, keyBlock)) {
         const mark = rt.mark(), lim = limits(b, causal);
         const sc = scores(pq, pk, b, bh, t, s, d, causal);
