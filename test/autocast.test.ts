@@ -271,18 +271,19 @@ describe('autocast regions', () => {
 
 describe('autocast activation memory (wasm)', () => {
   // What one GPT forward leaves on the tape for backward, measured in a child with --expose-gc
-  // (host memory in use after the forward minus before; no buffer pool, so nothing hides in it).
+  // (host memory in use after the forward minus before).
   // Half storage must really halve it: the tape keeps the half tensors (the logits before
   // cross-entropy, q/k/v inside attention), never a float32 copy the kernels widened, and no
-  // half copy of the weights either (backward recasts them). Here: 29% of float32; keeping the
-  // weights' casts gives 60%, widened logits 130%.
-  it.skipIf(!wasmSimdAvailable())('a bfloat16 or float16 forward keeps under 45% of what a float32 one does', async () => {
+  // half copy of the weights either (backward recasts them). Here: 56% of float32 (9.3 MiB, about
+  // what this model's saved tensors add up to; a few float32 row statistics stay); keeping the weights'
+  // casts would add 1.8 MiB (75%), widened logits 4 MiB (97%).
+  it.skipIf(!wasmSimdAvailable())('a bfloat16 or float16 forward keeps under 62% of what a float32 one does', async () => {
     const { spawnSync } = await import('node:child_process');
     const dist = fileURLToPath(new URL('../dist/', import.meta.url));
     const script = `
       const { GPT, F, autocast, setBackend, tensor, manualSeed } = await import(${JSON.stringify(dist + 'index.js')});
       const { createWasmBackend } = await import(${JSON.stringify(dist + 'tensor/backends/wasm/index.js')});
-      setBackend(createWasmBackend({ threads: 1, poolBytes: 0 }));
+      setBackend(createWasmBackend({ threads: 1 }));
       manualSeed(0);
       const m = new GPT({ blockSize: 64, vocabSize: 4096, nLayer: 2, nHead: 2, nEmbd: 128 });
       const x = tensor(Int32Array.from({ length: 4 * 64 }, (_, i) => (i * 37) % 4096), { shape: [4, 64] });
@@ -306,9 +307,9 @@ describe('autocast activation memory (wasm)', () => {
     const r = spawnSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
     expect(r.status, r.stderr).toBe(0);
     const bytes = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<'float32' | 'fused' | 'bfloat16' | 'float16', number>;
-    // float32: ~6 MiB here (the [256, 4096] logits alone are 4 MiB); a widened copy kept anywhere breaks the bound
+    // float32: ~9 MiB here (the [256, 4096] logits alone are 4 MiB); a widened copy kept anywhere breaks the bound
     expect(bytes.float32).toBeGreaterThan(4 * 2 ** 20);
-    for (const dt of ['bfloat16', 'float16'] as const) expect(bytes[dt] / bytes.float32, `${dt}: ${JSON.stringify(bytes)}`).toBeLessThan(0.45);
+    for (const dt of ['bfloat16', 'float16'] as const) expect(bytes[dt] / bytes.float32, `${dt}: ${JSON.stringify(bytes)}`).toBeLessThan(0.62);
     // the fused float32 lm_head + loss keeps no logits (4 MiB) but its weight's gradient (2 MiB)
     expect(bytes.fused, JSON.stringify(bytes)).toBeLessThan(bytes.float32 - 1.5 * 2 ** 20);
   });

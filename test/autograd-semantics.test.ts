@@ -114,6 +114,18 @@ describe('the graph is freed after backward (as without retain_graph)', () => {
     expect(() => loss.backward()).toThrow(/freed by an earlier backward/);
     expect(flat(x.grad!)).toEqual([2, 4]);
   });
+  it('frees what each op saved as soon as its backward rule has run, not at the end (as PyTorch)', () => {
+    const x = f64([0.5, -1], [2]);
+    const a = x.mul(x), b = a.exp(), loss = b.sum();
+    // when a's rule runs, the ops after it (exp, sum) have run theirs and hold nothing any more
+    const rule = a.node!.backward;
+    let later: number[] = [];
+    a.node!.backward = (g) => { later = [b.node!.inputs.length, loss.node!.inputs.length]; return rule(g); };
+    loss.backward();
+    expect(later).toEqual([0, 0]);
+    // d/dx exp(x^2) = 2x exp(x^2)
+    flat(x.grad!).forEach((v, i) => expect(v).toBeCloseTo(2 * [0.5, -1][i]! * Math.exp([0.5, -1][i]! ** 2), 12));
+  });
   it('reusing an intermediate from before a backward is an error, not a gradient that stops there', () => {
     const x = f64([1, 2], [2]);
     const h = x.mul(3);

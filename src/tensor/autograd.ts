@@ -65,7 +65,11 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       if (!g) continue;
       grads.delete(node);
       const gin = node.backward(g);
-      node.inputs.forEach((inp, j) => {
+      // free what this op saved for its backward now, as PyTorch does: a step's activations are
+      // then released while the gradients build up, not all held until the end
+      const inputs = node.inputs;
+      freeNode(node);
+      inputs.forEach((inp, j) => {
         let gi = gin[j];
         if (!gi || !inp) return;
         gi = ops.sumToShape(gi, inp.shape, node.op); // broadcasting is undone here, once, for every op
@@ -78,11 +82,13 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   }));
   // Free the graph, as PyTorch does without retain_graph: saved tensors can be collected. The
   // tensors stay non-leaves, so backward through them again is an error, not a silent leaf.
-  for (const node of tape) {
-    node.inputs = [];
-    node.backward = () => [];
-    freedNodes.add(node);
-  }
+  for (const node of tape) freeNode(node);
+}
+
+function freeNode(node: TapeNode): void {
+  node.inputs = [];
+  node.backward = () => [];
+  freedNodes.add(node);
 }
 
 declare module './tensor.js' {
