@@ -26,6 +26,6 @@ for (const kb of [128, 256, 512, t]) {
   const tag = `keys/block ${kb}${kb === KEY_BLOCK ? ' (default)' : ''}`;
   time(`attention fwd, ${tag}`, 2 * qk, () => attn.attention(Q, K, V, bh, t, t, d, 0.125, true));
   time(`attention bwd, ${tag}`, 4 * qk, () => attn.attentionBackward(Q, K, V, o, lse, o, bh, t, t, d, 0.125, true));
-  console.log(`  wasm memory high-water ${(w.poolStats().wasmBytes / 2 ** 20).toFixed(0)} MB`);
+  console.log(`  wasm memory high-water ${(w.memoryStats().wasmBytes / 2 ** 20).toFixed(0)} MB`);
   w.terminate();
 }

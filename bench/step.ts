@@ -9,8 +9,6 @@ export interface StepConfig {
   backend: 'js' | 'wasm';
   threads?: number;
   steps: number;
-  /** wasm buffer pool size (default: the backend's). */
-  poolBytes?: number;
   /** Warm-up steps before timing (default 2). */
   warmup?: number;
   /** gpt: the forward under autocast in this dtype (float16 with a GradScaler), as --dtype trains. */
@@ -51,11 +49,11 @@ function instrument(...objs: Record<string, unknown>[]): void {
 async function main(): Promise<StepResult> {
   const cfg = JSON.parse(process.argv[2] ?? '{}') as StepConfig;
   const core = await import('../src/index.js');
-  let pool: (() => unknown) | null = null;
+  let memory: (() => unknown) | null = null;
   if (cfg.backend === 'wasm') {
     const { createWasmBackend } = await import('../src/tensor/backends/wasm/index.js');
-    const b = createWasmBackend({ threads: cfg.threads, poolBytes: cfg.poolBytes });
-    pool = () => b.poolStats();
+    const b = createWasmBackend({ threads: cfg.threads });
+    memory = () => b.memoryStats();
     if (process.env.BENCH_DEBUG) instrument(b as unknown as Record<string, unknown>, b.fused as Record<string, unknown>);
     core.setBackend(b);
   } else {
@@ -105,11 +103,9 @@ async function main(): Promise<StepResult> {
     };
     forwardOnly = forward;
   }
-  // between steps, yield to the event loop as a training loop does (awaiting the loss): lets
-  // finalizers return freed buffers to the wasm backend's pool
+  // between steps, yield to the event loop as a training loop does (awaiting the loss)
   const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
-  // two warm-up steps: compile, grow the wasm arena, create optimizer state, and let the
-  // buffer pool reach its steady state (buffers come back after a GC, a step or so later)
+  // two warm-up steps: compile, grow the wasm arena, create optimizer state
   let loss = NaN;
   for (let i = 0; i < (cfg.warmup ?? 2); i++) { loss = await step(); await tick(); }
   spent.clear();
@@ -118,7 +114,7 @@ async function main(): Promise<StepResult> {
     loss = await step(); await tick();
     if (process.env.BENCH_DEBUG) {
       const mu = process.memoryUsage();
-      console.error('step', i, (performance.now() - t0).toFixed(0), 'ms', pool?.(),
+      console.error('step', i, (performance.now() - t0).toFixed(0), 'ms', memory?.(),
         `rss ${(mu.rss / 2 ** 20).toFixed(0)} MB, arrayBuffers ${(mu.arrayBuffers / 2 ** 20).toFixed(0)} MB, heap ${(mu.heapUsed / 2 ** 20).toFixed(0)} MB,`,
         `peak ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`);
     }
@@ -132,21 +128,21 @@ async function main(): Promise<StepResult> {
   return {
     ok: true, msPerStep: ms, loss, peakRssMB,
     tokensPerSec: tokens ? (tokens * 1000) / ms : undefined,
-    activationsMiB: forwardOnly ? await activations(forwardOnly, pool) : undefined,
+    activationsMiB: forwardOnly ? await activations(forwardOnly) : undefined,
   };
 }
 
 /**
  * What one forward leaves on the tape for backward: host memory in use after it minus before,
- * garbage collected both times (recycled wasm buffers in the pool's free list do not count), on
+ * garbage collected both times, on
  * the second forward after the last step (the first repacks the changed weights for the matmul).
  * Needs --expose-gc; after the timing and the peak RSS, so neither is disturbed.
  */
-async function activations(forward: () => unknown, pool: (() => unknown) | null): Promise<number | undefined> {
+async function activations(forward: () => unknown): Promise<number | undefined> {
   const gc = (globalThis as { gc?: () => void }).gc;
   if (!gc) return undefined;
   const settle = async (): Promise<void> => { for (let i = 0; i < 3; i++) { gc(); await new Promise((r) => setImmediate(r)); } };
-  const live = (): number => process.memoryUsage().arrayBuffers - ((pool?.() as { freeBytes?: number } | undefined)?.freeBytes ?? 0);
+  const live = (): number => process.memoryUsage().arrayBuffers;
   forward(); // once unmeasured: weights the last step changed are repacked for the matmul here, not counted
   await settle();
   const base = live();

@@ -269,9 +269,8 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
       throw new Error(`${e.message} Under float16 an activation above 65504 overflows in the forward pass, which the GradScaler ` +
         '(it scales only the gradients) cannot prevent; --dtype bfloat16 has float32\'s range.');
     }
-    // a GPU backend frees buffers of collected tensors here, once per step; and yielding to the
-    // event loop lets finalizers hand freed buffers back to the wasm backend's pool (without it
-    // every step pays the OS's first-touch page faults for fresh buffers again)
+    // a GPU backend frees buffers of collected tensors here, once per step, and yielding to the
+    // event loop lets the finalizers that hand them back run
     await backend.collect?.();
     await new Promise((r) => setImmediate(r));
     lastLoss = lossV; lastTokPerSec = tokPerSec;
@@ -373,7 +372,7 @@ async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: nu
     const loss = noGrad(() => withDtype(dtype, () => model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!));
     acc = noGrad(() => (acc ? ops.add(acc, loss) : loss));
     bar?.update(i + 1);
-    await new Promise((r) => setImmediate(r)); // let freed buffers return to the pool (see the train loop)
+    await new Promise((r) => setImmediate(r)); // let finalizers of freed buffers run (see the train loop)
   }
   bar?.done();
   model.train();

@@ -8,10 +8,9 @@
 // The fused kernels are in fused.ts.
 
 import type { Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
-import { allocHost, bytesPerElement, type DType, type HostArray } from '../../dtype.js';
+import { allocHost, type DType, type HostArray } from '../../dtype.js';
 import { sizeOf, type Shape } from '../../shape.js';
-import { JsBackend, type HostStorage } from '../js.js';
-import { BufferPool } from './buffer-pool.js';
+import { JsBackend } from '../js.js';
 import { CHUNK, COL_BLOCK, tooBig, wasmFused } from './fused.js';
 import { NOGROUP, dense } from './row-kernels.js';
 import type { HostAccess } from './fused-ref.js';
@@ -27,13 +26,6 @@ const BINARY = new Set<BinaryOp>(['add', 'sub', 'mul', 'div', 'max', 'min', 'gt'
 export interface WasmBackendOptions {
   /** Worker threads including the main thread (default: one per core). Results do not depend on it. */
   threads?: number;
-  /**
-   * Bytes of host buffers the recycling pool may hold, tracked (live) and free together
-   * (default 1 GiB; 0 disables). Training allocates the same large activations every step;
-   * reusing their buffers avoids paying the OS's first-touch page faults again each step
-   * (on this CI VM, ~7 ms per MB).
-   */
-  poolBytes?: number;
   /**
    * Share the wasm memory between threads (default: where the runtime allows it). Without it
    * (a page that is not cross-origin isolated has no SharedArrayBuffer) the backend runs on one
@@ -65,7 +57,6 @@ export class WasmBackend extends JsBackend implements Backend {
   /** The worker pool and its shared memory (internal: for this backend's fused.ts). */
   readonly runtime: WasmRuntime;
   readonly kernels: KernelModule;
-  private readonly pool: BufferPool;
   override readonly fused: FusedKernels;
 
   constructor(opts: WasmBackendOptions = {}) {
@@ -86,43 +77,22 @@ export class WasmBackend extends JsBackend implements Backend {
     if (!kernels) { kernels = buildModule(shape, shared); compiled.set(key, kernels); }
     this.kernels = kernels;
     this.runtime = new WasmRuntime(this.kernels.module, this.kernels.names, this.threads, shared);
-    this.pool = new BufferPool(opts.poolBytes ?? 2 ** 30);
     this.fused = wasmFused(this);
   }
 
-  /** Buffer pool counters: allocations served from recycled buffers (hits) or new ones (misses). */
-  poolStats(): { hits: number; misses: number; freeBytes: number; trackedBytes: number; wasmBytes: number } {
-    return { ...this.pool.stats, wasmBytes: this.runtime.memory.buffer.byteLength };
+  /** Bytes of wasm memory (its high-water mark: a wasm memory grows, never shrinks). */
+  memoryStats(): { wasmBytes: number } {
+    return { wasmBytes: this.runtime.memory.buffer.byteLength };
   }
 
   /** Stop the worker threads (they are unref'd, so this is only needed to free them early). */
   terminate(): void { this.runtime.terminate(); }
 
-  // ---- host memory: recycled large buffers ----
-  /** A host array, possibly recycled: zeroed only when `zero` (every element must be written otherwise). */
-  raw(size: number, dtype: DType, zero = false): HostArray {
-    const got = this.pool.take(size * bytesPerElement(dtype));
-    if (!got) return allocHost(dtype, size);
-    const { buf, recycled } = got;
-    const a = dtype === 'float32' ? new Float32Array(buf) : dtype === 'float64' ? new Float64Array(buf)
-      : dtype === 'int32' ? new Int32Array(buf) : new Uint16Array(buf);
-    if (recycled && zero) a.fill(0);
-    return a;
-  }
-  /** The js kernels expect zeroed outputs. */
-  protected override alloc(size: number, dtype: DType): HostArray { return this.raw(size, dtype, true); }
-  protected override wrap(data: HostArray, dtype: DType): HostStorage {
-    const s = super.wrap(data, dtype);
-    this.pool.track(s, data.buffer);
-    return s;
-  }
-  /** Recycled buffers are handed out as copies, so a caller's array never changes later. */
-  override readSync(s: Storage): HostArray {
-    const d = this.host(s);
-    return this.pool.owns(d.buffer) ? d.slice() : d;
-  }
-  override read(s: Storage): Promise<HostArray> { return Promise.resolve(this.readSync(s)); }
-  override dispose(s: Storage): void { this.pool.release(this.host(s).buffer); }
+  // ---- host memory ----
+  // Plain typed arrays, freed by the GC. (A pool recycling large buffers was measured here and
+  // dropped: it held up to 1 GiB of dead buffers until the step ended, for no speed.)
+  /** A new host array for a kernel's output. */
+  raw(size: number, dtype: DType): HostArray { return allocHost(dtype, size); }
   /** Host arrays of storages, new (zeroed) ones and wrapping, for the reference kernels of fused-ref.ts. */
   hostAccess(): HostAccess {
     return { host: (s) => this.host(s), alloc: (n, dt) => this.alloc(n, dt), wrap: (d, dt) => this.wrap(d, dt) };
