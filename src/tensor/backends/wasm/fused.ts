@@ -125,20 +125,19 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
         const n = Math.min(R, rows - r0), mark = rt.mark();
         // logits of these rows, z = x W^T, left in wasm memory (rows padded to MR, columns to NR)
         const z = gemmHostB(rt, sh, px + r0 * cols * 4, W, flat(n, classes, cols, false, true));
-        const pm = rt.alloc(n * 4), ps = rt.alloc(n * 4);
-        w.rows('rowStats', n, classes, [...dense(z.c, z.ldc), pm, ps]);
-        const m = rt.f32(pm, n), sm = rt.f32(ps, n), zv = rt.f32(z.c, n * z.ldc);
-        const lse = new Float32Array(n);
-        for (let r = 0; r < n; r++) {
-          lse[r] = m[r]! + Math.log(sm[r]!);
-          total += lse[r]! - zv[r * z.ldc + T[r0 + r]!]!;
-        }
+        const pm = rt.alloc(n * 4), ps = rt.alloc(n * 4), pz = rt.alloc(n * 4);
         if (gx && gw) {
-          // g = (softmax(z) - onehot(target)) / rows, written over z (its padded rows are g's), then
-          // dx = g W for these rows and dW += g^T x
-          const pl = w.put(lse), pgl = rt.alloc(n * 4);
-          rt.f32(pgl, n).fill(1 / rows);
-          w.rows('ceBwd', n, classes, [...dense(z.c, z.ldc), ...dense(z.c, z.ldc), pl, pgl, pt + r0 * 4]);
+          // statistics, and g = (softmax(z) - onehot(target)) / rows written over z (its padded
+          // rows are g's); then dx = g W for these rows and dW += g^T x
+          w.rows('ceStatsGrad', n, classes, [...dense(z.c, z.ldc), pm, ps, pz, pt + r0 * 4], [1 / rows]);
+        } else {
+          w.rows('rowStats', n, classes, [...dense(z.c, z.ldc), pm, ps]);
+          const zv = rt.f32(z.c, n * z.ldc), zt = rt.f32(pz, n);
+          for (let r = 0; r < n; r++) zt[r] = zv[r * z.ldc + T[r0 + r]!]!;
+        }
+        const m = rt.f32(pm, n), sm = rt.f32(ps, n), zt = rt.f32(pz, n);
+        for (let r = 0; r < n; r++) total += m[r]! + Math.log(sm[r]!) - zt[r]!;
+        if (gx && gw) {
           readC(rt, gemmHostB(rt, sh, z.c, W, flat(n, cols, classes, false, false), { lda: z.ldc }), 1, n, cols, gx.subarray(r0 * cols, (r0 + n) * cols));
           gemmHostB(rt, sh, z.c, X.subarray(r0 * cols, (r0 + n) * cols), flat(classes, cols, n, true, false), { into: gw, lda: z.ldc });
         }

@@ -189,6 +189,29 @@ export function rowKernels(): Record<string, Func> {
     f.get(addr).f32Load().get(gl).f32Sub().f32Store();
   });
 
+  // cross-entropy's statistics and gradient in one kernel, written over the logits x (the
+  // lm_head chunks of linearCrossEntropy): the row max m, s = sum(exp(x - m)) and the target's
+  // logit go out for the loss (lse = m + log s on the host), and x becomes
+  // g = exp(x - m) * (gl / s) - gl * onehot(target). One exp per element, and the row's second
+  // and third passes run while it is still in cache.
+  k.ceStatsGrad = rowKernel({ mats: ['x'], ptrs: ['mx', 'sm', 'zt', 'tgt'], floats: ['gl'] }, (c) => {
+    const { f } = c;
+    const mx = f.local('f32'), sum = f.local('f32'), scale = f.local('f32'), addr = f.local('i32');
+    rowMax(c, 'x', mx);
+    c.rowBase('x'); c.atRow('tgt'); f.i32Load().i32Const(2).i32Shl().i32Add().set(addr);
+    c.atRow('zt'); f.get(addr).f32Load().f32Store();
+    c.init('s', 0);
+    c.each((v) => {
+      c.at('x'); c.at('x'); v.load(); f.get(mx); v.splat().sub().exp().tee(v.tmp('e')).store();
+      v.get(v.tmp('s')).get(v.tmp('e')).add().set(v.tmp('s'));
+    });
+    c.total('s', 'sum'); f.set(sum);
+    c.atRow('mx'); f.get(mx).f32Store();
+    c.atRow('sm'); f.get(sum).f32Store();
+    f.get(c.fl.gl!).get(sum).f32Div().set(scale);
+    c.each((v) => { c.at('x'); c.at('x'); v.load(); f.get(scale); v.splat().mul().store(); });
+    f.get(addr); f.get(addr).f32Load().get(c.fl.gl!).f32Sub().f32Store();
+  });
 
   // layerNorm forward: y = (x - mean) * rstd * w + b, with biased variance (as PyTorch)
   k.lnFwd = rowKernel({ mats: ['x', 'y'], ptrs: ['w', 'b', 'mean', 'rstd'], floats: ['eps'] }, (c) => {
