@@ -71,6 +71,31 @@ describe.skipIf(!available)('wasm backend under the op layer vs js composites', 
     expect(() => F.linearCrossEntropy(x, w, tensor(Int32Array.from([1, 2, 3, 4, 5, 40]), { shape: [2, 3], backend: wasm! }))).toThrow(/linearCrossEntropy.*target/);
     spy.mockRestore();
   });
+  it('exp over the whole float range against Math.exp; softmax, cross-entropy and max of a row with a NaN are NaN', () => {
+    // a sweep of [-90, 90] (scalar tail included: 20003 is not a multiple of 4) and the edges
+    const xs = [...Array.from({ length: 20003 }, (_, i) => -90 + (180 * i) / 20002), -87.33, -87, -86.99, 88, 88.3, 88.5, 88.72, 88.7228, 88.73, -Infinity, Infinity, -0, 0];
+    const got = ops.exp(tensor(Float32Array.from(xs), { backend: wasm! })).dataSync() as Float32Array;
+    const x32 = Float32Array.from(xs);
+    x32.forEach((x, i) => {
+      const want = Math.exp(x), g = got[i]!;
+      if (want > 3.4028e38) expect(g, `exp(${x})`).toBe(Infinity); // past the largest float
+      else if (want < 2 ** -125) expect(g, `exp(${x})`).toBeLessThan(2 ** -125); // flushed to 0 or tiny
+      else expect(Math.abs(g - want) / want, `exp(${x}) = ${g}, want ${want}`).toBeLessThan(4e-7);
+    });
+    expect(Number.isNaN((ops.exp(tensor(Float32Array.of(NaN, 1, NaN, 2, NaN), { backend: wasm! })).dataSync() as Float32Array)[4])).toBe(true);
+    // a NaN in a row makes the whole softmax row NaN (torch), other rows untouched; max of it is NaN
+    const row = Float32Array.from({ length: 2 * 37 }, (_, i) => (i === 21 ? NaN : Math.sin(i)));
+    const x = tensor(row, { shape: [2, 37], backend: wasm! });
+    const sm = F.softmax(x, -1).dataSync() as Float32Array, ls = F.logSoftmax(x, -1).dataSync() as Float32Array;
+    for (let j = 0; j < 37; j++) {
+      expect(Number.isNaN(sm[j]!) && Number.isNaN(ls[j]!), `column ${j}`).toBe(true);
+      expect(Number.isFinite(sm[37 + j]!) && Number.isFinite(ls[37 + j]!)).toBe(true);
+    }
+    const maxes = ops.max(x, -1).dataSync() as Float32Array;
+    expect(Number.isNaN(maxes[0]!)).toBe(true);
+    expect(maxes[1]).toBe(Math.max(...Array.from(row.subarray(37)).map((v) => Math.fround(v))));
+    expect(Number.isNaN(F.crossEntropy(x, tensor(Int32Array.of(3, 4), { backend: wasm! })).item())).toBe(true);
+  });
   it('layerNorm with weight and bias', () => {
     parity([[4, 6, 50], [50], [50]], ([x, w, b]) => F.layerNorm(x!, w!, b!), 1e-4, 'layerNorm');
   });

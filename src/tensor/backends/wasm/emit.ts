@@ -172,6 +172,7 @@ export class Func {
   /** Saturating float -> int (NaN gives 0 instead of trapping). */
   i32TruncSatF32S(): this { return this.op(0xfc, 0x00); }
   f32ReinterpretI32(): this { return this.op(0xbe); }
+  i32ReinterpretF32(): this { return this.op(0xbc); }
   f32Abs(): this { return this.op(0x8b); }
   f32Neg(): this { return this.op(0x8c); }
   f32Sqrt(): this { return this.op(0x91); }
@@ -218,6 +219,10 @@ export class Func {
   f32x4Div(): this { return this.simd(0xe7); }
   f32x4Min(): this { return this.simd(0xe8); }
   f32x4Max(): this { return this.simd(0xe9); }
+  /** b < a ? b : a (x86's minps: one instruction, where f32x4.min's NaN rules take several). */
+  f32x4PMin(): this { return this.simd(0xea); }
+  /** a < b ? b : a (maxps). */
+  f32x4PMax(): this { return this.simd(0xeb); }
   i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
   /** relaxed-simd fused multiply-add: a*b + c (only when the engine validates it). */
   f32x4RelaxedMadd(): this { return this.simd(0x105); }

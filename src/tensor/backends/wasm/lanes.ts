@@ -81,33 +81,51 @@ export class Lanes {
   }
 
   /**
+   * Pseudo-min of the two values on the stack (a, then b): b < a ? b : a, so a NaN a stays.
+   * One instruction on x86 (minps), where f32x4.min's NaN and -0 rules take several; the scalar
+   * tail computes the same comparison.
+   */
+  pmin(): this { return this.pseudo('pmin'); }
+  /** Pseudo-max: a < b ? b : a (maxps). */
+  pmax(): this { return this.pseudo('pmax'); }
+  private pseudo(op: 'pmin' | 'pmax'): this {
+    if (this.w === 4) { if (op === 'pmin') this.f.f32x4PMin(); else this.f.f32x4PMax(); return this; }
+    const a = this.tmp('pa'), b = this.tmp('pb');
+    this.set(b).set(a);
+    if (op === 'pmin') this.select(() => this.get(b), () => this.get(a), () => this.get(b).get(a).lt());
+    else this.select(() => this.get(b), () => this.get(a), () => this.get(a).get(b).lt());
+    return this;
+  }
+
+  /**
    * exp(x) of the value on the stack (as XNNPACK / Cephes expf): x = n ln2 + r with
    * |r| <= ln2/2, exp(r) by its degree-6 Taylor polynomial (error < 2e-7 relative), 2^n
-   * built in the exponent bits. Below -87.3 the result is 0; above 88.7 it is +inf.
+   * built in the exponent bits. n is rounded by adding 1.5 * 2^23 + 126 (the float's spacing
+   * there is 1), which also leaves n + 126 in the low bits: shifted into the exponent field they
+   * make 2^(n-1), and the polynomial's coefficients are doubled (exactly) to make up for it.
+   * So n = 128 (x up to 88.7228, exp near the largest float) stays finite, and every step is
+   * one instruction (no nearest, no saturating truncation). Below x = -87 (n = -126: results
+   * under 2^-125) the exponent field is 0 and the result 0, a flush to zero; above 88.7228 it
+   * is +inf. The softmax kernels' time is mostly this.
    */
   exp(): this {
     const f = this.f;
-    const x = this.tmp('ex'), n = this.tmp('en'), r = this.tmp('er');
+    const x = this.tmp('ex'), n = this.tmp('en'), r = this.tmp('er'), p2 = this.tmp('e2');
+    const MAGIC = 12582912 + 126;
     this.set(x);
-    this.get(x).c(88).min().c(-87).max();                        // clamp so 2^n stays a normal float
-    this.tee(r).c(Math.LOG2E).mul();
-    if (this.w === 4) f.f32x4Nearest(); else f.f32Nearest();
-    this.set(n);
+    this.get(x).c(88.7228).pmin().c(-87.33).pmax();             // n in [-126, 128]; a NaN stays NaN
+    this.tee(r).c(Math.LOG2E).mul().c(MAGIC).add().tee(n);
+    // 2^(n-1): the low bits (n + 126) shifted into the exponent field
+    if (this.w === 4) f.i32Const(23).i32x4Shl();
+    else f.i32ReinterpretF32().i32Const(23).i32Shl().f32ReinterpretI32();
+    this.set(p2);
+    this.get(n).c(MAGIC).sub().set(n);
     this.get(r).get(n).c(0.693359375).mul().sub().get(n).c(-2.12194440e-4).mul().sub().set(r); // Cody-Waite
-    // 1 + r(1 + r(1/2 + r(1/6 + r(1/24 + r(1/120 + r/720)))))
-    this.get(r).c(1 / 720).mul().c(1 / 120).add();
-    for (const k of [1 / 24, 1 / 6, 1 / 2, 1, 1]) this.get(r).mul().c(k).add();
-    // 2^n: (n + 127) << 23 reinterpreted as a float
-    this.get(n);
-    if (this.w === 4) {
-      f.i32x4TruncSatF32x4S().i32Const(127).i32x4Splat().i32x4Add().i32Const(23).i32x4Shl();
-    } else {
-      f.i32TruncSatF32S().i32Const(127).i32Add().i32Const(23).i32Shl().f32ReinterpretI32();
-    }
-    this.mul().set(r);
-    this.select(() => this.c(0), () => this.get(r), () => this.get(x).c(-87.3).lt());
-    this.set(r);
-    return this.select(() => this.c(Infinity), () => this.get(r), () => this.get(x).c(88.7).gt());
+    // 2 exp(r) = 2 + r(2 + r(1 + r(2/6 + r(2/24 + r(2/120 + 2r/720)))))
+    this.get(r).c(2 / 720).mul().c(2 / 120).add();
+    for (const k of [2 / 24, 2 / 6, 1, 2, 2]) this.get(r).mul().c(k).add();
+    this.get(p2).mul().set(r);
+    return this.select(() => this.c(Infinity), () => this.get(r), () => this.get(x).c(88.7228).gt());
   }
 
   /** 1 / (1 + exp(-x)), stable for both signs (exp's argument is kept finite). */

@@ -110,14 +110,18 @@ function rowKernel(spec: RowSpec, body: (c: RowCtx) => void): Func {
   return f;
 }
 
-/** Row max of `x` (over the first n) into f32 local `dst`. */
+/**
+ * Row max of `x` (over the first n) into f32 local `dst`, the shift of a softmax. Pseudo-max
+ * (one instruction) skips a NaN: the exp pass after it then makes the row's sum, and so the
+ * whole row, NaN, as torch's softmax does. (r_max, the max op itself, keeps f32x4.max.)
+ */
 function rowMax(c: RowCtx, x: string, dst: Local, n?: Local, scale?: Local): void {
   c.init('m', -Infinity);
   c.each((v) => {
     v.get(v.tmp('m'));
     c.at(x); v.load();
     if (scale !== undefined) { c.f.get(scale); v.splat().mul(); }
-    v.max().set(v.tmp('m'));
+    v.pmax().set(v.tmp('m'));
   }, n);
   c.total('m', 'max'); c.f.set(dst);
 }
@@ -354,9 +358,10 @@ export function rowKernels(): Record<string, Func> {
     c.atRow('y'); c.total('s', 'sum'); c.f.f32Store();
   });
   k.r_max = rowKernel({ mats: ['x'], ptrs: ['y'] }, (c) => {
-    const m = c.f.local('f32');
-    rowMax(c, 'x', m);
-    c.atRow('y'); c.f.get(m).f32Store();
+    // f32x4.max: a NaN anywhere in the row is the row's max, as torch.amax
+    c.init('m', -Infinity);
+    c.each((v) => { v.get(v.tmp('m')); c.at('x'); v.load().max().set(v.tmp('m')); });
+    c.atRow('y'); c.total('m', 'max'); c.f.f32Store();
   });
 
   // unary ops, elementwise over fixed-size chunks
