@@ -70,12 +70,17 @@ function gemmPacked(runtime: WasmRuntime, shape: MatmulShape, packA: number, pac
   return { c: C, ldc, cBatch };
 }
 
+/** A padded [m, n] C in wasm memory (its contents whatever the arena held). */
+function allocC(runtime: WasmRuntime, shape: MatmulShape, m: number, n: number): GemmOut {
+  const { ldc, cBatch } = cLayout(shape, m, n);
+  return { c: runtime.alloc(cBatch * 4), ldc, cBatch };
+}
+
 /** A zeroed, padded [m, n] C in wasm memory, for gemmHostB to accumulate into. */
 export function zeroC(runtime: WasmRuntime, shape: MatmulShape, m: number, n: number): GemmOut {
-  const { ldc, cBatch } = cLayout(shape, m, n);
-  const c = runtime.alloc(cBatch * 4);
-  runtime.f32(c, cBatch).fill(0);
-  return { c, ldc, cBatch };
+  const g = allocC(runtime, shape, m, n);
+  runtime.f32(g.c, g.cBatch).fill(0);
+  return g;
 }
 
 /**
@@ -88,7 +93,8 @@ export function gemmHostB(runtime: WasmRuntime, shape: MatmulShape, aPtr: number
   opts: { into?: GemmOut; lda?: number } = {}): GemmOut {
   const { m, n, k, transA, transB } = p;
   if (p.batch !== 1) throw new Error(`gemmHostB: batch ${p.batch}, only 1 is supported`);
-  const C = opts.into ?? zeroC(runtime, shape, m, n);
+  // the gemm writes every element of a padded C; only an empty product needs zeros
+  const C = opts.into ?? (k === 0 ? zeroC(runtime, shape, m, n) : allocC(runtime, shape, m, n));
   if (m === 0 || n === 0 || k === 0) return C;
   const mP = Math.ceil(m / shape.mr), nP = Math.ceil(n / shape.nr);
   const mark = runtime.mark();
