@@ -30,10 +30,9 @@ export function gemmPtr(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, 
   const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
   const { mr, nr } = shape;
   const mP = Math.ceil(m / mr), nP = Math.ceil(n / nr);
-  const { ldc, cBatch } = cLayout(shape, m, n);
-  const C = runtime.alloc(batch * cBatch * 4);
-  if (batch === 0 || m === 0 || n === 0) return { c: C, ldc, cBatch };
-  if (k === 0) { runtime.f32(C, batch * cBatch).fill(0); return { c: C, ldc, cBatch }; }
+  const out = allocC(runtime, shape, m, n, batch), C = out.c;
+  if (batch === 0 || m === 0 || n === 0) return out;
+  if (k === 0) { runtime.f32(C, batch * out.cBatch).fill(0); return out; }
   const aBatches = aBatchStride === 0 ? 1 : batch, bBatches = bBatchStride === 0 ? 1 : batch;
   const mark = runtime.mark();
   const packA = runtime.alloc(aBatches * mP * k * mr * 4);
@@ -70,10 +69,10 @@ function gemmPacked(runtime: WasmRuntime, shape: MatmulShape, packA: number, pac
   return { c: C, ldc, cBatch };
 }
 
-/** A padded [m, n] C in wasm memory (its contents whatever the arena held). */
-function allocC(runtime: WasmRuntime, shape: MatmulShape, m: number, n: number): GemmOut {
+/** `batch` padded [m, n] Cs in wasm memory (their contents whatever the arena held). */
+function allocC(runtime: WasmRuntime, shape: MatmulShape, m: number, n: number, batch = 1): GemmOut {
   const { ldc, cBatch } = cLayout(shape, m, n);
-  return { c: runtime.alloc(cBatch * 4), ldc, cBatch };
+  return { c: runtime.alloc(batch * cBatch * 4), ldc, cBatch };
 }
 
 /** A zeroed, padded [m, n] C in wasm memory, for gemmHostB to accumulate into. */
