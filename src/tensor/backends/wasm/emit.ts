@@ -168,9 +168,6 @@ export class Func {
   f32Lt(): this { return this.op(0x5d); }
   f32Gt(): this { return this.op(0x5e); }
   f32Ge(): this { return this.op(0x60); }
-  f32Nearest(): this { return this.op(0x90); }
-  /** Saturating float -> int (NaN gives 0 instead of trapping). */
-  i32TruncSatF32S(): this { return this.op(0xfc, 0x00); }
   f32ReinterpretI32(): this { return this.op(0xbe); }
   i32ReinterpretF32(): this { return this.op(0xbc); }
   f32Abs(): this { return this.op(0x8b); }
@@ -203,7 +200,6 @@ export class Func {
   v128And(): this { return this.simd(0x4e); }
   v128Or(): this { return this.simd(0x50); }
   v128Bitselect(): this { return this.simd(0x52); }
-  f32x4Nearest(): this { return this.simd(0x6a); }
   i32x4Shl(): this { return this.simd(0xab); }
   i32x4ShrU(): this { return this.simd(0xad); }
   i32x4GtS(): this { return this.simd(0x3b); }
@@ -223,7 +219,6 @@ export class Func {
   f32x4PMin(): this { return this.simd(0xea); }
   /** a < b ? b : a (maxps). */
   f32x4PMax(): this { return this.simd(0xeb); }
-  i32x4TruncSatF32x4S(): this { return this.simd(0xf8); }
   /** relaxed-simd fused multiply-add: a*b + c (only when the engine validates it). */
   f32x4RelaxedMadd(): this { return this.simd(0x105); }
 }

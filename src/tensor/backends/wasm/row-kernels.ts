@@ -126,6 +126,26 @@ function rowMax(c: RowCtx, x: string, dst: Local, n?: Local, scale?: Local): voi
   c.total('m', 'max'); c.f.set(dst);
 }
 
+/** dst = exp(src - shift) over the row, their sum left in accumulator 's' (softmax's numerator). */
+function expShifted(c: RowCtx, dst: string, src: string, shift: Local): void {
+  const { f } = c;
+  c.init('s', 0);
+  c.each((v) => {
+    c.at(dst); c.at(src); v.load(); f.get(shift); v.splat().sub().exp().tee(v.tmp('e')).store();
+    v.get(v.tmp('s')).get(v.tmp('e')).add().set(v.tmp('s'));
+  });
+}
+
+/** name *= by over the row. */
+function scaleRow(c: RowCtx, name: string, by: Local): void {
+  c.each((v) => { c.at(name); c.at(name); v.load(); c.f.get(by); v.splat().mul().store(); });
+}
+
+/** Into i32 local `dst`: the address of the current row's target element of matrix `mat`. */
+function targetAddr(c: RowCtx, mat: string, dst: Local): void {
+  c.rowBase(mat); c.atRow('tgt'); c.f.i32Load().i32Const(2).i32Shl().i32Add().set(dst);
+}
+
 export function rowKernels(): Record<string, Func> {
   const k: Record<string, Func> = {};
 
@@ -134,13 +154,9 @@ export function rowKernels(): Record<string, Func> {
     const { f } = c;
     const mx = f.local('f32'), inv = f.local('f32');
     rowMax(c, 'x', mx);
-    c.init('s', 0);
-    c.each((v) => {
-      c.at('y'); c.at('x'); v.load(); f.get(mx); v.splat().sub().exp().tee(v.tmp('e')).store();
-      v.get(v.tmp('s')).get(v.tmp('e')).add().set(v.tmp('s'));
-    });
+    expShifted(c, 'y', 'x', mx);
     f.f32Const(1); c.total('s', 'sum'); f.f32Div().set(inv);
-    c.each((v) => { c.at('y'); c.at('y'); v.load(); f.get(inv); v.splat().mul().store(); });
+    scaleRow(c, 'y', inv);
   });
 
   // per-row max and sum(exp(x - max)); the host finishes logsumexp = max + log(sum)
@@ -189,8 +205,8 @@ export function rowKernels(): Record<string, Func> {
     c.atRow('gl'); f.f32Load().set(gl);
     c.each((v) => { c.at('g'); c.at('x'); v.load(); f.get(l); v.splat().sub().exp(); f.get(gl); v.splat().mul().store(); });
     // g[target] -= gloss[r]
-    c.rowBase('g'); c.atRow('tgt'); f.i32Load().i32Const(2).i32Shl().i32Add().tee(addr);
-    f.get(addr).f32Load().get(gl).f32Sub().f32Store();
+    targetAddr(c, 'g', addr);
+    f.get(addr); f.get(addr).f32Load().get(gl).f32Sub().f32Store();
   });
 
   // cross-entropy's statistics and gradient in one kernel, written over the logits x (the
@@ -202,18 +218,14 @@ export function rowKernels(): Record<string, Func> {
     const { f } = c;
     const mx = f.local('f32'), sum = f.local('f32'), scale = f.local('f32'), addr = f.local('i32');
     rowMax(c, 'x', mx);
-    c.rowBase('x'); c.atRow('tgt'); f.i32Load().i32Const(2).i32Shl().i32Add().set(addr);
+    targetAddr(c, 'x', addr);
     c.atRow('zt'); f.get(addr).f32Load().f32Store();
-    c.init('s', 0);
-    c.each((v) => {
-      c.at('x'); c.at('x'); v.load(); f.get(mx); v.splat().sub().exp().tee(v.tmp('e')).store();
-      v.get(v.tmp('s')).get(v.tmp('e')).add().set(v.tmp('s'));
-    });
+    expShifted(c, 'x', 'x', mx);
     c.total('s', 'sum'); f.set(sum);
     c.atRow('mx'); f.get(mx).f32Store();
     c.atRow('sm'); f.get(sum).f32Store();
     f.get(c.fl.gl!).get(sum).f32Div().set(scale);
-    c.each((v) => { c.at('x'); c.at('x'); v.load(); f.get(scale); v.splat().mul().store(); });
+    scaleRow(c, 'x', scale);
     f.get(addr); f.get(addr).f32Load().get(c.fl.gl!).f32Sub().f32Store();
   });
 
@@ -312,7 +324,7 @@ export function rowKernels(): Record<string, Func> {
     const l = f.local('f32'), inv = f.local('f32');
     c.rowBase('l'); f.f32Load().set(l);
     f.f32Const(1).get(l).f32Div().f32Const(0).get(l).f32Const(0).f32Gt().select().set(inv);
-    c.each((v) => { c.at('o'); c.at('o'); v.load(); f.get(inv); v.splat().mul().store(); });
+    scaleRow(c, 'o', inv);
   });
   // backward: a block's probabilities again, from the saved logsumexp (a one-column matrix)
   k.attnProbs = rowKernel({ mats: ['sc', 'p', 'lse'], ints: ['t', 'off', 'causal'], floats: ['scale'] }, (c) => {
