@@ -134,8 +134,8 @@ async function main(): Promise<StepResult> {
 
 /**
  * What one forward leaves on the tape for backward: host memory in use after it minus before,
- * garbage collected both times, on
- * the second forward after the last step (the first repacks the changed weights for the matmul).
+ * garbage collected both times, on the second forward after the last step (the first repacks
+ * the changed weights for the matmul).
  * Needs --expose-gc; after the timing and the peak RSS, so neither is disturbed.
  */
 async function activations(forward: () => unknown): Promise<number | undefined> {
