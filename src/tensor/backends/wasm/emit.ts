@@ -189,6 +189,12 @@ export class Func {
   f32ConvertI32S(): this { return this.op(0xb2); }
 
   // ---- v128 / f32x4 / i32x4 ----
+  /** Lanes of two v128 by 32-bit index (0-3 the first, 4-7 the second), as i8x16.shuffle's 16 byte indices. */
+  i32x4Shuffle(lanes: readonly [number, number, number, number]): this {
+    this.simd(0x0d);
+    for (const l of lanes) for (let b = 0; b < 4; b++) this.code.push(4 * l + b);
+    return this;
+  }
   f32x4Splat(): this { return this.simd(0x13); }
   i32x4Splat(): this { return this.simd(0x11); }
   f32x4ExtractLane(lane: number): this { this.simd(0x1f); this.code.push(lane); return this; }

@@ -21,17 +21,20 @@ export interface MatmulShape {
 /**
  * pack(task, args): copy one W-wide panel of a strided matrix into contiguous [K][W] order.
  * Element (i, kk) of batch b sits at base + b*batchStride + i*s1 + kk*s2 (elements); the
- * panel covers i in [p*W, p*W + W), zero-filled past `len`.
- * args (i32): src, len, K, s1, s2, batchStride, panelsPerBatch, dst
+ * panel covers i in [p*W, p*W + W), zero-filled past `len`, and lands at
+ * dst + task*dstK*W floats: dstK > K packs depths [0, K) of panels dstK deep (a slab of them).
+ * args (i32): src, len, K, s1, s2, batchStride, panelsPerBatch, dst, dstK
  * With `bf16` the source holds bfloat16 bits (2 bytes an element), widened to float32 as packed.
+ * Full float32 panels take a SIMD path when one of the strides is 1: a panel row is W/4
+ * vector copies (s1 = 1), or 4 x 4 blocks are transposed in registers (s2 = 1).
  */
 export function packKernel(w: number, bf16 = false): Func {
   const f = new Func(['i32', 'i32'], []);
   const task = f.param(0), args = f.param(1);
   const L = (): Local => f.local('i32');
-  const src = L(), len = L(), K = L(), s1 = L(), s2 = L(), bs = L(), ppb = L(), dst = L();
-  const b = L(), p = L(), valid = L(), kk = L(), i = L(), rowSrc = L(), out = L();
-  [src, len, K, s1, s2, bs, ppb, dst].forEach((l, j) => f.get(args).i32Load(4 * j).set(l));
+  const src = L(), len = L(), K = L(), s1 = L(), s2 = L(), bs = L(), ppb = L(), dst = L(), dstK = L();
+  const b = L(), p = L(), valid = L(), kk = L(), k4 = L(), i = L(), rowSrc = L(), out = L();
+  [src, len, K, s1, s2, bs, ppb, dst, dstK].forEach((l, j) => f.get(args).i32Load(4 * j).set(l));
   f.get(task).get(ppb).i32DivS().set(b);
   f.get(task).get(ppb).i32RemS().set(p);
   // this panel's rows/cols that exist: min(W, len - p*W)
@@ -41,11 +44,47 @@ export function packKernel(w: number, bf16 = false): Func {
   const eShift = bf16 ? 1 : 2; // log2 of the source element's bytes
   f.get(src).get(b).get(bs).i32Mul().get(p).i32Const(w).i32Mul().get(s1).i32Mul().i32Add()
     .i32Const(eShift).i32Shl().i32Add().set(src);
-  // dst panel: (b * panelsPerBatch + p) * K * W floats
-  f.get(dst).get(task).get(K).i32Mul().i32Const(w * 4).i32Mul().i32Add().set(out);
+  // dst panel: (b * panelsPerBatch + p) * dstK * W floats
+  f.get(dst).get(task).get(dstK).i32Mul().i32Const(w * 4).i32Mul().i32Add().set(out);
   f.get(s1).i32Const(eShift).i32Shl().set(s1);
   f.get(s2).i32Const(eShift).i32Shl().set(s2);
-  f.for(kk, () => f.i32Const(0), () => f.get(K), 1, () => {
+  f.i32Const(0).set(kk); // where the scalar loop starts: after what a SIMD path packed
+  if (!bf16 && w % 4 === 0) {
+    const full = (): void => { f.get(valid).i32Const(w).i32Eq(); };
+    f.block(() => {
+      full(); f.get(s1).i32Const(4).i32Eq().i32And().if(() => {
+        // panel rows contiguous: W/4 vectors each depth step
+        f.for(kk, () => f.i32Const(0), () => f.get(K), 1, () => {
+          for (let c = 0; c < w / 4; c++) f.get(out).get(src).v128Load(16 * c).v128Store(16 * c);
+          f.get(out).i32Const(4 * w).i32Add().set(out);
+          f.get(src).get(s2).i32Add().set(src);
+        });
+        f.br(1);
+      });
+      full(); f.get(s2).i32Const(4).i32Eq().i32And().if(() => {
+        // depth contiguous: 4 rows x 4 depths loaded, transposed in registers, stored as 4 depth steps
+        const v = [0, 1, 2, 3].map(() => f.local('v128')), t = [0, 1, 2, 3].map(() => f.local('v128'));
+        f.get(K).i32Const(-4).i32And().set(k4);
+        f.for(kk, () => f.i32Const(0), () => f.get(k4), 4, () => {
+          for (let g = 0; g < w / 4; g++) {
+            f.get(src).get(s1).i32Const(4 * g).i32Mul().i32Add().set(rowSrc);
+            for (let r = 0; r < 4; r++) { f.get(rowSrc).v128Load().set(v[r]!); if (r < 3) f.get(rowSrc).get(s1).i32Add().set(rowSrc); }
+            f.get(v[0]!).get(v[1]!).i32x4Shuffle([0, 4, 1, 5]).set(t[0]!); // a0 b0 a1 b1
+            f.get(v[0]!).get(v[1]!).i32x4Shuffle([2, 6, 3, 7]).set(t[1]!); // a2 b2 a3 b3
+            f.get(v[2]!).get(v[3]!).i32x4Shuffle([0, 4, 1, 5]).set(t[2]!); // c0 d0 c1 d1
+            f.get(v[2]!).get(v[3]!).i32x4Shuffle([2, 6, 3, 7]).set(t[3]!); // c2 d2 c3 d3
+            for (let j = 0; j < 4; j++) {
+              const lo = t[j >> 1]!, hi = t[2 + (j >> 1)]!;
+              f.get(out).get(lo).get(hi).i32x4Shuffle(j % 2 === 0 ? [0, 1, 4, 5] : [2, 3, 6, 7]).v128Store(j * 4 * w + 16 * g);
+            }
+          }
+          f.get(out).i32Const(16 * w).i32Add().set(out);
+          f.get(src).i32Const(16).i32Add().set(src);
+        });
+      });
+    });
+  }
+  f.for(kk, () => f.get(kk), () => f.get(K), 1, () => {
     f.get(src).set(rowSrc);
     f.for(i, () => f.i32Const(0), () => f.get(valid), 1, () => {
       if (bf16) f.get(out).get(rowSrc).i32Load16U().i32Const(16).i32Shl().f32ReinterpretI32().f32Store();

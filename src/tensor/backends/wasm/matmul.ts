@@ -38,9 +38,9 @@ export function gemmPtr(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, 
   const packA = runtime.alloc(aBatches * mP * k * mr * 4);
   const packB = runtime.alloc(bBatches * nP * k * nr * 4);
   // A element (row i, depth kk): [m,k] -> i*k + kk ; transposed [k,m] -> kk*m + i
-  runtime.run(packName('A', aBf16), aBatches * mP, runtime.args([aPtr, m, k, transA ? 1 : k, transA ? m : 1, aBatchStride, mP, packA]));
+  runtime.run(packName('A', aBf16), aBatches * mP, runtime.args([aPtr, m, k, transA ? 1 : k, transA ? m : 1, aBatchStride, mP, packA, k]));
   // B element (col j, depth kk): [k,n] -> kk*n + j ; transposed [n,k] -> j*k + kk
-  runtime.run(packName('B', bBf16), bBatches * nP, runtime.args([bPtr, n, k, transB ? k : 1, transB ? 1 : n, bBatchStride, nP, packB]));
+  runtime.run(packName('B', bBf16), bBatches * nP, runtime.args([bPtr, n, k, transB ? k : 1, transB ? 1 : n, bBatchStride, nP, packB, k]));
   const g = gemmPacked(runtime, shape, packA, packB, p, C, causal);
   runtime.release(mark); // the packed panels; C stays
   return g;
@@ -99,7 +99,7 @@ export function gemmHostB(runtime: WasmRuntime, shape: MatmulShape, aPtr: number
   const mark = runtime.mark();
   const packA = runtime.alloc(mP * k * shape.mr * 4), packB = runtime.alloc(nP * k * shape.nr * 4);
   // A element (row i, depth kk): [m, lda] -> i*lda + kk ; transposed [k, lda] -> kk*lda + i
-  runtime.run(packName('A', false), mP, runtime.args([aPtr, m, k, transA ? 1 : opts.lda ?? k, transA ? opts.lda ?? m : 1, 0, mP, packA]));
+  runtime.run(packName('A', false), mP, runtime.args([aPtr, m, k, transA ? 1 : opts.lda ?? k, transA ? opts.lda ?? m : 1, 0, mP, packA, k]));
   stagePack(runtime, 'B', shape.nr, b, 1, 0, n, k, transB, packB, STAGE_FLOATS / 4);
   gemmPacked(runtime, shape, packA, packB, p, C.c, undefined, opts.into !== undefined);
   runtime.release(mark);
@@ -122,28 +122,37 @@ export function readC(runtime: WasmRuntime, g: GemmOut, batch: number, m: number
 const STAGE_FLOATS = 16 << 20;
 
 /**
- * Pack one operand straight from a host array into its panels, through a staging slab of at
- * most STAGE_FLOATS: a 200 MB logits gradient then needs its packed copy in wasm memory but
- * not a second raw one. `rowMajor` says the panel dim (rows of op(A) / cols of op(B)) is the
- * slow one in storage ([len, K] layout); otherwise storage is [K, len].
+ * Pack one operand straight from a host array into its panels, through a staging slab of about
+ * STAGE_FLOATS: a 200 MB logits gradient then needs its packed copy in wasm memory but not a
+ * second raw one. `rowMajor` says the panel dim (rows of op(A) / cols of op(B)) is the slow one
+ * in storage ([len, K] layout): a slab is whole panels. Otherwise storage is [K, len] and a
+ * slab is whole depth rows, packed into every panel at its depth: each slab is one contiguous
+ * copy either way.
  */
 function stagePack(runtime: WasmRuntime, side: 'A' | 'B', w: number, src: Operand, batches: number, batchStride: number,
   len: number, K: number, rowMajor: boolean, dst: number, stageFloats: number): void {
-  const bf16 = src instanceof Uint16Array, kernel = packName(side, bf16);
+  const bf16 = src instanceof Uint16Array, kernel = packName(side, bf16), bytes = bf16 ? 2 : 4;
   const panels = Math.ceil(len / w);
-  const per = Math.max(1, Math.floor(stageFloats / (K * w)));
   for (let bi = 0; bi < batches; bi++) {
-    const base = bi * batchStride;
-    for (let p0 = 0; p0 < panels; p0 += per) {
-      const p1 = Math.min(panels, p0 + per), i0 = p0 * w, width = Math.min(len, p1 * w) - i0;
-      const mark = runtime.mark();
-      const stage = runtime.alloc(width * K * (bf16 ? 2 : 4)), view = place(runtime, stage, width * K, bf16);
-      if (rowMajor) view.set(src.subarray(base + i0 * K, base + (i0 + width) * K) as never);
-      else for (let kk = 0; kk < K; kk++) view.set(src.subarray(base + kk * len + i0, base + kk * len + i0 + width) as never, kk * width);
-      // staged as [width, K] (rowMajor) or [K, width]
-      runtime.run(kernel, p1 - p0, runtime.args([stage, width, K, rowMajor ? K : 1, rowMajor ? 1 : width, 0, p1 - p0,
-        dst + (bi * panels + p0) * K * w * 4]));
-      runtime.release(mark);
+    const base = bi * batchStride, out = dst + bi * panels * K * w * 4;
+    if (rowMajor) {
+      const per = Math.max(1, Math.floor(stageFloats / (K * w)));
+      for (let p0 = 0; p0 < panels; p0 += per) {
+        const p1 = Math.min(panels, p0 + per), i0 = p0 * w, width = Math.min(len, p1 * w) - i0;
+        const mark = runtime.mark(), stage = runtime.alloc(width * K * bytes);
+        place(runtime, stage, width * K, bf16).set(src.subarray(base + i0 * K, base + (i0 + width) * K) as never);
+        runtime.run(kernel, p1 - p0, runtime.args([stage, width, K, K, 1, 0, p1 - p0, out + p0 * K * w * 4, K]));
+        runtime.release(mark);
+      }
+    } else {
+      const per = Math.max(1, Math.floor(stageFloats / len));
+      for (let k0 = 0; k0 < K; k0 += per) {
+        const depth = Math.min(K, k0 + per) - k0;
+        const mark = runtime.mark(), stage = runtime.alloc(depth * len * bytes);
+        place(runtime, stage, depth * len, bf16).set(src.subarray(base + k0 * len, base + (k0 + depth) * len) as never);
+        runtime.run(kernel, panels, runtime.args([stage, len, depth, 1, len, 0, panels, out + k0 * w * 4, K]));
+        runtime.release(mark);
+      }
     }
   }
 }
