@@ -1,8 +1,9 @@
 // The wasm backend under the engine's op layer: each F function that the wasm backend fuses
 // (softmax, logSoftmax, crossEntropy, layerNorm, attention) and the primitive-heavy ops,
-// forward and gradients, against the js backend, which composes the same math from primitives.
+// forward and gradients, against the js backend, which composes the same math from primitives;
+// and the gradients it sums and clips in place (its addInPlace / scaleInPlace kernels).
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { F, getBackendByName, tensor, type Backend, type Tensor } from '../src/index.js';
+import { F, clipGradNorm, getBackendByName, tensor, type Backend, type Tensor } from '../src/index.js';
 import * as ops from '../src/tensor/ops.js';
 import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
 import type { FusedKernels } from '../src/tensor/backend.js';
@@ -115,6 +116,34 @@ describe.skipIf(!available)('wasm backend under the op layer vs js composites', 
       const [q, k, v] = ops.split(x!, 24, 2).map(h) as [Tensor, Tensor, Tensor];
       return ops.reshape(ops.transpose(F.scaledDotProductAttention(q, k, v, { isCausal: true }), 1, 2), [2, 9, 24]);
     }, 1e-4, 'attention with head split');
+  });
+  it('gradients summed and clipped in place never write a storage that another tensor holds', () => {
+    const run = (b: Backend): { grads: number[][]; g: number[]; norm: number } => {
+      const leaf = (n: number, seed: number, shape: number[]): Tensor => tensor(values(n, seed), { shape, backend: b, requiresGrad: true });
+      const a = leaf(6, 1, [2, 3]), c = leaf(6, 2, [2, 3]), r = leaf(6, 3, [2, 3]);
+      const w = tensor(values(6, 4), { shape: [2, 3], backend: b });
+      // (a + c) + a: the add rules hand one storage to a twice and to c once
+      ops.sum(ops.mul(ops.add(ops.add(a, c), a), w)).backward();
+      // a reshape passes the caller's gradient through: r.grad is G's storage
+      const G = tensor(values(6, 5), { shape: [3, 2], backend: b });
+      ops.reshape(r, [3, 2]).backward(G);
+      // a weight used twice, as GPT's tied embedding and lm_head: its two gradients are summed
+      const e = leaf(40 * 3, 6, [40, 3]);
+      const idx = tensor(Int32Array.from([3, 7, 3, 0, 39, 12]), { backend: b });
+      F.linearCrossEntropy(F.embedding(idx, e), e, tensor(Int32Array.from([1, 2, 3, 4, 5, 6]), { backend: b })).backward();
+      const norm = clipGradNorm([a, c, r, e], 0.5).item();
+      return { grads: [a, c, r, e].map((t) => Array.from(t.grad!.dataSync() as Float32Array)), g: Array.from(G.dataSync() as Float32Array), norm };
+    };
+    const want = run(js), got = run(wasm!);
+    // by hand: a.grad = 2w, c.grad = w, r.grad = G, each scaled once by 0.5 / norm
+    const w = values(6, 4), G = values(6, 5);
+    const coef = 0.5 / (got.norm + 1e-6);
+    got.grads[0]!.forEach((v, i) => expect(v).toBeCloseTo(2 * w[i]! * coef, 6));
+    got.grads[1]!.forEach((v, i) => expect(v).toBeCloseTo(w[i]! * coef, 6));
+    got.grads[2]!.forEach((v, i) => expect(v).toBeCloseTo(G[i]! * coef, 6));
+    expect(got.g).toEqual(Array.from(G)); // the caller's gradient is not scaled
+    expect(got.norm).toBeCloseTo(want.norm, 5);
+    want.grads[3]!.forEach((v, i) => expect(got.grads[3]![i]!, `tied grad ${i}`).toBeCloseTo(v, 6));
   });
   it('linear + gelu + residual (matmul, broadcasting add, unary, reductions)', () => {
     parity([[5, 7, 33], [19, 33], [19], [5, 7, 19]], ([x, w, b, r]) => ops.add(F.gelu(F.linear(x!, w!, b!)), r!), 1e-5, 'mlp block');

@@ -3,6 +3,7 @@
 
 import { Tensor, noGrad, ops } from '../tensor/index.js';
 import { fusedFloat32 } from '../tensor/op.js';
+import { ownsGrad } from '../tensor/autograd.js';
 
 /** The global L2 norm of all gradients (a 0-d float32 tensor). */
 export function gradNorm(params: readonly Tensor[]): Tensor {
@@ -27,7 +28,15 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   noGrad(() => {
     // clip_coef = min(max_norm / (norm + 1e-6), 1), applied always (a no-op scale when < max)
     const coef = ops.minimum(ops.div(maxNorm, ops.add(norm, 1e-6)), 1);
-    for (const p of params) if (p.grad) p.grad = ops.mul(p.grad, ops.cast(coef, p.grad.dtype));
+    // where reading coef costs no device sync, a scale by exactly 1 is skipped
+    if (coef.backend.hostMemory && coef.item() === 1) return;
+    for (const p of params) {
+      if (!p.grad) continue;
+      // in place, as torch's mul_, where the gradient is the parameter's alone (backward made it)
+      const scale = ownsGrad(p) ? fusedFloat32('scaleInPlace', [p.grad, coef]) : null;
+      if (scale) scale(p.grad.storage, coef.storage);
+      else p.grad = ops.mul(p.grad, ops.cast(coef, p.grad.dtype));
+    }
   });
   return norm;
 }

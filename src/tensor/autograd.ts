@@ -2,14 +2,36 @@
 // topological order, applies each op's backward rule, undoes broadcasting once for every op,
 // and accumulates (+=) into the .grad of the leaves, as micrograd and torch.autograd do.
 
+import type { Storage } from './backend.js';
 import { sameShape, shapeStr } from './shape.js';
 import { Tensor, noGrad, type TapeNode } from './tensor.js';
+import { fusedFloat32 } from './op.js';
 import { ones } from './creation.js';
 import { withoutAutocast } from './autocast.js';
 import * as ops from './ops.js';
 
 /** Nodes whose graph an earlier backward() freed. */
 const freedNodes = new WeakSet<TapeNode>();
+
+/** The leaf whose .grad each gradient storage is, where backward() knows no other tensor holds it. */
+const gradOwners = new WeakMap<Storage, Tensor>();
+
+/**
+ * Whether t.grad is t's alone (backward() made it and handed it to no other tensor), so it can
+ * be updated in place as torch's clip_grad_norm_ does. Gradients that alias another's, the
+ * caller's backward(gradient), or one the user assigned are not.
+ */
+export function ownsGrad(t: Tensor): boolean {
+  return t.grad !== null && gradOwners.get(t.grad.storage) === t;
+}
+
+/** into += x in place, where the backend has the kernel for these operands. */
+function addInPlace(into: Tensor, x: Tensor): boolean {
+  const k = fusedFloat32('addInPlace', [into, x]);
+  if (!k || into.backend !== x.backend || !sameShape(into.shape, x.shape)) return false;
+  k(into.storage, x.storage);
+  return true;
+}
 
 /**
  * Backpropagate from `root`: walk the tape in reverse topological order, applying each op's
@@ -20,6 +42,7 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   if (!root.requiresGrad) {
     throw new Error('backward: this tensor does not require grad (no input had requiresGrad, or it was computed under noGrad)');
   }
+  const callers = gradient !== undefined;
   if (!gradient) {
     if (root.size !== 1) {
       throw new Error(`backward: grad can be implicitly created only for scalar outputs, got shape ${shapeStr(root.shape)}; ` +
@@ -31,7 +54,21 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   }
 
   const leafGrads = new Map<Tensor, Tensor>();
-  const addTo = <K>(m: Map<K, Tensor>, k: K, g: Tensor): void => { const prev = m.get(k); m.set(k, prev ? ops.add(prev, g) : g); };
+  // Gradients are summed in place where nothing else can see the sum: `handed` counts who holds
+  // each storage (a node or leaf it was handed to, a sum's entry, the caller for a gradient
+  // passed in). An add rule hands one g to both inputs, so neither may be written.
+  const handed = new Map<Storage, number>([[gradient.storage, callers ? 2 : 1]]);
+  const exclusive = (g: Tensor): boolean => handed.get(g.storage) === 1;
+  const release = (g: Tensor): void => { const n = handed.get(g.storage); if (n) handed.set(g.storage, n - 1); };
+  const sum = (prev: Tensor, g: Tensor): Tensor => {
+    release(g);
+    if (exclusive(prev) && addInPlace(prev, g)) return prev;
+    release(prev);
+    const s = ops.add(prev, g);
+    handed.set(s.storage, 1);
+    return s;
+  };
+  const addTo = <K>(m: Map<K, Tensor>, k: K, g: Tensor): void => { const prev = m.get(k); m.set(k, prev ? sum(prev, g) : g); };
   const rootNode = root.node;
   if (!rootNode) { noGrad(() => { root.grad = root.grad ? ops.add(root.grad, gradient) : gradient; }); return; } // a leaf
 
@@ -69,16 +106,32 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       // then released while the gradients build up, not all held until the end
       const inputs = node.inputs;
       freeNode(node);
-      inputs.forEach((inp, j) => {
+      release(g); // this node no longer holds g (what its rule passed on is counted below)
+      const out = inputs.map((inp, j) => {
         let gi = gin[j];
-        if (!gi || !inp) return;
+        if (!gi || !inp) return null;
         gi = ops.sumToShape(gi, inp.shape, node.op); // broadcasting is undone here, once, for every op
         if (gi.dtype !== inp.dtype) gi = ops.cast(gi, inp.dtype); // a half input's gradient in its dtype, as torch
+        handed.set(gi.storage, (handed.get(gi.storage) ?? 0) + 1); // all counted before any is summed into
+        return gi;
+      });
+      inputs.forEach((inp, j) => {
+        const gi = out[j];
+        if (!gi || !inp) return;
         if (inp.node) addTo(grads, inp.node, gi);
         else addTo(leafGrads, inp.leaf!, gi);
       });
     }
-    for (const [t, g] of leafGrads) t.grad = t.grad ? ops.add(t.grad, g) : g; // accumulate (+=)
+    // accumulate (+=) into a new tensor, so an earlier .grad someone holds keeps its values
+    for (const [t, g] of leafGrads) {
+      if (t.grad) {
+        t.grad = ops.add(t.grad, g);
+        gradOwners.set(t.grad.storage, t); // a new sum: t's alone
+      } else {
+        t.grad = g;
+        if (exclusive(g)) gradOwners.set(g.storage, t);
+      }
+    }
   }));
   // Free the graph, as PyTorch does without retain_graph: saved tensors can be collected. The
   // tensors stay non-leaves, so backward through them again is an error, not a silent leaf.

@@ -92,6 +92,10 @@ export interface FusedKernels {
   adamw?(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams): void;
   /** Sum of squares of every element of every storage, as a 1-element float32 storage (for clipping). */
   sumSquares?(xs: Storage[]): Storage;
+  /** In place: into += x (the same size): a gradient accumulated into the storage that holds it. */
+  addInPlace?(into: Storage, x: Storage): void;
+  /** In place: x *= factor[0], a 1-element storage read where it lives (no host round trip). */
+  scaleInPlace?(x: Storage, factor: Storage): void;
 }
 
 export interface Backend {

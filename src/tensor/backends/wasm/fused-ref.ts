@@ -224,5 +224,7 @@ export function referenceKernels(b: HostAccess): Required<FusedKernels> {
       for (const x of xs) { const a = h(x); for (let i = 0; i < a.length; i++) total += a[i]! * a[i]!; }
       return b.wrap(Float32Array.of(total), 'float32');
     },
+    addInPlace: (into, x) => { const a = h(into), y = h(x); for (let i = 0; i < a.length; i++) a[i] = a[i]! + y[i]!; },
+    scaleInPlace: (x, factor) => { const a = h(x), f = h(factor)[0]!; for (let i = 0; i < a.length; i++) a[i] = a[i]! * f; },
   };
 }

@@ -60,6 +60,7 @@ export function wasmFused(w: WasmBackend): FusedKernels {
 
 function float32Kernels(w: WasmBackend): Required<FusedKernels> {
   const f32 = (s: Storage): F32 => w.hostAccess().host(s) as F32;
+  const reference = referenceKernels(w.hostAccess());
 
   const rowsBwd = (kernel: string, y: Storage, gy: Storage, rows: number, cols: number): Storage => w.out(w.scoped(() => {
     const py = w.put(f32(y)), pg = w.put(f32(gy)), px = w.runtime.alloc(rows * cols * 4);
@@ -201,5 +202,11 @@ function float32Kernels(w: WasmBackend): Required<FusedKernels> {
       }
       return w.out(Float32Array.of(total));
     },
+
+    // one pass over host memory, where the wasm kernels would copy both operands in and the
+    // result back; float32 arithmetic in JS rounds exactly as f32x4 does (a double sum or product
+    // of two floats rounded once to float32 is the correctly rounded float32 result)
+    addInPlace: reference.addInPlace,
+    scaleInPlace: reference.scaleInPlace,
   };
 }
