@@ -28,8 +28,6 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   noGrad(() => {
     // clip_coef = min(max_norm / (norm + 1e-6), 1), applied always (a no-op scale when < max)
     const coef = ops.minimum(ops.div(maxNorm, ops.add(norm, 1e-6)), 1);
-    // where reading coef costs no device sync, a scale by exactly 1 is skipped
-    if (coef.backend.hostMemory && coef.item() === 1) return;
     for (const p of params) {
       if (!p.grad) continue;
       // in place, as torch's mul_, where the gradient is the parameter's alone (backward made it)

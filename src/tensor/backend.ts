@@ -94,7 +94,7 @@ export interface FusedKernels {
   sumSquares?(xs: Storage[]): Storage;
   /** In place: into += x (the same size): a gradient accumulated into the storage that holds it. */
   addInPlace?(into: Storage, x: Storage): void;
-  /** In place: x *= factor[0], a 1-element storage read where it lives (no host round trip). */
+  /** In place: x *= factor[0], a 1-element storage read where it lives (no host round trip); 1 leaves x as it is. */
   scaleInPlace?(x: Storage, factor: Storage): void;
 }
 

@@ -207,11 +207,11 @@ const linearCrossEntropyMean = defineOp({
       // the gradients come out of the same pass over the logits, so they are made only when asked for
       const grad = isGradEnabled() && (x.requiresGrad || weight.requiresGrad);
       const { loss, gx, gw } = f(xs!, ws!, targets.storage, rows, cols, classes, grad);
-      // the loss is usually backward()'s root, whose gradient is 1: where reading it costs no
-      // device sync, the multiply by one (a pass over, and a copy of, the [classes, cols] weight
-      // gradient) is skipped
+      // scaled by the upstream gradient in place where the backend can (the storages are this
+      // call's own): no copy of the [classes, cols] weight gradient
+      const scale = k.scaleInPlace;
       const times = (s: Storage | null, shape: number[], g: Storage): Storage | null =>
-        (!s ? null : b.hostMemory && b.readSync(g)[0] === 1 ? s : noGrad(() => ops.mul(new Tensor(s, shape, b), new Tensor(g, [], b))).storage);
+        (!s ? null : scale ? (scale(s, g), s) : noGrad(() => ops.mul(new Tensor(s, shape, b), new Tensor(g, [], b))).storage);
       return { out: loss, backward: (g) => [times(gx, [rows, cols], g), times(gw, [classes, cols], g)] };
     } };
   },

@@ -225,6 +225,10 @@ export function referenceKernels(b: HostAccess): Required<FusedKernels> {
       return b.wrap(Float32Array.of(total), 'float32');
     },
     addInPlace: (into, x) => { const a = h(into), y = h(x); for (let i = 0; i < a.length; i++) a[i] = a[i]! + y[i]!; },
-    scaleInPlace: (x, factor) => { const a = h(x), f = h(factor)[0]!; for (let i = 0; i < a.length; i++) a[i] = a[i]! * f; },
+    scaleInPlace: (x, factor) => {
+      const a = h(x), f = h(factor)[0]!;
+      if (f === 1) return; // the usual factor (a loss's gradient, an unclipped norm): nothing to do
+      for (let i = 0; i < a.length; i++) a[i] = a[i]! * f;
+    },
   };
 }
