@@ -59,7 +59,11 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   // passed in). An add rule hands one g to both inputs, so neither may be written.
   const handed = new Map<Storage, number>([[gradient.storage, callers ? 2 : 1]]);
   const exclusive = (g: Tensor): boolean => handed.get(g.storage) === 1;
-  const release = (g: Tensor): void => { const n = handed.get(g.storage); if (n) handed.set(g.storage, n - 1); };
+  // (a count that reaches 0 is dropped: the map must not keep a consumed gradient alive)
+  const release = (g: Tensor): void => {
+    const n = handed.get(g.storage) ?? 0;
+    if (n > 1) handed.set(g.storage, n - 1); else handed.delete(g.storage);
+  };
   const sum = (prev: Tensor, g: Tensor): Tensor => {
     release(g);
     if (exclusive(prev) && addInPlace(prev, g)) return prev;
