@@ -57,7 +57,7 @@ describe('command-line options', () => {
     }
     let out = '';
     expect(parseCommand(TRAIN_COMMAND, ['--help'], { write: (s: string) => { out += s; } })).toBeNull();
-    expect(out).toMatch(/--max-lr LR +peak learning rate \(default 0\.003; > 0\)/);
+    expect(out).toMatch(/--max-lr LR +peak learning rate \(default 0\.004; > 0\)/);
     expect(out).toMatch(/--backend auto\|js\|wasm\|gpu\|gpu-swiftshader/);
   });
 
