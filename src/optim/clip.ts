@@ -1,5 +1,6 @@
 // Global-norm gradient clipping as torch.nn.utils.clip_grad_norm_: returns the pre-clip
-// norm as a tensor, and scales gradients on the device (no host round trip).
+// norm as a tensor, and scales gradients on the device (no host round trip), in place where
+// backward() says a gradient is its parameter's alone.
 
 import { Tensor, noGrad, ops } from '../tensor/index.js';
 import { fusedFloat32 } from '../tensor/op.js';
@@ -22,7 +23,12 @@ export function gradNorm(params: readonly Tensor[]): Tensor {
   });
 }
 
-/** Scale gradients so their global norm is at most maxNorm; returns the norm before clipping. */
+/**
+ * Scale gradients so their global norm is at most maxNorm; returns the norm before clipping.
+ * As torch's clip_grad_norm_, the gradients backward() made are scaled in place (a tensor taken
+ * from p.grad before sees the scaled values); one the caller passed to backward(gradient) or
+ * assigned to .grad is replaced by a scaled copy instead, never written.
+ */
 export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor {
   const norm = gradNorm(params);
   noGrad(() => {
