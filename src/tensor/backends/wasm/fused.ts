@@ -48,8 +48,8 @@ function float32Operands(args: readonly unknown[]): boolean {
 
 /** The fused kernels: wasm for float32 operands, the reference loops for any other dtype. */
 export function wasmFused(w: WasmBackend): FusedKernels {
-  const fast = float32Kernels(w);
   const reference = referenceKernels(w.hostAccess());
+  const fast = float32Kernels(w, reference);
   const out: Record<string, unknown> = {};
   for (const name of Object.keys(fast) as (keyof FusedKernels)[]) {
     const f = fast[name] as (...a: unknown[]) => unknown, r = reference[name] as (...a: unknown[]) => unknown;
@@ -58,9 +58,9 @@ export function wasmFused(w: WasmBackend): FusedKernels {
   return out as FusedKernels;
 }
 
-function float32Kernels(w: WasmBackend): Required<FusedKernels> {
+/** The wasm kernels; `reference` lends the ones that are plain loops on float32 too. */
+function float32Kernels(w: WasmBackend, reference: Required<FusedKernels>): Required<FusedKernels> {
   const f32 = (s: Storage): F32 => w.hostAccess().host(s) as F32;
-  const reference = referenceKernels(w.hostAccess());
 
   const rowsBwd = (kernel: string, y: Storage, gy: Storage, rows: number, cols: number): Storage => w.out(w.scoped(() => {
     const py = w.put(f32(y)), pg = w.put(f32(gy)), px = w.runtime.alloc(rows * cols * 4);
