@@ -54,7 +54,15 @@ async function main(): Promise<StepResult> {
     const { createWasmBackend } = await import('../src/tensor/backends/wasm/index.js');
     const b = createWasmBackend({ threads: cfg.threads });
     memory = () => b.memoryStats();
-    if (process.env.BENCH_DEBUG) instrument(b as unknown as Record<string, unknown>, b.fused as Record<string, unknown>);
+    if (process.env.BENCH_DEBUG) {
+      instrument(b as unknown as Record<string, unknown>, b.fused as Record<string, unknown>);
+      // and every wasm kernel launch by name (pack, gemm, row kernels), nested inside the above
+      const rt = b.runtime, run = rt.run.bind(rt);
+      rt.run = (name, ntasks, args) => {
+        const t = performance.now();
+        try { run(name, ntasks, args); } finally { spent.set(`  wasm ${name}`, (spent.get(`  wasm ${name}`) ?? 0) + performance.now() - t); }
+      };
+    }
     core.setBackend(b);
   } else {
     core.setBackend('js');

@@ -303,7 +303,7 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
     }
   });
 
-  it('adamw in place and sumSquares (also past one 4M-element slab through wasm memory)', () => {
+  it('adamw, add and scale in place, and sumSquares (over many slabs through wasm memory)', () => {
     for (const n of [1, 5, 16384, 16391, 40000, (1 << 22) + 16384 * 3 + 7]) {
       const p = values(n, n), g = values(n, n + 1), m = values(n, n + 2, 0.1), v = values(n, n + 3, 0.1).map(Math.abs);
       const h = { lr: 3e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
@@ -317,6 +317,19 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
         // ~eps32 (|b1 m| + |(1 - b1) g|) <= 6e-8 * 0.19, hence atol 2e-8 (1e-8 failed at n = 4M)
         expectClose(M, m64, 1e-5, 2e-8, 'adamw m');
         expectClose(V, v64, 1e-5, 1e-9, 'adamw v');
+      }
+      // x += y and x *= f round once per element, so float32 results are exact: Math.fround
+      const sum = p.map((x, i) => Math.fround(x + g[i]!)), scaled = p.map((x) => Math.fround(x * Math.fround(-0.37)));
+      for (const w of wasms) {
+        const [A, S, U] = [p.slice(), p.slice(), p.slice()];
+        w.fused.addInPlace!(f32(A), f32(g));
+        w.fused.scaleInPlace!(f32(S), f32(Float32Array.of(-0.37)));
+        w.fused.scaleInPlace!(f32(U), f32(Float32Array.of(1)));
+        // the first element that differs (-1: none); toEqual on 4M elements takes minutes
+        const differs = (x: Float32Array, y: Float32Array): number => x.findIndex((a, i) => !Object.is(a, y[i]));
+        expect(differs(A, sum), `addInPlace (n=${n})`).toBe(-1);
+        expect(differs(S, scaled), `scaleInPlace (n=${n})`).toBe(-1);
+        expect(differs(U, p), 'scaleInPlace by 1').toBe(-1);
       }
       let ss = 0;
       for (const a of [p, g]) for (const x of a) ss += x * x;

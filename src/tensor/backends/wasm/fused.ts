@@ -15,8 +15,14 @@ import { WasmMemoryError } from './pool.js';
 
 /** Elements per task of elementwise kernels. Fixed: sumSquares' partial sums depend on it. */
 export const CHUNK = 16384;
-/** Elements per trip through wasm memory of the elementwise optimizer kernels (a multiple of CHUNK). */
-const SLAB = CHUNK * 256;
+/**
+ * Elements per trip through wasm memory of the elementwise kernels on host arrays (AdamW, sums
+ * of squares, in-place add and scale): one CHUNK, a single task, so the main thread runs it
+ * while the slab is still in L1/L2 from its copy in. Copying dominates these kernels; waking
+ * the pool for larger slabs cost more than the second thread saved. 30M floats on the 2-core
+ * Xeon: AdamW 135 -> 98 ms, add 54 -> 36, scale 34 -> 22 (slabs of 256 chunks on 2 threads).
+ */
+const SLAB = CHUNK;
 /** Columns per task of column reductions (only scheduling, not the summation order). */
 export const COL_BLOCK = 64;
 /**
@@ -76,6 +82,23 @@ function float32Kernels(w: WasmBackend, reference: Required<FusedKernels>): Requ
     const lse = new Float32Array(rows);
     for (let r = 0; r < rows; r++) lse[r] = m[r]! + Math.log(s[r]!);
     return lse;
+  };
+
+  /**
+   * An elementwise kernel over host arrays of one length, a slab at a time: each array's slab
+   * copied into wasm memory, the kernel run on it, the first `written` copied back. The slabs
+   * stay in cache between the copies and the kernel.
+   */
+  const slabs = (kernel: string, arrays: F32[], written: number, floats: number[]): void => {
+    const n = arrays[0]!.length;
+    for (let o = 0; o < n; o += SLAB) w.scoped(() => {
+      const e = Math.min(n, o + SLAB), len = e - o;
+      const ptrs = arrays.map((a) => w.put(a.subarray(o, e)));
+      const first = 2 + arrays.length;
+      w.runtime.run(kernel, Math.ceil(len / CHUNK), w.runtime.args([len, CHUNK, ...ptrs, ...floats],
+        floats.map((_, i) => first + i)));
+      for (let i = 0; i < written; i++) arrays[i]!.set(w.runtime.f32(ptrs[i]!, len), o);
+    });
   };
 
   const attn = flashAttention(w);
@@ -174,17 +197,8 @@ function float32Kernels(w: WasmBackend, reference: Required<FusedKernels>): Requ
     },
 
     adamw: (p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams) => {
-      const P = f32(p), G = f32(g), M = f32(m), V = f32(v), n = P.length;
       const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
-      const floats = [h.lr, h.beta1, h.beta2, 1 - h.beta1, 1 - h.beta2, h.eps, h.weightDecay, bc1, bc2];
-      // a slab at a time: elementwise, so the result is the same, and wte's update needs 4 x 16 MB
-      // of wasm memory instead of 4 x 154 MB
-      for (let o = 0; o < n; o += SLAB) w.scoped(() => {
-        const e = Math.min(n, o + SLAB), len = e - o;
-        const pp = w.put(P.subarray(o, e)), pg = w.put(G.subarray(o, e)), pm = w.put(M.subarray(o, e)), pv = w.put(V.subarray(o, e));
-        w.runtime.run('adamw', Math.ceil(len / CHUNK), w.runtime.args([len, CHUNK, pp, pg, pm, pv, ...floats], floats.map((_, i) => 6 + i)));
-        P.set(w.runtime.f32(pp, len), o); M.set(w.runtime.f32(pm, len), o); V.set(w.runtime.f32(pv, len), o);
-      });
+      slabs('adamw', [f32(p), f32(m), f32(v), f32(g)], 3, [h.lr, h.beta1, h.beta2, 1 - h.beta1, 1 - h.beta2, h.eps, h.weightDecay, bc1, bc2]);
     },
 
     sumSquares: (xs) => {
@@ -203,10 +217,11 @@ function float32Kernels(w: WasmBackend, reference: Required<FusedKernels>): Requ
       return w.out(Float32Array.of(total));
     },
 
-    // one pass over host memory, where the wasm kernels would copy both operands in and the
-    // result back; float32 arithmetic in JS rounds exactly as f32x4 does (a double sum or product
-    // of two floats rounded once to float32 is the correctly rounded float32 result)
-    addInPlace: reference.addInPlace,
-    scaleInPlace: reference.scaleInPlace,
+    addInPlace: (into, x) => slabs('addTo', [f32(into), f32(x)], 1, []),
+    scaleInPlace: (x, factor) => {
+      const f = f32(factor)[0]!;
+      // the usual factor (a loss's gradient, an unclipped norm): nothing to do
+      if (f !== 1) slabs('scaleBy', [f32(x)], 1, [f]);
+    },
   };
 }

@@ -403,7 +403,8 @@ export function rowKernels(): Record<string, Func> {
   }
 
   // AdamW (torch.optim.AdamW): decoupled decay, then Adam with bias-corrected moments, in place
-  k.adamw = ewKernel(['p', 'g', 'm', 'v'], [], ['lr', 'b1', 'b2', 'omb1', 'omb2', 'eps', 'wd', 'bc1', 'bc2'], (c) => {
+  // (the arrays it writes first)
+  k.adamw = ewKernel(['p', 'm', 'v', 'g'], [], ['lr', 'b1', 'b2', 'omb1', 'omb2', 'eps', 'wd', 'bc1', 'bc2'], (c) => {
     const { f } = c;
     const s = (name: string, v: Lanes): void => { f.get(c.fl[name]!); v.splat(); };
     c.each((v) => {
@@ -414,6 +415,14 @@ export function rowKernels(): Record<string, Func> {
       c.at('p'); v.get(P); s('lr', v); v.get(M); s('bc1', v); v.div().mul();
       v.get(V); s('bc2', v); v.div().sqrt(); s('eps', v); v.add().div().sub().store();
     });
+  });
+
+  // gradient accumulation and clipping, in place: x += y, x *= factor
+  k.addTo = ewKernel(['x', 'y'], [], [], (c) => {
+    c.each((v) => { c.at('x'); c.at('x'); v.load(); c.at('y'); v.load().add().store(); });
+  });
+  k.scaleBy = ewKernel(['x'], [], ['factor'], (c) => {
+    c.each((v) => { c.at('x'); c.at('x'); v.load(); c.f.get(c.fl.factor!); v.splat().mul().store(); });
   });
 
   // sum of squares of one chunk -> out[task] (the host adds the chunks in order)
