@@ -8,7 +8,7 @@ import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
 import { isFloat } from '../../dtype.js';
 import type { WasmBackend } from './backend.js';
 import { referenceKernels } from './fused-ref.js';
-import { gemmHostB, readC, zeroC } from './matmul.js';
+import { gemmHostB, packHostB, readC, zeroC } from './matmul.js';
 import { dense } from './row-kernels.js';
 import { flashAttention } from './attention.js';
 import { WasmMemoryError } from './pool.js';
@@ -27,10 +27,10 @@ const SLAB = CHUNK;
 export const COL_BLOCK = 64;
 /**
  * Floats of one chunk's logits in linearCrossEntropy (128 MB; its gradient is written over
- * them). Each chunk packs the weight (from the host) for its two products with it, so fewer
- * chunks are faster and larger ones hold more wasm memory (GPT-2 124M: ~600 MB at 2^25). GPT
- * tiny's step (1024 rows x 50304 classes, bench/step.ts): 926 ms in it at 2^24, 855 at 2^25,
- * 825 in one chunk (peak RSS 1.06, 1.26, 1.47 GB).
+ * them). Larger chunks hold more wasm memory (GPT-2 124M: ~750 MB at 2^25, with the weight
+ * packed for both of its products) and pay less per chunk. GPT tiny's step (1024 rows x 50304
+ * classes, bench/step.ts, when each chunk packed the weight itself): 926 ms in it at 2^24, 855
+ * at 2^25, 825 in one chunk (peak RSS 1.06, 1.26, 1.47 GB).
  */
 const LCE_CHUNK_FLOATS = 1 << 25;
 
@@ -135,10 +135,14 @@ function float32Kernels(w: WasmBackend, reference: Required<FusedKernels>): Requ
     linearCrossEntropy: (x, wt, targets, rows, cols, classes, grad) => w.scoped(() => {
       const rt = w.runtime, sh = w.kernels.shape;
       const T = w.hostAccess().host(targets) as Int32Array, X = f32(x), W = f32(wt);
-      // W stays on the host: each product packs it straight from there (no copy of it in wasm memory)
       const px = w.put(X), pt = w.put(T);
       // rows per chunk: ~128 MB of logits, in whole micro-tile rows
       const R = Math.max(sh.mr, Math.floor(LCE_CHUNK_FLOATS / classes / sh.mr) * sh.mr);
+      // W is packed straight from the host (no raw copy of it in wasm memory) for each of its
+      // two products; with several chunks, once for all of them (the packs held throughout)
+      const many = rows > R;
+      const wFwd = packHostB(rt, sh, W, classes, cols, true);
+      const wBwd = grad && many ? packHostB(rt, sh, W, cols, classes, false) : W;
       const gx = grad ? w.raw(rows * cols, 'float32') as F32 : null;
       // dW = sum over chunks of g^T x, accumulated by the gemm itself in wasm memory
       const gw = grad ? zeroC(rt, sh, classes, cols) : null;
@@ -148,7 +152,7 @@ function float32Kernels(w: WasmBackend, reference: Required<FusedKernels>): Requ
       for (let r0 = 0; r0 < rows; r0 += R) {
         const n = Math.min(R, rows - r0), mark = rt.mark();
         // logits of these rows, z = x W^T, left in wasm memory (rows padded to MR, columns to NR)
-        const z = gemmHostB(rt, sh, px + r0 * cols * 4, W, flat(n, classes, cols, false, true));
+        const z = gemmHostB(rt, sh, px + r0 * cols * 4, wFwd, flat(n, classes, cols, false, true));
         const pm = rt.alloc(n * 4), ps = rt.alloc(n * 4), pz = rt.alloc(n * 4);
         if (gx && gw) {
           // statistics, and g = (softmax(z) - onehot(target)) / rows written over z (its padded
@@ -162,7 +166,7 @@ function float32Kernels(w: WasmBackend, reference: Required<FusedKernels>): Requ
         const m = rt.f32(pm, n), sm = rt.f32(ps, n), zt = rt.f32(pz, n);
         for (let r = 0; r < n; r++) total += m[r]! + Math.log(sm[r]!) - zt[r]!;
         if (gx && gw) {
-          readC(rt, gemmHostB(rt, sh, z.c, W, flat(n, cols, classes, false, false), { lda: z.ldc }), 1, n, cols, gx.subarray(r0 * cols, (r0 + n) * cols));
+          readC(rt, gemmHostB(rt, sh, z.c, wBwd, flat(n, cols, classes, false, false), { lda: z.ldc }), 1, n, cols, gx.subarray(r0 * cols, (r0 + n) * cols));
           gemmHostB(rt, sh, z.c, X.subarray(r0 * cols, (r0 + n) * cols), flat(classes, cols, n, true, false), { into: gw, lda: z.ldc });
         }
         rt.release(mark);

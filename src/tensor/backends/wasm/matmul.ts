@@ -82,25 +82,40 @@ export function zeroC(runtime: WasmRuntime, shape: MatmulShape, m: number, n: nu
   return g;
 }
 
+/** op(B) packed into its panels in wasm memory once, for several gemmHostB calls with it. */
+export interface PackedB { ptr: number; n: number; k: number; transB: boolean }
+
+/**
+ * Pack op(B) ([k, n]; B stored [n, k] when transB) from a host array into panels, through small
+ * slabs (no whole copy of B in wasm memory). Lives until the caller's mark is released.
+ */
+export function packHostB(runtime: WasmRuntime, shape: MatmulShape, b: Operand, n: number, k: number, transB: boolean): PackedB {
+  const ptr = runtime.alloc(Math.ceil(n / shape.nr) * k * shape.nr * 4);
+  stagePack(runtime, 'B', shape.nr, b, 1, 0, n, k, transB, ptr, STAGE_FLOATS / 4);
+  return { ptr, n, k, transB };
+}
+
 /**
  * C = op(A) op(B) for one matrix (batch 1), A in wasm memory (rows `lda` elements apart in
- * storage; default dense), B a host array packed straight from the host through small slabs
- * (no whole copy of B in wasm memory); with `into` (zeroC of the same m, n) C += op(A) op(B)
- * there instead.
+ * storage; default dense), B a host array packed here by packHostB, or packed already; with
+ * `into` (zeroC of the same m, n) C += op(A) op(B) there instead.
  */
-export function gemmHostB(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, b: Operand, p: MatmulParams,
+export function gemmHostB(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, b: Operand | PackedB, p: MatmulParams,
   opts: { into?: GemmOut; lda?: number } = {}): GemmOut {
   const { m, n, k, transA, transB } = p;
   if (p.batch !== 1) throw new Error(`gemmHostB: batch ${p.batch}, only 1 is supported`);
+  if ('ptr' in b && (b.n !== n || b.k !== k || b.transB !== transB)) {
+    throw new Error(`gemmHostB: B packed as [k ${b.k}, n ${b.n}]${b.transB ? ' (transposed)' : ''}, the product needs [k ${k}, n ${n}]${transB ? ' (transposed)' : ''}`);
+  }
   // the gemm writes every element of a padded C; only an empty product needs zeros
   const C = opts.into ?? (k === 0 ? zeroC(runtime, shape, m, n) : allocC(runtime, shape, m, n));
   if (m === 0 || n === 0 || k === 0) return C;
-  const mP = Math.ceil(m / shape.mr), nP = Math.ceil(n / shape.nr);
+  const mP = Math.ceil(m / shape.mr);
   const mark = runtime.mark();
-  const packA = runtime.alloc(mP * k * shape.mr * 4), packB = runtime.alloc(nP * k * shape.nr * 4);
+  const packA = runtime.alloc(mP * k * shape.mr * 4);
   // A element (row i, depth kk): [m, lda] -> i*lda + kk ; transposed [k, lda] -> kk*lda + i
   runtime.run(packName('A', false), mP, runtime.args([aPtr, m, k, transA ? 1 : opts.lda ?? k, transA ? opts.lda ?? m : 1, 0, mP, packA, k]));
-  stagePack(runtime, 'B', shape.nr, b, 1, 0, n, k, transB, packB, STAGE_FLOATS / 4);
+  const packB = 'ptr' in b ? b.ptr : packHostB(runtime, shape, b, n, k, transB).ptr;
   gemmPacked(runtime, shape, packA, packB, p, C.c, undefined, opts.into !== undefined);
   runtime.release(mark);
   return C;
