@@ -71,7 +71,7 @@ describe.skipIf(!available)('wasm backend parity with js', () => {
   });
 
   it('matmul: sizes past the cache blocks (k > KC, several tiles) and degenerate dims', () => {
-    for (const [m, n, k, tA, tB] of [[130, 300, 600, false, false], [67, 129, 257, true, true], [1, 513, 300, false, true],
+    for (const [m, n, k, tA, tB] of [[130, 300, 600, false, false], [67, 129, 257, true, true], [1, 513, 300, false, true], [9, 20, 1100, true, false],
       [300, 1, 5, true, false], [5, 7, 0, false, false]] as const) {
       const p = { batch: 1, m, n, k, transA: tA, transB: tB, aBatchStride: 0, bBatchStride: 0 };
       const a = values(m * k, m), b = values(k * n, n);
@@ -282,9 +282,9 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
       }), { seed: SEED, numRuns: RUNS });
   });
 
-  it('attention past the matmul blocks (t, s > KC = 256): causal tile skipping', () => {
+  it('attention past the matmul blocks (t, s > KC = 512): causal tile skipping', () => {
     // s >= t: with s < t the first queries would see no key at all (NaN in the reference)
-    for (const [bh, t, s, d] of [[2, 290, 300, 7], [1, 260, 260, 33], [1, 257, 520, 5]] as const) {
+    for (const [bh, t, s, d] of [[2, 290, 300, 7], [1, 260, 260, 33], [1, 257, 520, 5], [1, 600, 610, 4]] as const) {
       const scale = 0.3, causal = true;
       const q = values(bh * t * d, t), k = values(bh * s * d, s), v = values(bh * s * d, d), go = values(bh * t * d, 1);
       const o64 = new Float64Array(bh * t * d), l64 = new Float64Array(bh * t);
