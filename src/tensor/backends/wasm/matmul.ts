@@ -62,6 +62,13 @@ function gemmPacked(runtime: WasmRuntime, shape: MatmulShape, packA: number, pac
   while (tasks() < 4 * runtime.threads && (mcp > 1 || ncp > 1)) {
     if (mcp > 1) mcp = Math.ceil(mcp / 2); else ncp = Math.ceil(ncp / 2);
   }
+  // few tasks: split the rows into a multiple of the threads, so no thread runs the last one
+  // alone (lm_head's dx = g W at 664 rows and 128 columns made 11 equal tasks for 2 threads)
+  const T = runtime.threads;
+  for (let tm = Math.ceil(mP / mcp); tasks() % T !== 0 && tasks() < 16 * T && tm < mP;) {
+    const next = Math.ceil(mP / Math.ceil(mP / ++tm));
+    if ((batch * next * Math.ceil(nP / ncp)) % T === 0) mcp = Math.ceil(mP / next);
+  }
   const tM = Math.ceil(mP / mcp), tN = Math.ceil(nP / ncp);
   runtime.run('gemm', batch * tM * tN, runtime.args([packA, packB, C, k, mP, nP, tM, tN,
     aBatches === 1 ? 0 : aPanelBytes, bBatches === 1 ? 0 : bPanelBytes, cBatch * 4, ldc * 4, mcp, ncp,
