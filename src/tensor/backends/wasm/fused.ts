@@ -136,8 +136,10 @@ function float32Kernels(w: WasmBackend, reference: Required<FusedKernels>): Requ
       const rt = w.runtime, sh = w.kernels.shape;
       const T = w.hostAccess().host(targets) as Int32Array, X = f32(x), W = f32(wt);
       const px = w.put(X), pt = w.put(T);
-      // rows per chunk: ~128 MB of logits, in whole micro-tile rows
-      const R = Math.max(sh.mr, Math.floor(LCE_CHUNK_FLOATS / classes / sh.mr) * sh.mr);
+      // rows per chunk: at most ~128 MB of logits, in whole micro-tile rows, the chunks of
+      // equal size (1024 rows: 2 x 512, not 664 + 360, whose products run slower)
+      const most = Math.max(sh.mr, Math.floor(LCE_CHUNK_FLOATS / classes / sh.mr) * sh.mr);
+      const R = Math.ceil(rows / Math.ceil(rows / most) / sh.mr) * sh.mr;
       // W is packed straight from the host (no raw copy of it in wasm memory) for each of its
       // two products; with several chunks, once for all of them (the packs held throughout)
       const many = rows > R;
