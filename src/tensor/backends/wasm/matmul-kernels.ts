@@ -102,6 +102,24 @@ export function packKernel(w: number, bf16 = false): Func {
 }
 
 /**
+ * packGroup(task, args): tasks [task*G, task*G + G) of the pack kernel at function index
+ * `packIndex` (args as its, then G and its task count at slots 9 and 10), one after another on
+ * one thread. Adjacent panels of a matrix stored [K, len] share cache lines (a W = 4 panel
+ * row is 16 bytes of a 64-byte line): one thread packing them in turn reads each line once,
+ * where single-panel tasks alternating between threads made both cores fetch it.
+ */
+export function packGroupKernel(packIndex: number): Func {
+  const f = new Func(['i32', 'i32'], []);
+  const task = f.param(0), args = f.param(1);
+  const g = f.local('i32'), total = f.local('i32'), i = f.local('i32'), end = f.local('i32');
+  f.get(args).i32Load(36).set(g);
+  f.get(args).i32Load(40).set(total);
+  f.get(task).get(g).i32Mul().tee(i).get(g).i32Add().tee(end).get(total).get(end).get(total).i32LtS().select().set(end);
+  f.for(i, () => f.get(i), () => f.get(end), 1, () => { f.get(i).get(args).call(packIndex); });
+  return f;
+}
+
+/**
  * micro(ap, bp, kc, cp, ldcBytes, accumulate): C[MR x NR] (+)= Apanel[kc x MR] * Bpanel[kc x NR].
  * Accumulators live in MR*NR/4 v128 locals; each k step loads NR/4 vectors of B and
  * broadcasts MR scalars of A.

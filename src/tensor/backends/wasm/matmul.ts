@@ -19,6 +19,16 @@ export interface Causal { mode: 1 | 2 | 3; off: number }
 export type Operand = Float32Array | Uint16Array;
 const packName = (side: 'A' | 'B', bf16: boolean): string => `pack${side}${bf16 ? '16' : ''}`;
 
+/**
+ * Run a pack kernel (args as packKernel's) over `panels` tasks: float32 panels G adjacent ones
+ * a task (packGroupKernel), G up to 16 while each thread still gets 8 tasks or more.
+ */
+function pack(runtime: WasmRuntime, side: 'A' | 'B', bf16: boolean, panels: number, args: number[]): void {
+  const G = bf16 ? 1 : Math.max(1, Math.min(16, Math.floor(panels / (8 * runtime.threads))));
+  if (G === 1) runtime.run(packName(side, bf16), panels, runtime.args(args));
+  else runtime.run(`pack${side}Group`, Math.ceil(panels / G), runtime.args([...args, G, panels]));
+}
+
 /** Where an [m, n] product's C goes: rows padded to MR, the row stride to NR (elements). */
 function cLayout(shape: MatmulShape, m: number, n: number): { ldc: number; cBatch: number } {
   const ldc = Math.ceil(n / shape.nr) * shape.nr;
@@ -38,9 +48,9 @@ export function gemmPtr(runtime: WasmRuntime, shape: MatmulShape, aPtr: number, 
   const packA = runtime.alloc(aBatches * mP * k * mr * 4);
   const packB = runtime.alloc(bBatches * nP * k * nr * 4);
   // A element (row i, depth kk): [m,k] -> i*k + kk ; transposed [k,m] -> kk*m + i
-  runtime.run(packName('A', aBf16), aBatches * mP, runtime.args([aPtr, m, k, transA ? 1 : k, transA ? m : 1, aBatchStride, mP, packA, k]));
+  pack(runtime, 'A', aBf16, aBatches * mP, [aPtr, m, k, transA ? 1 : k, transA ? m : 1, aBatchStride, mP, packA, k]);
   // B element (col j, depth kk): [k,n] -> kk*n + j ; transposed [n,k] -> j*k + kk
-  runtime.run(packName('B', bBf16), bBatches * nP, runtime.args([bPtr, n, k, transB ? k : 1, transB ? 1 : n, bBatchStride, nP, packB, k]));
+  pack(runtime, 'B', bBf16, bBatches * nP, [bPtr, n, k, transB ? k : 1, transB ? 1 : n, bBatchStride, nP, packB, k]);
   const g = gemmPacked(runtime, shape, packA, packB, p, C, causal);
   runtime.release(mark); // the packed panels; C stays
   return g;
@@ -121,7 +131,7 @@ export function gemmHostB(runtime: WasmRuntime, shape: MatmulShape, aPtr: number
   const mark = runtime.mark();
   const packA = runtime.alloc(mP * k * shape.mr * 4);
   // A element (row i, depth kk): [m, lda] -> i*lda + kk ; transposed [k, lda] -> kk*lda + i
-  runtime.run(packName('A', false), mP, runtime.args([aPtr, m, k, transA ? 1 : opts.lda ?? k, transA ? opts.lda ?? m : 1, 0, mP, packA, k]));
+  pack(runtime, 'A', false, mP, [aPtr, m, k, transA ? 1 : opts.lda ?? k, transA ? opts.lda ?? m : 1, 0, mP, packA, k]);
   const packB = 'ptr' in b ? b.ptr : packHostB(runtime, shape, b, n, k, transB).ptr;
   gemmPacked(runtime, shape, packA, packB, p, C.c, undefined, opts.into !== undefined);
   runtime.release(mark);
@@ -153,7 +163,7 @@ const STAGE_FLOATS = 16 << 20;
  */
 function stagePack(runtime: WasmRuntime, side: 'A' | 'B', w: number, src: Operand, batches: number, batchStride: number,
   len: number, K: number, rowMajor: boolean, dst: number, stageFloats: number): void {
-  const bf16 = src instanceof Uint16Array, kernel = packName(side, bf16), bytes = bf16 ? 2 : 4;
+  const bf16 = src instanceof Uint16Array, bytes = bf16 ? 2 : 4;
   const panels = Math.ceil(len / w);
   for (let bi = 0; bi < batches; bi++) {
     const base = bi * batchStride, out = dst + bi * panels * K * w * 4;
@@ -163,7 +173,7 @@ function stagePack(runtime: WasmRuntime, side: 'A' | 'B', w: number, src: Operan
         const p1 = Math.min(panels, p0 + per), i0 = p0 * w, width = Math.min(len, p1 * w) - i0;
         const mark = runtime.mark(), stage = runtime.alloc(width * K * bytes);
         place(runtime, stage, width * K, bf16).set(src.subarray(base + i0 * K, base + (i0 + width) * K) as never);
-        runtime.run(kernel, p1 - p0, runtime.args([stage, width, K, K, 1, 0, p1 - p0, out + p0 * K * w * 4, K]));
+        pack(runtime, side, bf16, p1 - p0, [stage, width, K, K, 1, 0, p1 - p0, out + p0 * K * w * 4, K]);
         runtime.release(mark);
       }
     } else {
@@ -172,7 +182,7 @@ function stagePack(runtime: WasmRuntime, side: 'A' | 'B', w: number, src: Operan
         const depth = Math.min(K, k0 + per) - k0;
         const mark = runtime.mark(), stage = runtime.alloc(depth * len * bytes);
         place(runtime, stage, depth * len, bf16).set(src.subarray(base + k0 * len, base + (k0 + depth) * len) as never);
-        runtime.run(kernel, panels, runtime.args([stage, len, depth, 1, len, 0, panels, out + k0 * w * 4, K]));
+        pack(runtime, side, bf16, panels, [stage, len, depth, 1, len, 0, panels, out + k0 * w * 4, K]);
         runtime.release(mark);
       }
     }
