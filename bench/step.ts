@@ -29,6 +29,8 @@ export interface StepResult {
 
 /** BENCH_DEBUG: time every backend method (to see where a step goes). */
 const spent = new Map<string, number>();
+const stack: string[] = [];
+const add = (key: string, dt: number): void => { spent.set(key, (spent.get(key) ?? 0) + dt); };
 function instrument(...objs: Record<string, unknown>[]): void {
   for (const o of objs) {
     const names = new Set<string>();
@@ -40,7 +42,14 @@ function instrument(...objs: Record<string, unknown>[]): void {
       if (typeof f !== 'function' || n === 'constructor' || n.startsWith('host') || n === 'wrap' || n === 'alloc' || n === 'raw') continue;
       o[n] = function (this: unknown, ...args: unknown[]) {
         const t = performance.now();
-        try { return (f as (...a: unknown[]) => unknown).apply(this, args); } finally { spent.set(n, (spent.get(n) ?? 0) + performance.now() - t); }
+        stack.push(n);
+        try { return (f as (...a: unknown[]) => unknown).apply(this, args); } finally {
+          stack.pop();
+          const dt = performance.now() - t;
+          spent.set(n, (spent.get(n) ?? 0) + dt);
+          // and under the outermost timed method that called it
+          if (stack.length && stack[0] !== n) add(`  ${n} in ${stack[0]}`, dt);
+        }
       };
     }
   }
@@ -129,7 +138,7 @@ async function main(): Promise<StepResult> {
   }
   const ms = (performance.now() - t0) / cfg.steps;
   if (process.env.BENCH_DEBUG) {
-    for (const [n, t] of [...spent].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.error(`${n.padEnd(24)} ${(t / cfg.steps).toFixed(1)} ms/step`);
+    for (const [n, t] of [...spent].sort((a, b) => b[1] - a[1]).slice(0, 45)) console.error(`${n.padEnd(36)} ${(t / cfg.steps).toFixed(1)} ms/step`);
   }
   const tokens = cfg.model === 'gpt' ? (cfg.B ?? 8) * (cfg.T ?? 128) : 0;
   const peakRssMB = process.resourceUsage().maxRSS / 1024;
