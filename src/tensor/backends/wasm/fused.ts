@@ -55,7 +55,7 @@ function float32Operands(args: readonly unknown[]): boolean {
 /** The fused kernels: wasm for float32 operands, the reference loops for any other dtype. */
 export function wasmFused(w: WasmBackend): FusedKernels {
   const reference = referenceKernels(w.hostAccess());
-  const fast = float32Kernels(w, reference);
+  const fast = float32Kernels(w);
   const out: Record<string, unknown> = {};
   for (const name of Object.keys(fast) as (keyof FusedKernels)[]) {
     const f = fast[name] as (...a: unknown[]) => unknown, r = reference[name] as (...a: unknown[]) => unknown;
@@ -64,8 +64,8 @@ export function wasmFused(w: WasmBackend): FusedKernels {
   return out as FusedKernels;
 }
 
-/** The wasm kernels; `reference` lends the ones that are plain loops on float32 too. */
-function float32Kernels(w: WasmBackend, reference: Required<FusedKernels>): Required<FusedKernels> {
+/** The wasm kernels on float32 storages. */
+function float32Kernels(w: WasmBackend): Required<FusedKernels> {
   const f32 = (s: Storage): F32 => w.hostAccess().host(s) as F32;
 
   const rowsBwd = (kernel: string, y: Storage, gy: Storage, rows: number, cols: number): Storage => w.out(w.scoped(() => {

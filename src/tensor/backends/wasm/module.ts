@@ -65,15 +65,15 @@ export function relaxedSimdAvailable(): boolean {
 export function buildModule(shape: MatmulShape = matmulShape(true), shared = true): KernelModule {
   if (shape.nr % 4 !== 0) throw new Error(`wasm matmul: nr=${shape.nr} must be a multiple of 4`);
   const funcs: { name: string; func: Func }[] = [];
-  // the micro-kernel goes first: gemm calls it by function index 0 (and packAGroup/packBGroup
-  // call packA/packB by their indices 2 and 3)
-  funcs.push({ name: 'micro', func: microKernel(shape) });
-  funcs.push({ name: 'gemm', func: gemmKernel(shape, 0) });
-  funcs.push({ name: 'packA', func: packKernel(shape.mr) });
-  funcs.push({ name: 'packB', func: packKernel(shape.nr) });
-  funcs.push({ name: 'packA16', func: packKernel(shape.mr, true) });
-  funcs.push({ name: 'packB16', func: packKernel(shape.nr, true) });
-  funcs.push({ name: 'packAGroup', func: packGroupKernel(2) }, { name: 'packBGroup', func: packGroupKernel(3) });
+  // a function's index is its place in funcs: gemm calls the micro-kernel by it, the group
+  // kernels call packA and packB
+  const add = (name: string, func: Func): number => funcs.push({ name, func }) - 1;
+  add('gemm', gemmKernel(shape, add('micro', microKernel(shape))));
+  const packA = add('packA', packKernel(shape.mr)), packB = add('packB', packKernel(shape.nr));
+  add('packA16', packKernel(shape.mr, true));
+  add('packB16', packKernel(shape.nr, true));
+  add('packAGroup', packGroupKernel(packA));
+  add('packBGroup', packGroupKernel(packB));
   for (const [name, func] of Object.entries(rowKernels())) funcs.push({ name, func });
   for (const [name, func] of Object.entries(convertKernels())) funcs.push({ name, func });
   const bytes = emitModule({ memory: { initial: 256, maximum: 65536, shared }, funcs });
