@@ -46,7 +46,7 @@ function instrument(...objs: Record<string, unknown>[]): void {
         try { return (f as (...a: unknown[]) => unknown).apply(this, args); } finally {
           stack.pop();
           const dt = performance.now() - t;
-          spent.set(n, (spent.get(n) ?? 0) + dt);
+          add(n, dt);
           // and under the outermost timed method that called it
           if (stack.length && stack[0] !== n) add(`  ${n} in ${stack[0]}`, dt);
         }
@@ -69,7 +69,7 @@ async function main(): Promise<StepResult> {
       const rt = b.runtime, run = rt.run.bind(rt);
       rt.run = (name, ntasks, args) => {
         const t = performance.now();
-        try { run(name, ntasks, args); } finally { spent.set(`  wasm ${name}`, (spent.get(`  wasm ${name}`) ?? 0) + performance.now() - t); }
+        try { run(name, ntasks, args); } finally { add(`  wasm ${name}`, performance.now() - t); }
       };
     }
     core.setBackend(b);
