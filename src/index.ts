@@ -1,7 +1,7 @@
 // tapegrad's public API: tensors and the tape, ops, functional (F), backends, nn, optim.
 
 // ---- tensors, the tape, ops (src/tensor/index.ts attaches every Tensor method) ----
-export { Tensor, tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, arange, noGrad, isGradEnabled, F, autocast, autocastDtype } from './tensor/index.js';
+export { Tensor, tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, arange, noGrad, isGradEnabled, F, autocast, autocastDtype, scope, keep } from './tensor/index.js';
 export type { TensorOptions, CreateOptions, NestedArray, TypedData, TapeNode, TapeInput, BackwardFn, AutocastDtype, AutocastOptions } from './tensor/index.js';
 export { cat, where, matmul } from './tensor/ops.js';
 export { gradcheck } from './tensor/gradcheck.js';

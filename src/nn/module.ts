@@ -82,7 +82,7 @@ export abstract class Module {
   eval(): this { return this.train(false); }
 
   zeroGrad(): void {
-    for (const p of this.parameters()) p.grad = null;
+    for (const p of this.parameters()) p.zeroGrad();
   }
 
   numParameters(): number {

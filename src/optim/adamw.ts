@@ -78,7 +78,7 @@ export class AdamW {
   }
 
   zeroGrad(): void {
-    for (const g of this.paramGroups) for (const p of g.params) p.grad = null;
+    for (const g of this.paramGroups) for (const p of g.params) p.zeroGrad();
   }
 
   /** The state of one parameter (undefined before its first step), for checkpoints. */

@@ -9,6 +9,7 @@ import { fusedFloat32 } from './op.js';
 import { ones } from './creation.js';
 import { withoutAutocast } from './autocast.js';
 import * as ops from './ops.js';
+import { freeCreatedSince, freeIfOwned, inScope, mark, ownedHere, release as unscope } from './scope.js';
 
 /** Nodes whose graph an earlier backward() freed. */
 const freedNodes = new WeakSet<TapeNode>();
@@ -23,6 +24,15 @@ const gradOwners = new WeakMap<Storage, Tensor>();
  */
 export function ownsGrad(t: Tensor): boolean {
   return t.grad !== null && gradOwners.get(t.grad.storage) === t;
+}
+
+/**
+ * Drop t.grad, as torch's zero_grad(set_to_none=True); a gradient backward() made for t alone
+ * goes back to its backend at once (a GPU's pool) rather than when the collector finds it.
+ */
+export function dropGrad(t: Tensor): void {
+  if (t.grad && ownsGrad(t)) t.backend.dispose(t.grad.storage, 'zeroGrad() dropped it (copy a gradient before zeroGrad() to keep it)');
+  t.grad = null;
 }
 
 /** into += x in place, where the backend has the kernel for these operands. */
@@ -54,21 +64,31 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   }
 
   const leafGrads = new Map<Tensor, Tensor>();
+  // Inside a scope (scope.ts) backward frees what it has consumed as it goes, so a step's memory
+  // is its activations plus what one rule needs, not everything the step ever made.
+  const scoped = inScope();
   // Gradients are summed in place where nothing else can see the sum: `handed` counts who holds
   // each storage (a node or leaf it was handed to, a sum's entry, the caller for a gradient
   // passed in). An add rule hands one g to both inputs, so neither may be written.
   const handed = new Map<Storage, number>([[gradient.storage, callers ? 2 : 1]]);
   const exclusive = (g: Tensor): boolean => handed.get(g.storage) === 1;
-  // (a count that reaches 0 is dropped: the map must not keep a consumed gradient alive)
+  // (a count that reaches 0 is dropped: the map must not keep a consumed gradient alive; in a
+  // scope its memory goes back at once)
   const release = (g: Tensor): void => {
     const n = handed.get(g.storage) ?? 0;
-    if (n > 1) handed.set(g.storage, n - 1); else handed.delete(g.storage);
+    if (n > 1) handed.set(g.storage, n - 1);
+    else {
+      handed.delete(g.storage);
+      if (scoped) freeIfOwned(g.storage, 'backward() consumed it (a gradient between two ops)');
+    }
   };
+  // (each release after the last read: in a scope a release can free; prev and g on one storage,
+  // x + x's, is summed into a new one: a GPU kernel may not write a buffer it also reads)
   const sum = (prev: Tensor, g: Tensor): Tensor => {
-    release(g);
-    if (exclusive(prev) && addInPlace(prev, g)) return prev;
-    release(prev);
+    if (prev.storage !== g.storage && exclusive(prev) && addInPlace(prev, g)) { release(g); return prev; }
     const s = ops.add(prev, g);
+    release(g);
+    release(prev);
     handed.set(s.storage, 1);
     return s;
   };
@@ -97,6 +117,12 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     }
   }
 
+  // an activation is freed once every op on the tape whose output shares its storage (views) has
+  // been differentiated; never the root's (the loss the caller holds)
+  const sharers = new Map<Storage, number>();
+  if (scoped) {
+    for (const n of tape) if (n.out && n.out !== root.storage && ownedHere(n.out)) sharers.set(n.out, (sharers.get(n.out) ?? 0) + 1);
+  }
   const grads = new Map<TapeNode, Tensor>([[rootNode, gradient]]);
   // backward rules run in the dtypes their forward saw, never autocast (even when called in a region)
   withoutAutocast(() => noGrad(() => {
@@ -105,12 +131,12 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       const g = grads.get(node);
       if (!g) continue;
       grads.delete(node);
+      const at = mark();
       const gin = node.backward(g);
       // free what this op saved for its backward now, as PyTorch does: a step's activations are
       // then released while the gradients build up, not all held until the end
       const inputs = node.inputs;
       freeNode(node);
-      release(g); // this node no longer holds g (what its rule passed on is counted below)
       const out = inputs.map((inp, j) => {
         let gi = gin[j];
         if (!gi || !inp) return null;
@@ -119,6 +145,19 @@ export function backward(root: Tensor, gradient?: Tensor): void {
         handed.set(gi.storage, (handed.get(gi.storage) ?? 0) + 1); // all counted before any is summed into
         return gi;
       });
+      release(g); // this node no longer holds g (counted after its outputs: a view of g may be one)
+      if (scoped) {
+        // the rule's temporaries, then the op's own output once no view of it is left to differentiate
+        freeCreatedSince(at, new Set(out.filter((x): x is Tensor => x !== null).map((x) => x.storage)), `backward() consumed it (a temporary of '${node.op}')`);
+        const c = node.out ? sharers.get(node.out) : undefined;
+        if (c !== undefined) {
+          if (c > 1) sharers.set(node.out!, c - 1);
+          else {
+            sharers.delete(node.out!);
+            freeIfOwned(node.out!, `backward() differentiated the op that made it ('${node.op}') inside a scope (keep() it to use it after backward())`);
+          }
+        }
+      }
       inputs.forEach((inp, j) => {
         const gi = out[j];
         if (!gi || !inp) return;
@@ -127,14 +166,20 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       });
     }
     // accumulate (+=) into a new tensor, so an earlier .grad someone holds keeps its values
+    // (in a scope, into the .grad itself where it is the leaf's alone, as torch's +=: gradient
+    // accumulation then makes no new gradient per micro-step)
     for (const [t, g] of leafGrads) {
-      if (t.grad) {
+      if (t.grad && scoped && ownsGrad(t) && addInPlace(t.grad, g)) {
+        release(g);
+      } else if (t.grad) {
         t.grad = ops.add(t.grad, g);
         gradOwners.set(t.grad.storage, t); // a new sum: t's alone
+        release(g);
       } else {
         t.grad = g;
         if (exclusive(g)) gradOwners.set(g.storage, t);
       }
+      unscope(t.grad.storage); // the leaf holds it now: no scope frees it
     }
   }));
   // Free the graph, as PyTorch does without retain_graph: saved tensors can be collected. The
@@ -152,6 +197,9 @@ declare module './tensor.js' {
   interface Tensor {
     /** Backpropagate from this tensor (a scalar, or with a gradient of its shape); see backward(). */
     backward(gradient?: Tensor): void;
+    /** Drop .grad (see dropGrad). */
+    zeroGrad(): void;
   }
 }
 Tensor.prototype.backward = function (this: Tensor, gradient?: Tensor): void { backward(this, gradient); };
+Tensor.prototype.zeroGrad = function (this: Tensor): void { dropGrad(this); };

@@ -7,6 +7,7 @@ export type { TapeNode, TapeInput, BackwardFn, NestedArray } from './tensor.js';
 export { tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, arange } from './creation.js';
 export type { TensorOptions, CreateOptions, TypedData } from './creation.js';
 export { backward } from './autograd.js';
+export { scope, keep } from './scope.js';
 export { autocast, autocastDtype } from './autocast.js';
 export type { AutocastDtype, AutocastOptions } from './autocast.js';
 export { to, toAsync } from './transfer.js';

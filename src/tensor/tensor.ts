@@ -31,7 +31,12 @@ export interface TapeNode {
   /** One entry per op input; null where no gradient flows (the input does not require it). */
   inputs: readonly (TapeInput | null)[];
   backward: BackwardFn;
+  /** The op's output storage, recorded inside a scope (scope.ts) so backward() can free it. */
+  out?: Storage;
 }
+
+/** Set by scope.ts while a scope runs: nodes then record their output storage. */
+export const tapeHooks = { recordOutputs: false };
 
 let gradEnabled = true;
 
@@ -53,6 +58,7 @@ export function fromOp(op: string, storage: Storage, shape: Shape, inputs: reado
       op, backward,
       inputs: inputs.map((t) => (t.requiresGrad ? { leaf: t.node ? null : t, node: t.node, shape: t.shape, dtype: t.dtype } : null)),
     };
+    if (tapeHooks.recordOutputs) out.node.out = storage;
   }
   return out;
 }
@@ -133,7 +139,6 @@ export class Tensor {
   }
   /** A tensor sharing the data, cut from the tape. */
   detach(): Tensor { return new Tensor(this.storage, this.shape, this.backend); }
-  zeroGrad(): void { this.grad = null; }
 
   /** Storage is always contiguous (reshape shares it; every other op writes a new one). */
   contiguous(): Tensor { return this; }

@@ -100,7 +100,7 @@ export class JsBackend implements Backend {
   read(s: Storage): Promise<HostArray> { return Promise.resolve(this.host(s)); }
   hostView(s: Storage): HostArray { return this.host(s); }
   readSync(s: Storage): HostArray { return this.host(s); }
-  dispose(_s: Storage): void { /* garbage collected */ }
+  dispose(_s: Storage, _reason?: string): void { /* garbage collected */ }
 
   // ---- elementwise ----
   cast(x: Storage, to: DType): Storage {

@@ -22,6 +22,7 @@ import { matmul as gpuMatmul } from './matmul.js';
 import { arg, type DeviceBuffer, type KernelArg, type Runner } from './runner.js';
 import { selfTest } from './self-test.js';
 import { F32_EXACT, GpuStorage, float64Error, forcedGc } from './storage.js';
+import { trackStorage } from '../../scope.js';
 
 export { GpuStorage } from './storage.js';
 export { collapseBroadcast, collapseStrided } from './collapse.js';
@@ -68,6 +69,7 @@ export class GpuBackend implements Backend {
   wrap(buf: DeviceBuffer, size: number, dtype: DType, host: Int32Array | null = null): GpuStorage {
     const s = new GpuStorage(buf, size, dtype, host);
     this.registry.register(s, s.cell, s);
+    trackStorage(s, this);
     return s;
   }
   run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[], into?: { buf: DeviceBuffer; offset: number }): DeviceBuffer {
@@ -124,11 +126,12 @@ export class GpuBackend implements Backend {
     throw new Error(`readSync: the ${this.name} backend keeps data in GPU memory and WebGPU reads back only asynchronously; use \`await t.data()\``);
   }
 
-  dispose(s: Storage): void {
+  dispose(s: Storage, reason?: string): void {
     if (!(s instanceof GpuStorage) || !s.cell.buf) return;
     this.registry.unregister(s);
     this.runner.release(s.cell.buf);
     s.cell.buf = null;
+    s.freedBecause = reason ?? null;
   }
 
   // ---- elementwise ----

@@ -1,6 +1,6 @@
 // A gpu storage: a device buffer and its dtype (int32 storages keep a host copy of their values),
-// and how its buffer gets back to the pool: dispose(), or garbage collection, which a training
-// step forces once (collect) because its thousands of temporaries barely register on the heap.
+// and how its buffer gets back to the pool: freed by a scope or backward() (scope.ts), dispose(),
+// or, as the backstop for tensors made outside any scope, garbage collection.
 
 import type { Storage } from '../../backend.js';
 import type { DType } from '../../dtype.js';
@@ -13,11 +13,16 @@ export const F32_EXACT = 2 ** 24;
 export class GpuStorage implements Storage {
   /** Shared with the FinalizationRegistry so an in-place update (adamw) swaps what it frees. */
   readonly cell: { buf: DeviceBuffer | null };
+  /** Why the buffer went back to the pool (for the message a later use gets). */
+  freedBecause: string | null = null;
   constructor(buf: DeviceBuffer, readonly size: number, readonly dtype: DType, readonly host: Int32Array | null) {
     this.cell = { buf };
   }
   get buf(): DeviceBuffer {
-    if (!this.cell.buf) throw new Error(`gpu backend: this ${this.dtype} storage of ${this.size} elements was disposed and then used; keep the tensor alive until its last use`);
+    if (!this.cell.buf) {
+      throw new Error(`gpu backend: a ${this.dtype} tensor of ${this.size} elements was used after ${this.freedBecause ?? 'dispose()'}; ` +
+        'its memory is back in the pool. Use it before then, return it from the scope, or keep() it');
+    }
     return this.cell.buf;
   }
 }
