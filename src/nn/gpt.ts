@@ -51,6 +51,7 @@ export class CausalSelfAttention extends Module {
     const [B, T, C] = x.shape as [number, number, number];
     const nh = this.config.nHead, hs = C / nh;
     const qkv = this.c_attn.forward(x); // (B, T, 3C)
+    if (!cache) return this.c_proj.forward(F.causalSelfAttention(qkv, nh)); // (B, T, C)
     const heads = (t: Tensor): Tensor => ops.transpose(ops.reshape(t, [B, T, nh, hs]), 1, 2); // (B, nh, T, hs)
     const [q, k0, v0] = ops.split(qkv, C, 2).map(heads) as [Tensor, Tensor, Tensor];
     let k = k0, v = v0;

@@ -88,6 +88,14 @@ export interface FusedKernels {
     { o: Storage; lse: Storage };
   attentionBackward?(q: Storage, k: Storage, v: Storage, o: Storage, lse: Storage, go: Storage,
     bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage };
+  /**
+   * Causal self-attention of GPT's packed projections: qkv [B, T, 3C] (q, k, v side by side, each
+   * nh heads of hs) -> o [B, T, C] with the heads side by side, and the row logsumexp [B*nh, T];
+   * no split or transpose copies, no [T, T] scores.
+   */
+  attentionPacked?(qkv: Storage, B: number, T: number, nh: number, hs: number, scale: number): { o: Storage; lse: Storage };
+  /** The gradient of attentionPacked's qkv [B, T, 3C] from go [B, T, C]. */
+  attentionPackedBackward?(qkv: Storage, o: Storage, lse: Storage, go: Storage, B: number, T: number, nh: number, hs: number, scale: number): Storage;
   /** In place: p -= lr*wd*p; m,v Adam moments; p -= lr * mhat / (sqrt(vhat) + eps). */
   adamw?(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams): void;
   /** Sum of squares of every element of every storage, as a 1-element float32 storage (for clipping). */
@@ -97,6 +105,9 @@ export interface FusedKernels {
   /** In place: x *= factor[0], a 1-element storage read where it lives (no host round trip); 1 leaves x as it is. */
   scaleInPlace?(x: Storage, factor: Storage): void;
 }
+
+/** The fused kernels a CPU backend provides: all but the GPU-only packed attention (its composite is as fast there). */
+export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward'>>;
 
 export interface Backend {
   readonly name: string;
@@ -117,8 +128,11 @@ export interface Backend {
    * every tensor on that storage; for code that updates buffers in place (the DDP all-reduce).
    */
   hostView?(s: Storage): HostArray;
-  /** Release memory early (optional to call: storage otherwise lives until garbage collected). */
-  dispose(s: Storage): void;
+  /**
+   * Release memory early (optional to call: storage otherwise lives until garbage collected).
+   * `reason` is what a later use of the storage is told (scope.ts passes why it freed it).
+   */
+  dispose(s: Storage, reason?: string): void;
   /**
    * Optional: give the memory of storages that are no longer referenced back now. A backend
    * whose device memory is freed by garbage collection (gpu) needs this once per training

@@ -295,6 +295,43 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   return attention(q, k, v, opts.scale ?? 1 / Math.sqrt(D), opts.isCausal ?? false);
 }
 
+const packedAttention = defineOp({
+  name: 'causalSelfAttention', autocast: 'lower', halfInFloat32: true,
+  compose(qkv: Tensor, nHead: number): Tensor {
+    const [B, T, C3] = qkv.shape as [number, number, number];
+    const C = C3 / 3, hs = C / nHead;
+    const heads = (t: Tensor): Tensor => ops.transpose(ops.reshape(t, [B, T, nHead, hs]), 1, 2); // (B, nh, T, hs)
+    const [q, k, v] = ops.split(qkv, C, 2).map(heads) as [Tensor, Tensor, Tensor];
+    const y = attention(q, k, v, 1 / Math.sqrt(hs), true); // (B, nh, T, hs)
+    return ops.reshape(ops.transpose(y, 1, 2), [B, T, C]); // heads side by side again
+  },
+  fused(kernels, qkv: Tensor, nHead: number) {
+    const [fwd, bwd] = [kernels.attentionPacked, kernels.attentionPackedBackward];
+    if (!fwd || !bwd || qkv.size === 0) return null;
+    const [B, T, C3] = qkv.shape as [number, number, number];
+    const hs = C3 / 3 / nHead, scale = 1 / Math.sqrt(hs);
+    return { inputs: [qkv], shape: [B, T, C3 / 3], readsInputs: true, forward: ([x]) => {
+      const { o, lse } = fwd(x!, B, T, nHead, hs, scale);
+      return { out: o, backward: (g, [xb]) => [bwd(xb!, o, lse, g, B, T, nHead, hs, scale)] };
+    } };
+  },
+});
+
+/**
+ * Causal self-attention of packed projections, as GPT's c_attn makes them: qkv (B, T, 3C) holds
+ * q, k and v side by side, each nHead heads of C / nHead; returns (B, T, C), the heads side by
+ * side again. The same as splitting, transposing to (B, nh, T, hs) and scaledDotProductAttention
+ * with isCausal; a backend with the packed kernel (gpu) reads the heads where they lie, with no
+ * split or transpose copies.
+ */
+export function causalSelfAttention(qkv: Tensor, nHead: number): Tensor {
+  const C3 = qkv.shape[2]!;
+  if (qkv.ndim !== 3 || C3 % 3 !== 0 || (C3 / 3) % nHead !== 0) {
+    throw new Error(`causalSelfAttention: qkv ${shapeStr(qkv.shape)} must be (B, T, 3C) with C divisible by nHead ${nHead}`);
+  }
+  return packedAttention(qkv, nHead);
+}
+
 /** 1 where key j is in the future of query i (j > i + S - T), as a [T, S] tensor. */
 function causalMask(T: number, S: number, like: Tensor): Tensor {
   const m = new Float32Array(T * S);

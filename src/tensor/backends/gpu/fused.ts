@@ -4,9 +4,10 @@
 
 import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
 import type { GpuBackend } from './backend.js';
-import { KERNELS, MODES } from './kernels.js';
+import { BINARY_CODES, KERNELS, MODES } from './kernels.js';
 import { matmulView } from './matmul.js';
-import { arg, type BufferArg, type DeviceBuffer } from './runner.js';
+import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs } from './runner.js';
+import { FLASH_HEAD_MAX } from './wgsl.js';
 import type { GpuStorage } from './storage.js';
 
 export function makeFused(be: GpuBackend): FusedKernels {
@@ -86,12 +87,27 @@ export function makeFused(be: GpuBackend): FusedKernels {
       });
       return be.wrap(g, rows * cols, 'float32');
     },
+    linearCrossEntropy: (x, w, targets, rows, cols, classes, grad) => {
+      const op = 'linearCrossEntropy';
+      const [t] = be.check(op, targets);
+      be.checkIndex(op, t!, classes, 'target');
+      return linearCrossEntropy(be, f32(op, x), f32(op, w), t!, rows, cols, classes, grad);
+    },
+    ...(be.runner.flash ? {
+      attentionPacked: (qkv, B, T, nh, hs, scale) => attentionPacked(be, f32('attentionPacked', qkv), B, T, nh, hs, scale),
+      attentionPackedBackward: (qkv, o, lse, go, B, T, nh, hs, scale) => {
+        const op = 'attentionPackedBackward';
+        return attentionPackedBackward(be, f32(op, qkv), f32(op, o), f32(op, lse), f32(op, go), B, T, nh, hs, scale);
+      },
+    } : {}),
     attention: (q, k, v, bh, t, s, d, scale, causal) => attention(be, f32('attention', q), f32('attention', k), f32('attention', v), bh, t, s, d, scale, causal),
     attentionBackward: (q, k, v, o, lse, go, bh, t, s, d, scale, causal) => {
       const op = 'attentionBackward';
       return attentionBackward(be, f32(op, q), f32(op, k), f32(op, v), f32(op, o), f32(op, lse), f32(op, go), bh, t, s, d, scale, causal);
     },
     adamw: (p, g, m, v, h) => adamw(be, f32('adamw', p), f32('adamw', g), f32('adamw', m), f32('adamw', v), h),
+    addInPlace: (into, x) => inPlace(be, 'add', f32('addInPlace', into), f32('addInPlace', x)),
+    scaleInPlace: (x, factor) => inPlace(be, 'scale', f32('scaleInPlace', x), f32('scaleInPlace', factor)),
     sumSquares: (xs) => {
       // every storage's partial sums side by side in one buffer (each run starting 64-aligned,
       // as binding offsets must), then one reduction: 1 launch per storage instead of ~3
@@ -117,6 +133,91 @@ export function makeFused(be: GpuBackend): FusedKernels {
   };
 }
 
+/** Logits per row chunk of linearCrossEntropy, at most: 256 MB of float32 (GPT-2: 1280 rows). */
+const LCE_CHUNK_ELEMENTS = 2 ** 26;
+
+/**
+ * The mean cross-entropy of x w^T over chunks of 64-aligned rows, so the [rows, classes] logits
+ * never exist (GPT-2 at B=16: 3.3 GB, and as much again for their gradient): per chunk the
+ * logits, their logsumexp and loss, and with `grad` their gradient (softmax - onehot) / rows,
+ * which goes straight into gx's rows and is accumulated into gw.
+ */
+export function linearCrossEntropy(be: GpuBackend, x: GpuStorage, w: GpuStorage, t: GpuStorage, rows: number, cols: number, classes: number,
+  grad: boolean): { loss: Storage; gx: Storage | null; gw: Storage | null } {
+  const cap = Math.min(LCE_CHUNK_ELEMENTS, be.runner.maxBindingElements);
+  const rc = Math.max(64, Math.floor(cap / Math.max(1, classes) / 64) * 64);
+  if (rc * classes > be.runner.maxBindingElements) {
+    throw new Error(`linearCrossEntropy: 64 rows of ${classes} logits exceed the device's storage binding limit (${be.runner.maxBindingElements} floats)`);
+  }
+  const lossRows = be.runner.alloc(rows), lse = be.runner.alloc(rows);
+  const gx = grad ? be.runner.alloc(rows * cols) : null;
+  let gw: DeviceBuffer | null = null;
+  const inv = be.run(KERNELS.fill, [Math.min(rc, rows)], [1 / rows]); // each row's share of the mean's gradient
+  const view = (buf: DeviceBuffer, offset: number, ...dims: number[]): BufferArg => (offset === 0 ? arg(buf, ...dims) : { ...arg(buf, ...dims), offset });
+  for (let r0 = 0; r0 < rows; r0 += rc) {
+    const n = Math.min(rc, rows - r0);
+    const z = matmulView(be, { buf: x.buf, offset: r0 * cols }, { buf: w.buf, offset: undefined },
+      { batch: 1, m: n, n: classes, k: cols, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }); // [n, classes]
+    const Z = arg(z, classes, n);
+    be.run(KERNELS.rowStat, [n], [Z, classes, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
+    const L = view(lse, r0, n), T = view(t.buf, r0, n);
+    be.run(KERNELS.ceLoss, [n], [Z, L, T], { buf: lossRows, offset: r0 });
+    if (gx) {
+      const g = be.run(KERNELS.ceBack, [classes, n, 1], [Z, L, T, arg(inv, n)]); // [n, classes]
+      matmulView(be, { buf: g, offset: undefined }, { buf: w.buf, offset: undefined },
+        { batch: 1, m: n, n: cols, k: classes, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 }, { buf: gx, offset: r0 * cols });
+      const part = matmulView(be, { buf: g, offset: undefined }, { buf: x.buf, offset: r0 * cols },
+        { batch: 1, m: classes, n: cols, k: n, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }); // g^T x: [classes, cols]
+      be.runner.release(g);
+      gw = gw ? addBuffers(be, gw, part, classes * cols) : part;
+    }
+    be.runner.release(z);
+  }
+  const total = be.reduceBuf('sum', lossRows, 1, rows, 1);
+  const loss = be.run(KERNELS.binary1, [1], [arg(total, 1), arg(inv, 1), 1, 1, BINARY_CODES.mul]);
+  for (const b of [lossRows, lse, total, inv]) be.runner.release(b);
+  return { loss: be.wrap(loss, 1, 'float32'), gx: gx && be.wrap(gx, rows * cols, 'float32'), gw: gw && be.wrap(gw, classes * cols, 'float32') };
+}
+
+/** acc + part over n values: into acc where the runner writes in place (then part is released), else a new buffer. */
+function addBuffers(be: GpuBackend, acc: DeviceBuffer, part: DeviceBuffer, n: number): DeviceBuffer {
+  if (be.runner.inPlace) { be.runner.inPlace('add', acc, part, n); be.runner.release(part); return acc; }
+  const sum = be.run(KERNELS.binary1, [n], [arg(acc, n), arg(part, n), 1, 1, BINARY_CODES.add]);
+  be.runner.release(acc);
+  be.runner.release(part);
+  return sum;
+}
+
+/** A contiguous [bh, rows, d] operand as a flash-attention view (one head per batch entry). */
+const flat = (rows: number, d: number): AttnView => ({ off: 0, sB: rows * d, sH: 0, sT: d });
+const flatViews = (bh: number, t: number, s: number, d: number, scale: number, causal: boolean): FlashArgs =>
+  ({ B: bh, nh: 1, T: t, S: s, hs: d, scale, causal, q: flat(t, d), k: flat(s, d), v: flat(s, d) });
+
+/** GPT's packed qkv [B, T, 3C]: q, k, v at column offsets 0, C, 2C, head h at h*hs; o [B, T, C]. */
+function packedViews(B: number, T: number, nh: number, hs: number, scale: number): FlashArgs {
+  const C = nh * hs, row = 3 * C;
+  const part = (j: number): AttnView => ({ off: j * C, sB: T * row, sH: hs, sT: row });
+  return { B, nh, T, S: T, hs, scale, causal: true, q: part(0), k: part(1), v: part(2), o: { off: 0, sB: T * C, sH: hs, sT: C } };
+}
+
+export function attentionPacked(be: GpuBackend, qkv: GpuStorage, B: number, T: number, nh: number, hs: number, scale: number): { o: Storage; lse: Storage } {
+  const n = B * T * nh * hs;
+  const o = be.runner.alloc(n), lse = be.runner.alloc(B * nh * T);
+  be.runner.flash!('flashFwd', packedViews(B, T, nh, hs, scale), [qkv.buf, qkv.buf, qkv.buf, o, lse]);
+  return { o: be.wrap(o, n, 'float32'), lse: be.wrap(lse, B * nh * T, 'float32') };
+}
+
+export function attentionPackedBackward(be: GpuBackend, qkv: GpuStorage, o: GpuStorage, lse: GpuStorage, go: GpuStorage,
+  B: number, T: number, nh: number, hs: number, scale: number): Storage {
+  const a = packedViews(B, T, nh, hs, scale);
+  const g = be.runner.alloc(qkv.size), D = be.runner.alloc(B * nh * T);
+  const q = qkv.buf;
+  be.runner.flash!('flashBwdQ', { ...a, dO: a.o!, g: a.q }, [q, q, q, o.buf, go.buf, lse.buf, g, D]);
+  be.runner.flash!('flashBwdKV', { ...a, dO: a.o!, g: a.k, g2: a.v, mode: 0 }, [q, q, q, go.buf, lse.buf, D, g]);
+  be.runner.release(D);
+  return be.wrap(g, qkv.size, 'float32');
+}
+
 /**
  * Attention without keeping the [bh, t, s] probabilities: scores by the matmul kernel, a
  * masked row logsumexp, P, then P v; the backward recomputes P from q, k and the saved
@@ -124,6 +225,11 @@ export function makeFused(be: GpuBackend): FusedKernels {
  * held from the forward to the backward — 400 MB per GPT-2 layer at B=8).
  */
 export function attention(be: GpuBackend, q: GpuStorage, k: GpuStorage, v: GpuStorage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { o: Storage; lse: Storage } {
+  if (be.runner.flash && d <= FLASH_HEAD_MAX) {
+    const o = be.runner.alloc(bh * t * d), lse = be.runner.alloc(bh * t);
+    be.runner.flash('flashFwd', { ...flatViews(bh, t, s, d, scale, causal), o: flat(t, d) }, [q.buf, k.buf, v.buf, o, lse]);
+    return { o: be.wrap(o, bh * t * d, 'float32'), lse: be.wrap(lse, bh * t, 'float32') };
+  }
   const { P, lse } = attnProbs(be, q.buf, k.buf, bh, t, s, d, scale, causal);
   const o = matmulView(be, { buf: P, offset: undefined }, { buf: v.buf, offset: undefined },
     { batch: bh, m: t, n: d, k: s, transA: false, transB: false, aBatchStride: t * s, bBatchStride: s * d });
@@ -145,6 +251,16 @@ export function attnProbs(be: GpuBackend, q: DeviceBuffer, k: DeviceBuffer, bh: 
 export function attentionBackward(be: GpuBackend, q: GpuStorage, k: GpuStorage, v: GpuStorage, o: GpuStorage, lse: GpuStorage, go: GpuStorage,
   bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage } {
   const rows = bh * t;
+  if (be.runner.flash && d <= FLASH_HEAD_MAX) {
+    const gq = be.runner.alloc(rows * d), D = be.runner.alloc(rows), gk = be.runner.alloc(bh * s * d), gv = be.runner.alloc(bh * s * d);
+    const a = { ...flatViews(bh, t, s, d, scale, causal), o: flat(t, d), dO: flat(t, d) };
+    be.runner.flash('flashBwdQ', { ...a, g: flat(t, d) }, [q.buf, k.buf, v.buf, o.buf, go.buf, lse.buf, gq, D]);
+    // dK and dV in two launches: separate buffers cannot share the kernel's one writable binding
+    be.runner.flash('flashBwdKV', { ...a, g: flat(s, d), mode: 1 }, [q.buf, k.buf, v.buf, go.buf, lse.buf, D, gk]);
+    be.runner.flash('flashBwdKV', { ...a, g2: flat(s, d), mode: 2 }, [q.buf, k.buf, v.buf, go.buf, lse.buf, D, gv]);
+    be.runner.release(D);
+    return { gq: be.wrap(gq, rows * d, 'float32'), gk: be.wrap(gk, bh * s * d, 'float32'), gv: be.wrap(gv, bh * s * d, 'float32') };
+  }
   const { P } = attnProbs(be, q.buf, k.buf, bh, t, s, d, scale, causal, lse.buf);
   const mm = (a: DeviceBuffer, b: DeviceBuffer, m: number, n: number, kk: number, transA: boolean, transB: boolean): DeviceBuffer =>
     matmulView(be, { buf: a, offset: undefined }, { buf: b, offset: undefined },
@@ -178,6 +294,21 @@ export function softmaxBack(be: GpuBackend, y: GpuStorage, gy: GpuStorage, rows:
   const gx = be.run(KERNELS.softmaxBack, [cols, rows, 1], [Y, G, arg(dot, rows), mode]);
   be.runner.release(dot);
   return be.wrap(gx, rows * cols, 'float32');
+}
+
+/**
+ * x += y or x *= y[0], in place: one WGSL launch where the runner has it, else (gpu.js's cpu mode)
+ * the portable kernels write a new buffer that replaces x's, as adamw's portable path does.
+ */
+function inPlace(be: GpuBackend, mode: 'add' | 'scale', x: GpuStorage, y: GpuStorage): void {
+  const n = x.size;
+  if (n === 0) return;
+  if (be.runner.inPlace && x.buf !== y.buf) { be.runner.inPlace(mode, x.buf, y.buf, n); return; }
+  const next = mode === 'add'
+    ? be.run(KERNELS.binary1, [n], [arg(x.buf, n), arg(y.buf, n), 1, 1, BINARY_CODES.add])
+    : be.run(KERNELS.binary1, [n], [arg(x.buf, n), arg(y.buf, 1), 1, 0, BINARY_CODES.mul]);
+  be.runner.release(x.buf);
+  x.cell.buf = next;
 }
 
 /**

@@ -45,6 +45,17 @@ export interface MatmulDims {
   aBatchStride: number; bBatchStride: number;
 }
 
+/** Where a flash-attention operand's element (z = b*nh + h, row i, d) is: off + b*sB + h*sH + i*sT + d. */
+export interface AttnView { off: number; sB: number; sH: number; sT: number }
+/** One flash-attention launch (wgsl.ts): sizes, and the views the kernel reads and writes. */
+export interface FlashArgs {
+  B: number; nh: number; T: number; S: number; hs: number; scale: number; causal: boolean;
+  /** bwdKV: 0 writes dK (view g) and dV (view g2), 1 dK only, 2 dV only. */
+  mode?: number;
+  q: AttnView; k: AttnView; v: AttnView; o?: AttnView; dO?: AttnView; g?: AttnView; g2?: AttnView;
+}
+export type FlashKernel = 'flashFwd' | 'flashBwdQ' | 'flashBwdKV';
+
 export interface Runner {
   readonly mode: 'cpu' | 'webgpu';
   /** Copy host values to a new device buffer. */
@@ -64,6 +75,13 @@ export interface Runner {
   cast?(x: DeviceBuffer, n: number, mode: number): DeviceBuffer;
   /** AdamW updating p, m and v in place in one launch, where the runner has one (the portable kernels take three). */
   adamw?(p: DeviceBuffer, g: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, n: number, h: AdamWParams): void;
+  /** x += y ('add') or x *= y[0] ('scale') in place, where the runner can write a buffer it reads (WebGPU). */
+  inPlace?(mode: 'add' | 'scale', x: DeviceBuffer, y: DeviceBuffer, n: number): void;
+  /**
+   * Flash attention (wgsl.ts), where the runner has it: fwd binds [q, k, v, o, lse], bwdQ
+   * [q, k, v, o, dO, lse, dQ, D], bwdKV [q, k, v, dO, lse, D, dKV].
+   */
+  flash?(kernel: FlashKernel, a: FlashArgs, buffers: readonly DeviceBuffer[]): void;
   /** A faster matmul than the portable gpu.js kernel, where the runner has one. */
   matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer;
   /** Largest number of f32 one kernel argument may bind. */

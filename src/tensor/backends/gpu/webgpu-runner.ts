@@ -7,9 +7,9 @@
 
 import type { AdamWParams } from '../../backend.js';
 import type { KernelSpec } from './kernels.js';
-import type { BufferView, DeviceBuffer, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
+import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
-import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL } from './wgsl.js';
+import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL } from './wgsl.js';
 import {
   BufferUsage, MAP_READ, SHADER_STAGE_COMPUTE,
   type GpuBindGroupLayoutLike, type GpuBufferLike, type GpuComputePassLike, type GpuDeviceLike, type GpuEncoderLike, type GpuPipelineLike, type GpuShaderModuleLike,
@@ -34,6 +34,10 @@ const HAND_KERNELS = {
   matmul: { code: MATMUL_WGSL, bindings: ['read', 'read', 'write'] },
   cast: { code: CAST_WGSL, bindings: ['read', 'write'] },
   adamw: { code: ADAMW_WGSL, bindings: ['read', 'write', 'write', 'write'] },
+  inPlace: { code: INPLACE_WGSL, bindings: ['read', 'write'] },
+  flashFwd: { code: FLASH_FWD_WGSL, bindings: ['read', 'read', 'read', 'write', 'write'] },
+  flashBwdQ: { code: FLASH_BWD_Q_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'] },
+  flashBwdKV: { code: FLASH_BWD_KV_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write'] },
 } as const;
 type HandKernelName = keyof typeof HAND_KERNELS;
 interface HandKernel { layout: GpuBindGroupLayoutLike; pipeline: GpuPipelineLike; module: GpuShaderModuleLike }
@@ -426,6 +430,34 @@ export class WebGpuRunner implements Runner {
     new Float32Array(params, 16, 8).set([h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, 1 - h.beta1 ** h.step, 1 - h.beta2 ** h.step, 0]);
     this.dispatch('adamw (WGSL)', k.pipeline, k.layout, params, [this.binding('adamw grad', g),
       this.binding('adamw param', p), this.binding('adamw exp_avg', m), this.binding('adamw exp_avg_sq', v)], groups);
+  }
+
+  /** x += y (mode 'add') or x *= y[0] (mode 'scale') over n values, in place: one launch (wgsl.ts). */
+  inPlace(mode: 'add' | 'scale', x: DeviceBuffer, y: DeviceBuffer, n: number): void {
+    if (n === 0) return;
+    this.checkBinding(`${mode} in place of ${n} values`, n);
+    const k = this.wgslPipeline('inPlace');
+    const groups = this.flatGroups(n);
+    const params = new Uint32Array(INPLACE_PARAMS_BYTES / 4);
+    params.set([n, mode === 'scale' ? 1 : 0, groups[0] * WORKGROUP, 0]);
+    this.dispatch(`${mode} in place (WGSL)`, k.pipeline, k.layout, params.buffer, [this.binding(`${mode} in place operand`, y), this.binding(`${mode} in place target`, x)], groups);
+  }
+
+  /** One flash-attention launch (wgsl.ts): a workgroup per 64 rows (queries; keys for bwdKV) of each head. */
+  flash(kernel: FlashKernel, a: FlashArgs, buffers: readonly DeviceBuffer[]): void {
+    const rows = kernel === 'flashBwdKV' ? a.S : a.T;
+    if (rows === 0 || a.B * a.nh === 0) return;
+    const k = this.wgslPipeline(kernel);
+    const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const groups: [number, number, number] = [Math.ceil(rows / 64), a.nh, a.B];
+    if (groups.some((g) => g > maxG)) throw new Error(`gpu backend: attention [${a.B}, ${a.nh}, ${a.T}, ${a.S}] needs more than ${maxG} workgroups along one axis`);
+    const params = new ArrayBuffer(FLASH_PARAMS_BYTES);
+    const u = new Uint32Array(params);
+    u.set([a.T, a.S, a.hs, a.nh, 0, a.causal ? 1 : 0, a.mode ?? 0, 0]);
+    new Float32Array(params)[4] = a.scale;
+    const none: AttnView = { off: 0, sB: 0, sH: 0, sT: 0 };
+    [a.q, a.k, a.v, a.o, a.dO, a.g, a.g2].forEach((v, i) => { const w = v ?? none; u.set([w.off, w.sB, w.sH, w.sT], 8 + 4 * i); });
+    this.dispatch(`${kernel} (WGSL)`, k.pipeline, k.layout, params, buffers.map((b, i) => this.binding(`${kernel} operand ${i}`, b)), groups);
   }
 
   /**

@@ -2,7 +2,7 @@
 // (gradchecks): the math of backend.ts's FusedKernels comments, one function each, and
 // referenceKernels, the same as a FusedKernels table over host storages.
 
-import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
+import type { AdamWParams, CpuFusedKernels, Storage } from '../../backend.js';
 import type { DType, HostArray } from '../../dtype.js';
 
 type Arr = HostArray;
@@ -178,7 +178,7 @@ export interface HostAccess {
 }
 
 /** Every fused kernel as the plain loops above, in the operands' own dtype. */
-export function referenceKernels(b: HostAccess): Required<FusedKernels> {
+export function referenceKernels(b: HostAccess): CpuFusedKernels {
   const h = (s: Storage): HostArray => b.host(s);
   const rowsOut = (x: Storage, n: number, f: (y: HostArray) => void): Storage => { const y = b.alloc(n, x.dtype); f(y); return b.wrap(y, x.dtype); };
   return {

@@ -4,7 +4,7 @@
 // dtype (float64, for gradchecks) takes the plain loops of fused-ref.ts; that choice is made
 // once, in wasmFused, for every kernel.
 
-import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
+import type { AdamWParams, CpuFusedKernels, Storage } from '../../backend.js';
 import { isFloat } from '../../dtype.js';
 import type { WasmBackend } from './backend.js';
 import { referenceKernels } from './fused-ref.js';
@@ -53,19 +53,19 @@ function float32Operands(args: readonly unknown[]): boolean {
 }
 
 /** The fused kernels: wasm for float32 operands, the reference loops for any other dtype. */
-export function wasmFused(w: WasmBackend): FusedKernels {
+export function wasmFused(w: WasmBackend): CpuFusedKernels {
   const reference = referenceKernels(w.hostAccess());
   const fast = float32Kernels(w);
   const out: Record<string, unknown> = {};
-  for (const name of Object.keys(fast) as (keyof FusedKernels)[]) {
+  for (const name of Object.keys(fast) as (keyof CpuFusedKernels)[]) {
     const f = fast[name] as (...a: unknown[]) => unknown, r = reference[name] as (...a: unknown[]) => unknown;
     out[name] = (...args: unknown[]) => (float32Operands(args) ? f(...args) : r(...args));
   }
-  return out as FusedKernels;
+  return out as CpuFusedKernels;
 }
 
 /** The wasm kernels on float32 storages. */
-function float32Kernels(w: WasmBackend): Required<FusedKernels> {
+function float32Kernels(w: WasmBackend): CpuFusedKernels {
   const f32 = (s: Storage): F32 => w.hostAccess().host(s) as F32;
 
   const rowsBwd = (kernel: string, y: Storage, gy: Storage, rows: number, cols: number): Storage => w.out(w.scoped(() => {
