@@ -13,7 +13,7 @@ import { manualSeed } from '../src/tensor/random.js';
 import { GpuBackend } from '../src/tensor/backends/gpu/backend.js';
 import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';
 import { WebGpuRunner, type RunnerStats } from '../src/tensor/backends/gpu/webgpu-runner.js';
-import { countingDevice } from './counting-device.js';
+import { countingDevice } from '../src/tensor/backends/gpu/recording-device.js';
 
 export interface StepCounts extends RunnerStats {
   step: number;
@@ -62,7 +62,7 @@ export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: 
 
 /**
  * One steady GPT-2 124M step (B=1, T=1024; the third of three) counted on the recording device
- * (counting-device.ts): the runner and the pools are the real ones, nothing is computed.
+ * (src/tensor/backends/gpu/recording-device.ts): the runner and the pools are the real ones, nothing is computed.
  */
 export async function countedStep(cfg: GPTConfig = GPT2_124M, B = 1, T = 1024): Promise<StepCounts> {
   const gpujs = await loadGpuJs();

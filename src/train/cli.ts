@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { joinJob, readDistEnv } from './distributed/init.js';
 import { launch } from './distributed/launch.js';
+import { dryRun } from './dry-run.js';
 
 export const TRAIN_COMMAND = command({
   usage: 'npm run train -- [flags]',
@@ -45,6 +46,7 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
     seed: { kind: 'int', default: d.seed, group: 'run', help: 'random seed' },
     backend: { kind: 'choice', choices: BACKENDS, default: d.backend, group: 'run', help: 'compute backend' },
     dtype: { kind: 'choice', choices: TRAIN_DTYPES, default: 'float32', group: 'run', help: 'mixed precision as nanoGPT\'s --dtype: forward passes under bfloat16 or float16 autocast (float16 adds a GradScaler); weights, gradients and AdamW state stay float32' },
+    'dry-run': { kind: 'flag', group: 'run', help: 'no training: count what one optimizer step needs from a GPU (peak device memory, launches) on a recording device, and exit' },
     threads: { kind: 'int', min: 1, group: 'run', help: 'worker threads of the wasm backend, per rank (default: cores / ranks on this machine)' },
     'nproc-per-node': { kind: 'int', min: 1, group: 'distributed (torchrun\'s flags)', help: 'start this many ranks on this machine (our torchrun --standalone)' },
     nnodes: { kind: 'int', min: 1, default: 1, group: 'distributed (torchrun\'s flags)', help: 'machines in the job' },
@@ -100,6 +102,10 @@ export async function main(argv: string[]): Promise<number> {
     threads: v.threads ?? (env && env.localWorldSize > 1 ? Math.max(1, Math.floor(availableParallelism() / env.localWorldSize)) : undefined),
     hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'], dtype: v.dtype,
   };
+  if (v['dry-run']) {
+    await dryRun(opts);
+    return 0;
+  }
   if (opts.minLr > opts.maxLr) throw new Error(`--min-lr ${opts.minLr} is above --max-lr ${opts.maxLr}; the cosine decays from max to min`);
   // Ctrl-C / SIGTERM: the current step finishes, a checkpoint is written; a second one exits at once
   const stop = new AbortController();

@@ -49,7 +49,8 @@ export interface Start {
   identity: RunIdentity | null;
 }
 
-function presetConfig(o: StartOptions): GPTConfig {
+/** The model of --model and its overrides. */
+export function presetConfig(o: Pick<StartOptions, 'model' | 'nLayer' | 'nHead' | 'nEmbd' | 'blockSize' | 'vocabSize'>): GPTConfig {
   const preset = GPT_PRESETS[o.model];
   if (!preset) throw new Error(`--model ${o.model}: unknown preset; choose one of ${Object.keys(GPT_PRESETS).join(', ')}`);
   return {

@@ -7,7 +7,7 @@ import { basename, join } from 'node:path';
 import { acquireLock, makeDirs, removeStaleTemps } from '../data/fsutil.js';
 import { manualSeed, Generator } from '../tensor/random.js';
 import { GPT, type GPTConfig } from '../nn/gpt.js';
-import { AdamW, GradScaler, configureOptimizers, clipGradNorm, getLr, type GradScalerState } from '../optim/index.js';
+import { AdamW, GradScaler, configureOptimizers, getLr, type GradScalerState } from '../optim/index.js';
 import { DataLoaderLite, listShards } from '../data/loader.js';
 import { ensureEmbeddedShards } from '../data/embedded.js';
 import { gpt2Tokenizer } from '../data/tokenizer.js';
@@ -22,6 +22,8 @@ import { singleJob, type Job } from './distributed/init.js';
 import { allReduceGradients, broadcastOptimizerState, broadcastTensors, reduceNumbers } from './distributed/ddp.js';
 import { Tensor, noGrad, tensor, ops } from '../tensor/index.js';
 import { parseDtype, withDtype, type TrainDtype } from './precision.js';
+import { accumulateGradients, clipGradients } from './step.js';
+import { scope } from '../tensor/scope.js';
 
 export interface TrainOptions {
   /** A GPT_PRESETS name; nLayer, nHead, nEmbd, blockSize, vocabSize override it. */
@@ -168,7 +170,6 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   const log = !master ? RunLog.disabled() : start.resumed ? RunLog.resume(o.outDir, start.step, print) : RunLog.fresh(o.outDir);
   // ---- precision: float16 gradients need loss scaling (torch.amp.GradScaler); bfloat16 does not ----
   const dtype = o.dtype ?? 'float32';
-  const amp = <T>(fn: () => T): T => withDtype(dtype, fn);
   const scaler = dtype === 'float16' ? new GradScaler() : null;
   let consecutiveSkips = 0;
   const savedScaler = start.resumed?.meta.grad_scaler as (GradScalerState & { skipped_steps?: number }) | undefined;
@@ -225,15 +226,7 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     const s0 = performance.now();
     model.train();
     optimizer.zeroGrad();
-    let lossAccum: Tensor | null = null;
-    for (let micro = 0; micro < gradAccumSteps; micro++) {
-      const { x, y } = trainLoader.nextBatch();
-      const xt = tensor(x, { shape: [B, T] }), yt = tensor(y, { shape: [B, T] });
-      // the loss is scaled so accumulated gradients equal those of one big batch (mean, not sum)
-      const loss = ops.div(amp(() => model.forward(xt, yt).loss!), gradAccumSteps); // float32: cross-entropy autocasts to it
-      lossAccum = noGrad(() => (lossAccum ? ops.add(lossAccum, loss.detach()) : loss.detach()));
-      (scaler ? scaler.scale(loss) : loss).backward(); // outside autocast, as torch's backward
-    }
+    const lossAccum = accumulateGradients(model, () => trainLoader.nextBatch(), B, T, gradAccumSteps, dtype, scaler);
     // DDP: gradients averaged over the ranks once per optimizer step, after the last micro-step
     // (a barrier first, so the log tells waiting for a slower rank apart from moving gradients)
     const c0 = performance.now();
@@ -242,7 +235,7 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     await allReduceGradients(job, params);
     const [waitMs, commMs] = [c1 - c0, performance.now() - c1];
     scaler?.unscaleGrads(optimizer); // clipping sees the true gradients
-    const normT = clipGradNorm(params, o.gradClip);
+    const normT = clipGradients(params, o.gradClip);
     const lr = getLr(step, { maxLr: o.maxLr, minLr: o.minLr, warmupSteps: o.warmupSteps, maxSteps: o.maxSteps });
     optimizer.setLr(lr);
     // float16: a step whose gradients overflowed is skipped (the same on every rank: they are all-reduced)
@@ -259,8 +252,9 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     } else optimizer.step();
     // the only readbacks of the step: the logged loss (averaged over the ranks, with a stop flag
     // so that a Ctrl-C anywhere stops every rank at the same step) and the norm
-    const [lossV, stopVote] = await reduceNumbers(job, [(await lossAccum!.data())[0]!, o.signal?.aborted ? 1 : 0], 'avg', 'the loss all-reduce') as [number, number];
+    const [lossV, stopVote] = await reduceNumbers(job, [(await lossAccum.data())[0]!, o.signal?.aborted ? 1 : 0], 'avg', 'the loss all-reduce') as [number, number];
     const normV = (await normT.data())[0]!;
+    for (const t of [lossAccum, normT]) t.backend.dispose(t.storage); // read: their buffers go back now
     const dt = performance.now() - s0;
     const tokPerSec = (B * T * gradAccumSteps * W) / (dt / 1000); // every rank's tokens, as train_gpt2.py counts
 
@@ -371,8 +365,12 @@ async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: nu
   let acc: Tensor | null = null;
   for (let i = 0; i < steps; i++) {
     const { x, y } = loader.nextBatch();
-    const loss = noGrad(() => withDtype(dtype, () => model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!));
-    acc = noGrad(() => (acc ? ops.add(acc, loss) : loss));
+    const prev: Tensor | null = acc;
+    acc = scope(() => noGrad(() => {
+      const loss = withDtype(dtype, () => model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!);
+      return prev ? ops.add(prev, loss) : loss;
+    }));
+    if (prev) prev.backend.dispose(prev.storage);
     bar?.update(i + 1);
     await new Promise((r) => setImmediate(r)); // let finalizers of freed buffers run (see the train loop)
   }

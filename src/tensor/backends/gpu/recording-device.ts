@@ -1,11 +1,14 @@
 // A WebGPU device that records and computes nothing: the gpu backend's real runner
 // (webgpu-runner.ts: its pools, batching and bindings) runs against it, so a GPT-2 124M
-// training step's launches, submits, buffer creations and transfers can be counted on any
-// machine in seconds. Dawn's null device cannot stand in: its 128 MiB binding limit is below
-// GPT-2's embedding (154 MB). The limits here are a large GPU's (2 GiB bindings, as the H200
+// training step's launches, submits, buffer creations, transfers and device memory can be counted
+// on any machine in seconds (`npm run train -- --dry-run`, and the benchmarks). Dawn's null device
+// cannot stand in: its 128 MiB binding limit is below GPT-2's embedding (154 MB). The limits here are a large GPU's (2 GiB bindings, as the H200
 // gives through Dawn/Vulkan), so nothing is chunked that would not be chunked there.
 
-import type { GpuBufferLike, GpuDeviceLike } from '../src/tensor/backends/gpu/webgpu-types.js';
+import type { GpuBufferLike, GpuDeviceLike } from './webgpu-types.js';
+import { GpuBackend } from './backend.js';
+import { loadGpuJs } from './gpujs.js';
+import { WebGpuRunner } from './webgpu-runner.js';
 
 export function countingDevice(limits = { maxStorageBufferBindingSize: 2 ** 31 - 4, maxBufferSize: 2 ** 31 - 4, maxComputeWorkgroupsPerDimension: 65535 }): GpuDeviceLike {
   const buffer = (size: number): GpuBufferLike => ({
@@ -32,4 +35,10 @@ export function countingDevice(limits = { maxStorageBufferBindingSize: 2 ** 31 -
     pushErrorScope() {},
     popErrorScope: async () => null,
   };
+}
+
+/** The gpu backend on the recording device: the real runner and pools, nothing computed. */
+export async function recordingBackend(name = 'gpu-recording'): Promise<GpuBackend> {
+  const gpujs = await loadGpuJs();
+  return new GpuBackend(new WebGpuRunner(gpujs, countingDevice(), { adapter: 'recording device (nothing computed)' }), { name });
 }

@@ -1,0 +1,86 @@
+// `npm run train -- --dry-run [flags]`: what a configuration needs from a GPU, found without one.
+// The model trains on the recording device (src/tensor/backends/gpu/recording-device.ts: the gpu
+// backend's real runner and buffer pool, nothing computed): two optimizer steps with all their
+// micro-steps to warm the pool, then one more that is counted. The pool never gives memory back to
+// the device, so what it has created is the run's peak device memory.
+
+import { GPT } from '../nn/gpt.js';
+import { configureOptimizers } from '../optim/index.js';
+import { getBackend, setBackend } from '../tensor/backend.js';
+import { recordingBackend } from '../tensor/backends/gpu/recording-device.js';
+import type { GpuBackend } from '../tensor/backends/gpu/backend.js';
+import type { WebGpuRunner } from '../tensor/backends/gpu/webgpu-runner.js';
+import { manualSeed } from '../tensor/random.js';
+import type { TrainDtype } from './precision.js';
+import { presetConfig } from './start.js';
+import { accumulateGradients, clipGradients, type Batch } from './step.js';
+import type { TrainOptions } from './train.js';
+
+export interface DryRunResult {
+  /** Bytes of device buffers created, warm-up included (the pool's high-water mark). */
+  peakBytes: number;
+  launchesPerStep: number;
+  buffersCreatedAfterWarmup: number;
+  microSteps: number;
+}
+
+export type DryRunOptions = Pick<TrainOptions, 'model' | 'nLayer' | 'nHead' | 'nEmbd' | 'blockSize' | 'vocabSize' | 'batchSize' | 'seqLen' |
+  'totalBatchSize' | 'seed' | 'weightDecay' | 'maxLr' | 'gradClip'> & { dtype?: TrainDtype };
+
+/**
+ * Count the steps on `on` (default: a new recording backend). A real adapter's backend counts the
+ * same way, which is how the tests check the recording against real allocations.
+ */
+export async function dryRun(o: DryRunOptions, print: (line: string) => void = console.log, on?: GpuBackend): Promise<DryRunResult> {
+  const config = presetConfig(o);
+  const B = o.batchSize, T = o.seqLen;
+  if (T > config.blockSize) throw new Error(`--seq-len ${T} is longer than the model's block size ${config.blockSize}`);
+  if (o.totalBatchSize % (B * T) !== 0) throw new Error(`--total-batch-size ${o.totalBatchSize} must be divisible by --batch-size * --seq-len = ${B * T}`);
+  const micro = o.totalBatchSize / (B * T);
+  const before = getBackend();
+  const be = on ?? await recordingBackend();
+  const runner = be.runner as WebGpuRunner;
+  setBackend(be);
+  try {
+    manualSeed(o.seed);
+    const model = new GPT(config);
+    const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
+    const params = model.parameters();
+    print(`dry run on ${on ? 'the adapter' : 'the'} ${runner.adapter}: ${config.nLayer} layers, ${config.nEmbd} embd, B=${B}, T=${T}, ${micro} micro-steps, ${o.dtype ?? 'float32'}`);
+    let n = 0;
+    const V = Math.min(config.vocabSize, 50257);
+    const batch = (): Batch => {
+      n++;
+      return {
+        x: Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + n) % V),
+        y: Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + n + 1) % V),
+      };
+    };
+    const step = async (): Promise<void> => {
+      optimizer.zeroGrad();
+      const loss = accumulateGradients(model, batch, B, T, micro, o.dtype ?? 'float32');
+      const norm = clipGradients(params, o.gradClip);
+      optimizer.step();
+      await loss.data(); // the readbacks a training step makes
+      await norm.data();
+      for (const t of [loss, norm]) be.dispose(t.storage);
+      await be.collect();
+    };
+    await step();
+    await step(); // the first step makes AdamW's state from the pool: warm after two
+    const warm = { ...runner.stats };
+    await step();
+    const r: DryRunResult = {
+      peakBytes: runner.stats.bytesCreated,
+      launchesPerStep: runner.stats.dispatches - warm.dispatches,
+      buffersCreatedAfterWarmup: runner.stats.buffersCreated - warm.buffersCreated,
+      microSteps: micro,
+    };
+    print(`peak device memory: ${(r.peakBytes / 1e9).toFixed(2)} GB`);
+    print(`launches per optimizer step: ${r.launchesPerStep}`);
+    print(`device buffers created after warm-up: ${r.buffersCreatedAfterWarmup}`);
+    return r;
+  } finally {
+    setBackend(before);
+  }
+}

@@ -1,0 +1,123 @@
+// Device memory lifetimes on the gpu backend (src/tensor/scope.ts): a micro-step's temporaries
+// go back to the pool when it ends and backward() frees what it consumed, so a step's memory does
+// not grow with gradient accumulation; a tensor used after the engine freed it fails with a
+// message saying why; the dry run (npm run train -- --dry-run) counts what a real adapter allocates.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { configureOptimizers, setBackend, tensor, type Tensor } from '../src/index.js';
+import { GpuBackend, initGpuBackend } from '../src/tensor/backends/gpu/index.js';
+import { recordingBackend } from '../src/tensor/backends/gpu/recording-device.js';
+import { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
+import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';
+import { keep, scope } from '../src/tensor/scope.js';
+import { dryRun, type DryRunOptions } from '../src/train/dry-run.js';
+import { accumulateGradients, clipGradients } from '../src/train/step.js';
+import { getLr } from '../src/optim/index.js';
+import { realWebGpu } from './helpers/webgpu.js';
+import { gptFromFixture, loadTorchGpt, worstRel } from './helpers/torch-gpt.js';
+
+afterEach(() => { setBackend('js'); });
+const quiet = (): void => {};
+const small: DryRunOptions = { model: 'tiny', nLayer: 2, nHead: 2, nEmbd: 32, blockSize: 64, vocabSize: 512, batchSize: 2, seqLen: 64,
+  totalBatchSize: 128, seed: 0, weightDecay: 0.1, maxLr: 1e-3, gradClip: 1 };
+
+describe('scopes free device memory (gpu.js cpu mode)', () => {
+  it('a scope frees what it does not return; a later use says which scope freed it', async () => {
+    const gpu = await initGpuBackend({ mode: 'cpu' });
+    const x = tensor(Float32Array.of(1, 2, 3), { backend: gpu });
+    let inner: Tensor | null = null;
+    const y = scope(() => { inner = x.mul(2); return inner.add(1); });
+    expect(Array.from(await y.data())).toEqual([3, 5, 7]);
+    expect(() => inner!.exp()).toThrow(/used after the scope it was made in ended/);
+    expect(Array.from(await x.data())).toEqual([1, 2, 3]); // made outside: untouched
+  });
+
+  it('backward() in a scope frees the activations it differentiated, not the loss, kept tensors or .grad', async () => {
+    const gpu = await initGpuBackend({ mode: 'cpu' });
+    const w = tensor(Float32Array.of(0.5, -1, 2), { backend: gpu, requiresGrad: true });
+    let h: Tensor | null = null, kept: Tensor | null = null;
+    const loss = scope(() => {
+      h = w.mul(w);                   // an activation (the mul's output)
+      kept = keep(w.exp());           // kept: survives backward and the scope
+      const l = h.add(kept).sum();
+      l.backward();
+      return l;
+    });
+    expect(() => h!.neg()).toThrow(/backward\(\) differentiated the op that made it \('mul'\)/);
+    expect((await loss.data())[0]).toBeCloseTo(0.25 + 1 + 4 + Math.exp(0.5) + Math.exp(-1) + Math.exp(2), 4);
+    expect(Array.from(await kept!.data()).map((v) => +v.toFixed(4))).toEqual([0.5, -1, 2].map((v) => +Math.exp(v).toFixed(4)));
+    expect(Array.from(await w.grad!.data()).map((v) => +v.toFixed(4))).toEqual([0.5, -1, 2].map((v) => +(2 * v + Math.exp(v)).toFixed(4)));
+  });
+});
+
+describe('a step\'s device memory on the recording device (npm run train -- --dry-run)', () => {
+  it('does not grow with micro-steps, and a warm step creates no buffer', async () => {
+    const one = await dryRun({ ...small, totalBatchSize: 128 }, quiet);
+    const four = await dryRun({ ...small, totalBatchSize: 4 * 128 }, quiet);
+    expect(four.microSteps).toBe(4);
+    // later micro-steps hold at most one incoming gradient per parameter besides .grad (summed in
+    // place, then freed); a micro-step's temporaries surviving into the next would add all of its
+    // activations again, several times the parameters here
+    const c = small.nEmbd!, V = small.vocabSize!;
+    const paramBytes = 4 * (V * c + small.blockSize! * c + small.nLayer! * (12 * c * c + 13 * c) + 2 * c);
+    expect(four.peakBytes).toBeGreaterThanOrEqual(one.peakBytes);
+    expect(four.peakBytes - one.peakBytes).toBeLessThanOrEqual(paramBytes);
+    expect(one.buffersCreatedAfterWarmup).toBe(0);
+    expect(four.buffersCreatedAfterWarmup).toBe(0);
+  });
+
+  it('attention allocates no [T, T] scores', async () => {
+    const be = await recordingBackend();
+    const runner = be.runner as WebGpuRunner;
+    const sizes: number[] = [];
+    const alloc = runner.alloc.bind(runner);
+    runner.alloc = (n: number) => { sizes.push(n); return alloc(n); };
+    await dryRun({ ...small, nEmbd: 8, nHead: 2, vocabSize: 40, batchSize: 1 }, quiet, be);
+    const T = small.seqLen;
+    // per position the widest tensors are 4C = 32 (the MLP) and the 40 logits: all below one head's T * T
+    expect(Math.max(...sizes)).toBeLessThan(T * T);
+  });
+
+  it('counts what a real adapter allocates: the same bytes on SwiftShader (or a GPU)', async (ctx) => {
+    const real = await realWebGpu();
+    if (!real) { ctx.skip(); return; }
+    const fresh = new GpuBackend(new WebGpuRunner(await loadGpuJs(), (real.runner as WebGpuRunner).device, { adapter: 'real' }), { name: 'gpu-memory-real' });
+    const recorded = await dryRun(small, quiet);
+    const measured = await dryRun(small, quiet, fresh);
+    expect(measured.peakBytes).toBe(recorded.peakBytes);
+    expect(measured.launchesPerStep).toBe(recorded.launchesPerStep);
+    expect(measured.buffersCreatedAfterWarmup).toBe(0);
+  });
+});
+
+describe('training with the loop\'s scopes matches PyTorch', () => {
+  const fx = loadTorchGpt();
+  for (const [label, make] of [['gpu.js cpu mode', () => initGpuBackend({ mode: 'cpu' })], ['WebGPU', realWebGpu]] as const) {
+    it(`${label}: 5 steps of accumulation, clipping and AdamW (rel 1e-4)`, async (ctx) => {
+      const b = await make();
+      if (!b) { ctx.skip(); return; }
+      setBackend(b);
+      const tr = fx.train;
+      const model = gptFromFixture(fx, b.name);
+      const opt = configureOptimizers(model, tr.weight_decay, tr.max_lr);
+      const params = model.parameters();
+      const [B, T] = tr.micro_batches[0]!.x.shape as [number, number];
+      for (const want of tr.steps) {
+        opt.zeroGrad();
+        const mbs = tr.micro_batches.filter((m) => m.step === want.step);
+        let i = 0;
+        const next = () => { const m = mbs[i++]!; return { x: Int32Array.from(m.x.data), y: Int32Array.from(m.y.data) }; };
+        const loss = accumulateGradients(model, next, B, T, tr.grad_accum_steps, 'float32');
+        const norm = clipGradients(params, tr.clip_grad_norm);
+        opt.setLr(getLr(want.step, { maxLr: tr.max_lr, minLr: tr.min_lr, warmupSteps: tr.warmup_steps, maxSteps: tr.max_steps }));
+        opt.step();
+        expect(Math.abs((await loss.data())[0]! - want.loss) / want.loss, `loss at step ${want.step}`).toBeLessThan(1e-4);
+        expect(Math.abs((await norm.data())[0]! - want.norm) / want.norm, `norm at step ${want.step}`).toBeLessThan(1e-4);
+      }
+      const named = new Map(model.namedParameters());
+      for (const p of tr.final_params) {
+        expect(worstRel(Float32Array.from(await named.get(p.name)!.data()), p.data), `final ${p.name}`).toBeLessThan(1e-3);
+      }
+    });
+  }
+});
