@@ -296,7 +296,9 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
 }
 
 const packedAttention = defineOp({
-  name: 'causalSelfAttention', autocast: 'lower', halfInFloat32: true,
+  // under autocast the split and transposes move half values (exact), and attention keeps the
+  // half q, k, v on the tape, as the unfused model did: widening first would hold float32 copies
+  name: 'causalSelfAttention', autocast: 'lower',
   compose(qkv: Tensor, nHead: number): Tensor {
     const [B, T, C3] = qkv.shape as [number, number, number];
     const C = C3 / 3, hs = C / nHead;
