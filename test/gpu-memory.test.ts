@@ -81,7 +81,7 @@ describe('a step\'s device memory on the recording device (npm run train -- --dr
   it('counts what a real adapter allocates: the same bytes on SwiftShader (or a GPU)', async (ctx) => {
     const real = await realWebGpu();
     if (!real) { ctx.skip(); return; }
-    const fresh = new GpuBackend(new WebGpuRunner(await loadGpuJs(), (real.runner as WebGpuRunner).device, { adapter: 'real' }), { name: 'gpu-memory-real' });
+    const fresh = new GpuBackend(new WebGpuRunner(await loadGpuJs(), (real.runner as WebGpuRunner).device, { adapter: (real.runner as WebGpuRunner).adapter }), { name: 'gpu-memory-real' });
     const recorded = await dryRun(small, quiet);
     const measured = await dryRun(small, quiet, fresh);
     expect(measured.peakBytes).toBe(recorded.peakBytes);

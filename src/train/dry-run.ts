@@ -46,7 +46,7 @@ export async function dryRun(o: DryRunOptions, print: (line: string) => void = c
     const model = new GPT(config);
     const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
     const params = model.parameters();
-    print(`dry run on ${on ? 'the adapter' : 'the'} ${runner.adapter}: ${config.nLayer} layers, ${config.nEmbd} embd, B=${B}, T=${T}, ${micro} micro-steps, ${o.dtype ?? 'float32'}`);
+    print(`dry run on ${runner.adapter}: ${config.nLayer} layers, ${config.nEmbd} embd, B=${B}, T=${T}, ${micro} micro-steps, ${o.dtype ?? 'float32'}`);
     let n = 0;
     const V = Math.min(config.vocabSize, 50257);
     const batch = (): Batch => {

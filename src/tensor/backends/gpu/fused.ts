@@ -169,7 +169,7 @@ export function linearCrossEntropy(be: GpuBackend, x: GpuStorage, w: GpuStorage,
       const part = matmulView(be, { buf: g, offset: undefined }, { buf: x.buf, offset: r0 * cols },
         { batch: 1, m: classes, n: cols, k: n, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }); // g^T x: [classes, cols]
       be.runner.release(g);
-      gw = gw ? addBuffers(be, gw, part, classes * cols) : part;
+      if (gw) { gw = updateBuffer(be, 'add', gw, part, classes * cols); be.runner.release(part); } else gw = part;
     }
     be.runner.release(z);
   }
@@ -177,15 +177,6 @@ export function linearCrossEntropy(be: GpuBackend, x: GpuStorage, w: GpuStorage,
   const loss = be.run(KERNELS.binary1, [1], [arg(total, 1), arg(inv, 1), 1, 1, BINARY_CODES.mul]);
   for (const b of [lossRows, lse, total, inv]) be.runner.release(b);
   return { loss: be.wrap(loss, 1, 'float32'), gx: gx && be.wrap(gx, rows * cols, 'float32'), gw: gw && be.wrap(gw, classes * cols, 'float32') };
-}
-
-/** acc + part over n values: into acc where the runner writes in place (then part is released), else a new buffer. */
-function addBuffers(be: GpuBackend, acc: DeviceBuffer, part: DeviceBuffer, n: number): DeviceBuffer {
-  if (be.runner.inPlace) { be.runner.inPlace('add', acc, part, n); be.runner.release(part); return acc; }
-  const sum = be.run(KERNELS.binary1, [n], [arg(acc, n), arg(part, n), 1, 1, BINARY_CODES.add]);
-  be.runner.release(acc);
-  be.runner.release(part);
-  return sum;
 }
 
 /** A contiguous [bh, rows, d] operand as a flash-attention view (one head per batch entry). */
@@ -297,18 +288,23 @@ export function softmaxBack(be: GpuBackend, y: GpuStorage, gy: GpuStorage, rows:
 }
 
 /**
- * x += y or x *= y[0], in place: one WGSL launch where the runner has it, else (gpu.js's cpu mode)
- * the portable kernels write a new buffer that replaces x's, as adamw's portable path does.
+ * x += y or x *= y[0] over n values; returns the buffer that holds the result: x itself (one WGSL
+ * launch) where the runner writes in place, else (gpu.js's cpu mode, or y aliasing x) a new buffer
+ * from the portable kernels, x released.
  */
-function inPlace(be: GpuBackend, mode: 'add' | 'scale', x: GpuStorage, y: GpuStorage): void {
-  const n = x.size;
-  if (n === 0) return;
-  if (be.runner.inPlace && x.buf !== y.buf) { be.runner.inPlace(mode, x.buf, y.buf, n); return; }
+function updateBuffer(be: GpuBackend, mode: 'add' | 'scale', x: DeviceBuffer, y: DeviceBuffer, n: number): DeviceBuffer {
+  if (n === 0) return x;
+  if (be.runner.inPlace && x !== y) { be.runner.inPlace(mode, x, y, n); return x; }
   const next = mode === 'add'
-    ? be.run(KERNELS.binary1, [n], [arg(x.buf, n), arg(y.buf, n), 1, 1, BINARY_CODES.add])
-    : be.run(KERNELS.binary1, [n], [arg(x.buf, n), arg(y.buf, 1), 1, 0, BINARY_CODES.mul]);
-  be.runner.release(x.buf);
-  x.cell.buf = next;
+    ? be.run(KERNELS.binary1, [n], [arg(x, n), arg(y, n), 1, 1, BINARY_CODES.add])
+    : be.run(KERNELS.binary1, [n], [arg(x, n), arg(y, 1), 1, 0, BINARY_CODES.mul]);
+  be.runner.release(x);
+  return next;
+}
+
+/** The in-place contract on storages: x's storage holds the result (its buffer swapped where needed, as adamw's portable path). */
+function inPlace(be: GpuBackend, mode: 'add' | 'scale', x: GpuStorage, y: GpuStorage): void {
+  x.cell.buf = updateBuffer(be, mode, x.buf, y.buf, x.size);
 }
 
 /**

@@ -40,5 +40,5 @@ export function countingDevice(limits = { maxStorageBufferBindingSize: 2 ** 31 -
 /** The gpu backend on the recording device: the real runner and pools, nothing computed. */
 export async function recordingBackend(name = 'gpu-recording'): Promise<GpuBackend> {
   const gpujs = await loadGpuJs();
-  return new GpuBackend(new WebGpuRunner(gpujs, countingDevice(), { adapter: 'recording device (nothing computed)' }), { name });
+  return new GpuBackend(new WebGpuRunner(gpujs, countingDevice(), { adapter: 'the recording device (nothing computed)' }), { name });
 }

@@ -235,15 +235,35 @@ fn at(v : View, z : u32, i : u32) -> u32 { return v.off + (z / p.nh) * v.sB + (z
 fn sees(i : u32, j : u32) -> bool { return p.causal == 0u || i32(j) <= i32(i) + i32(p.S) - i32(p.T); }
 `;
 
-/** Forward: O and the row logsumexp. One thread per query row. */
-export const FLASH_FWD_WGSL = /* wgsl */ `${FLASH_COMMON}
-@group(0) @binding(1) var<storage, read> Q : array<f32>;
+/**
+ * What the two query-side kernels share (forward, dQ): K and V bound at 2 and 3, and a tile of
+ * kt keys staged from j0 into workgroup memory by the 64 threads together.
+ */
+const FLASH_KEY_TILES = /* wgsl */ `
 @group(0) @binding(2) var<storage, read> K : array<f32>;
 @group(0) @binding(3) var<storage, read> V : array<f32>;
-@group(0) @binding(4) var<storage, read_write> O : array<f32>;
-@group(0) @binding(5) var<storage, read_write> LSE : array<f32>;
 var<workgroup> Ks : array<f32, TILE>;
 var<workgroup> Vs : array<f32, TILE>;
+// keys any query of block b sees (the same for the whole workgroup: barriers stay uniform)
+fn keysEnd(b : u32) -> u32 {
+  if (p.causal == 0u) { return p.S; }
+  return u32(clamp(i32(min(p.T, b * WG + WG)) + i32(p.S) - i32(p.T), 0, i32(p.S)));
+}
+fn stageKeys(z : u32, j0 : u32, kt : u32, tid : u32) {
+  for (var e = tid; e < kt * p.hs; e += WG) {
+    let j = j0 + e / p.hs;
+    var kv = 0.0; var vv = 0.0;
+    if (j < p.S) { kv = K[at(p.k, z, j) + e % p.hs]; vv = V[at(p.v, z, j) + e % p.hs]; }
+    Ks[e] = kv; Vs[e] = vv;
+  }
+}
+`;
+
+/** Forward: O and the row logsumexp. One thread per query row. */
+export const FLASH_FWD_WGSL = /* wgsl */ `${FLASH_COMMON}${FLASH_KEY_TILES}
+@group(0) @binding(1) var<storage, read> Q : array<f32>;
+@group(0) @binding(4) var<storage, read_write> O : array<f32>;
+@group(0) @binding(5) var<storage, read_write> LSE : array<f32>;
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
@@ -257,16 +277,8 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
   if (live) { let a = at(p.q, z, i); for (var d = 0u; d < hs; d++) { q[d] = Q[a + d] * p.scale; acc[d] = 0.0; } }
   var m = -3.0e38; // finite: WGSL lets compilers assume no infinities
   var l = 0.0;
-  // keys any row of this block sees (the same for the whole workgroup: barriers stay uniform)
-  var kEnd = p.S;
-  if (p.causal == 1u) { kEnd = u32(clamp(i32(min(p.T, wg.x * WG + WG)) + i32(p.S) - i32(p.T), 0, i32(p.S))); }
-  for (var j0 = 0u; j0 < kEnd; j0 += kt) {
-    for (var e = lid.x; e < kt * hs; e += WG) {
-      let j = j0 + e / hs;
-      var kv = 0.0; var vv = 0.0;
-      if (j < p.S) { kv = K[at(p.k, z, j) + e % hs]; vv = V[at(p.v, z, j) + e % hs]; }
-      Ks[e] = kv; Vs[e] = vv;
-    }
+  for (var j0 = 0u; j0 < keysEnd(wg.x); j0 += kt) {
+    stageKeys(z, j0, kt, lid.x);
     workgroupBarrier();
     if (live) {
       for (var jj = 0u; jj < kt; jj++) {
@@ -293,17 +305,13 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
 `;
 
 /** Backward, queries: dQ, and D = rowsum(dO * O) for the key pass. One thread per query row. */
-export const FLASH_BWD_Q_WGSL = /* wgsl */ `${FLASH_COMMON}
+export const FLASH_BWD_Q_WGSL = /* wgsl */ `${FLASH_COMMON}${FLASH_KEY_TILES}
 @group(0) @binding(1) var<storage, read> Q : array<f32>;
-@group(0) @binding(2) var<storage, read> K : array<f32>;
-@group(0) @binding(3) var<storage, read> V : array<f32>;
 @group(0) @binding(4) var<storage, read> O : array<f32>;
 @group(0) @binding(5) var<storage, read> GO : array<f32>;
 @group(0) @binding(6) var<storage, read> LSE : array<f32>;
 @group(0) @binding(7) var<storage, read_write> GQ : array<f32>;
 @group(0) @binding(8) var<storage, read_write> DD : array<f32>;
-var<workgroup> Ks : array<f32, TILE>;
-var<workgroup> Vs : array<f32, TILE>;
 
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
@@ -322,15 +330,8 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
     for (var d = 0u; d < hs; d++) { q[d] = Q[a + d] * p.scale; go[d] = GO[ag + d]; dq[d] = 0.0; D = fma(go[d], O[ao + d], D); }
     lse = LSE[z * p.T + i];
   }
-  var kEnd = p.S;
-  if (p.causal == 1u) { kEnd = u32(clamp(i32(min(p.T, wg.x * WG + WG)) + i32(p.S) - i32(p.T), 0, i32(p.S))); }
-  for (var j0 = 0u; j0 < kEnd; j0 += kt) {
-    for (var e = lid.x; e < kt * hs; e += WG) {
-      let j = j0 + e / hs;
-      var kv = 0.0; var vv = 0.0;
-      if (j < p.S) { kv = K[at(p.k, z, j) + e % hs]; vv = V[at(p.v, z, j) + e % hs]; }
-      Ks[e] = kv; Vs[e] = vv;
-    }
+  for (var j0 = 0u; j0 < keysEnd(wg.x); j0 += kt) {
+    stageKeys(z, j0, kt, lid.x);
     workgroupBarrier();
     if (live) {
       for (var jj = 0u; jj < kt; jj++) {
