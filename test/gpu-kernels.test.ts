@@ -14,6 +14,7 @@ import { sizeOf, stridesOf } from '../src/tensor/shape.js';
 import { F, tensor, type Tensor } from '../src/index.js';
 import { Generator } from '../src/tensor/random.js';
 import { gpuTargets } from './helpers/webgpu.js';
+import { expectAutocastLinearCrossEntropy } from './helpers/lce-autocast.js';
 
 const js = new JsBackend();
 
@@ -246,6 +247,35 @@ describe('movement and indexing', () => {
     close(await read(gpu.scatterLast(gg, n, rows, gi)), js.readSync(js.scatterLast(jg, n, rows, ji)), 0, 0);
     expect(() => gpu.gatherRows(gt, cols, gpu.fromHost(Int32Array.of(7), 'int32'), 1)).toThrow(/out of range: 7/);
   });
+
+  it('half tensors (packed two per word) move bit for bit: strided, pad, gatherRows, odd sizes, NaN payloads', async () => {
+    // every 16-bit pattern class: random bits (signalling and quiet NaNs, infinities, subnormals included)
+    const g = new Generator(5);
+    const bits = (n: number): Uint16Array => Uint16Array.from({ length: n }, (_, i) => (i === 0 ? 0x7c01 : i === 1 ? 0xff81 : Math.floor(g.random() * 65536)));
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      const h = bits(3 * 5 * 7); // odd: the last word holds one element
+      const jh = js.fromHost(h.slice(), dtype), gh = gpu.fromHost(h.slice(), dtype);
+      expect(Array.from(await read(gh))).toEqual(Array.from(h));
+      const same = async (got: Storage, want: Storage): Promise<void> => {
+        expect(got.dtype).toBe(dtype);
+        expect(Array.from(await read(got))).toEqual(Array.from(js.readSync(want)));
+      };
+      await same(gpu.strided(gh, [7, 5, 3], [1, 7, 35], 0), js.strided(jh, [7, 5, 3], [1, 7, 35], 0));
+      await same(gpu.strided(gh, [2, 3], [0, 5], 1), js.strided(jh, [2, 3], [0, 5], 1));
+      await same(gpu.pad(gh, [3, 5, 7], [0, 1, 0], [1, 0, 2]), js.pad(jh, [3, 5, 7], [0, 1, 0], [1, 0, 2]));
+      const ix = Int32Array.of(4, 0, 4, 2);
+      await same(gpu.gatherRows(gh, 21, gpu.fromHost(ix.slice(), 'int32'), 4), js.gatherRows(jh, 21, js.fromHost(ix.slice(), 'int32'), 4));
+      await same(gpu.full(5, dtype, -1.5), js.full(5, dtype, -1.5));
+      // float16 <-> bfloat16 goes through float32, as on the js backend
+      const other = dtype === 'float16' ? 'bfloat16' : 'float16';
+      const got = await read(gpu.cast(gh, other)), want = js.readSync(js.cast(jh, other)), wide = convertHost(h, dtype, 'float32');
+      const nan = other === 'float16' ? 0x7c00 : 0x7f80;
+      for (let i = 0; i < h.length; i++) {
+        if (Number.isNaN(wide[i])) expect((got[i]! & 0x7fff) > nan, `NaN at ${i}`).toBe(true);
+        else expect(got[i], `${dtype} ${h[i]} -> ${other}`).toBe(want[i]);
+      }
+    }
+  });
 });
 
 describe('fused kernels against float64 formulas', () => {
@@ -402,6 +432,10 @@ describe('fused linear cross-entropy (lm_head and loss without the logits)', () 
     expect(gpu.fused.linearCrossEntropy).toBeDefined();
     // 1024 floats a binding: 64 rows of 11 classes per chunk, three chunks
     for (const be of [gpu, target.smallBindings(1024)]) (await run(be)).forEach((g, i) => close(g, want[i]!, 1e-4, 1e-5));
+  });
+  it('under autocast rounds as torch.autocast (linear in the half type, float32 loss), over chunks too', async () => {
+    await expectAutocastLinearCrossEntropy(gpu);
+    await expectAutocastLinearCrossEntropy(target.smallBindings(1024));
   });
 });
 

@@ -78,6 +78,21 @@ describe('a step\'s device memory on the recording device (npm run train -- --dr
     expect(Math.max(...sizes)).toBeLessThan(T * T);
   });
 
+  it('a float16 or bfloat16 tensor takes 2 bytes an element on the device, float32 4', async () => {
+    const be = await recordingBackend();
+    const runner = be.runner as WebGpuRunner;
+    const n = 64 * 1024 + 1; // odd: the last word holds one element
+    const bytes = (f: () => void): number => { runner.trim(); const before = runner.stats.bytesCreated; f(); return runner.stats.bytesCreated - before; };
+    const x = be.fromHost(new Float32Array(n), 'float32');
+    const round = (b: number): number => Math.ceil(b / 256) * 256;
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      expect(bytes(() => be.fromHost(new Uint16Array(n), dtype))).toBe(round(2 * (n + 1)));
+      // a cast's float32 temporaries (none here) would show as 4n more
+      expect(bytes(() => be.cast(x, dtype))).toBe(round(2 * (n + 1)));
+    }
+    expect(bytes(() => be.fromHost(new Float32Array(n), 'float32'))).toBe(round(4 * n));
+  });
+
   it('counts what a real adapter allocates: the same bytes on SwiftShader (or a GPU)', async (ctx) => {
     const real = await realWebGpu();
     if (!real) { ctx.skip(); return; }

@@ -8,6 +8,7 @@ import * as ops from '../src/tensor/ops.js';
 import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
 import type { FusedKernels } from '../src/tensor/backend.js';
 import { KEY_BLOCK } from '../src/tensor/backends/wasm/attention.js';
+import { expectAutocastLinearCrossEntropy } from './helpers/lce-autocast.js';
 
 const available = wasmSimdAvailable();
 const js = getBackendByName('js');
@@ -70,6 +71,13 @@ describe.skipIf(!available)('wasm backend under the op layer vs js composites', 
     const want = F.crossEntropy(F.linear(x, w), t).item();
     expect(Math.abs(F.linearCrossEntropy(x, w, t).item() - want)).toBeLessThan(1e-6);
     expect(() => F.linearCrossEntropy(x, w, tensor(Int32Array.from([1, 2, 3, 4, 5, 40]), { shape: [2, 3], backend: wasm! }))).toThrow(/linearCrossEntropy.*target/);
+    spy.mockRestore();
+  });
+  it('linearCrossEntropy under autocast rounds as torch.autocast (the fused kernel, several chunks)', async () => {
+    const spy = vi.spyOn(wasm!.fused as { linearCrossEntropy: NonNullable<FusedKernels['linearCrossEntropy']> }, 'linearCrossEntropy');
+    await expectAutocastLinearCrossEntropy(wasm!, 1400, 4, 50304, ['bfloat16']);
+    await expectAutocastLinearCrossEntropy(wasm!);
+    expect(spy).toHaveBeenCalled();
     spy.mockRestore();
   });
   it('exp over the whole float range against Math.exp; softmax, cross-entropy and max of a row with a NaN are NaN', () => {

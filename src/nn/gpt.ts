@@ -5,7 +5,7 @@ import { Generator, defaultGenerator } from '../tensor/random.js';
 import { Module } from './module.js';
 import { Embedding, LayerNorm, Linear } from './layers.js';
 import { shapeStr } from '../tensor/shape.js';
-import { Tensor, noGrad, arange, randn, tensor, ops, F, autocastDtype } from '../tensor/index.js';
+import { Tensor, noGrad, arange, randn, tensor, ops, F, autocastDtype, autocast } from '../tensor/index.js';
 
 export interface GPTConfig {
   /** max sequence length */
@@ -177,17 +177,13 @@ export class GPT extends Module {
       throw new Error(`GPT.forward: targets ${shapeStr(targets.shape)} must match idx ${shapeStr(idx.shape)}`);
     }
     const rowsTargets = ops.reshape(targets, [B * T]);
-    if (autocastDtype() !== null) {
-      // under autocast the logits are lm_head's lower-precision output, as torch's (and made now,
-      // inside the region): the loss is computed from them in float32
-      const logits = head();
-      return { logits, loss: F.crossEntropy(ops.reshape(logits, [B * T, this.config.vocabSize]), rowsTargets) };
-    }
     // the loss of lm_head's logits as one op: a backend with the fused kernel never holds all
-    // B*T*vocab logits (nor their gradient); they are made only if the caller reads them
+    // B*T*vocab logits (nor their gradient); they are made only if the caller reads them (under
+    // autocast rounded as torch's: the product in the half type, the loss in float32)
     const loss = F.linearCrossEntropy(ops.reshape(x, [B * T, this.config.nEmbd]), this.lm_head.weight, rowsTargets);
+    const lower = autocastDtype();
     let logits: Tensor | null = null;
-    return { get logits(): Tensor { return (logits ??= head()); }, loss };
+    return { get logits(): Tensor { return (logits ??= lower ? autocast(lower, head) : head()); }, loss };
   }
 
   /**

@@ -76,10 +76,12 @@ export interface FusedKernels {
    * targets [rows], over chunks of rows, so the [rows, classes] logits never exist at once (GPT's
    * lm_head: 206 MB at 8 x 128 tokens and 50304 classes). With `grad`, also the gradients for an
    * upstream gradient of 1, made chunk by chunk while the logits are at hand: gx [rows, cols] and
-   * gw [classes, cols].
+   * gw [classes, cols]. With `lower` (under torch.autocast) the values are rounded where autocast
+   * stores them in that half type: x and w before the product, the logits, their gradient, gx, and
+   * gw once summed over all rows; the loss is float32 as autocast's cross-entropy.
    */
-  linearCrossEntropy?(x: Storage, w: Storage, targets: Storage, rows: number, cols: number, classes: number, grad: boolean):
-    { loss: Storage; gx: Storage | null; gw: Storage | null };
+  linearCrossEntropy?(x: Storage, w: Storage, targets: Storage, rows: number, cols: number, classes: number, grad: boolean,
+    lower: 'float16' | 'bfloat16' | null): { loss: Storage; gx: Storage | null; gw: Storage | null };
   /**
    * Causal (or full) attention over q, k, v of shape [bh, t, d] (keys [bh, s, d]):
    * o = softmax(q k^T * scale + causal mask) v; also returns the row logsumexp [bh, t].

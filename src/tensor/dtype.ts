@@ -132,3 +132,21 @@ function float16Table(): Float32Array {
   }
   return f16Table;
 }
+
+/**
+ * Round float32 values in place to the nearest `dtype` value (to nearest even; NaN stays NaN), as
+ * a cast to the half type and back: what torch.autocast does to a value it stores in a half type.
+ */
+export function roundToHalfInPlace(a: Float32Array, dtype: 'float16' | 'bfloat16'): Float32Array {
+  const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  if (dtype === 'bfloat16') {
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      x[i] = (v & 0x7fffffff) > 0x7f800000 ? (v | 0x400000) & 0xffff0000 : ((v + 0x7fff + ((v >>> 16) & 1)) >>> 16) << 16;
+    }
+  } else {
+    const t = float16Table();
+    for (let i = 0; i < a.length; i++) a[i] = t[float32ToFloat16Bits(a[i]!)]!;
+  }
+  return a;
+}

@@ -10,7 +10,7 @@ import { tensor } from './creation.js';
 import { defaultGenerator, type Generator } from './random.js';
 import type { Storage } from './backend.js';
 import { defineOp } from './op.js';
-import { autocastDtype } from './autocast.js';
+import { autocast, autocastDtype, type AutocastDtype } from './autocast.js';
 import * as ops from './ops.js';
 
 export { gelu, relu, tanh } from './ops.js';
@@ -84,8 +84,10 @@ export function pickLast(x: Tensor, idx: Tensor): Tensor {
   const { rows, cols } = rowsOf(x);
   if (idx.size !== rows) throw new Error(`pickLast: ${idx.size} indices for ${rows} rows of ${shapeStr(x.shape)}`);
   const b = x.backend;
-  const picked = b.pickLast(ops.computeStorage(x), rows, cols, idx.storage);
-  return fromOp('pickLast', ops.outStorage(x, picked), x.shape.slice(0, -1), [x],
+  const xs = ops.computeStorage(x);
+  const picked = b.pickLast(xs, rows, cols, idx.storage);
+  ops.releaseCopy(x, xs);
+  return fromOp('pickLast', ops.narrowed(x, picked), x.shape.slice(0, -1), [x],
     (g) => [new Tensor(ops.outStorage(x, b.scatterLast(ops.computeStorage(g), rows, cols, idx.storage)), x.shape, b)]);
 }
 
@@ -196,17 +198,19 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
 /** The mean cross-entropy of x w^T against targets, as one op (see linearCrossEntropy). */
 const linearCrossEntropyMean = defineOp({
   name: 'linearCrossEntropy', autocast: 'float32',
-  compose(x: Tensor, weight: Tensor, targets: Tensor): Tensor {
-    return crossEntropy(linear(x, weight), targets);
+  compose(x: Tensor, weight: Tensor, targets: Tensor, lower: AutocastDtype | null): Tensor {
+    // under autocast, what torch.autocast runs: the linear in the half type, the loss in float32
+    // from the half logits (which are what the tape keeps)
+    return lower ? autocast(lower, () => crossEntropy(linear(x, weight), targets)) : crossEntropy(linear(x, weight), targets);
   },
-  fused(k, x: Tensor, weight: Tensor, targets: Tensor) {
+  fused(k, x: Tensor, weight: Tensor, targets: Tensor, lower: AutocastDtype | null) {
     if (!k.linearCrossEntropy) return null;
     const [rows, cols] = x.shape as [number, number], classes = weight.shape[0]!;
     const f = k.linearCrossEntropy, b = x.backend;
     return { inputs: [x, weight], shape: [], readsInputs: false, forward: ([xs, ws]) => {
       // the gradients come out of the same pass over the logits, so they are made only when asked for
       const grad = isGradEnabled() && (x.requiresGrad || weight.requiresGrad);
-      const { loss, gx, gw } = f(xs!, ws!, targets.storage, rows, cols, classes, grad);
+      const { loss, gx, gw } = f(xs!, ws!, targets.storage, rows, cols, classes, grad, lower);
       // scaled by the upstream gradient in place where the backend can (the storages are this
       // call's own): no copy of the [classes, cols] weight gradient
       const scale = k.scaleInPlace;
@@ -221,20 +225,19 @@ const linearCrossEntropyMean = defineOp({
  * crossEntropy(linear(x, weight), targets) (mean over rows) as one op: GPT's lm_head and its loss.
  * A backend with the fused kernel (wasm) computes it over chunks of rows and never holds the
  * [rows, classes] logits, nor their gradient (at 50304 classes they are most of a small model's
- * activation memory). Under autocast it is the two ops, so the matmul runs in the lower precision
- * as torch.autocast runs linear, and the loss in float32.
+ * activation memory). Under autocast it rounds as torch.autocast's linear and float32 loss do
+ * (x, the weight, the logits and the gradients stored in the half type), still chunk by chunk.
  */
 export function linearCrossEntropy(x: Tensor, weight: Tensor, targets: Tensor): Tensor {
   const C = x.shape[x.ndim - 1];
   if (weight.ndim !== 2 || C !== weight.shape[1]) {
     throw new Error(`linearCrossEntropy: input ${shapeStr(x.shape)} has ${C} features but weight ${shapeStr(weight.shape)} must be [classes, ${C}]`);
   }
-  if (autocastDtype() !== null) return crossEntropy(linear(x, weight), targets);
   const rows = x.size / C!, V = weight.shape[0]!;
   if (targets.size !== rows) throw new Error(`linearCrossEntropy: targets of shape ${shapeStr(targets.shape)} do not match input ${shapeStr(x.shape)} (expected ${rows} targets)`);
   checkIndexDtype('linearCrossEntropy', targets, 'target');
   targets.backend.checkIndices('linearCrossEntropy', targets.storage, V, 'target', `targets ${shapeStr(targets.shape)}, weight ${shapeStr(weight.shape)}`);
-  return linearCrossEntropyMean(ops.reshape(x, [rows, C!]), weight, ops.reshape(targets, [rows]));
+  return linearCrossEntropyMean(ops.reshape(x, [rows, C!]), weight, ops.reshape(targets, [rows]), autocastDtype());
 }
 
 // ---- dropout -------------------------------------------------------------------------------

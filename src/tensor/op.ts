@@ -7,7 +7,7 @@
 import type { FusedKernels, Storage } from './backend.js';
 import { isHalf, type DType } from './dtype.js';
 import { Tensor, fromOp } from './tensor.js';
-import { autocastInputs, cast, computeStorage, outStorage } from './ops.js';
+import { autocastInputs, cast, computeStorage, outStorage, releaseCopy } from './ops.js';
 import { autocastDtype, withoutAutocast, type AutocastCategory } from './autocast.js';
 
 /** A fused kernel's forward on float32 storages: the output and how to differentiate it. */
@@ -86,13 +86,17 @@ export function defineOp<A extends unknown[]>(spec: OpSpec<A>): Op<A> {
  */
 function runFused(name: string, call: FusedCall, outDtype?: DType): Tensor {
   const like = call.inputs[0]!;
-  const { out, backward } = call.forward(call.inputs.map(computeStorage));
+  const wide = call.inputs.map(computeStorage);
+  const { out, backward } = call.forward(wide);
+  // the float32 copies of half inputs are this call's own (backward gets the inputs again); a loop,
+  // not an arrow: an arrow would put `wide` in the context the backward closure below keeps alive
+  for (let i = 0; i < wide.length; i++) releaseCopy(call.inputs[i]!, wide[i]!);
   // the rule keeps the inputs' storages (as stored: half stays half) only when the kernel's
   // backward reads them, and otherwise their dtypes and shapes: the tape keeps no tensor alive
   const saved = call.readsInputs ? call.inputs.map((x) => x.storage) : null;
   const meta = call.inputs.map((x) => ({ dtype: x.dtype, shape: x.shape }));
-  const wide = (s: Storage): Storage => (isHalf(s.dtype) ? like.backend.cast(s, 'float32') : s);
-  return fromOp(name, outStorage(like, out, outDtype), call.shape, call.inputs, (g) => backward(computeStorage(g), saved?.map(wide) ?? []).map((s, i) =>
+  const widen = (s: Storage): Storage => (isHalf(s.dtype) ? like.backend.cast(s, 'float32') : s);
+  return fromOp(name, outStorage(like, out, outDtype), call.shape, call.inputs, (g) => backward(computeStorage(g), saved?.map(widen) ?? []).map((s, i) =>
     (s ? new Tensor(outStorage(like, s, meta[i]!.dtype), meta[i]!.shape, like.backend) : null)));
 }
 

@@ -31,9 +31,26 @@ export function outStorage(t: Tensor, s: Storage, dtype: DType = t.dtype): Stora
   return s.dtype === dtype ? s : t.backend.cast(s, dtype);
 }
 
+/**
+ * A kernel result that only this op holds, in the op's output dtype: where it is narrowed, the
+ * float32 result goes back to the device's pool at once instead of at the end of the scope (under
+ * autocast every op makes one).
+ */
+export function narrowed(t: Tensor, s: Storage, dtype: DType = t.dtype): Storage {
+  if (s.dtype === dtype) return s;
+  const out = t.backend.cast(s, dtype);
+  t.backend.dispose(s);
+  return out;
+}
+
+/** Free a copy an op made of t's values for a kernel (computeStorage, storageAs), never t's own storage. */
+export function releaseCopy(t: Tensor, s: Storage): void {
+  if (s !== t.storage) t.backend.dispose(s);
+}
+
 /** t's values as a storage of `dtype` (a cast only when the dtypes differ). */
 function storageAs(t: Tensor, dtype: DType): Storage {
-  return outStorage(t, t.storage, dtype);
+  return t.storage.dtype === dtype ? t.storage : t.backend.cast(t.storage, dtype);
 }
 
 /** PyTorch-like type promotion for binary ops. */
@@ -119,7 +136,10 @@ function floatInput(x: Tensor): Tensor {
 }
 
 function unary(op: UnaryOp, x: Tensor): Storage {
-  return outStorage(x, x.backend.unary(op, computeStorage(x)), x.dtype);
+  const xs = computeStorage(x);
+  const s = x.backend.unary(op, xs);
+  releaseCopy(x, xs);
+  return narrowed(x, s, x.dtype);
 }
 
 export function neg(x: Tensor): Tensor {
@@ -172,8 +192,11 @@ function binary(op: BinaryOp, name: string, a: Tensor, b: Tensor): { storage: St
   const shape = broadcastShapes(name, a.shape, b.shape);
   const dtype = resultDtype(a, b);
   const kernelDtype: DType = isHalf(dtype) ? 'float32' : dtype;
-  const s = a.backend.binary(op, storageAs(a, kernelDtype), a.shape, storageAs(b, kernelDtype), b.shape, shape);
-  return { storage: outStorage(a, s, dtype), shape };
+  const [as, bs] = [storageAs(a, kernelDtype), storageAs(b, kernelDtype)];
+  const s = a.backend.binary(op, as, a.shape, bs, b.shape, shape);
+  releaseCopy(a, as);
+  releaseCopy(b, bs);
+  return { storage: narrowed(a, s, dtype), shape };
 }
 
 export function add(a: Tensor | number, b: Tensor | number): Tensor {
@@ -254,8 +277,12 @@ export function where(cond: Tensor, a: Tensor | number, b: Tensor | number): Ten
   const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, x.shape), y.shape);
   const dtype = resultDtype(x, y);
   const kernelDtype: DType = isHalf(dtype) ? 'float32' : dtype;
-  const s = x.backend.where(storageAs(cond, kernelDtype), cond.shape, storageAs(x, kernelDtype), x.shape, storageAs(y, kernelDtype), y.shape, shape);
-  return fromOp('where', outStorage(x, s, dtype), shape, [x, y], (g) => [where(cond, g, 0), where(cond, 0, g)]);
+  const [cs, xs, ys] = [storageAs(cond, kernelDtype), storageAs(x, kernelDtype), storageAs(y, kernelDtype)];
+  const s = x.backend.where(cs, cond.shape, xs, x.shape, ys, y.shape, shape);
+  releaseCopy(cond, cs);
+  releaseCopy(x, xs);
+  releaseCopy(y, ys);
+  return fromOp('where', narrowed(x, s, dtype), shape, [x, y], (g) => [where(cond, g, 0), where(cond, 0, g)]);
 }
 
 /** x with `value` where mask is nonzero (mask broadcasts to x). */
@@ -297,11 +324,13 @@ function reduceKernel(op: 'sum' | 'max', x: Tensor, dims: readonly number[]): St
     const size = sizeOf(shape.slice(lo, hi + 1));
     const inner = sizeOf(shape.slice(hi + 1));
     if (size === 0 && op === 'max') throw new Error(`max: cannot reduce over a zero-size dim of ${shapeStr(x.shape)} (no identity for max)`);
-    s = x.backend.reduce(op, s, outer, size, inner);
+    const next = x.backend.reduce(op, s, outer, size, inner);
+    releaseCopy(x, s); // a widened input or the previous run's partial result
+    s = next;
     shape.splice(lo, hi - lo + 1, 1);
     r = first - 1;
   }
-  return outStorage(x, s, x.dtype);
+  return narrowed(x, s, x.dtype);
 }
 
 export function sum(x: Tensor, dims?: number | readonly number[], keepdim = false): Tensor {
@@ -405,12 +434,16 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
   let s = a.backend.matmul(sa.storage, sb.storage, { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride });
   if (bias) {
     broadcastShapes('matmul (bias)', bias.shape, outShape);
-    s = a.backend.binary('add', s, outShape, computeStorage(bias), bias.shape, outShape);
+    const bs = computeStorage(bias);
+    const withBias = a.backend.binary('add', s, outShape, bs, bias.shape, outShape);
+    a.backend.dispose(s); // the product before the bias: nothing else holds it
+    releaseCopy(bias, bs);
+    s = withBias;
   }
   // the rule reads the operands' values; a weight's half cast is recast then instead of kept
   const aNeedsGrad = a.requiresGrad, bNeedsGrad = b.requiresGrad;
   const keptA = keptForBackward(a), keptB = keptForBackward(b);
-  return fromOp('matmul', outStorage(a, s, a.dtype), outShape, bias ? [a, b, bias] : [a, b], (g) => {
+  return fromOp('matmul', narrowed(a, s, a.dtype), outShape, bias ? [a, b, bias] : [a, b], (g) => {
     let ga: Tensor | null = null, gb: Tensor | null = null;
     if (aNeedsGrad) {
       const b = keptB();

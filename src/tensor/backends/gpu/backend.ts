@@ -9,7 +9,10 @@
 //   exact below 2^24 and refused (with the shapes named) above;
 // - int32 storages (token ids, targets) keep a host copy next to the device buffer: the
 //   indices come from the host data loader anyway, int32 ops on them run on the host with
-//   the reference backend, and scatterAddRows sorts them there (see scatterAddRows).
+//   the reference backend, and scatterAddRows sorts them there (see scatterAddRows);
+// - float16/bfloat16 storages are packed two per 32-bit word (2 bytes an element, as on the
+//   host): only the runner's bit-exact cast reads or writes packed words, so the movement
+//   kernels (strided, pad, gatherRows) move halves unpacked and pack the result again.
 
 import type { Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
 import { convertHost, isHalf, float32ToBfloat16Bits, float32ToFloat16Bits, type DType, type HostArray } from '../../dtype.js';
@@ -88,7 +91,12 @@ export class GpuBackend implements Backend {
     let f: Float32Array;
     let host: Int32Array | null = null;
     if (dtype === 'float32') f = data instanceof Float32Array ? data : Float32Array.from(data);
-    else {
+    else if (isHalf(dtype)) {
+      // two 16-bit patterns per word, element 2i in the low half (WebGPU buffers are little-endian)
+      const words = new Uint16Array(2 * Math.ceil(data.length / 2));
+      words.set(data);
+      f = new Float32Array(words.buffer);
+    } else {
       f = Float32Array.from(data);
       if (dtype === 'int32') {
         host = data instanceof Int32Array ? data : Int32Array.from(data);
@@ -104,8 +112,15 @@ export class GpuBackend implements Backend {
 
   full(size: number, dtype: DType, value: number): Storage {
     if (dtype === 'float64') throw float64Error('full');
-    const v = dtype === 'float16' ? float32ToFloat16Bits(value) : dtype === 'bfloat16' ? float32ToBfloat16Bits(value)
-      : dtype === 'int32' ? Math.trunc(value) : value;
+    if (isHalf(dtype)) {
+      // the 16-bit pattern filled as an exact f32 integer, then packed
+      const bits = dtype === 'float16' ? float32ToFloat16Bits(value) : float32ToBfloat16Bits(value);
+      const wide = this.run(KERNELS.fill, [size], [bits]);
+      const out = this.castBuf(wide, size, CAST_CODES.pack);
+      this.runner.release(wide);
+      return this.wrap(out, size, dtype);
+    }
+    const v = dtype === 'int32' ? Math.trunc(value) : value;
     const host = dtype === 'int32' ? new Int32Array(size).fill(v) : null;
     return this.wrap(this.run(KERNELS.fill, [size], [v]), size, dtype, host);
   }
@@ -114,12 +129,12 @@ export class GpuBackend implements Backend {
     const [g] = this.check('read', s);
     if (g!.host) return g!.host;
     this.runner.flush();
-    const f = await this.runner.read(g!.buf, g!.size);
-    switch (g!.dtype) {
-      case 'float32': return f;
-      case 'int32': return Int32Array.from(f);
-      default: return Uint16Array.from(f);
+    if (isHalf(g!.dtype)) {
+      const words = await this.runner.read(g!.buf, Math.ceil(g!.size / 2));
+      return new Uint16Array(words.buffer, words.byteOffset, g!.size).slice();
     }
+    const f = await this.runner.read(g!.buf, g!.size);
+    return g!.dtype === 'int32' ? Int32Array.from(f) : f;
   }
 
   readSync(_s: Storage): HostArray {
@@ -140,10 +155,11 @@ export class GpuBackend implements Backend {
     if (to === 'float64') throw float64Error('cast');
     if (this.allHost(s!)) return this.fromHost(convertHost(s!.host!, 'int32', to), to);
     const from = s!.dtype;
+    if (from === to) return this.wrap(this.castBuf(s!.buf, isHalf(from) ? Math.ceil(s!.size / 2) : s!.size, CAST_CODES.copy), s!.size, to);
     let buf = s!.buf;
     let tmp: DeviceBuffer | null = null;
-    // to float32 first (decoding half bits), then encode to the target
-    if (from === 'float16' || from === 'bfloat16') {
+    // to float32 first (unpacking and decoding half bits), then encode to the target
+    if (isHalf(from)) {
       tmp = buf = this.castBuf(buf, s!.size, from === 'float16' ? CAST_CODES.f16ToF32 : CAST_CODES.bf16ToF32);
       if (to === 'float32') return this.wrap(buf, s!.size, to);
     }
@@ -154,9 +170,23 @@ export class GpuBackend implements Backend {
     return this.wrap(out, s!.size, to);
   }
 
-  /** The runner's bit-exact cast where it has one (WebGPU), else the portable gpu.js kernel. */
+  /** The runner's bit-exact cast (CAST_CODES mode) of n values into a new buffer. */
   castBuf(buf: DeviceBuffer, n: number, mode: number): DeviceBuffer {
-    return this.runner.cast ? this.runner.cast(buf, n, mode) : this.run(KERNELS.cast, [n], [arg(buf, n), mode]);
+    return this.runner.cast(buf, n, mode);
+  }
+
+  /**
+   * A movement kernel on a half storage: its 16-bit patterns unpacked to f32 integers, moved by
+   * `move` (which makes n values), packed again. Bits are kept as they are (NaN payloads too);
+   * the unpacked copies are temporaries of this call.
+   */
+  private moveHalf(s: GpuStorage, n: number, move: (wide: GpuStorage) => GpuStorage): GpuStorage {
+    const wide = this.wrap(this.castBuf(s.buf, s.size, CAST_CODES.unpack), s.size, 'float32');
+    const moved = move(wide);
+    const out = this.wrap(this.castBuf(moved.buf, n, CAST_CODES.pack), n, s.dtype);
+    this.dispose(wide);
+    if (moved !== wide) this.dispose(moved);
+    return out;
   }
 
   unary(op: UnaryOp, x: Storage): Storage {
@@ -251,8 +281,13 @@ export class GpuBackend implements Backend {
 
   // ---- matmul (matmul.ts) ----
   matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
-    if (isHalf(a.dtype) || isHalf(b.dtype)) return gpuMatmul(this, this.cast(a, 'float32'), this.cast(b, 'float32'), p);
-    return gpuMatmul(this, a, b, p);
+    if (!isHalf(a.dtype) && !isHalf(b.dtype)) return gpuMatmul(this, a, b, p);
+    // halves widened for the float32 kernel; the copies are this call's own
+    const [wa, wb] = [isHalf(a.dtype) ? this.cast(a, 'float32') : a, isHalf(b.dtype) ? this.cast(b, 'float32') : b];
+    const out = gpuMatmul(this, wa, wb, p);
+    if (wa !== a) this.dispose(wa);
+    if (wb !== b) this.dispose(wb);
+    return out;
   }
 
   // ---- movement ----
@@ -264,6 +299,7 @@ export class GpuBackend implements Backend {
   stridedImpl(op: string, s: GpuStorage, outShape: readonly number[], strides: readonly number[], offset: number): GpuStorage {
     const n = sizeOf(outShape);
     if (s.host) return this.fromHostRef(this.hostRef.strided(this.hostOf(s), outShape, strides, offset));
+    if (isHalf(s.dtype)) return this.moveHalf(s, n, (w) => this.stridedImpl(op, w, outShape, strides, offset));
     if (n === 0) return this.wrap(this.runner.upload(new Float32Array(0)), 0, s.dtype);
     const { dims, strides: st } = collapseStrided(outShape, strides);
     if (dims.length <= 3) {
@@ -292,6 +328,7 @@ export class GpuBackend implements Backend {
   pad(x: Storage, shape: readonly number[], before: readonly number[], after: readonly number[]): Storage {
     const [s] = this.check('pad', x);
     if (s!.host) return this.fromHostRef(this.hostRef.pad(this.hostOf(s!), shape, before, after));
+    if (isHalf(s!.dtype)) return this.moveHalf(s!, sizeOf(shape.map((d, i) => d + before[i]! + after[i]!)), (w) => this.pad(w, shape, before, after) as GpuStorage);
     // one axis at a time: each is a [outer, len, inner] pad, exact in i32 however large
     let cur = [...shape];
     let buf = s!.buf;
@@ -307,7 +344,7 @@ export class GpuBackend implements Backend {
       cur = cur.map((v, i) => (i === d ? total : v));
     }
     const n = sizeOf(cur);
-    if (!owned) buf = this.run(KERNELS.cast, [n], [arg(buf, n), CAST_CODES.copy]);
+    if (!owned) buf = this.castBuf(buf, n, CAST_CODES.copy);
     return this.wrap(buf, n, s!.dtype);
   }
 
@@ -317,6 +354,7 @@ export class GpuBackend implements Backend {
     const rows = t!.size / cols;
     this.checkIndex('gatherRows', ix!, rows, 'row index');
     if (n * cols === 0) return this.full(0, t!.dtype, 0);
+    if (isHalf(t!.dtype)) return this.moveHalf(t!, n * cols, (w) => this.gatherRows(w, cols, idx, n) as GpuStorage);
     return this.wrap(this.run(KERNELS.gatherRows, [cols, n, 1], [arg(t!.buf, cols, rows), arg(ix!.buf, n)]), n * cols, t!.dtype);
   }
 

@@ -2,7 +2,8 @@
 // function and runs its translated JavaScript over host Float32Arrays. This is how CI
 // (no GPU) tests the exact kernel sources that WebGPU runs.
 
-import type { KernelSpec } from './kernels.js';
+import { bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits } from '../../dtype.js';
+import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
 import type { BufferView, DeviceBuffer, KernelArg, Runner } from './runner.js';
 import type { GpuJsModule } from './gpujs.js';
 
@@ -48,6 +49,25 @@ export class CpuRunner implements Runner {
     return Promise.resolve((buf as HostBuffer).data.slice(0, size));
   }
   release(_buf: DeviceBuffer): void { /* garbage collected */ }
+
+  /** The WGSL cast's modes (wgsl.ts) on host words: bit patterns through Uint32/Uint16 views, never a float round trip. */
+  cast(x: DeviceBuffer, n: number, mode: number): DeviceBuffer {
+    const src = (x as HostBuffer).data;
+    const out = new Float32Array(packs(mode) ? Math.ceil(n / 2) : n);
+    const halves = new Uint16Array(src.buffer, src.byteOffset, src.length * 2);
+    const into = new Uint16Array(out.buffer);
+    switch (mode) {
+      case CAST_CODES.f16ToF32: for (let i = 0; i < n; i++) out[i] = float16BitsToFloat32(halves[i]!); break;
+      case CAST_CODES.bf16ToF32: for (let i = 0; i < n; i++) out[i] = bfloat16BitsToFloat32(halves[i]!); break;
+      case CAST_CODES.unpack: for (let i = 0; i < n; i++) out[i] = halves[i]!; break;
+      case CAST_CODES.f32ToF16: for (let i = 0; i < n; i++) into[i] = float32ToFloat16Bits(src[i]!); break;
+      case CAST_CODES.f32ToBf16: for (let i = 0; i < n; i++) into[i] = float32ToBfloat16Bits(src[i]!); break;
+      case CAST_CODES.pack: for (let i = 0; i < n; i++) into[i] = src[i]!; break;
+      case CAST_CODES.trunc: for (let i = 0; i < n; i++) out[i] = Math.trunc(src[i]!); break;
+      default: new Uint32Array(out.buffer).set(new Uint32Array(src.buffer, src.byteOffset, n));
+    }
+    return new HostBuffer(out);
+  }
   flush(): void { /* eager */ }
 
   private bind(what: string, length: number, offset = 0): void {

@@ -4,7 +4,7 @@
 
 import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
 import type { GpuBackend } from './backend.js';
-import { BINARY_CODES, KERNELS, MODES } from './kernels.js';
+import { BINARY_CODES, CAST_CODES, KERNELS, MODES } from './kernels.js';
 import { matmulView } from './matmul.js';
 import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs } from './runner.js';
 import { FLASH_HEAD_MAX } from './wgsl.js';
@@ -87,11 +87,11 @@ export function makeFused(be: GpuBackend): FusedKernels {
       });
       return be.wrap(g, rows * cols, 'float32');
     },
-    linearCrossEntropy: (x, w, targets, rows, cols, classes, grad) => {
+    linearCrossEntropy: (x, w, targets, rows, cols, classes, grad, lower) => {
       const op = 'linearCrossEntropy';
       const [t] = be.check(op, targets);
       be.checkIndex(op, t!, classes, 'target');
-      return linearCrossEntropy(be, f32(op, x), f32(op, w), t!, rows, cols, classes, grad);
+      return linearCrossEntropy(be, f32(op, x), f32(op, w), t!, rows, cols, classes, grad, lower);
     },
     ...(be.runner.flash ? {
       attentionPacked: (qkv, B, T, nh, hs, scale) => attentionPacked(be, f32('attentionPacked', qkv), B, T, nh, hs, scale),
@@ -140,15 +140,27 @@ const LCE_CHUNK_ELEMENTS = 2 ** 26;
  * The mean cross-entropy of x w^T over chunks of 64-aligned rows, so the [rows, classes] logits
  * never exist (GPT-2 at B=16: 3.3 GB, and as much again for their gradient): per chunk the
  * logits, their logsumexp and loss, and with `grad` their gradient (softmax - onehot) / rows,
- * which goes straight into gx's rows and is accumulated into gw.
+ * which goes straight into gx's rows and is accumulated into gw. With `lower` (autocast), values are
+ * rounded to it where torch.autocast stores them: x and w (rounded copies), each chunk's logits and
+ * their gradient, gx's rows, and gw once summed over every chunk (in float32 until then).
  */
 export function linearCrossEntropy(be: GpuBackend, x: GpuStorage, w: GpuStorage, t: GpuStorage, rows: number, cols: number, classes: number,
-  grad: boolean): { loss: Storage; gx: Storage | null; gw: Storage | null } {
+  grad: boolean, lower: 'float16' | 'bfloat16' | null): { loss: Storage; gx: Storage | null; gw: Storage | null } {
   const cap = Math.min(LCE_CHUNK_ELEMENTS, be.runner.maxBindingElements);
   const rc = Math.max(64, Math.floor(cap / Math.max(1, classes) / 64) * 64);
   if (rc * classes > be.runner.maxBindingElements) {
     throw new Error(`linearCrossEntropy: 64 rows of ${classes} logits exceed the device's storage binding limit (${be.runner.maxBindingElements} floats)`);
   }
+  // float32 values rounded to `lower` (a new buffer; the input is released when `owned`)
+  const rounded = (buf: DeviceBuffer, n: number, owned: boolean): DeviceBuffer => {
+    if (!lower) return buf;
+    const half = be.castBuf(buf, n, lower === 'float16' ? CAST_CODES.f32ToF16 : CAST_CODES.f32ToBf16);
+    const out = be.castBuf(half, n, lower === 'float16' ? CAST_CODES.f16ToF32 : CAST_CODES.bf16ToF32);
+    be.runner.release(half);
+    if (owned) be.runner.release(buf);
+    return out;
+  };
+  const xb = rounded(x.buf, rows * cols, false), wb = rounded(w.buf, classes * cols, false);
   const lossRows = be.runner.alloc(rows), lse = be.runner.alloc(rows);
   const gx = grad ? be.runner.alloc(rows * cols) : null;
   let gw: DeviceBuffer | null = null;
@@ -156,17 +168,17 @@ export function linearCrossEntropy(be: GpuBackend, x: GpuStorage, w: GpuStorage,
   const view = (buf: DeviceBuffer, offset: number, ...dims: number[]): BufferArg => (offset === 0 ? arg(buf, ...dims) : { ...arg(buf, ...dims), offset });
   for (let r0 = 0; r0 < rows; r0 += rc) {
     const n = Math.min(rc, rows - r0);
-    const z = matmulView(be, { buf: x.buf, offset: r0 * cols }, { buf: w.buf, offset: undefined },
-      { batch: 1, m: n, n: classes, k: cols, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }); // [n, classes]
+    const z = rounded(matmulView(be, { buf: xb, offset: r0 * cols }, { buf: wb, offset: undefined },
+      { batch: 1, m: n, n: classes, k: cols, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }), n * classes, true); // [n, classes]
     const Z = arg(z, classes, n);
     be.run(KERNELS.rowStat, [n], [Z, classes, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
     const L = view(lse, r0, n), T = view(t.buf, r0, n);
     be.run(KERNELS.ceLoss, [n], [Z, L, T], { buf: lossRows, offset: r0 });
     if (gx) {
-      const g = be.run(KERNELS.ceBack, [classes, n, 1], [Z, L, T, arg(inv, n)]); // [n, classes]
-      matmulView(be, { buf: g, offset: undefined }, { buf: w.buf, offset: undefined },
+      const g = rounded(be.run(KERNELS.ceBack, [classes, n, 1], [Z, L, T, arg(inv, n)]), n * classes, true); // [n, classes]
+      matmulView(be, { buf: g, offset: undefined }, { buf: wb, offset: undefined },
         { batch: 1, m: n, n: cols, k: classes, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 }, { buf: gx, offset: r0 * cols });
-      const part = matmulView(be, { buf: g, offset: undefined }, { buf: x.buf, offset: r0 * cols },
+      const part = matmulView(be, { buf: g, offset: undefined }, { buf: xb, offset: r0 * cols },
         { batch: 1, m: classes, n: cols, k: n, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }); // g^T x: [classes, cols]
       be.runner.release(g);
       if (gw) { gw = updateBuffer(be, 'add', gw, part, classes * cols); be.runner.release(part); } else gw = part;
@@ -176,7 +188,10 @@ export function linearCrossEntropy(be: GpuBackend, x: GpuStorage, w: GpuStorage,
   const total = be.reduceBuf('sum', lossRows, 1, rows, 1);
   const loss = be.run(KERNELS.binary1, [1], [arg(total, 1), arg(inv, 1), 1, 1, BINARY_CODES.mul]);
   for (const b of [lossRows, lse, total, inv]) be.runner.release(b);
-  return { loss: be.wrap(loss, 1, 'float32'), gx: gx && be.wrap(gx, rows * cols, 'float32'), gw: gw && be.wrap(gw, classes * cols, 'float32') };
+  if (xb !== x.buf) be.runner.release(xb);
+  if (wb !== w.buf) be.runner.release(wb);
+  return { loss: be.wrap(loss, 1, 'float32'), gx: gx && be.wrap(rounded(gx, rows * cols, true), rows * cols, 'float32'),
+    gw: gw && be.wrap(rounded(gw, classes * cols, true), classes * cols, 'float32') };
 }
 
 /** A contiguous [bh, rows, d] operand as a flash-attention view (one head per batch entry). */

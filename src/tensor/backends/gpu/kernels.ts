@@ -47,7 +47,16 @@ function spec(name: string, fn: (...args: never[]) => number, argTypes: ArgType[
 // ---- op codes (shared by the host side and the kernels) --------------------------------
 export const UNARY_CODES = { neg: 0, exp: 1, log: 2, sqrt: 3, tanh: 4, relu: 5, abs: 6, step: 7, gelu: 8, geluGrad: 9 } as const;
 export const BINARY_CODES = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, max: 5, min: 6, gt: 7, lt: 8, eq: 9 } as const;
-export const CAST_CODES = { copy: 0, f16ToF32: 1, bf16ToF32: 2, f32ToF16: 3, f32ToBf16: 4, trunc: 5 } as const;
+/**
+ * The runner's cast modes (Runner.cast). Half tensors are packed two per 32-bit word (element 2i
+ * in the low 16 bits): the modes from a half read packed words, those to a half write them; `unpack`
+ * and `pack` move the 16-bit patterns as they are (as f32 integers 0..65535) for movement kernels.
+ */
+export const CAST_CODES = { copy: 0, f16ToF32: 1, bf16ToF32: 2, f32ToF16: 3, f32ToBf16: 4, trunc: 5, unpack: 6, pack: 7 } as const;
+/** Whether a cast mode writes packed halves (ceil(n/2) words for n values). */
+export function packs(mode: number): boolean {
+  return mode === CAST_CODES.f32ToF16 || mode === CAST_CODES.f32ToBf16 || mode === CAST_CODES.pack;
+}
 /** The mode argument of the kernels that compute one of two related things. */
 export const MODES = {
   reduce: { sum: 0, max: 1 },
@@ -182,112 +191,6 @@ function where3K(this: KernelThis, c: A3, a: A3, b: A3, cx: number, cy: number, 
     return a[this.thread.z * az]![this.thread.y * ay]![this.thread.x * ax]!;
   }
   return b[this.thread.z * bz]![this.thread.y * by]![this.thread.x * bx]!;
-}
-
-/**
- * Dtype conversion in gpu.js's cpu mode. float16/bfloat16 live on the device as their 16-bit
- * patterns stored in f32 (0..65535 is exact), so encoding and decoding are arithmetic on those
- * numbers: powers of two by repeated doubling (exact, unlike a pow() built from exp2/log2).
- * That arithmetic is exact in IEEE JavaScript, not on every GPU (no-NaN assumptions, flushed
- * subnormals), so WebGPU runs the bitcast kernel CAST_WGSL (wgsl.ts) instead.
- */
-function castK(this: KernelThis, a: A1, mode: number): number {
-  const v = a[this.thread.x]!;
-  if (mode === 0) return v;
-  if (mode === 5) {
-    if (v < 0.0) return Math.ceil(v);
-    return Math.floor(v);
-  }
-  if (mode === 1 || mode === 2) {
-    // decode: sign | exponent | mantissa
-    let hs = 1.0;
-    let h = v;
-    if (h >= 32768.0) {
-      hs = -1.0;
-      h = h - 32768.0;
-    }
-    let mbits = 1024.0;
-    let emax = 31.0;
-    let bias = 15.0;
-    if (mode === 2) {
-      mbits = 128.0;
-      emax = 255.0;
-      bias = 127.0;
-    }
-    const e = Math.floor(h / mbits);
-    const m = h - e * mbits;
-    if (e === emax) {
-      if (m > 0.0) return Math.sqrt(-1.0 - m * 0.0); // NaN
-      return hs * 3.4028234663852886e38 * 2.0; // +-inf
-    }
-    // value = (e == 0 ? m / mbits : 1 + m / mbits) * 2^(max(e, 1) - bias)
-    let frac = m / mbits;
-    let ee = e;
-    if (e === 0.0) ee = 1.0;
-    else frac = frac + 1.0;
-    let p = frac;
-    for (let i1 = 0; i1 < 300; i1++) {
-      if (ee - bias > i1) p = p * 2.0;
-    }
-    for (let i2 = 0; i2 < 300; i2++) {
-      if (bias - ee > i2) p = p * 0.5;
-    }
-    return hs * p;
-  }
-  // encode float32 -> half bits, round to nearest even
-  if (v !== v) {
-    if (mode === 3) return 32256.0; // 0x7e00
-    return 32704.0; // 0x7fc0
-  }
-  let sign = 0.0;
-  let x = v;
-  if (x < 0.0 || 1.0 / x < 0.0) {
-    sign = 32768.0;
-    x = -x;
-  }
-  let mb = 1024.0;
-  let bias2 = 15.0;
-  let infBits = 31744.0; // 0x7c00
-  if (mode === 4) {
-    mb = 128.0;
-    bias2 = 127.0;
-    infBits = 32640.0; // 0x7f80
-  }
-  if (x > 3.4028234663852886e38) return sign + infBits;
-  if (x === 0.0) return sign;
-  // exponent e with 2^e <= x < 2^(e+1), by halving/doubling (exact)
-  let e2 = 0.0;
-  let y = x;
-  for (let i3 = 0; i3 < 300; i3++) {
-    if (y >= 2.0) {
-      y = y * 0.5;
-      e2 = e2 + 1.0;
-    }
-  }
-  for (let i4 = 0; i4 < 300; i4++) {
-    if (y < 1.0) {
-      y = y * 2.0;
-      e2 = e2 - 1.0;
-    }
-  }
-  // normal: mantissa = (y - 1) * mb; subnormal (e2 < 1 - bias): scale to the fixed grid
-  let q = (y - 1.0) * mb;
-  let ebits = e2 + bias2;
-  if (ebits < 1.0) {
-    // x / 2^(1 - bias - log2(mb)) : y * 2^(e2 - (1 - bias)) * mb
-    q = y * mb;
-    for (let i5 = 0; i5 < 300; i5++) {
-      if (1.0 - bias2 - e2 > i5) q = q * 0.5;
-    }
-    ebits = 0.0;
-  }
-  let r = Math.floor(q);
-  const d = q - r;
-  if (d > 0.5 || (d === 0.5 && r - 2.0 * Math.floor(r / 2.0) === 1.0)) r = r + 1.0;
-  // a mantissa carry (r == mb) correctly bumps the exponent: bits = ebits * mb + r
-  const bits = ebits * mb + r;
-  if (bits >= infBits) return sign + infBits;
-  return sign + bits;
 }
 
 // ---- reductions ------------------------------------------------------------------------
@@ -609,7 +512,6 @@ export const KERNELS = {
   binary3: spec('binary3', binary3K, [I, I, N, N, N, N, N, N, N], [3, 3, 0, 0, 0, 0, 0, 0, 0], 3),
   where1: spec('where1', where1K, [I, I, I, N, N, N], [1, 1, 1, 0, 0, 0], 1),
   where3: spec('where3', where3K, [I, I, I, N, N, N, N, N, N, N, N, N], [3, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0], 3),
-  cast: spec('cast', castK, [I, N], [1, 0], 1),
   reduce: spec('reduce', reduceK, [I, N, N, N], [3, 0, 0, 0], 3),
   sumSquares: spec('sumSquares', sumSquaresK, [I, N, N], [2, 0, 0], 1),
   matmulNN: spec('matmulNN', matmulNNK, [I, I, N, N, N], [3, 3, 0, 0, 0], 3),

@@ -5,9 +5,12 @@
 import type { AdamWParams } from '../../backend.js';
 import type { KernelSpec } from './kernels.js';
 
-/** A device buffer of float32 values (every dtype is held as f32 on the device). */
+/**
+ * A device buffer of 32-bit words: float32 values (int32 as exact f32 too), or float16/bfloat16
+ * packed two per word (only the runner's cast reads or writes those; see CAST_CODES).
+ */
 export interface DeviceBuffer {
-  /** Number of f32 slots (may exceed the storage's size: pooled buffers are rounded up). */
+  /** Number of 32-bit words (may exceed what a storage uses: pooled buffers are rounded up). */
   readonly length: number;
 }
 
@@ -67,12 +70,15 @@ export interface Runner {
   run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[], into?: BufferView): DeviceBuffer;
   /** A new buffer of at least `length` f32 (contents unspecified). */
   alloc(length: number): DeviceBuffer;
-  /** Read the first `size` values back. */
+  /** Read the first `size` words back (as float32; a packed half buffer's bits are the caller's to reinterpret). */
   read(buf: DeviceBuffer, size: number): Promise<Float32Array>;
   /** Return a buffer for reuse; enqueued work that reads it still sees its values. */
   release(buf: DeviceBuffer): void;
-  /** A bit-exact cast (CAST_CODES mode) where the portable gpu.js kernel's float arithmetic may not be exact (WebGPU). */
-  cast?(x: DeviceBuffer, n: number, mode: number): DeviceBuffer;
+  /**
+   * n values converted by bits (CAST_CODES mode) into a new buffer: exact on every device, where
+   * float arithmetic may assume no NaN or flush subnormals; modes to a half write ceil(n/2) words.
+   */
+  cast(x: DeviceBuffer, n: number, mode: number): DeviceBuffer;
   /** AdamW updating p, m and v in place in one launch, where the runner has one (the portable kernels take three). */
   adamw?(p: DeviceBuffer, g: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, n: number, h: AdamWParams): void;
   /** x += y ('add') or x *= y[0] ('scale') in place, where the runner can write a buffer it reads (WebGPU). */

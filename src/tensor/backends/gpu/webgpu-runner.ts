@@ -6,7 +6,7 @@
 // gpu.js kernels and ours share buffers.
 
 import type { AdamWParams } from '../../backend.js';
-import type { KernelSpec } from './kernels.js';
+import { packs, type KernelSpec } from './kernels.js';
 import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
 import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL } from './wgsl.js';
@@ -406,13 +406,14 @@ export class WebGpuRunner implements Runner {
     return [Math.ceil(groups / gy), gy, 1];
   }
 
-  /** n values through the bit-exact WGSL cast (CAST_CODES mode) into a new buffer. */
+  /** n values through the bit-exact WGSL cast (CAST_CODES mode) into a new buffer; halves packed two per word. */
   cast(x: DeviceBuffer, n: number, mode: number): DeviceBuffer {
-    const out = this.alloc(n);
+    const words = packs(mode) ? Math.ceil(n / 2) : n;
+    const out = this.alloc(words);
     if (n === 0) return out;
     this.checkBinding(`cast of ${n} values`, n);
     const k = this.wgslPipeline('cast');
-    const groups = this.flatGroups(n);
+    const groups = this.flatGroups(words);
     const params = new Uint32Array(CAST_PARAMS_BYTES / 4);
     params.set([n, mode, groups[0] * WORKGROUP, 0]);
     this.dispatch('cast (WGSL)', k.pipeline, k.layout, params.buffer, [this.binding('cast input', x), { buffer: out.buffer }], groups);

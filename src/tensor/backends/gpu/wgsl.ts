@@ -80,19 +80,22 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
 `;
 
 /**
- * Dtype conversion by bit manipulation (bitcast), the WebGPU twin of kernels.ts's castK. WGSL
- * lets a compiler assume no NaN or infinity in float arithmetic and many GPUs flush subnormals,
- * so castK's arithmetic (an `x != x` NaN test, halving loops) is exact in gpu.js's cpu mode but
- * not on every device (SwiftShader folds the NaN test away). Integer operations on the bits are
- * exact everywhere. Half values live in f32 slots as their 16-bit patterns (0..65535, exact).
- * Modes are CAST_CODES (kernels.ts); the rounding follows dtype.ts bit for bit.
+ * Dtype conversion by bit manipulation (bitcast): WGSL lets a compiler assume no NaN or infinity
+ * in float arithmetic and many GPUs flush subnormals, but integer operations on the bits are exact
+ * everywhere. Half tensors are packed two per u32 (element 2i in the low 16 bits), so a half takes
+ * 2 bytes on the device: the modes that read a half unpack by shifts, those that write one make a
+ * word from two values per thread. Modes are CAST_CODES (kernels.ts); the rounding follows
+ * dtype.ts bit for bit.
  */
 export const CAST_PARAMS_BYTES = 16; // n, mode, dispatch width (threads), pad
 export const CAST_WGSL = /* wgsl */ `
 struct P { n : u32, mode : u32, width : u32, pad : u32 }
 @group(0) @binding(0) var<uniform> p : P;
-@group(0) @binding(1) var<storage, read> X : array<f32>;
-@group(0) @binding(2) var<storage, read_write> Y : array<f32>;
+@group(0) @binding(1) var<storage, read> X : array<u32>;
+@group(0) @binding(2) var<storage, read_write> Y : array<u32>;
+
+/** The 16-bit pattern of packed half element i. */
+fn halfAt(i : u32) -> u32 { return (X[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu; }
 
 fn f16ToF32(h : u32) -> u32 {
   let s = (h & 0x8000u) << 16u;
@@ -137,18 +140,32 @@ fn f32ToBf16(x : u32) -> u32 {
   return ((x + 0x7fffu + ((x >> 16u) & 1u)) >> 16u) & 0xffffu;
 }
 
+/** Float32 bits of element i narrowed to a half pattern (modes 3, 4, 7). */
+fn narrow(i : u32) -> u32 {
+  switch p.mode {
+    case 3u: { return f32ToF16(X[i]); }
+    case 4u: { return f32ToBf16(X[i]); }
+    default: { return u32(bitcast<f32>(X[i])); }                       // pack: an f32 integer 0..65535
+  }
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
   let i = gid.x + gid.y * p.width;
-  if (i >= p.n) { return; }
-  let v = X[i];
+  let packing = p.mode == 3u || p.mode == 4u || p.mode == 7u;
+  if (i >= select(p.n, (p.n + 1u) / 2u, packing)) { return; }
+  if (packing) {                                                        // one word from elements 2i, 2i+1
+    var w = narrow(2u * i);
+    if (2u * i + 1u < p.n) { w = w | (narrow(2u * i + 1u) << 16u); }
+    Y[i] = w;
+    return;
+  }
   switch p.mode {
-    case 1u: { Y[i] = bitcast<f32>(f16ToF32(u32(v))); }
-    case 2u: { Y[i] = bitcast<f32>(u32(v) << 16u); }
-    case 3u: { Y[i] = f32(f32ToF16(bitcast<u32>(v))); }
-    case 4u: { Y[i] = f32(f32ToBf16(bitcast<u32>(v))); }
-    case 5u: { Y[i] = trunc(v); }
-    default: { Y[i] = v; }
+    case 1u: { Y[i] = f16ToF32(halfAt(i)); }
+    case 2u: { Y[i] = halfAt(i) << 16u; }
+    case 5u: { Y[i] = bitcast<u32>(trunc(bitcast<f32>(X[i]))); }
+    case 6u: { Y[i] = bitcast<u32>(f32(halfAt(i))); }
+    default: { Y[i] = X[i]; }
   }
 }
 `;

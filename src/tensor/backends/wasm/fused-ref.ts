@@ -3,7 +3,7 @@
 // referenceKernels, the same as a FusedKernels table over host storages.
 
 import type { AdamWParams, CpuFusedKernels, Storage } from '../../backend.js';
-import type { DType, HostArray } from '../../dtype.js';
+import { bfloat16BitsToFloat32, float16BitsToFloat32, float32ToBfloat16Bits, float32ToFloat16Bits, roundToHalfInPlace, type DType, type HostArray } from '../../dtype.js';
 
 type Arr = HostArray;
 
@@ -129,31 +129,43 @@ export function attentionBackwardRef(q: Arr, k: Arr, v: Arr, o: Arr, lseIn: Arr,
     }
   }
 }
-/** Mean cross-entropy of x w^T against t, one row at a time; gx, gw (for an upstream 1) when given. */
-export function linearCrossEntropyRef(x: Arr, w: Arr, t: Arr, rows: number, cols: number, classes: number, gx: Arr | null, gw: Arr | null): number {
-  const z = new Float64Array(classes);
+/**
+ * Mean cross-entropy of x w^T against t, one row at a time; gx, gw (for an upstream 1) when given.
+ * With `lower`, rounded where torch.autocast stores half values: x, w, the logits, their gradient,
+ * gx, and gw once complete.
+ */
+export function linearCrossEntropyRef(x: Arr, w: Arr, t: Arr, rows: number, cols: number, classes: number, gx: Arr | null, gw: Arr | null,
+  lower: 'float16' | 'bfloat16' | null = null): number {
+  const r1 = lower ? (a: Arr): Arr => roundToHalfInPlace(Float32Array.from(a), lower) : (a: Arr): Arr => a;
+  const rn = lower === 'bfloat16' ? (v: number): number => bfloat16BitsToFloat32(float32ToBfloat16Bits(v))
+    : lower === 'float16' ? (v: number): number => float16BitsToFloat32(float32ToFloat16Bits(v)) : (v: number): number => v;
+  const xs = r1(x), ws = r1(w);
+  const z = new Float64Array(classes), gr = new Float64Array(cols);
   let total = 0;
   for (let r = 0; r < rows; r++) {
     let mx = -Infinity;
     for (let j = 0; j < classes; j++) {
       let s = 0;
-      for (let c = 0; c < cols; c++) s += x[r * cols + c]! * w[j * cols + c]!;
-      z[j] = s;
-      if (s > mx) mx = s;
+      for (let c = 0; c < cols; c++) s += xs[r * cols + c]! * ws[j * cols + c]!;
+      z[j] = rn(s);
+      if (z[j]! > mx) mx = z[j]!;
     }
     let se = 0;
     for (let j = 0; j < classes; j++) se += Math.exp(z[j]! - mx);
     const lse = mx + Math.log(se), tr = t[r]!;
     total += lse - z[tr]!;
     if (!gx || !gw) continue;
+    gr.fill(0);
     for (let j = 0; j < classes; j++) {
-      const g = (Math.exp(z[j]! - lse) - (j === tr ? 1 : 0)) / rows;
+      const g = rn((Math.exp(z[j]! - lse) - (j === tr ? 1 : 0)) / rows);
       for (let c = 0; c < cols; c++) {
-        gx[r * cols + c] = gx[r * cols + c]! + g * w[j * cols + c]!;
-        gw[j * cols + c] = gw[j * cols + c]! + g * x[r * cols + c]!;
+        gr[c] = gr[c]! + g * ws[j * cols + c]!;
+        gw[j * cols + c] = gw[j * cols + c]! + g * xs[r * cols + c]!;
       }
     }
+    for (let c = 0; c < cols; c++) gx[r * cols + c] = rn(gr[c]!);
   }
+  if (gw && lower) for (let i = 0; i < gw.length; i++) gw[i] = rn(gw[i]!);
   return total / rows;
 }
 
@@ -192,10 +204,10 @@ export function referenceKernels(b: HostAccess): CpuFusedKernels {
       return { loss: b.wrap(loss, x.dtype), lse: b.wrap(lseOut, x.dtype) };
     },
     crossEntropyBackward: (x, t, l, gl, rows, cols) => rowsOut(x, rows * cols, (g) => crossEntropyBackwardRef(h(x), h(t), h(l), h(gl), rows, cols, g)),
-    linearCrossEntropy: (x, w, t, rows, cols, classes, grad) => {
+    linearCrossEntropy: (x, w, t, rows, cols, classes, grad, lower) => {
       const dt = x.dtype, gx = grad ? b.alloc(rows * cols, dt) : null, gw = grad ? b.alloc(classes * cols, dt) : null;
       const loss = b.alloc(1, dt);
-      loss[0] = linearCrossEntropyRef(h(x), h(w), h(t), rows, cols, classes, gx, gw);
+      loss[0] = linearCrossEntropyRef(h(x), h(w), h(t), rows, cols, classes, gx, gw, lower);
       return { loss: b.wrap(loss, dt), gx: gx && b.wrap(gx, dt), gw: gw && b.wrap(gw, dt) };
     },
     layerNorm: (x, w, bias, rows, cols, eps) => {

@@ -5,7 +5,7 @@
 // once, in wasmFused, for every kernel.
 
 import type { AdamWParams, CpuFusedKernels, Storage } from '../../backend.js';
-import { isFloat } from '../../dtype.js';
+import { isFloat, roundToHalfInPlace } from '../../dtype.js';
 import type { WasmBackend } from './backend.js';
 import { referenceKernels } from './fused-ref.js';
 import { gemmHostB, packHostB, readC, zeroC } from './matmul.js';
@@ -132,9 +132,12 @@ function float32Kernels(w: WasmBackend): CpuFusedKernels {
       return w.take(pg, rows * cols);
     })),
 
-    linearCrossEntropy: (x, wt, targets, rows, cols, classes, grad) => w.scoped(() => {
+    linearCrossEntropy: (x, wt, targets, rows, cols, classes, grad, lower) => w.scoped(() => {
       const rt = w.runtime, sh = w.kernels.shape;
-      const T = w.hostAccess().host(targets) as Int32Array, X = f32(x), W = f32(wt);
+      // under autocast: values rounded where torch.autocast stores them in the half type
+      const round = (a: F32): F32 => (lower ? roundToHalfInPlace(a, lower) : a);
+      const T = w.hostAccess().host(targets) as Int32Array;
+      const X = lower ? round(Float32Array.from(f32(x))) : f32(x), W = lower ? round(Float32Array.from(f32(wt))) : f32(wt);
       const px = w.put(X), pt = w.put(T);
       // rows per chunk: at most ~128 MB of logits, in whole micro-tile rows, the chunks of
       // equal size (1024 rows: 2 x 512, not 664 + 360, whose products run slower)
@@ -155,6 +158,7 @@ function float32Kernels(w: WasmBackend): CpuFusedKernels {
         const n = Math.min(R, rows - r0), mark = rt.mark();
         // logits of these rows, z = x W^T, left in wasm memory (rows padded to MR, columns to NR)
         const z = gemmHostB(rt, sh, px + r0 * cols * 4, wFwd, flat(n, classes, cols, false, true));
+        if (lower) round(rt.f32(z.c, n * z.ldc));
         const pm = rt.alloc(n * 4), ps = rt.alloc(n * 4), pz = rt.alloc(n * 4);
         if (gx && gw) {
           // statistics, and g = (softmax(z) - onehot(target)) / rows written over z (its padded
@@ -168,13 +172,14 @@ function float32Kernels(w: WasmBackend): CpuFusedKernels {
         const m = rt.f32(pm, n), sm = rt.f32(ps, n), zt = rt.f32(pz, n);
         for (let r = 0; r < n; r++) total += m[r]! + Math.log(sm[r]!) - zt[r]!;
         if (gx && gw) {
-          readC(rt, gemmHostB(rt, sh, z.c, wBwd, flat(n, cols, classes, false, false), { lda: z.ldc }), 1, n, cols, gx.subarray(r0 * cols, (r0 + n) * cols));
+          if (lower) round(rt.f32(z.c, n * z.ldc));
+          round(readC(rt, gemmHostB(rt, sh, z.c, wBwd, flat(n, cols, classes, false, false), { lda: z.ldc }), 1, n, cols, gx.subarray(r0 * cols, (r0 + n) * cols)));
           gemmHostB(rt, sh, z.c, X.subarray(r0 * cols, (r0 + n) * cols), flat(classes, cols, n, true, false), { into: gw, lda: z.ldc });
         }
         rt.release(mark);
       }
       return { loss: w.out(Float32Array.of(total / rows)), gx: gx && w.out(gx),
-        gw: gw && w.out(readC(rt, gw, 1, classes, cols, w.raw(classes * cols, 'float32') as F32)) };
+        gw: gw && w.out(round(readC(rt, gw, 1, classes, cols, w.raw(classes * cols, 'float32') as F32))) };
     }),
 
     layerNorm: (x, wt, b, rows, cols, eps) => w.scoped(() => {
