@@ -93,6 +93,21 @@ describe('a step\'s device memory on the recording device (npm run train -- --dr
     expect(bytes(() => be.fromHost(new Float32Array(n), 'float32'))).toBe(round(4 * n));
   });
 
+  it('no shape is refused for its size below the binding limit: u32 gathers and segment sums past 2^24 elements', async () => {
+    const be = await recordingBackend();
+    // a permute of four dims that does not nest into three (once refused above 2^24 elements)
+    const [a, b, c, d] = [8, 512, 64, 1025]; // 2^28 + 2^22 elements, 1.1 GB
+    const runner = be.runner as WebGpuRunner;
+    const big = be.wrap(runner.alloc(a * b * c * d), a * b * c * d, 'float32'); // nothing computed: no values needed
+    const st = [b * c * d, c * d, d, 1];
+    const y = be.strided(big, [d, b, c, a], [st[3]!, st[1]!, st[2]!, st[0]!], 0);
+    expect(y.size).toBe(a * b * c * d);
+    // the embedding backward of 2^25 token positions into 50304 rows (u32 offsets)
+    const n = 2 ** 25, ids = Int32Array.from({ length: n }, (_, i) => i % 50304);
+    const g = be.wrap(runner.alloc(n * 8), n * 8, 'float32');
+    expect(be.scatterAddRows(g, 8, be.fromHost(ids, 'int32'), n, 50304).size).toBe(50304 * 8);
+  });
+
   it('counts what a real adapter allocates: the same bytes on SwiftShader (or a GPU)', async (ctx) => {
     const real = await realWebGpu();
     if (!real) { ctx.skip(); return; }

@@ -22,6 +22,8 @@ beforeAll(() => {
   // a vocabulary of 16384 GPT-2 ids holds the sampler's prompt ("Hello, I'm a language model,":
   // ids up to 15496) at a third of GPT-2's lm_head cost (SwiftShader computes slowly)
   writeTinyShards(data, { seed: 3, noise: 0.2, stride: 7919, vocab: VOCAB, val: 400, train: [800] });
+  mkdirSync(join(work, 'small'));
+  writeTinyShards(join(work, 'small'), { seed: 5, noise: 0.2, stride: 7, vocab: 64, val: 400, train: [4000] });
 });
 
 const VOCAB = 16384;
@@ -29,10 +31,14 @@ const args = ['--n-layer', '2', '--n-head', '2', '--n-embd', '16', '--block-size
   '--batch-size', '1', '--seq-len', '16', '--total-batch-size', '32', '--max-steps', '4', '--warmup-steps', '2',
   '--eval-interval', '2', '--val-steps', '2', '--sample-interval', '3', '--checkpoint-interval', '2'];
 
-type LogLine = { step: number; loss?: number; val_loss?: number; norm?: number };
+type LogLine = { step: number; loss?: number; val_loss?: number; norm?: number; device_bytes?: number };
+const REPORT_RSS = 'process.on("exit", () => process.stderr.write(`peak rss: ${process.resourceUsage().maxRSS * 1024}\\n`));';
+const peakRss = (text: string): number => Number(/peak rss: (\d+)/.exec(text)?.[1]);
 /** Run the CLI as a child (asynchronously: the test worker must keep answering vitest). */
-async function train(backend: string, out: string): Promise<{ code: number; text: string; log: LogLine[] }> {
-  const child = spawn(process.execPath, [cli, ...args, '--backend', backend, '--data-dir', data, '--out-dir', out], { cwd: root });
+async function train(backend: string, out: string, flags = args, dataDir = data): Promise<{ code: number; text: string; log: LogLine[] }> {
+  // the child reports its peak resident memory as it exits
+  const child = spawn(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(REPORT_RSS)}`, cli, ...flags, '--backend', backend,
+    '--data-dir', dataDir, '--out-dir', out], { cwd: root });
   let text = '';
   child.stdout.on('data', (d: Buffer) => { text += d.toString(); });
   child.stderr.on('data', (d: Buffer) => { text += d.toString(); });
@@ -63,5 +69,33 @@ describe.skipIf(!gpu)('npm run train -- --backend gpu (real WebGPU adapter)', { 
         expect(Math.abs(b! - a) / Math.abs(a), `${k} at step ${w.log[i]!.step}: gpu ${b}, wasm ${a}`).toBeLessThan(1e-4);
       }
     }
+  });
+
+  it('8 micro-steps take the device memory and peak RSS of 1, and match --backend wasm step for step', async () => {
+    const small = ['--n-layer', '2', '--n-head', '2', '--n-embd', '32', '--block-size', '32', '--vocab-size', '64', '--batch-size', '4',
+      '--seq-len', '32', '--max-steps', '3', '--warmup-steps', '1', '--eval-interval', '0', '--val-steps', '1', '--sample-interval', '0',
+      '--checkpoint-interval', '0'];
+    const dir = join(work, 'small');
+    const run = (backend: string, micro: number): ReturnType<typeof train> =>
+      train(backend, join(work, `${backend}-${micro}`), [...small, '--total-batch-size', String(4 * 32 * micro)], dir);
+    const [one, eight] = [await run('gpu', 1), await run('gpu', 8)];
+    for (const r of [one, eight]) expect(r.code, r.text).toBe(0);
+    const device = (r: { log: LogLine[] }): number => Math.max(...r.log.map((e) => e.device_bytes ?? 0));
+    // the buffer pool's high-water mark: the same but for one gradient per parameter in flight while
+    // backward() sums it into .grad (a micro-step's activations surviving into the next would add
+    // all of them again, seven times)
+    const params = 4 * (64 * 32 + 32 * 32 + 2 * (12 * 32 * 32 + 13 * 32) + 2 * 32);
+    expect(device(one)).toBeGreaterThan(params);
+    expect(device(eight) - device(one), `device memory ${device(eight)} vs ${device(one)}`).toBeLessThanOrEqual(params);
+    expect(Math.abs(peakRss(eight.text) - peakRss(one.text)) / peakRss(one.text), `peak RSS ${peakRss(eight.text)} vs ${peakRss(one.text)}`).toBeLessThan(0.15);
+    const w = await run('wasm', 8);
+    expect(w.code, w.text).toBe(0);
+    const steps = (r: { log: LogLine[] }): LogLine[] => r.log.filter((e) => e.loss !== undefined);
+    expect(steps(eight).map((e) => e.step)).toEqual([0, 1, 2]);
+    steps(w).forEach((e, i) => {
+      for (const k of ['loss', 'norm'] as const) {
+        expect(Math.abs(steps(eight)[i]![k]! - e[k]!) / e[k]!, `${k} at step ${e.step}: gpu ${steps(eight)[i]![k]}, wasm ${e[k]}`).toBeLessThan(1e-4);
+      }
+    });
   });
 });

@@ -141,6 +141,11 @@ export interface Backend {
    * step, because a step's thousands of temporaries barely register on the JS heap.
    */
   collect?(): Promise<void>;
+  /**
+   * Optional (device-memory backends): bytes of device memory the backend has taken so far, its
+   * buffer pool's high-water mark (a pool gives nothing back, so this is also the peak).
+   */
+  deviceBytes?(): number | null;
 
   // ---- elementwise ----
   cast(x: Storage, to: DType): Storage;

@@ -271,11 +271,13 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     await new Promise((r) => setImmediate(r));
     lastLoss = lossV; lastTokPerSec = tokPerSec;
     const skipped = stepped ? '' : ' (step skipped: gradients overflowed float16)';
+    const device = backend.deviceBytes?.() ?? null;
     print(`step ${String(step).padStart(5)} | loss: ${lossV.toFixed(6)} | lr ${lr.toExponential(4)} | norm: ${normV.toFixed(4)} | dt: ${dt.toFixed(2)}ms | tok/sec: ${tokPerSec.toFixed(2)}` +
       (scaler ? ` | loss scale: ${scale}${skipped}` : '') +
-      (W > 1 ? ` | all-reduce: ${commMs.toFixed(0)}ms (after ${waitMs.toFixed(0)}ms waiting for the slowest rank)` : ''));
+      (W > 1 ? ` | all-reduce: ${commMs.toFixed(0)}ms (after ${waitMs.toFixed(0)}ms waiting for the slowest rank)` : '') +
+      (device !== null ? ` | device memory: ${(device / 1e9).toFixed(2)} GB` : ''));
     log.step({ step, loss: lossV, lr, norm: normV, dt_ms: dt, tok_per_s: tokPerSec, dtype,
-      ...(scaler ? { loss_scale: scale!, skipped_steps: scaler.skippedSteps } : {}) });
+      ...(scaler ? { loss_scale: scale!, skipped_steps: scaler.skippedSteps } : {}), ...(device !== null ? { device_bytes: device } : {}) });
     if (stopVote > 0 && step + 1 < o.maxSteps) {
       // stopped from outside (Ctrl-C): keep what this run has done, then say so
       const ck = await save(step + 1, null);

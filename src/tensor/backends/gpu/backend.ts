@@ -5,8 +5,8 @@
 // Host-side work done here, and why:
 // - broadcasting and strided views are collapsed to at most 3 dims on the host, so the
 //   kernels index inputs through gpu.js's i32 accessor (exact past 2^24 elements; see
-//   kernels.ts); the rare shapes that do not collapse go to an f32-index kernel that is
-//   exact below 2^24 and refused (with the shapes named) above;
+//   kernels.ts); the shapes that do not collapse go to the runner's WGSL gather (u32 index
+//   arithmetic, any size);
 // - int32 storages (token ids, targets) keep a host copy next to the device buffer: the
 //   indices come from the host data loader anyway, int32 ops on them run on the host with
 //   the reference backend, and scatterAddRows sorts them there (see scatterAddRows);
@@ -24,6 +24,7 @@ import { BINARY_CODES, CAST_CODES, KERNELS, MODES, UNARY_CODES, type KernelSpec 
 import { matmul as gpuMatmul } from './matmul.js';
 import { arg, type DeviceBuffer, type KernelArg, type Runner } from './runner.js';
 import { selfTest } from './self-test.js';
+import type { WebGpuRunner } from './webgpu-runner.js';
 import { F32_EXACT, GpuStorage, float64Error, forcedGc } from './storage.js';
 import { trackStorage } from '../../scope.js';
 
@@ -76,7 +77,16 @@ export class GpuBackend implements Backend {
     return s;
   }
   run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[], into?: { buf: DeviceBuffer; offset: number }): DeviceBuffer {
-    return this.runner.run(spec, out, args, into);
+    const n = out[0]!, chunk = Math.floor(this.runner.maxBindingElements / 64) * 64;
+    if (!spec.elementwise || into || n <= this.runner.maxBindingElements) return this.runner.run(spec, out, args, into);
+    // past the binding limit: the output a bound chunk at a time, each full-length argument bound from the chunk's start
+    const result = this.runner.alloc(n);
+    for (let base = 0; base < n; base += chunk) {
+      const m = Math.min(chunk, n - base);
+      const part = args.map((a) => (typeof a !== 'number' && a.dims.length === 1 && a.dims[0] === n ? { buf: a.buf, dims: [m], offset: base } : a));
+      this.runner.run(spec, [m], part, { buf: result, offset: base });
+    }
+    return result;
   }
   /** A storage from a host reference-backend result (int32 host path). */
   fromHostRef(s: Storage): GpuStorage {
@@ -316,13 +326,12 @@ export class GpuBackend implements Backend {
         return this.wrap(this.run(KERNELS.strided3, [X, Y, Z], [arg(s.buf, DX, DY, DZ), sx, offset, fy, fz]), n, s.dtype);
       }
     }
-    if (dims.length > 6 || n >= F32_EXACT || s.size >= F32_EXACT) {
-      throw new Error(`${op}: the gpu backend cannot gather a view of shape ${shapeStr(outShape)} with strides [${strides.join(', ')}] ` +
-        `from ${s.size} elements: it collapses to ${dims.length} dims [${dims.join(', ')}] with non-nesting strides, and its f32 index ` +
-        `arithmetic is exact only below 2^24 elements; make the tensor contiguous in smaller pieces (e.g. permute fewer dims at once)`);
+    // strides that do not nest: the WGSL gather's u32 index arithmetic, any size
+    if (dims.length > 8) {
+      throw new Error(`${op}: the gpu backend cannot gather a view of shape ${shapeStr(outShape)} with strides [${strides.join(', ')}]: ` +
+        `it collapses to ${dims.length} dims [${dims.join(', ')}] that do not merge, and the gather takes up to 8; make it contiguous in two steps`);
     }
-    const sh = [...Array(6 - dims.length).fill(1), ...dims], ss = [...Array(6 - st.length).fill(0), ...st];
-    return this.wrap(this.run(KERNELS.stridedN, [n], [arg(s.buf, s.size), offset, ...sh, ...ss]), n, s.dtype);
+    return this.wrap(this.runner.gather(s.buf, dims, st, offset), n, s.dtype);
   }
 
   pad(x: Storage, shape: readonly number[], before: readonly number[], after: readonly number[]): Storage {
@@ -372,17 +381,15 @@ export class GpuBackend implements Backend {
     this.checkIndex('scatterAddRows', ix!, rows, 'row index');
     if (rows * cols === 0) return this.full(rows * cols, s!.dtype, 0);
     const h = ix!.host;
-    const offs = new Float32Array(rows + 1);
+    // u32 on the device (uploaded as their bytes): exact for any count
+    const offs = new Uint32Array(rows + 1);
     for (let r = 0; r < n; r++) offs[h[r]! + 1]!++;
     for (let v = 0; v < rows; v++) offs[v + 1]! += offs[v]!;
     const fillAt = offs.slice(0, rows);
-    const perm = new Float32Array(Math.max(n, 1));
+    const perm = new Uint32Array(Math.max(n, 1));
     for (let r = 0; r < n; r++) perm[fillAt[h[r]!]!++] = r;
-    if (rows + 1 >= F32_EXACT || n >= F32_EXACT) {
-      throw new Error(`scatterAddRows: ${rows} rows / ${n} indices exceed 2^24, the exact range of the f32 offsets on the device`);
-    }
-    const pb = this.runner.upload(perm), ob = this.runner.upload(offs);
-    const out = this.run(KERNELS.scatterAddRows, [cols, rows, 1], [arg(s!.buf, cols, Math.max(n, 1)), arg(pb, perm.length), arg(ob, rows + 1)]);
+    const pb = this.runner.upload(new Float32Array(perm.buffer)), ob = this.runner.upload(new Float32Array(offs.buffer));
+    const out = this.runner.segmentSum(s!.buf, cols, pb, ob, rows);
     this.runner.release(pb);
     this.runner.release(ob);
     return this.wrap(out, rows * cols, s!.dtype);
@@ -433,6 +440,12 @@ export class GpuBackend implements Backend {
       // finalizers run as tasks after the collection; two turns let them all through
       for (let i = 0; i < 2; i++) await new Promise((r) => setTimeout(r, 0));
     }
+  }
+
+  /** Device memory taken so far (the pool's high-water mark), where the runner counts it (WebGPU). */
+  deviceBytes(): number | null {
+    const stats = (this.runner as Partial<Pick<WebGpuRunner, 'stats'>>).stats;
+    return stats ? stats.bytesCreated : null;
   }
 
   /** The start-up self-test (self-test.ts). */

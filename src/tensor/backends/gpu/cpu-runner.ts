@@ -70,6 +70,36 @@ export class CpuRunner implements Runner {
   }
   flush(): void { /* eager */ }
 
+  /** The WGSL gather's twin (wgsl.ts) on host words. */
+  gather(x: DeviceBuffer, shape: readonly number[], strides: readonly number[], offset: number): DeviceBuffer {
+    const src = (x as HostBuffer).data;
+    const n = shape.reduce((a, b) => a * b, 1);
+    this.bind('gather input', src.length); // the device binds the input whole, the output a chunk at a time
+    const xs = new Uint32Array(src.buffer, src.byteOffset, src.length), out = new Float32Array(n), ys = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) {
+      let rest = i, idx = offset;
+      for (let k = shape.length - 1; k >= 0; k--) { idx += (rest % shape[k]!) * strides[k]!; rest = Math.floor(rest / shape[k]!); }
+      ys[i] = xs[idx]!;
+    }
+    return new HostBuffer(out);
+  }
+
+  /** The WGSL segment sum's twin (wgsl.ts) on host values. */
+  segmentSum(src: DeviceBuffer, cols: number, perm: DeviceBuffer, offs: DeviceBuffer, rows: number): DeviceBuffer {
+    const s = (src as HostBuffer).data, pd = (perm as HostBuffer).data, od = (offs as HostBuffer).data;
+    const p = new Uint32Array(pd.buffer, pd.byteOffset, pd.length), o = new Uint32Array(od.buffer, od.byteOffset, od.length);
+    this.bind('segment sum rows', s.length); // bound whole; the output goes a chunk of rows at a time
+    const out = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        let acc = 0;
+        for (let j = o[r]!; j < o[r + 1]!; j++) acc = Math.fround(acc + s[p[j]! * cols + c]!);
+        out[r * cols + c] = acc;
+      }
+    }
+    return new HostBuffer(out);
+  }
+
   private bind(what: string, length: number, offset = 0): void {
     if (offset % 64 !== 0) throw new Error(`gpu backend: ${what} bound at element offset ${offset}, not a multiple of 64 (256 bytes)`);
     if (length > this.maxBindingElements) {

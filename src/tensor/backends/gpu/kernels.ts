@@ -37,6 +37,13 @@ export interface KernelSpec {
   readonly argRanks: readonly number[];
   /** Output rank: 1 ([x]) or 3 ([x, y, z]). */
   readonly rank: 1 | 3;
+  /**
+   * Elementwise: a rank-1 kernel that reads each argument of the output's length at this.thread.x
+   * (others, like a broadcast scalar, at a fixed place). Such a kernel can run over chunks of its
+   * output, each argument of that length bound from the chunk's start: the backend does this past
+   * the storage binding limit.
+   */
+  readonly elementwise?: boolean;
 }
 
 function spec(name: string, fn: (...args: never[]) => number, argTypes: ArgType[], argRanks: number[], rank: 1 | 3): KernelSpec {
@@ -265,54 +272,6 @@ function strided3K(this: KernelThis, a: A3, sx: number, off: number, fy: number,
   return a[this.thread.z * fz]![this.thread.y * fy]![this.thread.x * sx + off]!;
 }
 
-/**
- * The general strided gather for up to 6 collapsed dims, index arithmetic in f32 (exact
- * below 2^24; the host refuses larger inputs with an error naming the shapes).
- */
-function stridedNK(this: KernelThis, a: A1, off: number,
-  s0: number, s1: number, s2: number, s3: number, s4: number, s5: number,
-  t0: number, t1: number, t2: number, t3: number, t4: number, t5: number): number {
-  // coordinates by floor division; WGSL's f32 division is not correctly rounded (2.5 ulp),
-  // so each quotient is corrected by its remainder (exact: every product stays below 2^24)
-  let rest = this.thread.x;
-  let idx = off;
-  let q = Math.floor((rest + 0.5) / s5);
-  let c = rest - q * s5;
-  if (c < 0) { c = c + s5; q = q - 1; }
-  if (c >= s5) { c = c - s5; q = q + 1; }
-  idx = idx + c * t5;
-  rest = q;
-  q = Math.floor((rest + 0.5) / s4);
-  c = rest - q * s4;
-  if (c < 0) { c = c + s4; q = q - 1; }
-  if (c >= s4) { c = c - s4; q = q + 1; }
-  idx = idx + c * t4;
-  rest = q;
-  q = Math.floor((rest + 0.5) / s3);
-  c = rest - q * s3;
-  if (c < 0) { c = c + s3; q = q - 1; }
-  if (c >= s3) { c = c - s3; q = q + 1; }
-  idx = idx + c * t3;
-  rest = q;
-  q = Math.floor((rest + 0.5) / s2);
-  c = rest - q * s2;
-  if (c < 0) { c = c + s2; q = q - 1; }
-  if (c >= s2) { c = c - s2; q = q + 1; }
-  idx = idx + c * t2;
-  rest = q;
-  q = Math.floor((rest + 0.5) / s1);
-  c = rest - q * s1;
-  if (c < 0) { c = c + s1; q = q - 1; }
-  if (c >= s1) { c = c - s1; q = q + 1; }
-  idx = idx + c * t1;
-  rest = q;
-  q = Math.floor((rest + 0.5) / s0);
-  c = rest - q * s0;
-  if (c < 0) { c = c + s0; q = q - 1; }
-  if (c >= s0) { c = c - s0; q = q + 1; }
-  idx = idx + c * t0;
-  return a[idx]!;
-}
 
 /** Zero padding of one axis of x viewed as [outer, len, inner] (x declared [inner, len, outer]). */
 function padAxisK(this: KernelThis, a: A3, before: number, len: number): number {
@@ -326,21 +285,6 @@ function gatherRowsK(this: KernelThis, table: A2, idx: A1): number {
   return table[idx[this.thread.y]!]![this.thread.x]!;
 }
 
-/**
- * out [cols, rows]: row v sums its own segment of src rows. The host sorted the n indices
- * (it holds them: they come from the data loader), so perm lists source rows grouped by
- * destination and offs[v] .. offs[v+1] is row v's segment: O(rows*cols + n*cols) work,
- * not the O(rows*n*cols) of every output row scanning every index.
- */
-function scatterAddRowsK(this: KernelThis, src: A2, perm: A1, offs: A1): number {
-  const st = offs[this.thread.y]!;
-  const cnt = offs[this.thread.y + 1]! - st;
-  let acc = 0.0;
-  for (let j = 0; j < cnt; j++) {
-    acc = acc + src[perm[st + j]!]![this.thread.x]!;
-  }
-  return acc;
-}
 
 /** out [rows]: x[r][idx[r]]; x declared [cols, rows]. */
 function pickLastK(this: KernelThis, x: A2, idx: A1): number {
@@ -506,11 +450,11 @@ function attnGradK(this: KernelThis, P: A2, dP: A2, D: A1, scale: number): numbe
 
 const I = 'Input', N = 'Integer', F = 'Float';
 export const KERNELS = {
-  fill: spec('fill', fillK, [F], [0], 1),
-  unary: spec('unary', unaryK, [I, N], [1, 0], 1),
-  binary1: spec('binary1', binary1K, [I, I, N, N, N], [1, 1, 0, 0, 0], 1),
+  fill: { ...spec('fill', fillK, [F], [0], 1), elementwise: true },
+  unary: { ...spec('unary', unaryK, [I, N], [1, 0], 1), elementwise: true },
+  binary1: { ...spec('binary1', binary1K, [I, I, N, N, N], [1, 1, 0, 0, 0], 1), elementwise: true },
   binary3: spec('binary3', binary3K, [I, I, N, N, N, N, N, N, N], [3, 3, 0, 0, 0, 0, 0, 0, 0], 3),
-  where1: spec('where1', where1K, [I, I, I, N, N, N], [1, 1, 1, 0, 0, 0], 1),
+  where1: { ...spec('where1', where1K, [I, I, I, N, N, N], [1, 1, 1, 0, 0, 0], 1), elementwise: true },
   where3: spec('where3', where3K, [I, I, I, N, N, N, N, N, N, N, N, N], [3, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0], 3),
   reduce: spec('reduce', reduceK, [I, N, N, N], [3, 0, 0, 0], 3),
   sumSquares: spec('sumSquares', sumSquaresK, [I, N, N], [2, 0, 0], 1),
@@ -519,10 +463,8 @@ export const KERNELS = {
   matmulNT: spec('matmulNT', matmulNTK, [I, I, N, N, N], [3, 3, 0, 0, 0], 3),
   matmulTT: spec('matmulTT', matmulTTK, [I, I, N, N, N], [3, 3, 0, 0, 0], 3),
   strided3: spec('strided3', strided3K, [I, N, N, N, N], [3, 0, 0, 0, 0], 3),
-  stridedN: spec('stridedN', stridedNK, [I, N, N, N, N, N, N, N, N, N, N, N, N, N], [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], 1),
   padAxis: spec('padAxis', padAxisK, [I, N, N], [3, 0, 0], 3),
   gatherRows: spec('gatherRows', gatherRowsK, [I, I], [2, 1], 3),
-  scatterAddRows: spec('scatterAddRows', scatterAddRowsK, [I, I, I], [2, 1, 1], 3),
   pickLast: spec('pickLast', pickLastK, [I, I], [2, 1], 1),
   scatterLast: spec('scatterLast', scatterLastK, [I, I], [1, 1], 3),
   rowStat: spec('rowStat', rowStatK, [I, N, N], [2, 0, 0], 1),

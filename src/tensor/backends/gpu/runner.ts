@@ -79,6 +79,16 @@ export interface Runner {
    * float arithmetic may assume no NaN or flush subnormals; modes to a half write ceil(n/2) words.
    */
   cast(x: DeviceBuffer, n: number, mode: number): DeviceBuffer;
+  /**
+   * out[i] = x[offset + sum_k c_k * strides[k]] for i's coordinates c in `shape` (up to 8 dims), in
+   * u32 arithmetic (exact for any buffer a device binds); 32-bit words copied as they are.
+   */
+  gather(x: DeviceBuffer, shape: readonly number[], strides: readonly number[], offset: number): DeviceBuffer;
+  /**
+   * out [rows, cols]: row r sums the rows perm[offs[r]] .. perm[offs[r+1] - 1] of src [., cols];
+   * perm and offs are u32 words (upload their Uint32Array's bytes).
+   */
+  segmentSum(src: DeviceBuffer, cols: number, perm: DeviceBuffer, offs: DeviceBuffer, rows: number): DeviceBuffer;
   /** AdamW updating p, m and v in place in one launch, where the runner has one (the portable kernels take three). */
   adamw?(p: DeviceBuffer, g: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, n: number, h: AdamWParams): void;
   /** x += y ('add') or x *= y[0] ('scale') in place, where the runner can write a buffer it reads (WebGPU). */

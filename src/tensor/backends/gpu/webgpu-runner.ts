@@ -6,10 +6,10 @@
 // gpu.js kernels and ours share buffers.
 
 import type { AdamWParams } from '../../backend.js';
-import { packs, type KernelSpec } from './kernels.js';
+import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
 import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
-import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL } from './wgsl.js';
+import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
   BufferUsage, MAP_READ, SHADER_STAGE_COMPUTE,
   type GpuBindGroupLayoutLike, type GpuBufferLike, type GpuComputePassLike, type GpuDeviceLike, type GpuEncoderLike, type GpuPipelineLike, type GpuShaderModuleLike,
@@ -35,6 +35,8 @@ const HAND_KERNELS = {
   cast: { code: CAST_WGSL, bindings: ['read', 'write'] },
   adamw: { code: ADAMW_WGSL, bindings: ['read', 'write', 'write', 'write'] },
   inPlace: { code: INPLACE_WGSL, bindings: ['read', 'write'] },
+  gather: { code: GATHER_WGSL, bindings: ['read', 'write'] },
+  segmentSum: { code: SEGMENT_SUM_WGSL, bindings: ['read', 'read', 'read', 'write'] },
   flashFwd: { code: FLASH_FWD_WGSL, bindings: ['read', 'read', 'read', 'write', 'write'] },
   flashBwdQ: { code: FLASH_BWD_Q_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'] },
   flashBwdKV: { code: FLASH_BWD_KV_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write'] },
@@ -406,17 +408,69 @@ export class WebGpuRunner implements Runner {
     return [Math.ceil(groups / gy), gy, 1];
   }
 
-  /** n values through the bit-exact WGSL cast (CAST_CODES mode) into a new buffer; halves packed two per word. */
+  /**
+   * n values through the bit-exact WGSL cast (CAST_CODES mode) into a new buffer; halves packed two
+   * per word. Past the binding limit it runs over chunks (of an even number of values, so a chunk
+   * starts on a word of packed halves).
+   */
   cast(x: DeviceBuffer, n: number, mode: number): DeviceBuffer {
-    const words = packs(mode) ? Math.ceil(n / 2) : n;
-    const out = this.alloc(words);
+    const packing = packs(mode), unpacking = mode === CAST_CODES.f16ToF32 || mode === CAST_CODES.bf16ToF32 || mode === CAST_CODES.unpack;
+    const out = this.alloc(packing ? Math.ceil(n / 2) : n);
     if (n === 0) return out;
-    this.checkBinding(`cast of ${n} values`, n);
     const k = this.wgslPipeline('cast');
-    const groups = this.flatGroups(words);
-    const params = new Uint32Array(CAST_PARAMS_BYTES / 4);
-    params.set([n, mode, groups[0] * WORKGROUP, 0]);
-    this.dispatch('cast (WGSL)', k.pipeline, k.layout, params.buffer, [this.binding('cast input', x), { buffer: out.buffer }], groups);
+    const chunk = Math.floor(this.maxBindingElements / 128) * 128;
+    for (let base = 0; base < n; base += chunk) {
+      const m = Math.min(chunk, n - base);
+      const groups = this.flatGroups(packing ? Math.ceil(m / 2) : m);
+      const params = new Uint32Array(CAST_PARAMS_BYTES / 4);
+      params.set([m, mode, groups[0] * WORKGROUP, 0]);
+      const [inAt, outAt] = [unpacking ? base / 2 : base, packing ? base / 2 : base];
+      this.dispatch('cast (WGSL)', k.pipeline, k.layout, params.buffer, [n <= chunk ? this.binding('cast input', x) : this.binding('cast input', x, inAt),
+        n <= chunk ? { buffer: (out as GpuBuf).buffer } : this.outBinding('cast output', { buf: out, offset: outAt }, packing ? Math.ceil(m / 2) : m)], groups);
+    }
+    return out;
+  }
+
+  /** Output elements per launch of the chunked kernels: the binding limit, 64-aligned (256-byte offsets). */
+  private get outputChunk(): number { return Math.floor(this.maxBindingElements / 64) * 64; }
+
+  /** The u32 strided gather (wgsl.ts), over output chunks of at most the binding limit. */
+  gather(x: DeviceBuffer, shape: readonly number[], strides: readonly number[], offset: number): DeviceBuffer {
+    if (shape.length > 8) throw new Error(`gpu backend: a strided view of ${shape.length} dims that do not merge; the gather takes up to 8`);
+    const n = shape.reduce((a, b) => a * b, 1);
+    const out = this.alloc(n);
+    if (n === 0) return out;
+    const k = this.wgslPipeline('gather');
+    const pad = 8 - shape.length;
+    const dims = [...Array(pad).fill(1), ...shape], st = [...Array(pad).fill(0), ...strides];
+    for (let base = 0; base < n; base += this.outputChunk) {
+      const m = Math.min(this.outputChunk, n - base);
+      const groups = this.flatGroups(m);
+      const params = new Uint32Array(GATHER_PARAMS_BYTES / 4);
+      params.set([m, base, offset, groups[0] * WORKGROUP, ...dims, ...st]);
+      this.dispatch('gather (WGSL)', k.pipeline, k.layout, params.buffer, [this.binding('gather input', x),
+        this.outBinding('gather output', { buf: out, offset: base }, m)], groups);
+    }
+    return out;
+  }
+
+  /** The u32 segment sum (wgsl.ts), over chunks of output rows of at most the binding limit. */
+  segmentSum(src: DeviceBuffer, cols: number, perm: DeviceBuffer, offs: DeviceBuffer, rows: number): DeviceBuffer {
+    const out = this.alloc(rows * cols);
+    if (rows * cols === 0) return out;
+    const k = this.wgslPipeline('segmentSum');
+    // all rows at once when they fit, else chunks of 64k rows (each starts 64-aligned)
+    const per = rows * cols <= this.maxBindingElements ? rows : Math.floor(this.maxBindingElements / cols / 64) * 64;
+    if (per === 0) throw new Error(`gpu backend: segment sum rows of ${cols} values exceed the storage binding limit 64 rows at a time`);
+    for (let r0 = 0; r0 < rows; r0 += per) {
+      const m = Math.min(per, rows - r0) * cols;
+      const groups = this.flatGroups(m);
+      const params = new Uint32Array(SEGMENT_SUM_PARAMS_BYTES / 4);
+      params.set([m, cols, r0, groups[0] * WORKGROUP]);
+      this.dispatch('segment sum (WGSL)', k.pipeline, k.layout, params.buffer, [this.binding('segment sum rows', src),
+        this.binding('segment sum order', perm), this.binding('segment sum offsets', offs),
+        this.outBinding('segment sum output', { buf: out, offset: r0 * cols }, m)], groups);
+    }
     return out;
   }
 

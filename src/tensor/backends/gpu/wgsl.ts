@@ -223,6 +223,62 @@ fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
 `;
 
 /**
+ * The strided gather for views that do not nest into three dims (a permute of four, a slice of a
+ * permute): out[i] = X[off + sum_k c_k * t_k] where (c_0..c_7) are i's coordinates in `shape`
+ * (row-major, up to 8 dims). All index arithmetic is u32, exact for any buffer a device can bind;
+ * `base` is the first output element of this launch (outputs past the binding limit are gathered
+ * a bound chunk at a time). Bits are copied as they are, so any 32-bit dtype moves.
+ */
+export const GATHER_PARAMS_BYTES = 80; // n, base, off, dispatch width, shape[8], strides[8]
+export const GATHER_WGSL = /* wgsl */ `
+struct P { n : u32, base : u32, off : u32, width : u32, shape : array<vec4<u32>, 2>, strides : array<vec4<u32>, 2> }
+@group(0) @binding(0) var<uniform> p : P;
+@group(0) @binding(1) var<storage, read> X : array<u32>;
+@group(0) @binding(2) var<storage, read_write> Y : array<u32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = gid.x + gid.y * p.width;
+  if (i >= p.n) { return; }
+  var rest = p.base + i;
+  var idx = p.off;
+  for (var k = 7; k >= 0; k--) {                                       // last dim fastest
+    let d = p.shape[k / 4][k % 4];
+    idx += (rest % d) * p.strides[k / 4][k % 4];
+    rest = rest / d;
+  }
+  Y[i] = X[idx];
+}
+`;
+
+/**
+ * The embedding's backward as a segment sum: out[r, c] = sum over j in [offs[r], offs[r+1]) of
+ * src[perm[j], c], with perm (the source rows sorted by their index) and offs made on the host as
+ * u32 (exact for any count, where f32 stops at 2^24). One thread per output element; `row0` is the
+ * first output row of this launch (outputs past the binding limit go a chunk of rows at a time).
+ */
+export const SEGMENT_SUM_PARAMS_BYTES = 16; // n (threads), cols, row0, width
+export const SEGMENT_SUM_WGSL = /* wgsl */ `
+struct P { n : u32, cols : u32, row0 : u32, width : u32 }
+@group(0) @binding(0) var<uniform> p : P;
+@group(0) @binding(1) var<storage, read> src : array<f32>;
+@group(0) @binding(2) var<storage, read> perm : array<u32>;
+@group(0) @binding(3) var<storage, read> offs : array<u32>;
+@group(0) @binding(4) var<storage, read_write> Y : array<f32>;
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = gid.x + gid.y * p.width;
+  if (i >= p.n) { return; }
+  let r = p.row0 + i / p.cols;
+  let c = i % p.cols;
+  var acc = 0.0;
+  for (var j = offs[r]; j < offs[r + 1u]; j++) { acc += src[perm[j] * p.cols + c]; }
+  Y[i] = acc;
+}
+`;
+
+/**
  * Flash attention (Dao et al.), forward and backward, never forming the [T, S] scores: each
  * workgroup takes 64 rows (queries, or keys in the dK/dV pass), stages tiles of the other side
  * in workgroup memory, and keeps an online softmax (running max and sum) per row; the backward
