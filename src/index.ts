@@ -26,3 +26,29 @@ export async function initGpuBackend(opts?: import('./tensor/backends/gpu/index.
 // ---- models and training ----
 export * from './nn/index.js';
 export * from './optim/index.js';
+
+// ---- checkpoints and the GPT-2 tokenizer ----
+export { Gpt2Tokenizer, Gpt2StreamDecoder, gpt2Tokenizer, EOT, GPT2_VOCAB_SIZE } from './data/tokenizer.js';
+export type { LoadedCheckpoint, LoadedWeights, CheckpointPaths } from './train/checkpoint.js';
+
+/**
+ * Node: read a checkpoint that `npm run train` or saveCheckpoint wrote (model_<step>.json or its
+ * .safetensors): config, weights under the model's parameter names (for model.loadStateDict),
+ * the AdamW moments and the sidecar's meta (val_loss, ...). File access loads on the first call.
+ */
+export async function loadCheckpoint(path: string, opts: { optimizer?: boolean } = {}): Promise<import('./train/checkpoint.js').LoadedCheckpoint> {
+  return (await import('./train/checkpoint.js')).loadCheckpoint(path, opts);
+}
+
+/**
+ * Node: write `model` (and `optimizer`'s AdamW moments) to outDir as model_<step>.safetensors (Hugging
+ * Face's GPT-2 names and layout) + model_<step>.json, each file through a temp file and a rename, as
+ * `npm run train` does; `npm run sample -- --init-from` and GPT.fromPretrained read it. Returns the
+ * sidecar's path.
+ */
+export async function saveCheckpoint(outDir: string, step: number, model: import('./nn/gpt.js').GPT,
+  opts: { optimizer?: import('./optim/adamw.js').AdamW; meta?: Record<string, unknown> } = {}): Promise<string> {
+  const c = await import('./train/checkpoint.js');
+  const { weights, optimizerState } = await c.modelState(model, opts.optimizer);
+  return (await c.saveCheckpoint(outDir, step, { config: model.config, weights, optimizerState, meta: opts.meta ?? {} })).sidecar;
+}

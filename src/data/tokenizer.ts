@@ -118,7 +118,7 @@ export function makeEncoder(core: PieceCore, ranks: readonly (string | readonly 
 
 export class Gpt2Tokenizer {
   private readonly core: BytePairEncodingCore;
-  private readonly encode: (text: string) => number[];
+  private readonly bpe: (text: string) => number[];
   /** Bytes of every token, index = token id; built from the same rank table the BPE uses. */
   private readonly bytes: Uint8Array[];
 
@@ -134,7 +134,7 @@ export class Gpt2Tokenizer {
     if (typeof pieces.getBpeRankFromString !== 'function' || typeof pieces.bytePairEncode !== 'function') {
       throw new Error('tokenizer: the installed gpt-tokenizer lacks BytePairEncodingCore.getBpeRankFromString/bytePairEncode (tested with 3.4)');
     }
-    this.encode = makeEncoder(pieces, r50kRanks, GPT2_SPLIT_PATTERN);
+    this.bpe = makeEncoder(pieces, r50kRanks, GPT2_SPLIT_PATTERN);
     const enc = new TextEncoder();
     this.bytes = r50kRanks.map((v) => (typeof v === 'string' ? enc.encode(v) : Uint8Array.from(v)));
     if (this.bytes.length !== EOT) {
@@ -148,12 +148,17 @@ export class Gpt2Tokenizer {
    * Any document: a piece of any length (100k spaces are 100k tokens; see makeEncoder).
    */
   encodeOrdinary(text: string): number[] {
-    return this.encode(text);
+    return this.bpe(text);
+  }
+
+  /** The token ids of `text` (tiktoken's encode_ordinary: "<|endoftext|>" in the text is plain text). */
+  encode(text: string): number[] {
+    return this.bpe(text);
   }
 
   /** One fineweb.py document: [EOT, ...encode_ordinary(text)] as uint16. */
   encodeDocument(text: string): Uint16Array {
-    const ids = this.encode(text);
+    const ids = this.bpe(text);
     const out = new Uint16Array(ids.length + 1);
     out[0] = EOT;
     out.set(ids, 1);

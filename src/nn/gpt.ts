@@ -2,7 +2,7 @@
 // MLP, weight tying wte = lm_head, GPT-2 init. Field names equal GPT-2 checkpoint keys.
 
 import { Generator, defaultGenerator } from '../tensor/random.js';
-import { Module } from './module.js';
+import { Module, type HostTensor } from './module.js';
 import { Embedding, LayerNorm, Linear } from './layers.js';
 import { shapeStr } from '../tensor/shape.js';
 import { Tensor, noGrad, arange, randn, tensor, ops, F, autocastDtype, autocast } from '../tensor/index.js';
@@ -138,6 +138,44 @@ export class GPT extends Module {
   }
 
   /**
+   * Node: a GPT with the weights at `path`: a checkpoint of ours (model_<step>.json or .safetensors),
+   * a training --out-dir (its newest complete checkpoint), or a Hugging Face GPT-2 directory
+   * (config.json + model.safetensors). In eval mode, on the current backend.
+   */
+  static async fromPretrained(path: string): Promise<GPT> {
+    const { loadWeights } = await import('../train/checkpoint.js'); // file access, loaded when asked
+    const loaded = await loadWeights(path);
+    const model = new GPT(loaded.config, { init: false });
+    model.loadStateDict(loaded.weights);
+    return model.eval();
+  }
+
+  /**
+   * Hugging Face's GPT-2 state dicts load too, where that is unambiguous: names without the
+   * `transformer.` prefix (GPT2Model, the hub's model.safetensors), the attention's causal-mask
+   * buffers (`attn.bias`, `attn.masked_bias`: not parameters) dropped, and Conv1D weights stored
+   * [in, out] transposed, decided for the whole dict by the c_attn weight's shape ([C, 3C] in HF's
+   * layout, [3C, C] in ours; attn.c_proj's square one could not tell).
+   */
+  protected override adaptStateDict(entries: Map<string, Tensor | HostTensor>): Map<string, Tensor | HostTensor> {
+    const own = this.stateDict();
+    const out = new Map<string, Tensor | HostTensor>();
+    for (const [key, value] of entries) {
+      const name = !own.has(key) && own.has(`transformer.${key}`) ? `transformer.${key}` : key;
+      if (!own.has(name) && /(^|\.)attn\.(bias|masked_bias)$/.test(name)) continue;
+      out.set(name, value);
+    }
+    const C = this.config.nEmbd;
+    const cAttn = out.get('transformer.h.0.attn.c_attn.weight');
+    if (cAttn && cAttn.shape.length === 2 && cAttn.shape[0] === C && cAttn.shape[1] === 3 * C) {
+      for (const [name, value] of out) {
+        if (/\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.weight$/.test(name) && value.shape.length === 2) out.set(name, transposed(value));
+      }
+    }
+    return out;
+  }
+
+  /**
    * GPT-2 init: normal(0, 0.02) for Linear and Embedding weights, zero biases, and the
    * residual projections (attn.c_proj, mlp.c_proj) scaled by (2 * n_layer)^-0.5 so the
    * residual stream's variance does not grow with depth.
@@ -255,4 +293,13 @@ export function sampleTopK(logits: ArrayLike<number>, offset: number, V: number,
   let r = gen.random() * total;
   for (let j = 0; j < top.length; j++) { r -= w[j]!; if (r < 0) return top[j]!; }
   return top[top.length - 1]!;
+}
+
+/** A [rows, cols] weight as [cols, rows] (Conv1D's layout to nn.Linear's). */
+function transposed(w: Tensor | HostTensor): Tensor | HostTensor {
+  const [rows, cols] = w.shape as [number, number];
+  if (w instanceof Tensor) return noGrad(() => ops.transpose(w, 0, 1)); // a new contiguous storage
+  const src = w.data, dst = new (src.constructor as new (n: number) => typeof src)(src.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c]!;
+  return { shape: [cols, rows], data: dst };
 }

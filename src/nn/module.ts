@@ -13,6 +13,12 @@ export interface HostTensor {
   data: HostArray;
 }
 
+/** What loadStateDict did not match: model parameters not in the source, source keys not in the model. */
+export interface LoadResult {
+  missingKeys: string[];
+  unexpectedKeys: string[];
+}
+
 export abstract class Module {
   training = true;
 
@@ -49,30 +55,48 @@ export abstract class Module {
   }
 
   /**
-   * Copy values into the parameters by name. With `strict`, missing and unexpected keys are
-   * errors (tied names may be omitted when the tie partner is present).
+   * Copy values into the parameters by name, as torch's load_state_dict. With `strict` (the
+   * default), a missing or unexpected key is an error naming them all; without, they are returned.
+   * Tied names may be omitted when the tie partner is present. A source none of whose keys match
+   * is an error either way (it is never what was meant). Subclasses map other naming schemes in
+   * `adaptStateDict` (GPT reads Hugging Face's).
    */
-  loadStateDict(sd: Map<string, Tensor | HostTensor> | Record<string, Tensor | HostTensor>, strict = true): void {
-    const entries = sd instanceof Map ? sd : new Map(Object.entries(sd));
+  loadStateDict(sd: Map<string, Tensor | HostTensor> | Record<string, Tensor | HostTensor>, strict = true): LoadResult {
+    const entries = this.adaptStateDict(sd instanceof Map ? sd : new Map(Object.entries(sd)));
     const own = this.stateDict();
     const loaded = new Set<Tensor>();
+    const unexpectedKeys: string[] = [];
+    const assign: [Tensor, Tensor | HostTensor, string][] = [];
     for (const [name, value] of entries) {
       const p = own.get(name);
-      if (!p) {
-        if (strict) throw new Error(`loadStateDict: unexpected key '${name}' (the model has ${own.size} keys, e.g. '${[...own.keys()][0]}')`);
-        continue;
-      }
+      if (!p) { unexpectedKeys.push(name); continue; }
       if (value.shape.length !== p.shape.length || value.shape.some((d, i) => d !== p.shape[i])) {
         throw new Error(`loadStateDict: '${name}' has shape ${shapeStr(value.shape)} in the source but ${shapeStr(p.shape)} in the model`);
       }
-      const src = value instanceof Tensor ? value.to(p.backend) : tensor(value.data as Float32Array, { shape: value.shape, backend: p.backend });
-      noGrad(() => { p.storage = (src.dtype === p.dtype ? src : src.to(p.dtype)).storage; });
+      assign.push([p, value, name]);
       loaded.add(p);
     }
-    if (strict) {
-      const missing = [...own].filter(([, p]) => !loaded.has(p)).map(([n]) => n);
-      if (missing.length) throw new Error(`loadStateDict: missing keys: ${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ` and ${missing.length - 5} more` : ''}`);
+    const missingKeys = [...own].filter(([, p]) => !loaded.has(p)).map(([n]) => n);
+    const list = (keys: string[]): string => `${keys.slice(0, 5).map((k) => `'${k}'`).join(', ')}${keys.length > 5 ? ` and ${keys.length - 5} more` : ''}`;
+    if (entries.size > 0 && assign.length === 0) {
+      throw new Error(`loadStateDict: none of the source's ${entries.size} keys (${list([...entries.keys()])}) is a parameter of the model ` +
+        `(${list([...own.keys()])}); is it another model's state dict?`);
     }
+    if (strict && (missingKeys.length || unexpectedKeys.length)) {
+      throw new Error(`loadStateDict: ${[missingKeys.length ? `missing keys ${list(missingKeys)}` : '', unexpectedKeys.length ? `unexpected keys ${list(unexpectedKeys)}` : '']
+        .filter(Boolean).join('; ')}; pass strict = false to load the rest and get these back`);
+    }
+    // only now, so a refused source leaves the model as it was
+    for (const [p, value] of assign) {
+      const src = value instanceof Tensor ? value.to(p.backend) : tensor(value.data as Float32Array, { shape: value.shape, backend: p.backend });
+      noGrad(() => { p.storage = (src.dtype === p.dtype ? src : src.to(p.dtype)).storage; });
+    }
+    return { missingKeys, unexpectedKeys };
+  }
+
+  /** Map another naming scheme or layout onto this module's (see GPT); the default takes names as they are. */
+  protected adaptStateDict(entries: Map<string, Tensor | HostTensor>): Map<string, Tensor | HostTensor> {
+    return entries;
   }
 
   train(mode = true): this {

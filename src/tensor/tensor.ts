@@ -6,6 +6,7 @@
 import { getBackend, type Backend, type Storage } from './backend.js';
 import { bfloat16BitsToFloat32, float16BitsToFloat32, isFloat, type DType, type HostArray } from './dtype.js';
 import { shapeStr, sizeOf, type Shape } from './shape.js';
+import { formatTensor } from './print.js';
 
 // ---------------------------------------------------------------------------------------
 // The tape. Each differentiable op's output remembers its inputs and a backward rule that
@@ -93,9 +94,19 @@ export class Tensor {
   numel(): number { return this.storage.size; }
   get isLeaf(): boolean { return this.node === null; }
 
+  /** torch's format: `tensor([[ 0.1000, -2.0000], ...], dtype=int32)`, large tensors summarised (print.ts). */
   toString(): string {
-    return `Tensor(shape=${shapeStr(this.shape)}, dtype=${this.dtype}, backend=${this.backend.name}${this.requiresGrad ? ', requiresGrad' : ''})`;
+    const extras: string[] = [];
+    if (this.dtype !== 'float32') extras.push(`dtype=${this.dtype}`);
+    if (this.backend.name !== 'js' && this.backend.name !== 'wasm') extras.push(`backend=${this.backend.name}`);
+    if (this.node) extras.push(`gradFn=<${this.node.op}>`);
+    else if (this.requiresGrad) extras.push('requiresGrad=true');
+    let values: ArrayLike<number> | null = null;
+    try { values = this.backend.hostMemory ? this.numbers() : null; } catch { values = null; } // a freed storage
+    return formatTensor(values, this.shape, extras, this.dtype === 'int32');
   }
+  /** console.log(t) and util.inspect(t) in Node print the values, as toString. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string { return this.toString(); }
 
   // ---- reading values (explicit, so a GPU backend never reads back implicitly) ----
   /** The flat values (float16/bfloat16 as their raw bits). Works on every backend. */

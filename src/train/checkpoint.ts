@@ -7,6 +7,8 @@
 import { readdir, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { makeDirs, writeFileAtomic } from '../data/fsutil.js';
+import type { Module } from '../nn/module.js';
+import type { AdamW } from '../optim/adamw.js';
 import { openSafetensors, readSafetensors, toFloat32, writeSafetensors, type SafetensorsTensorInput } from '../data/safetensors.js';
 import {
   readHfGpt2Dir, readHfGpt2Safetensors, readJsonFile, writeHfGpt2Safetensors, parseHfGpt2Config, parseTapegradConfig,
@@ -40,6 +42,35 @@ export interface LoadedCheckpoint {
   optimizerState: Map<string, Weight>;
   meta: Record<string, unknown>;
   paths: CheckpointPaths;
+}
+
+/** A float32 array as it is; any other (a float64 model's) converted. */
+function asFloat32(a: ArrayLike<number>): Float32Array { return a instanceof Float32Array ? a : Float32Array.from(a); }
+
+/**
+ * A model's weights (and an AdamW's moments, under `<param>.exp_avg` / `.exp_avg_sq`) as host
+ * arrays for saveCheckpoint. The arrays are the backend's own where it can give them (no copy of
+ * GPT-2's 1.5 GB): save before the next step changes them. A NaN or infinity is refused, naming
+ * the parameter (`what` says what was being done).
+ */
+export async function modelState(model: Module, optimizer?: AdamW | null, what = 'not saving'):
+  Promise<{ weights: WeightMap; optimizerState: Map<string, Weight>; optimizerStep: number }> {
+  const weights: WeightMap = new Map();
+  const optimizerState = new Map<string, Weight>();
+  let optimizerStep = 0;
+  for (const [name, p] of model.namedParameters()) {
+    const data = asFloat32(await p.data());
+    for (let i = 0; i < data.length; i++) {
+      if (data[i]! - data[i]! !== 0) throw new Error(`${what}: ${name} holds ${data[i]} (the run has diverged)`);
+    }
+    weights.set(name, { shape: [...p.shape], data });
+    const st = optimizer?.getState(p);
+    if (!st) continue;
+    optimizerStep = st.step;
+    optimizerState.set(`${name}.exp_avg`, { shape: [...p.shape], data: asFloat32(await st.expAvg.data()) });
+    optimizerState.set(`${name}.exp_avg_sq`, { shape: [...p.shape], data: asFloat32(await st.expAvgSq.data()) });
+  }
+  return { weights, optimizerState, optimizerStep };
 }
 
 /** Sidecar keys owned by this module; meta may not use them. */

@@ -12,8 +12,8 @@ import { DataLoaderLite, listShards } from '../data/loader.js';
 import { ensureEmbeddedShards } from '../data/embedded.js';
 import { gpt2Tokenizer } from '../data/tokenizer.js';
 import { ProgressBar } from '../data/progress.js';
-import { saveCheckpoint } from './checkpoint.js';
-import type { Weight, WeightMap } from './hf-gpt2.js';
+import { modelState, saveCheckpoint } from './checkpoint.js';
+import type { Weight } from './hf-gpt2.js';
 import { useBackend } from './backend.js';
 import type { Backend } from '../tensor/backend.js';
 import { RunLog } from './run-log.js';
@@ -390,30 +390,11 @@ async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, r
   rows.forEach((r, i) => print(`${W > 1 ? `rank ${rank} ` : ''}sample ${i}: ${tok.decode(r)}`));
 }
 
-/** A float32 array as it is; any other (a float64 model's) converted. */
-function asFloat32(a: ArrayLike<number>): Float32Array { return a instanceof Float32Array ? a : Float32Array.from(a); }
-
 /** Save the run's state at `step`: weights, AdamW moments, data position, and what the run is. */
 async function checkpoint(model: GPT, optimizer: AdamW, outDir: string, step: number, config: GPTConfig,
   meta: { val_loss: number | null; loss: number; run: RunIdentity; dtype: TrainDtype; grad_scaler?: GradScalerState & { skipped_steps: number } },
   loader: { shard: number; position: number }): Promise<string> {
-  const weights: WeightMap = new Map();
-  const optimizerState = new Map<string, Weight>();
-  let optimizerStep = 0;
-  // the live arrays, not copies: nothing changes them until this save, awaited before the next
-  // step, has written them (copies of GPT-2's weights and moments would be another 1.5 GB)
-  for (const [name, p] of model.namedParameters()) {
-    const data = asFloat32(await p.data());
-    for (let i = 0; i < data.length; i++) {
-      if (data[i]! - data[i]! !== 0) throw new Error(`not saving a checkpoint at step ${step}: ${name} holds ${data[i]} (the run has diverged)`);
-    }
-    weights.set(name, { shape: [...p.shape], data });
-    const st = optimizer.getState(p);
-    if (!st) continue;
-    optimizerStep = st.step;
-    optimizerState.set(`${name}.exp_avg`, { shape: [...p.shape], data: asFloat32(await st.expAvg.data()) });
-    optimizerState.set(`${name}.exp_avg_sq`, { shape: [...p.shape], data: asFloat32(await st.expAvgSq.data()) });
-  }
+  const { weights, optimizerState, optimizerStep } = await modelState(model, optimizer, `not saving a checkpoint at step ${step}`);
   const paths = await saveCheckpoint(outDir, step, {
     config, weights, optimizerState,
     meta: { ...meta, optimizer_step: optimizerStep, train_loader: loader },
