@@ -43,9 +43,9 @@ const softmaxLast = defineOp({
     const { rows, cols } = rowsOf(x);
     if (!k.softmax || !k.softmaxBackward || cols === 0) return null;
     const [fwd, bwd] = [k.softmax, k.softmaxBackward];
-    return { inputs: [x], shape: x.shape, readsInputs: false, forward: ([xs]) => {
+    return { inputs: [x], shape: x.shape, readsInputs: false, readsOutput: true, forward: ([xs]) => {
       const y = fwd(xs!, rows, cols);
-      return { out: y, backward: (g) => [bwd(y, g, rows, cols)] };
+      return { out: y, backward: (g, _, yb) => [bwd(yb!, g, rows, cols)] };
     } };
   },
 });
@@ -62,9 +62,9 @@ const logSoftmaxLast = defineOp({
     const { rows, cols } = rowsOf(x);
     if (!k.logSoftmax || !k.logSoftmaxBackward || cols === 0) return null;
     const [fwd, bwd] = [k.logSoftmax, k.logSoftmaxBackward];
-    return { inputs: [x], shape: x.shape, readsInputs: false, forward: ([xs]) => {
+    return { inputs: [x], shape: x.shape, readsInputs: false, readsOutput: true, forward: ([xs]) => {
       const y = fwd(xs!, rows, cols);
-      return { out: y, backward: (g) => [bwd(y, g, rows, cols)] };
+      return { out: y, backward: (g, _, yb) => [bwd(yb!, g, rows, cols)] };
     } };
   },
 });
@@ -280,7 +280,7 @@ const attention = defineOp({
     const [fwd, bwd] = [kernels.attention, kernels.attentionBackward];
     return { inputs: [q, k, v], shape: q.shape, readsInputs: true, forward: ([qs, ks, vs]) => {
       const { o, lse } = fwd(qs!, ks!, vs!, bh, T, S, D, scale, causal);
-      return { out: o, backward: (g, [qb, kb, vb]) => { const r = bwd(qb!, kb!, vb!, o, lse, g, bh, T, S, D, scale, causal); return [r.gq, r.gk, r.gv]; } };
+      return { out: o, keepsOutput: true, backward: (g, [qb, kb, vb]) => { const r = bwd(qb!, kb!, vb!, o, lse, g, bh, T, S, D, scale, causal); return [r.gq, r.gk, r.gv]; } };
     } };
   },
 });
@@ -317,7 +317,7 @@ const packedAttention = defineOp({
     const hs = C3 / 3 / nHead, scale = 1 / Math.sqrt(hs);
     return { inputs: [qkv], shape: [B, T, C3 / 3], readsInputs: true, forward: ([x]) => {
       const { o, lse } = fwd(x!, B, T, nHead, hs, scale);
-      return { out: o, backward: (g, [xb]) => [bwd(xb!, o, lse, g, B, T, nHead, hs, scale)] };
+      return { out: o, keepsOutput: true, backward: (g, [xb]) => [bwd(xb!, o, lse, g, B, T, nHead, hs, scale)] };
     } };
   },
 });

@@ -15,10 +15,15 @@ export interface FusedRun {
   out: Storage;
   /**
    * Float32 gradients of the inputs (null where none flows) from the output's float32 gradient.
-   * `xs` are the inputs again as float32 when the call `readsInputs` (else empty): the kernel must
-   * not keep its forward's, which for a half input are a widened float32 copy twice its size.
+   * `xs` are the inputs again as float32 when the call `readsInputs` (else empty), and `out` the
+   * op's output as float32 when it `readsOutput` (else null): the kernel must not keep its
+   * forward's, which for half inputs or outputs are float32 copies twice their size (a half
+   * output is read back rounded). Attention keeps its float32 output instead: torch's math
+   * attention differentiates through the unrounded softmax, and the fixtures are torch's.
    */
-  backward(g: Storage, xs: Storage[]): (Storage | null)[];
+  backward(g: Storage, xs: Storage[], out: Storage | null): (Storage | null)[];
+  /** The backward holds `out` itself (attention: see above), so a narrowed op must not free it. */
+  keepsOutput?: boolean;
 }
 
 /** What a fused kernel needs from one call: its differentiable inputs, output shape and forward. */
@@ -29,6 +34,8 @@ export interface FusedCall {
   forward(xs: Storage[]): FusedRun;
   /** Whether the backward reads the inputs (softmax's reads only its output). */
   readsInputs: boolean;
+  /** Whether the backward reads the output (softmax, attention). */
+  readsOutput?: boolean;
 }
 
 export interface OpSpec<A extends unknown[]> {
@@ -87,7 +94,7 @@ export function defineOp<A extends unknown[]>(spec: OpSpec<A>): Op<A> {
 function runFused(name: string, call: FusedCall, outDtype?: DType): Tensor {
   const like = call.inputs[0]!;
   const wide = call.inputs.map(computeStorage);
-  const { out, backward } = call.forward(wide);
+  const { out, backward, keepsOutput } = call.forward(wide);
   // the float32 copies of half inputs are this call's own (backward gets the inputs again); a loop,
   // not an arrow: an arrow would put `wide` in the context the backward closure below keeps alive
   for (let i = 0; i < wide.length; i++) releaseCopy(call.inputs[i]!, wide[i]!);
@@ -96,7 +103,12 @@ function runFused(name: string, call: FusedCall, outDtype?: DType): Tensor {
   const saved = call.readsInputs ? call.inputs.map((x) => x.storage) : null;
   const meta = call.inputs.map((x) => ({ dtype: x.dtype, shape: x.shape }));
   const widen = (s: Storage): Storage => (isHalf(s.dtype) ? like.backend.cast(s, 'float32') : s);
-  return fromOp(name, outStorage(like, out, outDtype), call.shape, call.inputs, (g) => backward(computeStorage(g), saved?.map(widen) ?? []).map((s, i) =>
+  const stored = outStorage(like, out, outDtype);
+  // narrowed: the float32 result is no one's (a backward that `readsOutput` widens `stored` again),
+  // unless the kernel keeps it (attention's backward reads it unrounded, as torch's math attention)
+  if (stored !== out && !keepsOutput) like.backend.dispose(out);
+  const readOut = call.readsOutput ? stored : null;
+  return fromOp(name, stored, call.shape, call.inputs, (g) => backward(computeStorage(g), saved?.map(widen) ?? [], readOut && widen(readOut)).map((s, i) =>
     (s ? new Tensor(outStorage(like, s, meta[i]!.dtype), meta[i]!.shape, like.backend) : null)));
 }
 
