@@ -47,7 +47,13 @@ function within<T>(dtype: AutocastDtype | null, fn: () => T): T {
   depth++;
   const leave = (): void => {
     active = prev;
-    if (--depth === 0) paramCasts.clear();
+    if (--depth === 0) {
+      // the casts are the region's own: no backward reads them (matmul recasts a weight instead,
+      // see ops.keptForBackward), so a device backend gets their memory back now, not at the
+      // end of the step's scope
+      for (const c of paramCasts.values()) c.backend.dispose(c.storage, 'the autocast region that cast it ended');
+      paramCasts.clear();
+    }
   };
   let out: T;
   try { out = fn(); } catch (e) { leave(); throw e; }

@@ -8,7 +8,7 @@ import type { FusedKernels, Storage } from './backend.js';
 import { isHalf, type DType } from './dtype.js';
 import { Tensor, fromOp } from './tensor.js';
 import { autocastInputs, cast, computeStorage, outStorage, releaseCopy } from './ops.js';
-import { autocastDtype, withoutAutocast, type AutocastCategory } from './autocast.js';
+import { autocastDtype, castSource, withoutAutocast, type AutocastCategory } from './autocast.js';
 
 /** A fused kernel's forward on float32 storages: the output and how to differentiate it. */
 export interface FusedRun {
@@ -99,10 +99,18 @@ function runFused(name: string, call: FusedCall, outDtype?: DType): Tensor {
   // not an arrow: an arrow would put `wide` in the context the backward closure below keeps alive
   for (let i = 0; i < wide.length; i++) releaseCopy(call.inputs[i]!, wide[i]!);
   // the rule keeps the inputs' storages (as stored: half stays half) only when the kernel's
-  // backward reads them, and otherwise their dtypes and shapes: the tape keeps no tensor alive
-  const saved = call.readsInputs ? call.inputs.map((x) => x.storage) : null;
+  // backward reads them, and otherwise their dtypes and shapes: the tape keeps no tensor alive.
+  // An autocast region's cast of a parameter is not kept (the region frees it as it ends): its
+  // source is, and is cast again (as matmul does, ops.keptForBackward)
+  const saved = call.readsInputs ? call.inputs.map((x): Storage | { src: Tensor; dtype: DType } => {
+    const src = castSource(x);
+    return src ? { src, dtype: x.dtype } : x.storage;
+  }) : null;
   const meta = call.inputs.map((x) => ({ dtype: x.dtype, shape: x.shape }));
-  const widen = (s: Storage): Storage => (isHalf(s.dtype) ? like.backend.cast(s, 'float32') : s);
+  const widen = (s: Storage | { src: Tensor; dtype: DType }): Storage => {
+    if ('src' in s) return widen(s.src.backend.cast(s.src.storage, s.dtype));
+    return isHalf(s.dtype) ? like.backend.cast(s, 'float32') : s;
+  };
   const stored = outStorage(like, out, outDtype);
   // narrowed: the float32 result is no one's (a backward that `readsOutput` widens `stored` again),
   // unless the kernel keeps it (attention's backward reads it unrounded, as torch's math attention)
