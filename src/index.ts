@@ -1,9 +1,10 @@
 // tapegrad's public API: tensors and the tape, ops, functional (F), backends, nn, optim.
 
 // ---- tensors, the tape, ops (src/tensor/index.ts attaches every Tensor method) ----
-export { Tensor, tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, arange, noGrad, isGradEnabled, F, autocast, autocastDtype, scope, keep } from './tensor/index.js';
+export { Tensor, tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, randint, arange, eye, noGrad, isGradEnabled, F, autocast, autocastDtype, scope, keep } from './tensor/index.js';
 export type { TensorOptions, CreateOptions, NestedArray, TypedData, TapeNode, TapeInput, BackwardFn, AutocastDtype, AutocastOptions } from './tensor/index.js';
 export { cat, where, matmul } from './tensor/ops.js';
+export { sigmoid, clamp, min, std, stack, clone, argmax, maxWithIndices } from './tensor/composed.js';
 export { gradcheck } from './tensor/gradcheck.js';
 export type { GradcheckOptions, GradcheckResult } from './tensor/gradcheck.js';
 export { manualSeed, Generator } from './tensor/random.js';

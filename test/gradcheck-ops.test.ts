@@ -4,7 +4,7 @@
 // finite differences are valid for any seed; tolerance is TIGHT (helpers/prop.ts).
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { cat, gradcheck, matmul, tensor, where, type Tensor } from '../src/index.js';
+import { F, cat, clamp, gradcheck, matmul, min, stack, std, tensor, where, type Tensor } from '../src/index.js';
 import * as ops from '../src/tensor/ops.js';
 import { fromOp } from '../src/tensor/tensor.js';
 import {
@@ -249,5 +249,33 @@ describe('gradcheck itself', () => {
     const c = f64([1, 2, 3], [3], false);
     check((x, c) => x.mul(c), [f64([0.5, 1, 1.5], [3]), c]);
     expect(() => gradcheck((x) => x.exp(), [tensor([1, 2], { requiresGrad: true })])).toThrow(/float64/);
+  });
+});
+
+describe('gradcheck: the composed ops (sigmoid, clamp, min, std, stack, losses)', () => {
+  it('sigmoid', () => {
+    forAll(shapedArb(shapeArb(0, 3), (n) => valsArb(n, -4, 4)), ({ shape, data }) => check((x) => x.sigmoid(), [f64(data, shape)]), 60);
+  });
+  it('clamp to [-1, 0.5] (values away from the bounds, where it has no derivative)', () => {
+    const arb = shapedArb(shapeArb(1, 3), (n) => fc.array(fc.oneof(fc.double({ min: -2, max: -1.1, noNaN: true }),
+      fc.double({ min: -0.9, max: 0.4, noNaN: true }), fc.double({ min: 0.6, max: 2, noNaN: true })), { minLength: n, maxLength: n }));
+    forAll(arb, ({ shape, data }) => check((x) => clamp(x, -1, 0.5), [f64(data, shape)]), 60);
+  });
+  it('min over a dim (distinct values: no ties)', () => {
+    forAll(shapedArb(shapeArb(1, 3), (n) => distinctArb(n)), ({ shape, data }) => check((x) => min(x, -1), [f64(data, shape)]), 60);
+  });
+  it('std over a dim and over all (two values or more)', () => {
+    forAll(shapedArb(shapeArb(1, 3, [2, 3, 4]), (n) => distinctArb(n)), ({ shape, data }) => {
+      check((x) => std(x, -1, true), [f64(data, shape)]);
+      check((x) => std(x), [f64(data, shape)]);
+    }, 40);
+  });
+  it('stack', () => {
+    forAll(shapedArb(shapeArb(0, 3)), ({ shape, data }) => check((a, b) => stack([a, b.mul(2)], 0), [f64(data, shape), f64(data.map((v) => v + 1), shape)]), 40);
+  });
+  it('mseLoss and nllLoss', () => {
+    forAll(shapedArb(shapeArb(1, 3)), ({ shape, data }) => check((a, b) => F.mseLoss(a, b), [f64(data, shape), f64(data.map((v) => v * 0.5 - 0.1), shape)]), 40);
+    const t = tensor(Int32Array.of(2, 0, 1));
+    forAll(shapedArb(fc.constant([3, 4])), ({ shape, data }) => check((x) => F.nllLoss(x, t), [f64(data, shape)]), 20);
   });
 });

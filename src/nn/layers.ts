@@ -1,4 +1,5 @@
-// The basic layers, as torch.nn: Linear (weight [out, in]), Embedding, LayerNorm.
+// The basic layers, as torch.nn: Linear (weight [out, in]), Embedding, LayerNorm, the activations
+// and Dropout as modules, and Sequential.
 // Initialisation follows PyTorch's defaults; GPT re-initialises as GPT-2 does.
 
 import { Module } from './module.js';
@@ -49,4 +50,43 @@ export class LayerNorm extends Module {
     this.bias = bias ? full([normalizedShape], 0, { ...opts, requiresGrad: true }) : null;
   }
   forward(x: Tensor): Tensor { return F.layerNorm(x, this.weight, this.bias, this.eps); }
+}
+
+/** max(x, 0) as a module (torch.nn.ReLU). */
+export class ReLU extends Module {
+  forward(x: Tensor): Tensor { return ops.relu(x); }
+}
+
+/** GELU with GPT-2's tanh approximation as a module (torch.nn.GELU(approximate='tanh')). */
+export class GELU extends Module {
+  forward(x: Tensor): Tensor { return ops.gelu(x); }
+}
+
+/** Zeroes each element with probability p while training, scaling the rest by 1/(1-p); identity in eval() (torch.nn.Dropout). */
+export class Dropout extends Module {
+  constructor(readonly p = 0.5) {
+    super();
+    if (p < 0 || p > 1) throw new Error(`Dropout: probability must be in [0, 1], got ${p}`);
+  }
+  forward(x: Tensor): Tensor { return F.dropout(x, this.p, this.training); }
+}
+
+/** Anything with forward(x) -> y that Sequential can chain. */
+export interface Layer { forward(x: Tensor): Tensor }
+
+/** Modules applied in order, named 0, 1, ... in the state dict as torch.nn.Sequential's. */
+export class Sequential extends Module {
+  [index: number]: Module & Layer;
+  declare readonly length: number;
+  constructor(...layers: (Module & Layer)[]) {
+    super();
+    // the modules are fields '0', '1', ...: the state dict's names are torch's
+    layers.forEach((m, i) => { this[i] = m; });
+    Object.defineProperty(this, 'length', { value: layers.length, enumerable: false });
+  }
+  forward(x: Tensor): Tensor {
+    let h = x;
+    for (let i = 0; i < this.length; i++) h = this[i]!.forward(h);
+    return h;
+  }
 }

@@ -1,8 +1,9 @@
-// optim: AdamW, gradient clipping, the warmup + cosine schedule, and GPT-2's param groups.
+// optim: AdamW (and SGD, Adam), gradient clipping, the warmup + cosine schedule, and GPT-2's param groups.
 import type { Module } from '../nn/module.js';
 import { AdamW } from './adamw.js';
 
 export { AdamW, type AdamWOptions, type ParamGroup } from './adamw.js';
+export { SGD, Adam, type SGDOptions, type AdamOptions } from './classic.js';
 export { clipGradNorm, gradNorm } from './clip.js';
 export { GradScaler, type GradScalerOptions, type GradScalerState } from './grad-scaler.js';
 export { getLr, type LrSchedule } from './schedule.js';

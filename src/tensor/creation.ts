@@ -134,6 +134,22 @@ export function rand(shape: readonly number[], opts: CreateOptions & { generator
   return fromGenerator(shape, opts, (g) => g.random());
 }
 
+/** Integers uniform in [low, high) from the seeded generator, int32 (torch.randint's int64). */
+export function randint(low: number, high: number, shape: readonly number[], opts: Omit<CreateOptions, 'dtype' | 'requiresGrad'> & { generator?: Generator } = {}): Tensor {
+  if (!Number.isInteger(low) || !Number.isInteger(high) || high <= low) throw new Error(`randint: need integers low < high, got [${low}, ${high})`);
+  const g = opts.generator ?? defaultGenerator;
+  const out = new Int32Array(sizeOf(shape));
+  for (let i = 0; i < out.length; i++) out[i] = low + g.randint(high - low);
+  return tensor(out, { shape, backend: opts.backend });
+}
+
+/** The n x m identity (m defaults to n), float32 unless a dtype is given (torch.eye). */
+export function eye(n: number, m = n, opts: CreateOptions = {}): Tensor {
+  const host = new Float64Array(n * m);
+  for (let i = 0; i < Math.min(n, m); i++) host[i * m + i] = 1;
+  return tensor(host, { shape: [n, m], dtype: opts.dtype ?? 'float32', requiresGrad: opts.requiresGrad, backend: opts.backend });
+}
+
 /** arange(end) or arange(start, end, step), float32 unless a dtype is given. */
 export function arange(start: number, end?: number, step = 1, opts: CreateOptions = {}): Tensor {
   if (end === undefined) { end = start; start = 0; }

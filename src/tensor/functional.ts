@@ -135,6 +135,38 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   }
 }
 
+/**
+ * The negative log-likelihood of log-probabilities [..., C] (as logSoftmax gives) at int32 targets
+ * [...] (torch's nll_loss with the class dim last): -logProbs[target], reduced.
+ */
+export function nllLoss(logProbs: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  const C = logProbs.shape[logProbs.ndim - 1];
+  if (C === undefined) throw new Error(`nllLoss: log-probabilities need a class dim, got ${shapeStr(logProbs.shape)}`);
+  const rows = logProbs.size / C;
+  if (targets.size !== rows) {
+    throw new Error(`nllLoss: targets of shape ${shapeStr(targets.shape)} do not match log-probabilities ${shapeStr(logProbs.shape)} (expected ${rows} targets)`);
+  }
+  checkIndexDtype('nllLoss', targets, 'target');
+  targets.backend.checkIndices('nllLoss', targets.storage, C, 'target', `targets ${shapeStr(targets.shape)}, log-probabilities ${shapeStr(logProbs.shape)}`);
+  const perRow = ops.neg(pickLast(ops.reshape(logProbs, [rows, C]), ops.reshape(targets, [rows])));
+  return reduce(perRow, logProbs.shape.slice(0, -1), opts.reduction ?? 'mean');
+}
+
+/** The mean (or summed, or per-element) squared error, as torch's mse_loss; shapes broadcast. */
+export function mseLoss(input: Tensor, target: Tensor, opts: CrossEntropyOptions = {}): Tensor {
+  const d = ops.sub(input, target);
+  const sq = ops.mul(d, d);
+  return reduce(sq, sq.shape, opts.reduction ?? 'mean');
+}
+
+function reduce(x: Tensor, shape: readonly number[], reduction: 'mean' | 'sum' | 'none'): Tensor {
+  switch (reduction) {
+    case 'none': return ops.reshape(x, shape);
+    case 'sum': return ops.sum(x);
+    case 'mean': return ops.mean(x);
+  }
+}
+
 // ---- layer norm ------------------------------------------------------------------------------
 
 const layerNormLast = defineOp({

@@ -4,7 +4,8 @@
 
 export { Tensor, noGrad, isGradEnabled, fromOp } from './tensor.js';
 export type { TapeNode, TapeInput, BackwardFn, NestedArray } from './tensor.js';
-export { tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, arange } from './creation.js';
+export { tensor, zeros, ones, full, zerosLike, onesLike, randn, rand, randint, arange, eye } from './creation.js';
+export { sigmoid, clamp, min, std, stack, clone, argmax, maxWithIndices } from './composed.js';
 export type { TensorOptions, CreateOptions, TypedData } from './creation.js';
 export { backward } from './autograd.js';
 export { scope, keep } from './scope.js';
