@@ -20,3 +20,25 @@ describe('README', () => {
     expect(logs[0]![1]).toEqual([3, 8]);
   });
 });
+
+describe('README: a trained model in your own code', () => {
+  it('its second ts example loads a checkpoint, samples and reads the meta', async () => {
+    const readme = readFileSync(join(import.meta.dirname, '../README.md'), 'utf8');
+    const block = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)][1]?.[1];
+    expect(block).toMatch(/GPT\.fromPretrained\('out'\)/);
+    const src = join(import.meta.dirname, '../src/index.js');
+    const { GPT, saveCheckpoint, manualSeed } = await import('../src/index.js');
+    const dir = mkdtempSync(join(import.meta.dirname, '.tmp-readme-'));
+    manualSeed(0);
+    const model = new GPT({ blockSize: 64, vocabSize: 50304, nLayer: 1, nHead: 2, nEmbd: 8 });
+    await saveCheckpoint(dir, 119, model, { meta: { val_loss: 10.5 } });
+    const file = join(dir, 'example.ts');
+    writeFileSync(file, block!.replace(/from 'tapegrad'/g, `from '${src}'`).replace(/'out'/g, JSON.stringify(dir)).replace(/'out\//g, `'${dir}/`));
+    const logs: unknown[][] = [];
+    const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => { logs.push(a); });
+    try { await import(file); } finally { spy.mockRestore(); }
+    expect(typeof logs[0]![0]).toBe('string');
+    expect((logs[0]![0] as string).length).toBeGreaterThan(0);
+    expect(logs[1]).toEqual([119, 10.5]);
+  });
+});
