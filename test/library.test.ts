@@ -124,6 +124,15 @@ describe('tapegrad as a library', () => {
     expect(String(tensor([1, 2], { requiresGrad: true }))).toBe('tensor([1., 2.], requiresGrad=true)');
   });
 
+  it('an importer computing on the default reference backend is told once how to get the fast one; one who chose is not', () => {
+    const script = (choose: boolean): string => `const t = await import('tapegrad'); ${choose ? "t.setBackend('js');" : ''}
+      for (let i = 0; i < 3; i++) t.randn([300, 300]).matmul(t.randn([300, 300]));`;
+    const run = (choose: boolean): string => spawnSync(process.execPath, ['--input-type=module', '-e', script(choose)], { cwd: root, encoding: 'utf8' }).stderr;
+    const told = run(false);
+    expect(told.match(/createWasmBackend\(\)/g)?.length).toBe(1);
+    expect(run(true)).not.toMatch(/reference backend/);
+  });
+
   it('exports the GPT-2 tokenizer: encode and decode as tiktoken', () => {
     const tok = gpt2Tokenizer();
     expect(tok.encode('Hello world')).toEqual([15496, 995]); // tiktoken's gpt2 ids

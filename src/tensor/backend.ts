@@ -212,6 +212,8 @@ export function getBackendByName(name: string): Backend {
   return b;
 }
 
+let chosen = false;
+let noticed = false;
 /** The backend new tensors are created on ('js' until setBackend chooses another). */
 export function getBackend(): Backend {
   if (!current) current = getBackendByName('js');
@@ -219,10 +221,23 @@ export function getBackend(): Backend {
 }
 
 /**
+ * Called by the js reference backend with the multiply-adds of a matmul: the first large one on
+ * the default backend (no setBackend call) in Node says once, on stderr, how to get the fast one.
+ */
+export function noteReferenceWork(backend: Backend, macs: number): void {
+  if (noticed || chosen || macs < 2 ** 24 || backend !== instances.get('js')) return;
+  if (typeof process === 'undefined' || !process.versions?.node) return;
+  noticed = true;
+  process.stderr.write("tapegrad: computing on the 'js' reference backend (the default: exact but slow); " +
+    "setBackend(createWasmBackend()) gives the fast CPU backend (SIMD on worker threads), as npm run train uses\n");
+}
+
+/**
  * Select the backend for new tensors. Async backends (GPU) are initialised by their
  * own async `init...` function first and then selected by name here.
  */
 export function setBackend(name: string | Backend): Backend {
+  chosen = true;
   current = typeof name === 'string' ? getBackendByName(name) : name;
   if (typeof name !== 'string') instances.set(name.name, name);
   return current;

@@ -1,7 +1,7 @@
 // The reference backend in plain TypeScript: every primitive kernel as a readable loop
 // over host typed arrays. Faster backends (wasm) extend it and are tested against it.
 
-import type { Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../backend.js';
+import { noteReferenceWork, type Backend, type BinaryOp, type FusedKernels, type MatmulParams, type ReduceOp, type Storage, type UnaryOp } from '../backend.js';
 import { isHalf, allocHost, convertHost, type DType, type HostArray } from '../dtype.js';
 import { broadcastStrides, sizeOf, stridesOf, type Shape } from '../shape.js';
 
@@ -166,6 +166,7 @@ export class JsBackend implements Backend {
     if (isHalf(a.dtype) || isHalf(b.dtype)) return this.matmul(this.cast(a, 'float32'), this.cast(b, 'float32'), p); // float32 out
     const A = this.host(a), B = this.host(b);
     const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
+    noteReferenceWork(this, batch * m * n * k);
     const C = this.alloc(batch * m * n, a.dtype);
     const row = new Float64Array(n);
     for (let bt = 0; bt < batch; bt++) {
