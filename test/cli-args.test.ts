@@ -10,13 +10,14 @@ import { EXPORT_COMMAND } from '../src/train/export.js';
 import { PREPARE_COMMAND } from '../src/train/prepare-data.js';
 
 const cmd = command({
-  usage: 'x [flags]', summary: 'a test command',
+  usage: 'x [flags]', summary: 'a test command', example: 'x --name n',
   options: {
     lr: { kind: 'number', above: 0, default: 1e-3, help: 'learning rate' },
     steps: { kind: 'int', min: 1, max: 10, help: 'steps' },
     mode: { kind: 'choice', choices: ['a', 'b'], default: 'a', help: 'mode' },
     name: { kind: 'string', required: true, help: 'a name' },
     quiet: { kind: 'flag', help: 'say less' },
+    'out-dir': { kind: 'string', aliases: ['out'], help: 'where' },
   },
 });
 const sink = { write: () => true };
@@ -24,8 +25,11 @@ const sink = { write: () => true };
 describe('command-line options', () => {
   it('parses typed values and fills defaults', () => {
     const v = parseCommand(cmd, ['--name', 'n', '--steps', '3', '--lr', '2e-4', '--quiet'])!;
-    expect(v).toEqual({ lr: 2e-4, steps: 3, mode: 'a', name: 'n', quiet: true });
-    expect(parseCommand(cmd, ['--name', 'n'])).toEqual({ lr: 1e-3, steps: undefined, mode: 'a', name: 'n', quiet: false });
+    expect(v).toEqual({ lr: 2e-4, steps: 3, mode: 'a', name: 'n', quiet: true, 'out-dir': undefined });
+    expect(parseCommand(cmd, ['--name', 'n'])).toEqual({ lr: 1e-3, steps: undefined, mode: 'a', name: 'n', quiet: false, 'out-dir': undefined });
+    // an old name is an alias of the new one, not a second flag
+    expect(parseCommand(cmd, ['--name', 'n', '--out', 'd'])!['out-dir']).toBe('d');
+    expect(() => parseCommand(cmd, ['--name', 'n', '--out', 'd', '--out-dir', 'e'])).toThrow(/--out-dir and --out are the same flag/);
   });
 
   it('refuses bad values naming the flag, the accepted form and the value', () => {
@@ -59,6 +63,24 @@ describe('command-line options', () => {
     expect(parseCommand(TRAIN_COMMAND, ['--help'], { write: (s: string) => { out += s; } })).toBeNull();
     expect(out).toMatch(/--max-lr LR +peak learning rate \(default 0\.004; > 0\)/);
     expect(out).toMatch(/--backend auto\|js\|wasm\|gpu\|gpu-swiftshader/);
+    for (const c of [TRAIN_COMMAND, SAMPLE_COMMAND, HELLASWAG_COMMAND, EXPORT_COMMAND, PREPARE_COMMAND]) {
+      const lines = helpText(c as never).split('\n');
+      // one example that is a real command line of this CLI
+      const ex = lines[lines.indexOf('example:') + 1]!;
+      expect(ex, c.usage).toMatch(new RegExp(`^  ${c.usage.split(' -- ')[0]!.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} -- --`));
+      // the help texts in one column: an option line is its flag padded to column 32, or the flag
+      // alone with its text on the next line starting at column 32
+      for (let i = 0; i < lines.length; i++) {
+        const l = lines[i]!;
+        if (!/^  --/.test(l)) continue;
+        if (l.length > 32 && l[31] === ' ' && l[32] !== ' ') continue;
+        expect(lines[i + 1]!.slice(0, 32).trim(), `${c.usage}: ${l}`).toBe('');
+        expect(lines[i + 1]![32], `${c.usage}: ${l}`).not.toBe(' ');
+      }
+    }
+    // the renamed export flags, and their old names as aliases
+    expect(helpText(EXPORT_COMMAND as never)).toMatch(/--init-from PATH .*also --checkpoint/);
+    expect(helpText(EXPORT_COMMAND as never)).toMatch(/--out-dir DIR .*also --out\)/);
   });
 
   it('npm run train checks its values before doing anything', async () => {

@@ -103,6 +103,9 @@ describe('sampleTopK', () => {
     const logits = [0.5, 2, -1, 1.5, 0];
     const gen = new Generator(11);
     expect(sampleTopK(logits, 0, 5, 1, 1, gen)).toBe(1);
+    // temperature 0 is greedy at any k (the first of tied maxima)
+    expect(sampleTopK(logits, 0, 5, 50, 0, gen)).toBe(1);
+    expect(sampleTopK([3, 1, 3], 0, 3, 3, 0, gen)).toBe(0);
     const n = 20000, counts = [0, 0, 0, 0, 0];
     for (let i = 0; i < n; i++) counts[sampleTopK(logits, 0, 5, 3, 0.7, gen)]!++;
     const top = [1, 3, 0];

@@ -286,7 +286,8 @@ export function sampleTopK(logits: ArrayLike<number>, offset: number, V: number,
     top[j] = i; val[j] = v;
   }
   if (top.length === 0) throw new Error('sampleTopK: every logit is NaN; the model has diverged');
-  const t = Math.max(temperature, 1e-8);
+  if (temperature === 0) return top[0]!; // greedy: the largest logit (the first of ties)
+  const t = temperature;
   const maxL = val[0]! / t;
   const w = val.map((v) => Math.exp(v / t - maxL));
   const total = w.reduce((s, x) => s + x, 0);

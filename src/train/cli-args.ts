@@ -14,6 +14,8 @@ interface Base {
   /** The value's name in --help (default: the kind). */
   metavar?: string;
   required?: boolean;
+  /** Older names still accepted (the five CLIs once spelled some flags differently). */
+  aliases?: readonly string[];
 }
 export interface IntOption extends Base { kind: 'int'; default?: number; min?: number; max?: number }
 export interface NumberOption extends Base {
@@ -42,6 +44,8 @@ export interface Command<T extends OptionTable> {
   /** A paragraph on what it does. */
   summary: string;
   options: T;
+  /** One command line that works, shown under --help. */
+  example: string;
   /** Lines after the options (e.g. environment variables). */
   epilog?: string;
 }
@@ -78,7 +82,12 @@ export function helpText<T extends OptionTable>(c: Command<T>): string {
     const meta = s.metavar ?? (s.kind === 'choice' ? s.choices.join('|') : s.kind === 'string' ? 'VALUE' : s.kind === 'int' ? 'N' : 'X');
     return `--${name} ${meta}`;
   };
-  const width = Math.min(34, Math.max(...entries.map(([n, s]) => flagText(n, s).length)) + 2);
+  // one column for the help texts; a flag too long for it puts its text on the next line (as argparse)
+  const width = 32;
+  const row = (head: string, text: string): void => {
+    if (head.length + 1 > width) lines.push(head, `${' '.repeat(width)}${text}`);
+    else lines.push(`${head.padEnd(width)}${text}`);
+  };
   for (const g of groups) {
     if (g) lines.push(`${g}:`);
     for (const [name, s] of entries.filter(([, o]) => (o.group ?? '') === g)) {
@@ -86,11 +95,12 @@ export function helpText<T extends OptionTable>(c: Command<T>): string {
       if (s.required) notes.push('required');
       if (s.kind !== 'flag' && s.default !== undefined) notes.push(`default ${s.default}`);
       if ((s.kind === 'int' || s.kind === 'number') && rangeText(s)) notes.push(rangeText(s));
-      const head = `  ${flagText(name, s)}`;
-      lines.push(`${head.padEnd(width + 2)} ${s.help}${notes.length ? ` (${notes.join('; ')})` : ''}`);
+      if (s.aliases?.length) notes.push(`also ${s.aliases.map((a) => `--${a}`).join(', ')}`);
+      row(`  ${flagText(name, s)}`, `${s.help}${notes.length ? ` (${notes.join('; ')})` : ''}`);
     }
   }
-  lines.push('  --help, -h'.padEnd(width + 2) + '  this text');
+  row('  --help, -h', 'this text');
+  lines.push('', 'example:', `  ${c.example}`);
   if (c.epilog) lines.push('', c.epilog.trim());
   return lines.join('\n') + '\n';
 }
@@ -139,14 +149,17 @@ function convert(name: string, s: OptionSpec, raw: string): unknown {
 export function parseCommand<T extends OptionTable>(c: Command<T>, argv: readonly string[],
   out: { write(s: string): unknown } = process.stdout): Values<T> | null {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+  const canonical = new Map<string, string>(); // alias -> name
   for (const [name, s] of Object.entries(c.options)) {
     options[name] = s.kind === 'flag' ? { type: 'boolean', ...(s.short ? { short: s.short } : {}) } : { type: 'string' };
+    for (const a of s.aliases ?? []) { options[a] = { type: s.kind === 'flag' ? 'boolean' : 'string' }; canonical.set(a, name); }
   }
+  const specOf = (flag: string): OptionSpec | undefined => c.options[canonical.get(flag) ?? flag];
   // parseArgs reads `--max-lr -1` as a flag followed by another flag: join a negative number to its flag
   const args: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!, next = argv[i + 1];
-    const spec = a.startsWith('--') ? c.options[a.slice(2)] : undefined;
+    const spec = a.startsWith('--') ? specOf(a.slice(2)) : undefined;
     if (spec && spec.kind !== 'flag' && next !== undefined && /^-(\d|\.\d)/.test(next)) { args.push(`${a}=${next}`); i++; } else args.push(a);
   }
   let values: Record<string, string | boolean | undefined>;
@@ -164,14 +177,19 @@ export function parseCommand<T extends OptionTable>(c: Command<T>, argv: readonl
     const ambiguous = /Option '(--[^ ']+)[^']*' argument is ambiguous/.exec(msg)?.[1];
     if (ambiguous) {
       const value = args[args.indexOf(ambiguous) + 1] ?? '';
-      throw new Error(`${ambiguous}: expected ${accepted(c.options[ambiguous.slice(2)]!)}, got '${value}' (a value starting with '-': write ${ambiguous}=${value} if that is meant)`);
+      throw new Error(`${ambiguous}: expected ${accepted(specOf(ambiguous.slice(2))!)}, got '${value}' (a value starting with '-': write ${ambiguous}=${value} if that is meant)`);
     }
     const missing = /Option '(--[^ ']+)[^']*' argument missing/.exec(msg)?.[1];
-    if (missing) throw new Error(`${missing}: expected ${accepted(c.options[missing.slice(2)]!)} after it`);
+    if (missing) throw new Error(`${missing}: expected ${accepted(specOf(missing.slice(2))!)} after it`);
     throw new Error(`invalid arguments: ${msg} (see --help)`);
   }
   if (values.help) { out.write(helpText(c)); return null; }
   const result: Record<string, unknown> = {};
+  for (const [alias, name] of canonical) {
+    if (values[alias] === undefined) continue;
+    if (values[name] !== undefined) throw new Error(`--${name} and --${alias} are the same flag; give it once`);
+    values[name] = values[alias];
+  }
   for (const [name, s] of Object.entries(c.options)) {
     const raw = values[name];
     if (s.kind === 'flag') { result[name] = raw === true; continue; }

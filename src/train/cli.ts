@@ -14,6 +14,7 @@ import { dryRun } from './dry-run.js';
 
 export const TRAIN_COMMAND = command({
   usage: 'npm run train -- [flags]',
+  example: 'npm run train -- --max-steps 300 --out-dir out-longer   # the default model, longer, into a new directory',
   summary: `Trains a GPT-2 style model (build-nanogpt's train_gpt2.py). Defaults train the '${d.model}' preset
 on the embedded corpus (tokenized into data/embedded on first run) in about five minutes.`,
   options: {

@@ -37,7 +37,7 @@ export async function exportHf(checkpoint: string, outDir: string, opts: { vocab
   const out = resolve(outDir);
   const ckptDir = lw.source === 'checkpoint' ? dirname(resolve(lw.path)) : resolve(lw.path);
   const clash = out === ckptDir || (await readdir(out).catch(() => [] as string[])).some((n) => /^model_\d+\.json$/.test(n));
-  if (clash) throw new Error(`--out ${outDir}: holds training checkpoints (model_<step>.json) or is the source itself; export to a new directory, e.g. ${join(dirname(out), 'hf-export')}`);
+  if (clash) throw new Error(`--out-dir ${outDir}: holds training checkpoints (model_<step>.json) or is the source itself; export to a new directory, e.g. ${join(dirname(out), 'hf-export')}`);
   await writeHfGpt2Dir(outDir, lw.config, lw.weights, {
     cropVocabTo: vocab === V ? undefined : vocab,
     metadata: { tapegrad_exported_from: lw.path, ...(lw.step !== null ? { tapegrad_step: String(lw.step) } : {}) },
@@ -46,13 +46,14 @@ export async function exportHf(checkpoint: string, outDir: string, opts: { vocab
 }
 
 export const EXPORT_COMMAND = command({
-  usage: 'npm run export -- --checkpoint PATH --out DIR [--vocab-size N]',
+  usage: 'npm run export -- --init-from PATH --out-dir DIR [--vocab-size N]',
+  example: 'npm run export -- --init-from out --out-dir hf-gpt2 --vocab-size 50257',
   summary: `Writes a Hugging Face GPT-2 directory (config.json + model.safetensors, GPT2LMHeadModel layout) from one of
 our checkpoints. --init-from DIR reads it back bit-exactly; transformers loads it with
 GPT2LMHeadModel.from_pretrained(DIR) (tokenizer: GPT2TokenizerFast.from_pretrained("gpt2")).`,
   options: {
-    checkpoint: { kind: 'string', required: true, metavar: 'PATH', help: 'model_<step>.json or model_<step>.safetensors, or a training --out-dir (newest checkpoint)' },
-    out: { kind: 'string', required: true, metavar: 'DIR', help: 'directory to write (created; must not hold training checkpoints)' },
+    'init-from': { kind: 'string', required: true, metavar: 'PATH', aliases: ['checkpoint'], help: 'model_<step>.json or model_<step>.safetensors, or a training --out-dir (newest checkpoint)' },
+    'out-dir': { kind: 'string', required: true, metavar: 'DIR', aliases: ['out'], help: 'directory to write (created; must not hold training checkpoints)' },
     'vocab-size': { kind: 'int', min: 1, help: `rows of wte to keep; ${HF_GPT2_VOCAB_SIZE} drops our padding (50304 -> ${HF_GPT2_VOCAB_SIZE}) so vocab_size matches the GPT-2 tokenizer (default: all rows, a bit-exact round trip)` },
   },
 });
@@ -60,7 +61,7 @@ GPT2LMHeadModel.from_pretrained(DIR) (tokenizer: GPT2TokenizerFast.from_pretrain
 export async function main(argv: string[]): Promise<number> {
   const v = parseCommand(EXPORT_COMMAND, argv);
   if (!v) return 0;
-  const r = await exportHf(v.checkpoint, v.out, { vocabSize: v['vocab-size'] });
+  const r = await exportHf(v['init-from'], v['out-dir'], { vocabSize: v['vocab-size'] });
   const c = r.config;
   console.log(`exported ${r.source}${r.step !== null ? ` (step ${r.step})` : ''}: ${c.nLayer} layers, ${c.nHead} heads, ${c.nEmbd} embd, ` +
     `block ${c.blockSize}, vocab ${r.vocabSize}${r.vocabSize !== c.vocabSize ? ` (of ${c.vocabSize})` : ''}`);

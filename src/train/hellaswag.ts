@@ -219,6 +219,7 @@ export function resultJson(r: HellaswagResult, extra: Record<string, unknown> = 
 
 export const HELLASWAG_COMMAND = command({
   usage: 'npm run eval:hellaswag -- --init-from DIR|CHECKPOINT [--data FILE] [flags]',
+  example: 'npm run eval:hellaswag -- --init-from out --data hellaswag_val.jsonl --limit 100',
   summary: `HellaSwag accuracy as build-nanogpt's hellaswag.py (completion style): acc from the summed loss of each
 ending, acc_norm from its per-token mean (the number build-nanogpt reports).`,
   options: {

@@ -6,6 +6,7 @@ import { command, parseCommand, runMain } from './cli-args.js';
 
 export const PREPARE_COMMAND = command({
   usage: 'npm run prepare-data -- --source fineweb-edu|embedded --out-dir DIR [flags]',
+  example: 'npm run prepare-data -- --source fineweb-edu --out-dir edu_fineweb10B --max-shards 2',
   summary: `build-nanogpt's fineweb.py: FineWeb-Edu sample-10BT (or the embedded corpus), GPT-2 BPE, 100M-token
 uint16 .npy shards (the first one val). A rerun resumes: complete shards are kept, downloads continue.`,
   options: {
@@ -22,7 +23,7 @@ uint16 .npy shards (the first one val). A rerun resumes: complete shards are kep
 
 /** Runs the CLI with these arguments (without node and script); the summary, or null after --help. */
 export async function main(argv: string[], stream: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr): Promise<PrepareResult | null> {
-  const v = parseCommand(PREPARE_COMMAND, argv, stream);
+  const v = parseCommand(PREPARE_COMMAND, argv, process.stdout); // --help on stdout, as every CLI's
   if (!v) return null;
   return prepareData({
     source: v.source, outDir: v['out-dir'], revision: v.revision, maxFiles: v['max-files'],

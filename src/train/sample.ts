@@ -30,6 +30,7 @@ export { sample, type SampleOptions, type SampleResult } from './sampling.js';
 
 export const SAMPLE_COMMAND = command({
   usage: 'npm run sample -- --init-from DIR|CHECKPOINT [flags]',
+  example: 'npm run sample -- --init-from out --prompt "The meaning of life is" --temperature 0.8',
   summary: `Samples text from a GPT as build-nanogpt's train_gpt2.py does (top-k sampling, seeded), batched and with
 a KV cache. Sample 0 streams live; the others print when they complete.`,
   options: {
@@ -39,7 +40,7 @@ a KV cache. Sample 0 streams live; the others print when they complete.`,
     'num-samples': { kind: 'int', min: 1, default: 4, help: 'rows sampled together' },
     'max-tokens': { kind: 'int', min: 1, default: 32, help: 'new tokens per row' },
     'top-k': { kind: 'int', min: 1, default: 50, metavar: 'K', help: 'sample among the K most likely tokens' },
-    temperature: { kind: 'number', above: 0, default: 1, metavar: 'T', help: 'divide the logits by T' },
+    temperature: { kind: 'number', min: 0, default: 1, metavar: 'T', help: 'divide the logits by T; 0 picks the most likely token (greedy)' },
     seed: { kind: 'int', default: 42, help: "the sampler's seed (train_gpt2.py: 42 + ddp_rank)" },
     'no-kv-cache': { kind: 'flag', help: 'recompute every position at each step (slower; same tokens)' },
     backend: { kind: 'choice', choices: BACKENDS, default: 'auto', help: 'compute backend' },

@@ -38,7 +38,7 @@ export async function sample(model: GPT, o: SampleOptions, tok: Gpt2Tokenizer = 
   for (const [k, v] of [['numSamples', o.numSamples], ['maxTokens', o.maxTokens], ['topK', o.topK]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`sample: ${k} must be a positive integer, got ${v}`);
   }
-  if (!(o.temperature > 0)) throw new Error(`sample: temperature must be > 0, got ${o.temperature}`);
+  if (!(o.temperature >= 0)) throw new Error(`sample: temperature must be >= 0 (0: greedy), got ${o.temperature}`);
   // An empty prompt starts from <|endoftext|>, the token every training document begins with.
   const ids = o.prompt === '' ? [EOT] : tok.encodeOrdinary(o.prompt);
   const decoders = Array.from({ length: o.numSamples }, () => tok.streamDecoder());
