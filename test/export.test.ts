@@ -112,7 +112,7 @@ describe('export', () => {
     await expect(exportHf(join(dir, 'missing'), join(dir, 'x'))).rejects.toThrow(/does not exist/);
   });
 
-  it('npm run export -- --checkpoint --out', async () => {
+  it('npm run export -- --init-from --out-dir (and the old --checkpoint --out)', async () => {
     const ck = join(dir, 'run5');
     await saveCheckpoint(ck, 12, { config: TINY, weights: makeWeights(TINY) });
     const logs: string[] = [];
@@ -125,6 +125,13 @@ describe('export', () => {
     }
     expect(logs[0]).toMatch(/^exported .*model_00012\.json \(step 12\): 2 layers, 2 heads, 8 embd, block 16, vocab 40$/);
     expect((await loadWeights(join(dir, 'hf5'))).config).toEqual(TINY);
-    await expect(main(['--out', join(dir, 'hf6')])).rejects.toThrow(/--checkpoint is required: model_<step>.json/);
+    console.log = () => {};
+    try {
+      expect(await main(['--init-from', ck, '--out-dir', join(dir, 'hf7')])).toBe(0);
+    } finally {
+      console.log = orig;
+    }
+    expect((await loadWeights(join(dir, 'hf7'))).config).toEqual(TINY);
+    await expect(main(['--out', join(dir, 'hf6')])).rejects.toThrow(/--init-from is required: model_<step>.json/);
   });
 });
