@@ -4,7 +4,7 @@
 // message saying why; the dry run (npm run train -- --dry-run) counts what a real adapter allocates.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { configureOptimizers, setBackend, tensor, type Tensor } from '../src/index.js';
+import { F, GPT, autocast, configureOptimizers, manualSeed, setBackend, tensor, type Tensor } from '../src/index.js';
 import { GpuBackend, initGpuBackend } from '../src/tensor/backends/gpu/index.js';
 import { recordingBackend } from '../src/tensor/backends/gpu/recording-device.js';
 import { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
@@ -91,6 +91,34 @@ describe('a step\'s device memory on the recording device (npm run train -- --dr
       expect(bytes(() => be.cast(x, dtype))).toBe(round(2 * (n + 1)));
     }
     expect(bytes(() => be.fromHost(new Float32Array(n), 'float32'))).toBe(round(4 * n));
+  });
+
+  it("a bfloat16 forward keeps what the CPU backends' does: about 0.65 of a float32 one (4 bytes a half would be ~1)", async () => {
+    // what one GPT forward leaves for backward on the recording device (exact bytes: the pool's
+    // buffers in use after it), the model and comparison of test/autocast.test.ts's wasm check
+    const be = await recordingBackend();
+    const runner = be.runner as WebGpuRunner;
+    let live = 0;
+    const alloc = runner.alloc.bind(runner), release = runner.release.bind(runner);
+    runner.alloc = (n: number) => { const b = alloc(n); live += b.length * 4; return b; };
+    runner.release = (b) => { live -= b.length * 4; release(b); };
+    setBackend(be);
+    manualSeed(0);
+    const m = new GPT({ blockSize: 64, vocabSize: 4096, nLayer: 2, nHead: 2, nEmbd: 128 });
+    const bytes: Record<string, number> = {};
+    for (const dt of ['float32', 'bfloat16'] as const) {
+      scope(() => {
+        const x = tensor(Int32Array.from({ length: 4 * 64 }, (_, i) => (i * 37) % 4096), { shape: [4, 64] });
+        const base = live;
+        const loss = dt === 'float32' ? F.crossEntropy(m.forward(x).logits.reshape([4 * 64, 4096]), x.reshape([4 * 64]))
+          : autocast(dt, () => m.forward(x, x).loss!);
+        bytes[dt] = live - base;
+        loss.backward();
+        for (const p of m.parameters()) p.zeroGrad();
+      });
+    }
+    expect(bytes.float32).toBeGreaterThan(8e6);
+    expect(bytes.bfloat16! / bytes.float32!, JSON.stringify(bytes)).toBeLessThan(0.66);
   });
 
   it('no shape is refused for its size below the binding limit: u32 gathers and segment sums past 2^24 elements', async () => {
