@@ -5,12 +5,41 @@ import { writeFileAtomic } from '../data/fsutil.js';
 
 export interface CurvePoint { step: number; value: number }
 
-export function lossCurveSvg(train: CurvePoint[], val: CurvePoint[], title = 'loss'): string {
+/**
+ * At most the lowest and the highest point of each of `cols` step columns: a curve of any length
+ * draws in bounded time and size, spikes included.
+ */
+export function thinCurve(pts: readonly CurvePoint[], cols: number, maxStep: number): CurvePoint[] {
+  if (pts.length <= 2 * cols) return [...pts];
+  const out: CurvePoint[] = [];
+  let col = -1, lo: CurvePoint | null = null, hi: CurvePoint | null = null;
+  const flush = (): void => {
+    if (!lo || !hi) return;
+    if (lo === hi) out.push(lo); else out.push(...(lo.step <= hi.step ? [lo, hi] : [hi, lo]));
+  };
+  for (const p of pts) {
+    const c = Math.min(cols - 1, Math.floor((p.step / maxStep) * cols));
+    if (c !== col) { flush(); col = c; lo = hi = p; continue; }
+    if (p.value < lo!.value) lo = p;
+    if (p.value > hi!.value) hi = p;
+  }
+  flush();
+  return out;
+}
+
+export function lossCurveSvg(trainAll: CurvePoint[], valAll: CurvePoint[], title = 'loss'): string {
   const W = 720, H = 420, L = 60, R = 20, T = 30, B = 45;
-  const all = [...train, ...val].filter((p) => Number.isFinite(p.value));
-  const maxStep = Math.max(1, ...all.map((p) => p.step));
-  let lo = Math.min(...all.map((p) => p.value)), hi = Math.max(...all.map((p) => p.value));
-  if (!all.length) { lo = 0; hi = 1; }
+  // loops, not Math.min(...points): spreading 125k+ values overflows the stack
+  let maxStep = 1, lo = Infinity, hi = -Infinity;
+  for (const p of [trainAll, valAll].flat()) {
+    if (!Number.isFinite(p.value)) continue;
+    if (p.step > maxStep) maxStep = p.step;
+    if (p.value < lo) lo = p.value;
+    if (p.value > hi) hi = p.value;
+  }
+  const finite = (pts: CurvePoint[]): CurvePoint[] => pts.filter((p) => Number.isFinite(p.value));
+  const train = thinCurve(finite(trainAll), W - L - R, maxStep), val = thinCurve(finite(valAll), W - L - R, maxStep);
+  if (lo > hi) { lo = 0; hi = 1; }
   if (hi - lo < 1e-9) { hi += 0.5; lo -= 0.5; }
   const x = (s: number): number => L + (s / maxStep) * (W - L - R);
   const y = (v: number): number => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
