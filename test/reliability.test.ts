@@ -281,3 +281,40 @@ describe('reliability of the data', () => {
     expect(() => new DataLoaderLite({ dataDir: dir, B: 2, T: 8, split: 'train' })).toThrow(/x_train_000003\.npy/);
   });
 });
+
+describe('reliability, round 3 (issue 28)', () => {
+  it('4, 5. --resume past --max-steps, a sidecar step that is not its file name, a negative step: refused, naming them', async () => {
+    const dir = join(work, 'round3-resume');
+    expect((await train(['--out-dir', dir, '--max-steps', '4', '--eval-interval', '0'])).code).toBe(0);
+    const r = await train(['--out-dir', dir, '--max-steps', '3', '--eval-interval', '0', '--resume']);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/model_00003\.json is at step 3|model_00004\.json is at step 4/);
+    expect(r.out).toMatch(/and --max-steps 3 leaves nothing to train; give --max-steps above/);
+    const side = join(dir, `model_${String(steps(dir).at(-1)).padStart(5, '0')}.json`);
+    const j = JSON.parse(readFileSync(side, 'utf8'));
+    for (const bad of [-5, 1e12]) {
+      writeFileSync(side, JSON.stringify({ ...j, step: bad }));
+      const s = await cli('sample.js', ['--init-from', side, '--max-tokens', '1', '--backend', 'js']);
+      expect(s.code, s.out).toBe(1);
+      expect(s.out).toMatch(bad < 0 ? /"step" must be an integer >= 0, got -5/ : /"step" is 1000000000000 but the file is named for step \d+/);
+    }
+  });
+
+  it('6, 7, 8, 16. conflicting model flags with --init-from, an empty --out-dir, a seed past 32 bits; the README\'s 2-rank command', async () => {
+    const src = join(work, 'round3-src');
+    expect((await train(['--out-dir', src, '--max-steps', '2'])).code).toBe(0);
+    const r = await train(['--init-from', src, '--n-layer', '4', '--out-dir', join(work, 'round3-init'), '--max-steps', '1']); // the last --n-layer wins
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/holds a model with --n-layer 1, but --n-layer 4 was given/);
+    const e = await train(['--out-dir', '', '--max-steps', '1']);
+    expect(e.code, e.out).toBe(1);
+    expect(e.out).toMatch(/outDir \(--out-dir\) is empty/);
+    const s = await train(['--out-dir', join(work, 'round3-seed'), '--seed', '4294967296']);
+    expect(s.code).toBe(1);
+    expect(s.out).toMatch(/--seed: expected an integer >= 0 and <= 4294967295, got '4294967296'/);
+    // two ranks with the default total batch: one micro-batch per rank (it used to demand 2x B*T)
+    const d = await train(['--out-dir', join(work, 'round3-ddp'), '--max-steps', '1', '--nproc-per-node', '2', '--threads', '1'], { timeoutMs: 120_000 });
+    expect(d.code, d.out).toBe(0);
+    expect(d.out).toMatch(/total desired batch size: 128 => calculated gradient accumulation steps: 1/);
+  });
+});

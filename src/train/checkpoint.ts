@@ -204,7 +204,10 @@ export async function loadCheckpoint(path: string, opts: { optimizer?: boolean; 
   if (raw.format !== CHECKPOINT_FORMAT) throw new Error(`${sidecarPath}: not a tapegrad checkpoint sidecar (format ${JSON.stringify(raw.format)})`);
   if (raw.version !== CHECKPOINT_VERSION) throw new Error(`${sidecarPath}: checkpoint version ${JSON.stringify(raw.version)} is not the supported ${CHECKPOINT_VERSION}`);
   const step = raw.step;
-  if (!Number.isSafeInteger(step)) throw new Error(`${sidecarPath}: "step" must be an integer`);
+  if (!Number.isSafeInteger(step) || (step as number) < 0) throw new Error(`${sidecarPath}: "step" must be an integer >= 0, got ${JSON.stringify(step)}`);
+  // the file's name says the step too: a sidecar that disagrees was edited or copied wrongly
+  const named = /^model_(\d+)\.json$/.exec(basename(sidecarPath));
+  if (named && Number(named[1]) !== step) throw new Error(`${sidecarPath}: "step" is ${step} but the file is named for step ${Number(named[1])}; the sidecar is not this checkpoint's`);
   const config = parseTapegradConfig(raw.config, sidecarPath);
   const dir = dirname(sidecarPath);
   if (typeof raw.model !== 'string') throw new Error(`${sidecarPath}: "model" must name the model file`);

@@ -28,7 +28,7 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
     'data-dir': { kind: 'string', metavar: 'DIR', group: 'data', help: '*_train_*.npy / *_val_*.npy shards (npm run prepare-data); default: the embedded corpus' },
     'batch-size': { kind: 'int', min: 1, default: d.batchSize, metavar: 'B', group: 'batch', help: 'micro-batch rows' },
     'seq-len': { kind: 'int', min: 1, default: d.seqLen, metavar: 'T', group: 'batch', help: 'tokens per row' },
-    'total-batch-size': { kind: 'int', min: 1, metavar: 'TOKENS', group: 'batch', help: 'tokens per optimizer step, accumulated over micro-batches (default B*T)' },
+    'total-batch-size': { kind: 'int', min: 1, metavar: 'TOKENS', group: 'batch', help: 'tokens per optimizer step, accumulated over micro-batches (default B*T times the ranks)' },
     'max-steps': { kind: 'int', min: 1, default: d.maxSteps, group: 'schedule', help: 'optimizer steps' },
     'warmup-steps': { kind: 'int', min: 0, default: d.warmupSteps, group: 'schedule', help: 'linear warmup steps' },
     'max-lr': { kind: 'number', above: 0, default: d.maxLr, metavar: 'LR', group: 'schedule', help: 'peak learning rate' },
@@ -44,7 +44,7 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
     'checkpoint-interval': { kind: 'int', min: 0, default: d.checkpointInterval, group: 'output', help: 'checkpoint every N steps (0: only at the end)' },
     resume: { kind: 'flag', group: 'output', help: 'continue from the newest usable checkpoint in --out-dir' },
     overwrite: { kind: 'flag', group: 'output', help: "start over in an --out-dir that holds a run's checkpoints (deletes them)" },
-    seed: { kind: 'int', default: d.seed, group: 'run', help: 'random seed' },
+    seed: { kind: 'int', default: d.seed, min: 0, max: 2 ** 32 - 1, group: 'run', help: 'random seed (the generator takes 32 bits: larger seeds are refused, not wrapped)' },
     backend: { kind: 'choice', choices: BACKENDS, default: d.backend, group: 'run', help: 'compute backend' },
     dtype: { kind: 'choice', choices: TRAIN_DTYPES, default: 'float32', group: 'run', help: 'mixed precision as nanoGPT\'s --dtype: forward passes under bfloat16 or float16 autocast (float16 adds a GradScaler); weights, gradients and AdamW state stay float32' },
     'dry-run': { kind: 'flag', group: 'run', help: 'no training: count what one optimizer step needs from a GPU (peak device memory, launches) on a recording device, and exit' },
@@ -90,8 +90,8 @@ export async function main(argv: string[]): Promise<number> {
     model: v.model, nLayer: v['n-layer'], nHead: v['n-head'], nEmbd: v['n-embd'], blockSize: v['block-size'], vocabSize: v['vocab-size'],
     initFrom: v['init-from'], dataDir: v['data-dir'],
     batchSize: v['batch-size'], seqLen: v['seq-len'],
-    // default: one micro-batch per step; a larger total accumulates gradients up to it
-    totalBatchSize: v['total-batch-size'] ?? v['batch-size'] * v['seq-len'],
+    // default: one micro-batch per rank per step; a larger total accumulates gradients up to it
+    totalBatchSize: v['total-batch-size'] ?? v['batch-size'] * v['seq-len'] * (env?.worldSize ?? 1),
     maxSteps: v['max-steps'], warmupSteps: v['warmup-steps'],
     maxLr: v['max-lr'],
     minLr: v['min-lr'] ?? v['max-lr'] * 0.1, // build-nanogpt: min_lr = max_lr * 0.1

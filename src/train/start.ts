@@ -18,6 +18,8 @@ export interface StartOptions {
   blockSize?: number | undefined; vocabSize?: number | undefined;
   initFrom?: string | undefined;
   outDir: string;
+  /** A resumed checkpoint past it is refused (it would train a negative number of steps). */
+  maxSteps: number;
   dataDir: string;
   seed: number;
   worldSize: number;
@@ -128,6 +130,9 @@ export async function resolveStart(o: StartOptions, print: (s: string) => void):
       } else {
         print(`--resume: ${sidecar} records no run identity (an older checkpoint); not checked against this run's settings`);
       }
+      if (ck.step >= o.maxSteps) {
+        throw new Error(`--resume: ${sidecar} is at step ${ck.step}, and --max-steps ${o.maxSteps} leaves nothing to train; give --max-steps above ${ck.step} to train on`);
+      }
       print(`resuming from ${sidecar} (step ${ck.step})`);
       return { config: ck.config, step: ck.step, weights: ck.weights, resumed: { sidecar, optimizer: ck.optimizerState, meta: ck.meta }, identity };
     }
@@ -152,6 +157,14 @@ export async function resolveStart(o: StartOptions, print: (s: string) => void):
     // keep the source's vocabulary (50257 for OpenAI's GPT-2, as from_pretrained does): zero rows
     // padded onto a trained wte would get logit 0, far above the real tokens' logits
     const lw = await loadWeights(o.initFrom, o.vocabSize ? { padVocabTo: o.vocabSize } : {});
+    // the model's shape comes from the weights: a flag that says otherwise was meant for another model
+    const flags: [string, number | undefined, number][] = [['--n-layer', o.nLayer, lw.config.nLayer], ['--n-head', o.nHead, lw.config.nHead],
+      ['--n-embd', o.nEmbd, lw.config.nEmbd], ['--block-size', o.blockSize, lw.config.blockSize]];
+    const clash = flags.filter(([, given, has]) => given !== undefined && given !== has);
+    if (clash.length) {
+      throw new Error(`--init-from ${o.initFrom} holds a model with ${clash.map(([f, , has]) => `${f} ${has}`).join(', ')}, but ${clash.map(([f, given]) => `${f} ${given}`).join(', ')} ` +
+        'was given; the model comes from the weights: drop those flags (or start from scratch without --init-from)');
+    }
     print(`initialised from ${lw.path} (${lw.source})`);
     return { config: lw.config, step: 0, weights: lw.weights, resumed: null, identity };
   }

@@ -339,6 +339,7 @@ function checkOptions(o: TrainOptions): void {
     if (!Number.isFinite(v) || v < 0 || (positive && v === 0)) throw new Error(`train: ${k} must be a finite number ${positive ? '> 0' : '>= 0'}, got ${v}`);
   }
   if (o.minLr > o.maxLr) throw new Error(`train: minLr ${o.minLr} is above maxLr ${o.maxLr}`);
+  if (o.outDir.trim() === '') throw new Error("train: outDir (--out-dir) is empty; name a directory, e.g. --out-dir out (an empty one would write into the current directory)");
   if (o.dtype !== undefined) parseDtype(o.dtype, 'train: dtype');
 }
 
