@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { DataLoaderLite } from '../src/data/loader.js';
+import { DataLoaderLite, listShards } from '../src/data/loader.js';
 import { writeNpy } from '../src/data/npy.js';
 
 const fixtures = join(import.meta.dirname, 'fixtures');
@@ -61,4 +61,12 @@ describe('DataLoaderLite', () => {
     expect(() => new DataLoaderLite({ dataDir: big, B: 4, T: 32, split: 'train' })).toThrow(/has 100 tokens, too few for one batch of B\*T=128/);
     expect(() => new DataLoaderLite({ dataDir: big, B: 1, T: 4, processRank: 2, numProcesses: 2, split: 'train' })).toThrow(/processRank must be in \[0, 2\)/);
   });
+});
+
+test('a shard belongs to the split its name says last: x_train_val_000002.npy is val only', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'tapegrad-splits-'));
+  for (const f of ['x_train_000001.npy', 'x_train_val_000002.npy', 'x_val_000000.npy', 'val-notes_train_000003.npy']) writeNpy(join(dir, f), new Uint16Array(10));
+  expect(listShards(dir, 'train').map((p) => p.slice(dir.length + 1))).toEqual(['val-notes_train_000003.npy', 'x_train_000001.npy']);
+  expect(listShards(dir, 'val').map((p) => p.slice(dir.length + 1))).toEqual(['x_train_val_000002.npy', 'x_val_000000.npy']);
+  rmSync(dir, { recursive: true });
 });

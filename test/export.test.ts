@@ -110,6 +110,12 @@ describe('export', () => {
     await expect(exportHf(ck, join(dir, 'x'), { vocabSize: 39 })).rejects.toThrow(/would drop real GPT-2 tokens/);
     await expect(exportHf(ck, ck)).rejects.toThrow(/holds training checkpoints/);
     await expect(exportHf(join(dir, 'missing'), join(dir, 'x'))).rejects.toThrow(/does not exist/);
+    // an earlier export is not replaced without --overwrite (it once was, silently)
+    const again = join(dir, 'again');
+    await exportHf(ck, again);
+    await expect(exportHf(ck, again)).rejects.toThrow(/already holds config\.json and model\.safetensors .*--overwrite/);
+    await exportHf(ck, again, { overwrite: true });
+    await expect(exportHf(ck, join(dir, 'x'), { vocabSize: 41 })).rejects.not.toThrow(/e\.g\. 50257/);
   });
 
   it('npm run export -- --init-from --out-dir (and the old --checkpoint --out)', async () => {

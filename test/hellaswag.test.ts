@@ -126,6 +126,9 @@ describe('data file', () => {
     await expect(readHellaswag(p)).rejects.toThrow(`${p}:2: "endings" must be 4 strings`);
     await writeFile(p, JSON.stringify({ ctx: 'a', endings: ['x', 'y', 'z', 'w'], label: 4 }) + '\n');
     await expect(readHellaswag(p)).rejects.toThrow(`${p}:1: "label" must be 0, 1, 2 or 3`);
+    // an empty context once scored NaN and counted as correct
+    await writeFile(p, JSON.stringify({ ctx: ' ', endings: ['', '', '', ''], label: 0 }) + '\n');
+    await expect(readHellaswag(p)).rejects.toThrow(`${p}:1: "ctx" is empty`);
   });
 });
 

@@ -300,6 +300,18 @@ describe('reliability, round 3 (issue 28)', () => {
     }
   });
 
+  it('9. an optimizer file with tensors this model has no parameter for is refused on --resume, naming the file', async () => {
+    const dir = join(work, 'round3-optim');
+    expect((await train(['--out-dir', dir, '--max-steps', '2', '--eval-interval', '0'])).code).toBe(0);
+    const file = join(dir, `optim_${String(steps(dir).at(-1)).padStart(5, '0')}.safetensors`);
+    const { tensors, metadata } = await readSafetensors(file);
+    const entries = [...tensors].map(([n, t]) => [n, { dtype: 'F32', shape: t.shape, data: t.data as Float32Array }] as const);
+    await writeSafetensors(file, [...entries, ['transformer.h.1.ln_1.weight.exp_avg', { dtype: 'F32', shape: [16], data: new Float32Array(16) }] as const], metadata);
+    const r = await train(['--out-dir', dir, '--max-steps', '4', '--eval-interval', '0', '--resume']);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/has 1 tensor\(s\) this model has no parameter for \(transformer\.h\.1\.ln_1\.weight\.exp_avg\); it belongs to another model/);
+  });
+
   it('6, 7, 8, 16. conflicting model flags with --init-from, an empty --out-dir, a seed past 32 bits; the README\'s 2-rank command', async () => {
     const src = join(work, 'round3-src');
     expect((await train(['--out-dir', src, '--max-steps', '2'])).code).toBe(0);

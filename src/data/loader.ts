@@ -38,8 +38,9 @@ export function listShards(dataDir: string, split: 'train' | 'val'): string[] {
     throw new Error(`DataLoaderLite: data dir ${dataDir} is empty; run \`npm run prepare-data -- --out-dir ${dataDir}\``);
   }
   // Only finished .npy files: a shard being written is a hidden temp file that also contains the split name.
-  const word = new RegExp(`(^|[_.-])${split}([_.-]|$)`);
-  const shards = all.filter((s) => word.test(s.slice(0, -'.npy'.length)) && s.endsWith('.npy') && !s.startsWith('.')).sort();
+  // A file belongs to the split its name says last (x_train_val_000002.npy is val, not both).
+  const splitOf = (stem: string): string | null => [...stem.matchAll(/(?:^|[_.-])(train|val)(?=[_.-]|$)/g)].at(-1)?.[1] ?? null;
+  const shards = all.filter((s) => s.endsWith('.npy') && !s.startsWith('.') && splitOf(s.slice(0, -'.npy'.length)) === split).sort();
   if (shards.length === 0) {
     throw new Error(`DataLoaderLite: no shards found for split ${split} in ${dataDir} (expected files like *_${split}_000000.npy)`);
   }

@@ -48,7 +48,7 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
     backend: { kind: 'choice', choices: BACKENDS, default: d.backend, group: 'run', help: 'compute backend' },
     dtype: { kind: 'choice', choices: TRAIN_DTYPES, default: 'float32', group: 'run', help: 'mixed precision as nanoGPT\'s --dtype: forward passes under bfloat16 or float16 autocast (float16 adds a GradScaler); weights, gradients and AdamW state stay float32' },
     'dry-run': { kind: 'flag', group: 'run', help: 'no training: count what one optimizer step needs from a GPU (peak device memory, launches) on a recording device, and exit' },
-    threads: { kind: 'int', min: 1, group: 'run', help: 'worker threads of the wasm backend, per rank (default: cores / ranks on this machine)' },
+    threads: { kind: 'int', min: 1, max: 256, group: 'run', help: 'worker threads of the wasm backend, per rank (default: cores / ranks on this machine)' },
     'nproc-per-node': { kind: 'int', min: 1, group: 'distributed (torchrun\'s flags)', help: 'start this many ranks on this machine (our torchrun --standalone)' },
     nnodes: { kind: 'int', min: 1, default: 1, group: 'distributed (torchrun\'s flags)', help: 'machines in the job' },
     'node-rank': { kind: 'int', min: 0, default: 0, group: 'distributed (torchrun\'s flags)', help: 'this machine\'s index (0 serves the rendezvous)' },

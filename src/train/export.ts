@@ -23,12 +23,12 @@ export interface ExportResult {
  * By default every wte row is written, so `--init-from outDir` gives back the very same arrays; `vocabSize`
  * 50257 drops our padding rows (50257..50303, never real tokens) so vocab_size matches the GPT-2 tokenizer.
  */
-export async function exportHf(checkpoint: string, outDir: string, opts: { vocabSize?: number } = {}): Promise<ExportResult> {
+export async function exportHf(checkpoint: string, outDir: string, opts: { vocabSize?: number; overwrite?: boolean } = {}): Promise<ExportResult> {
   const lw = await loadWeights(checkpoint);
   const V = lw.config.vocabSize;
   const vocab = opts.vocabSize ?? V;
   if (!Number.isSafeInteger(vocab) || vocab > V) {
-    throw new Error(`--vocab-size ${vocab}: the checkpoint ${lw.path} has ${V} vocabulary rows; export can only drop padding rows, so use --vocab-size <= ${V} (e.g. ${HF_GPT2_VOCAB_SIZE})`);
+    throw new Error(`--vocab-size ${vocab}: the checkpoint ${lw.path} has ${V} vocabulary rows; export can only drop padding rows, so use --vocab-size <= ${V}${V > HF_GPT2_VOCAB_SIZE ? ` (e.g. ${HF_GPT2_VOCAB_SIZE})` : ''}`);
   }
   if (vocab < Math.min(V, HF_GPT2_VOCAB_SIZE)) {
     throw new Error(`--vocab-size ${vocab} would drop real GPT-2 tokens (ids below ${Math.min(V, HF_GPT2_VOCAB_SIZE)}); use --vocab-size ${Math.min(V, HF_GPT2_VOCAB_SIZE)} or omit it`);
@@ -38,6 +38,10 @@ export async function exportHf(checkpoint: string, outDir: string, opts: { vocab
   const ckptDir = lw.source === 'checkpoint' ? dirname(resolve(lw.path)) : resolve(lw.path);
   const clash = out === ckptDir || (await readdir(out).catch(() => [] as string[])).some((n) => /^model_\d+\.json$/.test(n));
   if (clash) throw new Error(`--out-dir ${outDir}: holds training checkpoints (model_<step>.json) or is the source itself; export to a new directory, e.g. ${join(dirname(out), 'hf-export')}`);
+  const existing = (await readdir(out).catch(() => [] as string[])).filter((n) => n === 'config.json' || n === 'model.safetensors');
+  if (existing.length && !opts.overwrite) {
+    throw new Error(`--out-dir ${outDir}: already holds ${existing.join(' and ')} (an earlier export?); pass --overwrite to replace them, or export to another directory`);
+  }
   await writeHfGpt2Dir(outDir, lw.config, lw.weights, {
     cropVocabTo: vocab === V ? undefined : vocab,
     metadata: { tapegrad_exported_from: lw.path, ...(lw.step !== null ? { tapegrad_step: String(lw.step) } : {}) },
@@ -54,6 +58,7 @@ GPT2LMHeadModel.from_pretrained(DIR) (tokenizer: GPT2TokenizerFast.from_pretrain
   options: {
     'init-from': { kind: 'string', required: true, metavar: 'PATH', aliases: ['checkpoint'], help: 'model_<step>.json or model_<step>.safetensors, or a training --out-dir (newest checkpoint)' },
     'out-dir': { kind: 'string', required: true, metavar: 'DIR', aliases: ['out'], help: 'directory to write (created; must not hold training checkpoints)' },
+    overwrite: { kind: 'flag', help: 'replace the config.json and model.safetensors of an earlier export in --out-dir' },
     'vocab-size': { kind: 'int', min: 1, help: `rows of wte to keep; ${HF_GPT2_VOCAB_SIZE} drops our padding (50304 -> ${HF_GPT2_VOCAB_SIZE}) so vocab_size matches the GPT-2 tokenizer (default: all rows, a bit-exact round trip)` },
   },
 });
@@ -61,7 +66,7 @@ GPT2LMHeadModel.from_pretrained(DIR) (tokenizer: GPT2TokenizerFast.from_pretrain
 export async function main(argv: string[]): Promise<number> {
   const v = parseCommand(EXPORT_COMMAND, argv);
   if (!v) return 0;
-  const r = await exportHf(v['init-from'], v['out-dir'], { vocabSize: v['vocab-size'] });
+  const r = await exportHf(v['init-from'], v['out-dir'], { vocabSize: v['vocab-size'], overwrite: v.overwrite });
   const c = r.config;
   console.log(`exported ${r.source}${r.step !== null ? ` (step ${r.step})` : ''}: ${c.nLayer} layers, ${c.nHead} heads, ${c.nEmbd} embd, ` +
     `block ${c.blockSize}, vocab ${r.vocabSize}${r.vocabSize !== c.vocabSize ? ` (of ${c.vocabSize})` : ''}`);

@@ -141,6 +141,8 @@ export async function readHellaswag(path: string, limit?: number): Promise<Hella
     }
     const ex = (typeof o === 'object' && o !== null ? o : {}) as Record<string, unknown>;
     if (typeof ex.ctx !== 'string') throw new Error(`${where}: "ctx" must be a string`);
+    // an empty context leaves an ending's first token predicted from nothing: its loss would be NaN (and count as correct)
+    if (ex.ctx.trim() === '') throw new Error(`${where}: "ctx" is empty; an ending is scored by how well the context predicts it`);
     const ends = ex.endings;
     if (!Array.isArray(ends) || ends.length !== 4 || !ends.every((e) => typeof e === 'string')) {
       throw new Error(`${where}: "endings" must be 4 strings (the test split has no labels; use hellaswag_val.jsonl)`);
@@ -230,7 +232,7 @@ ending, acc_norm from its per-token mean (the number build-nanogpt reports).`,
     show: { kind: 'int', min: 0, help: 'print context, endings and losses of the first N examples (hellaswag.py shows 9)' },
     backend: { kind: 'choice', choices: BACKENDS, default: 'auto', help: 'compute backend' },
     dtype: { kind: 'choice', choices: TRAIN_DTYPES, default: 'float32', help: 'forward passes under autocast to this dtype (bfloat16, float16: mixed precision; weights stay float32)' },
-    threads: { kind: 'int', min: 1, help: 'worker threads of the wasm backend' },
+    threads: { kind: 'int', min: 1, max: 256, help: 'worker threads of the wasm backend' },
   },
 });
 

@@ -45,7 +45,7 @@ a KV cache. Sample 0 streams live; the others print when they complete.`,
     'no-kv-cache': { kind: 'flag', help: 'recompute every position at each step (slower; same tokens)' },
     backend: { kind: 'choice', choices: BACKENDS, default: 'auto', help: 'compute backend' },
     dtype: { kind: 'choice', choices: TRAIN_DTYPES, default: 'float32', help: 'forward passes under autocast to this dtype (bfloat16, float16: mixed precision; weights stay float32)' },
-    threads: { kind: 'int', min: 1, help: 'worker threads of the wasm backend' },
+    threads: { kind: 'int', min: 1, max: 256, help: 'worker threads of the wasm backend' },
   },
 });
 

@@ -13,7 +13,6 @@ import { ensureEmbeddedShards } from '../data/embedded.js';
 import { gpt2Tokenizer } from '../data/tokenizer.js';
 import { ProgressBar } from '../data/progress.js';
 import { modelState, saveCheckpoint } from './checkpoint.js';
-import type { Weight } from './hf-gpt2.js';
 import { useBackend } from './backend.js';
 import type { Backend } from '../tensor/backend.js';
 import { RunLog } from './run-log.js';
@@ -347,17 +346,28 @@ function checkOptions(o: TrainOptions): void {
 function restoreTrainingState(resumed: NonNullable<Start['resumed']>, model: GPT, optimizer: AdamW, trainLoader: DataLoaderLite, step: number): void {
   if (resumed.optimizer.size) {
     const optStep = Number(resumed.meta.optimizer_step ?? step);
-    for (const [n, p] of model.namedParameters()) {
-      optimizer.setState(p, { step: optStep, expAvg: stateTensor(resumed.optimizer, `${n}.exp_avg`, p), expAvgSq: stateTensor(resumed.optimizer, `${n}.exp_avg_sq`, p) });
+    const named = model.namedParameters();
+    // exactly this model's moments: extra tensors mean the file is another (bigger) model's
+    const want = new Set(named.flatMap(([n]) => [`${n}.exp_avg`, `${n}.exp_avg_sq`]));
+    const extra = [...resumed.optimizer.keys()].filter((k) => !want.has(k));
+    if (extra.length) {
+      throw new Error(`resume: the optimizer state of ${resumed.sidecar} has ${extra.length} tensor(s) this model has no parameter for ` +
+        `(${extra.slice(0, 3).join(', ')}${extra.length > 3 ? ', ...' : ''}); it belongs to another model`);
+    }
+    for (const [n, p] of named) {
+      optimizer.setState(p, { step: optStep, expAvg: stateTensor(resumed, `${n}.exp_avg`, p), expAvgSq: stateTensor(resumed, `${n}.exp_avg_sq`, p) });
     }
   }
   const loaderState = resumed.meta.train_loader as { shard: number; position: number } | undefined;
   if (loaderState) trainLoader.restore(loaderState);
 }
 
-function stateTensor(state: Map<string, Weight>, name: string, p: Tensor): Tensor {
-  const w = state.get(name);
-  if (!w) throw new Error(`resume: optimizer state '${name}' is missing from the checkpoint`);
+function stateTensor(resumed: NonNullable<Start['resumed']>, name: string, p: Tensor): Tensor {
+  const w = resumed.optimizer.get(name);
+  if (!w) throw new Error(`resume: optimizer state '${name}' is missing from ${resumed.sidecar}'s optimizer file`);
+  if (w.data.length !== p.size) {
+    throw new Error(`resume: optimizer state '${name}' in ${resumed.sidecar}'s optimizer file has ${w.data.length} values, the parameter [${p.shape.join(', ')}] ${p.size}; it belongs to another model`);
+  }
   return tensor(w.data, { shape: p.shape });
 }
 
