@@ -370,7 +370,11 @@ describe('data-parallel jobs', () => {
     const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
     expect(code, out).toBe(130);
     expect(out).toMatch(/\[rank 0\] saved checkpoint .*model_\d+\.json/);
-    expect(out).toMatch(/--resume/);
+    // the command to continue is the one typed: the launcher's flags kept, no worker-only --threads
+    const again = /to continue: npm run train -- (.*)$/m.exec(out)?.[1];
+    expect(again, out).toContain('--nproc-per-node 2');
+    expect(again).not.toContain('--threads');
+    expect(again).toMatch(/--resume$/);
   });
 
   it('two hosts: network namespaces joined by a veth pair run one 2-node job', async (ctx) => {

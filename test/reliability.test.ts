@@ -300,6 +300,22 @@ describe('reliability, round 3 (issue 28)', () => {
     }
   });
 
+  it('2. --hellaswag is checked at the start of a resumed run, not at its next evaluation', async () => {
+    const dir = join(work, 'round3-hella');
+    expect((await train(['--out-dir', dir, '--max-steps', '2', '--eval-interval', '0'])).code).toBe(0);
+    const r = await train(['--out-dir', dir, '--max-steps', '4', '--eval-interval', '0', '--resume', '--hellaswag', join(work, 'no-such.jsonl')]);
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/no-such\.jsonl/);
+    expect(r.out).not.toMatch(/step +2 \|/); // refused before training on
+  });
+
+  it('12. a model too big for this machine is refused at once with the figures, not killed minutes in', async () => {
+    const r = await train(['--out-dir', join(work, 'round3-huge'), '--n-embd', '20000', '--max-steps', '1'], { timeoutMs: 30_000 });
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/the model needs about [\d.]+ GB of memory to train \(\d+M parameters: .*but this machine has [\d.]+ GB/);
+    expect(r.ms).toBeLessThan(20_000);
+  });
+
   it('9. an optimizer file with tensors this model has no parameter for is refused on --resume, naming the file', async () => {
     const dir = join(work, 'round3-optim');
     expect((await train(['--out-dir', dir, '--max-steps', '2', '--eval-interval', '0'])).code).toBe(0);

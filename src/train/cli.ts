@@ -60,6 +60,9 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
 MASTER_ADDR and MASTER_PORT (or SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID) from the environment.`,
 });
 
+/** The environment variable through which our launcher tells its workers the command the user typed. */
+const LAUNCHER_ARGV = 'TAPEGRAD_LAUNCHER_ARGV';
+
 /** The launcher's own flags, which the workers it starts do not get. */
 const LAUNCHER_FLAGS = ['nproc-per-node', 'nnodes', 'node-rank', 'master-addr', 'master-port'];
 function workerArgs(argv: string[]): string[] {
@@ -82,6 +85,8 @@ export async function main(argv: string[]): Promise<number> {
     return launch({
       nprocPerNode: n, nnodes: v.nnodes, nodeRank: v['node-rank'], masterAddr: v['master-addr'], masterPort: v['master-port'],
       command: [process.execPath, fileURLToPath(import.meta.url), ...workerArgs(argv), ...(v.threads === undefined ? ['--threads', String(threads)] : [])],
+      // what the user typed, for the "to continue" line rank 0 prints (the workers' flags differ)
+      env: { [LAUNCHER_ARGV]: JSON.stringify(argv) },
     });
   }
   const env = readDistEnv();
@@ -126,7 +131,8 @@ export async function main(argv: string[]): Promise<number> {
   const master = !env || env.rank === 0;
   if (r.stopped) {
     const sig = r.stopped.reason as keyof typeof exitCodes;
-    if (master) console.log(`stopped by ${sig} after ${r.steps} steps; to continue: npm run train -- ${argv.filter((a) => a !== '--resume' && a !== '--overwrite').join(' ')} --resume`.replace(/ +--resume$/, ' --resume'));
+    const typed = process.env[LAUNCHER_ARGV] ? JSON.parse(process.env[LAUNCHER_ARGV]) as string[] : argv;
+    if (master) console.log(`stopped by ${sig} after ${r.steps} steps; to continue: npm run train -- ${typed.filter((a) => a !== '--resume' && a !== '--overwrite').join(' ')} --resume`.replace(/ +--resume$/, ' --resume'));
     return exitCodes[sig] ?? 1;
   }
   if (master) console.log(`done: ${r.steps} steps in ${r.seconds.toFixed(1)} s, final train loss ${r.finalLoss.toFixed(4)}` +

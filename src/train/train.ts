@@ -3,6 +3,7 @@
 // samples and checkpoints; one JSON line per step in log.jsonl and a loss-curve SVG.
 
 import { statSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { acquireLock, makeDirs, removeStaleTemps } from '../data/fsutil.js';
 import { manualSeed, Generator } from '../tensor/random.js';
@@ -134,6 +135,9 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   const dataDir = o.dataDir ?? await ensureEmbeddedShards();
   const B = o.batchSize, T = o.seqLen;
   await agreeOnSettings(job, o, dataDir);
+  // a HellaSwag file is read at the first evaluation, which a resumed run skips: check it now,
+  // not at the next evaluation (hours in, before that step's checkpoint)
+  if (o.hellaswag) await (await import('./hellaswag.js')).readHellaswag(o.hellaswag, o.hellaswagLimit);
   // rank 0 decides where the run starts (it alone reads the out-dir) and tells the others
   const start = await shareStart(job, master ? await resolveStart({ ...o, dataDir, worldSize: W }, print) : null);
   const { config } = start;
@@ -144,6 +148,7 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   if (o.totalBatchSize % (B * T * W) !== 0) {
     throw new Error(`--total-batch-size ${o.totalBatchSize} must be divisible by --batch-size * --seq-len${W > 1 ? ' * world size' : ''} = ${B * T * W}`);
   }
+  if (backend.hostMemory) checkHostMemory(config, B, T, job.env.localWorldSize); // the ranks sharing this machine
   const gradAccumSteps = o.totalBatchSize / (B * T * W);
   print(`total desired batch size: ${o.totalBatchSize} => calculated gradient accumulation steps: ${gradAccumSteps}`);
 
@@ -340,6 +345,25 @@ function checkOptions(o: TrainOptions): void {
   if (o.minLr > o.maxLr) throw new Error(`train: minLr ${o.minLr} is above maxLr ${o.maxLr}`);
   if (o.outDir.trim() === '') throw new Error("train: outDir (--out-dir) is empty; name a directory, e.g. --out-dir out (an empty one would write into the current directory)");
   if (o.dtype !== undefined) parseDtype(o.dtype, 'train: dtype');
+}
+
+/**
+ * Refuse, before allocating anything, a model whose training cannot fit this machine's memory: the
+ * kernel would kill the process minutes in, with no message. Counted: weights, gradients and AdamW's
+ * two moments (16 bytes a parameter) and about 80 bytes a channel per token and layer of float32
+ * activations kept for backward, for each rank on this machine.
+ */
+function checkHostMemory(c: GPTConfig, B: number, T: number, ranks: number): void {
+  const C = c.nEmbd;
+  const params = c.vocabSize * C + c.blockSize * C + c.nLayer * (12 * C * C + 13 * C) + 2 * C;
+  const state = 16 * params, activations = 80 * B * T * C * c.nLayer;
+  const need = ranks * (state + activations), have = totalmem();
+  if (need > 0.9 * have) {
+    const gb = (n: number): string => `${(n / 1e9).toFixed(1)} GB`;
+    throw new Error(`the model needs about ${gb(need)} of memory to train (${(params / 1e6).toFixed(0)}M parameters: ${gb(state)} for weights, ` +
+      `gradients and AdamW state; ${gb(activations)} of activations at B=${B}, T=${T}${ranks > 1 ? `; times ${ranks} ranks` : ''}), ` +
+      `but this machine has ${gb(have)}; choose a smaller --model / --n-embd / --n-layer or a smaller --batch-size`);
+  }
 }
 
 /** A resumed run's optimizer moments and data position, as its checkpoint recorded them. */
