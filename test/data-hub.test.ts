@@ -377,3 +377,17 @@ describe('hub', () => {
     await expect(prepareMain(['--source', 'embedded', '--out-dir', dest, '--shard'])).rejects.toThrow(/unknown flag --shard; did you mean --shard-size\?/);
   });
 });
+
+describe('fineweb-edu source without a network', () => {
+  test('says each retry and its wait (it once waited minutes in silence)', async () => {
+    const { FineWebEduSource } = await import('../src/data/sources.js');
+    let said = '';
+    const stream = new Writable({ write(chunk, _enc, done) { said += String(chunk); done(); } });
+    // port 1 on loopback: nothing listens, every attempt is refused at once
+    const src = new FineWebEduSource({ cacheDir: mkdtempSync(join(tmpdir(), 'tapegrad-nonet-')), endpoint: 'http://127.0.0.1:1', retries: 2,
+      backoffMs: 1, maxBackoffMs: 2, sleep: async () => {}, stream: stream as unknown as NodeJS.WritableStream, progress: false });
+    await expect(src.open()).rejects.toThrow(/failed after 3 attempt\(s\)/);
+    expect(said).toMatch(/retry 1\/2 in [\d.]+ s/);
+    expect(said).toMatch(/retry 2\/2 in [\d.]+ s/);
+  });
+});

@@ -91,7 +91,7 @@ export class FineWebEduSource implements DocumentSource {
   /** Pins the revision to its commit, so that every file of this run and of a resume is the same version. */
   async open(): Promise<void> {
     if (this.pinned) return;
-    this.revision = await resolveRevision(this.repo, this.revision, this.opts);
+    this.revision = await resolveRevision(this.repo, this.revision, this.hubOptions());
     this.pinned = true;
   }
 
@@ -102,9 +102,15 @@ export class FineWebEduSource implements DocumentSource {
 
   async listFiles(): Promise<HubFile[]> {
     await this.open();
-    const all = (await listHubFiles(this.repo, this.revision, this.path, this.opts)).filter((f) => f.path.endsWith('.parquet'));
+    const all = (await listHubFiles(this.repo, this.revision, this.path, this.hubOptions())).filter((f) => f.path.endsWith('.parquet'));
     if (all.length === 0) throw new Error(`fineweb: no .parquet files under ${this.repo}@${this.revision}/${this.path}`);
     return this.opts.maxFiles !== undefined ? all.slice(0, this.opts.maxFiles) : all;
+  }
+
+  /** The hub calls' options: each retry and its wait said on the stream (not a silent minute per retry). */
+  private hubOptions(): FineWebOptions {
+    const stream = this.opts.stream ?? process.stderr;
+    return { ...this.opts, log: this.opts.log ?? ((m) => stream.write(m + '\n')) };
   }
 
   /** The file in the foreground gets a bar; one fetched in the background would fight over the line. */
