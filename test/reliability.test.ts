@@ -346,3 +346,22 @@ describe('reliability, round 3 (issue 28)', () => {
     expect(d.out).toMatch(/total desired batch size: 128 => calculated gradient accumulation steps: 1/);
   });
 });
+
+describe('the directory lock and recycled pids (issue 28, 14)', () => {
+  it('a lock left by a killed process whose pid is now ours (a container restarted as PID 1) is taken over', async () => {
+    const { acquireLock } = await import('../src/data/fsutil.js');
+    const dir = mkdtempSync(join(tmpdir(), 'tapegrad-pidlock-'));
+    const lock = join(dir, '.train.lock');
+    for (const held of [`${process.pid}\n`, `${process.pid} not-this-boot:12345\n`]) {
+      writeFileSync(lock, held);
+      const release = await acquireLock(lock, { waitMs: 0, busy: (pid) => `busy ${pid}` });
+      expect(readFileSync(lock, 'utf8')).toMatch(new RegExp(`^${process.pid}( |\\n)`));
+      release();
+    }
+    // a live holder is still respected, and the message names the lock file
+    const held = await acquireLock(lock, { waitMs: 0, busy: (pid) => `busy ${pid}` });
+    await expect(acquireLock(lock, { waitMs: 0, busy: (pid) => `busy ${pid}` })).rejects.toThrow(`busy ${process.pid} (lock file ${lock};`);
+    held();
+    rmSync(dir, { recursive: true });
+  });
+});

@@ -84,6 +84,31 @@ function alive(pid: number): boolean {
   try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
 }
 
+/**
+ * When process `pid` started (Linux: the boot's id and the start time in /proc), so a lock can tell
+ * its holder from a later process that got the same pid (a restarted container's PID 1); null
+ * where /proc does not say.
+ */
+function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]; // field 22, after "pid (comm) "
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    return start ? `${boot}:${start}` : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether the process a lock file names (`pid [start]`) still runs: the same pid and, where known, the same start. */
+function holderAlive(lock: string): boolean {
+  const [p, start] = lock.trim().split(/\s+/);
+  const pid = Number.parseInt(p ?? '', 10);
+  if (!Number.isInteger(pid)) return false;
+  if (start) return processStart(pid) === start; // a recycled pid starts at another time
+  return pid !== process.pid && alive(pid); // an older lock (pid only): never ourselves, we are asking for it
+}
+
 /** Remove the temp files that killed writers left in `dir` (their pid is gone); returns their names. */
 export function removeStaleTemps(dir: string): string[] {
   let names: string[];
@@ -139,10 +164,11 @@ export async function acquireLock(lockPath: string, opts: { waitMs: number; busy
       process.on('exit', release);
       return release;
     }
-    let pid = NaN;
-    try { pid = Number.parseInt(readFileSync(lockPath, 'utf8'), 10); } catch { continue; } // released meanwhile
-    if (!Number.isInteger(pid) || !alive(pid)) { removeStaleLock(lockPath, pid); continue; } // its holder died
-    if (Date.now() >= deadline) throw new Error(opts.busy(pid));
+    let held: string;
+    try { held = readFileSync(lockPath, 'utf8'); } catch { continue; } // released meanwhile
+    const pid = Number.parseInt(held, 10);
+    if (!Number.isInteger(pid) || !holderAlive(held)) { removeStaleLock(lockPath, pid); continue; } // its holder died
+    if (Date.now() >= deadline) throw new Error(`${opts.busy(pid)} (lock file ${lockPath}; delete it only if that process is not running)`);
     if (!told) { opts.onWait?.(pid); told = true; }
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -152,7 +178,7 @@ export async function acquireLock(lockPath: string, opts: { waitMs: number; busy
 function tryLink(lockPath: string): boolean {
   const tmp = tempPathFor(lockPath);
   try {
-    writeFileSync(tmp, `${process.pid}\n`, { flag: 'wx' });
+    writeFileSync(tmp, `${process.pid} ${processStart(process.pid) ?? ''}\n`, { flag: 'wx' });
     linkSync(tmp, lockPath);
     return true;
   } catch (e) {
@@ -171,9 +197,9 @@ function tryLink(lockPath: string): boolean {
 function removeStaleLock(lockPath: string, deadPid: number): void {
   const aside = tempPathFor(lockPath);
   try { renameSync(lockPath, aside); } catch { return; } // someone else removed it
-  let moved = NaN;
-  try { moved = Number.parseInt(readFileSync(aside, 'utf8'), 10); } catch { /* unreadable: stale */ }
-  if (Number.isInteger(moved) && moved !== deadPid && alive(moved)) {
+  let moved = NaN, text = '';
+  try { text = readFileSync(aside, 'utf8'); moved = Number.parseInt(text, 10); } catch { /* unreadable: stale */ }
+  if (Number.isInteger(moved) && moved !== deadPid && holderAlive(text)) {
     try { linkSync(aside, lockPath); } catch { /* a third process holds it now; its lock stands */ }
   }
   rmSync(aside, { force: true });
