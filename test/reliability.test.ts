@@ -316,6 +316,20 @@ describe('reliability, round 3 (issue 28)', () => {
     expect(r.ms).toBeLessThan(20_000);
   });
 
+  it('retention: the newest --keep-checkpoints N complete checkpoints and the best validation one stay, the rest go', async () => {
+    const dir = join(work, 'round3-keep');
+    const r = await train(['--out-dir', dir, '--max-steps', '9', '--checkpoint-interval', '1', '--eval-interval', '1', '--keep-checkpoints', '2']);
+    expect(r.code, r.out).toBe(0);
+    const vals = logOf(dir).filter((e) => e.val_loss !== undefined);
+    const kept = steps(dir);
+    expect(kept.slice(-2)).toEqual([7, 8]);
+    expect(kept.length).toBeLessThanOrEqual(3);
+    // the best validation checkpoint survives (its step's val_loss is the lowest of those saved)
+    const best = vals.filter((e) => e.step >= 1).reduce((a, b) => (b.val_loss! < a.val_loss! ? b : a));
+    expect(kept).toContain(best.step);
+    expect(readdirSync(dir).filter((f) => /^(model|optim)_\d+\.safetensors$/.test(f)).length).toBe(2 * kept.length);
+  });
+
   it('9. an optimizer file with tensors this model has no parameter for is refused on --resume, naming the file', async () => {
     const dir = join(work, 'round3-optim');
     expect((await train(['--out-dir', dir, '--max-steps', '2', '--eval-interval', '0'])).code).toBe(0);

@@ -165,6 +165,28 @@ export async function checkpointSidecars(outDir: string): Promise<{ step: number
     .map((m) => ({ step: Number(m[1]), sidecar: join(outDir, m[0]) })).sort((a, b) => b.step - a.step);
 }
 
+/**
+ * Keep the newest `keep` complete checkpoints in `outDir` and the one with the best (lowest)
+ * validation loss; delete the other complete ones (each sidecar first, so none looks complete while
+ * its files go). Incomplete ones are left to --resume's checks. Returns the deleted sidecars.
+ */
+export async function pruneCheckpoints(outDir: string, keep: number): Promise<string[]> {
+  const all = await listCheckpoints(outDir);
+  if (all.length <= keep) return [];
+  let best: string | null = null, bestLoss = Infinity;
+  for (const c of all) {
+    const v = ((await readJsonFile(c.sidecar).catch(() => ({}))) as { val_loss?: unknown }).val_loss;
+    if (typeof v === 'number' && v < bestLoss) { bestLoss = v; best = c.sidecar; }
+  }
+  const doomed = all.slice(0, all.length - keep).filter((c) => c.sidecar !== best);
+  for (const { step, sidecar } of doomed) {
+    const p = checkpointPaths(outDir, step, true);
+    await rm(sidecar, { force: true });
+    for (const f of [p.model, p.optim!]) await rm(f, { force: true });
+  }
+  return doomed.map((c) => c.sidecar);
+}
+
 /** Delete every checkpoint file in `outDir` (sidecars first, so none looks complete meanwhile); returns how many checkpoints. */
 export async function removeCheckpoints(outDir: string): Promise<number> {
   const sidecars = await checkpointSidecars(outDir);

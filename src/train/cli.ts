@@ -42,6 +42,7 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
     'hellaswag-limit': { kind: 'int', min: 1, group: 'eval', help: 'first N HellaSwag examples only' },
     'out-dir': { kind: 'string', metavar: 'DIR', default: d.outDir, group: 'output', help: 'log.jsonl, loss.svg, checkpoints' },
     'checkpoint-interval': { kind: 'int', min: 0, default: d.checkpointInterval, group: 'output', help: 'checkpoint every N steps (0: only at the end)' },
+    'keep-checkpoints': { kind: 'int', min: 0, default: 5, group: 'output', help: 'complete checkpoints kept: the newest N and the best validation one (0: all)' },
     resume: { kind: 'flag', group: 'output', help: 'continue from the newest usable checkpoint in --out-dir' },
     overwrite: { kind: 'flag', group: 'output', help: "start over in an --out-dir that holds a run's checkpoints (deletes them)" },
     seed: { kind: 'int', default: d.seed, min: 0, max: 2 ** 32 - 1, group: 'run', help: 'random seed (the generator takes 32 bits: larger seeds are refused, not wrapped)' },
@@ -102,7 +103,7 @@ export async function main(argv: string[]): Promise<number> {
     minLr: v['min-lr'] ?? v['max-lr'] * 0.1, // build-nanogpt: min_lr = max_lr * 0.1
     weightDecay: v['weight-decay'], gradClip: v['grad-clip'],
     evalInterval: v['eval-interval'], valSteps: v['val-steps'], sampleInterval: v['sample-interval'],
-    checkpointInterval: v['checkpoint-interval'], outDir: v['out-dir'],
+    checkpointInterval: v['checkpoint-interval'], keepCheckpoints: v['keep-checkpoints'], outDir: v['out-dir'],
     seed: v.seed, backend: v.backend, resume: v.resume, overwrite: v.overwrite, job,
     // a rank's share of the cores when several run on this machine
     threads: v.threads ?? (env && env.localWorldSize > 1 ? Math.max(1, Math.floor(availableParallelism() / env.localWorldSize)) : undefined),
