@@ -330,16 +330,18 @@ describe('reliability, round 3 (issue 28)', () => {
     expect(readdirSync(dir).filter((f) => /^(model|optim)_\d+\.safetensors$/.test(f)).length).toBe(2 * kept.length);
   });
 
-  it('9. an optimizer file with tensors this model has no parameter for is refused on --resume, naming the file', async () => {
+  it('9, 18. an optimizer file with tensors this model has no parameter for makes --resume fall back to the older checkpoint, saying why', async () => {
     const dir = join(work, 'round3-optim');
-    expect((await train(['--out-dir', dir, '--max-steps', '2', '--eval-interval', '0'])).code).toBe(0);
-    const file = join(dir, `optim_${String(steps(dir).at(-1)).padStart(5, '0')}.safetensors`);
+    expect((await train(['--out-dir', dir, '--max-steps', '3', '--eval-interval', '0', '--checkpoint-interval', '1'])).code).toBe(0);
+    const newest = steps(dir).at(-1)!, older = steps(dir).at(-2)!;
+    const file = join(dir, `optim_${String(newest).padStart(5, '0')}.safetensors`);
     const { tensors, metadata } = await readSafetensors(file);
     const entries = [...tensors].map(([n, t]) => [n, { dtype: 'F32', shape: t.shape, data: t.data as Float32Array }] as const);
     await writeSafetensors(file, [...entries, ['transformer.h.1.ln_1.weight.exp_avg', { dtype: 'F32', shape: [16], data: new Float32Array(16) }] as const], metadata);
-    const r = await train(['--out-dir', dir, '--max-steps', '4', '--eval-interval', '0', '--resume']);
-    expect(r.code, r.out).toBe(1);
-    expect(r.out).toMatch(/has 1 tensor\(s\) this model has no parameter for \(transformer\.h\.1\.ln_1\.weight\.exp_avg\); it belongs to another model/);
+    const r = await train(['--out-dir', dir, '--max-steps', '5', '--eval-interval', '0', '--resume']);
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/skipping .*model_0000\d\.json: its optimizer file holds 'transformer\.h\.1\.ln_1\.weight\.exp_avg' .*belongs to another model/);
+    expect(r.out).toMatch(new RegExp(`resuming from .*model_${String(older).padStart(5, '0')}\\.json`));
   });
 
   it('6, 7, 8, 16. conflicting model flags with --init-from, an empty --out-dir, a seed past 32 bits; the README\'s 2-rank command', async () => {
@@ -377,5 +379,15 @@ describe('the directory lock and recycled pids (issue 28, 14)', () => {
     await expect(acquireLock(lock, { waitMs: 0, busy: (pid) => `busy ${pid}` })).rejects.toThrow(`busy ${process.pid} (lock file ${lock};`);
     held();
     rmSync(dir, { recursive: true });
+  });
+});
+
+describe('messages that name the flag (issue 28, 19)', () => {
+  it('--vocab-size below the checkpoint\'s rows and --num-samples past 1024 are refused naming their flags', async () => {
+    const { loadWeights } = await import('../src/train/checkpoint.js');
+    const { parseCommand } = await import('../src/train/cli-args.js');
+    const { SAMPLE_COMMAND } = await import('../src/train/sample.js');
+    await expect(loadWeights(join(root, 'test', 'fixtures', 'hf_tiny_gpt2'), { padVocabTo: 3 })).rejects.toThrow(/than the 3 asked for \(--vocab-size\); give --vocab-size >= \d+/);
+    expect(() => parseCommand(SAMPLE_COMMAND, ['--init-from', 'x', '--num-samples', '100000'])).toThrow(/--num-samples: expected an integer >= 1 and <= 1024, got '100000'/);
   });
 });

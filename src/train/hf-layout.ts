@@ -233,7 +233,7 @@ export async function readHfWeights(src: TensorSource, config: Gpt2Config, where
     if (!head || !bitsEqual(head, wte.data)) throw new Error(`${where}: ${lmHeadName} differs from wte.weight, but GPT-2 (and our GPT) ties them; this checkpoint is not a tied GPT-2`);
   }
   if (padVocabTo !== undefined && padVocabTo !== config.vocabSize) {
-    if (!Number.isSafeInteger(padVocabTo) || padVocabTo < config.vocabSize) throw new Error(`${where}: padVocabTo ${padVocabTo} must be an integer >= the checkpoint's vocab_size ${config.vocabSize}`);
+    if (!Number.isSafeInteger(padVocabTo) || padVocabTo < config.vocabSize) throw new Error(`${where}: holds ${config.vocabSize} vocabulary rows, more than the ${padVocabTo} asked for (--vocab-size); give --vocab-size >= ${config.vocabSize}, or omit it to keep the checkpoint's`);
     const padded = new Float32Array(padVocabTo * config.nEmbd); // extra rows stay zero
     padded.set(wte.data);
     weights.set(WTE, { shape: [padVocabTo, config.nEmbd], data: padded });

@@ -120,6 +120,18 @@ export async function resolveStart(o: StartOptions, print: (s: string) => void):
         skipped.push(`${sidecar}: ${why}`);
         continue;
       }
+      // optimizer moments that do not fit the weights (another model's file) make the checkpoint
+      // unusable like corrupt weights: say so and fall back to an older one
+      const misfit = [...ck.optimizerState].find(([name, w]) => {
+        const param = ck.weights.get(name.replace(/\.exp_avg(_sq)?$/, ''));
+        return !param || param.data.length !== w.data.length;
+      });
+      if (misfit) {
+        const why = `its optimizer file holds '${misfit[0]}' (${misfit[1].data.length} values), which this checkpoint's weights have no parameter of that size for: it belongs to another model`;
+        print(`--resume: skipping ${sidecar}: ${why}`);
+        skipped.push(`${sidecar}: ${why}`);
+        continue;
+      }
       const recorded = await recordedIdentity(sidecar);
       if (recorded) {
         const diff = identityDiff(recorded, identity);
