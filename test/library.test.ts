@@ -4,11 +4,12 @@
 // included), tensors printed as torch prints them, and the GPT-2 tokenizer.
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { writeTinyShards } from './helpers/tiny-data.js';
+import { readTokens } from '../src/data/npy.js';
 
 // the package by its name: what an importer gets (Node resolves a package's own name through its "exports")
 const tg = await import('tapegrad');
@@ -23,11 +24,9 @@ beforeAll(() => {
   writeTinyShards(data, { seed: 7, noise: 0.1, stride: 7, val: 200, train: [300] });
 });
 
-/** The val shard's tokens (an .npy of uint16: a 128-byte header here, then the values). */
-function valTokens(): Uint16Array {
-  const bytes = readFileSync(join(data, 'tiny_val_000000.npy'));
-  const headerLen = bytes.readUInt16LE(8);
-  return new Uint16Array(bytes.buffer.slice(bytes.byteOffset + 10 + headerLen, bytes.byteOffset + bytes.length));
+/** The val shard's tokens (the data, not the library under test, so read with the npy module). */
+function valTokens(): Uint16Array | Int32Array {
+  return readTokens(join(data, 'tiny_val_000000.npy'));
 }
 
 describe('tapegrad as a library', () => {

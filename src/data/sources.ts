@@ -118,9 +118,8 @@ export class FineWebEduSource implements DocumentSource {
     const stream = this.opts.stream ?? process.stderr;
     const bar = this.opts.progress === false || !foreground ? undefined : new ProgressBar({ label: `download ${f.path.split('/').pop()}`, total: f.size, unit: 'bytes', stream });
     return downloadHubFile(this.repo, this.revision, f, this.opts.cacheDir, {
-      ...this.opts,
+      ...this.hubOptions(),
       signal,
-      log: this.opts.log ?? ((m) => stream.write(m + '\n')),
       onProgress: (b) => bar?.update(b),
     }).then((p) => {
       bar?.done();

@@ -21,6 +21,15 @@ export interface AdamWOptions {
 
 interface ParamState { step: number; expAvg: Tensor; expAvgSq: Tensor }
 
+/** What an optimizer takes: a list of tensors, or groups with their own lr and weightDecay. */
+export type Params = Tensor[] | { params: Tensor[]; lr?: number; weightDecay?: number }[];
+
+/** Params as groups, each with its lr and weightDecay (the optimizer's defaults where a group has none). */
+export function paramGroups(params: Params, lr: number, weightDecay: number): ParamGroup[] {
+  const gs = params.length && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : params as { params: Tensor[]; lr?: number; weightDecay?: number }[];
+  return gs.map((g) => ({ params: g.params, lr: g.lr ?? lr, weightDecay: g.weightDecay ?? weightDecay }));
+}
+
 export class AdamW {
   readonly paramGroups: ParamGroup[];
   readonly betas: [number, number];
@@ -28,11 +37,8 @@ export class AdamW {
   private state = new Map<Tensor, ParamState>();
 
   /** `params` is a list of tensors or of groups with their own weightDecay (and lr). */
-  constructor(params: Tensor[] | { params: Tensor[]; weightDecay?: number; lr?: number }[], opts: AdamWOptions = {}) {
-    const lr = opts.lr ?? 1e-3;
-    const wd = opts.weightDecay ?? 0.01; // torch's default
-    const groups = params.length && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : params as { params: Tensor[]; weightDecay?: number; lr?: number }[];
-    this.paramGroups = groups.map((g) => ({ params: g.params, lr: g.lr ?? lr, weightDecay: g.weightDecay ?? wd }));
+  constructor(params: Params, opts: AdamWOptions = {}) {
+    this.paramGroups = paramGroups(params, opts.lr ?? 1e-3, opts.weightDecay ?? 0.01); // torch's default decay
     this.betas = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
   }

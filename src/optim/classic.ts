@@ -2,14 +2,7 @@
 // The state lives here, float32, on the parameter's backend; updates are ops (no fused kernel).
 
 import { Tensor, noGrad, ops } from '../tensor/index.js';
-
-interface Group { params: Tensor[]; lr: number; weightDecay: number }
-type Params = Tensor[] | { params: Tensor[]; lr?: number; weightDecay?: number }[];
-
-function groups(params: Params, lr: number, weightDecay: number): Group[] {
-  const gs = params.length && params[0] instanceof Tensor ? [{ params: params as Tensor[] }] : params as { params: Tensor[]; lr?: number; weightDecay?: number }[];
-  return gs.map((g) => ({ params: g.params, lr: g.lr ?? lr, weightDecay: g.weightDecay ?? weightDecay }));
-}
+import { paramGroups, type ParamGroup as Group, type Params } from './adamw.js';
 
 /** Each parameter with a gradient: its float32 value and gradient (wd * p added), and how to store the update. */
 function eachParam(gs: Group[], f: (p: Tensor, p32: Tensor, g: Tensor, group: Group) => Tensor): void {
@@ -34,7 +27,7 @@ export class SGD {
   readonly paramGroups: Group[];
   private readonly momentumBuffers = new Map<Tensor, Tensor>();
   constructor(params: Params, readonly opts: SGDOptions = {}) {
-    this.paramGroups = groups(params, opts.lr ?? 1e-3, opts.weightDecay ?? 0);
+    this.paramGroups = paramGroups(params, opts.lr ?? 1e-3, opts.weightDecay ?? 0);
     if ((opts.nesterov ?? false) && (!(opts.momentum! > 0) || (opts.dampening ?? 0) !== 0)) {
       throw new Error('SGD: Nesterov momentum needs momentum > 0 and dampening 0 (as torch)');
     }
@@ -65,7 +58,7 @@ export class Adam {
   readonly eps: number;
   private readonly state = new Map<Tensor, { step: number; expAvg: Tensor; expAvgSq: Tensor }>();
   constructor(params: Params, opts: AdamOptions = {}) {
-    this.paramGroups = groups(params, opts.lr ?? 1e-3, opts.weightDecay ?? 0);
+    this.paramGroups = paramGroups(params, opts.lr ?? 1e-3, opts.weightDecay ?? 0);
     this.betas = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
   }

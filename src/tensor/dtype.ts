@@ -117,10 +117,12 @@ function bfloat16ToFloat32Bulk(src: Uint16Array, out: Float32Array): void {
 /** float32 -> bfloat16 bits, round to nearest even (NaN stays a quiet NaN), as float32ToBfloat16Bits. */
 function float32ToBfloat16Bulk(src: Float32Array, out: Uint16Array): void {
   const x = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]!;
-    out[i] = (v & 0x7fffffff) > 0x7f800000 ? (v >>> 16) | 0x40 : (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
-  }
+  for (let i = 0; i < x.length; i++) out[i] = bfloat16BitsOfF32Bits(x[i]!);
+}
+
+/** float32 bits -> bfloat16 bits, round to nearest even (a NaN stays a quiet NaN). */
+function bfloat16BitsOfF32Bits(v: number): number {
+  return (v & 0x7fffffff) > 0x7f800000 ? (v >>> 16) | 0x40 : (v + 0x7fff + ((v >>> 16) & 1)) >>> 16;
 }
 
 let f16Table: Float32Array | null = null;
@@ -140,10 +142,7 @@ function float16Table(): Float32Array {
 export function roundToHalfInPlace(a: Float32Array, dtype: 'float16' | 'bfloat16'): Float32Array {
   const x = new Uint32Array(a.buffer, a.byteOffset, a.length);
   if (dtype === 'bfloat16') {
-    for (let i = 0; i < x.length; i++) {
-      const v = x[i]!;
-      x[i] = (v & 0x7fffffff) > 0x7f800000 ? (v | 0x400000) & 0xffff0000 : ((v + 0x7fff + ((v >>> 16) & 1)) >>> 16) << 16;
-    }
+    for (let i = 0; i < x.length; i++) x[i] = bfloat16BitsOfF32Bits(x[i]!) << 16;
   } else {
     const t = float16Table();
     for (let i = 0; i < a.length; i++) a[i] = t[float32ToFloat16Bits(a[i]!)]!;

@@ -77,8 +77,9 @@ export class GpuBackend implements Backend {
     return s;
   }
   run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[], into?: { buf: DeviceBuffer; offset: number }): DeviceBuffer {
-    const n = out[0]!, chunk = Math.floor(this.runner.maxBindingElements / 64) * 64;
+    const n = out[0]!;
     if (!spec.elementwise || into || n <= this.runner.maxBindingElements) return this.runner.run(spec, out, args, into);
+    const chunk = Math.floor(this.runner.maxBindingElements / 64) * 64;
     // past the binding limit: the output a bound chunk at a time, each full-length argument bound from the chunk's start
     const result = this.runner.alloc(n);
     for (let base = 0; base < n; base += chunk) {
