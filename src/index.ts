@@ -29,7 +29,9 @@ export * from './nn/index.js';
 export * from './optim/index.js';
 
 // ---- checkpoints and the GPT-2 tokenizer ----
-export { Gpt2Tokenizer, Gpt2StreamDecoder, gpt2Tokenizer, EOT, GPT2_VOCAB_SIZE } from './data/tokenizer.js';
+export { Gpt2Tokenizer, StreamDecoder, gpt2Tokenizer, EOT, GPT2_VOCAB_SIZE } from './data/tokenizer.js';
+export { BpeTokenizer, trainBpe, type BpeSpec } from './data/bpe.js';
+export { tokenizerFromSpec, type Tokenizer, type TokenizerSpec } from './data/tokenizer-spec.js';
 export type { LoadedCheckpoint, LoadedWeights, CheckpointPaths } from './train/checkpoint.js';
 
 /**
@@ -39,6 +41,16 @@ export type { LoadedCheckpoint, LoadedWeights, CheckpointPaths } from './train/c
  */
 export async function loadCheckpoint(path: string, opts: { optimizer?: boolean } = {}): Promise<import('./train/checkpoint.js').LoadedCheckpoint> {
   return (await import('./train/checkpoint.js')).loadCheckpoint(path, opts);
+}
+
+/**
+ * Node: the tokenizer a checkpoint, training output directory or exported directory was trained
+ * with: the learned BPE it records, or GPT-2's (OpenAI's weights, older checkpoints). Pair it with
+ * GPT.fromPretrained(path) to turn text into ids and samples back into text.
+ */
+export async function loadTokenizer(path: string): Promise<import('./data/tokenizer-spec.js').Tokenizer> {
+  const { loadTokenizerSpec } = await import('./train/checkpoint.js');
+  return (await import('./data/tokenizer-spec.js')).tokenizerFromSpec(await loadTokenizerSpec(path));
 }
 
 /**

@@ -8,6 +8,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { readNpy } from '../src/data/npy.js';
 import { ShardWriter, shardFileName, writeShards, type DocumentSource } from '../src/data/shards.js';
 import { ensureEmbeddedShards } from '../src/data/embedded.js';
+import { BpeTokenizer, type BpeSpec } from '../src/data/bpe.js';
 
 const fixtures = join(import.meta.dirname, 'fixtures');
 const root = mkdtempSync(join(tmpdir(), 'data-shards-'));
@@ -157,7 +158,7 @@ describe('shards', () => {
   test('ensureEmbeddedShards: val about 10% of nlp-corpus tokens, starting with tiktoken ids of its first sentences; cached', async () => {
     const dir = freshDir();
     const t0 = performance.now();
-    expect(await ensureEmbeddedShards(dir)).toBe(dir);
+    expect(await ensureEmbeddedShards(dir, { tokenizer: 'gpt2' })).toBe(dir);
     const firstSeconds = (performance.now() - t0) / 1000;
     const files = readdirSync(dir).filter((f) => f.endsWith('.npy')).sort();
     expect(files[files.length - 1]).toBe('embedded_val_000000.npy');
@@ -170,13 +171,37 @@ describe('shards', () => {
     const corpus = golden.cases.slice(golden.cases.length - 400).flatMap((c) => [50256, ...c.tokens]);
     expect(Array.from(val.subarray(0, corpus.length))).toEqual(corpus);
     const t1 = performance.now();
-    await ensureEmbeddedShards(dir);
+    await ensureEmbeddedShards(dir, { tokenizer: 'gpt2' });
     expect((performance.now() - t1) / 1000).toBeLessThan(Math.max(0.5, firstSeconds / 5));
     expect(existsSync(join(dir, 'embedded_train_000001.npy'))).toBe(true);
     // A deleted shard is noticed and the set is made again, identical.
     const before = readFileSync(join(dir, 'embedded_train_000003.npy'));
     rmSync(join(dir, 'embedded_train_000003.npy'));
-    await ensureEmbeddedShards(dir);
+    await ensureEmbeddedShards(dir, { tokenizer: 'gpt2' });
     expect(readFileSync(join(dir, 'embedded_train_000003.npy')).equals(before)).toBe(true);
+  });
+
+  test('ensureEmbeddedShards with the learned BPE (the default): its tokenizer.json beside the shards, val ~10%, decoding to the corpus text; cached', async () => {
+    const dir = freshDir();
+    const t0 = performance.now();
+    expect(await ensureEmbeddedShards(dir)).toBe(dir);
+    const firstSeconds = (performance.now() - t0) / 1000;
+    const spec = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8')) as { type: string; merges: [number, number][] };
+    expect(spec.type).toBe('bpe');
+    expect(spec.merges).toHaveLength(1024 - 257);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.npy'));
+    const total = files.reduce((n, f) => n + readNpy(join(dir, f)).length, 0);
+    const val = readNpy(join(dir, 'embedded_val_000000.npy')) as Uint16Array;
+    expect(val.length / total).toBeGreaterThan(0.09);
+    expect(val.length / total).toBeLessThan(0.11);
+    // the oracle: nlp-corpus's own sentences; each document is <|endoftext|> (a line break) + its text
+    const sentences = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'node_modules', 'nlp-corpus', 'builds', 'doc-0.json'), 'utf8')) as string[];
+    const tok = new BpeTokenizer(spec as BpeSpec);
+    const want = sentences.slice(0, 300).map((t) => '\n' + t).join('');
+    expect(tok.decode(val.subarray(0, tok.encode(want).length + 300))).toContain(want);
+    expect(val.reduce((m, v) => Math.max(m, v), 0)).toBeLessThan(1024);
+    const t1 = performance.now();
+    await ensureEmbeddedShards(dir);
+    expect((performance.now() - t1) / 1000).toBeLessThan(Math.max(0.5, firstSeconds / 5));
   });
 });

@@ -107,7 +107,7 @@ describe('export', () => {
     const ck = join(dir, 'run4');
     await saveCheckpoint(ck, 2, { config: TINY, weights: makeWeights(TINY) });
     await expect(exportHf(ck, join(dir, 'x'), { vocabSize: 41 })).rejects.toThrow(/--vocab-size 41: .* has 40 vocabulary rows/);
-    await expect(exportHf(ck, join(dir, 'x'), { vocabSize: 39 })).rejects.toThrow(/would drop real GPT-2 tokens/);
+    await expect(exportHf(ck, join(dir, 'x'), { vocabSize: 39 })).rejects.toThrow(/would drop real tokens of GPT-2's tokenizer \(50,257 tokens\) \(ids below 40\); use --vocab-size 40/);
     await expect(exportHf(ck, ck)).rejects.toThrow(/holds training checkpoints/);
     await expect(exportHf(join(dir, 'missing'), join(dir, 'x'))).rejects.toThrow(/does not exist/);
     // an earlier export is not replaced without --overwrite (it once was, silently)

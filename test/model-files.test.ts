@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadWeights } from '../src/train/checkpoint.js';
+import { loadTokenizerSpec, loadWeights } from '../src/train/checkpoint.js';
+import { trainBpe } from '../src/data/bpe.js';
 import { modelFiles, weightsFromFiles } from '../src/train/model-files.js';
 import type { WeightMap } from '../src/train/hf-gpt2.js';
 
@@ -31,15 +32,35 @@ describe('model files in memory', () => {
     const f = await modelFiles(config, weights, 42);
     const dir = await mkdtemp(join(tmpdir(), 'model-files-'));
     try {
-      await writeFile(join(dir, 'model.safetensors'), f['model.safetensors']);
-      await writeFile(join(dir, 'config.json'), f['config.json']);
+      expect([...f.keys()]).toEqual(['model.safetensors', 'config.json']); // GPT-2's tokenizer: no tokenizer file
+      for (const [name, bytes] of f) await writeFile(join(dir, name), bytes);
       const back = await loadWeights(dir);
       expect(back.source).toBe('hf');
       expect(back.config).toEqual(config);
+      expect(back.tokenizer).toEqual({ type: 'gpt2' });
       same(back.weights, weights);
-      const alone = await weightsFromFiles(new Map([['model.safetensors', f['model.safetensors']]]));
+      const alone = await weightsFromFiles(new Map([['model.safetensors', f.get('model.safetensors')!]]));
       expect(alone.step).toBe(42);
       same(alone.weights, weights);
+    } finally { await rm(dir, { recursive: true, force: true }); }
+  });
+
+  it('carries a learned BPE: the tokenizer file, and the safetensors metadata when the file is alone', async () => {
+    const { config, weights } = await loadWeights(HF);
+    const tokenizer = trainBpe(['one two three two one two'], 262);
+    const f = await modelFiles(config, weights, 3, tokenizer);
+    expect([...f.keys()]).toEqual(['model.safetensors', 'config.json', 'tapegrad_tokenizer.json']);
+    const dir = await mkdtemp(join(tmpdir(), 'model-files-'));
+    try {
+      for (const [name, bytes] of f) await writeFile(join(dir, name), bytes);
+      expect((await loadWeights(dir)).tokenizer).toEqual(tokenizer);
+      expect(await loadTokenizerSpec(dir)).toEqual(tokenizer);
+      expect(await loadTokenizerSpec(join(dir, 'model.safetensors'))).toEqual(tokenizer);
+      expect((await weightsFromFiles(f)).tokenizer).toEqual(tokenizer);
+      expect((await weightsFromFiles(new Map([['model.safetensors', f.get('model.safetensors')!]]))).tokenizer).toEqual(tokenizer);
+      // a tokenizer file that cannot be rebuilt is named, not read as GPT-2's
+      await writeFile(join(dir, 'tapegrad_tokenizer.json'), JSON.stringify({ type: 'bpe', merges: [[999, 1]] }));
+      await expect(loadWeights(dir)).rejects.toThrow(/tapegrad_tokenizer\.json: its tokenizer cannot be rebuilt \(BpeTokenizer: merge 0 is \[999,1\]/);
     } finally { await rm(dir, { recursive: true, force: true }); }
   });
 

@@ -6,6 +6,7 @@ import { readNpy, writeNpy } from './npy.js';
 import { acquireLock, makeDirs, writeFileAtomic } from './fsutil.js';
 import { ProgressBar } from './progress.js';
 import { tokenizeDocuments } from './tokenize-pool.js';
+import { GPT2_SPEC, tokenizerFromSpec, type TokenizerSpec } from './tokenizer-spec.js';
 
 /** Where documents come from: one interface, implemented by fineweb-edu (parquet) and nlp-corpus. */
 export interface DocumentSource {
@@ -33,6 +34,8 @@ export interface WriteShardsOptions {
   batchDocs?: number;
   /** Stop after this many shards (the last partial shard is then not written). */
   maxShards?: number;
+  /** The tokenizer (default GPT-2's, as fineweb.py); another is written to outDir/tokenizer.json. */
+  tokenizer?: TokenizerSpec;
   /** Show progress (bar on a TTY, lines otherwise); default true. */
   progress?: boolean;
   /** Where progress and notes go; default process.stderr. */
@@ -155,6 +158,45 @@ export class ShardWriter {
   }
 }
 
+/**
+ * What a set of shards is: the source, and the tokenizer when it is not GPT-2's (shards made
+ * with another tokenizer are another dataset; GPT-2's keep the identity they always had).
+ */
+export function shardIdentity(sourceIdentity: string, spec: TokenizerSpec): string {
+  if (spec.type === 'gpt2') return sourceIdentity;
+  return `${sourceIdentity} tokenized by a ${spec.merges.length + 257}-token BPE ${hashText(JSON.stringify(spec))}`;
+}
+
+/** A short content hash (FNV-1a, 32 bits): names a tokenizer in a shard identity. */
+function hashText(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
+  return h.toString(16).padStart(8, '0');
+}
+
+export const TOKENIZER_FILE = 'tokenizer.json';
+
+/**
+ * The tokenizer of a shard directory: its tokenizer.json, or GPT-2's where there is none (shards
+ * made by fineweb.py or by an earlier prepare-data).
+ */
+export function readDataTokenizer(dataDir: string): TokenizerSpec {
+  const file = join(dataDir, TOKENIZER_FILE);
+  if (!existsSync(file)) return GPT2_SPEC;
+  let spec: TokenizerSpec;
+  try {
+    spec = JSON.parse(readFileSync(file, 'utf8')) as TokenizerSpec;
+    tokenizerFromSpec(spec);
+  } catch (e) {
+    throw new Error(`${file}: not a tokenizer file (${(e as Error).message}); remake the data with npm run prepare-data, or delete it if these are GPT-2 shards`);
+  }
+  return spec;
+}
+
+export function writeDataTokenizer(dataDir: string, spec: TokenizerSpec): void {
+  writeFileAtomic(join(dataDir, TOKENIZER_FILE), JSON.stringify(spec));
+}
+
 function statePath(outDir: string, name: string): string {
   return join(outDir, `${name}_state.json`);
 }
@@ -201,6 +243,10 @@ async function writeShardsLocked(opts: WriteShardsOptions): Promise<ShardSummary
   }
   await source.open?.();
   const name = source.name;
+  const spec = opts.tokenizer ?? { type: 'gpt2' };
+  const tokenizer = tokenizerFromSpec(spec);
+  // shards made with another tokenizer are another dataset (GPT-2's keeps the identity it always had)
+  const identity = shardIdentity(source.identity, spec);
   const sPath = statePath(outDir, name);
   const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const shardPattern = new RegExp(`^${escaped}_(val|train)_(\\d{6})\\.npy$`);
@@ -214,13 +260,14 @@ async function writeShardsLocked(opts: WriteShardsOptions): Promise<ShardSummary
           'how they were made; delete them or choose another --out-dir',
       );
     }
-    state = { version: 1, name, identity: source.identity, shardSize, nextShard: 0, docsDone: 0, tokensIntoDoc: 0, tokens: 0 };
+    if (spec.type !== 'gpt2') writeDataTokenizer(outDir, spec);
+    state = { version: 1, name, identity, shardSize, nextShard: 0, docsDone: 0, tokensIntoDoc: 0, tokens: 0 };
     writeFileAtomic(sPath, JSON.stringify(state, null, 1));
   } else {
-    if (state.identity !== source.identity || state.shardSize !== shardSize) {
+    if (state.identity !== identity || state.shardSize !== shardSize) {
       throw new Error(
         `shards: ${outDir} holds shards made from ${state.identity} with shard size ${state.shardSize}; ` +
-          `this run is ${source.identity} with shard size ${shardSize}. Use the same settings to resume, or another --out-dir`,
+          `this run is ${identity} with shard size ${shardSize}. Use the same settings to resume, or another --out-dir`,
       );
     }
     // A finished dataset is returned as is (to make more or fewer shards, use another --out-dir).
@@ -281,7 +328,7 @@ async function writeShardsLocked(opts: WriteShardsOptions): Promise<ShardSummary
   let stopped = writer.shardIndex >= maxShards;
   if (!stopped) {
     bar = newBar(writer.shardIndex);
-    outer: for await (const batch of tokenizeDocuments(source.documents(state.docsDone), { workers, ...(opts.batchDocs !== undefined ? { batchDocs: opts.batchDocs } : {}) })) {
+    outer: for await (const batch of tokenizeDocuments(source.documents(state.docsDone), { workers, tokenizer, ...(opts.batchDocs !== undefined ? { batchDocs: opts.batchDocs } : {}) })) {
       let off = 0;
       for (let d = 0; d < batch.docLens.length; d++) {
         docLen = batch.docLens[d]!;

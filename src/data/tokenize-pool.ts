@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { EOT, GPT2_SPLIT_PATTERN, bpeMergeLong, gpt2Tokenizer, makeEncoder } from './tokenizer.js';
+import type { Tokenizer } from './tokenizer-spec.js';
 
 /** Several documents tokenized as fineweb.py does: each is [EOT, ...encode_ordinary(text)]. */
 export interface TokenizedBatch {
@@ -21,6 +22,11 @@ export interface TokenizeOptions {
   batchDocs?: number;
   /** ...or at this many characters, whichever comes first (bounds memory per message). */
   batchChars?: number;
+  /**
+   * Another tokenizer than GPT-2's (a learned BPE): it runs on the calling thread, as a small
+   * corpus needs no more (the workers run GPT-2's encoder only).
+   */
+  tokenizer?: Tokenizer;
 }
 
 // The worker is created from a string (`eval: true`) so that the same code runs under vitest,
@@ -72,8 +78,7 @@ interface WorkerReply {
   error?: string;
 }
 
-function tokenizeHere(docs: string[], chars: number): TokenizedBatch {
-  const tok = gpt2Tokenizer();
+function tokenizeHere(docs: string[], chars: number, tok: Tokenizer = gpt2Tokenizer()): TokenizedBatch {
   const parts = docs.map((d) => tok.encodeDocument(d));
   const docLens = Uint32Array.from(parts, (p) => p.length);
   const tokens = new Uint16Array(docLens.reduce((a, b) => a + b, 0));
@@ -121,10 +126,10 @@ export async function* tokenizeDocuments(
     throw new Error(`tokenizeDocuments: workers must be an integer >= 0, got ${opts.workers}`);
   }
   try {
-    if (opts.workers === 0) {
+    if (opts.workers === 0 || (opts.tokenizer && opts.tokenizer.name !== 'gpt2')) {
       for (;;) {
         const b = await readBatch();
-        if (b.docs.length > 0) yield tokenizeHere(b.docs, b.chars);
+        if (b.docs.length > 0) yield tokenizeHere(b.docs, b.chars, opts.tokenizer);
         if (sourceDone) return;
       }
     }

@@ -117,6 +117,9 @@ export function makeEncoder(core: PieceCore, ranks: readonly (string | readonly 
 }
 
 export class Gpt2Tokenizer {
+  readonly name = 'gpt2';
+  readonly eot = EOT;
+  readonly vocabSize = GPT2_VOCAB_SIZE;
   private readonly core: BytePairEncodingCore;
   private readonly bpe: (text: string) => number[];
   /** Bytes of every token, index = token id; built from the same rank table the BPE uses. */
@@ -191,9 +194,9 @@ export class Gpt2Tokenizer {
     return new TextDecoder('utf-8', { ignoreBOM: true }).decode(all);
   }
 
-  /** A decoder for tokens arriving one at a time (sampling); see Gpt2StreamDecoder. */
-  streamDecoder(): Gpt2StreamDecoder {
-    return new Gpt2StreamDecoder(this);
+  /** A decoder for tokens arriving one at a time (sampling); see StreamDecoder. */
+  streamDecoder(): StreamDecoder {
+    return new StreamDecoder(this);
   }
 }
 
@@ -202,10 +205,10 @@ export class Gpt2Tokenizer {
  * (emoji often are), so the UTF-8 decoder keeps the unfinished bytes until the next push.
  * Each instance has its own state (gpt-tokenizer's decode shares one across all calls).
  */
-export class Gpt2StreamDecoder {
+export class StreamDecoder {
   // ignoreBOM: a U+FEFF in the text is content and must come back out (TextDecoder drops a leading one by default).
   private readonly utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
-  constructor(private readonly tok: Gpt2Tokenizer) {}
+  constructor(private readonly tok: { tokenBytes(token: number): Uint8Array }) {}
 
   /** Text completed by this token ('' while a character is still incomplete). */
   push(token: number): string {

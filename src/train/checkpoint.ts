@@ -14,6 +14,25 @@ import {
   readHfGpt2Dir, readHfGpt2Safetensors, readJsonFile, writeHfGpt2Safetensors, parseHfGpt2Config, parseTapegradConfig,
   type Gpt2Config, type WeightMap, type Weight,
 } from './hf-gpt2.js';
+import { GPT2_SPEC, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
+
+/** The file an exported HF directory keeps a learned BPE in (GPT-2's tokenizer files would lie). */
+export const EXPORTED_TOKENIZER_FILE = 'tapegrad_tokenizer.json';
+
+/**
+ * The tokenizer a checkpoint (sidecar "tokenizer", or safetensors metadata tapegrad_tokenizer)
+ * or an exported directory recorded; GPT-2's where none is recorded (OpenAI's weights, and our
+ * checkpoints from before tokenizers were recorded).
+ */
+export function recordedTokenizer(value: unknown, where: string): TokenizerSpec {
+  if (value === undefined || value === null) return GPT2_SPEC;
+  try {
+    tokenizerFromSpec(value as TokenizerSpec);
+  } catch (e) {
+    throw new Error(`${where}: its tokenizer cannot be rebuilt (${(e as Error).message}); the file was edited or is not ours`);
+  }
+  return value as TokenizerSpec;
+}
 
 export const CHECKPOINT_FORMAT = 'tapegrad-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -104,7 +123,10 @@ export async function saveCheckpoint(outDir: string, step: number, state: Checkp
   await unlink(paths.sidecar).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
   await writeHfGpt2Safetensors(paths.model, state.config, state.weights, {
     // self-describing even without the sidecar (loadWeights falls back to these)
-    metadata: { tapegrad_step: String(step), tapegrad_config: JSON.stringify(state.config) },
+    metadata: {
+      tapegrad_step: String(step), tapegrad_config: JSON.stringify(state.config),
+      ...(meta.tokenizer !== undefined ? { tapegrad_tokenizer: JSON.stringify(meta.tokenizer) } : {}),
+    },
   });
   if (paths.optim) {
     const tensors: [string, SafetensorsTensorInput][] = [];
@@ -261,6 +283,8 @@ export interface LoadedWeights {
   weights: WeightMap;
   /** The checkpoint's step, null for HF directories. */
   step: number | null;
+  /** The tokenizer the weights were trained with (GPT-2's unless one is recorded). */
+  tokenizer: TokenizerSpec;
 }
 
 /**
@@ -279,7 +303,7 @@ export async function loadWeights(pathOrDir: string, opts: { padVocabTo?: number
   if (st.isDirectory()) {
     if (await isFile(join(pathOrDir, 'config.json'))) {
       const { config, weights } = await readHfGpt2Dir(pathOrDir, opts);
-      return { source: 'hf', path: pathOrDir, config, weights, step: null };
+      return { source: 'hf', path: pathOrDir, config, weights, step: null, tokenizer: await exportedTokenizer(pathOrDir) };
     }
     const latest = await latestCheckpoint(pathOrDir);
     if (latest) return fromCheckpoint(latest, opts);
@@ -296,6 +320,7 @@ export async function loadWeights(pathOrDir: string, opts: { padVocabTo?: number
   const f = await openSafetensors(pathOrDir);
   const metaConfig = f.metadata.tapegrad_config;
   const metaStep = f.metadata.tapegrad_step;
+  const metaTokenizer = f.metadata.tapegrad_tokenizer;
   await f.close();
   if (metaConfig !== undefined) {
     let parsed: unknown;
@@ -307,18 +332,56 @@ export async function loadWeights(pathOrDir: string, opts: { padVocabTo?: number
     const config = parseTapegradConfig(parsed, `${pathOrDir} (metadata tapegrad_config)`);
     const weights = await readHfGpt2Safetensors(pathOrDir, config, opts);
     const step = metaStep !== undefined && /^\d+$/.test(metaStep) ? Number(metaStep) : null;
-    return { source: 'checkpoint', path: pathOrDir, config: { ...config, vocabSize: weights.get('transformer.wte.weight')!.shape[0]! }, weights, step };
+    let tokenizer: unknown;
+    try { tokenizer = metaTokenizer === undefined ? undefined : JSON.parse(metaTokenizer); } catch { tokenizer = metaTokenizer; }
+    return { source: 'checkpoint', path: pathOrDir, config: { ...config, vocabSize: weights.get('transformer.wte.weight')!.shape[0]! }, weights, step,
+      tokenizer: recordedTokenizer(tokenizer, `${pathOrDir} (metadata tapegrad_tokenizer)`) };
   }
   const cfgPath = join(dirname(pathOrDir), 'config.json');
   if (await isFile(cfgPath)) {
     const config = parseHfGpt2Config(await readJsonFile(cfgPath), cfgPath);
     const weights = await readHfGpt2Safetensors(pathOrDir, config, opts);
-    return { source: 'hf', path: pathOrDir, config: { ...config, vocabSize: weights.get('transformer.wte.weight')!.shape[0]! }, weights, step: null };
+    return { source: 'hf', path: pathOrDir, config: { ...config, vocabSize: weights.get('transformer.wte.weight')!.shape[0]! }, weights, step: null,
+      tokenizer: await exportedTokenizer(dirname(pathOrDir)) };
   }
   throw new Error(`${pathOrDir}: cannot tell the model config: no model_<step>.json sidecar, no tapegrad_config metadata and no config.json beside it`);
 }
 
 async function fromCheckpoint(path: string, opts: { padVocabTo?: number }): Promise<LoadedWeights> {
   const c = await loadCheckpoint(path, { optimizer: false, padVocabTo: opts.padVocabTo });
-  return { source: 'checkpoint', path: c.paths.sidecar, config: c.config, weights: c.weights, step: c.step };
+  return { source: 'checkpoint', path: c.paths.sidecar, config: c.config, weights: c.weights, step: c.step, tokenizer: recordedTokenizer(c.meta.tokenizer, c.paths.sidecar) };
+}
+
+/**
+ * The tokenizer of whatever loadWeights accepts, without reading the weights: a checkpoint's
+ * sidecar, a safetensors file's metadata, or an exported directory's tapegrad_tokenizer.json.
+ */
+export async function loadTokenizerSpec(pathOrDir: string): Promise<TokenizerSpec> {
+  const st = await stat(pathOrDir).catch(() => null);
+  if (!st) throw new Error(`${pathOrDir}: does not exist; pass a checkpoint, a training output directory or an HF GPT-2 directory`);
+  if (st.isDirectory()) {
+    if (await isFile(join(pathOrDir, 'config.json'))) return exportedTokenizer(pathOrDir);
+    const latest = await latestCheckpoint(pathOrDir);
+    if (!latest) throw new Error(`${pathOrDir}: has neither config.json (an HF GPT-2 directory) nor a complete checkpoint model_<step>.json`);
+    return loadTokenizerSpec(latest);
+  }
+  const name = basename(pathOrDir);
+  if (name === 'config.json') return exportedTokenizer(dirname(pathOrDir));
+  if (name.endsWith('.json') || (/^model_\d+\.safetensors$/.test(name) && (await isFile(sidecarFor(pathOrDir))))) {
+    const sidecar = sidecarFor(pathOrDir);
+    return recordedTokenizer(((await readJsonFile(sidecar)) as { tokenizer?: unknown }).tokenizer, sidecar);
+  }
+  const f = await openSafetensors(pathOrDir);
+  const meta = f.metadata.tapegrad_tokenizer;
+  await f.close();
+  if (meta === undefined) return exportedTokenizer(dirname(pathOrDir));
+  let parsed: unknown = meta;
+  try { parsed = JSON.parse(meta); } catch { /* reported by recordedTokenizer */ }
+  return recordedTokenizer(parsed, `${pathOrDir} (metadata tapegrad_tokenizer)`);
+}
+
+/** An exported directory's learned BPE (tapegrad_tokenizer.json), else GPT-2's. */
+async function exportedTokenizer(dir: string): Promise<TokenizerSpec> {
+  const file = join(dir, EXPORTED_TOKENIZER_FILE);
+  return (await isFile(file)) ? recordedTokenizer(await readJsonFile(file), file) : GPT2_SPEC;
 }

@@ -2,9 +2,11 @@
 // GPT2LMHeadModel + model.safetensors under HF names with Conv1D weights [in, out]), the layout of the
 // hub's gpt2 files. The mapping and the writer live in hf-gpt2.ts; this is the command around them.
 
-import { readdir } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { loadWeights } from './checkpoint.js';
+import { EXPORTED_TOKENIZER_FILE, loadWeights } from './checkpoint.js';
+import { writeFileAtomic } from '../data/fsutil.js';
+import { describeTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 import { HF_GPT2_VOCAB_SIZE, writeHfGpt2Dir, type Gpt2Config } from './hf-gpt2.js';
 
@@ -15,6 +17,8 @@ export interface ExportResult {
   config: Gpt2Config;
   /** vocab_size written to config.json (rows of wte in model.safetensors). */
   vocabSize: number;
+  /** The tokenizer the weights were trained with (a learned BPE is written as tapegrad_tokenizer.json). */
+  tokenizer: TokenizerSpec;
   files: string[];
 }
 
@@ -27,26 +31,37 @@ export async function exportHf(checkpoint: string, outDir: string, opts: { vocab
   const lw = await loadWeights(checkpoint);
   const V = lw.config.vocabSize;
   const vocab = opts.vocabSize ?? V;
+  const gpt2 = lw.tokenizer.type === 'gpt2';
+  const tokens = gpt2 ? HF_GPT2_VOCAB_SIZE : tokenizerFromSpec(lw.tokenizer).vocabSize; // real token ids: the rest is padding
   if (!Number.isSafeInteger(vocab) || vocab > V) {
-    throw new Error(`--vocab-size ${vocab}: the checkpoint ${lw.path} has ${V} vocabulary rows; export can only drop padding rows, so use --vocab-size <= ${V}${V > HF_GPT2_VOCAB_SIZE ? ` (e.g. ${HF_GPT2_VOCAB_SIZE})` : ''}`);
+    throw new Error(`--vocab-size ${vocab}: the checkpoint ${lw.path} has ${V} vocabulary rows; export can only drop padding rows, so use --vocab-size <= ${V}${V > tokens ? ` (e.g. ${tokens})` : ''}`);
   }
-  if (vocab < Math.min(V, HF_GPT2_VOCAB_SIZE)) {
-    throw new Error(`--vocab-size ${vocab} would drop real GPT-2 tokens (ids below ${Math.min(V, HF_GPT2_VOCAB_SIZE)}); use --vocab-size ${Math.min(V, HF_GPT2_VOCAB_SIZE)} or omit it`);
+  if (vocab < Math.min(V, tokens)) {
+    throw new Error(`--vocab-size ${vocab} would drop real tokens of ${describeTokenizer(lw.tokenizer)} (ids below ${Math.min(V, tokens)}); use --vocab-size ${Math.min(V, tokens)} or omit it`);
   }
   // config.json in a training out dir would make `--init-from` of that dir read the export, not the newest checkpoint.
   const out = resolve(outDir);
   const ckptDir = lw.source === 'checkpoint' ? dirname(resolve(lw.path)) : resolve(lw.path);
   const clash = out === ckptDir || (await readdir(out).catch(() => [] as string[])).some((n) => /^model_\d+\.json$/.test(n));
   if (clash) throw new Error(`--out-dir ${outDir}: holds training checkpoints (model_<step>.json) or is the source itself; export to a new directory, e.g. ${join(dirname(out), 'hf-export')}`);
-  const existing = (await readdir(out).catch(() => [] as string[])).filter((n) => n === 'config.json' || n === 'model.safetensors');
+  const existing = (await readdir(out).catch(() => [] as string[])).filter((n) => n === 'config.json' || n === 'model.safetensors' || n === EXPORTED_TOKENIZER_FILE);
   if (existing.length && !opts.overwrite) {
     throw new Error(`--out-dir ${outDir}: already holds ${existing.join(' and ')} (an earlier export?); pass --overwrite to replace them, or export to another directory`);
+  }
+  // a learned BPE goes beside the weights first (config.json, written last, marks the directory complete);
+  // GPT-2's tokenizer files would lie about it, so none are written
+  const files: string[] = [];
+  if (!gpt2) {
+    await mkdir(outDir, { recursive: true });
+    writeFileAtomic(join(outDir, EXPORTED_TOKENIZER_FILE), JSON.stringify(lw.tokenizer));
+    files.push(join(outDir, EXPORTED_TOKENIZER_FILE));
   }
   await writeHfGpt2Dir(outDir, lw.config, lw.weights, {
     cropVocabTo: vocab === V ? undefined : vocab,
     metadata: { tapegrad_exported_from: lw.path, ...(lw.step !== null ? { tapegrad_step: String(lw.step) } : {}) },
   });
-  return { source: lw.path, step: lw.step, config: lw.config, vocabSize: vocab, files: [join(outDir, 'model.safetensors'), join(outDir, 'config.json')] };
+  files.push(join(outDir, 'model.safetensors'), join(outDir, 'config.json'));
+  return { source: lw.path, step: lw.step, config: lw.config, vocabSize: vocab, files, tokenizer: lw.tokenizer };
 }
 
 export const EXPORT_COMMAND = command({
@@ -71,6 +86,10 @@ export async function main(argv: string[]): Promise<number> {
   console.log(`exported ${r.source}${r.step !== null ? ` (step ${r.step})` : ''}: ${c.nLayer} layers, ${c.nHead} heads, ${c.nEmbd} embd, ` +
     `block ${c.blockSize}, vocab ${r.vocabSize}${r.vocabSize !== c.vocabSize ? ` (of ${c.vocabSize})` : ''}`);
   for (const f of r.files) console.log(`wrote ${f}`);
+  if (r.tokenizer.type !== 'gpt2') {
+    console.log(`note: the model uses ${describeTokenizer(r.tokenizer)}, not GPT-2's: tapegrad reads it back (--init-from, GPT.fromPretrained, ` +
+      `loadTokenizer); transformers gets the weights, and needs that tokenizer to make sense of them`);
+  }
   return 0;
 }
 

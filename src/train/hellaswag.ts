@@ -6,7 +6,8 @@
 
 import { readFile } from 'node:fs/promises';
 import type { GPT } from '../nn/gpt.js';
-import { gpt2Tokenizer, type Gpt2Tokenizer } from '../data/tokenizer.js';
+import { gpt2Tokenizer } from '../data/tokenizer.js';
+import type { Tokenizer } from '../data/tokenizer-spec.js';
 import { ProgressBar } from '../data/progress.js';
 import { checkWritable, writeFileAtomic } from '../data/fsutil.js';
 import { noGrad, tensor, ops, F } from '../tensor/index.js';
@@ -42,10 +43,10 @@ export interface RenderedExample {
 }
 
 /** hellaswag.py render_example: rows = enc(ctx) + enc(" " + ending), mask 0 over the context, 1 over the ending. */
-export function renderExample(example: HellaswagExample, tok: Gpt2Tokenizer = gpt2Tokenizer()): RenderedExample {
-  const ctxTokens = tok.encodeOrdinary(example.ctx);
+export function renderExample(example: HellaswagExample, tok: Tokenizer = gpt2Tokenizer()): RenderedExample {
+  const ctxTokens = tok.encode(example.ctx);
   // the " " is there because GPT-2's tokenizer attaches a word's leading space to the word
-  const endingTokens = example.endings.map((end) => tok.encodeOrdinary(' ' + end));
+  const endingTokens = example.endings.map((end) => tok.encode(' ' + end));
   const rows = endingTokens.map((e) => [...ctxTokens, ...e]);
   const maskRows = endingTokens.map((e) => [...ctxTokens.map(() => 0), ...e.map(() => 1)]);
   const maxLen = Math.max(...rows.map((r) => r.length));
@@ -169,6 +170,8 @@ export interface HellaswagOptions {
   worldSize?: number;
   /** Score under autocast to this dtype (as train_gpt2.py's HellaSwag under bfloat16); default float32. */
   dtype?: TrainDtype;
+  /** The tokenizer the model was trained with (default GPT-2's). */
+  tokenizer?: Tokenizer;
 }
 
 /** Evaluate `model` on the HellaSwag jsonl at `path`: accuracy from the summed loss (acc) and the mean (acc_norm). */
@@ -176,7 +179,7 @@ export async function evaluateHellaswag(model: GPT, path: string, opts: Hellaswa
   const print = opts.print ?? ((s: string) => console.log(s));
   const examples = await readHellaswag(path, opts.limit);
   if (examples.length === 0) throw new Error(`${path}: no examples${opts.limit !== undefined ? ` (limit ${opts.limit})` : ''}`);
-  const tok = gpt2Tokenizer();
+  const tok = opts.tokenizer ?? gpt2Tokenizer();
   const bar = opts.progress === false ? null : new ProgressBar({ label: 'hellaswag', total: examples.length, unit: 'items' });
   const predictions: HellaswagResult['predictions'] = [];
   let numCorrect = 0, numCorrectNorm = 0, numCropped = 0;
@@ -245,7 +248,8 @@ export async function main(argv: string[]): Promise<number> {
   const backend = await useBackend(v.backend, v.threads);
   const { model, loaded } = await loadModel(v['init-from']);
   console.log(`model ${loaded.path} (${loaded.source}${loaded.step !== null ? `, step ${loaded.step}` : ''}), backend ${backend.name}, data ${v.data}`);
-  const r = await evaluateHellaswag(model, v.data, { limit: v.limit, show: v.show, dtype: v.dtype })
+  const { tokenizerFromSpec } = await import('../data/tokenizer-spec.js');
+  const r = await evaluateHellaswag(model, v.data, { limit: v.limit, show: v.show, dtype: v.dtype, tokenizer: tokenizerFromSpec(loaded.tokenizer) })
     .catch((e: unknown) => { throw new Error(`${loaded.path}: ${(e as Error).message}`, { cause: e }); });
   // hellaswag.py's running line after the last example, then the summary format of its docstring
   console.log(`${r.n} acc_norm: ${r.numCorrectNorm}/${r.n}=${r.accNorm.toFixed(4)}`);

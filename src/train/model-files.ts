@@ -1,22 +1,41 @@
 // A GPT's weights as the files the CLI reads and writes, held in memory: what a web page downloads
 // (an HF directory's model.safetensors + config.json, which `npm run sample -- --init-from DIR`
 // loads) and what it is handed back (those, or a checkpoint of `npm run train`). No file access:
-// loadWeights (checkpoint.ts) is the same on disk.
+// loadWeights (checkpoint.ts) is the same on disk. A learned BPE travels as tapegrad_tokenizer.json
+// (and in the safetensors metadata), as `npm run export` writes it.
 
 import { bytesSource, openSafetensorsSource, safetensorsBytes } from '../data/safetensors-format.js';
 import {
   HF_SAFETENSORS_METADATA, WTE, hfGpt2ConfigJson, hfGpt2Tensors, parseHfGpt2Config, parseTapegradConfig, readHfWeights, singleSource,
   type Gpt2Config, type WeightMap,
 } from './hf-layout.js';
+import { GPT2_SPEC, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
 
-/** An HF GPT-2 directory's two files; the safetensors also carries our config, so it loads on its own too. */
-export async function modelFiles(config: Gpt2Config, weights: WeightMap, step: number | null): Promise<{ 'model.safetensors': Uint8Array; 'config.json': string }> {
+/** The exported directory's tokenizer file (EXPORTED_TOKENIZER_FILE of checkpoint.ts, which reads files). */
+const TOKENIZER_FILE = 'tapegrad_tokenizer.json';
+
+/**
+ * An HF GPT-2 directory's two files, and the tokenizer file when it is not GPT-2's; the safetensors
+ * also carries our config and tokenizer, so it loads on its own too.
+ */
+export async function modelFiles(config: Gpt2Config, weights: WeightMap, step: number | null, tokenizer: TokenizerSpec = GPT2_SPEC): Promise<Map<string, Uint8Array>> {
   const meta: Record<string, string> = { ...HF_SAFETENSORS_METADATA, tapegrad_config: JSON.stringify(config) };
   if (step !== null) meta.tapegrad_step = String(step);
-  return {
-    'model.safetensors': await safetensorsBytes(hfGpt2Tensors(config, weights, 'model.safetensors'), meta),
-    'config.json': JSON.stringify(hfGpt2ConfigJson(config), null, 2) + '\n',
-  };
+  if (tokenizer.type !== 'gpt2') meta.tapegrad_tokenizer = JSON.stringify(tokenizer);
+  const utf8 = new TextEncoder();
+  const files = new Map<string, Uint8Array>([
+    ['model.safetensors', await safetensorsBytes(hfGpt2Tensors(config, weights, 'model.safetensors'), meta)],
+    ['config.json', utf8.encode(JSON.stringify(hfGpt2ConfigJson(config), null, 2) + '\n')],
+  ]);
+  if (tokenizer.type !== 'gpt2') files.set(TOKENIZER_FILE, utf8.encode(JSON.stringify(tokenizer)));
+  return files;
+}
+
+/** A recorded tokenizer spec, checked by rebuilding it; GPT-2's when none is recorded. */
+function tokenizerOf(value: unknown, where: string): TokenizerSpec {
+  if (value === undefined || value === null) return GPT2_SPEC;
+  try { tokenizerFromSpec(value as TokenizerSpec); } catch (e) { throw new Error(`${where}: its tokenizer cannot be rebuilt (${(e as Error).message})`); }
+  return value as TokenizerSpec;
 }
 
 function parseJson(bytes: Uint8Array, where: string): unknown {
@@ -32,7 +51,7 @@ function parseJson(bytes: Uint8Array, where: string): unknown {
  * model.safetensors) or a checkpoint of ours (model_<step>.safetensors, whose metadata or
  * model_<step>.json sidecar holds the config). Errors say which file is missing or wrong.
  */
-export async function weightsFromFiles(files: ReadonlyMap<string, Uint8Array>): Promise<{ config: Gpt2Config; weights: WeightMap; step: number | null; source: string }> {
+export async function weightsFromFiles(files: ReadonlyMap<string, Uint8Array>): Promise<{ config: Gpt2Config; weights: WeightMap; step: number | null; source: string; tokenizer: TokenizerSpec }> {
   const names = [...files.keys()];
   const model = names.filter((n) => n.endsWith('.safetensors') && !/^optim_\d+\.safetensors$/.test(n))
     .sort((a, b) => (a === 'model.safetensors' ? -1 : b === 'model.safetensors' ? 1 : b.localeCompare(a))); // newest model_<step> first
@@ -59,7 +78,13 @@ export async function weightsFromFiles(files: ReadonlyMap<string, Uint8Array>): 
       throw new Error(`${name}: cannot tell the model's config: pick config.json with it (or its model_<step>.json sidecar)`);
     }
     const weights = await readHfWeights(singleSource(f), config, name);
-    return { config: { ...config, vocabSize: weights.get(WTE)!.shape[0]! }, weights, step, source: name };
+    // the tokenizer: its file, else the sidecar's, else the safetensors metadata, else GPT-2's
+    let tokenizer: TokenizerSpec;
+    if (files.has(TOKENIZER_FILE)) tokenizer = tokenizerOf(parseJson(files.get(TOKENIZER_FILE)!, TOKENIZER_FILE), TOKENIZER_FILE);
+    else if (sidecar && files.has(sidecar)) tokenizer = tokenizerOf((parseJson(files.get(sidecar)!, sidecar) as { tokenizer?: unknown }).tokenizer, sidecar);
+    else if (f.metadata.tapegrad_tokenizer !== undefined) tokenizer = tokenizerOf(parseJson(new TextEncoder().encode(f.metadata.tapegrad_tokenizer), `${name} (metadata tapegrad_tokenizer)`), name);
+    else tokenizer = GPT2_SPEC;
+    return { config: { ...config, vocabSize: weights.get(WTE)!.shape[0]! }, weights, step, source: name, tokenizer };
   } finally {
     await f.close();
   }

@@ -12,6 +12,7 @@ import { useBackend, BACKENDS } from './backend.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 import { TRAIN_DTYPES } from './precision.js';
 import { sample, type SampleOptions } from './sampling.js';
+import { describeTokenizer, tokenizerFromSpec } from '../data/tokenizer-spec.js';
 
 /**
  * A GPT with the weights of `--init-from` (an HF GPT-2 directory, a checkpoint or a training output
@@ -56,14 +57,14 @@ export async function main(argv: string[]): Promise<number> {
   const { model, loaded } = await loadModel(v['init-from']);
   const c = loaded.config;
   process.stderr.write(`loaded ${loaded.path} (${loaded.source}${loaded.step !== null ? `, step ${loaded.step}` : ''}): ` +
-    `${c.nLayer} layers, ${c.nEmbd} embd, vocab ${c.vocabSize}, block ${c.blockSize}; backend ${backend.name}\n`);
+    `${c.nLayer} layers, ${c.nEmbd} embd, vocab ${c.vocabSize}, block ${c.blockSize}; ${describeTokenizer(loaded.tokenizer)}; backend ${backend.name}\n`);
   const o: SampleOptions = {
     prompt: v.prompt, numSamples: v['num-samples'], maxTokens: v['max-tokens'], topK: v['top-k'],
     temperature: v.temperature, seed: v.seed, kvCache: !v['no-kv-cache'], dtype: v.dtype,
     onText: (row, text) => { if (row === 0) process.stdout.write(text); },
   };
   process.stdout.write(`sample 0: ${o.prompt}`);
-  const r = await sample(model, o).catch((e: unknown) => { throw new Error(`${loaded.path}: ${(e as Error).message}`, { cause: e }); });
+  const r = await sample(model, o, tokenizerFromSpec(loaded.tokenizer)).catch((e: unknown) => { throw new Error(`${loaded.path}: ${(e as Error).message}`, { cause: e }); });
   process.stdout.write('\n');
   for (let i = 1; i < r.texts.length; i++) process.stdout.write(`sample ${i}: ${r.texts[i]}\n`);
   const n = o.numSamples * o.maxTokens;

@@ -4,7 +4,8 @@
 
 import type { GPT } from '../nn/gpt.js';
 import { Generator } from '../tensor/random.js';
-import { EOT, GPT2_VOCAB_SIZE, gpt2Tokenizer, type Gpt2Tokenizer } from '../data/tokenizer.js';
+import { gpt2Tokenizer } from '../data/tokenizer.js';
+import type { Tokenizer } from '../data/tokenizer-spec.js';
 import { withDtype, type TrainDtype } from './precision.js';
 
 export interface SampleOptions {
@@ -33,22 +34,25 @@ export interface SampleResult {
   seconds: number;
 }
 
-/** Sample `numSamples` continuations of the prompt in one batch and decode them incrementally. */
-export async function sample(model: GPT, o: SampleOptions, tok: Gpt2Tokenizer = gpt2Tokenizer()): Promise<SampleResult> {
+/**
+ * Sample `numSamples` continuations of the prompt in one batch and decode them incrementally, with
+ * the tokenizer the model was trained with (GPT-2's by default).
+ */
+export async function sample(model: GPT, o: SampleOptions, tok: Tokenizer = gpt2Tokenizer()): Promise<SampleResult> {
   for (const [k, v] of [['numSamples', o.numSamples], ['maxTokens', o.maxTokens], ['topK', o.topK]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new Error(`sample: ${k} must be a positive integer, got ${v}`);
   }
   if (!(o.temperature >= 0)) throw new Error(`sample: temperature must be >= 0 (0: greedy), got ${o.temperature}`);
   // An empty prompt starts from <|endoftext|>, the token every training document begins with.
-  const ids = o.prompt === '' ? [EOT] : tok.encodeOrdinary(o.prompt);
+  const ids = o.prompt === '' ? [tok.eot] : tok.encode(o.prompt);
   const decoders = Array.from({ length: o.numSamples }, () => tok.streamDecoder());
   const texts = Array.from({ length: o.numSamples }, () => o.prompt);
   const t0 = performance.now();
   const tokens = await withDtype(o.dtype ?? 'float32', () => model.generate(Array.from({ length: o.numSamples }, () => ids), {
     maxNewTokens: o.maxTokens, topK: o.topK, temperature: o.temperature, generator: new Generator(o.seed),
     kvCache: o.kvCache,
-    // padded vocabulary rows (50257..50303) are no GPT-2 token
-    vocabLimit: GPT2_VOCAB_SIZE,
+    // padded vocabulary rows (GPT-2: 50257..50303) are no token (generate keeps it within the model's rows)
+    vocabLimit: tok.vocabSize,
     onToken: (next) => {
       next.forEach((t, row) => {
         const piece = decoders[row]!.push(t);

@@ -9,8 +9,10 @@ import { statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { listShards } from '../data/loader.js';
 import { GPT_PRESETS, type GPTConfig } from '../nn/gpt.js';
-import { checkpointSidecars, loadCheckpoint, loadWeights, removeCheckpoints } from './checkpoint.js';
+import { checkpointSidecars, loadCheckpoint, loadWeights, recordedTokenizer, removeCheckpoints } from './checkpoint.js';
 import { readJsonFile, type Weight, type WeightMap } from './hf-gpt2.js';
+import { describeTokenizer, sameTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
+import { TOKENIZER_FILE } from '../data/shards.js';
 
 export interface StartOptions {
   model: string;
@@ -21,6 +23,8 @@ export interface StartOptions {
   /** A resumed checkpoint past it is refused (it would train a negative number of steps). */
   maxSteps: number;
   dataDir: string;
+  /** The data's tokenizer: starting weights must have been trained with it; sets the default vocabulary. */
+  tokenizer?: TokenizerSpec | undefined;
   seed: number;
   worldSize: number;
   resume: boolean;
@@ -51,20 +55,36 @@ export interface Start {
   identity: RunIdentity | null;
 }
 
-/** The model of --model and its overrides. */
-export function presetConfig(o: Pick<StartOptions, 'model' | 'nLayer' | 'nHead' | 'nEmbd' | 'blockSize' | 'vocabSize'>): GPTConfig {
+/**
+ * The model of --model and its overrides. The presets' vocabulary (50304) is GPT-2's padded; data
+ * made with a learned BPE gets that BPE's vocabulary, padded to a multiple of 64 as GPT-2's is.
+ */
+export function presetConfig(o: Pick<StartOptions, 'model' | 'nLayer' | 'nHead' | 'nEmbd' | 'blockSize' | 'vocabSize' | 'tokenizer'>): GPTConfig {
   const preset = GPT_PRESETS[o.model];
   if (!preset) throw new Error(`--model ${o.model}: unknown preset; choose one of ${Object.keys(GPT_PRESETS).join(', ')}`);
+  const tokens = o.tokenizer && o.tokenizer.type !== 'gpt2' ? tokenizerFromSpec(o.tokenizer).vocabSize : null;
+  const vocabSize = o.vocabSize ?? (tokens !== null ? Math.ceil(tokens / 64) * 64 : preset.vocabSize);
+  if (tokens !== null && vocabSize < tokens) {
+    throw new Error(`--vocab-size ${vocabSize} is below the data's tokenizer (${describeTokenizer(o.tokenizer!)}); give at least ${tokens}, or leave it out`);
+  }
   return {
     nLayer: o.nLayer ?? preset.nLayer, nHead: o.nHead ?? preset.nHead, nEmbd: o.nEmbd ?? preset.nEmbd,
-    blockSize: o.blockSize ?? preset.blockSize, vocabSize: o.vocabSize ?? preset.vocabSize,
+    blockSize: o.blockSize ?? preset.blockSize, vocabSize,
   };
+}
+
+/** Weights trained with one tokenizer read another's ids as noise: refuse, naming both. */
+function checkTokenizer(weights: TokenizerSpec, data: TokenizerSpec | undefined, what: string, dataDir: string): void {
+  if (!data || sameTokenizer(weights, data)) return;
+  throw new Error(`${what} was trained with ${describeTokenizer(weights)}, but the data in ${dataDir} uses ${describeTokenizer(data)}; ` +
+    (weights.type === 'gpt2' ? 'train it on GPT-2 shards (--tokenizer gpt2, or a --data-dir from npm run prepare-data)' : 'train it on the data it was made with'));
 }
 
 function identityOf(o: StartOptions): RunIdentity {
   const shards = [...listShards(o.dataDir, 'val'), ...listShards(o.dataDir, 'train')];
   const h = createHash('sha256');
   for (const s of shards) h.update(`${basename(s)}:${statSync(s).size};`);
+  if (o.tokenizer && o.tokenizer.type !== 'gpt2') h.update(`${TOKENIZER_FILE}:${JSON.stringify(o.tokenizer)}`);
   return {
     config: o.initFrom ? null : presetConfig(o),
     initFrom: o.initFrom ? resolve(o.initFrom) : null,
@@ -142,6 +162,7 @@ export async function resolveStart(o: StartOptions, print: (s: string) => void):
       } else {
         print(`--resume: ${sidecar} records no run identity (an older checkpoint); not checked against this run's settings`);
       }
+      checkTokenizer(recordedTokenizer(ck.meta.tokenizer, sidecar), o.tokenizer, sidecar, o.dataDir);
       if (ck.step >= o.maxSteps) {
         throw new Error(`--resume: ${sidecar} is at step ${ck.step}, and --max-steps ${o.maxSteps} leaves nothing to train; give --max-steps above ${ck.step} to train on`);
       }
@@ -177,6 +198,7 @@ export async function resolveStart(o: StartOptions, print: (s: string) => void):
       throw new Error(`--init-from ${o.initFrom} holds a model with ${clash.map(([f, , has]) => `${f} ${has}`).join(', ')}, but ${clash.map(([f, given]) => `${f} ${given}`).join(', ')} ` +
         'was given; the model comes from the weights: drop those flags (or start from scratch without --init-from)');
     }
+    checkTokenizer(lw.tokenizer, o.tokenizer, `--init-from ${o.initFrom}`, o.dataDir);
     print(`initialised from ${lw.path} (${lw.source})`);
     return { config: lw.config, step: 0, weights: lw.weights, resumed: null, identity };
   }
