@@ -5,6 +5,9 @@
 // processes (bench/step.ts, bench/torch_bench.py) so each peak RSS is that config's own.
 // and the browser playground's tokens/s against Node's (bench/playground.ts).
 // Options: --only=matmul,mlp,gpt,ddp,amp,playground  --no-torch  --quick (smaller/fewer configs)
+//          --only=first: the default `npm run train`, unchanged, per seed (--seeds=N, default 3; ~5 min
+//          each): wall time, tok/s, the count baselines and validation in bits per byte, samples
+//          --only=workflow: what docs/WORKFLOW.md's cost table cites (tokenizing, GPT-2 124M on CPU, sampling, HellaSwag)
 //          --soak SECONDS: only the soak run (the default training for that long; RSS, heap and the
 //          wasm buffer pool every minute, flat after warm-up)
 //          --gpu: also the gpu backend: one GPT-2 124M step's launches, submits, buffers and
@@ -21,6 +24,8 @@ import { JsBackend } from '../src/tensor/backends/js.js';
 import { createWasmBackend, wasmSimdAvailable } from '../src/tensor/backends/wasm/index.js';
 import type { StepConfig, StepResult } from './step.js';
 import { benchPlayground } from './playground.js';
+import { benchFirstHour } from './first-hour.js';
+import { benchWorkflowCosts } from './workflow-costs.js';
 import type { GpuBackend } from '../src/tensor/backends/gpu/index.js';
 import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 
@@ -302,6 +307,8 @@ async function benchGpu(): Promise<void> {
     extra: formatCounts(last).replace(/^step \d+: /, '') });
 }
 
+let firstHour: Awaited<ReturnType<typeof benchFirstHour>> | null = null;
+
 async function main(): Promise<void> {
   const started = new Date();
   console.log(`tapegrad bench — ${started.toISOString()} — ${cpus().length} x ${cpus()[0]?.model ?? '?'} — node ${process.version}` +
@@ -316,12 +323,22 @@ async function main(): Promise<void> {
     if (only.includes('amp')) await benchAmp();
     if (only.includes('playground')) await benchPlayground(repo, (r) => log({ section: 'page', ...r }));
     if (gpu || only.includes('gpu')) await benchGpu();
+    if (only.includes('workflow')) await benchWorkflowCosts(repo, (r) => log({ section: 'costs', backend: 'wasm 2t', ...r }));
+    if (only.includes('first')) {
+      const seeds = Number(argv.find((a) => a.startsWith('--seeds='))?.slice(8) ?? 3);
+      const runs = await benchFirstHour(repo, seeds, (r) => {
+        log({ section: 'first', config: `npm run train (seed ${r.seed})`, backend: 'wasm', value: r.seconds, unit: 's',
+          extra: `${r.tokPerSec} tok/s; val ${r.valBpb.map((v) => v.toFixed(2)).join(' ')} bpb (bigram ${r.bigramBpb}, unigram ${r.unigramBpb})` });
+        for (const s of r.samples) console.log(`        | ${s.replaceAll('\n', ' / ')}`);
+      });
+      firstHour = runs;
+    }
   }
   const dir = join(repo, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${started.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify({ started: started.toISOString(), node: process.version, cpus: cpus().length,
-    cpu: cpus()[0]?.model, torch: torchOk, torchBlas: torchOk ? torchBlas() : null, argv, rows }, null, 2));
+    cpu: cpus()[0]?.model, torch: torchOk, torchBlas: torchOk ? torchBlas() : null, argv, rows, ...(firstHour ? { firstHour } : {}) }, null, 2));
   console.log(`wrote ${file}`);
 }
 

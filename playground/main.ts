@@ -1,7 +1,7 @@
 // The playground page: settings, buttons, the live status line, the loss chart and the samples.
 // Training runs in worker.ts; this file only talks to it (protocol.ts) and draws.
-// URL parameters preset the form: ?backend=wasm|webgpu|js&threads=N&preset=tiny&lr=0.003&steps=200
-// &batch=8&seq=128&sampleEvery=50&evalEvery=25&valSteps=4&sampleTokens=64&seed=1337.
+// URL parameters preset the form: ?backend=wasm|webgpu|js&threads=N&preset=nano&lr=0.004&steps=2000
+// &batch=16&seq=64&sampleEvery=100&evalEvery=25&valSteps=4&sampleTokens=64&seed=1337.
 
 import { drawChart } from './chart.js';
 import type { BackendChoice, FromWorker, ToWorker, TrainSettings } from './protocol.js';
@@ -61,7 +61,7 @@ function settings(): TrainSettings {
     return v;
   };
   return {
-    preset: ui.preset.value === 'small' ? 'small' : 'tiny',
+    preset: ui.preset.value === 'small' || ui.preset.value === 'tiny' ? ui.preset.value : 'nano',
     lr, steps, batch: positiveInt(ui.batch, 'the batch'), seqLen: positiveInt(ui.seq, 'the sequence length'),
     evalEvery: num('evalEvery', Math.max(1, Math.round(steps / 8))), valSteps: num('valSteps', 4),
     sampleEvery: positiveInt(ui.sampleEvery, '"sample every"'),

@@ -3,7 +3,7 @@
 export type BackendChoice = 'wasm' | 'webgpu' | 'js';
 
 export interface TrainSettings {
-  preset: 'tiny' | 'small';
+  preset: 'nano' | 'tiny' | 'small';
   lr: number;
   steps: number;
   batch: number;

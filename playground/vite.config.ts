@@ -1,6 +1,6 @@
 // Vite's settings for the playground page: the page lives in playground/, the static site goes to
 // dist-playground/, the server sends the cross-origin-isolation headers SharedArrayBuffer needs, and
-// a slice of the embedded corpus is tokenized at build time into two uint16 assets.
+// a slice of the embedded corpus is tokenized at build time into two uint16 assets, with its tokenizer.
 
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -20,12 +20,16 @@ const TRAIN_TOKENS = 600_000;
 const VAL_TOKENS = 60_000;
 
 interface Built {
-  ensureEmbeddedShards(dir?: string): Promise<string>;
+  ensureEmbeddedShards(dir?: string, opts?: { tokenizer?: 'bpe' | 'gpt2' }): Promise<string>;
+  readDataTokenizer(dir: string): unknown;
   listShards(dir: string, split: 'train' | 'val'): string[];
   readTokens(path: string): Uint16Array | Int32Array;
 }
 
-/** corpus/train.bin and corpus/val.bin: the embedded corpus's shards (as `npm run train` makes them), cut to size. */
+/**
+ * corpus/train.bin and corpus/val.bin: the embedded corpus's shards (as `npm run train` makes them,
+ * with the BPE learned from the corpus), cut to size; corpus/tokenizer.json: that BPE.
+ */
 function corpusAssets(): Plugin {
   return {
     name: 'tapegrad-corpus',
@@ -35,7 +39,8 @@ function corpusAssets(): Plugin {
       const embedded = (await import(dist('data/embedded.js'))) as Pick<Built, 'ensureEmbeddedShards'>;
       const loader = (await import(dist('data/loader.js'))) as Pick<Built, 'listShards'>;
       const npy = (await import(dist('data/npy.js'))) as Pick<Built, 'readTokens'>;
-      const dir = await embedded.ensureEmbeddedShards(resolve(ROOT, 'data/embedded'));
+      const shards = (await import(dist('data/shards.js'))) as Pick<Built, 'readDataTokenizer'>;
+      const dir = await embedded.ensureEmbeddedShards(resolve(ROOT, 'data/embedded-bpe'), { tokenizer: 'bpe' });
       const take = (split: 'train' | 'val', n: number): Uint8Array => {
         const out = new Uint16Array(n);
         let filled = 0;
@@ -51,6 +56,7 @@ function corpusAssets(): Plugin {
       };
       this.emitFile({ type: 'asset', fileName: 'corpus/train.bin', source: take('train', TRAIN_TOKENS) });
       this.emitFile({ type: 'asset', fileName: 'corpus/val.bin', source: take('val', VAL_TOKENS) });
+      this.emitFile({ type: 'asset', fileName: 'corpus/tokenizer.json', source: JSON.stringify(shards.readDataTokenizer(dir)) });
     },
   };
 }

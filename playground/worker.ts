@@ -8,7 +8,8 @@ import {
   manualSeed, noGrad, setBackend, tensor, type AdamW, type Backend, type GPTConfig,
 } from '../src/index.js';
 import { BatchLoader } from '../src/data/batches.js';
-import { gpt2Tokenizer } from '../src/data/tokenizer.js';
+import { BpeTokenizer, trainBpe } from '../src/data/bpe.js';
+import { specOf, tokenizerFromSpec, type Tokenizer, type TokenizerSpec } from '../src/data/tokenizer-spec.js';
 import { sample as sampleText } from '../src/train/sampling.js';
 import { hostThreads, noThreadsReason } from '../src/tensor/backends/wasm/threads.js';
 import { modelFiles, weightsFromFiles } from '../src/train/model-files.js';
@@ -31,6 +32,7 @@ interface Run {
   val: BatchLoader | null;
   step: number;
   name: string;
+  tokenizer: Tokenizer;
 }
 let run: Run | null = null;
 let stopRequested = false;
@@ -92,17 +94,33 @@ async function fetchTokens(path: string): Promise<Uint16Array> {
   return new Uint16Array(bytes);
 }
 
-let embedded: { train: Uint16Array; val: Uint16Array } | null = null;
+async function fetchTokenizer(path: string): Promise<Tokenizer> {
+  const url = new URL(path, pageBase).href;
+  const res = await fetch(url, { signal: AbortSignal.timeout(120_000) }).catch((e: Error) => { throw new Error(`could not load ${url}: ${e.message}`); });
+  if (!res.ok) throw new Error(`could not load ${url} (HTTP ${res.status}); serve the folder npm run build:playground writes`);
+  return tokenizerFromSpec(await res.json() as TokenizerSpec);
+}
 
-/** The token streams to train on: the embedded corpus slice, or the user's text split 90/10. */
-async function corpus(text: string | null, textName: string | null): Promise<{ train: Uint16Array; val: Uint16Array; source: string }> {
+let embedded: { train: Uint16Array; val: Uint16Array; tokenizer: Tokenizer } | null = null;
+
+/** Vocabulary of the BPE learned from a user's text (as the embedded corpus's). */
+const TEXT_BPE_VOCAB = 1024;
+
+/**
+ * The token streams to train on and their tokenizer: the embedded corpus slice (the BPE
+ * `npm run train` learned from it), or the user's text split 90/10 with a BPE learned from its
+ * first 90%, so validation is text the tokenizer never saw.
+ */
+async function corpus(text: string | null, textName: string | null): Promise<{ train: Uint16Array; val: Uint16Array; source: string; tokenizer: Tokenizer }> {
   if (text === null) {
-    embedded ??= { train: await fetchTokens('corpus/train.bin'), val: await fetchTokens('corpus/val.bin') };
+    embedded ??= { train: await fetchTokens('corpus/train.bin'), val: await fetchTokens('corpus/val.bin'), tokenizer: await fetchTokenizer('corpus/tokenizer.json') };
     return { ...embedded, source: 'the embedded corpus (nlp-corpus)' };
   }
-  const all = gpt2Tokenizer().encodeDocument(text); // fineweb.py's way: <|endoftext|>, then the text
+  const cutChar = Math.floor(text.length * 0.9);
+  const tokenizer = new BpeTokenizer(trainBpe([text.slice(0, cutChar)], TEXT_BPE_VOCAB));
+  const all = tokenizer.encodeDocument(text); // fineweb.py's way: <|endoftext|>, then the text
   const cut = Math.floor(all.length * 0.9);
-  return { train: all.subarray(0, cut), val: all.subarray(cut), source: textName ?? 'your text' };
+  return { train: all.subarray(0, cut), val: all.subarray(cut), source: textName ?? 'your text', tokenizer };
 }
 
 function loaders(settings: TrainSettings, data: { train: Uint16Array; val: Uint16Array }, config: GPTConfig): { train: BatchLoader; val: BatchLoader } {
@@ -118,16 +136,18 @@ function loaders(settings: TrainSettings, data: { train: Uint16Array; val: Uint1
 }
 
 async function startTraining(settings: TrainSettings, text: string | null, textName: string | null): Promise<void> {
-  const config = GPT_PRESETS[settings.preset];
-  if (!config) throw new Error(`unknown preset ${settings.preset}`);
-  if (settings.seqLen > config.blockSize) throw new Error(`sequence length ${settings.seqLen} is longer than the ${settings.preset} preset's block size ${config.blockSize}`);
+  const preset = GPT_PRESETS[settings.preset];
+  if (!preset) throw new Error(`unknown preset ${settings.preset}`);
+  if (settings.seqLen > preset.blockSize) throw new Error(`sequence length ${settings.seqLen} is longer than the ${settings.preset} preset's block size ${preset.blockSize}`);
   const data = await corpus(text, textName);
+  // the model's vocabulary is the tokenizer's, padded to a multiple of 64 (as npm run train does)
+  const config: GPTConfig = { ...preset, vocabSize: Math.ceil(data.tokenizer.vocabSize / 64) * 64 };
   const { train, val } = loaders(settings, data, config);
   post({ type: 'data', trainTokens: data.train.length, valTokens: data.val.length, source: data.source });
   manualSeed(settings.seed);
   const model = new GPT(config);
   const optimizer = configureOptimizers(model, WEIGHT_DECAY, settings.lr);
-  run = { settings, config, model, optimizer, train, val, step: 0, name: `${settings.preset}, trained here` };
+  run = { settings, config, model, optimizer, train, val, step: 0, name: `${settings.preset}, trained here`, tokenizer: data.tokenizer };
   await trainLoop();
 }
 
@@ -144,13 +164,13 @@ async function evaluate(r: Run): Promise<number> {
 }
 
 /** One sample as `npm run sample` makes it (seed 42, top-k 50), streamed to the page piece by piece. */
-async function sample(model: GPT, prompt: string, tokens: number, step: number | null): Promise<void> {
+async function sample(model: GPT, tokenizer: Tokenizer, prompt: string, tokens: number, step: number | null): Promise<void> {
   post({ type: 'sample-start', step, prompt });
   await sampleText(model, {
     prompt, numSamples: 1, maxTokens: Math.min(tokens, model.config.blockSize * 4), topK: 50, temperature: 1, seed: 42, kvCache: true,
     // a document boundary reads better on a page as a line break
     onText: (_, text) => post({ type: 'token', text: text.replaceAll('<|endoftext|>', '\n') }),
-  });
+  }, tokenizer);
   post({ type: 'sample-end' });
 }
 
@@ -166,7 +186,7 @@ async function trainLoop(): Promise<void> {
     const step = r.step;
     const last = step === s.steps - 1;
     if (step % s.evalEvery === 0 || last) post({ type: 'val', step, loss: await evaluate(r) });
-    if ((step > 0 && step % s.sampleEvery === 0) || last) await sample(r.model, '', s.sampleTokens, step);
+    if ((step > 0 && step % s.sampleEvery === 0) || last) await sample(r.model, r.tokenizer, '', s.sampleTokens, step);
     const t0 = performance.now();
     r.model.train();
     r.optimizer!.zeroGrad();
@@ -209,9 +229,9 @@ async function handle(m: ToWorker): Promise<void> {
       return trainLoop();
     case 'download': {
       if (!run) throw new Error('no model yet: train one or load one first');
-      const f = await modelFiles(run.config, await weightsOf(run.model), run.step);
-      const bytes = f['model.safetensors'], cfg = new TextEncoder().encode(f['config.json']);
-      post({ type: 'files', files: [{ name: 'model.safetensors', bytes }, { name: 'config.json', bytes: cfg }] }, [bytes.buffer, cfg.buffer]);
+      const f = await modelFiles(run.config, await weightsOf(run.model), run.step, specOf(run.tokenizer));
+      const files = [...f].map(([name, bytes]) => ({ name, bytes }));
+      post({ type: 'files', files }, files.map((x) => x.bytes.buffer));
       return;
     }
     case 'load': {
@@ -221,14 +241,14 @@ async function handle(m: ToWorker): Promise<void> {
       model.eval();
       const settings: TrainSettings = { preset: 'tiny', lr: 0, steps: loaded.step ?? 0, batch: 1, seqLen: 1, evalEvery: 1, valSteps: 1, sampleEvery: 1, sampleTokens: 64, seed: 0 };
       const c = loaded.config;
-      run = { settings, config: c, model, optimizer: null, train: null, val: null, step: loaded.step ?? 0,
+      run = { settings, config: c, model, optimizer: null, train: null, val: null, step: loaded.step ?? 0, tokenizer: tokenizerFromSpec(loaded.tokenizer),
         name: `${loaded.source} (${plural(c.nLayer, "layer")}, ${plural(c.nHead, "head")}, ${c.nEmbd} embd${loaded.step !== null ? `, step ${loaded.step}` : ''})` };
       post({ type: 'state', state: 'idle', model: run.name });
       return;
     }
     case 'sample':
       if (!run) throw new Error('no model yet: train one or load one first');
-      return sample(run.model, m.prompt, m.tokens, null);
+      return sample(run.model, run.tokenizer, m.prompt, m.tokens, null);
   }
 }
 

@@ -27,11 +27,13 @@ describe('README: a trained model in your own code', () => {
     const block = [...readme.matchAll(/```ts\n([\s\S]*?)```/g)][1]?.[1];
     expect(block).toMatch(/GPT\.fromPretrained\('out'\)/);
     const src = join(import.meta.dirname, '../src/index.js');
-    const { GPT, saveCheckpoint, manualSeed } = await import('../src/index.js');
+    const { GPT, saveCheckpoint, manualSeed, trainBpe } = await import('../src/index.js');
     const dir = mkdtempSync(join(import.meta.dirname, '.tmp-readme-'));
     manualSeed(0);
-    const model = new GPT({ blockSize: 64, vocabSize: 50304, nLayer: 1, nHead: 2, nEmbd: 8 });
-    await saveCheckpoint(dir, 119, model, { meta: { val_loss: 10.5 } });
+    // as npm run train leaves it: a learned BPE recorded with the weights
+    const tokenizer = trainBpe(['Once upon a time there was a time upon a time'], 270);
+    const model = new GPT({ blockSize: 64, vocabSize: 320, nLayer: 1, nHead: 2, nEmbd: 8 });
+    await saveCheckpoint(dir, 4999, model, { meta: { val_loss: 10.5, tokenizer } });
     const file = join(dir, 'example.ts');
     writeFileSync(file, block!.replace(/from 'tapegrad'/g, `from '${src}'`).replace(/'out'/g, JSON.stringify(dir)).replace(/'out\//g, `'${dir}/`));
     const logs: unknown[][] = [];
@@ -39,6 +41,7 @@ describe('README: a trained model in your own code', () => {
     try { await import(file); } finally { spy.mockRestore(); }
     expect(typeof logs[0]![0]).toBe('string');
     expect((logs[0]![0] as string).length).toBeGreaterThan(0);
-    expect(logs[1]).toEqual([119, 10.5]);
+    expect((logs[0]![0] as string).startsWith('Once upon a time')).toBe(true);
+    expect(logs[1]).toEqual([4999, 10.5]);
   });
 });

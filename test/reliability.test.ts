@@ -280,6 +280,23 @@ describe('reliability of the data', () => {
     const { DataLoaderLite } = await import('../src/data/loader.js');
     expect(() => new DataLoaderLite({ dataDir: dir, B: 2, T: 8, split: 'train' })).toThrow(/x_train_000003\.npy/);
   });
+
+  it('pre-flight: a bad token deep in a later shard stops the run within steps of the start, naming the file and index, long before its batch', async () => {
+    const dir = join(work, 'bad-later');
+    mkdirSync(dir);
+    writeTinyShards(dir, { seed: 5, noise: 0.1, stride: 3, val: 300, train: [4000, 4000, 4000] });
+    const g = new Generator(9);
+    const third = Uint16Array.from({ length: 4000 }, () => g.randint(64));
+    third[3210] = 60_000;
+    writeNpy(join(dir, 'tiny_train_000003.npy'), third);
+    // 64 tokens a step: shard 3 would be reached at step 125; the scan finds the token at the start
+    const out = join(work, 'bad-later-out');
+    const r = await cli('cli.js', [...M, '--data-dir', dir, '--out-dir', out, '--max-steps', '400', '--eval-interval', '0'], { timeoutMs: 120_000 });
+    expect(r.code, r.out).toBe(1);
+    expect(r.out).toMatch(/tiny_train_000003\.npy holds token 60000 at index 3210, outside the model's vocabulary \[0, 64\).*found by the start-up scan.*Stopped at step \d+/);
+    const stoppedAt = Number(/Stopped at step (\d+)/.exec(r.out)![1]);
+    expect(stoppedAt).toBeLessThan(60);
+  });
 });
 
 describe('reliability, round 3 (issue 28)', () => {

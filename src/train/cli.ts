@@ -11,12 +11,16 @@ import { fileURLToPath } from 'node:url';
 import { joinJob, readDistEnv } from './distributed/init.js';
 import { launch } from './distributed/launch.js';
 import { dryRun } from './dry-run.js';
+import { EMBEDDED_TOKENIZERS, type EmbeddedTokenizer } from '../data/embedded.js';
+import { readDataTokenizer } from '../data/shards.js';
+import { tokenizerFromSpec } from '../data/tokenizer-spec.js';
 
 export const TRAIN_COMMAND = command({
   usage: 'npm run train -- [flags]',
   example: 'npm run train -- --max-steps 300 --out-dir out-longer   # the default model, longer, into a new directory',
   summary: `Trains a GPT-2 style model (build-nanogpt's train_gpt2.py). Defaults train the '${d.model}' preset
-on the embedded corpus (tokenized into data/embedded on first run) in about five minutes.`,
+on the embedded corpus in about five minutes: the first run learns a 1,024-token BPE from it and
+tokenizes it into data/embedded-bpe (--tokenizer gpt2: GPT-2's tokens, in data/embedded).`,
   options: {
     model: { kind: 'choice', choices: Object.keys(GPT_PRESETS), default: d.model, group: 'model', help: 'a preset' },
     'n-layer': { kind: 'int', min: 1, group: 'model', help: 'override the preset' },
@@ -26,6 +30,7 @@ on the embedded corpus (tokenized into data/embedded on first run) in about five
     'vocab-size': { kind: 'int', min: 1, group: 'model', help: 'override the preset (GPT-2: 50304, padded from 50257)' },
     'init-from': { kind: 'string', metavar: 'DIR|CHECKPOINT', group: 'model', help: 'start from Hugging Face GPT-2 weights or a checkpoint' },
     'data-dir': { kind: 'string', metavar: 'DIR', group: 'data', help: '*_train_*.npy / *_val_*.npy shards (npm run prepare-data); default: the embedded corpus' },
+    tokenizer: { kind: 'choice', choices: EMBEDDED_TOKENIZERS, group: 'data', help: "the embedded corpus's: bpe (1,024 tokens learned from it; default) or gpt2 (GPT-2's 50,257); a --data-dir has its own" },
     'batch-size': { kind: 'int', min: 1, default: d.batchSize, metavar: 'B', group: 'batch', help: 'micro-batch rows' },
     'seq-len': { kind: 'int', min: 1, default: d.seqLen, metavar: 'T', group: 'batch', help: 'tokens per row' },
     'total-batch-size': { kind: 'int', min: 1, metavar: 'TOKENS', group: 'batch', help: 'tokens per optimizer step, accumulated over micro-batches (default B*T times the ranks)' },
@@ -94,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
   const job = env ? await joinJob(env, v['dist-timeout'] * 1000) : undefined;
   const opts: TrainOptions = {
     model: v.model, nLayer: v['n-layer'], nHead: v['n-head'], nEmbd: v['n-embd'], blockSize: v['block-size'], vocabSize: v['vocab-size'],
-    initFrom: v['init-from'], dataDir: v['data-dir'],
+    initFrom: v['init-from'], dataDir: v['data-dir'], tokenizer: v.tokenizer as EmbeddedTokenizer | undefined,
     batchSize: v['batch-size'], seqLen: v['seq-len'],
     // default: one micro-batch per rank per step; a larger total accumulates gradients up to it
     totalBatchSize: v['total-batch-size'] ?? v['batch-size'] * v['seq-len'] * (env?.worldSize ?? 1),
@@ -110,7 +115,11 @@ export async function main(argv: string[]): Promise<number> {
     hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'], dtype: v.dtype,
   };
   if (v['dry-run']) {
-    await dryRun(opts);
+    // the vocabulary: --vocab-size, else a --data-dir's learned BPE (padded to 64), else the preset's
+    // (GPT-2's 50304: a dry run sizes a GPU for real data, not for the embedded corpus)
+    const spec = opts.dataDir ? readDataTokenizer(opts.dataDir) : null;
+    const dataVocab = spec && spec.type !== 'gpt2' ? Math.ceil(tokenizerFromSpec(spec).vocabSize / 64) * 64 : undefined;
+    await dryRun({ ...opts, vocabSize: opts.vocabSize ?? dataVocab });
     return 0;
   }
   if (opts.minLr > opts.maxLr) throw new Error(`--min-lr ${opts.minLr} is above --max-lr ${opts.maxLr}; the cosine decays from max to min`);

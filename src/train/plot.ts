@@ -1,9 +1,12 @@
-// The loss curve as a small standalone SVG (train loss per step, val loss per evaluation),
-// rewritten atomically at each evaluation so it can be opened while training runs.
+// The loss curve as a small standalone SVG (train loss per step, val loss per evaluation, and
+// dashed reference levels such as the bigram baseline), rewritten atomically at each evaluation
+// so it can be opened while training runs.
 
 import { writeFileAtomic } from '../data/fsutil.js';
 
 export interface CurvePoint { step: number; value: number }
+/** A level to compare the curve with, drawn dashed across the chart (e.g. "bigram" at 4.13). */
+export interface ReferenceLine { label: string; value: number }
 
 /**
  * At most the lowest and the highest point of each of `cols` step columns: a curve of any length
@@ -27,7 +30,7 @@ export function thinCurve(pts: readonly CurvePoint[], cols: number, maxStep: num
   return out;
 }
 
-export function lossCurveSvg(trainAll: CurvePoint[], valAll: CurvePoint[], title = 'loss'): string {
+export function lossCurveSvg(trainAll: CurvePoint[], valAll: CurvePoint[], title = 'loss', refs: readonly ReferenceLine[] = []): string {
   const W = 720, H = 420, L = 60, R = 20, T = 30, B = 45;
   // loops, not Math.min(...points): spreading 125k+ values overflows the stack
   let maxStep = 1, lo = Infinity, hi = -Infinity;
@@ -37,6 +40,8 @@ export function lossCurveSvg(trainAll: CurvePoint[], valAll: CurvePoint[], title
     if (p.value < lo) lo = p.value;
     if (p.value > hi) hi = p.value;
   }
+  const levels = refs.filter((r) => Number.isFinite(r.value));
+  for (const r of levels) { lo = Math.min(lo, r.value); hi = Math.max(hi, r.value); }
   const finite = (pts: CurvePoint[]): CurvePoint[] => pts.filter((p) => Number.isFinite(p.value));
   const train = thinCurve(finite(trainAll), W - L - R, maxStep), val = thinCurve(finite(valAll), W - L - R, maxStep);
   if (lo > hi) { lo = 0; hi = 1; }
@@ -54,6 +59,7 @@ ${ticks.map((v) => `<line x1="${L}" x2="${W - R}" y1="${y(v).toFixed(1)}" y2="${
 ${xticks.map((s) => `<text x="${x(s).toFixed(1)}" y="${H - B + 16}" text-anchor="middle">${s}</text>`).join('\n')}
 <text x="${W / 2}" y="${H - 8}" text-anchor="middle">step</text>
 <line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>
+${levels.map((r) => `<line x1="${L}" x2="${W - R}" y1="${y(r.value).toFixed(1)}" y2="${y(r.value).toFixed(1)}" stroke="#777" stroke-dasharray="6 4"/><text x="${L + 6}" y="${(y(r.value) - 4).toFixed(1)}" fill="#555">${escapeXml(r.label)} ${r.value.toFixed(2)}</text>`).join('\n')}
 <polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="${line(train)}"/>
 <polyline fill="none" stroke="#d62728" stroke-width="2" points="${line(val)}"/>
 ${val.map((p) => `<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.value).toFixed(1)}" r="3" fill="#d62728"/>`).join('')}
@@ -62,6 +68,10 @@ ${val.map((p) => `<circle cx="${x(p.step).toFixed(1)}" cy="${y(p.value).toFixed(
 `;
 }
 
-export function writeLossCurve(path: string, train: CurvePoint[], val: CurvePoint[]): void {
-  writeFileAtomic(path, lossCurveSvg(train, val));
+function escapeXml(s: string): string {
+  return s.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
+}
+
+export function writeLossCurve(path: string, train: CurvePoint[], val: CurvePoint[], refs: readonly ReferenceLine[] = []): void {
+  writeFileAtomic(path, lossCurveSvg(train, val, 'loss', refs));
 }

@@ -1,12 +1,12 @@
 // A run's log.jsonl and loss curve: one JSON line per step ({"step","loss","lr","norm","dt_ms",
-// "tok_per_s"}) and per evaluation ({"step","val_loss"}), appended as they happen; loss.svg
+// "tok_per_s"}) and per evaluation ({"step","val_loss","val_bpb"}), appended as they happen; loss.svg
 // redrawn from them. Resuming keeps what was logged up to the checkpoint and drops the steps
 // after it (they are redone), rewriting the file atomically, and only once the resume is sure.
 
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../data/fsutil.js';
-import { writeLossCurve, type CurvePoint } from './plot.js';
+import { writeLossCurve, type CurvePoint, type ReferenceLine } from './plot.js';
 
 export interface StepRecord {
   step: number; loss: number; lr: number; norm: number; dt_ms: number; tok_per_s: number;
@@ -22,6 +22,8 @@ export class RunLog {
   private readonly svg: string;
   private readonly train: CurvePoint[] = [];
   private readonly val: CurvePoint[] = [];
+  /** Levels drawn across the curve (the data's count baselines). */
+  references: ReferenceLine[] = [];
 
   private constructor(outDir: string, private readonly enabled = true) {
     this.path = join(outDir, 'log.jsonl');
@@ -74,8 +76,8 @@ export class RunLog {
   }
 
   /** A validation loss (and the curve redrawn, so it can be watched while training runs). */
-  validation(step: number, valLoss: number): void {
-    this.append({ step, val_loss: valLoss });
+  validation(step: number, valLoss: number, valBpb?: number): void {
+    this.append({ step, val_loss: valLoss, ...(valBpb !== undefined ? { val_bpb: valBpb } : {}) });
     this.val.push({ step, value: valLoss });
     this.plot();
   }
@@ -83,7 +85,7 @@ export class RunLog {
   /** Any other record of a step (e.g. HellaSwag accuracy). */
   record(obj: { step: number } & Record<string, unknown>): void { this.append(obj); }
 
-  plot(): void { if (this.enabled) writeLossCurve(this.svg, this.train, this.val); }
+  plot(): void { if (this.enabled) writeLossCurve(this.svg, this.train, this.val, this.references); }
 
   private append(obj: object): void { if (this.enabled) appendFileSync(this.path, JSON.stringify(obj) + '\n'); }
 }

@@ -10,8 +10,12 @@ import { manualSeed, Generator } from '../tensor/random.js';
 import { GPT, type GPTConfig } from '../nn/gpt.js';
 import { AdamW, GradScaler, configureOptimizers, getLr, type GradScalerState } from '../optim/index.js';
 import { DataLoaderLite, listShards } from '../data/loader.js';
-import { ensureEmbeddedShards } from '../data/embedded.js';
-import { gpt2Tokenizer } from '../data/tokenizer.js';
+import { ensureEmbeddedShards, type EmbeddedTokenizer } from '../data/embedded.js';
+import { readDataTokenizer } from '../data/shards.js';
+import { readTokens } from '../data/npy.js';
+import { scanShards } from '../data/scan.js';
+import { describeTokenizer, tokenizerFromSpec, type Tokenizer, type TokenizerSpec } from '../data/tokenizer-spec.js';
+import { bitsPerByte, countBaselines, type Baselines } from './baselines.js';
 import { ProgressBar } from '../data/progress.js';
 import { modelState, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import { useBackend } from './backend.js';
@@ -33,6 +37,11 @@ export interface TrainOptions {
   initFrom?: string;
   /** Directory of *_train_*.npy / *_val_*.npy shards; default: the embedded corpus. */
   dataDir?: string;
+  /**
+   * The embedded corpus's tokenizer: 'bpe' (default: 1,024 tokens learned from the corpus) or
+   * 'gpt2'. With dataDir the data's own tokenizer is used, and this, if given, must name it.
+   */
+  tokenizer?: EmbeddedTokenizer;
   batchSize: number;
   seqLen: number;
   /** Tokens per optimizer step; a multiple of batchSize * seqLen (the rest is accumulation). */
@@ -78,16 +87,17 @@ export interface TrainOptions {
 }
 
 /**
- * CPU defaults: the 'tiny' preset, 120 steps of 16 x 128 tokens, about five minutes on two cores
- * with the wasm backend; a small model takes a larger learning rate than GPT-2's 6e-4. Tried in
- * one session, each about 5.3 min: 220 steps of 8 x 128 at 3e-3 reached val loss 7.467, 400
- * of 4 x 128 7.442, 120 of 16 x 128 7.372 at 4e-3 and 7.373 at 6e-3 (validation: 8 batches of
- * the run's size). Fewer, less noisy steps win at this budget.
+ * CPU defaults: the 'nano' preset on the embedded corpus's learned BPE, 5,000 steps of 16 x 64
+ * tokens, about five minutes on two cores with the wasm backend; a small model takes a larger
+ * learning rate than GPT-2's 6e-4. Chosen from ~5-minute runs (validation loss, bigram 4.13;
+ * docs/FIRST-HOUR.md has the table): at this budget tokens seen matter more than depth, so 1
+ * layer at ~18k tok/s (3.60) beat 2 layers (3.62 at 96 wide, 3.88 at 128) and 4 layers
+ * (4.36); GPT-2's own tokenizer never got past the unigram (7.37 against a bigram of 6.03).
  */
 export const TRAIN_DEFAULTS: TrainOptions = {
-  model: 'tiny', batchSize: 16, seqLen: 128, totalBatchSize: 16 * 128, maxSteps: 120, warmupSteps: 10,
-  maxLr: 4e-3, minLr: 4e-4, weightDecay: 0.1, gradClip: 1.0, evalInterval: 50, valSteps: 8,
-  sampleInterval: 100, checkpointInterval: 0, outDir: 'out', seed: 1337, backend: 'auto', resume: false,
+  model: 'nano', batchSize: 16, seqLen: 64, totalBatchSize: 16 * 64, maxSteps: 5000, warmupSteps: 50,
+  maxLr: 4e-3, minLr: 4e-4, weightDecay: 0.1, gradClip: 1.0, evalInterval: 500, valSteps: 16,
+  sampleInterval: 1000, checkpointInterval: 0, outDir: 'out', seed: 1337, backend: 'auto', resume: false,
 };
 
 /** float16: a run whose every step overflows this many times in a row stops (the scale is down by 2^this). */
@@ -124,24 +134,31 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       waitMs: 0, busy: (pid) => `--out-dir ${o.outDir} is in use by another training run (process ${pid}); wait for it or choose another --out-dir`,
     });
   }
+  const atEnd: (() => void)[] = []; // what the run started and must stop however it ends
   try {
-    return await trainLocked(o, job, backend, print, t0);
+    return await trainLocked(o, job, backend, print, t0, atEnd);
   } finally {
+    for (const f of atEnd) f();
     release();
   }
 }
 
-async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (s: string) => void, t0: number): Promise<TrainResult> {
+async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (s: string) => void, t0: number, atEnd: (() => void)[]): Promise<TrainResult> {
   const { rank, worldSize: W, isMaster: master } = job;
   if (master) for (const f of removeStaleTemps(o.outDir)) print(`removed ${f}, left in ${o.outDir} by a writer that was killed`);
-  const dataDir = o.dataDir ?? await ensureEmbeddedShards();
+  const dataDir = o.dataDir ?? await ensureEmbeddedShards(undefined, { tokenizer: o.tokenizer ?? 'bpe' });
+  const tokenizerSpec = readDataTokenizer(dataDir);
+  if (o.dataDir && o.tokenizer && o.tokenizer !== tokenizerSpec.type) {
+    throw new Error(`--tokenizer ${o.tokenizer}: the shards in ${o.dataDir} were made with ${describeTokenizer(tokenizerSpec)}; the data decides the tokenizer, so drop --tokenizer (or make the data with the other one)`);
+  }
+  const tok = tokenizerFromSpec(tokenizerSpec);
   const B = o.batchSize, T = o.seqLen;
   await agreeOnSettings(job, o, dataDir);
   // a HellaSwag file is read at the first evaluation, which a resumed run skips: check it now,
   // not at the next evaluation (hours in, before that step's checkpoint)
   if (o.hellaswag) await (await import('./hellaswag.js')).readHellaswag(o.hellaswag, o.hellaswagLimit);
   // rank 0 decides where the run starts (it alone reads the out-dir) and tells the others
-  const start = await shareStart(job, master ? await resolveStart({ ...o, dataDir, worldSize: W }, print) : null);
+  const start = await shareStart(job, master ? await resolveStart({ ...o, dataDir, tokenizer: tokenizerSpec, worldSize: W }, print) : null);
   const { config } = start;
 
   if (T > config.blockSize) {
@@ -157,6 +174,9 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   // ---- data: rank r reads every W-th window, from B*T*r on ----
   const trainLoader = new DataLoaderLite({ dataDir, B, T, processRank: rank, numProcesses: W, split: 'train', vocabSize: config.vocabSize });
   const valLoader = new DataLoaderLite({ dataDir, B, T, processRank: rank, numProcesses: W, split: 'val', vocabSize: config.vocabSize });
+  // every shard's tokens checked in the background from now (the loaders open shards only when they reach them)
+  const scan = master ? scanShards([...valLoader.shards, ...trainLoader.shards], config.vocabSize) : null;
+  if (scan) atEnd.push(() => scan.stop());
 
   // ---- model and optimizer ----
   manualSeed(o.seed);
@@ -187,7 +207,18 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     scaler.skippedSteps = typeof skipped === 'number' && Number.isInteger(skipped) && skipped >= 0 ? skipped : 0;
   }
   if (dtype !== 'float32') print(`precision: ${dtype} autocast${scaler ? `, GradScaler (scale ${scaler.getScale()})` : ''}; weights, gradients and AdamW state in float32`);
-  const tok = gpt2Tokenizer();
+  // what learned means on this data: count models of its tokens (rank 0 reports; no rank waits on it)
+  const baselines = master ? measureBaselines(dataDir, tok, o.valSteps * B * T * W + 1) : null;
+  if (baselines) {
+    print(`tokenizer: ${describeTokenizer(tokenizerSpec)}, ${baselines.bytesPerToken.toFixed(2)} bytes per token. Baselines on the ${baselines.valTokens.toLocaleString('en-US')} validation tokens: ` +
+      `unigram ${bpb(baselines.unigram)} bpb (loss ${baselines.unigram.toFixed(2)}), bigram ${bpb(baselines.bigram)} bpb (loss ${baselines.bigram.toFixed(2)}); ` +
+      'below the bigram, the model knows more than which token follows which');
+  }
+  function bpb(nats: number): string { return bitsPerByte(nats, baselines!.bytesPerToken).toFixed(2); }
+  if (baselines) {
+    log.references = [{ label: 'unigram', value: baselines.unigram }, { label: 'bigram', value: baselines.bigram }];
+    log.record({ step: start.step, baselines: { unigram_loss: baselines.unigram, bigram_loss: baselines.bigram, bytes_per_token: baselines.bytesPerToken, val_tokens: baselines.valTokens } });
+  }
 
   let lastVal: number | null = null;
   let lastLoss = NaN, lastTokPerSec = 0;
@@ -197,7 +228,7 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     'Try a lower --max-lr or --grad-clip.');
   const save = async (step: number, valLoss: number | null): Promise<string | null> => {
     if (!master) return null; // rank 0 alone writes (the weights are the same everywhere)
-    lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, { val_loss: valLoss, loss: lastLoss, run: start.identity!, dtype,
+    lastGoodCheckpoint = await checkpoint(model, optimizer, o.outDir, step, config, { val_loss: valLoss, loss: lastLoss, run: start.identity!, dtype, tokenizer: tokenizerSpec,
       ...(scaler ? { grad_scaler: { ...scaler.stateDict(), skipped_steps: scaler.skippedSteps } } : {}) }, trainLoader.state());
     const keep = o.keepCheckpoints ?? 5;
     if (keep > 0) await pruneCheckpoints(o.outDir, keep); // a checkpoint every few steps filled disks (669 MB in 3 minutes)
@@ -206,18 +237,19 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   };
   for (let step = start.step; step < o.maxSteps; step++) {
     const lastStep = step === o.maxSteps - 1;
+    if (scan?.failure) throw new Error(`${scan.failure.message}. Stopped at step ${step}` + (lastGoodCheckpoint ? `; the last checkpoint is ${lastGoodCheckpoint}` : ''));
 
     // ---- validation ----
     let valNow: number | null = null;
     if (((o.evalInterval > 0 && step % o.evalInterval === 0) || lastStep) && !(start.resumed && step === start.step)) {
       valNow = lastVal = (await reduceNumbers(job, [await evaluate(model, valLoader, o.valSteps, B, T, master, dtype)], 'avg', 'the validation loss all-reduce'))[0]!;
-      print(`validation loss: ${lastVal.toFixed(4)}`);
-      log.validation(step, lastVal);
+      print(`validation loss: ${lastVal.toFixed(4)}` + (baselines ? ` | ${bpb(lastVal)} bpb (bigram ${bpb(baselines.bigram)}, unigram ${bpb(baselines.unigram)})` : ''));
+      log.validation(step, lastVal, baselines ? bitsPerByte(lastVal, baselines.bytesPerToken) : undefined);
       if (!Number.isFinite(lastVal)) throw diverged('validation loss', lastVal, step); // and no checkpoint of these weights
       if (o.hellaswag) {
         const { evaluateHellaswag } = await import('./hellaswag.js');
         // example i on rank i % W, the counts summed (train_gpt2.py's HellaSwag under DDP)
-        const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print, rank, worldSize: W, progress: master, dtype });
+        const r = await evaluateHellaswag(model, o.hellaswag, { limit: o.hellaswagLimit, print, rank, worldSize: W, progress: master, dtype, tokenizer: tok });
         const [n, correctNorm] = await reduceNumbers(job, [r.n, r.numCorrectNorm], 'sum', 'the HellaSwag counts all-reduce');
         print(`HellaSwag accuracy: ${(correctNorm! / n!).toFixed(4)} (${correctNorm}/${n})`);
         log.record({ step, hella: correctNorm! / n! });
@@ -420,18 +452,41 @@ async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: nu
   return (await acc!.data())[0]! / steps;
 }
 
-async function printSamples(model: GPT, tok: ReturnType<typeof gpt2Tokenizer>, rank: number, W: number, print: (s: string) => void, dtype: TrainDtype): Promise<void> {
-  const prompt = tok.encodeOrdinary("Hello, I'm a language model,");
+async function printSamples(model: GPT, tok: Tokenizer, rank: number, W: number, print: (s: string) => void, dtype: TrainDtype): Promise<void> {
+  const prompt = tok.encode("Hello, I'm a language model,");
   const gen = new Generator(42 + rank); // sample_rng.manual_seed(42 + ddp_rank)
-  // never sample the padding rows of a vocabulary padded to 50304: no tokenizer can decode them
+  // never sample the padding rows of a padded vocabulary (50304 for GPT-2): no tokenizer can decode them
   const rows = await withDtype(dtype, () => model.generate(Array.from({ length: 4 }, () => prompt),
-    { maxNewTokens: 32, topK: 50, generator: gen, vocabLimit: Math.min(model.config.vocabSize, 50257) }));
+    { maxNewTokens: 32, topK: 50, generator: gen, vocabLimit: Math.min(model.config.vocabSize, tok.vocabSize) }));
   rows.forEach((r, i) => print(`${W > 1 ? `rank ${rank} ` : ''}sample ${i}: ${tok.decode(r)}`));
+}
+
+/**
+ * The count baselines of the data: bigrams of up to 20M training tokens (enough to be a fair
+ * bigram; a FineWeb shard has 100M), scored on the validation's first `valTokens` tokens.
+ */
+function measureBaselines(dataDir: string, tok: Tokenizer, valTokens: number): Baselines {
+  const take = (split: 'train' | 'val', n: number): Uint16Array | Int32Array => {
+    const parts: (Uint16Array | Int32Array)[] = [];
+    let got = 0;
+    for (const shard of listShards(dataDir, split)) {
+      const t = readTokens(shard);
+      parts.push(t.subarray(0, n - got));
+      got += parts.at(-1)!.length;
+      if (got >= n) break;
+    }
+    if (parts.length === 1) return parts[0]!;
+    const out = new Int32Array(got);
+    let p = 0;
+    for (const part of parts) { out.set(part, p); p += part.length; }
+    return out;
+  };
+  return countBaselines(take('train', 20_000_000), take('val', valTokens), tok);
 }
 
 /** Save the run's state at `step`: weights, AdamW moments, data position, and what the run is. */
 async function checkpoint(model: GPT, optimizer: AdamW, outDir: string, step: number, config: GPTConfig,
-  meta: { val_loss: number | null; loss: number; run: RunIdentity; dtype: TrainDtype; grad_scaler?: GradScalerState & { skipped_steps: number } },
+  meta: { val_loss: number | null; loss: number; run: RunIdentity; dtype: TrainDtype; tokenizer: TokenizerSpec; grad_scaler?: GradScalerState & { skipped_steps: number } },
   loader: { shard: number; position: number }): Promise<string> {
   const { weights, optimizerState, optimizerStep } = await modelState(model, optimizer, `not saving a checkpoint at step ${step}`);
   const paths = await saveCheckpoint(outDir, step, {
