@@ -55,7 +55,7 @@ export async function benchFirstHour(repo: string, seeds: number, report: (r: Fi
         bigramBpb: num(text, /bigram ([\d.]+) bpb/),
         valBpb: [...text.matchAll(/validation loss: [\d.]+ \| ([\d.]+) bpb/g)].map((m) => Number(m[1])),
         finalValLoss: num(text, /val loss ([\d.]+)/),
-        samples: [...text.matchAll(/^sample \d: ([^]*?)(?=^sample \d: |^done: )/gm)].map((m) => m[1]!.trim()).slice(-4),
+        samples: [...text.matchAll(/^sample \d: ([^]*?)(?=^sample \d: |^done: |^step |^saved )/gm)].map((m) => m[1]!.trim()).slice(-4),
       };
       runs.push(r);
       report(r);

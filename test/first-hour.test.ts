@@ -101,6 +101,11 @@ describe('the first npm run train', () => {
     r = await run('cli.js', ['--init-from', out, '--tokenizer', 'gpt2', '--out-dir', join(work, 'x2'), '--max-steps', '1'], 300_000);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--init-from .*out was trained with a 1024-token BPE learned from its corpus, but the data in data\/embedded uses GPT-2's tokenizer \(50,257 tokens\)/);
+    // OpenAI-style weights (GPT-2's tokenizer, recorded nowhere) and no data named: the embedded corpus in GPT-2 tokens
+    // (this tiny fixture's 11-row vocabulary then cannot embed them, which names the data it picked)
+    r = await run('cli.js', ['--init-from', join(root, 'test', 'fixtures', 'hf_tiny_gpt2'), '--seq-len', '8', '--batch-size', '2', '--out-dir', join(work, 'x4'), '--max-steps', '1'], 120_000);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/data\/embedded\/embedded_(train|val)_\d+\.npy holds token \d+ at index \d+, outside the (model's )?vocabulary \[0, 11\)/);
     r = await run('cli.js', ['--vocab-size', '512', '--out-dir', join(work, 'x3'), '--max-steps', '1'], 120_000);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--vocab-size 512 is below the data's tokenizer \(a 1024-token BPE learned from its corpus\); give at least 1024/);

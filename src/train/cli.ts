@@ -30,7 +30,7 @@ tokenizes it into data/embedded-bpe (--tokenizer gpt2: GPT-2's tokens, in data/e
     'vocab-size': { kind: 'int', min: 1, group: 'model', help: 'override the preset (GPT-2: 50304, padded from 50257)' },
     'init-from': { kind: 'string', metavar: 'DIR|CHECKPOINT', group: 'model', help: 'start from Hugging Face GPT-2 weights or a checkpoint' },
     'data-dir': { kind: 'string', metavar: 'DIR', group: 'data', help: '*_train_*.npy / *_val_*.npy shards (npm run prepare-data); default: the embedded corpus' },
-    tokenizer: { kind: 'choice', choices: EMBEDDED_TOKENIZERS, group: 'data', help: "the embedded corpus's: bpe (1,024 tokens learned from it; default) or gpt2 (GPT-2's 50,257); a --data-dir has its own" },
+    tokenizer: { kind: 'choice', choices: EMBEDDED_TOKENIZERS, group: 'data', help: "the embedded corpus's: bpe (1,024 tokens learned from it; default) or gpt2 (GPT-2's 50,257; the default with --init-from GPT-2 weights); a --data-dir has its own" },
     'batch-size': { kind: 'int', min: 1, default: d.batchSize, metavar: 'B', group: 'batch', help: 'micro-batch rows' },
     'seq-len': { kind: 'int', min: 1, default: d.seqLen, metavar: 'T', group: 'batch', help: 'tokens per row' },
     'total-batch-size': { kind: 'int', min: 1, metavar: 'TOKENS', group: 'batch', help: 'tokens per optimizer step, accumulated over micro-batches (default B*T times the ranks)' },

@@ -17,7 +17,7 @@ import { scanShards } from '../data/scan.js';
 import { describeTokenizer, tokenizerFromSpec, type Tokenizer, type TokenizerSpec } from '../data/tokenizer-spec.js';
 import { bitsPerByte, countBaselines, type Baselines } from './baselines.js';
 import { ProgressBar } from '../data/progress.js';
-import { modelState, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import { loadTokenizerSpec, modelState, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
 import { useBackend } from './backend.js';
 import type { Backend } from '../tensor/backend.js';
 import { RunLog } from './run-log.js';
@@ -89,10 +89,11 @@ export interface TrainOptions {
 /**
  * CPU defaults: the 'nano' preset on the embedded corpus's learned BPE, 5,000 steps of 16 x 64
  * tokens, about five minutes on two cores with the wasm backend; a small model takes a larger
- * learning rate than GPT-2's 6e-4. Chosen from ~5-minute runs (validation loss, bigram 4.13;
- * docs/FIRST-HOUR.md has the table): at this budget tokens seen matter more than depth, so 1
- * layer at ~18k tok/s (3.60) beat 2 layers (3.62 at 96 wide, 3.88 at 128) and 4 layers
- * (4.36); GPT-2's own tokenizer never got past the unigram (7.37 against a bigram of 6.03).
+ * learning rate than GPT-2's 6e-4. Chosen from ~5-minute runs (validation loss; the bigram's
+ * 4.13): at this budget tokens seen matter more than depth, so 1 layer at ~18k tok/s (3.60)
+ * beat 2 layers (3.62 at 96 wide, 3.88 at 128) and 4 layers (4.36); GPT-2's own tokenizer never
+ * got past the unigram (7.37 against a bigram of 6.03). README "What a newcomer sees" has the
+ * default's own figures over three seeds (npm run bench -- --only=first).
  */
 export const TRAIN_DEFAULTS: TrainOptions = {
   model: 'nano', batchSize: 16, seqLen: 64, totalBatchSize: 16 * 64, maxSteps: 5000, warmupSteps: 50,
@@ -146,7 +147,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (s: string) => void, t0: number, atEnd: (() => void)[]): Promise<TrainResult> {
   const { rank, worldSize: W, isMaster: master } = job;
   if (master) for (const f of removeStaleTemps(o.outDir)) print(`removed ${f}, left in ${o.outDir} by a writer that was killed`);
-  const dataDir = o.dataDir ?? await ensureEmbeddedShards(undefined, { tokenizer: o.tokenizer ?? 'bpe' });
+  // the embedded corpus comes in the BPE learned from it, or in the tokenizer of --init-from's weights
+  // (OpenAI's GPT-2 fine-tunes on GPT-2 tokens without being told)
+  const embeddedTokenizer = o.tokenizer ?? (o.initFrom && (await loadTokenizerSpec(o.initFrom)).type === 'gpt2' ? 'gpt2' : 'bpe');
+  const dataDir = o.dataDir ?? await ensureEmbeddedShards(undefined, { tokenizer: embeddedTokenizer });
   const tokenizerSpec = readDataTokenizer(dataDir);
   if (o.dataDir && o.tokenizer && o.tokenizer !== tokenizerSpec.type) {
     throw new Error(`--tokenizer ${o.tokenizer}: the shards in ${o.dataDir} were made with ${describeTokenizer(tokenizerSpec)}; the data decides the tokenizer, so drop --tokenizer (or make the data with the other one)`);
@@ -209,13 +213,11 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   if (dtype !== 'float32') print(`precision: ${dtype} autocast${scaler ? `, GradScaler (scale ${scaler.getScale()})` : ''}; weights, gradients and AdamW state in float32`);
   // what learned means on this data: count models of its tokens (rank 0 reports; no rank waits on it)
   const baselines = master ? measureBaselines(dataDir, tok, o.valSteps * B * T * W + 1) : null;
+  const bpb = (nats: number): string => bitsPerByte(nats, baselines!.bytesPerToken).toFixed(2);
   if (baselines) {
     print(`tokenizer: ${describeTokenizer(tokenizerSpec)}, ${baselines.bytesPerToken.toFixed(2)} bytes per token. Baselines on the ${baselines.valTokens.toLocaleString('en-US')} validation tokens: ` +
       `unigram ${bpb(baselines.unigram)} bpb (loss ${baselines.unigram.toFixed(2)}), bigram ${bpb(baselines.bigram)} bpb (loss ${baselines.bigram.toFixed(2)}); ` +
       'below the bigram, the model knows more than which token follows which');
-  }
-  function bpb(nats: number): string { return bitsPerByte(nats, baselines!.bytesPerToken).toFixed(2); }
-  if (baselines) {
     log.references = [{ label: 'unigram', value: baselines.unigram }, { label: 'bigram', value: baselines.bigram }];
     log.record({ step: start.step, baselines: { unigram_loss: baselines.unigram, bigram_loss: baselines.bigram, bytes_per_token: baselines.bytesPerToken, val_tokens: baselines.valTokens } });
   }
