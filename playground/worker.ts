@@ -179,7 +179,8 @@ async function trainLoop(): Promise<void> {
   const r = run!;
   const s = r.settings;
   const params = r.model.parameters();
-  const schedule = { maxLr: s.lr, minLr: s.lr / 10, warmupSteps: Math.min(20, Math.floor(s.steps / 10)), maxSteps: s.steps };
+  // npm run train's warmup (50 steps), shortened for short runs
+  const schedule = { maxLr: s.lr, minLr: s.lr / 10, warmupSteps: Math.min(50, Math.floor(s.steps / 10)), maxSteps: s.steps };
   stopRequested = false;
   post({ type: 'state', state: 'training', model: r.name });
   while (r.step < s.steps) {
