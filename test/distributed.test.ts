@@ -90,6 +90,22 @@ describe('rendezvous store (torch c10d TCPStore protocol)', () => {
     client.close(); proxy.close(); await server.close();
   });
 
+  it('an exchange whose store drops early says so; it names the timeout only when the timeout ran out (issue 28, 19)', async () => {
+    const { Job } = await import('../src/train/distributed/init.js');
+    const server = await StoreServer.listen('127.0.0.1', 0);
+    const env = { rank: 1, worldSize: 2, localRank: 1, localWorldSize: 2, groupRank: 0, masterAddr: '127.0.0.1', masterPort: server.port, agentStore: false, runId: 't', attempt: 0 };
+    const job = (c: StoreClient, ms: number): Job => new Job(env, {} as ProcessGroup, c, null, 'p/', ms);
+    // rank 0 never arrives, and the connection drops after 0.2 s of a 300 s timeout
+    const early = await StoreClient.connect('127.0.0.1', server.port, { timeoutMs: 5000 });
+    setTimeout(() => early.close(), 200);
+    await expect(job(early, 300_000).exchange('settings', 'x')).rejects.toThrow(/rank 1: the wait for every rank to reach 'settings' failed after 0\.\d s \(.*\); another rank has probably exited/);
+    // rank 0 never arrives and the store stays up: the timeout is what ran out
+    const late = await StoreClient.connect('127.0.0.1', server.port, { timeoutMs: 5000 });
+    await expect(job(late, 500).exchange('settings', 'x')).rejects.toThrow(/rank 1: the ranks did not all reach 'settings' within 1 s/);
+    late.close();
+    await server.close();
+  });
+
   it('speaks torch 2.x too: VALIDATE with the magic, then the shifted query types', async () => {
     const server = await StoreServer.listen('127.0.0.1', 0);
     const c = await StoreClient.connect('127.0.0.1', server.port, { timeoutMs: 5000, protocol: 'v2' });

@@ -2,7 +2,7 @@
 // failure a hostile user found, through the CLIs run as child processes on a tiny model.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -279,6 +279,21 @@ describe('reliability of the data', () => {
     writeFileSync(join(dir, 'x_train_000003.npy'), 'not npy');
     const { DataLoaderLite } = await import('../src/data/loader.js');
     expect(() => new DataLoaderLite({ dataDir: dir, B: 2, T: 8, split: 'train' })).toThrow(/x_train_000003\.npy/);
+  });
+
+  it('19. a symlink loop as --out-dir or --init-from is named with its flag (it was a bare ELOOP from stat)', async () => {
+    const loop = join(work, 'loop');
+    symlinkSync(loop, loop);
+    let r = await train(['--out-dir', loop, '--max-steps', '1']);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/error: --out-dir: cannot use .*loop: ELOOP/);
+    r = await train(['--out-dir', join(work, 'loop-ok'), '--init-from', loop, '--max-steps', '1']);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/error: --init-from .*loop: cannot read it: ELOOP/);
+    r = await cli('sample.js', ['--init-from', loop]);
+    expect(r.out).toMatch(/error: --init-from .*loop: cannot read it: ELOOP/);
+    r = await cli('prepare-data.js', ['--source', 'embedded', '--out-dir', join(loop, 'x')]);
+    expect(r.out).toMatch(/error: --out-dir: cannot use .*loop\/x: ELOOP/);
   });
 
   it('pre-flight: a bad token deep in a later shard stops the run within steps of the start, naming the file and index, long before its batch', async () => {

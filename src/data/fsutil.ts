@@ -132,7 +132,13 @@ export function makeDirs(dir: string, what = dir): void {
   const missing: string[] = [];
   for (let p = resolvePath(dir); ; p = dirname(p)) {
     let st;
-    try { st = statSync(p); } catch { missing.push(p); if (dirname(p) === p) break; continue; }
+    try { st = statSync(p); } catch (e) {
+      // only a missing directory is made; a symlink loop or a denied stat is named with the flag
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${what}: cannot use ${dir}: ${(e as Error).message}`);
+      missing.push(p);
+      if (dirname(p) === p) break;
+      continue;
+    }
     if (!st.isDirectory()) throw new Error(`${what}: cannot create ${dir}: ${p} is not a directory`);
     break;
   }

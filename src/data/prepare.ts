@@ -7,6 +7,7 @@ import { EmbeddedCorpusSource, FineWebEduSource } from './sources.js';
 import { embeddedShardSize } from './embedded.js';
 import { writeShards, type DocumentSource, type ShardSummary } from './shards.js';
 import { formatAmount, formatDuration } from './progress.js';
+import { makeDirs } from './fsutil.js';
 
 export interface PrepareResult extends ShardSummary {
   outDir: string;
@@ -34,6 +35,7 @@ export async function prepareData(o: PrepareOptions): Promise<PrepareResult> {
   const { outDir, maxShards, maxFiles } = o;
   const workers = o.workers ?? Math.max(1, Math.floor(availableParallelism() / 2));
   let shardSize = o.shardSize;
+  makeDirs(outDir, '--out-dir'); // first: a path that cannot be a directory is named with its flag
 
   let source: DocumentSource;
   if (o.source === 'fineweb-edu') {

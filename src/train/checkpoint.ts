@@ -297,7 +297,8 @@ export async function loadWeights(pathOrDir: string, opts: { padVocabTo?: number
   let st;
   try {
     st = await stat(pathOrDir);
-  } catch {
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${pathOrDir}: cannot read it: ${(e as Error).message}`);
     throw new Error(`${pathOrDir}: does not exist; pass an HF GPT-2 directory (config.json + model.safetensors), a checkpoint model_<step>.json / .safetensors, or a training output directory`);
   }
   if (st.isDirectory()) {
@@ -357,8 +358,9 @@ async function fromCheckpoint(path: string, opts: { padVocabTo?: number }): Prom
  * sidecar, a safetensors file's metadata, or an exported directory's tapegrad_tokenizer.json.
  */
 export async function loadTokenizerSpec(pathOrDir: string): Promise<TokenizerSpec> {
-  const st = await stat(pathOrDir).catch(() => null);
-  if (!st) throw new Error(`${pathOrDir}: does not exist; pass a checkpoint, a training output directory or an HF GPT-2 directory`);
+  const st = await stat(pathOrDir).catch((e: NodeJS.ErrnoException) => {
+    throw new Error(e.code === 'ENOENT' ? `${pathOrDir}: does not exist; pass a checkpoint, a training output directory or an HF GPT-2 directory` : `${pathOrDir}: cannot read it: ${e.message}`);
+  });
   if (st.isDirectory()) {
     if (await isFile(join(pathOrDir, 'config.json'))) return exportedTokenizer(pathOrDir);
     const latest = await latestCheckpoint(pathOrDir);

@@ -2,10 +2,10 @@
 // GPT2LMHeadModel + model.safetensors under HF names with Conv1D weights [in, out]), the layout of the
 // hub's gpt2 files. The mapping and the writer live in hf-gpt2.ts; this is the command around them.
 
-import { mkdir, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { EXPORTED_TOKENIZER_FILE, loadWeights } from './checkpoint.js';
-import { writeFileAtomic } from '../data/fsutil.js';
+import { makeDirs, writeFileAtomic } from '../data/fsutil.js';
 import { describeTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 import { HF_GPT2_VOCAB_SIZE, writeHfGpt2Dir, type Gpt2Config } from './hf-gpt2.js';
@@ -51,8 +51,8 @@ export async function exportHf(checkpoint: string, outDir: string, opts: { vocab
   // a learned BPE goes beside the weights first (config.json, written last, marks the directory complete);
   // GPT-2's tokenizer files would lie about it, so none are written
   const files: string[] = [];
+  makeDirs(outDir, '--out-dir');
   if (!gpt2) {
-    await mkdir(outDir, { recursive: true });
     writeFileAtomic(join(outDir, EXPORTED_TOKENIZER_FILE), JSON.stringify(lw.tokenizer));
     files.push(join(outDir, EXPORTED_TOKENIZER_FILE));
   }

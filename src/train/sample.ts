@@ -20,7 +20,7 @@ import { describeTokenizer, tokenizerFromSpec } from '../data/tokenizer-spec.js'
  * OpenAI's GPT-2, 50304 for our padded checkpoints): nothing is padded, so nothing new can be sampled.
  */
 export async function loadModel(initFrom: string): Promise<{ model: GPT; loaded: LoadedWeights }> {
-  const loaded = await loadWeights(initFrom);
+  const loaded = await loadWeights(initFrom).catch((e: Error) => { throw new Error(`--init-from ${e.message}`); });
   const model = new GPT(loaded.config, { init: false });
   model.loadStateDict(loaded.weights); // lm_head.weight is tied to wte: loading either fills both
   model.eval();

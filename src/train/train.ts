@@ -149,7 +149,8 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   if (master) for (const f of removeStaleTemps(o.outDir)) print(`removed ${f}, left in ${o.outDir} by a writer that was killed`);
   // the embedded corpus comes in the BPE learned from it, or in the tokenizer of --init-from's weights
   // (OpenAI's GPT-2 fine-tunes on GPT-2 tokens without being told)
-  const embeddedTokenizer = o.tokenizer ?? (o.initFrom && (await loadTokenizerSpec(o.initFrom)).type === 'gpt2' ? 'gpt2' : 'bpe');
+  const initTokenizer = o.initFrom ? await loadTokenizerSpec(o.initFrom).catch((e: Error) => { throw new Error(`--init-from ${e.message}`); }) : null;
+  const embeddedTokenizer = o.tokenizer ?? (initTokenizer?.type === 'gpt2' ? 'gpt2' : 'bpe');
   const dataDir = o.dataDir ?? await ensureEmbeddedShards(undefined, { tokenizer: embeddedTokenizer });
   const tokenizerSpec = readDataTokenizer(dataDir);
   if (o.dataDir && o.tokenizer && o.tokenizer !== tokenizerSpec.type) {

@@ -68,8 +68,13 @@ export class Job {
     const key = (r: number): string => `${this.prefix}exchange/${name}/${r}`;
     await this.store.set(key(this.rank), value);
     const keys = Array.from({ length: this.worldSize }, (_, r) => key(r));
+    const t0 = Date.now();
     await this.store.wait(keys, this.timeoutMs).catch((e: unknown) => {
-      throw new Error(`rank ${this.rank}: the ranks did not all reach '${name}' within ${(this.timeoutMs / 1000).toFixed(0)} s (${(e as Error).message})`);
+      const waited = (Date.now() - t0) / 1000;
+      // the timeout is named only when it ran out: a store that drops early means a rank has gone
+      throw new Error(waited * 1000 >= this.timeoutMs * 0.99
+        ? `rank ${this.rank}: the ranks did not all reach '${name}' within ${(this.timeoutMs / 1000).toFixed(0)} s (${(e as Error).message})`
+        : `rank ${this.rank}: the wait for every rank to reach '${name}' failed after ${waited.toFixed(1)} s (${(e as Error).message}); another rank has probably exited: see its output`);
     });
     const out: string[] = [];
     for (const k of keys) out.push((await this.store.get(k)).toString('utf8'));
