@@ -187,7 +187,7 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   manualSeed(o.seed);
   const model = new GPT(config, { init: master && !start.weights }); // loaded weights replace the random init; the others get rank 0's
   if (start.weights) model.loadStateDict(start.weights); // a missing lm_head.weight is filled by its tie to wte
-  print(`model: ${config.nLayer} layers, ${config.nHead} heads, ${config.nEmbd} embd, block ${config.blockSize}, vocab ${config.vocabSize} — ${(model.numParameters() / 1e6).toFixed(2)}M parameters`);
+  print(`model: ${config.nLayer} layer${config.nLayer === 1 ? '' : 's'}, ${config.nHead} head${config.nHead === 1 ? '' : 's'}, ${config.nEmbd} embd, block ${config.blockSize}, vocab ${config.vocabSize} — ${(model.numParameters() / 1e6).toFixed(2)}M parameters`);
   const params = model.parameters();
   await broadcastTensors(job, params, 'the parameter broadcast'); // as DDP does at construction
   const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
