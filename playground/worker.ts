@@ -9,7 +9,7 @@ import {
 } from '../src/index.js';
 import { BatchLoader } from '../src/data/batches.js';
 import { BpeTokenizer, trainBpe } from '../src/data/bpe.js';
-import { specOf, tokenizerFromSpec, type Tokenizer, type TokenizerSpec } from '../src/data/tokenizer-spec.js';
+import { paddedVocabSize, specOf, tokenizerFromSpec, type Tokenizer, type TokenizerSpec } from '../src/data/tokenizer-spec.js';
 import { sample as sampleText } from '../src/train/sampling.js';
 import { hostThreads, noThreadsReason } from '../src/tensor/backends/wasm/threads.js';
 import { modelFiles, weightsFromFiles } from '../src/train/model-files.js';
@@ -141,7 +141,7 @@ async function startTraining(settings: TrainSettings, text: string | null, textN
   if (settings.seqLen > preset.blockSize) throw new Error(`sequence length ${settings.seqLen} is longer than the ${settings.preset} preset's block size ${preset.blockSize}`);
   const data = await corpus(text, textName);
   // the model's vocabulary is the tokenizer's, padded to a multiple of 64 (as npm run train does)
-  const config: GPTConfig = { ...preset, vocabSize: Math.ceil(data.tokenizer.vocabSize / 64) * 64 };
+  const config: GPTConfig = { ...preset, vocabSize: paddedVocabSize(data.tokenizer) };
   const { train, val } = loaders(settings, data, config);
   post({ type: 'data', trainTokens: data.train.length, valTokens: data.val.length, source: data.source });
   manualSeed(settings.seed);

@@ -1,5 +1,6 @@
 // Token shards exactly as build-nanogpt's fineweb.py writes them: one stream of [EOT, doc tokens...],
 // cut every `shardSize` tokens into <name>_val_000000.npy, <name>_train_000001.npy, ... (uint16).
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readNpy, writeNpy } from './npy.js';
@@ -164,14 +165,7 @@ export class ShardWriter {
  */
 export function shardIdentity(sourceIdentity: string, spec: TokenizerSpec): string {
   if (spec.type === 'gpt2') return sourceIdentity;
-  return `${sourceIdentity} tokenized by a ${spec.merges.length + 257}-token BPE ${hashText(JSON.stringify(spec))}`;
-}
-
-/** A short content hash (FNV-1a, 32 bits): names a tokenizer in a shard identity. */
-function hashText(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h.toString(16).padStart(8, '0');
+  return `${sourceIdentity} tokenized by a ${spec.merges.length + 257}-token BPE ${createHash('sha256').update(JSON.stringify(spec)).digest('hex').slice(0, 16)}`;
 }
 
 export const TOKENIZER_FILE = 'tokenizer.json';

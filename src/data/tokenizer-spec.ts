@@ -31,6 +31,30 @@ export function tokenizerFromSpec(spec: TokenizerSpec): Tokenizer {
   throw new Error(`tokenizer: unknown spec ${JSON.stringify(spec).slice(0, 80)}; expected { "type": "gpt2" } or { "type": "bpe", "merges": [...] }`);
 }
 
+/** The file beside exported weights (an HF directory, the page's download) that holds a learned BPE. */
+export const EXPORTED_TOKENIZER_FILE = 'tapegrad_tokenizer.json';
+
+/**
+ * The tokenizer a file recorded (a sidecar's "tokenizer", an exported tokenizer file, or the JSON
+ * text of a safetensors metadata entry), checked by rebuilding it; GPT-2's where none is recorded
+ * (OpenAI's weights, and our checkpoints from before tokenizers were recorded).
+ */
+export function recordedTokenizer(value: unknown, where: string): TokenizerSpec {
+  if (value === undefined || value === null) return GPT2_SPEC;
+  try {
+    const spec = (typeof value === 'string' ? JSON.parse(value) : value) as TokenizerSpec;
+    tokenizerFromSpec(spec);
+    return spec;
+  } catch (e) {
+    throw new Error(`${where}: its tokenizer cannot be rebuilt (${(e as Error).message}); the file was edited or is not ours`);
+  }
+}
+
+/** A model's vocabulary for a tokenizer: its ids, padded to a multiple of 64 (GPT-2's 50257 -> 50304). */
+export function paddedVocabSize(tok: Pick<Tokenizer, 'vocabSize'>): number {
+  return Math.ceil(tok.vocabSize / 64) * 64;
+}
+
 export function specOf(tok: Tokenizer): TokenizerSpec {
   return tok instanceof BpeTokenizer ? tok.spec : GPT2_SPEC;
 }

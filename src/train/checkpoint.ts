@@ -14,25 +14,7 @@ import {
   readHfGpt2Dir, readHfGpt2Safetensors, readJsonFile, writeHfGpt2Safetensors, parseHfGpt2Config, parseTapegradConfig,
   type Gpt2Config, type WeightMap, type Weight,
 } from './hf-gpt2.js';
-import { GPT2_SPEC, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
-
-/** The file an exported HF directory keeps a learned BPE in (GPT-2's tokenizer files would lie). */
-export const EXPORTED_TOKENIZER_FILE = 'tapegrad_tokenizer.json';
-
-/**
- * The tokenizer a checkpoint (sidecar "tokenizer", or safetensors metadata tapegrad_tokenizer)
- * or an exported directory recorded; GPT-2's where none is recorded (OpenAI's weights, and our
- * checkpoints from before tokenizers were recorded).
- */
-export function recordedTokenizer(value: unknown, where: string): TokenizerSpec {
-  if (value === undefined || value === null) return GPT2_SPEC;
-  try {
-    tokenizerFromSpec(value as TokenizerSpec);
-  } catch (e) {
-    throw new Error(`${where}: its tokenizer cannot be rebuilt (${(e as Error).message}); the file was edited or is not ours`);
-  }
-  return value as TokenizerSpec;
-}
+import { EXPORTED_TOKENIZER_FILE, GPT2_SPEC, recordedTokenizer, type TokenizerSpec } from '../data/tokenizer-spec.js';
 
 export const CHECKPOINT_FORMAT = 'tapegrad-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -333,10 +315,8 @@ export async function loadWeights(pathOrDir: string, opts: { padVocabTo?: number
     const config = parseTapegradConfig(parsed, `${pathOrDir} (metadata tapegrad_config)`);
     const weights = await readHfGpt2Safetensors(pathOrDir, config, opts);
     const step = metaStep !== undefined && /^\d+$/.test(metaStep) ? Number(metaStep) : null;
-    let tokenizer: unknown;
-    try { tokenizer = metaTokenizer === undefined ? undefined : JSON.parse(metaTokenizer); } catch { tokenizer = metaTokenizer; }
     return { source: 'checkpoint', path: pathOrDir, config: { ...config, vocabSize: weights.get('transformer.wte.weight')!.shape[0]! }, weights, step,
-      tokenizer: recordedTokenizer(tokenizer, `${pathOrDir} (metadata tapegrad_tokenizer)`) };
+      tokenizer: recordedTokenizer(metaTokenizer, `${pathOrDir} (metadata tapegrad_tokenizer)`) };
   }
   const cfgPath = join(dirname(pathOrDir), 'config.json');
   if (await isFile(cfgPath)) {
@@ -377,9 +357,7 @@ export async function loadTokenizerSpec(pathOrDir: string): Promise<TokenizerSpe
   const meta = f.metadata.tapegrad_tokenizer;
   await f.close();
   if (meta === undefined) return exportedTokenizer(dirname(pathOrDir));
-  let parsed: unknown = meta;
-  try { parsed = JSON.parse(meta); } catch { /* reported by recordedTokenizer */ }
-  return recordedTokenizer(parsed, `${pathOrDir} (metadata tapegrad_tokenizer)`);
+  return recordedTokenizer(meta, `${pathOrDir} (metadata tapegrad_tokenizer)`);
 }
 
 /** An exported directory's learned BPE (tapegrad_tokenizer.json), else GPT-2's. */

@@ -13,7 +13,7 @@ import { launch } from './distributed/launch.js';
 import { dryRun } from './dry-run.js';
 import { EMBEDDED_TOKENIZERS, type EmbeddedTokenizer } from '../data/embedded.js';
 import { readDataTokenizer } from '../data/shards.js';
-import { tokenizerFromSpec } from '../data/tokenizer-spec.js';
+import { paddedVocabSize, tokenizerFromSpec } from '../data/tokenizer-spec.js';
 
 export const TRAIN_COMMAND = command({
   usage: 'npm run train -- [flags]',
@@ -118,7 +118,7 @@ export async function main(argv: string[]): Promise<number> {
     // the vocabulary: --vocab-size, else a --data-dir's learned BPE (padded to 64), else the preset's
     // (GPT-2's 50304: a dry run sizes a GPU for real data, not for the embedded corpus)
     const spec = opts.dataDir ? readDataTokenizer(opts.dataDir) : null;
-    const dataVocab = spec && spec.type !== 'gpt2' ? Math.ceil(tokenizerFromSpec(spec).vocabSize / 64) * 64 : undefined;
+    const dataVocab = spec && spec.type !== 'gpt2' ? paddedVocabSize(tokenizerFromSpec(spec)) : undefined;
     await dryRun({ ...opts, vocabSize: opts.vocabSize ?? dataVocab });
     return 0;
   }

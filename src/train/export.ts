@@ -4,9 +4,9 @@
 
 import { readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { EXPORTED_TOKENIZER_FILE, loadWeights } from './checkpoint.js';
+import { loadWeights } from './checkpoint.js';
 import { makeDirs, writeFileAtomic } from '../data/fsutil.js';
-import { describeTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
+import { EXPORTED_TOKENIZER_FILE, describeTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 import { HF_GPT2_VOCAB_SIZE, writeHfGpt2Dir, type Gpt2Config } from './hf-gpt2.js';
 

@@ -9,10 +9,7 @@ import {
   HF_SAFETENSORS_METADATA, WTE, hfGpt2ConfigJson, hfGpt2Tensors, parseHfGpt2Config, parseTapegradConfig, readHfWeights, singleSource,
   type Gpt2Config, type WeightMap,
 } from './hf-layout.js';
-import { GPT2_SPEC, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
-
-/** The exported directory's tokenizer file (EXPORTED_TOKENIZER_FILE of checkpoint.ts, which reads files). */
-const TOKENIZER_FILE = 'tapegrad_tokenizer.json';
+import { EXPORTED_TOKENIZER_FILE as TOKENIZER_FILE, GPT2_SPEC, recordedTokenizer, type TokenizerSpec } from '../data/tokenizer-spec.js';
 
 /**
  * An HF GPT-2 directory's two files, and the tokenizer file when it is not GPT-2's; the safetensors
@@ -31,12 +28,6 @@ export async function modelFiles(config: Gpt2Config, weights: WeightMap, step: n
   return files;
 }
 
-/** A recorded tokenizer spec, checked by rebuilding it; GPT-2's when none is recorded. */
-function tokenizerOf(value: unknown, where: string): TokenizerSpec {
-  if (value === undefined || value === null) return GPT2_SPEC;
-  try { tokenizerFromSpec(value as TokenizerSpec); } catch (e) { throw new Error(`${where}: its tokenizer cannot be rebuilt (${(e as Error).message})`); }
-  return value as TokenizerSpec;
-}
 
 function parseJson(bytes: Uint8Array, where: string): unknown {
   try {
@@ -80,10 +71,9 @@ export async function weightsFromFiles(files: ReadonlyMap<string, Uint8Array>): 
     const weights = await readHfWeights(singleSource(f), config, name);
     // the tokenizer: its file, else the sidecar's, else the safetensors metadata, else GPT-2's
     let tokenizer: TokenizerSpec;
-    if (files.has(TOKENIZER_FILE)) tokenizer = tokenizerOf(parseJson(files.get(TOKENIZER_FILE)!, TOKENIZER_FILE), TOKENIZER_FILE);
-    else if (sidecar && files.has(sidecar)) tokenizer = tokenizerOf((parseJson(files.get(sidecar)!, sidecar) as { tokenizer?: unknown }).tokenizer, sidecar);
-    else if (f.metadata.tapegrad_tokenizer !== undefined) tokenizer = tokenizerOf(parseJson(new TextEncoder().encode(f.metadata.tapegrad_tokenizer), `${name} (metadata tapegrad_tokenizer)`), name);
-    else tokenizer = GPT2_SPEC;
+    if (files.has(TOKENIZER_FILE)) tokenizer = recordedTokenizer(parseJson(files.get(TOKENIZER_FILE)!, TOKENIZER_FILE), TOKENIZER_FILE);
+    else if (sidecar && files.has(sidecar)) tokenizer = recordedTokenizer((parseJson(files.get(sidecar)!, sidecar) as { tokenizer?: unknown }).tokenizer, sidecar);
+    else tokenizer = recordedTokenizer(f.metadata.tapegrad_tokenizer, `${name} (metadata tapegrad_tokenizer)`);
     return { config: { ...config, vocabSize: weights.get(WTE)!.shape[0]! }, weights, step, source: name, tokenizer };
   } finally {
     await f.close();

@@ -9,9 +9,9 @@ import { statSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { listShards } from '../data/loader.js';
 import { GPT_PRESETS, type GPTConfig } from '../nn/gpt.js';
-import { checkpointSidecars, loadCheckpoint, loadWeights, recordedTokenizer, removeCheckpoints } from './checkpoint.js';
+import { checkpointSidecars, loadCheckpoint, loadWeights, removeCheckpoints } from './checkpoint.js';
 import { readJsonFile, type Weight, type WeightMap } from './hf-gpt2.js';
-import { describeTokenizer, sameTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
+import { describeTokenizer, paddedVocabSize, recordedTokenizer, sameTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
 import { TOKENIZER_FILE } from '../data/shards.js';
 
 export interface StartOptions {
@@ -62,8 +62,9 @@ export interface Start {
 export function presetConfig(o: Pick<StartOptions, 'model' | 'nLayer' | 'nHead' | 'nEmbd' | 'blockSize' | 'vocabSize' | 'tokenizer'>): GPTConfig {
   const preset = GPT_PRESETS[o.model];
   if (!preset) throw new Error(`--model ${o.model}: unknown preset; choose one of ${Object.keys(GPT_PRESETS).join(', ')}`);
-  const tokens = o.tokenizer && o.tokenizer.type !== 'gpt2' ? tokenizerFromSpec(o.tokenizer).vocabSize : null;
-  const vocabSize = o.vocabSize ?? (tokens !== null ? Math.ceil(tokens / 64) * 64 : preset.vocabSize);
+  const learned = o.tokenizer && o.tokenizer.type !== 'gpt2' ? tokenizerFromSpec(o.tokenizer) : null;
+  const tokens = learned?.vocabSize ?? null;
+  const vocabSize = o.vocabSize ?? (learned ? paddedVocabSize(learned) : preset.vocabSize);
   if (tokens !== null && vocabSize < tokens) {
     throw new Error(`--vocab-size ${vocabSize} is below the data's tokenizer (${describeTokenizer(o.tokenizer!)}); give at least ${tokens}, or leave it out`);
   }
@@ -189,7 +190,7 @@ export async function resolveStart(o: StartOptions, print: (s: string) => void):
   if (o.initFrom) {
     // keep the source's vocabulary (50257 for OpenAI's GPT-2, as from_pretrained does): zero rows
     // padded onto a trained wte would get logit 0, far above the real tokens' logits
-    const lw = await loadWeights(o.initFrom, o.vocabSize ? { padVocabTo: o.vocabSize } : {});
+    const lw = await loadWeights(o.initFrom, o.vocabSize ? { padVocabTo: o.vocabSize } : {}).catch((e: Error) => { throw new Error(`--init-from ${e.message}`); });
     // the model's shape comes from the weights: a flag that says otherwise was meant for another model
     const flags: [string, number | undefined, number][] = [['--n-layer', o.nLayer, lw.config.nLayer], ['--n-head', o.nHead, lw.config.nHead],
       ['--n-embd', o.nEmbd, lw.config.nEmbd], ['--block-size', o.blockSize, lw.config.blockSize]];

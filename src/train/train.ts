@@ -148,10 +148,14 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   const { rank, worldSize: W, isMaster: master } = job;
   if (master) for (const f of removeStaleTemps(o.outDir)) print(`removed ${f}, left in ${o.outDir} by a writer that was killed`);
   // the embedded corpus comes in the BPE learned from it, or in the tokenizer of --init-from's weights
-  // (OpenAI's GPT-2 fine-tunes on GPT-2 tokens without being told)
-  const initTokenizer = o.initFrom ? await loadTokenizerSpec(o.initFrom).catch((e: Error) => { throw new Error(`--init-from ${e.message}`); }) : null;
-  const embeddedTokenizer = o.tokenizer ?? (initTokenizer?.type === 'gpt2' ? 'gpt2' : 'bpe');
-  const dataDir = o.dataDir ?? await ensureEmbeddedShards(undefined, { tokenizer: embeddedTokenizer });
+  // (OpenAI's GPT-2 fine-tunes on GPT-2 tokens without being told); only asked when it decides
+  const embeddedTokenizer = async (): Promise<EmbeddedTokenizer> => {
+    if (o.tokenizer) return o.tokenizer;
+    if (!o.initFrom) return 'bpe';
+    const spec = await loadTokenizerSpec(o.initFrom).catch((e: Error) => { throw new Error(`--init-from ${e.message}`); });
+    return spec.type === 'gpt2' ? 'gpt2' : 'bpe';
+  };
+  const dataDir = o.dataDir ?? await ensureEmbeddedShards(undefined, { tokenizer: await embeddedTokenizer() });
   const tokenizerSpec = readDataTokenizer(dataDir);
   if (o.dataDir && o.tokenizer && o.tokenizer !== tokenizerSpec.type) {
     throw new Error(`--tokenizer ${o.tokenizer}: the shards in ${o.dataDir} were made with ${describeTokenizer(tokenizerSpec)}; the data decides the tokenizer, so drop --tokenizer (or make the data with the other one)`);
