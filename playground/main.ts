@@ -185,6 +185,13 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       if (m.state === 'stopped') ui.status.textContent += ' · stopped';
       if (m.state === 'done') ui.status.textContent += ' · done';
       break;
+    case 'rewind':
+      trainPts = trainPts.filter(([st]) => st < m.step);
+      valPts = valPts.filter(([st]) => st < m.step);
+      ui.samples.querySelectorAll('.sample:not(.done)').forEach((el) => el.remove());
+      current = null;
+      redraw();
+      break;
     case 'files':
       for (const f of m.files) download(f.name, f.bytes);
       break;

@@ -38,4 +38,6 @@ export type FromWorker =
   | { type: 'sample-end' }
   | { type: 'state'; state: 'idle' | 'training' | 'stopped' | 'done'; model: string | null }
   | { type: 'files'; files: { name: string; bytes: Uint8Array }[] }
+  /** Training continues from `step` (after a lost GPU device): later points and an unfinished sample are void. */
+  | { type: 'rewind'; step: number }
   | { type: 'error'; message: string };

@@ -5,7 +5,7 @@
 
 import {
   GPT, GPT_PRESETS, clipGradNorm, configureOptimizers, createWasmBackend, getLr, initGpuBackend,
-  manualSeed, noGrad, setBackend, tensor, type AdamW, type Backend, type GPTConfig,
+  manualSeed, noGrad, setBackend, tensor, type AdamW, type Backend, type DeviceLossInfo, type GPTConfig,
 } from '../src/index.js';
 import { BatchLoader } from '../src/data/batches.js';
 import { BpeTokenizer, trainBpe } from '../src/data/bpe.js';
@@ -33,6 +33,8 @@ interface Run {
   step: number;
   name: string;
   tokenizer: Tokenizer;
+  /** The run at its last validation, on the host: what a lost GPU device cannot take (GPU runs only). */
+  snapshot: Snapshot | null;
 }
 let run: Run | null = null;
 let stopRequested = false;
@@ -147,7 +149,7 @@ async function startTraining(settings: TrainSettings, text: string | null, textN
   manualSeed(settings.seed);
   const model = new GPT(config);
   const optimizer = configureOptimizers(model, WEIGHT_DECAY, settings.lr);
-  run = { settings, config, model, optimizer, train, val, step: 0, name: `${settings.preset}, trained here`, tokenizer: data.tokenizer };
+  run = { settings, config, model, optimizer, train, val, step: 0, name: `${settings.preset}, trained here`, tokenizer: data.tokenizer, snapshot: null };
   await trainLoop();
 }
 
@@ -177,16 +179,35 @@ async function sample(model: GPT, tokenizer: Tokenizer, prompt: string, tokens: 
 /** build-nanogpt's optimisation step, one micro-batch per step; then validation and samples on their intervals. */
 async function trainLoop(): Promise<void> {
   const r = run!;
+  stopRequested = false;
+  post({ type: 'state', state: 'training', model: r.name });
+  for (let recoveries = 0; ; recoveries++) {
+    try {
+      return await trainSteps(r);
+    } catch (e) {
+      // a GPU device can be lost (a backgrounded tab, a driver reset): continue on a new one
+      // from the last validation's snapshot, a few times at most
+      if (!backend?.lost || !r.snapshot || recoveries >= MAX_DEVICE_RECOVERIES) throw e;
+      await recoverFromDeviceLoss(r, r.snapshot, backend.lost);
+    }
+  }
+}
+
+/** A run whose GPU device is lost more often than this stops (a device that keeps failing will not get better). */
+const MAX_DEVICE_RECOVERIES = 3;
+
+async function trainSteps(r: Run): Promise<void> {
   const s = r.settings;
   const params = r.model.parameters();
   // npm run train's warmup (50 steps), shortened for short runs
   const schedule = { maxLr: s.lr, minLr: s.lr / 10, warmupSteps: Math.min(50, Math.floor(s.steps / 10)), maxSteps: s.steps };
-  stopRequested = false;
-  post({ type: 'state', state: 'training', model: r.name });
   while (r.step < s.steps) {
     const step = r.step;
     const last = step === s.steps - 1;
-    if (step % s.evalEvery === 0 || last) post({ type: 'val', step, loss: await evaluate(r) });
+    if (step % s.evalEvery === 0 || last) {
+      post({ type: 'val', step, loss: await evaluate(r) });
+      if (backend && !backend.hostMemory) r.snapshot = await snapshot(r);
+    }
     if ((step > 0 && step % s.sampleEvery === 0) || last) await sample(r.model, r.tokenizer, '', s.sampleTokens, step);
     const t0 = performance.now();
     r.model.train();
@@ -209,6 +230,44 @@ async function trainLoop(): Promise<void> {
     if (stopRequested && r.step < s.steps) { post({ type: 'state', state: 'stopped', model: r.name }); return; }
   }
   post({ type: 'state', state: 'done', model: r.name });
+}
+
+interface Snapshot {
+  step: number;
+  weights: WeightMap;
+  /** AdamW's state of each parameter, in parameters() order (none before the first step). */
+  moments: ({ step: number; expAvg: Float32Array; expAvgSq: Float32Array } | null)[];
+  loader: { shard: number; position: number };
+}
+
+async function snapshot(r: Run): Promise<Snapshot> {
+  const moments = [];
+  for (const p of r.model.parameters()) {
+    const st = r.optimizer!.getState(p);
+    moments.push(st ? { step: st.step, expAvg: Float32Array.from(await st.expAvg.data()), expAvgSq: Float32Array.from(await st.expAvgSq.data()) } : null);
+  }
+  return { step: r.step, weights: await weightsOf(r.model), moments, loader: r.train!.state() };
+}
+
+/** A new WebGPU device, the model and AdamW rebuilt on it from the snapshot, the data where it was. */
+async function recoverFromDeviceLoss(r: Run, snap: Snapshot, lost: DeviceLossInfo): Promise<void> {
+  const what = `the GPU device was lost at step ${r.step} (${lost.reason}${lost.message ? `: ${lost.message}` : ''})`;
+  try {
+    backend = setBackend(await initGpuBackend());
+  } catch (e) {
+    throw new Error(`${what}, and no new one could be made (${(e as Error).message}); reload the page, or choose the wasm backend`);
+  }
+  const model = new GPT(r.config, { init: false });
+  model.loadStateDict(snap.weights);
+  const optimizer = configureOptimizers(model, WEIGHT_DECAY, r.settings.lr);
+  model.parameters().forEach((p, i) => {
+    const m = snap.moments[i];
+    if (m) optimizer.setState(p, { step: m.step, expAvg: tensor(m.expAvg, { shape: p.shape }), expAvgSq: tensor(m.expAvgSq, { shape: p.shape }) });
+  });
+  r.train!.restore(snap.loader);
+  Object.assign(r, { model, optimizer, step: snap.step });
+  post({ type: 'rewind', step: snap.step });
+  post({ type: 'ready', backend: 'webgpu', detail: gpuName(backend), threads: 1, note: `${what}; continuing on a new device from step ${snap.step}` });
 }
 
 async function weightsOf(model: GPT): Promise<WeightMap> {
@@ -242,7 +301,7 @@ async function handle(m: ToWorker): Promise<void> {
       model.eval();
       const settings: TrainSettings = { preset: 'tiny', lr: 0, steps: loaded.step ?? 0, batch: 1, seqLen: 1, evalEvery: 1, valSteps: 1, sampleEvery: 1, sampleTokens: 64, seed: 0 };
       const c = loaded.config;
-      run = { settings, config: c, model, optimizer: null, train: null, val: null, step: loaded.step ?? 0, tokenizer: tokenizerFromSpec(loaded.tokenizer),
+      run = { settings, config: c, model, optimizer: null, train: null, val: null, step: loaded.step ?? 0, tokenizer: tokenizerFromSpec(loaded.tokenizer), snapshot: null,
         name: `${loaded.source} (${plural(c.nLayer, "layer")}, ${plural(c.nHead, "head")}, ${c.nEmbd} embd${loaded.step !== null ? `, step ${loaded.step}` : ''})` };
       post({ type: 'state', state: 'idle', model: run.name });
       return;

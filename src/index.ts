@@ -12,7 +12,7 @@ export type { DType, HostArray } from './tensor/dtype.js';
 export { float32ToFloat16Bits, float16BitsToFloat32, float32ToBfloat16Bits, bfloat16BitsToFloat32 } from './tensor/dtype.js';
 
 // ---- backends: 'js' (reference), 'wasm' (SIMD on worker threads), 'gpu' (gpu.js, loaded on demand) ----
-export { getBackend, setBackend, registerBackend, getBackendByName } from './tensor/backend.js';
+export { getBackend, setBackend, registerBackend, getBackendByName, DeviceLostError, type DeviceLossInfo } from './tensor/backend.js';
 export type { Backend, Storage, FusedKernels, MatmulParams, UnaryOp, BinaryOp, ReduceOp, AdamWParams } from './tensor/backend.js';
 export { JsBackend, HostStorage } from './tensor/backends/js.js';
 export { createWasmBackend, wasmSimdAvailable, WasmBackend, type WasmBackendOptions } from './tensor/backends/wasm/index.js';

@@ -199,17 +199,41 @@ describe.skipIf(!have)('browser playground', () => {
     await page.close();
   }, 120_000);
 
-  it('trains on WebGPU (SwiftShader): the loss falls by 0.5, a sample appears, and the first-step loss equals wasm\'s to 1e-4', async () => {
-    // SwiftShader runs this on the CPU, ~15 s a step: a small batch (one 64-row matmul tile) and a higher learning rate
-    const q = 'steps=10&batch=2&seq=32&lr=0.01&sampleEvery=3&evalEvery=100&valSteps=1&sampleTokens=2';
+  it('trains on WebGPU (SwiftShader): the loss falls by 0.5, a sample appears, the first-step loss equals wasm\'s to 1e-4, and a device lost mid-run is replaced', async () => {
+    // SwiftShader runs this on the CPU, about a second a step: a small batch (one 64-row matmul tile) and a higher learning rate
+    const q = 'steps=10&batch=2&seq=32&lr=0.01&sampleEvery=3&evalEvery=4&valSteps=1&sampleTokens=2';
     const page = await context.newPage();
     const errors = watch(page);
+    // The test's hand on the worker's GPU device (the page gives none): requestDevice wrapped before
+    // the worker's own code runs, so the test can destroy the device as a driver reset would.
+    await page.route('**/assets/worker-*.js', async (route) => {
+      const res = await route.fetch();
+      const grab = 'if (self.GPUAdapter) { const rd = GPUAdapter.prototype.requestDevice; ' +
+        'GPUAdapter.prototype.requestDevice = async function (...a) { const d = await rd.apply(this, a); (self.__devices ??= []).push(d); return d; }; }\n';
+      await route.fulfill({ response: res, body: grab + await res.text() });
+    });
     await page.goto(`${server.url}?backend=webgpu&${q}`);
     await expect.poll(() => page.locator('#backend').textContent(), { timeout: 120_000 }).toMatch(/^Backend: webgpu \(WebGPU \(.+\)\)$/);
-    // (10 steps: from ln(1024) = 6.93 half a nat is most of the way to the unigram's 6.08)
-    const { first, now } = await trainUntil(page, 0.5, 400_000);
+    await page.getByRole('button', { name: 'Train' }).click();
+    // after step 6 the device is destroyed: the worker continues on a new one from step 4's snapshot
+    await page.waitForFunction(() => /step ([6-9]|10) \//.test(document.querySelector('[role=status]')!.textContent ?? ''), null, { timeout: 300_000, polling: 250 });
+    const worker = page.workers()[0]!;
+    expect(await worker.evaluate(() => { const d = (self as unknown as { __devices: { destroy(): void }[] }).__devices; d[d.length - 1]!.destroy(); return d.length; })).toBe(1);
+    await expect.poll(() => page.locator('#backend').textContent(), { timeout: 120_000 })
+      .toMatch(/the GPU device was lost at step \d+ \(destroyed.*\); continuing on a new device from step 4/);
+    await page.waitForFunction(() => /done/.test(document.querySelector('[role=status]')!.textContent ?? ''), null, { timeout: 400_000, polling: 250 });
+    expect(await page.locator('#error').textContent()).toBe('');
+    expect(await worker.evaluate(() => (self as unknown as { __devices: unknown[] }).__devices.length)).toBe(2);
+    // the replayed steps are the lost ones again, to the digit: the same weights, moments and batches
+    const steps = await page.evaluate(() => window.playgroundSteps.map((m) => [m.step, m.loss] as [number, number]));
+    const byStep = new Map<number, number[]>();
+    for (const [st, l] of steps) byStep.set(st, [...(byStep.get(st) ?? []), l]);
+    expect(byStep.get(4)!.length).toBe(2);
+    for (const ls of byStep.values()) expect(Math.abs(ls[0]! - ls[ls.length - 1]!)).toBeLessThan(1e-6);
+    const first = await num(page, 'firstLoss'), now = await num(page, 'loss');
     expect(first - now).toBeGreaterThanOrEqual(0.5);
-    await stop(page);
+    expect(await page.locator('.sample.done').count()).toBeGreaterThan(0);
+    expect(await page.locator('.sample:not(.done)').count(), 'the sample cut off by the loss is gone').toBe(0);
     await page.screenshot({ path: join(tmpdir(), 'tapegrad-playground-webgpu.png'), fullPage: true });
     expect(errors).toEqual([]);
     await page.close();

@@ -111,11 +111,32 @@ export interface FusedKernels {
 /** The fused kernels a CPU backend provides: all but the GPU-only packed attention (its composite is as fast there). */
 export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward'>>;
 
+/** Why a backend's device went away: the WebGPU `GPUDeviceLostInfo` (reason 'destroyed' or 'unknown'). */
+export interface DeviceLossInfo {
+  readonly reason: string;
+  readonly message: string;
+}
+
+/**
+ * Thrown by a read from a backend whose device was lost (a driver reset, another process, a
+ * backgrounded browser tab, `device.destroy()`): its tensors went with it, so a training loop
+ * recreates the backend and reloads from its last checkpoint (npm run train does).
+ */
+export class DeviceLostError extends Error {
+  constructor(readonly backend: string, readonly info: DeviceLossInfo) {
+    super(`${backend} backend: the WebGPU device was lost (${info.reason}${info.message ? `: ${info.message}` : ''}); ` +
+      'every tensor on it is gone. Create the backend again (initGpuBackend() gives a new device) and reload from a checkpoint');
+    this.name = 'DeviceLostError';
+  }
+}
+
 export interface Backend {
   readonly name: string;
   /** True when readSync works (memory is on the host). */
   readonly hostMemory: boolean;
   readonly fused: FusedKernels;
+  /** Set once the backend's device is lost (GPU backends); every later read throws DeviceLostError. */
+  readonly lost?: DeviceLossInfo | null;
 
   // ---- memory ----
   /** Take a host array (the backend may keep it without copying; callers must not reuse it). */

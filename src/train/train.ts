@@ -120,7 +120,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const print = job.isMaster ? o.print ?? ((s: string) => console.log(s)) : (): void => {};
   const t0 = performance.now();
   checkOptions(o);
-  const backend = await useBackend(o.backend, o.threads);
+  let backend = await useBackend(o.backend, o.threads);
   print(`backend: ${backend.name}${job.worldSize > 1 ? `, ${job.worldSize} ranks (data parallel)` : ''}`);
   if (job.env.localWorldSize > 1 && backend.name.startsWith('gpu')) {
     // WebGPU hands a process one adapter, and Dawn picks it by name, which identical GPUs share
@@ -135,14 +135,34 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       waitMs: 0, busy: (pid) => `--out-dir ${o.outDir} is in use by another training run (process ${pid}); wait for it or choose another --out-dir`,
     });
   }
-  const atEnd: (() => void)[] = []; // what the run started and must stop however it ends
   try {
-    return await trainLocked(o, job, backend, print, t0, atEnd);
+    for (let recoveries = 0; ; recoveries++) {
+      const atEnd: (() => void)[] = []; // what the run started and must stop however it ends
+      try {
+        return await trainLocked(o, job, backend, print, t0, atEnd);
+      } catch (e) {
+        // a GPU device can be lost (a driver reset, another process): everything on it is gone,
+        // so make a new one and continue from the last checkpoint, which the loss cannot touch
+        if (!backend.lost) throw e;
+        const lost = `the GPU device was lost (${backend.lost.reason}: ${backend.lost.message || 'no detail'})`;
+        if (job.worldSize > 1) throw new Error(`rank ${job.rank}: ${lost}; the job stops, its checkpoints kept. Continue with --resume`);
+        if (recoveries >= MAX_DEVICE_RECOVERIES) {
+          throw new Error(`${lost}, ${recoveries + 1} times in this run; stopping (the checkpoints are kept; --resume continues from the newest)`);
+        }
+        print(`${lost}; making a new device and continuing from this run's last checkpoint (if it has one, else from the start)`);
+        backend = await useBackend(o.backend, o.threads);
+        o = { ...o, resume: true, overwrite: false };
+      } finally {
+        for (const f of atEnd) f();
+      }
+    }
   } finally {
-    for (const f of atEnd) f();
     release();
   }
 }
+
+/** A run whose GPU device is lost more often than this stops (a device that keeps failing will not get better). */
+const MAX_DEVICE_RECOVERIES = 3;
 
 async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (s: string) => void, t0: number, atEnd: (() => void)[]): Promise<TrainResult> {
   const { rank, worldSize: W, isMaster: master } = job;

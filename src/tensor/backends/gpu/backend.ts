@@ -14,7 +14,7 @@
 //   host): only the runner's bit-exact cast reads or writes packed words, so the movement
 //   kernels (strided, pad, gatherRows) move halves unpacked and pack the result again.
 
-import type { Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
+import type { Backend, BinaryOp, DeviceLossInfo, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
 import { convertHost, isHalf, float32ToBfloat16Bits, float32ToFloat16Bits, type DType, type HostArray } from '../../dtype.js';
 import { broadcastStrides, shapeStr, sizeOf } from '../../shape.js';
 import { HostStorage, JsBackend } from '../js.js';
@@ -51,6 +51,11 @@ export class GpuBackend implements Backend {
   private readonly registry: FinalizationRegistry<{ buf: DeviceBuffer | null }>;
   /** Whether matmul uses the runner's fast kernel (turned off if it fails the self-test). */
   fastMatmul = true;
+
+  /** Why the device was lost, once it is (see DeviceLostError); null while it lives. */
+  get lost(): DeviceLossInfo | null {
+    return this.runner.lost ?? null;
+  }
 
   constructor(readonly runner: Runner, opts: GpuBackendOptions = {}) {
     this.name = opts.name ?? 'gpu';

@@ -76,16 +76,23 @@ async function ensureNavigatorGpu(flags: string[], adapter: 'system' | 'swiftsha
 
 /**
  * Create (once per mode) and register the gpu backend. Rejects with a clear message when no
- * WebGPU adapter answers; `mode: 'cpu'` needs no GPU.
+ * WebGPU adapter answers; `mode: 'cpu'` needs no GPU. After the device is lost (`backend.lost`),
+ * the next call creates a new device and backend (tensors of the old one are gone with it).
  */
-export function initGpuBackend(opts: InitGpuOptions = {}): Promise<Backend> {
+export async function initGpuBackend(opts: InitGpuOptions = {}): Promise<Backend> {
   const mode = opts.mode ?? 'webgpu';
   const name = opts.name ?? (mode === 'cpu' ? 'gpu-cpu' : 'gpu');
-  let p = instances.get(name);
+  const cached = instances.get(name);
+  if (cached) {
+    const b = await cached.catch(() => null);
+    if (b && !b.lost) return b;
+    if (instances.get(name) === cached) instances.delete(name);
+  }
+  let p = instances.get(name); // (another caller may have started the new one meanwhile)
   if (!p) {
     p = create(mode, name, opts);
     instances.set(name, p);
-    p.catch(() => instances.delete(name)); // a failed init can be retried
+    p.catch(() => { if (instances.get(name) === p) instances.delete(name); }); // a failed init can be retried
   }
   return p;
 }

@@ -2,7 +2,7 @@
 // gpu.js's `cpu` mode (host Float32Arrays; how CI tests the kernels) and WebGPU (our own
 // dispatch of the WGSL gpu.js translates, so buffers stay on the device and are pooled).
 
-import type { AdamWParams } from '../../backend.js';
+import type { AdamWParams, DeviceLossInfo } from '../../backend.js';
 import type { KernelSpec } from './kernels.js';
 
 /**
@@ -61,6 +61,8 @@ export type FlashKernel = 'flashFwd' | 'flashBwdQ' | 'flashBwdKV';
 
 export interface Runner {
   readonly mode: 'cpu' | 'webgpu';
+  /** Set once the device is lost (WebGPU); its reads then throw DeviceLostError. */
+  readonly lost?: DeviceLossInfo | null;
   /** Copy host values to a new device buffer. */
   upload(data: Float32Array): DeviceBuffer;
   /**

@@ -5,7 +5,7 @@
 // many dispatches per queue submission. The device is gpu.js's own (WebGPUContext), so
 // gpu.js kernels and ours share buffers.
 
-import type { AdamWParams } from '../../backend.js';
+import { DeviceLostError, type AdamWParams, type DeviceLossInfo } from '../../backend.js';
 import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
 import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
@@ -22,6 +22,8 @@ const BATCH = 128;
 const UNIFORM_SLOT = 256;
 /** Readback buffers up to this size are kept for reuse. */
 const STAGING_POOL_MAX_BYTES = 1 << 20;
+/** How long a failed read waits for device.lost to explain it (a loss may be reported just after). */
+const LOST_GRACE_MS = 1000;
 
 type Binding = { buffer: GpuBufferLike; offset?: number; size?: number };
 
@@ -106,6 +108,8 @@ export class WebGpuRunner implements Runner {
   readonly adapter: string;
   /** Validation and out-of-memory errors reported by the device (checked by callers that care). */
   readonly errors: string[] = [];
+  /** Why the device was lost, once it is: work sent to a lost device does nothing, so reads throw. */
+  lost: DeviceLossInfo | null = null;
   private readonly compiled = new Map<string, Compiled>();
   private readonly pool = new Map<number, GpuBufferLike[]>();
   private readonly stagingPool = new Map<number, GpuBufferLike[]>();
@@ -126,6 +130,7 @@ export class WebGpuRunner implements Runner {
     this.maxBindingElements = Math.min(deviceMax, opts.maxBindingElements ?? Infinity);
     this.adapter = opts.adapter ?? 'unknown adapter';
     device.addEventListener?.('uncapturederror', (e) => { this.errors.push(e.error.message); });
+    void device.lost?.then((info) => { this.lost = { reason: info.reason, message: info.message }; });
   }
 
   /** Translate a kernel function with gpu.js and build its pipeline (synchronous in WebGPU). */
@@ -257,11 +262,19 @@ export class WebGpuRunner implements Runner {
       this.stats.bytesCreated += stagingBytes;
       staging = this.device.createBuffer({ size: stagingBytes, usage: BufferUsage.MAP_READ | BufferUsage.COPY_DST });
     }
+    if (this.lost) throw new DeviceLostError('gpu', this.lost);
     const enc = this.device.createCommandEncoder();
     enc.copyBufferToBuffer((buf as GpuBuf).buffer, 0, staging, 0, bytes);
     this.device.queue.submit([enc.finish()]);
     this.stats.submits++;
-    await staging.mapAsync(MAP_READ, 0, bytes);
+    try {
+      await staging.mapAsync(MAP_READ, 0, bytes);
+    } catch (e) {
+      // a lost device fails the map, and may say so (device.lost) a moment after
+      if (!this.lost && this.device.lost) await Promise.race([this.device.lost, new Promise((r) => setTimeout(r, LOST_GRACE_MS))]);
+      if (this.lost) throw new DeviceLostError('gpu', this.lost);
+      throw new Error(`gpu backend: reading ${bytes} bytes back from the device failed: ${(e as Error).message || String(e)}`);
+    }
     const out = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
     staging.unmap();
     if (pooled) {
@@ -290,6 +303,7 @@ export class WebGpuRunner implements Runner {
 
   /** Wait until the device has finished everything submitted (for timing). */
   async sync(): Promise<void> {
+    if (this.lost) throw new DeviceLostError('gpu', this.lost);
     this.flush();
     await this.device.queue.onSubmittedWorkDone();
   }

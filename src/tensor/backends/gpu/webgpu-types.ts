@@ -50,6 +50,9 @@ export interface GpuDeviceLike {
   pushErrorScope(filter: 'validation' | 'out-of-memory' | 'internal'): void;
   popErrorScope(): Promise<{ message: string } | null>;
   addEventListener?(type: 'uncapturederror', fn: (e: { error: { message: string } }) => void): void;
+  /** Resolves when the device is lost (GPUDeviceLostInfo); never, while it lives. */
+  readonly lost?: Promise<{ reason: string; message: string }>;
+  destroy?(): void;
 }
 
 // usage and map-mode flags, fixed by the WebGPU spec (the globals exist only where WebGPU does)
