@@ -79,8 +79,18 @@ describe('command-line options', () => {
       }
     }
     // the renamed export flags, and their old names as aliases
-    expect(helpText(EXPORT_COMMAND as never)).toMatch(/--init-from PATH .*also --checkpoint/);
+    expect(helpText(EXPORT_COMMAND as never)).toMatch(/--init-from NAME\|PATH .*also --checkpoint/);
     expect(helpText(EXPORT_COMMAND as never)).toMatch(/--out-dir DIR .*also --out\)/);
+  });
+
+  it('--hellaswag alone means hellaswag.py\'s file (downloaded when missing); with a value, that file', () => {
+    const hs = (argv: string[]): unknown => (parseCommand(TRAIN_COMMAND, argv) as { hellaswag?: string }).hellaswag;
+    expect(hs(['--hellaswag'])).toBe('hellaswag/hellaswag_val.jsonl');
+    expect(hs(['--hellaswag', '--max-steps', '3'])).toBe('hellaswag/hellaswag_val.jsonl');
+    expect(hs(['--hellaswag', 'my.jsonl', '--max-steps', '3'])).toBe('my.jsonl');
+    expect(hs(['--hellaswag=x.jsonl'])).toBe('x.jsonl');
+    expect(hs([])).toBeUndefined();
+    expect(helpText(TRAIN_COMMAND as never)).toMatch(/--hellaswag \[FILE\]/);
   });
 
   it('npm run train checks its values before doing anything', async () => {

@@ -3,7 +3,7 @@
 // injected faults. The parquet files are written here with hyparquet-writer (snappy and zstd);
 // their texts are the tiktoken golden fixture, so the shards can be checked against tiktoken ids.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -81,7 +81,7 @@ class FakeHub {
   add(path: string, bytes: Uint8Array, faults: Fault[] = []): HubFile {
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     this.files.set(path, { bytes, sha256, faults });
-    return { path, size: bytes.length, sha256 };
+    return { path, size: bytes.length, sha256, etag: sha256 }; // an LFS file: its blob is named by its sha256
   }
 
   async start(): Promise<void> {
@@ -313,9 +313,9 @@ describe('hub', () => {
     await expect(parquetTexts(p0, 0, 'content').next()).rejects.toThrow(/has no 'content' column \(columns: id, text\)/);
   });
 
-  test('npm run prepare-data -- --source fineweb-edu: shards equal the tiktoken stream, with HF_ENDPOINT/HF_TOKEN', async () => {
+  test('npm run prepare-data -- --source fineweb-edu: shards equal the tiktoken stream, with HF_ENDPOINT/HF_TOKEN; the parquet files in the Hugging Face cache, offline too', async () => {
     hub.files.get(file0.path)!.faults.push('drop');
-    const saved = { e: process.env['HF_ENDPOINT'], t: process.env['HF_TOKEN'] };
+    const saved = { e: process.env['HF_ENDPOINT'], t: process.env['HF_TOKEN'], h: process.env['HF_HOME'], o: process.env['HF_HUB_OFFLINE'] };
     process.env['HF_ENDPOINT'] = hub.endpoint;
     process.env['HF_TOKEN'] = 'hf_SECRET_token';
     let log = '';
@@ -344,8 +344,24 @@ describe('hub', () => {
       const again = (await prepareMain(['--source', 'fineweb-edu', '--out-dir', out, '--shard-size', '3001'], sink))!;
       expect(again.newTokens).toBe(0);
       expect(hub.cdnLog.length).toBe(before);
+      // The parquet files sit in the Hugging Face cache as huggingface_hub keeps them (blobs named by
+      // their LFS sha256, relative snapshot links, refs/main), so a run with the network off and
+      // HF_HUB_OFFLINE=1 makes the same shards from the cache alone.
+      const folder = join(process.env['HF_HOME']!, 'hub', 'datasets--HuggingFaceFW--fineweb-edu');
+      expect(readFileSync(join(folder, 'refs', 'main'), 'utf8')).toBe(SHA);
+      expect(readlinkSync(join(folder, 'snapshots', SHA, file0.path))).toBe(`../../../../blobs/${file0.sha256}`);
+      expect(readdirSync(join(folder, 'blobs')).sort()).toEqual([file0.sha256, file1.sha256].sort());
+      process.env['HF_ENDPOINT'] = 'http://127.0.0.1:9';
+      process.env['HF_HUB_OFFLINE'] = '1';
+      const offline = join(dest, 'offline');
+      const off = (await prepareMain(['--source', 'fineweb-edu', '--out-dir', offline, '--shard-size', '3001', '--workers', '0'], sink))!;
+      expect(off.documents).toBe(texts.length);
+      for (const f of readdirSync(out).filter((n) => n.endsWith('.npy'))) expect(readFileSync(join(offline, f)).equals(readFileSync(join(out, f))), f).toBe(true);
+      process.env['HF_HOME'] = mkdtempSync(join(tmpdir(), 'tapegrad-empty-hf-'));
+      await expect(prepareMain(['--source', 'fineweb-edu', '--out-dir', join(dest, 'none')], sink))
+        .rejects.toThrow(/HF_HUB_OFFLINE is set and the Hugging Face cache .* has no HuggingFaceFW\/fineweb-edu@main \(no .*refs\/main\)/);
     } finally {
-      for (const [k, v] of [['HF_ENDPOINT', saved.e], ['HF_TOKEN', saved.t]] as const) {
+      for (const [k, v] of [['HF_ENDPOINT', saved.e], ['HF_TOKEN', saved.t], ['HF_HOME', saved.h], ['HF_HUB_OFFLINE', saved.o]] as const) {
         if (v === undefined) delete process.env[k];
         else process.env[k] = v;
       }

@@ -7,3 +7,15 @@
 import { hardwareAdapterConfigured, swiftShaderInstalled, useSwiftShader } from '../src/tensor/backends/gpu/swiftshader.js';
 
 if (!hardwareAdapterConfigured() && swiftShaderInstalled()) useSwiftShader();
+
+// The Hugging Face cache, token and hub of the machine are never the tests': each worker gets an
+// empty cache, no token, and an endpoint where nothing listens (a test that means to reach a hub
+// starts its own on 127.0.0.1 and says so).
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+for (const k of ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'XDG_CACHE_HOME']) delete process.env[k];
+const hfHome = mkdtempSync(join(tmpdir(), 'tapegrad-hf-home-'));
+process.env['HF_HOME'] = hfHome;
+process.on('exit', () => rmSync(hfHome, { recursive: true, force: true }));
+process.env['HF_ENDPOINT'] = 'http://127.0.0.1:9';

@@ -1,8 +1,11 @@
-// Hugging Face Hub access with Node's fetch, as huggingface_hub does it for load_dataset:
-// tree API to list files, resolve URLs to download them, resumable and checked against the LFS sha256.
+// Hugging Face Hub access with Node's fetch, as huggingface_hub does it: the revision and tree APIs
+// to pin and list, a HEAD of a resolve URL for a file's commit, etag and size, and downloads that
+// resume after a dropped connection, back off on 429/5xx, keep the token from other hosts and are
+// checked against the LFS sha256. (hf-cache.ts files them where Python's cache keeps them.)
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 
 export interface HubOptions {
@@ -29,11 +32,13 @@ export interface HubFile {
   size: number;
   /** sha256 of the content for LFS files (tree API `lfs.oid`). */
   sha256?: string;
+  /** What huggingface_hub names its blob: the LFS sha256, else the git blob id. */
+  etag?: string;
 }
 
 /** A failure that retrying will not fix (404, 401, checksum mismatch...). */
 export class HubError extends Error {
-  constructor(message: string, readonly retryable = false, readonly retryAfterMs?: number) {
+  constructor(message: string, readonly retryable = false, readonly retryAfterMs?: number, readonly status?: number) {
     super(message);
     this.name = 'HubError';
   }
@@ -50,10 +55,31 @@ interface Resolved {
   signal: AbortSignal | undefined;
 }
 
+/** The token huggingface_hub would send: $HF_TOKEN, else the one `hf auth login` saved ($HF_TOKEN_PATH, $HF_HOME/token). */
+export function hubToken(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env['HF_TOKEN']) return env['HF_TOKEN'];
+  const file = env['HF_TOKEN_PATH'] || join(hfHome(env), 'token');
+  try {
+    return readFileSync(file, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** $HF_HOME, else $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface (huggingface_hub's constants.py). */
+export function hfHome(env: NodeJS.ProcessEnv = process.env): string {
+  return env['HF_HOME'] || join(env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'huggingface');
+}
+
+/** The Hub's address: the given one, else $HF_ENDPOINT (a mirror), else https://huggingface.co. */
+export function hubEndpoint(endpoint?: string): string {
+  return (endpoint ?? (process.env['HF_ENDPOINT'] || 'https://huggingface.co')).replace(/\/+$/, '');
+}
+
 function resolve(opts: HubOptions): Resolved {
   return {
-    endpoint: (opts.endpoint ?? (process.env['HF_ENDPOINT'] || 'https://huggingface.co')).replace(/\/+$/, ''),
-    token: opts.token ?? (process.env['HF_TOKEN'] || undefined),
+    endpoint: hubEndpoint(opts.endpoint),
+    token: opts.token ?? hubToken(),
     retries: opts.retries ?? 8,
     backoffMs: opts.backoffMs ?? 1000,
     maxBackoffMs: opts.maxBackoffMs ?? 60_000,
@@ -72,12 +98,16 @@ function resolve(opts: HubOptions): Resolved {
 
 const encodePath = (p: string): string => p.split('/').map(encodeURIComponent).join('/');
 
-export function treeUrl(endpoint: string, repo: string, revision: string, path: string): string {
-  return `${endpoint}/api/datasets/${repo}/tree/${encodeURIComponent(revision)}/${encodePath(path)}`;
+/** The Hub's two kinds of repository here: models (GPT-2's weights) and datasets (FineWeb-Edu). */
+export type RepoType = 'model' | 'dataset';
+const apiBase = (endpoint: string, type: RepoType, repo: string): string => `${endpoint}/api/${type}s/${repo}`;
+
+export function treeUrl(endpoint: string, repo: string, revision: string, path: string, type: RepoType = 'dataset'): string {
+  return `${apiBase(endpoint, type, repo)}/tree/${encodeURIComponent(revision)}/${encodePath(path)}`;
 }
 
-export function resolveUrl(endpoint: string, repo: string, revision: string, path: string): string {
-  return `${endpoint}/datasets/${repo}/resolve/${encodeURIComponent(revision)}/${encodePath(path)}`;
+export function resolveUrl(endpoint: string, repo: string, revision: string, path: string, type: RepoType = 'dataset'): string {
+  return `${endpoint}/${type === 'dataset' ? 'datasets/' : ''}${repo}/resolve/${encodeURIComponent(revision)}/${encodePath(path)}`;
 }
 
 /** Retry-After is either delay-seconds or an HTTP date. */
@@ -117,7 +147,7 @@ async function checkStatus(res: Response, what: string): Promise<void> {
   let hint = '';
   if (res.status === 401 || res.status === 403) hint = ' (a gated or private repository needs HF_TOKEN set to a token with access)';
   if (res.status === 404) hint = ' (check the repository, --revision and path)';
-  throw new HubError(`hub: ${what}: HTTP ${res.status}${hint}${body ? `: ${body}` : ''}`, retryable, retryAfterMs(res.headers.get('retry-after')));
+  throw new HubError(`hub: ${what}: HTTP ${res.status}${hint}${body ? `: ${body}` : ''}`, retryable, retryAfterMs(res.headers.get('retry-after')), res.status);
 }
 
 function isRetryable(e: unknown, r: Resolved): boolean {
@@ -157,33 +187,37 @@ function wrap(e: unknown, what: string, attempts: number): Error {
  * The commit a revision (branch, tag or commit) points at, via /api/datasets/{repo}/revision/{rev}.
  * Pinning it keeps a long run, and its resumes, on one version of the dataset.
  */
-export async function resolveRevision(repo: string, revision: string, opts: HubOptions = {}): Promise<string> {
-  if (/^[0-9a-f]{40}$/.test(revision)) return revision;
+export async function resolveRevision(repo: string, revision: string, opts: HubOptions = {}, type: RepoType = 'dataset'): Promise<string> {
+  if (COMMIT.test(revision)) return revision;
   const r = resolve(opts);
-  const url = `${r.endpoint}/api/datasets/${repo}/revision/${encodeURIComponent(revision)}`;
+  const url = `${apiBase(r.endpoint, type, repo)}/revision/${encodeURIComponent(revision)}`;
   return withRetries(r, `resolving ${repo}@${revision}`, async () => {
     const { res } = await fetchFollow(url, { accept: 'application/json' }, r);
     await checkStatus(res, `resolving ${url}`);
     const info = (await res.json()) as { sha?: unknown };
-    if (typeof info.sha !== 'string' || !/^[0-9a-f]{40}$/.test(info.sha)) {
+    if (typeof info.sha !== 'string' || !COMMIT.test(info.sha)) {
       throw new HubError(`hub: ${url} did not give a commit sha for ${repo}@${revision}`);
     }
     return info.sha;
   });
 }
 
+/** A full git commit hash (a revision that needs no resolving). */
+export const COMMIT = /^[0-9a-f]{40}$/;
+
 interface TreeEntry {
   type: string;
   path: string;
   size?: number;
+  oid?: string;
   lfs?: { oid?: string; size?: number };
 }
 
 /** Files directly under `path` in a dataset repo at `revision`, sorted by path (tree API, paged by Link headers). */
-export async function listHubFiles(repo: string, revision: string, path: string, opts: HubOptions = {}): Promise<HubFile[]> {
+export async function listHubFiles(repo: string, revision: string, path: string, opts: HubOptions = {}, type: RepoType = 'dataset'): Promise<HubFile[]> {
   const r = resolve(opts);
   const files: HubFile[] = [];
-  let url: string | undefined = treeUrl(r.endpoint, repo, revision, path);
+  let url: string | undefined = treeUrl(r.endpoint, repo, revision, path, type);
   while (url !== undefined) {
     const pageUrl: string = url;
     const { entries, next } = await withRetries(r, `listing ${repo}@${revision}/${path}`, async () => {
@@ -199,7 +233,8 @@ export async function listHubFiles(repo: string, revision: string, path: string,
       if (e.type !== 'file') continue;
       const size = e.lfs?.size ?? e.size;
       if (size === undefined) throw new HubError(`hub: tree entry ${e.path} has no size`);
-      files.push({ path: e.path, size, ...(e.lfs?.oid ? { sha256: e.lfs.oid } : {}) });
+      const etag = e.lfs?.oid ?? e.oid;
+      files.push({ path: e.path, size, ...(e.lfs?.oid ? { sha256: e.lfs.oid } : {}), ...(etag ? { etag } : {}) });
     }
     url = next;
   }
@@ -220,29 +255,47 @@ async function sha256File(path: string): Promise<string> {
 const sizeOf = (p: string): number => (existsSync(p) ? statSync(p).size : 0);
 
 /**
- * Downloads one file of a dataset repo to destDir/<file.path> and returns that path.
- * Bytes go to "<name>.incomplete", resumed with a Range request after an interruption; only a
- * file of the right size (and sha256, when the tree gave one) is renamed into place, and a file
- * already there with the right size is not downloaded again.
+ * Downloads one file of a dataset repo to destDir/<file.path> and returns that path (see downloadUrl);
+ * a file already there with the right size is not downloaded again.
  */
 export async function downloadHubFile(repo: string, revision: string, file: HubFile, destDir: string, opts: DownloadOptions = {}): Promise<string> {
-  const r = resolve(opts);
   const dest = join(destDir, file.path);
   if (existsSync(dest) && statSync(dest).size === file.size) return dest;
+  const url = resolveUrl(resolve(opts).endpoint, repo, revision, file.path);
+  await downloadUrl(url, dest, { size: file.size, sha256: file.sha256, name: file.path, source: `${repo}@${revision}` }, opts);
+  return dest;
+}
+
+export interface Expected {
+  /** Bytes; when not known, the first response's length says it. */
+  size?: number | undefined;
+  sha256?: string | undefined;
+  /** For messages: the file's name, and where it comes from. */
+  name: string;
+  source: string;
+}
+
+/**
+ * Downloads `url` to `dest`. Bytes go to "<dest>.incomplete" (huggingface_hub's name, so either
+ * resumes the other's), resumed with a Range request after an interruption; only a file of the
+ * right size (and sha256, when known) is renamed into place, so nothing half-written is ever read.
+ */
+export async function downloadUrl(url: string, dest: string, file: Expected, opts: DownloadOptions = {}): Promise<void> {
+  const r = resolve(opts);
   mkdirSync(dirname(dest), { recursive: true });
   const part = `${dest}.incomplete`;
-  const url = resolveUrl(r.endpoint, repo, revision, file.path);
-  const what = `downloading ${file.path}`;
+  const what = `downloading ${file.name}`;
+  let size = file.size;
   let failures = 0; // consecutive attempts that added no bytes
 
   for (;;) {
     let have = sizeOf(part);
-    if (have > file.size) {
-      r.log(`${what}: ${part} is larger than the expected ${file.size} bytes; starting over`);
+    if (size !== undefined && have > size) {
+      r.log(`${what}: ${part} is larger than the expected ${size} bytes; starting over`);
       rmSync(part);
       have = 0;
     }
-    if (have === file.size) break;
+    if (size !== undefined && have === size) break;
     const before = have;
     try {
       // identity: byte offsets and sizes must be those of the file itself, not of a compressed transfer.
@@ -259,17 +312,22 @@ export async function downloadHubFile(repo: string, revision: string, file: HubF
       let append = true;
       if (res.status === 206) {
         const cr = res.headers.get('content-range');
-        const start = cr ? /bytes (\d+)-/.exec(cr)?.[1] : undefined;
-        if (start === undefined || Number(start) !== have) {
+        const m = cr ? /bytes (\d+)-\d+\/(\d+)/.exec(cr) : null;
+        if (!m || Number(m[1]) !== have) {
           await res.body?.cancel();
           rmSync(part, { force: true });
           throw new HubError(`${what}: asked for bytes from ${have} but the server sent range "${cr}"; restarting from zero`, true);
         }
-      } else if (have > 0) {
-        // 200 to a Range request: the whole file is coming; start over rather than append.
-        r.log(`${what}: server ignored the Range request; restarting from zero`);
-        append = false;
-        have = 0;
+        size ??= Number(m[2]);
+      } else {
+        if (have > 0) {
+          // 200 to a Range request: the whole file is coming; start over rather than append.
+          r.log(`${what}: server ignored the Range request; restarting from zero`);
+          append = false;
+          have = 0;
+        }
+        const length = res.headers.get('content-length');
+        if (size === undefined && length !== null && /^\d+$/.test(length)) size = Number(length);
       }
       const fh = await open(part, append ? 'a' : 'w');
       try {
@@ -280,8 +338,8 @@ export async function downloadHubFile(repo: string, revision: string, file: HubF
             if (chunk.done) break;
             await fh.write(chunk.value);
             have += chunk.value.length;
-            if (have > file.size) throw new HubError(`${what}: server sent more than the expected ${file.size} bytes`, true);
-            opts.onProgress?.(have, file.size);
+            if (size !== undefined && have > size) throw new HubError(`${what}: server sent more than the expected ${size} bytes`, true);
+            opts.onProgress?.(have, size ?? have);
           }
         } catch (e) {
           await reader?.cancel().catch(() => {});
@@ -290,8 +348,9 @@ export async function downloadHubFile(repo: string, revision: string, file: HubF
       } finally {
         await fh.close();
       }
-      if (have < file.size) {
-        throw new HubError(`${what}: response ended at ${have} of ${file.size} bytes`, true);
+      if (size === undefined) break; // no length given: the clean end of the body is the end
+      if (have < size) {
+        throw new HubError(`${what}: response ended at ${have} of ${size} bytes`, true);
       }
     } catch (e) {
       if (e instanceof HubError && !e.retryable) throw e;
@@ -308,11 +367,55 @@ export async function downloadHubFile(repo: string, revision: string, file: HubF
     if (got !== file.sha256) {
       rmSync(part, { force: true });
       throw new HubError(
-        `hub: ${file.path} downloaded from ${repo}@${revision} has sha256 ${got}, but the Hub lists ${file.sha256}; ` +
+        `hub: ${file.name} downloaded from ${file.source} has sha256 ${got}, but the Hub lists ${file.sha256}; ` +
           'the partial file was deleted, run again to download it afresh',
       );
     }
   }
   renameSync(part, dest);
-  return dest;
+}
+
+/** What a HEAD of a resolve URL tells (huggingface_hub's get_hf_file_metadata). */
+export interface FileMetadata {
+  commit: string;
+  /** The LFS sha256 (X-Linked-Etag) or the git blob id (ETag), unquoted. */
+  etag: string;
+  size: number | undefined;
+  /** Whether the file is in LFS (its etag is then its sha256). */
+  lfs: boolean;
+}
+
+/**
+ * HEAD of a file's resolve URL, as huggingface_hub does before it downloads: the commit the
+ * revision points at (X-Repo-Commit), the etag its blob is named by, the size. A redirect to
+ * another host (LFS files, to the CDN) is not followed: its headers already say all of it.
+ */
+export async function fileMetadata(type: RepoType, repo: string, revision: string, path: string, opts: HubOptions = {}): Promise<FileMetadata> {
+  const r = resolve(opts);
+  const url = resolveUrl(r.endpoint, repo, revision, path, type);
+  return withRetries(r, `asking the Hub for ${repo}@${revision}: ${path}`, async () => {
+    const origin = new URL(r.endpoint).origin;
+    let current = url;
+    for (let hop = 0; hop < 10; hop++) {
+      const h: Record<string, string> = { 'accept-encoding': 'identity' };
+      if (r.token !== undefined && new URL(current).origin === origin) h['authorization'] = `Bearer ${r.token}`;
+      const res = await fetch(current, { method: 'HEAD', headers: h, redirect: 'manual', ...(r.signal ? { signal: r.signal } : {}) });
+      const location = res.headers.get('location');
+      const redirect = res.status >= 300 && res.status < 400 && location !== null;
+      if (redirect && new URL(location, current).origin === new URL(current).origin && !res.headers.has('x-linked-etag')) {
+        current = new URL(location, current).href; // a renamed repo: same host
+        continue;
+      }
+      if (!redirect) await checkStatus(res, `${url}`);
+      const commit = res.headers.get('x-repo-commit');
+      const linked = res.headers.get('x-linked-etag');
+      const etag = (linked ?? res.headers.get('etag'))?.replace(/^W\//, '').replace(/^"|"$/g, '');
+      if (!commit || !COMMIT.test(commit) || !etag) {
+        throw new HubError(`hub: ${url} answered without X-Repo-Commit and ETag; is ${r.endpoint} a Hugging Face Hub (HF_ENDPOINT)?`);
+      }
+      const sizeHeader = res.headers.get('x-linked-size') ?? (redirect ? null : res.headers.get('content-length'));
+      return { commit, etag, size: sizeHeader !== null && /^\d+$/.test(sizeHeader) ? Number(sizeHeader) : undefined, lfs: linked !== null };
+    }
+    throw new HubError(`hub: more than 10 redirects starting at ${url}`);
+  });
 }

@@ -2,7 +2,6 @@
 // FineWeb-Edu sample-10BT (or reads the embedded nlp-corpus), tokenizes it with GPT-2 BPE and
 // writes 100M-token .npy shards.
 import { availableParallelism } from 'node:os';
-import { join } from 'node:path';
 import { EmbeddedCorpusSource, FineWebEduSource } from './sources.js';
 import { embeddedShardSize } from './embedded.js';
 import { writeShards, type DocumentSource, type ShardSummary } from './shards.js';
@@ -39,8 +38,8 @@ export async function prepareData(o: PrepareOptions): Promise<PrepareResult> {
 
   let source: DocumentSource;
   if (o.source === 'fineweb-edu') {
+    // the parquet files go to the Hugging Face cache ($HF_HUB_CACHE), shared with Python
     source = new FineWebEduSource({
-      cacheDir: join(outDir, 'parquet'),
       ...(o.revision !== undefined ? { revision: o.revision } : {}),
       ...(maxFiles !== undefined ? { maxFiles } : {}),
       stream,

@@ -1,12 +1,13 @@
 // The two document sources behind prepare-data: FineWeb-Edu parquet files from the Hub
 // (fineweb.py's load_dataset("HuggingFaceFW/fineweb-edu", name="sample-10BT")) and the
 // nlp-corpus npm package for an offline run. Both give texts in a fixed order.
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-import { downloadHubFile, listHubFiles, resolveRevision, type HubFile, type HubOptions } from './hub.js';
+import { listHubFiles, resolveRevision, type HubFile, type HubOptions } from './hub.js';
+import { cachedCommit, cachedFile, cachedFiles, hubCacheDir, hubFile, hubOffline, repoFolder } from './hf-cache.js';
 import { ProgressBar } from './progress.js';
 import type { DocumentSource } from './shards.js';
 
@@ -55,8 +56,8 @@ export async function parquetRowCount(path: string): Promise<number> {
 }
 
 export interface FineWebOptions extends HubOptions {
-  /** Where the parquet files are kept (they are reused by a rerun). */
-  cacheDir: string;
+  /** The Hugging Face cache the parquet files are kept in (shared with Python); default hubCacheDir(). */
+  cacheDir?: string;
   /** Default "HuggingFaceFW/fineweb-edu". */
   repo?: string;
   /** Default "main". */
@@ -68,43 +69,61 @@ export interface FineWebOptions extends HubOptions {
   /** Download progress bars; default true. */
   progress?: boolean;
   stream?: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  /** Read only the cache, never the network; default hubOffline() (HF_HUB_OFFLINE=1). */
+  offline?: boolean;
 }
 
 /**
  * FineWeb-Edu sample-10BT as fineweb.py streams it: its parquet files in path order, rows in
- * file order, all at the commit the revision pointed to when the run started. Files are downloaded when first needed (the next one in the background while
- * the current one is tokenized) and kept in cacheDir.
+ * file order, all at the commit the revision pointed to when the run started. Files are downloaded
+ * when first needed (the next one in the background while the current one is tokenized) into the
+ * Hugging Face cache, where Python's huggingface_hub finds them too (and we find its).
  */
 export class FineWebEduSource implements DocumentSource {
   readonly name = 'edufineweb';
   private readonly repo: string;
-  private revision: string;
+  private readonly revision: string;
+  private commit: string | null = null;
   private readonly path: string;
-  private pinned = false;
+  private readonly cache: string;
+  private readonly offline: boolean;
 
   constructor(private readonly opts: FineWebOptions) {
     this.repo = opts.repo ?? 'HuggingFaceFW/fineweb-edu';
     this.revision = opts.revision ?? 'main';
     this.path = opts.path ?? 'sample/10BT';
+    this.cache = opts.cacheDir ?? hubCacheDir();
+    this.offline = opts.offline ?? hubOffline();
   }
 
   /** Pins the revision to its commit, so that every file of this run and of a resume is the same version. */
   async open(): Promise<void> {
-    if (this.pinned) return;
-    this.revision = await resolveRevision(this.repo, this.revision, this.hubOptions());
-    this.pinned = true;
+    if (this.commit) return;
+    if (this.offline) {
+      this.commit = cachedCommit('dataset', this.repo, this.revision, this.cache);
+      if (!this.commit) {
+        throw new Error(`HF_HUB_OFFLINE is set and the Hugging Face cache ${this.cache} has no ${this.repo}@${this.revision} ` +
+          `(no ${join(repoFolder('dataset', this.repo, this.cache), 'refs', this.revision)}); run once with the network, or point HF_HUB_CACHE at a cache that has it`);
+      }
+    } else {
+      this.commit = await resolveRevision(this.repo, this.revision, this.hubOptions());
+    }
   }
 
   get identity(): string {
     const limit = this.opts.maxFiles !== undefined ? ` (first ${this.opts.maxFiles} files)` : '';
-    return `hf:${this.repo}@${this.revision}/${this.path}${limit}`;
+    return `hf:${this.repo}@${this.commit ?? this.revision}/${this.path}${limit}`;
   }
 
   async listFiles(): Promise<HubFile[]> {
     await this.open();
-    const all = (await listHubFiles(this.repo, this.revision, this.path, this.hubOptions())).filter((f) => f.path.endsWith('.parquet'));
-    if (all.length === 0) throw new Error(`fineweb: no .parquet files under ${this.repo}@${this.revision}/${this.path}`);
-    return this.opts.maxFiles !== undefined ? all.slice(0, this.opts.maxFiles) : all;
+    const commit = this.commit!;
+    const all = this.offline
+      ? cachedFiles('dataset', this.repo, commit, this.path, this.cache).map((p) => ({ path: p, size: statSync(cachedFile('dataset', this.repo, commit, p, this.cache)!).size }))
+      : await listHubFiles(this.repo, commit, this.path, this.hubOptions());
+    const parquet = all.filter((f) => f.path.endsWith('.parquet'));
+    if (parquet.length === 0) throw new Error(`fineweb: no .parquet files under ${this.repo}@${commit}/${this.path}${this.offline ? ` in the cache ${this.cache} (HF_HUB_OFFLINE is set)` : ''}`);
+    return this.opts.maxFiles !== undefined ? parquet.slice(0, this.opts.maxFiles) : parquet;
   }
 
   /** The hub calls' options: each retry and its wait said on the stream (not a silent minute per retry). */
@@ -114,17 +133,19 @@ export class FineWebEduSource implements DocumentSource {
   }
 
   /** The file in the foreground gets a bar; one fetched in the background would fight over the line. */
-  private download(f: HubFile, foreground: boolean, signal: AbortSignal): Promise<string> {
+  private async download(f: HubFile, foreground: boolean, signal: AbortSignal): Promise<string> {
     const stream = this.opts.stream ?? process.stderr;
-    const bar = this.opts.progress === false || !foreground ? undefined : new ProgressBar({ label: `download ${f.path.split('/').pop()}`, total: f.size, unit: 'bytes', stream });
-    return downloadHubFile(this.repo, this.revision, f, this.opts.cacheDir, {
-      ...this.hubOptions(),
-      signal,
-      onProgress: (b) => bar?.update(b),
-    }).then((p) => {
-      bar?.done();
-      return p;
+    let bar: ProgressBar | undefined;
+    const p = await hubFile(f.path, {
+      ...this.hubOptions(), type: 'dataset', repo: this.repo, revision: this.revision, cache: this.cache, offline: this.offline, signal,
+      known: { commit: this.commit!, etag: f.etag ?? f.sha256 ?? '', size: f.size, sha256: f.sha256 },
+      onProgress: (b) => {
+        if (this.opts.progress !== false && foreground) bar ??= new ProgressBar({ label: `download ${f.path.split('/').pop()}`, total: f.size, unit: 'bytes', stream });
+        bar?.update(b);
+      },
     });
+    bar?.done();
+    return p;
   }
 
   async *documents(skip: number): AsyncGenerator<string, void, undefined> {

@@ -15,6 +15,7 @@ import {
   type Gpt2Config, type WeightMap, type Weight,
 } from './hf-gpt2.js';
 import { EXPORTED_TOKENIZER_FILE, GPT2_SPEC, recordedTokenizer, type TokenizerSpec } from '../data/tokenizer-spec.js';
+import { resolveModelSource } from './pretrained.js';
 
 export const CHECKPOINT_FORMAT = 'tapegrad-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -270,12 +271,14 @@ export interface LoadedWeights {
 }
 
 /**
- * What `--init-from` accepts: an HF GPT-2 directory (config.json + model.safetensors), one of our
+ * What `--init-from` accepts: a Hub model by name (gpt2, gpt2-medium, ..., OWNER/NAME[@REVISION]:
+ * see pretrained.ts), an HF GPT-2 directory (config.json + model.safetensors), one of our
  * checkpoints (model_<step>.json or model_<step>.safetensors), or a training output directory (its
  * newest complete checkpoint). A bare HF-named .safetensors works too when it carries our config in its
  * metadata or sits next to an HF config.json. Optimizer state is not loaded (see loadCheckpoint).
  */
-export async function loadWeights(pathOrDir: string, opts: { padVocabTo?: number } = {}): Promise<LoadedWeights> {
+export async function loadWeights(spec: string, opts: { padVocabTo?: number } = {}): Promise<LoadedWeights> {
+  const pathOrDir = await resolveModelSource(spec); // gpt2, OWNER/NAME: from the Hugging Face cache
   let st;
   try {
     st = await stat(pathOrDir);
@@ -337,7 +340,8 @@ async function fromCheckpoint(path: string, opts: { padVocabTo?: number }): Prom
  * The tokenizer of whatever loadWeights accepts, without reading the weights: a checkpoint's
  * sidecar, a safetensors file's metadata, or an exported directory's tapegrad_tokenizer.json.
  */
-export async function loadTokenizerSpec(pathOrDir: string): Promise<TokenizerSpec> {
+export async function loadTokenizerSpec(spec: string): Promise<TokenizerSpec> {
+  const pathOrDir = await resolveModelSource(spec);
   const st = await stat(pathOrDir).catch((e: NodeJS.ErrnoException) => {
     throw new Error(e.code === 'ENOENT' ? `${pathOrDir}: does not exist; pass a checkpoint, a training output directory or an HF GPT-2 directory` : `${pathOrDir}: cannot read it: ${e.message}`);
   });

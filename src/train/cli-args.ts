@@ -23,7 +23,11 @@ export interface NumberOption extends Base {
   /** Values must be strictly above this (e.g. a learning rate > 0). */
   above?: number;
 }
-export interface StringOption extends Base { kind: 'string'; default?: string }
+export interface StringOption extends Base {
+  kind: 'string'; default?: string;
+  /** The value of the flag given alone (`--hellaswag` followed by another flag or nothing). */
+  alone?: string;
+}
 export interface ChoiceOption extends Base { kind: 'choice'; choices: readonly string[]; default?: string }
 export interface FlagOption extends Base { kind: 'flag'; short?: string }
 export type OptionSpec = IntOption | NumberOption | StringOption | ChoiceOption | FlagOption;
@@ -80,7 +84,7 @@ export function helpText<T extends OptionTable>(c: Command<T>): string {
   const flagText = (name: string, s: OptionSpec): string => {
     if (s.kind === 'flag') return `--${name}${s.short ? `, -${s.short}` : ''}`;
     const meta = s.metavar ?? (s.kind === 'choice' ? s.choices.join('|') : s.kind === 'string' ? 'VALUE' : s.kind === 'int' ? 'N' : 'X');
-    return `--${name} ${meta}`;
+    return s.kind === 'string' && s.alone !== undefined ? `--${name} [${meta}]` : `--${name} ${meta}`;
   };
   // one column for the help texts; a flag too long for it puts its text on the next line (as argparse)
   const width = 32;
@@ -160,7 +164,9 @@ export function parseCommand<T extends OptionTable>(c: Command<T>, argv: readonl
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!, next = argv[i + 1];
     const spec = a.startsWith('--') ? specOf(a.slice(2)) : undefined;
-    if (spec && spec.kind !== 'flag' && next !== undefined && /^-(\d|\.\d)/.test(next)) { args.push(`${a}=${next}`); i++; } else args.push(a);
+    if (spec && spec.kind !== 'flag' && next !== undefined && /^-(\d|\.\d)/.test(next)) { args.push(`${a}=${next}`); i++; }
+    else if (spec?.kind === 'string' && spec.alone !== undefined && !a.includes('=') && (next === undefined || next.startsWith('--'))) args.push(`${a}=${spec.alone}`);
+    else args.push(a);
   }
   let values: Record<string, string | boolean | undefined>;
   try {

@@ -14,6 +14,7 @@ import { dryRun } from './dry-run.js';
 import { EMBEDDED_TOKENIZERS, type EmbeddedTokenizer } from '../data/embedded.js';
 import { readDataTokenizer } from '../data/shards.js';
 import { paddedVocabSize, tokenizerFromSpec } from '../data/tokenizer-spec.js';
+import { HELLASWAG_DEFAULT_FILE } from './hellaswag.js';
 
 export const TRAIN_COMMAND = command({
   usage: 'npm run train -- [flags]',
@@ -28,7 +29,7 @@ tokenizes it into data/embedded-bpe (--tokenizer gpt2: GPT-2's tokens, in data/e
     'n-embd': { kind: 'int', min: 1, group: 'model', help: 'override the preset' },
     'block-size': { kind: 'int', min: 1, group: 'model', help: 'override the preset' },
     'vocab-size': { kind: 'int', min: 1, group: 'model', help: 'override the preset (GPT-2: 50304, padded from 50257)' },
-    'init-from': { kind: 'string', metavar: 'DIR|CHECKPOINT', group: 'model', help: 'start from Hugging Face GPT-2 weights or a checkpoint' },
+    'init-from': { kind: 'string', metavar: 'NAME|PATH', group: 'model', help: 'start from pretrained weights: gpt2, gpt2-medium, gpt2-large, gpt2-xl or OWNER/NAME[@REV] (from the Hugging Face Hub, into its cache), an HF GPT-2 directory or a checkpoint' },
     'data-dir': { kind: 'string', metavar: 'DIR', group: 'data', help: '*_train_*.npy / *_val_*.npy shards (npm run prepare-data); default: the embedded corpus' },
     tokenizer: { kind: 'choice', choices: EMBEDDED_TOKENIZERS, group: 'data', help: "the embedded corpus's: bpe (1,024 tokens learned from it; default) or gpt2 (GPT-2's 50,257; the default with --init-from GPT-2 weights); a --data-dir has its own" },
     'batch-size': { kind: 'int', min: 1, default: d.batchSize, metavar: 'B', group: 'batch', help: 'micro-batch rows' },
@@ -43,7 +44,7 @@ tokenizes it into data/embedded-bpe (--tokenizer gpt2: GPT-2's tokens, in data/e
     'eval-interval': { kind: 'int', min: 0, default: d.evalInterval, group: 'eval', help: 'validate every N steps (0: only at the end)' },
     'val-steps': { kind: 'int', min: 1, default: d.valSteps, group: 'eval', help: 'validation batches' },
     'sample-interval': { kind: 'int', min: 0, default: d.sampleInterval, group: 'eval', help: 'print samples every N steps (0: never)' },
-    hellaswag: { kind: 'string', metavar: 'FILE', group: 'eval', help: 'evaluate HellaSwag (hellaswag_val.jsonl) at each validation' },
+    hellaswag: { kind: 'string', metavar: 'FILE', alone: HELLASWAG_DEFAULT_FILE, group: 'eval', help: `evaluate HellaSwag (hellaswag_val.jsonl) at each validation; alone: ${HELLASWAG_DEFAULT_FILE}, downloaded when missing as hellaswag.py does` },
     'hellaswag-limit': { kind: 'int', min: 1, group: 'eval', help: 'first N HellaSwag examples only' },
     'out-dir': { kind: 'string', metavar: 'DIR', default: d.outDir, group: 'output', help: 'log.jsonl, loss.svg, checkpoints' },
     'checkpoint-interval': { kind: 'int', min: 0, default: d.checkpointInterval, group: 'output', help: 'checkpoint every N steps (0: only at the end)' },

@@ -65,13 +65,13 @@ export async function exportHf(checkpoint: string, outDir: string, opts: { vocab
 }
 
 export const EXPORT_COMMAND = command({
-  usage: 'npm run export -- --init-from PATH --out-dir DIR [--vocab-size N]',
+  usage: 'npm run export -- --init-from NAME|PATH --out-dir DIR [--vocab-size N]',
   example: 'npm run export -- --init-from out --out-dir hf-gpt2 --vocab-size 50257',
   summary: `Writes a Hugging Face GPT-2 directory (config.json + model.safetensors, GPT2LMHeadModel layout) from one of
 our checkpoints. --init-from DIR reads it back bit-exactly; transformers loads it with
 GPT2LMHeadModel.from_pretrained(DIR) (tokenizer: GPT2TokenizerFast.from_pretrained("gpt2")).`,
   options: {
-    'init-from': { kind: 'string', required: true, metavar: 'PATH', aliases: ['checkpoint'], help: 'model_<step>.json or model_<step>.safetensors, or a training --out-dir (newest checkpoint)' },
+    'init-from': { kind: 'string', required: true, metavar: 'NAME|PATH', aliases: ['checkpoint'], help: 'model_<step>.json or model_<step>.safetensors, a training --out-dir (newest checkpoint), or a Hub model (gpt2, OWNER/NAME[@REV])' },
     'out-dir': { kind: 'string', required: true, metavar: 'DIR', aliases: ['out'], help: 'directory to write (created; must not hold training checkpoints)' },
     overwrite: { kind: 'flag', help: 'replace the config.json and model.safetensors of an earlier export in --out-dir' },
     'vocab-size': { kind: 'int', min: 1, help: `rows of wte to keep; ${HF_GPT2_VOCAB_SIZE} drops our padding (50304 -> ${HF_GPT2_VOCAB_SIZE}) so vocab_size matches the GPT-2 tokenizer (default: all rows, a bit-exact round trip)` },

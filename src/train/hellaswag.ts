@@ -4,12 +4,16 @@
 // script: the model scores each ending as a continuation, it never sees the four side by side.
 // Used by the trainer at each eval interval (--hellaswag) and as `npm run eval:hellaswag`.
 
+import { existsSync, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type { GPT } from '../nn/gpt.js';
 import { gpt2Tokenizer } from '../data/tokenizer.js';
 import type { Tokenizer } from '../data/tokenizer-spec.js';
 import { ProgressBar } from '../data/progress.js';
-import { checkWritable, writeFileAtomic } from '../data/fsutil.js';
+import { acquireLock, checkWritable, writeFileAtomic } from '../data/fsutil.js';
+import { downloadUrl } from '../data/hub.js';
+import { hubOffline } from '../data/hf-cache.js';
 import { noGrad, tensor, ops, F } from '../tensor/index.js';
 import { TRAIN_DTYPES, withDtype, type TrainDtype } from './precision.js';
 import { BACKENDS, useBackend } from './backend.js';
@@ -17,6 +21,38 @@ import { command, parseCommand, runMain } from './cli-args.js';
 
 /** Where hellaswag.py downloads the validation split from (10,042 examples). */
 export const HELLASWAG_VAL_URL = 'https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl';
+
+/** Where hellaswag.py keeps it (a hellaswag/ folder beside the script; here, of the working directory). */
+export const HELLASWAG_DEFAULT_FILE = join('hellaswag', 'hellaswag_val.jsonl');
+
+/**
+ * The HellaSwag file to read: `path` as given, except that the default one is downloaded first
+ * when missing, from hellaswag.py's URL ($TAPEGRAD_HELLASWAG_URL: a mirror), resumably; with
+ * HF_HUB_OFFLINE=1 a missing one is an error that names the URL.
+ */
+export async function hellaswagFile(path: string, log: (s: string) => void = (s) => process.stderr.write(`${s}\n`)): Promise<string> {
+  if (path !== HELLASWAG_DEFAULT_FILE || existsSync(path)) return path;
+  const url = process.env['TAPEGRAD_HELLASWAG_URL'] || HELLASWAG_VAL_URL;
+  if (hubOffline()) {
+    throw new Error(`${path} is not here and HF_HUB_OFFLINE is set: download ${url} to ${path} (or give --data / --hellaswag FILE)`);
+  }
+  mkdirSync(dirname(path), { recursive: true });
+  // ranks of one machine share the file: one downloads, the others wait for it
+  const release = await acquireLock(`${path}.lock`, { waitMs: 3_600_000, busy: (pid) => `${path}: process ${pid} has been downloading it for an hour`,
+    onWait: (pid) => log(`${path}: process ${pid} is downloading it; waiting`) });
+  try {
+    if (existsSync(path)) return path;
+    log(`downloading HellaSwag's validation split ${url} to ${path}`);
+    let bar: ProgressBar | null = null;
+    await downloadUrl(url, path, { name: 'hellaswag_val.jsonl', source: url }, {
+      log, onProgress: (b, total) => (bar ??= new ProgressBar({ label: 'download hellaswag_val.jsonl', total, unit: 'bytes', stream: process.stderr })).update(b),
+    }).catch((e: Error) => { throw new Error(`${e.message}; download ${url} to ${path} by hand, or give --data / --hellaswag FILE`); });
+    (bar as ProgressBar | null)?.done();
+  } finally {
+    release();
+  }
+  return path;
+}
 
 /** The fields of a HellaSwag jsonl line that the evaluation reads. */
 export interface HellaswagExample {
@@ -223,13 +259,13 @@ export function resultJson(r: HellaswagResult, extra: Record<string, unknown> = 
 }
 
 export const HELLASWAG_COMMAND = command({
-  usage: 'npm run eval:hellaswag -- --init-from DIR|CHECKPOINT [--data FILE] [flags]',
+  usage: 'npm run eval:hellaswag -- --init-from NAME|PATH [--data FILE] [flags]',
   example: 'npm run eval:hellaswag -- --init-from out --data hellaswag_val.jsonl --limit 100',
   summary: `HellaSwag accuracy as build-nanogpt's hellaswag.py (completion style): acc from the summed loss of each
 ending, acc_norm from its per-token mean (the number build-nanogpt reports).`,
   options: {
-    'init-from': { kind: 'string', required: true, metavar: 'PATH', help: 'HF GPT-2 directory, checkpoint model_<step>.json/.safetensors, or a training --out-dir' },
-    data: { kind: 'string', metavar: 'FILE', default: 'hellaswag/hellaswag_val.jsonl', help: `hellaswag_val.jsonl (where hellaswag.py caches it; download: ${HELLASWAG_VAL_URL})` },
+    'init-from': { kind: 'string', required: true, metavar: 'NAME|PATH', help: 'gpt2 (gpt2-medium, ..., OWNER/NAME[@REV]: from the Hugging Face Hub), an HF GPT-2 directory, a checkpoint model_<step>.json/.safetensors, or a training --out-dir' },
+    data: { kind: 'string', metavar: 'FILE', default: HELLASWAG_DEFAULT_FILE, help: `hellaswag_val.jsonl; the default one is downloaded when missing, as hellaswag.py does (${HELLASWAG_VAL_URL}, or $TAPEGRAD_HELLASWAG_URL)` },
     limit: { kind: 'int', min: 1, help: 'first N examples only' },
     output: { kind: 'string', metavar: 'FILE', help: 'write {n, acc, acc_norm, predictions: [{index, label, pred, pred_norm}]} as JSON' },
     show: { kind: 'int', min: 0, help: 'print context, endings and losses of the first N examples (hellaswag.py shows 9)' },
@@ -242,20 +278,21 @@ ending, acc_norm from its per-token mean (the number build-nanogpt reports).`,
 export async function main(argv: string[]): Promise<number> {
   const v = parseCommand(HELLASWAG_COMMAND, argv);
   if (!v) return 0;
-  await readHellaswag(v.data, 1); // a missing file is reported before minutes of model loading
+  const data = await hellaswagFile(v.data);
+  await readHellaswag(data, 1); // a missing file is reported before minutes of model loading
   if (v.output) checkWritable(v.output, '--output'); // and an impossible --output before minutes of evaluation
   const { loadModel } = await import('./sample.js');
   const backend = await useBackend(v.backend, v.threads);
   const { model, loaded } = await loadModel(v['init-from']);
-  console.log(`model ${loaded.path} (${loaded.source}${loaded.step !== null ? `, step ${loaded.step}` : ''}), backend ${backend.name}, data ${v.data}`);
+  console.log(`model ${loaded.path} (${loaded.source}${loaded.step !== null ? `, step ${loaded.step}` : ''}), backend ${backend.name}, data ${data}`);
   const { tokenizerFromSpec } = await import('../data/tokenizer-spec.js');
-  const r = await evaluateHellaswag(model, v.data, { limit: v.limit, show: v.show, dtype: v.dtype, tokenizer: tokenizerFromSpec(loaded.tokenizer) })
+  const r = await evaluateHellaswag(model, data, { limit: v.limit, show: v.show, dtype: v.dtype, tokenizer: tokenizerFromSpec(loaded.tokenizer) })
     .catch((e: unknown) => { throw new Error(`${loaded.path}: ${(e as Error).message}`, { cause: e }); });
   // hellaswag.py's running line after the last example, then the summary format of its docstring
   console.log(`${r.n} acc_norm: ${r.numCorrectNorm}/${r.n}=${r.accNorm.toFixed(4)}`);
   console.log(`${r.n} acc: ${r.acc.toFixed(4)} acc_norm: ${r.accNorm.toFixed(4)}`);
   if (v.output) {
-    writeFileAtomic(v.output, resultJson(r, { init_from: loaded.path, data: v.data }));
+    writeFileAtomic(v.output, resultJson(r, { init_from: loaded.path, data }));
     console.log(`wrote ${v.output}`);
   }
   return 0;

@@ -11,7 +11,7 @@ export const PREPARE_COMMAND = command({
 uint16 .npy shards (the first one val). A rerun resumes: complete shards are kept, downloads continue.`,
   options: {
     source: { kind: 'choice', choices: ['fineweb-edu', 'embedded'], required: true, help: 'where documents come from' },
-    'out-dir': { kind: 'string', required: true, metavar: 'DIR', help: 'shards (and fineweb-edu parquet files under DIR/parquet)' },
+    'out-dir': { kind: 'string', required: true, metavar: 'DIR', help: 'the shards (fineweb-edu parquet files go to the Hugging Face cache, $HF_HUB_CACHE or ~/.cache/huggingface/hub, shared with Python)' },
     revision: { kind: 'string', metavar: 'REV', help: 'Hub revision of HuggingFaceFW/fineweb-edu (default main, pinned to its commit)' },
     'max-files': { kind: 'int', min: 1, help: 'use only the first N parquet files of sample/10BT' },
     'max-shards': { kind: 'int', min: 1, help: 'stop after N shards' },

@@ -30,13 +30,13 @@ export async function loadModel(initFrom: string): Promise<{ model: GPT; loaded:
 export { sample, type SampleOptions, type SampleResult } from './sampling.js';
 
 export const SAMPLE_COMMAND = command({
-  usage: 'npm run sample -- --init-from DIR|CHECKPOINT [flags]',
+  usage: 'npm run sample -- --init-from NAME|PATH [flags]',
   example: 'npm run sample -- --init-from out --prompt "The meaning of life is" --temperature 0.8',
   summary: `Samples text from a GPT as build-nanogpt's train_gpt2.py does (top-k sampling, seeded), batched and with
 a KV cache. Sample 0 streams live; the others print when they complete.`,
   options: {
-    'init-from': { kind: 'string', required: true, metavar: 'PATH',
-      help: 'HF GPT-2 directory (config.json + model.safetensors), checkpoint model_<step>.json or .safetensors, or a training --out-dir (its newest checkpoint)' },
+    'init-from': { kind: 'string', required: true, metavar: 'NAME|PATH',
+      help: 'gpt2, gpt2-medium, gpt2-large, gpt2-xl or OWNER/NAME[@REV] (the Hugging Face Hub, cached as Python caches it), an HF GPT-2 directory (config.json + model.safetensors), a checkpoint model_<step>.json or .safetensors, or a training --out-dir (its newest checkpoint)' },
     prompt: { kind: 'string', metavar: 'TEXT', default: "Hello, I'm a language model,", help: 'the text every row continues' },
     'num-samples': { kind: 'int', min: 1, max: 1024, default: 4, help: 'rows sampled together (a row holds a vocabulary of logits at each step)' },
     'max-tokens': { kind: 'int', min: 1, default: 32, help: 'new tokens per row' },

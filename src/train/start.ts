@@ -13,6 +13,7 @@ import { checkpointSidecars, loadCheckpoint, loadWeights, removeCheckpoints } fr
 import { readJsonFile, type Weight, type WeightMap } from './hf-gpt2.js';
 import { describeTokenizer, paddedVocabSize, recordedTokenizer, sameTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
 import { TOKENIZER_FILE } from '../data/shards.js';
+import { parseHubModel } from './pretrained.js';
 
 export interface StartOptions {
   model: string;
@@ -88,7 +89,7 @@ function identityOf(o: StartOptions): RunIdentity {
   if (o.tokenizer && o.tokenizer.type !== 'gpt2') h.update(`${TOKENIZER_FILE}:${JSON.stringify(o.tokenizer)}`);
   return {
     config: o.initFrom ? null : presetConfig(o),
-    initFrom: o.initFrom ? resolve(o.initFrom) : null,
+    initFrom: o.initFrom ? (parseHubModel(o.initFrom) ? o.initFrom : resolve(o.initFrom)) : null, // a Hub name as given
     data: { dir: resolve(o.dataDir), shards: shards.length, fingerprint: h.digest('hex').slice(0, 16) },
     seed: o.seed,
     worldSize: o.worldSize,

@@ -185,7 +185,11 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   await agreeOnSettings(job, o, dataDir);
   // a HellaSwag file is read at the first evaluation, which a resumed run skips: check it now,
   // not at the next evaluation (hours in, before that step's checkpoint)
-  if (o.hellaswag) await (await import('./hellaswag.js')).readHellaswag(o.hellaswag, o.hellaswagLimit);
+  if (o.hellaswag) {
+    const { hellaswagFile, readHellaswag } = await import('./hellaswag.js');
+    o = { ...o, hellaswag: await hellaswagFile(o.hellaswag) }; // the default one downloaded first, as hellaswag.py
+    await readHellaswag(o.hellaswag!, o.hellaswagLimit);
+  }
   // rank 0 decides where the run starts (it alone reads the out-dir) and tells the others
   const start = await shareStart(job, master ? await resolveStart({ ...o, dataDir, tokenizer: tokenizerSpec, worldSize: W }, print) : null);
   const { config } = start;
