@@ -14,6 +14,7 @@ import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gpt2Tokenizer } from '../src/data/tokenizer.js';
 import { parseHubModel } from '../src/train/pretrained.js';
+import { writeTinyShards } from './helpers/tiny-data.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const FIX = join(import.meta.dirname, 'fixtures', 'hub');
@@ -210,6 +211,22 @@ describe('--init-from a Hub model, through the Hugging Face cache', { timeout: 1
     } finally {
       process.env = saved;
     }
+  });
+
+  it('train and export take the name too (from the Python cache, offline)', async () => {
+    const py = join(work, 'python-train');
+    cpSync(PYTHON_CACHE, py, { recursive: true, verbatimSymlinks: true });
+    const data = join(work, 'tiny-data');
+    mkdirSync(data, { recursive: true });
+    writeTinyShards(data, { seed: 3, noise: 0.2, stride: 7, vocab: 512, val: 400, train: [2000] });
+    const env = { HF_ENDPOINT: 'http://127.0.0.1:9', HF_HUB_CACHE: py, HF_HUB_OFFLINE: '1' };
+    const t = await cli('cli.js', ['--init-from', REPO, '--data-dir', data, '--out-dir', join(work, 'ft'), '--batch-size', '2', '--seq-len', '16',
+      '--total-batch-size', '32', '--max-steps', '2', '--eval-interval', '1', '--val-steps', '1', '--sample-interval', '0', '--backend', 'js'], env);
+    expect(t.code, t.err).toBe(0);
+    expect(t.out).toMatch(/model: 2 layers, 2 heads, 16 embd, block 32, vocab 512/);
+    const x = await cli('export.js', ['--init-from', `${REPO}@${COMMIT}`, '--out-dir', join(work, 'exported')], env);
+    expect(x.code, x.err).toBe(0);
+    expect(JSON.parse(readFileSync(join(work, 'exported', 'config.json'), 'utf8'))).toMatchObject({ n_layer: 2, n_embd: 16, vocab_size: 512 });
   });
 
   it('a repo with only pytorch_model.bin: an error saying so and how to convert; an unknown repo: the Hub\'s answer and what --init-from takes', async () => {
