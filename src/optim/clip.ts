@@ -2,7 +2,7 @@
 // norm as a tensor, and scales gradients on the device (no host round trip), in place where
 // backward() says a gradient is its parameter's alone.
 
-import { Tensor, noGrad, ops } from '../tensor/index.js';
+import { Tensor, keep, noGrad, ops } from '../tensor/index.js';
 import { fusedFloat32 } from '../tensor/op.js';
 import { ownsGrad } from '../tensor/autograd.js';
 
@@ -39,7 +39,7 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
       // in place, as torch's mul_, where the gradient is the parameter's alone (backward made it)
       const scale = ownsGrad(p) ? fusedFloat32('scaleInPlace', [p.grad, coef]) : null;
       if (scale) scale(p.grad.storage, coef.storage);
-      else p.grad = ops.mul(p.grad, ops.cast(coef, p.grad.dtype));
+      else p.grad = keep(ops.mul(p.grad, ops.cast(coef, p.grad.dtype))); // (kept: a caller's scope must not free it)
     }
   });
   return norm;

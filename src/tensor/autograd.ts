@@ -27,6 +27,17 @@ export function ownsGrad(t: Tensor): boolean {
 }
 
 /**
+ * Make g t's gradient, t's alone (one computed elsewhere, as DDP's all-reduced average), so it is
+ * updated in place and freed at once like one backward() made; the old one, if t's alone, goes
+ * back to its backend now.
+ */
+export function replaceGrad(t: Tensor, g: Tensor): void {
+  if (t.grad && ownsGrad(t) && t.grad.storage !== g.storage) t.backend.dispose(t.grad.storage, 'replaced by another gradient (the DDP all-reduce)');
+  t.grad = g;
+  gradOwners.set(g.storage, t);
+}
+
+/**
  * Drop t.grad, as torch's zero_grad(set_to_none=True); a gradient backward() made for t alone
  * goes back to its backend at once (a GPU's pool) rather than when the collector finds it.
  */

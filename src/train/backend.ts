@@ -8,7 +8,8 @@ import { createWasmBackend, wasmSimdAvailable } from '../tensor/backends/wasm/in
 
 export const BACKENDS = ['auto', 'js', 'wasm', 'gpu', 'gpu-swiftshader'] as const;
 
-export async function useBackend(name: string, threads?: number): Promise<Backend> {
+/** Select the backend `name`; `gpu`, for the gpu backends: use only that GPU of the machine (its index). */
+export async function useBackend(name: string, threads?: number, gpu?: number): Promise<Backend> {
   switch (name) {
     case 'auto':
       if (!wasmSimdAvailable()) {
@@ -23,7 +24,7 @@ export async function useBackend(name: string, threads?: number): Promise<Backen
     case 'gpu':
     case 'gpu-swiftshader': {
       const { initGpuBackend } = await import('../tensor/backends/gpu/index.js');
-      return setBackend(await initGpuBackend({ adapter: name === 'gpu' ? 'system' : 'swiftshader' }));
+      return setBackend(await initGpuBackend({ adapter: name === 'gpu' ? 'system' : 'swiftshader', ...(gpu !== undefined ? { gpu } : {}) }));
     }
     default:
       throw new Error(`--backend ${name}: unknown backend; choose one of ${BACKENDS.join(', ')}`);

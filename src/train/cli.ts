@@ -53,6 +53,7 @@ tokenizes it into data/embedded-bpe (--tokenizer gpt2: GPT-2's tokens, in data/e
     overwrite: { kind: 'flag', group: 'output', help: "start over in an --out-dir that holds a run's checkpoints (deletes them)" },
     seed: { kind: 'int', default: d.seed, min: 0, max: 2 ** 32 - 1, group: 'run', help: 'random seed (the generator takes 32 bits: larger seeds are refused, not wrapped)' },
     backend: { kind: 'choice', choices: BACKENDS, default: d.backend, group: 'run', help: 'compute backend' },
+    gpus: { kind: 'string', metavar: 'LIST', group: 'run', help: 'the gpu backends: GPU indices of this machine for its ranks, e.g. 0,2,3 (rank LOCAL_RANK takes the one at that position; default all, in PCI order; 0,0 shares one; also $TAPEGRAD_VISIBLE_GPUS)' },
     dtype: { kind: 'choice', choices: TRAIN_DTYPES, default: 'float32', group: 'run', help: 'mixed precision as nanoGPT\'s --dtype: forward passes under bfloat16 or float16 autocast (float16 adds a GradScaler); weights, gradients and AdamW state stay float32' },
     'dry-run': { kind: 'flag', group: 'run', help: 'no training: count what one optimizer step needs from a GPU (peak device memory, launches) on a recording device, and exit' },
     threads: { kind: 'int', min: 1, max: 256, group: 'run', help: 'worker threads of the wasm backend, per rank (default: cores / ranks on this machine)' },
@@ -85,6 +86,7 @@ function workerArgs(argv: string[]): string[] {
 export async function main(argv: string[]): Promise<number> {
   const v = parseCommand(TRAIN_COMMAND, argv);
   if (!v) return 0;
+  parseGpus(v.gpus); // (a bad list is refused here, not once per rank)
   if (v['nproc-per-node'] !== undefined || v.nnodes > 1) {
     // our torchrun: start the ranks of this machine, each this same CLI as a worker
     const n = v['nproc-per-node'] ?? 1;
@@ -113,7 +115,7 @@ export async function main(argv: string[]): Promise<number> {
     seed: v.seed, backend: v.backend, resume: v.resume, overwrite: v.overwrite, job,
     // a rank's share of the cores when several run on this machine
     threads: v.threads ?? (env && env.localWorldSize > 1 ? Math.max(1, Math.floor(availableParallelism() / env.localWorldSize)) : undefined),
-    hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'], dtype: v.dtype,
+    hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'], dtype: v.dtype, gpus: parseGpus(v.gpus),
   };
   if (v['dry-run']) {
     // the vocabulary: --vocab-size, else a --data-dir's learned BPE (padded to 64), else the preset's
@@ -149,6 +151,14 @@ export async function main(argv: string[]): Promise<number> {
   if (master) console.log(`done: ${r.steps} steps in ${r.seconds.toFixed(1)} s, final train loss ${r.finalLoss.toFixed(4)}` +
       (r.finalValLoss !== null ? `, val loss ${r.finalValLoss.toFixed(4)}` : '') + `, ${r.tokensPerSec.toFixed(0)} tok/s (last step)`);
   return 0;
+}
+
+/** --gpus 0,2,3: GPU indices (one may repeat: --gpus 0,0 puts two ranks on GPU 0). */
+function parseGpus(list: string | undefined): number[] | undefined {
+  if (list === undefined) return undefined;
+  const gpus = list.split(',').map((x) => x.trim());
+  if (gpus.some((g) => !/^\d+$/.test(g))) throw new Error(`--gpus ${list}: expected GPU indices separated by commas, e.g. --gpus 0,2,3`);
+  return gpus.map(Number);
 }
 
 runMain(import.meta.url, main);

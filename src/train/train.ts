@@ -77,6 +77,8 @@ export interface TrainOptions {
    * a checkpoint is written, and the result says so (`stopped`).
    */
   signal?: AbortSignal;
+  /** The gpu backends: this machine's GPUs the ranks use, rank LOCAL_RANK the one at that position (default: all, in order). */
+  gpus?: number[];
   /** Evaluate HellaSwag at each eval interval (path to hellaswag_val.jsonl). */
   hellaswag?: string;
   hellaswagLimit?: number;
@@ -120,13 +122,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const print = job.isMaster ? o.print ?? ((s: string) => console.log(s)) : (): void => {};
   const t0 = performance.now();
   checkOptions(o);
-  let backend = await useBackend(o.backend, o.threads);
+  const gpu = o.backend.startsWith('gpu') ? rankGpu(o.gpus, job.env.localRank, job.env.localWorldSize) : undefined;
+  let backend = await useBackend(o.backend, o.threads, gpu);
   print(`backend: ${backend.name}${job.worldSize > 1 ? `, ${job.worldSize} ranks (data parallel)` : ''}`);
-  if (job.env.localWorldSize > 1 && backend.name.startsWith('gpu')) {
-    // WebGPU hands a process one adapter, and Dawn picks it by name, which identical GPUs share
-    print(`note: the ${job.env.localWorldSize} ranks on this machine all use the first GPU adapter; for one GPU per rank, ` +
-      'let each rank see only its own GPU (see "Several processes, several machines" in the README)');
-  }
+  const adapter = (backend as { runner?: { adapter?: string } }).runner?.adapter;
+  if (adapter) console.log(`${job.worldSize > 1 ? `rank ${job.rank}: ` : ''}${adapter}`); // every rank says which GPU it opened
   let release = (): void => {};
   if (job.isMaster) {
     makeDirs(o.outDir, '--out-dir');
@@ -150,7 +150,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           throw new Error(`${lost}, ${recoveries + 1} times in this run; stopping (the checkpoints are kept; --resume continues from the newest)`);
         }
         print(`${lost}; making a new device and continuing from this run's last checkpoint (if it has one, else from the start)`);
-        backend = await useBackend(o.backend, o.threads);
+        backend = await useBackend(o.backend, o.threads, gpu);
         o = { ...o, resume: true, overwrite: false };
       } finally {
         for (const f of atEnd) f();
@@ -163,6 +163,27 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 
 /** A run whose GPU device is lost more often than this stops (a device that keeps failing will not get better). */
 const MAX_DEVICE_RECOVERIES = 3;
+
+/**
+ * The GPU of this machine a rank uses: number LOCAL_RANK of the visible ones (--gpus, else
+ * $TAPEGRAD_VISIBLE_GPUS, as CUDA_VISIBLE_DEVICES, which Vulkan ignores; else all). One process
+ * alone keeps the system's choice unless GPUs are named.
+ */
+export function rankGpu(gpus: readonly number[] | undefined, localRank: number, localWorldSize: number): number | undefined {
+  const env = process.env['TAPEGRAD_VISIBLE_GPUS'];
+  let visible = gpus;
+  if (!visible && env) {
+    visible = env.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
+    if (visible.some((g) => !Number.isInteger(g) || g < 0)) throw new Error(`TAPEGRAD_VISIBLE_GPUS=${env}: expected GPU indices like 0,2,3`);
+  }
+  if (!visible) return localWorldSize > 1 ? localRank : undefined;
+  const g = visible[localRank];
+  if (g === undefined) {
+    throw new Error(`${gpus ? `--gpus ${gpus.join(',')}` : `TAPEGRAD_VISIBLE_GPUS=${env}`} names ${visible.length} GPU${visible.length === 1 ? '' : 's'} ` +
+      `for ${localWorldSize} rank${localWorldSize === 1 ? '' : 's'} on this machine: name one per rank (or fewer ranks with --nproc-per-node)`);
+  }
+  return g;
+}
 
 async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (s: string) => void, t0: number, atEnd: (() => void)[]): Promise<TrainResult> {
   const { rank, worldSize: W, isMaster: master } = job;

@@ -4,6 +4,7 @@
 // optimizer state of a resumed run sent from rank 0, which alone reads checkpoints.
 
 import { Tensor } from '../../tensor/index.js';
+import { replaceGrad } from '../../tensor/autograd.js';
 import type { AdamW } from '../../optim/adamw.js';
 import type { Job } from './init.js';
 
@@ -70,7 +71,7 @@ export async function allReduceGradients(job: Job, params: readonly Tensor[]): P
       // in place where the gradient's memory is on the host (DDP, too, averages grads in place);
       // otherwise a new tensor (a copy: the bucket is reused next step)
       if (own) own.set(values);
-      else p.grad = g.dtype === 'float32' ? like(g, values.slice()) : like(g, values.slice()).to(g.dtype);
+      else replaceGrad(p, g.dtype === 'float32' ? like(g, values.slice()) : like(g, values.slice()).to(g.dtype));
       at += g.size;
     }
   }

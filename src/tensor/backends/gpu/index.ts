@@ -42,6 +42,12 @@ export interface InitGpuOptions extends GpuBackendOptions {
   adapter?: 'system' | 'swiftshader';
   /** Emulate a smaller storage-binding limit (f32 elements), so tests can make kernels chunk on a real device. */
   maxBindingElements?: number;
+  /**
+   * Node: use only this GPU, by its index among the machine's Vulkan devices (PCI order, as
+   * nvidia-smi counts them), however many share its name (see gpu-select.ts). Chosen before
+   * WebGPU is first used in the process.
+   */
+  gpu?: number;
 }
 
 const instances = new Map<string, Promise<GpuBackend>>();
@@ -103,6 +109,14 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
   if (mode === 'cpu') {
     backend = new GpuBackend(new CpuRunner(gpujs), { ...opts, name, reduceThreads: opts.reduceThreads ?? 64 });
   } else {
+    if (opts.gpu !== undefined) {
+      if (!onNode()) throw new Error('initGpuBackend: gpu (an index) is for Node; a browser picks its own adapter');
+      const g = globalThis as { navigator?: { gpu?: unknown } };
+      if (g.navigator?.gpu && process.env['TAPEGRAD_VK_GPU'] !== String(opts.gpu)) {
+        throw new Error(`initGpuBackend: gpu ${opts.gpu} must be chosen before WebGPU is first used in this process`);
+      }
+      (await import('./gpu-select.js')).selectGpu(opts.gpu);
+    }
     await ensureNavigatorGpu(opts.dawnFlags ?? [], opts.adapter ?? 'system');
     let ctx;
     try {
@@ -118,7 +132,17 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
         `--backend gpu-swiftshader (initGpuBackend({ adapter: 'swiftshader' })) runs the same WGSL on Chromium's software ` +
         `driver (Debian: ${SWIFTSHADER_INSTALL}), slowly; or use the js or wasm backends`);
     }
-    const runner = new WebGpuRunner(gpujs, ctx.device, { maxBindingElements: opts.maxBindingElements, adapter: adapterName(ctx.adapter) });
+    let name = adapterName(ctx.adapter);
+    if (opts.gpu !== undefined) {
+      const count = (await import('./gpu-select.js')).gpuCount();
+      if (count !== null && opts.gpu >= count) {
+        ctx.device.destroy?.();
+        throw new Error(`initGpuBackend: there is no GPU ${opts.gpu}: the Vulkan loader lists ${count} device${count === 1 ? '' : 's'} here (indices 0-${count - 1}); ` +
+          'npm run train gives rank LOCAL_RANK GPU LOCAL_RANK: fewer ranks (--nproc-per-node), or --gpus to choose (--gpus 0,0 puts two ranks on GPU 0)');
+      }
+      name = `GPU ${opts.gpu} of ${count ?? '?'}: ${name}`;
+    }
+    const runner = new WebGpuRunner(gpujs, ctx.device, { maxBindingElements: opts.maxBindingElements, adapter: name });
     await runner.precompile(Object.values(KERNELS));
     backend = new GpuBackend(runner, { ...opts, name });
     // (the null device computes nothing, so there is nothing to test there)
