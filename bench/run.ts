@@ -238,9 +238,9 @@ async function benchDdp(): Promise<void> {
   const code = await launch({ nprocPerNode: 2, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: 0,
     command: [process.execPath, join(here, 'allreduce.js')], print: (l) => lines.push(l) });
   const json = lines.map((l) => l.replace(/^\[rank 0\] /, '')).reverse().find((l) => l.startsWith('{"ok"'));
-  const r = json ? JSON.parse(json) as { results: { mb: number; seconds: number; gbPerS: number }[] } : null;
+  const r = json ? JSON.parse(json) as { results: { mb: number; wire: string; seconds: number; gbPerS: number }[] } : null;
   for (const x of r?.results ?? []) {
-    log({ section: 'ddp', config: `all-reduce ${x.mb} MB, 2 ranks`, backend: 'loopback', value: x.gbPerS, unit: 'GB/s', extra: `${(x.seconds * 1000).toFixed(0)} ms` });
+    log({ section: 'ddp', config: `all-reduce ${x.mb} MB float32, 2 ranks, ${x.wire} on the wire`, backend: 'loopback', value: x.gbPerS, unit: 'GB/s', extra: `${(x.seconds * 1000).toFixed(0)} ms` });
   }
   if (!r) log({ section: 'ddp', config: 'all-reduce', backend: 'loopback', value: null, unit: 'GB/s', note: `launcher exit ${code}: ${lines.slice(-3).join(' / ')}` });
   // GPT 6/6/384 T256: the same 1024 tokens per step either way

@@ -175,6 +175,24 @@ describe('ring collectives', () => {
     }), { seed: 20261201, numRuns: 25 });
   });
 
+  it('allReduceBf16 (DDP\'s bf16_compress_hook): bfloat16 values, within bfloat16 rounding of the sum, bitwise the same on every rank', async () => {
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 2, max: 4 }), fc.oneof(fc.constantFrom(1, 2, 3, 7, 1001), fc.nat(5000)), fc.nat(), async (W, n, seed) => {
+      const g = new Generator(seed);
+      const inputs = Array.from({ length: W }, () => Float32Array.from({ length: n }, () => g.randn()));
+      const data = inputs.map((a) => a.slice());
+      await Promise.all(ringsBySize.get(W)!.groups.map((grp, r) => grp.allReduceBf16(data[r]!, 'sum')));
+      const bits = new Uint32Array(data[0]!.buffer);
+      for (let i = 0; i < n; i++) {
+        expect(bits[i]! & 0xffff, `element ${i} is a bfloat16 value`).toBe(0);
+        let want = 0, mag = 0;
+        for (const a of inputs) { want += a[i]!; mag += Math.abs(a[i]!); }
+        // a rounding to 8 significant bits per hop (W - 1 partial sums, then the result)
+        expect(Math.abs(data[0]![i]! - want), `element ${i}`).toBeLessThanOrEqual(W * 2 ** -8 * mag + 1e-30);
+      }
+      for (const d of data) expect(Buffer.from(d.buffer).equals(Buffer.from(data[0]!.buffer))).toBe(true);
+    }), { seed: 20261206, numRuns: 20 });
+  });
+
   it('the receiving side adds floats that arrive split at any byte, from pieces at any offset', () => {
     fc.assert(fc.property(fc.nat(300), fc.array(fc.nat(40), { minLength: 1, maxLength: 30 }), fc.nat(), (n, cuts, seed) => {
       const g = new Generator(seed);
@@ -285,6 +303,19 @@ function expectSameRun(a: string, b: string): void {
 }
 
 describe('data-parallel jobs', () => {
+  it('--ddp-grad-dtype bfloat16: the gradients travel as bfloat16, and training follows the float32 run closely', async () => {
+    const args = [...M, '--data-dir', data, '--batch-size', '2', '--total-batch-size', '64', '--max-steps', '5', '--nproc-per-node', '2'];
+    const f = await run([...args, '--out-dir', join(work, 'wire-f32')]);
+    const h = await run([...args, '--out-dir', join(work, 'wire-bf16'), '--ddp-grad-dtype', 'bfloat16']);
+    expect(f.code, f.out).toBe(0);
+    expect(h.code, h.out).toBe(0);
+    const [lf, lh] = [logOf(join(work, 'wire-f32')), logOf(join(work, 'wire-bf16'))];
+    const losses = (l: typeof lf): number[] => l.filter((e) => e.loss !== undefined).map((e) => e.loss!);
+    expect(losses(lh)[0]).toBe(losses(lf)[0]); // the first step's loss comes before any exchange
+    losses(lf).forEach((v, i) => expect(Math.abs(losses(lh)[i]! - v) / v, `step ${i}`).toBeLessThan(2e-3));
+    expect(losses(lh).slice(1).some((v, i) => v !== losses(lf)[i + 1])).toBe(true); // and it is not the float32 run
+  });
+
   it('2 ranks x B equal 1 rank x 2B with the same total batch, with and without accumulation', async () => {
     for (const accum of [1, 2]) {
       const total = String(2 * 2 * 16 * accum);

@@ -15,6 +15,7 @@ import { EMBEDDED_TOKENIZERS, type EmbeddedTokenizer } from '../data/embedded.js
 import { readDataTokenizer } from '../data/shards.js';
 import { paddedVocabSize, tokenizerFromSpec } from '../data/tokenizer-spec.js';
 import { HELLASWAG_DEFAULT_FILE } from './hellaswag.js';
+import type { GradWireDtype } from './distributed/ddp.js';
 
 export const TRAIN_COMMAND = command({
   usage: 'npm run train -- [flags]',
@@ -62,6 +63,7 @@ tokenizes it into data/embedded-bpe (--tokenizer gpt2: GPT-2's tokens, in data/e
     'node-rank': { kind: 'int', min: 0, default: 0, group: 'distributed (torchrun\'s flags)', help: 'this machine\'s index (0 serves the rendezvous)' },
     'master-addr': { kind: 'string', metavar: 'HOST', default: '127.0.0.1', group: 'distributed (torchrun\'s flags)', help: 'address of node 0' },
     'master-port': { kind: 'int', min: 0, max: 65535, default: 0, group: 'distributed (torchrun\'s flags)', help: 'rendezvous port on node 0 (0: any free port, one machine only)' },
+    'ddp-grad-dtype': { kind: 'choice', choices: ['float32', 'bfloat16'], default: 'float32', group: 'distributed (torchrun\'s flags)', help: 'what the gradient all-reduce sends: bfloat16 halves the bytes, as DDP\'s bf16_compress_hook' },
     'dist-timeout': { kind: 'int', min: 1, default: 300, metavar: 'SECONDS', group: 'distributed (torchrun\'s flags)', help: 'how long to wait for the other ranks (rendezvous, and each collective)' },
   },
   epilog: `Workers started by torchrun, Slurm (srun) or a Kubernetes PyTorchJob read RANK, WORLD_SIZE, LOCAL_RANK,
@@ -116,6 +118,7 @@ export async function main(argv: string[]): Promise<number> {
     // a rank's share of the cores when several run on this machine
     threads: v.threads ?? (env && env.localWorldSize > 1 ? Math.max(1, Math.floor(availableParallelism() / env.localWorldSize)) : undefined),
     hellaswag: v.hellaswag, hellaswagLimit: v['hellaswag-limit'], dtype: v.dtype, gpus: parseGpus(v.gpus),
+    ddpGradDtype: v['ddp-grad-dtype'] as GradWireDtype,
   };
   if (v['dry-run']) {
     // the vocabulary: --vocab-size, else a --data-dir's learned BPE (padded to 64), else the preset's

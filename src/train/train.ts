@@ -23,7 +23,7 @@ import type { Backend } from '../tensor/backend.js';
 import { RunLog } from './run-log.js';
 import { resolveStart, type RunIdentity, type Start } from './start.js';
 import { singleJob, type Job } from './distributed/init.js';
-import { allReduceGradients, broadcastOptimizerState, broadcastTensors, reduceNumbers } from './distributed/ddp.js';
+import { allReduceGradients, broadcastOptimizerState, broadcastTensors, reduceNumbers, type GradWireDtype } from './distributed/ddp.js';
 import { Tensor, noGrad, tensor, ops } from '../tensor/index.js';
 import { parseDtype, withDtype, type TrainDtype } from './precision.js';
 import { accumulateGradients, clipGradients } from './step.js';
@@ -77,6 +77,8 @@ export interface TrainOptions {
    * a checkpoint is written, and the result says so (`stopped`).
    */
   signal?: AbortSignal;
+  /** What the gradient all-reduce sends: float32 (default), or bfloat16 as DDP's bf16_compress_hook (half the bytes). */
+  ddpGradDtype?: GradWireDtype;
   /** The gpu backends: this machine's GPUs the ranks use, rank LOCAL_RANK the one at that position (default: all, in order). */
   gpus?: number[];
   /** Evaluate HellaSwag at each eval interval (path to hellaswag_val.jsonl). */
@@ -324,7 +326,7 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     const c0 = performance.now();
     if (W > 1) await job.group.barrier('the gradient all-reduce');
     const c1 = performance.now();
-    await allReduceGradients(job, params);
+    await allReduceGradients(job, params, o.ddpGradDtype);
     const [waitMs, commMs] = [c1 - c0, performance.now() - c1];
     scaler?.unscaleGrads(optimizer); // clipping sees the true gradients
     const normT = clipGradients(params, o.gradClip);
@@ -393,7 +395,7 @@ async function agreeOnSettings(job: Job, o: TrainOptions, dataDir: string): Prom
   const mine = {
     model: o.model, nLayer: o.nLayer ?? null, nHead: o.nHead ?? null, nEmbd: o.nEmbd ?? null, blockSize: o.blockSize ?? null, vocabSize: o.vocabSize ?? null,
     initFrom: o.initFrom ?? null, data: dataFingerprint(dataDir), seed: o.seed, batchSize: o.batchSize, seqLen: o.seqLen, totalBatchSize: o.totalBatchSize,
-    maxSteps: o.maxSteps, maxLr: o.maxLr, resume: o.resume, worldSize: job.worldSize, dtype: o.dtype ?? 'float32',
+    maxSteps: o.maxSteps, maxLr: o.maxLr, resume: o.resume, worldSize: job.worldSize, dtype: o.dtype ?? 'float32', ddpGradDtype: o.ddpGradDtype ?? 'float32',
   };
   const all = (await job.exchange('settings', JSON.stringify(mine))).map((v) => JSON.parse(v) as Record<string, unknown>);
   const diffs: string[] = [];

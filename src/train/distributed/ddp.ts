@@ -3,7 +3,7 @@
 // buckets (parameters in reverse order, as DDP's buckets fill during backward), and the
 // optimizer state of a resumed run sent from rank 0, which alone reads checkpoints.
 
-import { Tensor } from '../../tensor/index.js';
+import { Tensor, ops } from '../../tensor/index.js';
 import { replaceGrad } from '../../tensor/autograd.js';
 import type { AdamW } from '../../optim/adamw.js';
 import type { Job } from './init.js';
@@ -40,41 +40,67 @@ async function flatten(ts: readonly Tensor[], into?: Float32Array): Promise<Floa
   return flat;
 }
 
-/** A tensor like `t` (shape, backend) holding `values` (taken, not copied, by host backends). */
-function like(t: Tensor, values: Float32Array): Tensor {
-  return new Tensor(t.backend.fromHost(values, 'float32'), t.shape, t.backend);
+/** A tensor like `t` (its backend; its shape unless given) holding `values` (taken, not copied, by host backends). */
+function like(t: Tensor, values: Float32Array, shape: readonly number[] = t.shape): Tensor {
+  return new Tensor(t.backend.fromHost(values, 'float32'), shape, t.backend);
 }
 
 /** Each job's gradient buckets, allocated once: a fresh 100 MB buffer every step costs its page faults. */
 const bucketMemory = new WeakMap<Job, Float32Array[]>();
 
-/** Average every parameter's gradient over the ranks (after the last micro-step's backward). */
-export async function allReduceGradients(job: Job, params: readonly Tensor[]): Promise<void> {
+/** What travels between the ranks: float32, or bfloat16 as torch DDP's bf16_compress_hook (half the bytes). */
+export type GradWireDtype = 'float32' | 'bfloat16';
+
+/**
+ * Average every gradient over the ranks, in ~25 MB buckets (parameters in reverse order, as DDP's
+ * buckets fill during backward). Host memory is averaged in place; a device's gradients are
+ * concatenated on the device and read back once per bucket (every bucket's readback started
+ * before the first is awaited), and written back once per bucket, split on the device.
+ */
+export async function allReduceGradients(job: Job, params: readonly Tensor[], wire: GradWireDtype = 'float32'): Promise<void> {
   if (job.worldSize === 1) return;
   const withGrad = params.filter((p) => p.grad !== null).reverse();
-  const bs = buckets(withGrad.map((p) => p.grad!));
-  const owners = buckets(withGrad);
-  let memory = bucketMemory.get(job);
-  const sizes = bs.map((b) => b.reduce((n, t) => n + t.size, 0));
-  if (!memory || memory.length !== sizes.length || memory.some((m, i) => m.length !== sizes[i])) {
-    memory = sizes.map((n) => new Float32Array(n));
-    bucketMemory.set(job, memory);
-  }
-  // every bucket is read before any gradient is written (two parameters may share one gradient's memory)
-  for (let b = 0; b < bs.length; b++) await flatten(bs[b]!, memory[b]);
-  for (let b = 0; b < bs.length; b++) await job.group.allReduce(memory[b]!, 'avg', `the gradient all-reduce (bucket ${b + 1} of ${bs.length})`);
-  for (let b = 0; b < bs.length; b++) {
-    let at = 0;
-    for (const p of owners[b]!) {
-      const g = p.grad!, values = memory[b]!.subarray(at, at + g.size);
-      const own = hostFloats(g);
-      // in place where the gradient's memory is on the host (DDP, too, averages grads in place);
-      // otherwise a new tensor (a copy: the bucket is reused next step)
-      if (own) own.set(values);
-      else replaceGrad(p, g.dtype === 'float32' ? like(g, values.slice()) : like(g, values.slice()).to(g.dtype));
-      at += g.size;
+  // one gradient's memory may serve two parameters (the inputs of an add): it is averaged once
+  const grads = [...new Map(withGrad.map((p) => [p.grad!.storage, p.grad!] as const)).values()];
+  const bs = buckets(grads);
+  const reduce = (b: number, values: Float32Array): Promise<void> =>
+    allReduceWire(job, values, wire, `the gradient all-reduce (bucket ${b + 1} of ${bs.length})`);
+  if (grads.every((g) => hostFloats(g))) {
+    for (let b = 0; b < bs.length; b++) {
+      const flat = await flatten(bs[b]!, bucketBuffer(job, b, bs[b]!));
+      await reduce(b, flat);
+      let at = 0;
+      for (const g of bs[b]!) { hostFloats(g)!.set(flat.subarray(at, at + g.size)); at += g.size; }
     }
+    return;
   }
+  const reads = bs.map((gs) => ops.cat(gs.map((g) => ops.reshape(g.dtype === 'float32' ? g : g.float(), [g.size]))).data() as Promise<Float32Array>);
+  for (const r of reads) r.catch(() => {}); // (each is awaited below, in order)
+  for (let b = 0; b < bs.length; b++) {
+    const values = await reads[b]!;
+    await reduce(b, values);
+    const gs = bs[b]!;
+    const pieces = ops.split(like(gs[0]!, values, [values.length]), gs.map((g) => g.size));
+    gs.forEach((g, i) => {
+      const avg = g.dtype === 'float32' ? pieces[i]! : pieces[i]!.to(g.dtype);
+      for (const p of withGrad) if (p.grad!.storage === g.storage) replaceGrad(p, ops.reshape(avg, p.grad!.shape));
+    });
+  }
+}
+
+/** One bucket's float32 values averaged over the ranks, sent as float32 or bfloat16. */
+async function allReduceWire(job: Job, values: Float32Array, wire: GradWireDtype, what: string): Promise<void> {
+  if (wire === 'float32') return job.group.allReduce(values, 'avg', what);
+  return job.group.allReduceBf16(values, 'avg', what);
+}
+
+/** A job's reusable host buffer for bucket b (a fresh 100 MB buffer every step costs its page faults). */
+function bucketBuffer(job: Job, b: number, ts: readonly Tensor[]): Float32Array {
+  let memory = bucketMemory.get(job);
+  if (!memory) bucketMemory.set(job, memory = []);
+  const n = ts.reduce((k, t) => k + t.size, 0);
+  if (memory[b]?.length !== n) memory[b] = new Float32Array(n);
+  return memory[b]!;
 }
 
 /** Make every rank's tensors rank 0's (in place: their storage is replaced). */

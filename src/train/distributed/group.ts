@@ -105,6 +105,8 @@ export interface GroupOptions {
 export class ProcessGroup {
   private count = 0;
   private broken: string | null = null;
+  /** allReduceBf16's wire buffers, by length (a job's buckets have a few fixed lengths). */
+  private readonly bf16Buffers = new Map<number, { scatter: Uint16Array; gather: Uint16Array; incoming: Uint16Array; decoded: Float32Array }>();
 
   constructor(readonly rank: number, readonly worldSize: number, private readonly next: Link | null, private readonly prev: Link | null,
     private readonly opts: GroupOptions, private readonly server: net.Server | null) {
@@ -168,6 +170,56 @@ export class ProcessGroup {
     if (op === 'avg') scale(data, 1 / W);
   }
 
+  /**
+   * allReduce with bfloat16 on the wire, as torch DDP's bf16_compress_hook: half the bytes. Values
+   * travel rounded to bfloat16 (nearest even); each rank adds what arrives into its float32
+   * partial sums; the reduced chunks are rounded to bfloat16 before they go round, so the result
+   * is the same bits on every rank.
+   */
+  async allReduceBf16(data: Float32Array, op: ReduceOp = 'sum', what = 'all-reduce'): Promise<void> {
+    const W = this.worldSize;
+    if (W === 1 || data.length === 0) { if (op === 'avg' && W > 1) scale(data, 1 / W); return; }
+    const label = `${what} (collective #${++this.count}, bfloat16)`;
+    if (this.broken) throw new Error(`rank ${this.rank}: ${label} cannot run: ${this.broken}; stopping`);
+    const n = data.length;
+    const start = (c: number): number => Math.floor((c * n) / W);
+    // separate wire buffers per phase: a chunk's bytes stay put until its send has finished
+    // (kept between calls: the same buckets come every step, and fresh memory costs page faults)
+    let buffers = this.bf16Buffers.get(n);
+    if (!buffers) {
+      const most = Math.ceil(n / W) + 1;
+      this.bf16Buffers.set(n, buffers = { scatter: new Uint16Array(n), gather: new Uint16Array(n), incoming: new Uint16Array(most), decoded: new Float32Array(most) });
+    }
+    const { scatter, gather, incoming, decoded } = buffers;
+    const bytes = (w: Uint16Array, c: number): Uint8Array => new Uint8Array(w.buffer, start(c) * 2, (start(c + 1) - start(c)) * 2);
+    const r = this.rank, next = this.next!, prev = this.prev!;
+    const sends: Promise<void>[] = [];
+    const receive = async (c: number): Promise<Uint16Array> => {
+      const len = start(c + 1) - start(c), into = new Uint8Array(incoming.buffer, 0, len * 2);
+      let at = 0;
+      await this.step(label, prev.receive(len * 2, (p) => { into.set(p, at); at += p.length; }));
+      return incoming.subarray(0, len);
+    };
+    for (let s = 0; s < W - 1; s++) {
+      const sendC = (r - s + W) % W, recvC = (r - s - 1 + 2 * W) % W;
+      toBf16(data, scatter, start(sendC), start(sendC + 1));
+      sends.push(next.send(bytes(scatter, sendC)));
+      addBf16(await receive(recvC), data, start(recvC), decoded);
+    }
+    const own = (r + 1) % W; // this rank's fully reduced chunk, rounded as everyone else will see it
+    toBf16(data, gather, start(own), start(own + 1));
+    fromBf16(gather.subarray(start(own), start(own + 1)), data, start(own));
+    for (let s = 0; s < W - 1; s++) {
+      const sendC = (r + 1 - s + W) % W, recvC = (r - s + W) % W;
+      sends.push(next.send(bytes(gather, sendC)));
+      const got = await receive(recvC);
+      gather.set(got, start(recvC));
+      fromBf16(got, data, start(recvC));
+    }
+    await this.step(label, Promise.all(sends));
+    if (op === 'avg') scale(data, 1 / W);
+  }
+
   /** In place: every rank's `data` becomes the root's (same length everywhere). */
   async broadcast(data: Uint8Array, root = 0, what = 'broadcast'): Promise<void> {
     const W = this.worldSize;
@@ -191,6 +243,29 @@ export class ProcessGroup {
     this.prev?.socket.destroy();
     this.server?.close();
   }
+}
+
+/** dst[i] = bfloat16 bits of src[i] for i in [from, to), rounded to nearest even (NaN stays NaN). */
+export function toBf16(src: Float32Array, dst: Uint16Array, from = 0, to = src.length): void {
+  const u = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = from; i < to; i++) {
+    const x = u[i]!;
+    dst[i] = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+  }
+}
+
+/** dst[at + i] = the float32 of bfloat16 bits w[i]. */
+function fromBf16(w: Uint16Array, dst: Float32Array, at: number): void {
+  const u = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
+  for (let i = 0; i < w.length; i++) u[at + i] = w[i]! << 16;
+}
+
+/** dst[at + i] += the float32 of bfloat16 bits w[i] (decoded into `scratch` first: two tight loops). */
+function addBf16(w: Uint16Array, dst: Float32Array, at: number, scratch: Float32Array): void {
+  const f = scratch.subarray(0, w.length), u = new Uint32Array(f.buffer, f.byteOffset, w.length);
+  for (let i = 0; i < w.length; i++) u[i] = w[i]! << 16;
+  const d = dst.subarray(at, at + w.length);
+  for (let i = 0; i < w.length; i++) d[i]! += f[i]!;
 }
 
 function scale(a: Float32Array, f: number): void {
