@@ -135,6 +135,28 @@ describe('the graph is freed after backward (as without retain_graph)', () => {
   });
 });
 
+describe('post-accumulate gradient hooks (torch\'s register_post_accumulate_grad_hook)', () => {
+  it('run once per backward per leaf, when its gradient is whole, output side first; the gradients are those without hooks', () => {
+    const run = (hooked: boolean): { grads: number[][]; order: string[] } => {
+      const w1 = f64([0.5, -1, 2], [3]), w2 = f64([1.5, 0.25, -0.5], [3]);
+      const order: string[] = [];
+      if (hooked) {
+        // at w2's hook the backward has not reached w1 (used earlier in the forward) yet
+        w2.registerPostAccumulateGradHook((t) => order.push(`w2 ${flat(t.grad!).length} w1:${w1.grad === null ? 'none' : 'done'}`));
+        w1.registerPostAccumulateGradHook(() => order.push('w1'));
+      }
+      for (let i = 0; i < 2; i++) w1.mul(w1).tanh().mul(w2).add(w2).sum().backward(); // two backwards: accumulated
+      return { grads: [flat(w1.grad!), flat(w2.grad!)], order };
+    };
+    const plain = run(false), hooked = run(true);
+    expect(hooked.grads).toEqual(plain.grads);
+    expect(hooked.order).toEqual(['w2 3 w1:none', 'w1', 'w2 3 w1:done', 'w1']);
+    const h = f64([1], [1]).registerPostAccumulateGradHook(() => {});
+    h.remove();
+    expect(() => f64([1], [1]).mul(2).registerPostAccumulateGradHook(() => {})).toThrow(/only a leaf tensor that requires grad/);
+  });
+});
+
 describe('deep graphs', () => {
   const chain = (n: number): [Tensor, Tensor] => {
     const x = f64([0.5, -1], [2]);

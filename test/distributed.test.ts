@@ -13,7 +13,8 @@ import { readSafetensors } from '../src/data/safetensors.js';
 import { Generator } from '../src/tensor/random.js';
 import { StoreClient, StoreServer, VALIDATE_MAGIC } from '../src/train/distributed/store.js';
 import { adder, formRing, type ProcessGroup } from '../src/train/distributed/group.js';
-import { allReduceGradients, BUCKET_BYTES } from '../src/train/distributed/ddp.js';
+import { allReduceGradients, BUCKET_BYTES, GradientReducer } from '../src/train/distributed/ddp.js';
+import { realWebGpu } from './helpers/webgpu.js';
 import type { Job } from '../src/train/distributed/init.js';
 import { tensor, type Tensor } from '../src/tensor/index.js';
 import { getBackendByName, type Backend } from '../src/tensor/backend.js';
@@ -247,6 +248,42 @@ describe('ring collectives', () => {
         }
         expect(Array.from(await ps[3]!.grad!.data())).toEqual(Array.from(await ps[0]!.grad!.data()));
       }
+    }
+  });
+
+  it('GradientReducer (a device backend): bucket readbacks start during the backward, as each bucket\'s gradients are done; the result is the average', async () => {
+    const gpu = await realWebGpu();
+    if (!gpu) return; // (realWebGpu said why)
+    const groups = ringsBySize.get(2)!.groups;
+    const ranks = groups.map((group, r) => {
+      // a 3-layer chain x -> tanh(x W1) -> tanh(. W2) -> . W3: W3's gradient is done first
+      const g = new Generator(r + 7);
+      const mk = (a: number, b: number): Tensor => tensor(Float32Array.from({ length: a * b }, () => g.randn() * 0.5), { shape: [a, b], backend: gpu, requiresGrad: true });
+      const params = [mk(4, 8), mk(8, 8), mk(8, 3)];
+      const x = tensor(Float32Array.from({ length: 8 }, () => g.randn()), { shape: [2, 4], backend: gpu });
+      const job = { worldSize: 2, group } as unknown as Job;
+      return { params, x, reducer: new GradientReducer(job, params, 'float32', 1) }; // 1 byte: a bucket per parameter
+    });
+    const atW2: [number, boolean][] = [];
+    for (const [r, k] of ranks.entries()) {
+      const [w1, w2, w3] = k.params as [Tensor, Tensor, Tensor];
+      const hook = w2.registerPostAccumulateGradHook(() => atW2.push([k.reducer.started, w1.grad === null]));
+      k.reducer.arm();
+      k.x.matmul(w1).tanh().matmul(w2).tanh().matmul(w3).pow(2).sum().backward();
+      hook.remove();
+      expect(k.reducer.started, `rank ${r}`).toBe(3);
+    }
+    // when W2's gradient was done, W3's and W2's buckets were on their way and the backward had
+    // not yet reached W1
+    expect(atW2).toEqual([[2, true], [2, true]]);
+    const before = await Promise.all(ranks.map((k) => Promise.all(k.params.map(async (p) => Float32Array.from(await p.grad!.data() as Float32Array)))));
+    await Promise.all(ranks.map((k) => k.reducer.reduce()));
+    for (const k of ranks) {
+      for (let i = 0; i < 3; i++) {
+        const got = await k.params[i]!.grad!.data();
+        got.forEach((v, j) => expect(Math.abs(v - (before[0]![i]![j]! + before[1]![i]![j]!) / 2)).toBeLessThan(1e-6));
+      }
+      k.reducer.close();
     }
   });
 

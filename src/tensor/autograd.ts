@@ -26,6 +26,25 @@ export function ownsGrad(t: Tensor): boolean {
   return t.grad !== null && gradOwners.get(t.grad.storage) === t;
 }
 
+/** Hooks run when a backward() has finished accumulating into a leaf's .grad (see registerPostAccumulateGradHook). */
+const gradHooks = new WeakMap<Tensor, ((t: Tensor) => void)[]>();
+
+/**
+ * torch's register_post_accumulate_grad_hook: `hook(t)` runs each time a backward() has finished
+ * accumulating into t.grad (t a leaf that requires grad), while the backward of the ops before t
+ * may still be to come. Returns a handle whose remove() unregisters it.
+ */
+export function registerPostAccumulateGradHook(t: Tensor, hook: (t: Tensor) => void): { remove(): void } {
+  if (!t.requiresGrad || t.node) throw new Error('registerPostAccumulateGradHook: only a leaf tensor that requires grad (a parameter) accumulates a gradient');
+  gradHooks.set(t, [...(gradHooks.get(t) ?? []), hook]);
+  return {
+    remove: () => {
+      const left = (gradHooks.get(t) ?? []).filter((h) => h !== hook);
+      if (left.length) gradHooks.set(t, left); else gradHooks.delete(t);
+    },
+  };
+}
+
 /**
  * Make g t's gradient, t's alone (one computed elsewhere, as DDP's all-reduced average), so it is
  * updated in place and freed at once like one backward() made; the old one, if t's alone, goes
@@ -104,6 +123,23 @@ export function backward(root: Tensor, gradient?: Tensor): void {
     return s;
   };
   const addTo = <K>(m: Map<K, Tensor>, k: K, g: Tensor): void => { const prev = m.get(k); m.set(k, prev ? sum(prev, g) : g); };
+  // accumulate (+=) into a new tensor, so an earlier .grad someone holds keeps its values
+  // (in a scope, into the .grad itself where it is the leaf's alone, as torch's +=: gradient
+  // accumulation then makes no new gradient per micro-step); then the leaf's hooks
+  const commit = (t: Tensor, g: Tensor): void => {
+    if (t.grad && scoped && ownsGrad(t) && addInPlace(t.grad, g)) {
+      release(g);
+    } else if (t.grad) {
+      t.grad = ops.add(t.grad, g);
+      gradOwners.set(t.grad.storage, t); // a new sum: t's alone
+      release(g);
+    } else {
+      t.grad = g;
+      if (exclusive(g)) gradOwners.set(g.storage, t);
+    }
+    unscope(t.grad.storage); // the leaf holds it now: no scope frees it
+    for (const hook of gradHooks.get(t) ?? []) hook(t);
+  };
   const rootNode = root.node;
   if (!rootNode) { noGrad(() => { root.grad = root.grad ? ops.add(root.grad, gradient) : gradient; }); return; } // a leaf
 
@@ -134,6 +170,10 @@ export function backward(root: Tensor, gradient?: Tensor): void {
   if (scoped) {
     for (const n of tape) if (n.out && n.out !== root.storage && ownedHere(n.out)) sharers.set(n.out, (sharers.get(n.out) ?? 0) + 1);
   }
+  // a leaf with post-accumulate hooks gets its gradient as soon as its last contribution arrives
+  // (DDP starts reading a bucket back while the backward of earlier layers is still queued)
+  const waiting = new Map<Tensor, number>();
+  for (const n of tape) for (const inp of n.inputs) if (inp && !inp.node && inp.leaf && gradHooks.has(inp.leaf)) waiting.set(inp.leaf, (waiting.get(inp.leaf) ?? 0) + 1);
   const grads = new Map<TapeNode, Tensor>([[rootNode, gradient]]);
   // backward rules run in the dtypes their forward saw, never autocast (even when called in a region)
   withoutAutocast(() => noGrad(() => {
@@ -171,27 +211,20 @@ export function backward(root: Tensor, gradient?: Tensor): void {
       }
       inputs.forEach((inp, j) => {
         const gi = out[j];
-        if (!gi || !inp) return;
-        if (inp.node) addTo(grads, inp.node, gi);
-        else addTo(leafGrads, inp.leaf!, gi);
+        const left = inp && !inp.node ? waiting.get(inp.leaf!) : undefined;
+        if (left !== undefined) waiting.set(inp!.leaf!, left - 1);
+        if (gi && inp) {
+          if (inp.node) addTo(grads, inp.node, gi);
+          else addTo(leafGrads, inp.leaf!, gi);
+        }
+        if (left === 1) { // its last contribution: the gradient is whole
+          const g2 = leafGrads.get(inp!.leaf!);
+          leafGrads.delete(inp!.leaf!);
+          if (g2) commit(inp!.leaf!, g2);
+        }
       });
     }
-    // accumulate (+=) into a new tensor, so an earlier .grad someone holds keeps its values
-    // (in a scope, into the .grad itself where it is the leaf's alone, as torch's +=: gradient
-    // accumulation then makes no new gradient per micro-step)
-    for (const [t, g] of leafGrads) {
-      if (t.grad && scoped && ownsGrad(t) && addInPlace(t.grad, g)) {
-        release(g);
-      } else if (t.grad) {
-        t.grad = ops.add(t.grad, g);
-        gradOwners.set(t.grad.storage, t); // a new sum: t's alone
-        release(g);
-      } else {
-        t.grad = g;
-        if (exclusive(g)) gradOwners.set(g.storage, t);
-      }
-      unscope(t.grad.storage); // the leaf holds it now: no scope frees it
-    }
+    for (const [t, g] of leafGrads) commit(t, g);
   }));
   // Free the graph, as PyTorch does without retain_graph: saved tensors can be collected. The
   // tensors stay non-leaves, so backward through them again is an error, not a silent leaf.
@@ -210,7 +243,12 @@ declare module './tensor.js' {
     backward(gradient?: Tensor): void;
     /** Drop .grad (see dropGrad). */
     zeroGrad(): void;
+    /** Run `hook(this)` whenever a backward() has finished accumulating into this.grad (see registerPostAccumulateGradHook). */
+    registerPostAccumulateGradHook(hook: (t: Tensor) => void): { remove(): void };
   }
 }
 Tensor.prototype.backward = function (this: Tensor, gradient?: Tensor): void { backward(this, gradient); };
+Tensor.prototype.registerPostAccumulateGradHook = function (this: Tensor, hook: (t: Tensor) => void): { remove(): void } {
+  return registerPostAccumulateGradHook(this, hook);
+};
 Tensor.prototype.zeroGrad = function (this: Tensor): void { dropGrad(this); };

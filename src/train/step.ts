@@ -14,13 +14,15 @@ export interface Batch { x: Int32Array; y: Int32Array }
 /**
  * Forward and backward over `steps` micro-batches of B x T, each loss divided by `steps` so the
  * accumulated gradients are those of one big batch (mean, not sum). Returns the mean loss, a
- * 0-d float32 tensor (nothing is read back here).
+ * 0-d float32 tensor (nothing is read back here). `beforeLastBackward` runs before the last
+ * micro-step (train_gpt2.py's require_backward_grad_sync).
  */
 export function accumulateGradients(model: GPT, nextBatch: () => Batch, B: number, T: number, steps: number, dtype: TrainDtype,
-  scaler: GradScaler | null = null): Tensor {
+  scaler: GradScaler | null = null, beforeLastBackward?: () => void): Tensor {
   let lossAccum: Tensor | null = null;
   for (let micro = 0; micro < steps; micro++) {
     const { x, y } = nextBatch();
+    if (micro === steps - 1) beforeLastBackward?.(); // DDP: only the last micro-step's gradients are exchanged
     const prev: Tensor | null = lossAccum;
     lossAccum = scope((): Tensor => {
       const xt = tensor(x, { shape: [B, T] }), yt = tensor(y, { shape: [B, T] });

@@ -23,7 +23,7 @@ import type { Backend } from '../tensor/backend.js';
 import { RunLog } from './run-log.js';
 import { resolveStart, type RunIdentity, type Start } from './start.js';
 import { singleJob, type Job } from './distributed/init.js';
-import { allReduceGradients, broadcastOptimizerState, broadcastTensors, reduceNumbers, type GradWireDtype } from './distributed/ddp.js';
+import { allReduceGradients, broadcastOptimizerState, broadcastTensors, GradientReducer, reduceNumbers, type GradWireDtype } from './distributed/ddp.js';
 import { Tensor, noGrad, tensor, ops } from '../tensor/index.js';
 import { parseDtype, withDtype, type TrainDtype } from './precision.js';
 import { accumulateGradients, clipGradients } from './step.js';
@@ -242,6 +242,9 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   const params = model.parameters();
   await broadcastTensors(job, params, 'the parameter broadcast'); // as DDP does at construction
   const optimizer = configureOptimizers(model, o.weightDecay, o.maxLr);
+  // on a device, bucket readbacks start during the last micro-step's backward (DDP's overlap)
+  const reducer = W > 1 && !backend.hostMemory ? new GradientReducer(job, params, o.ddpGradDtype) : null;
+  if (reducer) atEnd.push(() => reducer.close());
   if (start.resumed) {
     if (master) restoreTrainingState(start.resumed, model, optimizer, trainLoader, start.step);
     await broadcastOptimizerState(job, optimizer, params, Number(start.resumed.meta.optimizer_step ?? start.step));
@@ -320,13 +323,13 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     const s0 = performance.now();
     model.train();
     optimizer.zeroGrad();
-    const lossAccum = accumulateGradients(model, () => trainLoader.nextBatch(), B, T, gradAccumSteps, dtype, scaler);
+    const lossAccum = accumulateGradients(model, () => trainLoader.nextBatch(), B, T, gradAccumSteps, dtype, scaler, () => reducer?.arm());
     // DDP: gradients averaged over the ranks once per optimizer step, after the last micro-step
     // (a barrier first, so the log tells waiting for a slower rank apart from moving gradients)
     const c0 = performance.now();
     if (W > 1) await job.group.barrier('the gradient all-reduce');
     const c1 = performance.now();
-    await allReduceGradients(job, params, o.ddpGradDtype);
+    if (reducer) await reducer.reduce(); else await allReduceGradients(job, params, o.ddpGradDtype);
     const [waitMs, commMs] = [c1 - c0, performance.now() - c1];
     scaler?.unscaleGrads(optimizer); // clipping sees the true gradients
     const normT = clipGradients(params, o.gradClip);

@@ -3,7 +3,7 @@
 // buckets (parameters in reverse order, as DDP's buckets fill during backward), and the
 // optimizer state of a resumed run sent from rank 0, which alone reads checkpoints.
 
-import { Tensor, ops } from '../../tensor/index.js';
+import { Tensor, keep, ops } from '../../tensor/index.js';
 import { replaceGrad } from '../../tensor/autograd.js';
 import type { AdamW } from '../../optim/adamw.js';
 import type { Job } from './init.js';
@@ -11,14 +11,14 @@ import type { Job } from './init.js';
 /** DDP's default bucket size. */
 export const BUCKET_BYTES = 25 * 2 ** 20;
 
-/** Parameters grouped into buckets of about BUCKET_BYTES (a bigger tensor is a bucket of its own). */
-function buckets(ts: readonly Tensor[]): Tensor[][] {
+/** Parameters grouped into buckets of about `size` bytes (a bigger tensor is a bucket of its own). */
+function buckets(ts: readonly Tensor[], size = BUCKET_BYTES): Tensor[][] {
   const out: Tensor[][] = [];
   let cur: Tensor[] = [], bytes = 0;
   for (const t of ts) {
     cur.push(t);
     bytes += t.size * 4;
-    if (bytes >= BUCKET_BYTES) { out.push(cur); cur = []; bytes = 0; }
+    if (bytes >= size) { out.push(cur); cur = []; bytes = 0; }
   }
   if (cur.length) out.push(cur);
   return out;
@@ -74,7 +74,7 @@ export async function allReduceGradients(job: Job, params: readonly Tensor[], wi
     }
     return;
   }
-  const reads = bs.map((gs) => ops.cat(gs.map((g) => ops.reshape(g.dtype === 'float32' ? g : g.float(), [g.size]))).data() as Promise<Float32Array>);
+  const reads = bs.map(readBucket);
   for (const r of reads) r.catch(() => {}); // (each is awaited below, in order)
   for (let b = 0; b < bs.length; b++) {
     const values = await reads[b]!;
@@ -85,6 +85,85 @@ export async function allReduceGradients(job: Job, params: readonly Tensor[], wi
       const avg = g.dtype === 'float32' ? pieces[i]! : pieces[i]!.to(g.dtype);
       for (const p of withGrad) if (p.grad!.storage === g.storage) replaceGrad(p, ops.reshape(avg, p.grad!.shape));
     });
+  }
+}
+
+/** One bucket of gradients concatenated on their device and read back (one copy, one readback). */
+function readBucket(grads: readonly Tensor[]): Promise<Float32Array> {
+  const flat = keep(ops.cat(grads.map((g) => ops.reshape(g.dtype === 'float32' ? g : g.float(), [g.size]))));
+  const read = flat.data() as Promise<Float32Array>; // (the copy is queued now, behind the kernels that made the gradients)
+  return read.finally(() => flat.backend.dispose(flat.storage));
+}
+
+/**
+ * DDP's overlap of communication with the backward pass, on a device backend: hooks on the
+ * parameters (registerPostAccumulateGradHook) start a bucket's readback as soon as the last
+ * micro-step's backward has finished every gradient in it, so the device copies it out while the
+ * backward of earlier layers is still running; reduce() then exchanges the buckets in order.
+ * (Host backends gain nothing: their backward is synchronous JavaScript, and they are averaged in
+ * place by allReduceGradients.)
+ */
+export class GradientReducer {
+  private readonly buckets: Tensor[][];
+  private readonly hooks: { remove(): void }[];
+  private readonly ready = new Set<Tensor>();
+  private reads: (Promise<Float32Array> | null)[] = [];
+  private armed = false;
+
+  constructor(private readonly job: Job, private readonly params: readonly Tensor[], private readonly wire: GradWireDtype = 'float32', bucketBytes = BUCKET_BYTES) {
+    this.buckets = buckets([...params].reverse(), bucketBytes);
+    const bucketOf = new Map<Tensor, number>();
+    this.buckets.forEach((b, i) => { for (const p of b) bucketOf.set(p, i); });
+    this.hooks = params.map((p) => p.registerPostAccumulateGradHook((t) => this.onGrad(t, bucketOf.get(t)!)));
+  }
+
+  /** The next backward is the step's last micro-step (as DDP's require_backward_grad_sync): its gradients are exchanged. */
+  arm(): void {
+    this.armed = true;
+    this.ready.clear();
+    this.reads = this.buckets.map(() => null);
+  }
+
+  private onGrad(p: Tensor, b: number): void {
+    if (!this.armed) return;
+    this.ready.add(p);
+    const bucket = this.buckets[b]!;
+    if (this.reads[b] === null && bucket.every((q) => this.ready.has(q))) {
+      this.reads[b] = readBucket(bucket.map((q) => q.grad!));
+      this.reads[b]!.catch(() => {}); // (awaited in reduce())
+    }
+  }
+
+  /** Every gradient averaged over the ranks: the buckets the hooks started, then any left. */
+  async reduce(): Promise<void> {
+    this.armed = false;
+    const grads = this.params.map((p) => p.grad);
+    // a parameter without a gradient, or two sharing one: the general path (which reads after backward)
+    if (grads.some((g) => g === null) || new Set(grads.map((g) => g!.storage)).size !== grads.length) {
+      return allReduceGradients(this.job, this.params, this.wire);
+    }
+    for (let b = 0; b < this.buckets.length; b++) this.reads[b] ??= readBucket(this.buckets[b]!.map((p) => p.grad!));
+    for (let b = 0; b < this.buckets.length; b++) {
+      const values = await this.reads[b]!;
+      await allReduceWire(this.job, values, this.wire, `the gradient all-reduce (bucket ${b + 1} of ${this.buckets.length})`);
+      const ps = this.buckets[b]!;
+      const pieces = ops.split(like(ps[0]!, values, [values.length]), ps.map((p) => p.size));
+      ps.forEach((p, i) => {
+        const g = p.grad!;
+        replaceGrad(p, ops.reshape(g.dtype === 'float32' ? pieces[i]! : pieces[i]!.to(g.dtype), g.shape));
+      });
+    }
+    this.reads = [];
+  }
+
+  /** How many buckets' readbacks the hooks have started since arm() (for tests and the curious). */
+  get started(): number {
+    return this.reads.filter((r) => r !== null).length;
+  }
+
+  /** Unregister the hooks. */
+  close(): void {
+    for (const h of this.hooks) h.remove();
   }
 }
 
