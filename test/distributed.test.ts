@@ -483,7 +483,7 @@ describe('data-parallel jobs', () => {
       const [a, b] = await Promise.all([node(A, 0, dir), node(B, 1, join(work, 'two-hosts-b'))]);
       expect(a.code, a.out).toBe(0);
       expect(b.code, b.out).toBe(0);
-      expect(a.out).toMatch(/2 ranks \(data parallel\)/);
+      expect(a.out).toMatch(/2 ranks \(data parallel\), each to the next over TCP/); // two network namespaces: two machines
       const single = join(work, 'two-hosts-single');
       expect((await run([...M, '--data-dir', data, '--batch-size', '4', '--total-batch-size', '64', '--max-steps', '3', '--out-dir', single])).code).toBe(0);
       expectSameRun(single, dir);
@@ -504,7 +504,7 @@ describe('data-parallel jobs', () => {
       ...M, '--data-dir', data, '--out-dir', dir, '--batch-size', '2', '--total-batch-size', '64', '--max-steps', '3'], {},
     { cmd: ['/usr/bin/python3', '-m', 'torch.distributed.run'], timeoutMs: 120_000 });
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/2 ranks \(data parallel\)/);
+    expect(r.out).toMatch(/2 ranks \(data parallel\), each to the next over a Unix socket/); // one machine
     expect(logOf(dir).filter((e) => e.loss !== undefined).length).toBe(3);
   });
 });

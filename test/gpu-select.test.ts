@@ -73,7 +73,7 @@ describe.skipIf(!ready)('one GPU per rank (two identical SwiftShader adapters)',
   it('--gpus picks by index; one that does not exist, or too few for the ranks, is a clear error', async () => {
     const one = await run([...M, '--max-steps', '1', '--data-dir', data, '--out-dir', join(work, 'one'), '--backend', 'gpu', '--gpus', '1'], { VK_LOADER_DEBUG: 'driver' });
     expect(one.code, one.out).toBe(0);
-    expect(one.out).toMatch(/^GPU 1 of 2: /m);
+    expect(one.out).toMatch(/^device: GPU 1 of 2: /m);
     const none = await run([...M, '--max-steps', '1', '--data-dir', data, '--out-dir', join(work, 'none'), '--backend', 'gpu', '--gpus', '5']);
     expect(none.code).toBe(1);
     expect(none.out).toMatch(/there is no GPU 5: the Vulkan loader lists 2 devices here \(indices 0-1\)/);

@@ -92,6 +92,8 @@ export async function main(argv: string[]): Promise<number> {
   if (v['nproc-per-node'] !== undefined || v.nnodes > 1) {
     // our torchrun: start the ranks of this machine, each this same CLI as a worker
     const n = v['nproc-per-node'] ?? 1;
+    // each rank's GPU-select layer, built once here rather than by every rank at once
+    if (v.backend.startsWith('gpu') && n > 1) (await import('../tensor/backends/gpu/gpu-select.js')).buildGpuSelectLayer();
     const threads = v.threads ?? Math.max(1, Math.floor(availableParallelism() / n));
     return launch({
       nprocPerNode: n, nnodes: v.nnodes, nodeRank: v['node-rank'], masterAddr: v['master-addr'], masterPort: v['master-port'],

@@ -126,9 +126,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   checkOptions(o);
   const gpu = o.backend.startsWith('gpu') ? rankGpu(o.gpus, job.env.localRank, job.env.localWorldSize) : undefined;
   let backend = await useBackend(o.backend, o.threads, gpu);
-  print(`backend: ${backend.name}${job.worldSize > 1 ? `, ${job.worldSize} ranks (data parallel)` : ''}`);
+  print(`backend: ${backend.name}${job.worldSize > 1 ? `, ${job.worldSize} ranks (data parallel), each to the next over ${job.group.transport === 'unix' ? 'a Unix socket' : 'TCP'}` : ''}`);
   const adapter = (backend as { runner?: { adapter?: string } }).runner?.adapter;
-  if (adapter) console.log(`${job.worldSize > 1 ? `rank ${job.rank}: ` : ''}${adapter}`); // every rank says which GPU it opened
+  if (adapter) console.log(job.worldSize > 1 ? `rank ${job.rank}: ${adapter}` : `device: ${adapter}`); // every rank says which GPU it opened
   let release = (): void => {};
   if (job.isMaster) {
     makeDirs(o.outDir, '--out-dir');

@@ -157,11 +157,12 @@ export function buildGpuSelectLayer(): string {
     rmSync(src, { force: true });
   }
   renameSync(tmp, lib);
-  writeFileSync(`${manifest}.tmp`, JSON.stringify({
+  // (the ranks of one machine may all build it at once: every temp name is the process's own)
+  writeFileSync(`${manifest}.${process.pid}.tmp`, JSON.stringify({
     file_format_version: '1.1.2',
     layer: { name: LAYER_NAME, type: 'GLOBAL', library_path: lib, api_version: '1.3.0', implementation_version: '1', description: 'tapegrad: list only the GPU at index $TAPEGRAD_VK_GPU' },
   }, null, 1));
-  renameSync(`${manifest}.tmp`, manifest);
+  renameSync(`${manifest}.${process.pid}.tmp`, manifest);
   return dir;
 }
 

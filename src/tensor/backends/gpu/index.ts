@@ -132,7 +132,7 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
         `--backend gpu-swiftshader (initGpuBackend({ adapter: 'swiftshader' })) runs the same WGSL on Chromium's software ` +
         `driver (Debian: ${SWIFTSHADER_INSTALL}), slowly; or use the js or wasm backends`);
     }
-    let name = adapterName(ctx.adapter);
+    let adapter = adapterName(ctx.adapter);
     if (opts.gpu !== undefined) {
       const count = (await import('./gpu-select.js')).gpuCount();
       if (count !== null && opts.gpu >= count) {
@@ -140,9 +140,9 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
         throw new Error(`initGpuBackend: there is no GPU ${opts.gpu}: the Vulkan loader lists ${count} device${count === 1 ? '' : 's'} here (indices 0-${count - 1}); ` +
           'npm run train gives rank LOCAL_RANK GPU LOCAL_RANK: fewer ranks (--nproc-per-node), or --gpus to choose (--gpus 0,0 puts two ranks on GPU 0)');
       }
-      name = `GPU ${opts.gpu} of ${count ?? '?'}: ${name}`;
+      adapter = `GPU ${opts.gpu} of ${count ?? '?'}: ${adapter}`;
     }
-    const runner = new WebGpuRunner(gpujs, ctx.device, { maxBindingElements: opts.maxBindingElements, adapter: name });
+    const runner = new WebGpuRunner(gpujs, ctx.device, { maxBindingElements: opts.maxBindingElements, adapter });
     await runner.precompile(Object.values(KERNELS));
     backend = new GpuBackend(runner, { ...opts, name });
     // (the null device computes nothing, so there is nothing to test there)
