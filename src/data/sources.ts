@@ -1,9 +1,9 @@
 // The two document sources behind prepare-data: FineWeb-Edu parquet files from the Hub
 // (fineweb.py's load_dataset("HuggingFaceFW/fineweb-edu", name="sample-10BT")) and the
 // nlp-corpus npm package for an offline run. Both give texts in a fixed order.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { listHubFiles, resolveRevision, type HubFile, type HubOptions } from './hub.js';
@@ -119,7 +119,10 @@ export class FineWebEduSource implements DocumentSource {
     await this.open();
     const commit = this.commit!;
     const all = this.offline
-      ? cachedFiles('dataset', this.repo, commit, this.path, this.cache).map((p) => ({ path: p, size: statSync(cachedFile('dataset', this.repo, commit, p, this.cache)!).size }))
+      ? cachedFiles('dataset', this.repo, commit, this.path, this.cache).map((p) => {
+        const blob = realpathSync(cachedFile('dataset', this.repo, commit, p, this.cache)!); // blobs/<etag>
+        return { path: p, size: statSync(blob).size, etag: basename(blob) };
+      })
       : await listHubFiles(this.repo, commit, this.path, this.hubOptions());
     const parquet = all.filter((f) => f.path.endsWith('.parquet'));
     if (parquet.length === 0) throw new Error(`fineweb: no .parquet files under ${this.repo}@${commit}/${this.path}${this.offline ? ` in the cache ${this.cache} (HF_HUB_OFFLINE is set)` : ''}`);
@@ -138,7 +141,7 @@ export class FineWebEduSource implements DocumentSource {
     let bar: ProgressBar | undefined;
     const p = await hubFile(f.path, {
       ...this.hubOptions(), type: 'dataset', repo: this.repo, revision: this.revision, cache: this.cache, offline: this.offline, signal,
-      known: { commit: this.commit!, etag: f.etag ?? f.sha256 ?? '', size: f.size, sha256: f.sha256 },
+      known: { commit: this.commit!, etag: etagOf(f), size: f.size, sha256: f.sha256 },
       onProgress: (b) => {
         if (this.opts.progress !== false && foreground) bar ??= new ProgressBar({ label: `download ${f.path.split('/').pop()}`, total: f.size, unit: 'bytes', stream });
         bar?.update(b);
@@ -175,6 +178,13 @@ export class FineWebEduSource implements DocumentSource {
       abort.abort();
     }
   }
+}
+
+/** The name huggingface_hub gives a listed file's blob: its LFS sha256, else its git blob id. */
+function etagOf(f: HubFile): string {
+  const etag = f.etag ?? f.sha256;
+  if (!etag || !/^[0-9a-f]{40,64}$/.test(etag)) throw new Error(`fineweb: the Hub listed ${f.path} without a usable blob id (${etag ?? 'none'}); cannot place it in the Hugging Face cache`);
+  return etag;
 }
 
 /** The sentences of the npm package nlp-corpus (100 files of ~1000), each one a document. */
