@@ -2,10 +2,10 @@
 // ICD files give Dawn two adapters nobody can tell apart by name. The Vulkan loader says which
 // library each process's device came from (VK_LOADER_DEBUG=driver: `Using "..." with driver:
 // "<path>"`), which proves rank 0 and rank 1 are on different ones; the run must still match the
-// 2-rank wasm run step for step.
+// 2-rank wasm run step for step, started by hand (as torchrun would) and by our launcher.
 
 import { spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -38,40 +38,59 @@ beforeAll(() => {
 const M = ['--n-layer', '1', '--n-head', '2', '--n-embd', '16', '--block-size', '16', '--vocab-size', '64', '--seq-len', '16', '--batch-size', '2',
   '--total-batch-size', '64', '--max-steps', '3', '--sample-interval', '0', '--val-steps', '1', '--eval-interval', '2', '--warmup-steps', '1'];
 
-function run(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; out: string }> {
+/** The train CLI as a child; with `logFile`, its output goes to that file (read back at the end). */
+function run(args: string[], env: NodeJS.ProcessEnv = {}, logFile?: string): Promise<{ code: number | null; out: string }> {
+  const fd = logFile ? openSync(logFile, 'w') : null;
   const child = spawn(process.execPath, [join(root, 'dist/train/cli.js'), ...args], {
     cwd: root, env: { ...process.env, VK_ICD_FILENAMES: icds, TAPEGRAD_CACHE: join(work, 'cache'), ...env },
+    stdio: fd === null ? 'pipe' : ['ignore', fd, fd],
   });
   let out = '';
-  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
   const timer = setTimeout(() => child.kill('SIGKILL'), 240_000);
-  return new Promise((resolve) => child.on('close', (code) => { clearTimeout(timer); resolve({ code, out }); }));
+  return new Promise((resolve) => child.on('close', (code) => {
+    clearTimeout(timer);
+    if (fd !== null) { closeSync(fd); out = readFileSync(logFile!, 'utf8'); }
+    resolve({ code, out });
+  }));
 }
 const log = (dir: string): { step: number; loss?: number; val_loss?: number }[] =>
   readFileSync(join(dir, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number; loss?: number; val_loss?: number });
 
 describe.skipIf(!ready)('one GPU per rank (two identical SwiftShader adapters)', { timeout: 300_000 }, () => {
-  it('--nproc-per-node 2 --backend gpu: rank 0 and rank 1 each open a different copy, say which, and match the 2-rank wasm run', async () => {
-    const g = await run([...M, '--data-dir', data, '--out-dir', join(work, 'gpu'), '--backend', 'gpu', '--nproc-per-node', '2'], { VK_LOADER_DEBUG: 'driver' });
+  it('2 ranks, --backend gpu: rank 0 and rank 1 each open a different copy, say which, and match the 2-rank wasm run', async () => {
+    // the proof: the loader's own log of the library each process's device came from. The ranks are
+    // started here, as torchrun would, with stderr into files: the loader writes it with C stdio,
+    // which drops lines into a full non-blocking pipe, as a launcher's pipe can be
+    const port = String(29300 + Math.floor(Math.random() * 300));
+    const [r0, r1] = await Promise.all([0, 1].map((r) => run([...M, '--data-dir', data, '--out-dir', join(work, 'gpu'), '--backend', 'gpu'], {
+      VK_LOADER_DEBUG: 'driver', RANK: String(r), LOCAL_RANK: String(r), WORLD_SIZE: '2', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '127.0.0.1', MASTER_PORT: port,
+    }, join(work, `rank${r}.log`))));
+    for (const g of [r0!, r1!]) expect(g.code, g.out).toBe(0);
+    const used = (g: { out: string }): string => /Using "[^"]*" with driver: "([^"]+)"/.exec(g.out)?.[1] ?? `no "Using ... with driver" line in:\n${g.out}`;
+    expect(used(r0!)).toMatch(/\/(a|b)\/libvk_swiftshader\.so$/);
+    expect(used(r1!)).toMatch(/\/(a|b)\/libvk_swiftshader\.so$/);
+    expect(used(r0!)).not.toBe(used(r1!));
+    expect(r0!.out).toMatch(/^rank 0: GPU 0 of 2: /m);
+    expect(r1!.out).toMatch(/^rank 1: GPU 1 of 2: /m);
+    // and through the launcher: the same run, and the same numbers as the 2-rank wasm run
+    const g = await run([...M, '--data-dir', data, '--out-dir', join(work, 'gpu-launched'), '--backend', 'gpu', '--nproc-per-node', '2']);
     expect(g.code, g.out).toBe(0);
-    const used = (rank: number): string | undefined => new RegExp(`\\[rank ${rank}\\][^\\n]*Using "[^"]*" with driver: "([^"]+)"`).exec(g.out)?.[1];
-    expect(used(0), g.out).toMatch(/\/(a|b)\/libvk_swiftshader\.so$/);
-    expect(used(1), g.out).toMatch(/\/(a|b)\/libvk_swiftshader\.so$/);
-    expect(used(0)).not.toBe(used(1));
-    expect(g.out).toMatch(/\[rank 0\] rank 0: GPU 0 of 2: /);
     expect(g.out).toMatch(/\[rank 1\] rank 1: GPU 1 of 2: /);
     const w = await run([...M, '--data-dir', data, '--out-dir', join(work, 'wasm'), '--backend', 'wasm', '--nproc-per-node', '2', '--threads', '1']);
     expect(w.code, w.out).toBe(0);
-    const [lg, lw] = [log(join(work, 'gpu')), log(join(work, 'wasm'))];
-    expect(lg.map((e) => e.step)).toEqual(lw.map((e) => e.step));
-    lw.forEach((e, i) => {
-      for (const k of ['loss', 'val_loss'] as const) if (e[k] !== undefined) expect(Math.abs(lg[i]![k]! - e[k]!), `${k} at step ${e.step}`).toBeLessThan(1e-4);
-    });
+    for (const dir of ['gpu', 'gpu-launched']) {
+      const [lg, lw] = [log(join(work, dir)), log(join(work, 'wasm'))];
+      expect(lg.map((e) => e.step)).toEqual(lw.map((e) => e.step));
+      lw.forEach((e, i) => {
+        for (const k of ['loss', 'val_loss'] as const) if (e[k] !== undefined) expect(Math.abs(lg[i]![k]! - e[k]!), `${dir}: ${k} at step ${e.step}`).toBeLessThan(1e-4);
+      });
+    }
   });
 
   it('--gpus picks by index; one that does not exist, or too few for the ranks, is a clear error', async () => {
-    const one = await run([...M, '--max-steps', '1', '--data-dir', data, '--out-dir', join(work, 'one'), '--backend', 'gpu', '--gpus', '1'], { VK_LOADER_DEBUG: 'driver' });
+    const one = await run([...M, '--max-steps', '1', '--data-dir', data, '--out-dir', join(work, 'one'), '--backend', 'gpu', '--gpus', '1']);
     expect(one.code, one.out).toBe(0);
     expect(one.out).toMatch(/^device: GPU 1 of 2: /m);
     const none = await run([...M, '--max-steps', '1', '--data-dir', data, '--out-dir', join(work, 'none'), '--backend', 'gpu', '--gpus', '5']);
