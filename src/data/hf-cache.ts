@@ -3,7 +3,7 @@
 // snapshots/<commit>/<path> (a relative symlink to the blob) and refs/<revision> (the commit).
 // $HF_HUB_CACHE, else $HF_HOME/hub; HF_HUB_OFFLINE=1 reads the cache and never the network.
 
-import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { basename, dirname, join, relative } from 'node:path';
 import { acquireLock, writeFileAtomic } from './fsutil.js';
 import { COMMIT, HubError, downloadUrl, fileMetadata, hfHome, hubEndpoint, resolveUrl, type DownloadOptions, type RepoType } from './hub.js';
@@ -63,9 +63,7 @@ export function writeRef(type: RepoType, repo: string, revision: string, commit:
   const ref = join(repoFolder(type, repo, cache), 'refs', revision);
   if (existsSync(ref) && readFileSync(ref, 'utf8') === commit) return;
   mkdirSync(dirname(ref), { recursive: true });
-  const tmp = `${ref}.${process.pid}.tmp`;
-  writeFileSync(tmp, commit);
-  renameSync(tmp, ref);
+  writeFileAtomic(ref, commit);
 }
 
 /** snapshots/<commit>/<path> -> a relative link to blobs/<etag>, as huggingface_hub's _create_symlink makes it. */
@@ -110,7 +108,7 @@ export async function hubFile(path: string, o: CacheDownload): Promise<string> {
   const commit = o.known?.commit ?? cachedCommit(o.type, o.repo, revision, cache);
   const hit = commit ? cachedFile(o.type, o.repo, commit, path, cache) : null;
   if (hit) {
-    if (commit) writeRef(o.type, o.repo, revision, commit, cache);
+    writeRef(o.type, o.repo, revision, commit!, cache);
     return hit;
   }
   if (o.offline ?? hubOffline()) {

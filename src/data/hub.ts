@@ -312,13 +312,13 @@ export async function downloadUrl(url: string, dest: string, file: Expected, opt
       let append = true;
       if (res.status === 206) {
         const cr = res.headers.get('content-range');
-        const m = cr ? /bytes (\d+)-\d+\/(\d+)/.exec(cr) : null;
+        const m = cr ? /bytes (\d+)-(?:\d+\/(\d+))?/.exec(cr) : null; // (a total of * says no size)
         if (!m || Number(m[1]) !== have) {
           await res.body?.cancel();
           rmSync(part, { force: true });
           throw new HubError(`${what}: asked for bytes from ${have} but the server sent range "${cr}"; restarting from zero`, true);
         }
-        size ??= Number(m[2]);
+        if (m[2] !== undefined) size ??= Number(m[2]);
       } else {
         if (have > 0) {
           // 200 to a Range request: the whole file is coming; start over rather than append.

@@ -63,27 +63,34 @@ export async function allReduceGradients(job: Job, params: readonly Tensor[], wi
   // one gradient's memory may serve two parameters (the inputs of an add): it is averaged once
   const grads = [...new Map(withGrad.map((p) => [p.grad!.storage, p.grad!] as const)).values()];
   const bs = buckets(grads);
-  const reduce = (b: number, values: Float32Array): Promise<void> =>
-    allReduceWire(job, values, wire, `the gradient all-reduce (bucket ${b + 1} of ${bs.length})`);
   if (grads.every((g) => hostFloats(g))) {
     for (let b = 0; b < bs.length; b++) {
       const flat = await flatten(bs[b]!, bucketBuffer(job, b, bs[b]!));
-      await reduce(b, flat);
+      await allReduceWire(job, flat, wire, `the gradient all-reduce (bucket ${b + 1} of ${bs.length})`);
       let at = 0;
       for (const g of bs[b]!) { hostFloats(g)!.set(flat.subarray(at, at + g.size)); at += g.size; }
     }
     return;
   }
   const reads = bs.map(readBucket);
-  for (const r of reads) r.catch(() => {}); // (each is awaited below, in order)
+  for (const r of reads) r.catch(() => {}); // (each is awaited in exchangeDeviceBuckets, in order)
+  await exchangeDeviceBuckets(job, wire, bs, reads, withGrad);
+}
+
+/**
+ * A device's buckets, in order: each readback awaited, averaged over the ranks, uploaded once and
+ * split on the device into the new gradient of every parameter whose gradient it held.
+ */
+async function exchangeDeviceBuckets(job: Job, wire: GradWireDtype, bs: readonly (readonly Tensor[])[], reads: readonly Promise<Float32Array>[],
+  params: readonly Tensor[]): Promise<void> {
   for (let b = 0; b < bs.length; b++) {
     const values = await reads[b]!;
-    await reduce(b, values);
+    await allReduceWire(job, values, wire, `the gradient all-reduce (bucket ${b + 1} of ${bs.length})`);
     const gs = bs[b]!;
     const pieces = ops.split(like(gs[0]!, values, [values.length]), gs.map((g) => g.size));
     gs.forEach((g, i) => {
       const avg = g.dtype === 'float32' ? pieces[i]! : pieces[i]!.to(g.dtype);
-      for (const p of withGrad) if (p.grad!.storage === g.storage) replaceGrad(p, ops.reshape(avg, p.grad!.shape));
+      for (const p of params) if (p.grad?.storage === g.storage) replaceGrad(p, ops.reshape(avg, p.grad.shape));
     });
   }
 }
@@ -142,18 +149,10 @@ export class GradientReducer {
     if (grads.some((g) => g === null) || new Set(grads.map((g) => g!.storage)).size !== grads.length) {
       return allReduceGradients(this.job, this.params, this.wire);
     }
-    for (let b = 0; b < this.buckets.length; b++) this.reads[b] ??= readBucket(this.buckets[b]!.map((p) => p.grad!));
-    for (let b = 0; b < this.buckets.length; b++) {
-      const values = await this.reads[b]!;
-      await allReduceWire(this.job, values, this.wire, `the gradient all-reduce (bucket ${b + 1} of ${this.buckets.length})`);
-      const ps = this.buckets[b]!;
-      const pieces = ops.split(like(ps[0]!, values, [values.length]), ps.map((p) => p.size));
-      ps.forEach((p, i) => {
-        const g = p.grad!;
-        replaceGrad(p, ops.reshape(g.dtype === 'float32' ? pieces[i]! : pieces[i]!.to(g.dtype), g.shape));
-      });
-    }
+    const gradBuckets = this.buckets.map((ps) => ps.map((p) => p.grad!));
+    const reads = gradBuckets.map((gs, b) => this.reads[b] ?? readBucket(gs));
     this.reads = [];
+    await exchangeDeviceBuckets(this.job, this.wire, gradBuckets, reads, this.params);
   }
 
   /** How many buckets' readbacks the hooks have started since arm() (for tests and the curious). */
