@@ -1,7 +1,7 @@
 // Tunes the wasm matmul register blocking: GFLOP/s of 1024^3 (and a check against float64)
 // for several MR x NR / unroll / KC choices. Run: npx vite-node bench/wasm-tune.ts
 import { buildModule, fmaAvailable } from '../src/tensor/backends/wasm/module.js';
-import { WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
+import { WasmRuntime } from '../src/tensor/backends/wasm/runtime.js';
 import { wasmMatmul } from '../src/tensor/backends/wasm/matmul.js';
 import type { MatmulShape } from '../src/tensor/backends/wasm/matmul-kernels.js';
 

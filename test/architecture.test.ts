@@ -13,11 +13,14 @@ function files(dir: string): string[] {
     return statSync(p).isDirectory() ? files(p) : p.endsWith('.ts') ? [p] : [];
   });
 }
-/** Static (load-time) imports of a module: `import ... from`, `export ... from`, side-effect imports; not `import type`. */
+/**
+ * The modules a module imports: `import ... from`, `export ... from`, side-effect imports, and
+ * `import type` too (a type-only circle still ties two files together for a reader, as madge counts it).
+ */
 function imports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
   const out: string[] = [];
-  for (const m of text.matchAll(/^(?:import|export)\s+(?!type\s)(?:[^'";]*?\sfrom\s+)?['"](\.[^'"]+)['"]/gm)) {
+  for (const m of text.matchAll(/^(?:import|export)\s+(?:[^'";]*?\sfrom\s+)?['"](\.[^'"]+)['"]/gm)) {
     out.push(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
   }
   return out;
@@ -30,7 +33,7 @@ function specifiers(file: string): string[] {
 }
 
 describe('architecture', () => {
-  it('src/ has no import cycles', () => {
+  it('src/ has no import cycles, type imports included', () => {
     const graph = new Map(files(src).map((f) => [f, imports(f)]));
     const state = new Map<string, 'active' | 'done'>();
     const cycles: string[] = [];
@@ -46,7 +49,7 @@ describe('architecture', () => {
   });
 
   it('the op layer never asks which device it runs on', () => {
-    for (const f of ['tensor/ops.ts', 'tensor/functional.ts', 'tensor/op.ts', 'tensor/autograd.ts']) {
+    for (const f of ['tensor/ops.ts', 'tensor/functional.ts', 'tensor/define-op.ts', 'tensor/autograd.ts']) {
       const text = readFileSync(join(src, f), 'utf8');
       expect(text, f).not.toMatch(/hostMemory|backend\.name\s*===|instanceof\s+(Js|Wasm|Gpu)Backend/);
     }

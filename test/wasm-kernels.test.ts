@@ -1,5 +1,5 @@
 // Backend parity: every kernel of the wasm backend against the js reference backend (and the
-// fused kernels against plain float64 loops), on generated shapes — odd sizes, size-1 dims,
+// fused kernels against the ops' composites in float64 on it), on generated shapes — odd sizes, size-1 dims,
 // transposed and broadcast operands — with 1 and 2 threads; plus thread-count determinism.
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
@@ -7,10 +7,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { Storage } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { createWasmBackend, wasmSimdAvailable, type WasmBackend } from '../src/tensor/backends/wasm/index.js';
-import * as ref from '../src/tensor/backends/wasm/fused-ref.js';
+import { F, ops, tensor, type Tensor } from '../src/tensor/index.js';
 import { wasmMatmul } from '../src/tensor/backends/wasm/matmul.js';
 import { buildModule, fmaAvailable } from '../src/tensor/backends/wasm/module.js';
-import { WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
+import { WasmRuntime } from '../src/tensor/backends/wasm/runtime.js';
 import { bfloat16BitsToFloat32, float32ToBfloat16Bits } from '../src/tensor/dtype.js';
 
 const available = wasmSimdAvailable();
@@ -199,25 +199,46 @@ describe.skipIf(!available)('wasm backend parity with js', () => {
 /** Run a float64 reference on float32 inputs widened to float64. */
 const f64 = (a: Float32Array): Float64Array => Float64Array.from(a);
 
-describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
+/**
+ * The independent reference: an op's composite (the ops it is defined by, differentiated by the
+ * tape) in float64 on the js backend, which has no fused kernels. Returns the outputs `fn` gives
+ * and the gradients of sum(outputs[0] * gy) with respect to each input.
+ */
+function composite64(inputs: { data: Float32Array; shape: number[] }[], fn: (...xs: Tensor[]) => Tensor[], gy: Float32Array):
+  { outs: Float64Array[]; grads: Float64Array[] } {
+  const xs = inputs.map((x) => tensor(f64(x.data), { shape: x.shape, dtype: 'float64', backend: js, requiresGrad: true }));
+  const outs = fn(...xs);
+  ops.sum(ops.mul(outs[0]!, tensor(f64(gy), { shape: outs[0]!.shape, dtype: 'float64', backend: js }))).backward();
+  return { outs: outs.map((o) => js.readSync(o.storage) as Float64Array), grads: xs.map((x) => js.readSync(x.grad!.storage) as Float64Array) };
+}
+
+/** torch.optim.AdamW's update (its documented algorithm) in float64: decoupled decay, bias-corrected moments. */
+function adamwStep(p: Float64Array, g: Float64Array, m: Float64Array, v: Float64Array,
+  h: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void {
+  const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
+  for (let i = 0; i < p.length; i++) {
+    p[i] = p[i]! * (1 - h.lr * h.weightDecay);
+    m[i] = h.beta1 * m[i]! + (1 - h.beta1) * g[i]!;
+    v[i] = h.beta2 * v[i]! + (1 - h.beta2) * g[i]! * g[i]!;
+    p[i] = p[i]! - h.lr * (m[i]! / bc1) / (Math.sqrt(v[i]! / bc2) + h.eps);
+  }
+}
+
+describe.skipIf(!available)('wasm fused kernels against the float64 composites', () => {
   const rowsCols = fc.record({ rows: fc.integer({ min: 1, max: 9 }), cols: fc.integer({ min: 1, max: 300 }), seed: fc.nat() });
 
   it('softmax, logSoftmax and their backwards', () => {
     fc.assert(fc.property(rowsCols, ({ rows, cols, seed }) => {
       const x = values(rows * cols, seed, 8), gy = values(rows * cols, seed + 1);
-      const y64 = new Float64Array(rows * cols), l64 = new Float64Array(rows * cols);
-      ref.softmaxRef(f64(x), rows, cols, y64);
-      ref.logSoftmaxRef(f64(x), rows, cols, l64);
+      const sm = composite64([{ data: x, shape: [rows, cols] }], (t) => [F.softmax(t)], gy);
+      const ls = composite64([{ data: x, shape: [rows, cols] }], (t) => [F.logSoftmax(t)], gy);
       for (const w of wasms) {
         const k = w.fused;
         const y = k.softmax!(f32(x), rows, cols), l = k.logSoftmax!(f32(x), rows, cols);
-        expectClose(read(y), y64, 1e-5, 1e-7, 'softmax');
-        expectClose(read(l), l64, 1e-5, 1e-5, 'logSoftmax');
-        const gs = new Float64Array(rows * cols), gl = new Float64Array(rows * cols);
-        ref.softmaxBackwardRef(f64(read(y)), f64(gy), rows, cols, gs);
-        ref.logSoftmaxBackwardRef(f64(read(l)), f64(gy), rows, cols, gl);
-        expectClose(read(k.softmaxBackward!(y, f32(gy), rows, cols)), gs, 1e-4, 1e-6, 'softmaxBackward');
-        expectClose(read(k.logSoftmaxBackward!(l, f32(gy), rows, cols)), gl, 1e-4, 1e-5, 'logSoftmaxBackward');
+        expectClose(read(y), sm.outs[0]!, 1e-5, 1e-7, 'softmax');
+        expectClose(read(l), ls.outs[0]!, 1e-5, 1e-5, 'logSoftmax');
+        expectClose(read(k.softmaxBackward!(y, f32(gy), rows, cols)), sm.grads[0]!, 1e-4, 1e-6, 'softmaxBackward');
+        expectClose(read(k.logSoftmaxBackward!(l, f32(gy), rows, cols)), ls.grads[0]!, 1e-4, 1e-5, 'logSoftmaxBackward');
       }
     }), { seed: SEED, numRuns: RUNS });
   });
@@ -227,14 +248,18 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
     for (const { rows, cols, seed } of cases) {
       const x = values(rows * cols, seed, 6), gl = values(rows, seed + 2);
       const t = Int32Array.from({ length: rows }, (_, r) => (r * 7919 + seed) % cols);
-      const loss64 = new Float64Array(rows), lse64 = new Float64Array(rows), g64 = new Float64Array(rows * cols);
-      ref.crossEntropyRef(f64(x), t, rows, cols, loss64, lse64);
-      ref.crossEntropyBackwardRef(f64(x), t, lse64, f64(gl), rows, cols, g64);
+      const targets = tensor(t, { backend: js });
+      // per-row losses (reduction 'none'), and each row's logsumexp: max + log(sum(exp(x - max)))
+      const ref = composite64([{ data: x, shape: [rows, cols] }], (z) => {
+        const m = ops.max(z, -1, true);
+        const lse = ops.add(ops.log(ops.sum(ops.exp(ops.sub(z, m)), -1, true)), m);
+        return [F.crossEntropy(z, targets, { reduction: 'none' }), ops.reshape(lse, [rows])];
+      }, gl);
       for (const w of wasms) {
         const { loss, lse } = w.fused.crossEntropy!(f32(x), js.fromHost(t, 'int32'), rows, cols);
-        expectClose(read(loss), loss64, 1e-5, 1e-5, 'crossEntropy loss');
-        expectClose(read(lse), lse64, 1e-6, 1e-6, 'crossEntropy lse');
-        expectClose(read(w.fused.crossEntropyBackward!(f32(x), js.fromHost(t, 'int32'), lse, f32(gl), rows, cols)), g64, 1e-4, 1e-7, 'crossEntropyBackward');
+        expectClose(read(loss), ref.outs[0]!, 1e-5, 1e-5, 'crossEntropy loss');
+        expectClose(read(lse), ref.outs[1]!, 1e-6, 1e-6, 'crossEntropy lse');
+        expectClose(read(w.fused.crossEntropyBackward!(f32(x), js.fromHost(t, 'int32'), lse, f32(gl), rows, cols)), ref.grads[0]!, 1e-4, 1e-7, 'crossEntropyBackward');
       }
     }
   });
@@ -242,22 +267,35 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
   it('layerNorm forward/backward', () => {
     fc.assert(fc.property(rowsCols, ({ rows, cols, seed }) => {
       const x = values(rows * cols, seed, 3), wt = values(cols, seed + 1), b = values(cols, seed + 2), gy = values(rows * cols, seed + 3);
-      const y64 = new Float64Array(rows * cols), m64 = new Float64Array(rows), r64 = new Float64Array(rows);
-      ref.layerNormRef(f64(x), f64(wt), f64(b), rows, cols, 1e-5, y64, m64, r64);
-      const gx64 = new Float64Array(rows * cols), gw64 = new Float64Array(cols), gb64 = new Float64Array(cols);
-      ref.layerNormBackwardRef(f64(x), f64(wt), m64, r64, f64(gy), rows, cols, gx64, gw64, gb64);
+      // the statistics as layerNorm's composite defines them: the mean and 1/sqrt(biased variance + eps)
+      const ref = composite64([{ data: x, shape: [rows, cols] }, { data: wt, shape: [cols] }, { data: b, shape: [cols] }], (xt, wt2, bt) => {
+        const mu = ops.mean(xt, -1, true), d = ops.sub(xt, mu);
+        const rstd = ops.div(1, ops.sqrt(ops.add(ops.mean(ops.mul(d, d), -1, true), 1e-5)));
+        return [F.layerNorm(xt, wt2, bt, 1e-5), ops.reshape(mu, [rows]), ops.reshape(rstd, [rows])];
+      }, gy);
       for (const w of wasms) {
         const { y, mean, rstd } = w.fused.layerNorm!(f32(x), f32(wt), f32(b), rows, cols, 1e-5);
-        expectClose(read(y), y64, 1e-4, 1e-5, 'layerNorm y');
-        expectClose(read(mean), m64, 1e-5, 1e-6, 'layerNorm mean');
-        expectClose(read(rstd), r64, 1e-4, 1e-6, 'layerNorm rstd');
+        expectClose(read(y), ref.outs[0]!, 1e-4, 1e-5, 'layerNorm y');
+        expectClose(read(mean), ref.outs[1]!, 1e-5, 1e-6, 'layerNorm mean');
+        expectClose(read(rstd), ref.outs[2]!, 1e-4, 1e-6, 'layerNorm rstd');
         const g = w.fused.layerNormBackward!(f32(x), f32(wt), mean, rstd, f32(gy), rows, cols);
-        expectClose(read(g.gx), gx64, 1e-3, 1e-4, 'layerNorm gx');
-        expectClose(read(g.gw), gw64, 1e-4, 1e-5 * rows, 'layerNorm gw');
-        expectClose(read(g.gb), gb64, 1e-5, 1e-6 * rows, 'layerNorm gb');
+        expectClose(read(g.gx), ref.grads[0]!, 1e-3, 1e-4, 'layerNorm gx');
+        expectClose(read(g.gw), ref.grads[1]!, 1e-4, 1e-5 * rows, 'layerNorm gw');
+        expectClose(read(g.gb), ref.grads[2]!, 1e-5, 1e-6 * rows, 'layerNorm gb');
       }
     }), { seed: SEED, numRuns: RUNS });
   });
+
+  /** Attention's composite in float64: the output, each query row's logsumexp of its scores, and the gradients. */
+  const attentionRef = (q: Float32Array, k: Float32Array, v: Float32Array, go: Float32Array, bh: number, t: number, s: number, d: number,
+    scale: number, causal: boolean): { outs: Float64Array[]; grads: Float64Array[] } =>
+    composite64([{ data: q, shape: [bh, t, d] }, { data: k, shape: [bh, s, d] }, { data: v, shape: [bh, s, d] }], (qt, kt, vt) => {
+      let z = ops.mul(ops.matmulT(qt, kt, false, true), scale);
+      if (causal) z = ops.maskedFill(z, tensor(Float64Array.from({ length: t * s }, (_, i) => (i % s > Math.floor(i / s) + s - t ? 1 : 0)), { shape: [t, s], dtype: 'float64', backend: js }), -Infinity);
+      const m = ops.max(z, -1, true);
+      const lse = ops.add(ops.log(ops.sum(ops.exp(ops.sub(z, m)), -1, true)), m);
+      return [F.scaledDotProductAttention(qt, kt, vt, { scale, isCausal: causal }), ops.reshape(lse, [bh * t])];
+    }, go);
 
   it('attention forward/backward, causal and full, T != S', () => {
     fc.assert(fc.property(
@@ -266,18 +304,15 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
       ({ bh, t, extra, d, causal, seed }) => {
         const s = t + extra, scale = 1 / Math.sqrt(d);
         const q = values(bh * t * d, seed), k = values(bh * s * d, seed + 1), v = values(bh * s * d, seed + 2), go = values(bh * t * d, seed + 3);
-        const o64 = new Float64Array(bh * t * d), l64 = new Float64Array(bh * t);
-        ref.attentionRef(f64(q), f64(k), f64(v), bh, t, s, d, scale, causal, o64, l64);
-        const gq64 = new Float64Array(bh * t * d), gk64 = new Float64Array(bh * s * d), gv64 = new Float64Array(bh * s * d);
-        ref.attentionBackwardRef(f64(q), f64(k), f64(v), o64, l64, f64(go), bh, t, s, d, scale, causal, gq64, gk64, gv64);
+        const ref = attentionRef(q, k, v, go, bh, t, s, d, scale, causal);
         for (const w of wasms) {
           const { o, lse } = w.fused.attention!(f32(q), f32(k), f32(v), bh, t, s, d, scale, causal);
-          expectClose(read(o), o64, 1e-4, 1e-5, 'attention o');
-          expectClose(read(lse), l64, 1e-5, 1e-5, 'attention lse');
+          expectClose(read(o), ref.outs[0]!, 1e-4, 1e-5, 'attention o');
+          expectClose(read(lse), ref.outs[1]!, 1e-5, 1e-5, 'attention lse');
           const g = w.fused.attentionBackward!(f32(q), f32(k), f32(v), o, lse, f32(go), bh, t, s, d, scale, causal);
-          expectClose(read(g.gq), gq64, 1e-3, 1e-5, 'attention gq');
-          expectClose(read(g.gk), gk64, 1e-3, 1e-5, 'attention gk');
-          expectClose(read(g.gv), gv64, 1e-3, 1e-5, 'attention gv');
+          expectClose(read(g.gq), ref.grads[0]!, 1e-3, 1e-5, 'attention gq');
+          expectClose(read(g.gk), ref.grads[1]!, 1e-3, 1e-5, 'attention gk');
+          expectClose(read(g.gv), ref.grads[2]!, 1e-3, 1e-5, 'attention gv');
         }
       }), { seed: SEED, numRuns: RUNS });
   });
@@ -287,18 +322,15 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
     for (const [bh, t, s, d] of [[2, 290, 300, 7], [1, 260, 260, 33], [1, 257, 520, 5], [1, 600, 610, 4]] as const) {
       const scale = 0.3, causal = true;
       const q = values(bh * t * d, t), k = values(bh * s * d, s), v = values(bh * s * d, d), go = values(bh * t * d, 1);
-      const o64 = new Float64Array(bh * t * d), l64 = new Float64Array(bh * t);
-      ref.attentionRef(f64(q), f64(k), f64(v), bh, t, s, d, scale, causal, o64, l64);
-      const gq64 = new Float64Array(bh * t * d), gk64 = new Float64Array(bh * s * d), gv64 = new Float64Array(bh * s * d);
-      ref.attentionBackwardRef(f64(q), f64(k), f64(v), o64, l64, f64(go), bh, t, s, d, scale, causal, gq64, gk64, gv64);
+      const ref = attentionRef(q, k, v, go, bh, t, s, d, scale, causal);
       for (const w of wasms) {
         const { o, lse } = w.fused.attention!(f32(q), f32(k), f32(v), bh, t, s, d, scale, causal);
-        expectClose(read(o), o64, 1e-4, 1e-5, `attention o ${t}x${s}`);
-        expectClose(read(lse), l64, 1e-5, 1e-5, 'attention lse');
+        expectClose(read(o), ref.outs[0]!, 1e-4, 1e-5, `attention o ${t}x${s}`);
+        expectClose(read(lse), ref.outs[1]!, 1e-5, 1e-5, 'attention lse');
         const g = w.fused.attentionBackward!(f32(q), f32(k), f32(v), o, lse, f32(go), bh, t, s, d, scale, causal);
-        expectClose(read(g.gq), gq64, 1e-3, 1e-5, `attention gq ${t}x${s}`);
-        expectClose(read(g.gk), gk64, 1e-3, 1e-5, `attention gk ${t}x${s}`);
-        expectClose(read(g.gv), gv64, 1e-3, 1e-5, `attention gv ${t}x${s}`);
+        expectClose(read(g.gq), ref.grads[0]!, 1e-3, 1e-5, `attention gq ${t}x${s}`);
+        expectClose(read(g.gk), ref.grads[1]!, 1e-3, 1e-5, `attention gk ${t}x${s}`);
+        expectClose(read(g.gv), ref.grads[2]!, 1e-3, 1e-5, `attention gv ${t}x${s}`);
       }
     }
   });
@@ -308,7 +340,7 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
       const p = values(n, n), g = values(n, n + 1), m = values(n, n + 2, 0.1), v = values(n, n + 3, 0.1).map(Math.abs);
       const h = { lr: 3e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
       const [p64, m64, v64] = [f64(p), f64(m), f64(v)];
-      ref.adamwRef(p64, f64(g), m64, v64, h);
+      adamwStep(p64, f64(g), m64, v64, h);
       for (const w of wasms) {
         const [P, M, V] = [p.slice(), m.slice(), v.slice()];
         w.fused.adamw!(f32(P), f32(g), f32(M), f32(V), h);
@@ -337,16 +369,16 @@ describe.skipIf(!available)('wasm fused kernels against float64 loops', () => {
     }
   });
 
-  it('float64 storages fall back to the reference loops, matching PyTorch float64 (gradchecks keep working)', () => {
+  it('float64 runs the composites, matching PyTorch float64 (gradchecks keep working)', () => {
     // independent values: torch_ops.json (made by test/fixtures/make_torch_fixtures.py)
     const fx = JSON.parse(readFileSync(new URL('./fixtures/torch_ops.json', import.meta.url), 'utf8')) as
       { cases: { name: string; inputs: { shape: number[]; data: number[] }[]; outputs: { data: number[] }[] }[] };
     const fcase = (name: string) => fx.cases.find((c) => c.name === name)!;
     const sm = fcase('softmax_lastdim_2x3x5'), mm = fcase('matmul_2d_3x5_5x4');
     for (const w of wasms) {
-      const y = w.fused.softmax!(w.fromHost(Float64Array.from(sm.inputs[0]!.data), 'float64'), 6, 5);
+      const y = F.softmax(tensor(Float64Array.from(sm.inputs[0]!.data), { shape: sm.inputs[0]!.shape, dtype: 'float64', backend: w }));
       expect(y.dtype).toBe('float64');
-      expectClose(w.readSync(y), sm.outputs[0]!.data, 1e-12, 1e-15, 'softmax float64');
+      expectClose(w.readSync(y.storage), sm.outputs[0]!.data, 1e-12, 1e-15, 'softmax float64');
       const [a, b] = mm.inputs.map((t) => w.fromHost(Float64Array.from(t.data), 'float64')) as [Storage, Storage];
       expectClose(w.readSync(w.matmul(a, b, { batch: 1, m: 3, n: 4, k: 5, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 })),
         mm.outputs[0]!.data, 1e-12, 1e-15, 'matmul float64');

@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { createWasmBackend, wasmSimdAvailable } from '../src/tensor/backends/wasm/index.js';
 import { buildModule } from '../src/tensor/backends/wasm/module.js';
-import { WasmMemoryError, WasmRuntime } from '../src/tensor/backends/wasm/pool.js';
+import { WasmMemoryError, WasmRuntime } from '../src/tensor/backends/wasm/runtime.js';
 import { setBackend, getBackend } from '../src/tensor/backend.js';
 import { tensor } from '../src/tensor/index.js';
 import { manualSeed } from '../src/tensor/random.js';

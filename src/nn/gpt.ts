@@ -5,7 +5,7 @@ import { Generator, defaultGenerator } from '../tensor/random.js';
 import { Module, type HostTensor } from './module.js';
 import { Embedding, LayerNorm, Linear } from './layers.js';
 import { shapeStr } from '../tensor/shape.js';
-import { Tensor, noGrad, arange, randn, tensor, ops, F, autocastDtype, autocast } from '../tensor/index.js';
+import { Tensor, noGrad, arange, randn, tensor, ops, F, deferredInRegion } from '../tensor/index.js';
 
 export interface GPTConfig {
   /** max sequence length */
@@ -212,8 +212,7 @@ export class GPT extends Module {
     let x = ops.add(tokEmb, posEmb);
     this.transformer.h.forEach((block, i) => { x = block.forward(x, caches?.[i]); });
     x = this.transformer.ln_f.forward(x);
-    const head = (): Tensor => this.lm_head.forward(x); // (B, T, vocab)
-    if (!targets) return { logits: head(), loss: null };
+    if (!targets) return { logits: this.lm_head.forward(x), loss: null }; // (B, T, vocab)
     if (targets.shape[0] !== B || targets.shape[1] !== T) {
       throw new Error(`GPT.forward: targets ${shapeStr(targets.shape)} must match idx ${shapeStr(idx.shape)}`);
     }
@@ -222,9 +221,9 @@ export class GPT extends Module {
     // B*T*vocab logits (nor their gradient); they are made only if the caller reads them (under
     // autocast rounded as torch's: the product in the half type, the loss in float32)
     const loss = F.linearCrossEntropy(ops.reshape(x, [B * T, this.config.nEmbd]), this.lm_head.weight, rowsTargets);
-    const lower = autocastDtype();
+    const head = deferredInRegion(() => this.lm_head.forward(x));
     let logits: Tensor | null = null;
-    return { get logits(): Tensor { return (logits ??= lower ? autocast(lower, head) : head()); }, loss };
+    return { get logits(): Tensor { return (logits ??= head()); }, loss };
   }
 
   /**

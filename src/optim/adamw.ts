@@ -3,7 +3,7 @@
 // float32 on the parameter's backend, not on the tensors.
 
 import { Tensor, noGrad, zeros, ops } from '../tensor/index.js';
-import { fusedFloat32 } from '../tensor/op.js';
+import { fusedFloat32 } from '../tensor/define-op.js';
 
 
 export interface ParamGroup {

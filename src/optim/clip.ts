@@ -3,7 +3,7 @@
 // backward() says a gradient is its parameter's alone.
 
 import { Tensor, keep, noGrad, ops } from '../tensor/index.js';
-import { fusedFloat32 } from '../tensor/op.js';
+import { fusedFloat32 } from '../tensor/define-op.js';
 import { ownsGrad } from '../tensor/autograd.js';
 
 /** The global L2 norm of all gradients (a 0-d float32 tensor). */

@@ -5,7 +5,7 @@
 import type { Storage } from './backend.js';
 import { sameShape, shapeStr } from './shape.js';
 import { Tensor, noGrad, type TapeNode } from './tensor.js';
-import { fusedFloat32 } from './op.js';
+import { fusedFloat32 } from './define-op.js';
 import { ones } from './creation.js';
 import { withoutAutocast } from './autocast.js';
 import * as ops from './ops.js';

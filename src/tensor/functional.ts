@@ -1,7 +1,7 @@
 // Neural-network functions (the `F` namespace, like torch.nn.functional). Each is composed
 // from primitive ops, so the tape differentiates it for free. Where a backend provides a
 // fused kernel (backend.fused.*) the op runs that with the kernel's own backward instead:
-// each op below is declared once with defineOp (op.ts), its composite math first and the
+// each op below is declared once with defineOp (define-op.ts), its composite math first and the
 // fused kernel beside it; both compute the same math and are tested against each other.
 
 import { normAxis, shapeStr, sizeOf } from './shape.js';
@@ -9,9 +9,10 @@ import { Tensor, fromOp, isGradEnabled, noGrad } from './tensor.js';
 import { tensor } from './creation.js';
 import { defaultGenerator, type Generator } from './random.js';
 import type { Storage } from './backend.js';
-import { defineOp } from './op.js';
+import { defineOp } from './define-op.js';
 import { autocast, autocastDtype, type AutocastDtype } from './autocast.js';
 import * as ops from './ops.js';
+import { computeStorage, narrowed, outStorage, releaseCopy } from './kernel-io.js';
 
 export { gelu, relu, tanh } from './ops.js';
 
@@ -84,11 +85,11 @@ export function pickLast(x: Tensor, idx: Tensor): Tensor {
   const { rows, cols } = rowsOf(x);
   if (idx.size !== rows) throw new Error(`pickLast: ${idx.size} indices for ${rows} rows of ${shapeStr(x.shape)}`);
   const b = x.backend;
-  const xs = ops.computeStorage(x);
+  const xs = computeStorage(x);
   const picked = b.pickLast(xs, rows, cols, idx.storage);
-  ops.releaseCopy(x, xs);
-  return fromOp('pickLast', ops.narrowed(x, picked), x.shape.slice(0, -1), [x],
-    (g) => [new Tensor(ops.outStorage(x, b.scatterLast(ops.computeStorage(g), rows, cols, idx.storage)), x.shape, b)]);
+  releaseCopy(x, xs);
+  return fromOp('pickLast', narrowed(x, picked), x.shape.slice(0, -1), [x],
+    (g) => [new Tensor(outStorage(x, b.scatterLast(computeStorage(g), rows, cols, idx.storage)), x.shape, b)]);
 }
 
 export interface CrossEntropyOptions {
@@ -213,7 +214,7 @@ export function embedding(idx: Tensor, weight: Tensor): Tensor {
   const n = idx.size, b = weight.backend;
   // half gradients add up as numbers, in float32, and are rounded once
   return fromOp('embedding', b.gatherRows(weight.storage, C, idx.storage, n), [...idx.shape, C], [weight],
-    (g) => [new Tensor(ops.outStorage(weight, b.scatterAddRows(ops.computeStorage(g), C, idx.storage, n, V)), [V, C], b)]);
+    (g) => [new Tensor(outStorage(weight, b.scatterAddRows(computeStorage(g), C, idx.storage, n, V)), [V, C], b)]);
 }
 
 /** x @ weight^T + bias with weight [out, in] as torch.nn.Linear stores it. */

@@ -1,132 +1,20 @@
 // The differentiable ops: each op's forward (a kernel call) sits directly above its
 // backward rule, written with other ops. Broadcasting gradients are reduced back to the
 // input's shape once, centrally, in Tensor.backward (via sumToShape below).
-// Half-precision tensors (float16/bfloat16) are computed in float32 and stored back as half.
+// Half-precision tensors (float16/bfloat16) are computed in float32 and stored back as half
+// (kernel-io.ts); the same ops as Tensor methods are in methods.ts.
 
 import type { BinaryOp, Storage, UnaryOp } from './backend.js';
 import { isHalf, type DType } from './dtype.js';
 import { broadcastShapes, normAxis, sameShape, shapeStr, sizeOf, stridesOf, type Shape } from './shape.js';
 import { Tensor, fromOp } from './tensor.js';
-import { full } from './creation.js';
-import { autocastDtype, cachedParamCast, castSource, type AutocastCategory } from './autocast.js';
+import { cast } from './cast.js';
+import { asTensor, computeStorage, narrowed, releaseCopy, resultDtype, sameBackend, scalarLike, storageAs } from './kernel-io.js';
+import { autocastInputs, keptForBackward } from './autocast.js';
 
-// ---- helpers ---------------------------------------------------------------------------
+// ---- dtype cast: cast.ts (autocast.ts casts too) ----------------------------------------
 
-function sameBackend(op: string, ts: readonly Tensor[]): void {
-  const b = ts[0]!.backend;
-  for (const t of ts) {
-    if (t.backend !== b) {
-      throw new Error(`${op}: tensors are on different backends (${b.name} and ${t.backend.name}); move one with t.to('${b.name}')`);
-    }
-  }
-}
-
-/** The storage a kernel computes on: half types are widened to float32 (also used by functional.ts). */
-export function computeStorage(t: Tensor): Storage {
-  return isHalf(t.dtype) ? t.backend.cast(t.storage, 'float32') : t.storage;
-}
-
-/** Store a kernel result in the op's output dtype (narrowing back to half where needed). */
-export function outStorage(t: Tensor, s: Storage, dtype: DType = t.dtype): Storage {
-  return s.dtype === dtype ? s : t.backend.cast(s, dtype);
-}
-
-/**
- * A kernel result that only this op holds, in the op's output dtype: where it is narrowed, the
- * float32 result goes back to the device's pool at once instead of at the end of the scope (under
- * autocast every op makes one).
- */
-export function narrowed(t: Tensor, s: Storage, dtype: DType = t.dtype): Storage {
-  if (s.dtype === dtype) return s;
-  const out = t.backend.cast(s, dtype);
-  t.backend.dispose(s);
-  return out;
-}
-
-/** Free a copy an op made of t's values for a kernel (computeStorage, storageAs), never t's own storage. */
-export function releaseCopy(t: Tensor, s: Storage): void {
-  if (s !== t.storage) t.backend.dispose(s);
-}
-
-/** t's values as a storage of `dtype` (a cast only when the dtypes differ). */
-function storageAs(t: Tensor, dtype: DType): Storage {
-  return t.storage.dtype === dtype ? t.storage : t.backend.cast(t.storage, dtype);
-}
-
-/** PyTorch-like type promotion for binary ops. */
-function promote(a: DType, b: DType): DType {
-  if (a === b) return a;
-  if (a === 'float64' || b === 'float64') return 'float64';
-  if (a === 'float32' || b === 'float32') return 'float32';
-  if (a === 'int32') return b;
-  if (b === 'int32') return a;
-  return 'float32'; // float16 with bfloat16
-}
-
-/**
- * A number operand as a 0-d tensor. Like torch's wrapped scalars it is a float32 operand for
- * half tensors (not rounded to half first) and does not widen the result dtype (resultDtype).
- */
-const wrappedScalars = new WeakSet<Tensor>();
-function scalarLike(x: Tensor, v: number): Tensor {
-  const dtype: DType = x.dtype === 'int32' ? (Number.isInteger(v) ? 'int32' : 'float32') : isHalf(x.dtype) ? 'float32' : x.dtype;
-  const s = full([], v, { dtype, backend: x.backend });
-  wrappedScalars.add(s);
-  return s;
-}
-
-/** The dtype of a binary op's result: a wrapped number keeps a float tensor's dtype. */
-function resultDtype(a: Tensor, b: Tensor): DType {
-  if (wrappedScalars.has(b) && a.dtype !== 'int32') return a.dtype;
-  if (wrappedScalars.has(a) && b.dtype !== 'int32') return b.dtype;
-  return promote(a.dtype, b.dtype);
-}
-
-function asTensor(x: Tensor, o: Tensor | number): Tensor {
-  return typeof o === 'number' ? scalarLike(x, o) : o;
-}
-
-// ---- dtype cast --------------------------------------------------------------------------
-
-export function cast(x: Tensor, dtype: DType): Tensor {
-  if (x.dtype === dtype) return x;
-  const from = x.dtype;
-  return fromOp('cast', x.backend.cast(x.storage, dtype), x.shape, [x],
-    (g) => [cast(g, from)]);
-}
-
-// ---- autocast --------------------------------------------------------------------------------
-
-/**
- * An op's tensor arguments as autocast hands them to it: inside a region, 'lower' ops get their
- * floating inputs in the region's half dtype (float32 parameters cast once per region) and
- * 'float32' ops get half inputs widened; float64, integer and 'promote' arguments pass as they are.
- */
-export function autocastInputs<A extends readonly unknown[]>(category: AutocastCategory, args: A): A {
-  const dt = autocastDtype();
-  if (dt === null || category === 'promote') return args;
-  const to: DType = category === 'lower' ? dt : 'float32';
-  return args.map((a) => {
-    if (!(a instanceof Tensor) || a.dtype === to || (a.dtype !== 'float32' && !isHalf(a.dtype))) return a;
-    return a.dtype === 'float32' && a.isLeaf && a.requiresGrad ? cachedParamCast(a, () => cast(a, to)) : cast(a, to);
-  }) as unknown as A;
-}
-
-/**
- * What a backward rule should keep of input `t` to read its value later: `t` itself, or for a
- * parameter's cached half cast, a recast from the float32 parameter (alive anyway). Keeping the
- * cast would hold a half copy of every weight through the backward (GPT-2 124M: 250 MB);
- * recasting gives the same bits, as weights do not change between forward and backward.
- */
-function keptForBackward(t: Tensor): () => Tensor {
-  const src = castSource(t);
-  // two functions, not two arrows here: arrows made in one scope share it, and would keep t alive
-  return src ? recastOf(src, t.dtype, t.shape) : keep(t);
-}
-function keep(t: Tensor): () => Tensor { return () => t; }
-function recastOf(src: Tensor, dtype: DType, shape: readonly number[]): () => Tensor {
-  return () => new Tensor(src.backend.cast(src.storage, dtype), shape, src.backend);
-}
+export { cast } from './cast.js';
 
 // ---- unary ---------------------------------------------------------------------------------
 
@@ -610,84 +498,3 @@ export function split(x: Tensor, sizes: number | readonly number[], dim = 0): Te
   let start = 0;
   return list.map((len) => { const t = narrow(x, d, start, len); start += len; return t; });
 }
-
-// ---- the ops as Tensor methods (declaration merging, as tfjs's chained ops) ----------------
-
-declare module './tensor.js' {
-  interface Tensor {
-    add(o: Tensor | number): Tensor;
-    sub(o: Tensor | number): Tensor;
-    mul(o: Tensor | number): Tensor;
-    div(o: Tensor | number): Tensor;
-    pow(exponent: number): Tensor;
-    maximum(o: Tensor | number): Tensor;
-    minimum(o: Tensor | number): Tensor;
-    gt(o: Tensor | number): Tensor;
-    lt(o: Tensor | number): Tensor;
-    eq(o: Tensor | number): Tensor;
-    neg(): Tensor;
-    exp(): Tensor;
-    log(): Tensor;
-    sqrt(): Tensor;
-    tanh(): Tensor;
-    relu(): Tensor;
-    gelu(): Tensor;
-    abs(): Tensor;
-    matmul(o: Tensor): Tensor;
-    sum(dims?: number | readonly number[], keepdim?: boolean): Tensor;
-    mean(dims?: number | readonly number[], keepdim?: boolean): Tensor;
-    max(dims?: number | readonly number[], keepdim?: boolean): Tensor;
-    reshape(shape: readonly number[]): Tensor;
-    view(shape: readonly number[]): Tensor;
-    flatten(): Tensor;
-    unsqueeze(dim: number): Tensor;
-    squeeze(dim?: number): Tensor;
-    permute(dims: readonly number[]): Tensor;
-    transpose(dim0?: number, dim1?: number): Tensor;
-    readonly T: Tensor;
-    expand(shape: readonly number[]): Tensor;
-    narrow(dim: number, start: number, length: number): Tensor;
-    slice(dim: number, start?: number, end?: number): Tensor;
-    split(sizes: number | readonly number[], dim?: number): Tensor[];
-    maskedFill(mask: Tensor, value: number): Tensor;
-  }
-}
-
-const methods: { [K in keyof Tensor]?: (this: Tensor, ...args: never[]) => unknown } = {
-  add(this: Tensor, o: Tensor | number) { return add(this, o); },
-  sub(this: Tensor, o: Tensor | number) { return sub(this, o); },
-  mul(this: Tensor, o: Tensor | number) { return mul(this, o); },
-  div(this: Tensor, o: Tensor | number) { return div(this, o); },
-  pow(this: Tensor, exponent: number) { return pow(this, exponent); },
-  maximum(this: Tensor, o: Tensor | number) { return maximum(this, o); },
-  minimum(this: Tensor, o: Tensor | number) { return minimum(this, o); },
-  gt(this: Tensor, o: Tensor | number) { return gt(this, o); },
-  lt(this: Tensor, o: Tensor | number) { return lt(this, o); },
-  eq(this: Tensor, o: Tensor | number) { return eq(this, o); },
-  neg(this: Tensor) { return neg(this); },
-  exp(this: Tensor) { return exp(this); },
-  log(this: Tensor) { return log(this); },
-  sqrt(this: Tensor) { return sqrt(this); },
-  tanh(this: Tensor) { return tanh(this); },
-  relu(this: Tensor) { return relu(this); },
-  gelu(this: Tensor) { return gelu(this); },
-  abs(this: Tensor) { return abs(this); },
-  matmul(this: Tensor, o: Tensor) { return matmul(this, o); },
-  sum(this: Tensor, dims?: number | readonly number[], keepdim = false) { return sum(this, dims, keepdim); },
-  mean(this: Tensor, dims?: number | readonly number[], keepdim = false) { return mean(this, dims, keepdim); },
-  max(this: Tensor, dims?: number | readonly number[], keepdim = false) { return max(this, dims, keepdim); },
-  reshape(this: Tensor, shape: readonly number[]) { return reshape(this, shape); },
-  view(this: Tensor, shape: readonly number[]) { return reshape(this, shape); },
-  flatten(this: Tensor) { return reshape(this, [-1]); },
-  unsqueeze(this: Tensor, dim: number) { return unsqueeze(this, dim); },
-  squeeze(this: Tensor, dim?: number) { return squeeze(this, dim); },
-  permute(this: Tensor, dims: readonly number[]) { return permute(this, dims); },
-  transpose(this: Tensor, dim0 = -2, dim1 = -1) { return transpose(this, dim0, dim1); },
-  expand(this: Tensor, shape: readonly number[]) { return expand(this, shape); },
-  narrow(this: Tensor, dim: number, start: number, length: number) { return narrow(this, dim, start, length); },
-  slice(this: Tensor, dim: number, start?: number, end?: number) { return slice(this, dim, start, end); },
-  split(this: Tensor, sizes: number | readonly number[], dim = 0) { return split(this, sizes, dim); },
-  maskedFill(this: Tensor, mask: Tensor, value: number) { return maskedFill(this, mask, value); },
-};
-Object.assign(Tensor.prototype, methods);
-Object.defineProperty(Tensor.prototype, 'T', { get(this: Tensor) { return transpose(this, -2, -1); }, configurable: true });

@@ -24,6 +24,7 @@ import { BINARY_CODES, CAST_CODES, KERNELS, MODES, UNARY_CODES, type KernelSpec 
 import { matmul as gpuMatmul } from './matmul.js';
 import { arg, type DeviceBuffer, type KernelArg, type Runner } from './runner.js';
 import { selfTest } from './self-test.js';
+import type { GpuKernelHost } from './kernel-host.js';
 import type { WebGpuRunner } from './webgpu-runner.js';
 import { F32_EXACT, GpuStorage, float64Error, forcedGc } from './storage.js';
 import { trackStorage } from '../../scope.js';
@@ -42,7 +43,7 @@ export interface GpuBackendOptions {
 }
 
 
-export class GpuBackend implements Backend {
+export class GpuBackend implements Backend, GpuKernelHost {
   readonly name: string;
   readonly hostMemory = false;
   readonly fused: FusedKernels;
@@ -67,7 +68,7 @@ export class GpuBackend implements Backend {
     this.fused = makeFused(this);
   }
 
-  // ---- helpers (also used by this backend's matmul.ts, fused.ts and self-test.ts) ----
+  // ---- the kernel files' handle (GpuKernelHost: matmul.ts, fused.ts) ----
   check(op: string, ...ss: Storage[]): GpuStorage[] {
     return ss.map((s) => {
       if (!(s instanceof GpuStorage)) throw new Error(`${op}: storage is not from the ${this.name} backend; move the tensor with .to('${this.name}')`);
@@ -421,14 +422,10 @@ export class GpuBackend implements Backend {
     if (ix!.host) this.hostRef.checkIndices(op, this.hostOf(ix!), limit, what, context);
   }
 
-  /** Indices are checked on the host copy (the op layer cannot read device memory). */
+  /** A kernel's own check of its index operand: int32, and in range where a host copy is kept. */
   checkIndex(op: string, ix: GpuStorage, limit: number, what: string): void {
     if (ix.dtype !== 'int32') throw new Error(`${op}: ${what}s must be int32, got ${ix.dtype}`);
-    const h = ix.host;
-    if (!h) return;
-    for (let i = 0; i < h.length; i++) {
-      if (h[i]! < 0 || h[i]! >= limit) throw new Error(`${op}: ${what} out of range: ${h[i]} at flat position ${i}; valid values are 0..${limit - 1}`);
-    }
+    if (ix.host) this.hostRef.checkIndices(op, this.hostOf(ix), limit, what, `${ix.size} indices`);
   }
 
   // ---- lifecycle ----

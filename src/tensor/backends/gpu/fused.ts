@@ -3,14 +3,14 @@
 // backward; tested against the composites of functional.ts.
 
 import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
-import type { GpuBackend } from './backend.js';
+import type { GpuKernelHost } from './kernel-host.js';
 import { BINARY_CODES, CAST_CODES, KERNELS, MODES } from './kernels.js';
 import { matmulView } from './matmul.js';
 import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs } from './runner.js';
 import { FLASH_HEAD_MAX } from './wgsl.js';
 import type { GpuStorage } from './storage.js';
 
-export function makeFused(be: GpuBackend): FusedKernels {
+export function makeFused(be: GpuKernelHost): FusedKernels {
   const f32 = (op: string, s: Storage): GpuStorage => {
     const [g] = be.check(op, s);
     if (g!.dtype !== 'float32') throw new Error(`${op}: fused kernels take float32 storages, got ${g!.dtype}`);
@@ -144,7 +144,7 @@ const LCE_CHUNK_ELEMENTS = 2 ** 26;
  * rounded to it where torch.autocast stores them: x and w (rounded copies), each chunk's logits and
  * their gradient, gx's rows, and gw once summed over every chunk (in float32 until then).
  */
-export function linearCrossEntropy(be: GpuBackend, x: GpuStorage, w: GpuStorage, t: GpuStorage, rows: number, cols: number, classes: number,
+export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStorage, t: GpuStorage, rows: number, cols: number, classes: number,
   grad: boolean, lower: 'float16' | 'bfloat16' | null): { loss: Storage; gx: Storage | null; gw: Storage | null } {
   const cap = Math.min(LCE_CHUNK_ELEMENTS, be.runner.maxBindingElements);
   const rc = Math.max(64, Math.floor(cap / Math.max(1, classes) / 64) * 64);
@@ -206,14 +206,14 @@ function packedViews(B: number, T: number, nh: number, hs: number, scale: number
   return { B, nh, T, S: T, hs, scale, causal: true, q: part(0), k: part(1), v: part(2), o: { off: 0, sB: T * C, sH: hs, sT: C } };
 }
 
-export function attentionPacked(be: GpuBackend, qkv: GpuStorage, B: number, T: number, nh: number, hs: number, scale: number): { o: Storage; lse: Storage } {
+export function attentionPacked(be: GpuKernelHost, qkv: GpuStorage, B: number, T: number, nh: number, hs: number, scale: number): { o: Storage; lse: Storage } {
   const n = B * T * nh * hs;
   const o = be.runner.alloc(n), lse = be.runner.alloc(B * nh * T);
   be.runner.flash!('flashFwd', packedViews(B, T, nh, hs, scale), [qkv.buf, qkv.buf, qkv.buf, o, lse]);
   return { o: be.wrap(o, n, 'float32'), lse: be.wrap(lse, B * nh * T, 'float32') };
 }
 
-export function attentionPackedBackward(be: GpuBackend, qkv: GpuStorage, o: GpuStorage, lse: GpuStorage, go: GpuStorage,
+export function attentionPackedBackward(be: GpuKernelHost, qkv: GpuStorage, o: GpuStorage, lse: GpuStorage, go: GpuStorage,
   B: number, T: number, nh: number, hs: number, scale: number): Storage {
   const a = packedViews(B, T, nh, hs, scale);
   const g = be.runner.alloc(qkv.size), D = be.runner.alloc(B * nh * T);
@@ -230,7 +230,7 @@ export function attentionPackedBackward(be: GpuBackend, qkv: GpuStorage, o: GpuS
  * logsumexp (flash attention's trade: a second q k^T instead of bh*t*s floats per layer
  * held from the forward to the backward — 400 MB per GPT-2 layer at B=8).
  */
-export function attention(be: GpuBackend, q: GpuStorage, k: GpuStorage, v: GpuStorage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { o: Storage; lse: Storage } {
+export function attention(be: GpuKernelHost, q: GpuStorage, k: GpuStorage, v: GpuStorage, bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { o: Storage; lse: Storage } {
   if (be.runner.flash && d <= FLASH_HEAD_MAX) {
     const o = be.runner.alloc(bh * t * d), lse = be.runner.alloc(bh * t);
     be.runner.flash('flashFwd', { ...flatViews(bh, t, s, d, scale, causal), o: flat(t, d) }, [q.buf, k.buf, v.buf, o, lse]);
@@ -243,7 +243,7 @@ export function attention(be: GpuBackend, q: GpuStorage, k: GpuStorage, v: GpuSt
   return { o: be.wrap(o, bh * t * d, 'float32'), lse: be.wrap(lse, bh * t, 'float32') };
 }
 
-export function attnProbs(be: GpuBackend, q: DeviceBuffer, k: DeviceBuffer, bh: number, t: number, s: number, d: number, scale: number, causal: boolean,
+export function attnProbs(be: GpuKernelHost, q: DeviceBuffer, k: DeviceBuffer, bh: number, t: number, s: number, d: number, scale: number, causal: boolean,
   lseIn?: DeviceBuffer): { P: DeviceBuffer; lse: DeviceBuffer } {
   const S = matmulView(be, { buf: q, offset: undefined }, { buf: k, offset: undefined },
     { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
@@ -254,7 +254,7 @@ export function attnProbs(be: GpuBackend, q: DeviceBuffer, k: DeviceBuffer, bh: 
   return { P, lse };
 }
 
-export function attentionBackward(be: GpuBackend, q: GpuStorage, k: GpuStorage, v: GpuStorage, o: GpuStorage, lse: GpuStorage, go: GpuStorage,
+export function attentionBackward(be: GpuKernelHost, q: GpuStorage, k: GpuStorage, v: GpuStorage, o: GpuStorage, lse: GpuStorage, go: GpuStorage,
   bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage } {
   const rows = bh * t;
   if (be.runner.flash && d <= FLASH_HEAD_MAX) {
@@ -286,7 +286,7 @@ export function attentionBackward(be: GpuBackend, q: GpuStorage, k: GpuStorage, 
  * Call fn over row chunks [r0, r0 + rc) of a [rows, cols] tensor so that no binding
  * exceeds the device limit; one call with whole = true when it all fits.
  */
-export function rowChunks(be: GpuBackend, op: string, rows: number, cols: number, fn: (r0: number, rc: number, whole: boolean) => void): void {
+export function rowChunks(be: GpuKernelHost, op: string, rows: number, cols: number, fn: (r0: number, rc: number, whole: boolean) => void): void {
   const max = be.runner.maxBindingElements;
   if (rows * cols <= max) { fn(0, rows, true); return; }
   const rc = Math.floor(max / Math.max(1, cols) / 64) * 64;
@@ -294,7 +294,7 @@ export function rowChunks(be: GpuBackend, op: string, rows: number, cols: number
   for (let r0 = 0; r0 < rows; r0 += rc) fn(r0, Math.min(rc, rows - r0), false);
 }
 
-export function softmaxBack(be: GpuBackend, y: GpuStorage, gy: GpuStorage, rows: number, cols: number, mode: number): Storage {
+export function softmaxBack(be: GpuKernelHost, y: GpuStorage, gy: GpuStorage, rows: number, cols: number, mode: number): Storage {
   const Y = arg(y.buf, cols, rows), G = arg(gy.buf, cols, rows);
   const dot = be.run(KERNELS.rowDot, [rows], [Y, G, cols, mode]);
   const gx = be.run(KERNELS.softmaxBack, [cols, rows, 1], [Y, G, arg(dot, rows), mode]);
@@ -307,7 +307,7 @@ export function softmaxBack(be: GpuBackend, y: GpuStorage, gy: GpuStorage, rows:
  * launch) where the runner writes in place, else (gpu.js's cpu mode, or y aliasing x) a new buffer
  * from the portable kernels, x released.
  */
-function updateBuffer(be: GpuBackend, mode: 'add' | 'scale', x: DeviceBuffer, y: DeviceBuffer, n: number): DeviceBuffer {
+function updateBuffer(be: GpuKernelHost, mode: 'add' | 'scale', x: DeviceBuffer, y: DeviceBuffer, n: number): DeviceBuffer {
   if (n === 0) return x;
   if (be.runner.inPlace && x !== y) { be.runner.inPlace(mode, x, y, n); return x; }
   const next = mode === 'add'
@@ -318,7 +318,7 @@ function updateBuffer(be: GpuBackend, mode: 'add' | 'scale', x: DeviceBuffer, y:
 }
 
 /** The in-place contract on storages: x's storage holds the result (its buffer swapped where needed, as adamw's portable path). */
-function inPlace(be: GpuBackend, mode: 'add' | 'scale', x: GpuStorage, y: GpuStorage): void {
+function inPlace(be: GpuKernelHost, mode: 'add' | 'scale', x: GpuStorage, y: GpuStorage): void {
   x.cell.buf = updateBuffer(be, mode, x.buf, y.buf, x.size);
 }
 
@@ -326,7 +326,7 @@ function inPlace(be: GpuBackend, mode: 'add' | 'scale', x: GpuStorage, y: GpuSto
  * In place, as the contract asks: one launch where the runner has a fused kernel (WebGPU),
  * else the portable kernels write new buffers that replace p, m and v's.
  */
-export function adamw(be: GpuBackend, p: GpuStorage, g: GpuStorage, m: GpuStorage, v: GpuStorage, h: AdamWParams): void {
+export function adamw(be: GpuKernelHost, p: GpuStorage, g: GpuStorage, m: GpuStorage, v: GpuStorage, h: AdamWParams): void {
   const n = p.size;
   if (n === 0) return;
   // (one buffer bound both read-write and read-only in one launch is invalid: aliased

@@ -3,12 +3,12 @@
 // GPT-2's logits at B=16 are 3.3 GB), 64-row aligned for WebGPU's 256-byte binding offsets.
 
 import type { MatmulParams, Storage } from '../../backend.js';
-import type { GpuBackend } from './backend.js';
+import type { GpuKernelHost } from './kernel-host.js';
 import { BINARY_CODES, KERNELS } from './kernels.js';
 import { arg, type BufferArg, type DeviceBuffer } from './runner.js';
 
 /** The Backend contract's matmul: one kernel when every operand fits a binding, else row or reduction chunks. */
-export function matmul(be: GpuBackend, a: Storage, b: Storage, p: MatmulParams): Storage {
+export function matmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulParams): Storage {
   const [sa, sb] = be.check('matmul', a, b);
   const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
   const what = `matmul [${batch}, ${m}, ${k}] @ [${k}, ${n}] (transA ${transA}, transB ${transB}, batch strides ${aBatchStride}, ${bBatchStride})`;
@@ -60,7 +60,7 @@ export function matmul(be: GpuBackend, a: Storage, b: Storage, p: MatmulParams):
 }
 
 /** One matmul on (possibly offset) views: the runner's fast kernel, or the portable one. */
-export function matmulView(be: GpuBackend, a: { buf: DeviceBuffer; offset: number | undefined }, b: { buf: DeviceBuffer; offset: number | undefined },
+export function matmulView(be: GpuKernelHost, a: { buf: DeviceBuffer; offset: number | undefined }, b: { buf: DeviceBuffer; offset: number | undefined },
   p: MatmulParams, into?: { buf: DeviceBuffer; offset: number }): DeviceBuffer {
   const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
   if (be.runner.matmul && be.fastMatmul) {

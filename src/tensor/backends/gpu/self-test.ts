@@ -2,11 +2,15 @@
 // float64. A wrong tiled matmul is switched off (the portable kernel takes over, with a
 // warning); wrong primitives throw, naming what differs.
 
-import type { Storage } from '../../backend.js';
-import type { GpuBackend } from './backend.js';
+import type { Backend, Storage } from '../../backend.js';
+import { JsBackend } from '../js.js';
+import type { Runner } from './runner.js';
 
-export async function selfTest(be: GpuBackend): Promise<void> {
-  const ref = be.hostRef;
+/** The backend under test: any Backend, with the runner's fast matmul switchable. */
+export type SelfTested = Backend & { readonly runner: Runner; fastMatmul: boolean };
+
+export async function selfTest(be: SelfTested): Promise<void> {
+  const ref = new JsBackend();
   const vals = (n: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 12.9898 + i * 78.233) * 2);
   const bad: string[] = [];
   const cmp = async (what: string, got: Storage, want: ArrayLike<number>, tol = 1e-5): Promise<boolean> => {

@@ -14,7 +14,7 @@
 // (from row c0 - (S - T) on), and the gemms skip micro-tiles that the mask zeroes.
 
 import type { Storage } from '../../backend.js';
-import type { WasmBackend } from './backend.js';
+import type { WasmKernelHost } from './kernel-host.js';
 import { gemmPtr, type Causal, type GemmOut } from './matmul.js';
 import { dense } from './row-kernels.js';
 
@@ -50,9 +50,9 @@ export interface AttentionKernels {
     bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage };
 }
 
-export function flashAttention(w: WasmBackend, keyBlock = KEY_BLOCK): AttentionKernels {
+export function flashAttention(w: WasmKernelHost, keyBlock = KEY_BLOCK): AttentionKernels {
   const rt = w.runtime;
-  const f32 = (s: Storage): F32 => w.hostAccess().host(s) as F32;
+  const f32 = (s: Storage): F32 => w.hostView(s) as F32;
   /** A gemm product of one block: [bh] matrices, rows padded; a grouped matrix argument for row kernels. */
   const grouped = (g: GemmOut, rows: number): number[] => [g.c, g.ldc, rows, g.cBatch];
   /** Rows [r0, t) of each of bh [t, cols] matrices at ptr, as one grouped matrix argument. */

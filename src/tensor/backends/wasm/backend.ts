@@ -13,10 +13,10 @@ import { sizeOf, type Shape } from '../../shape.js';
 import { JsBackend } from '../js.js';
 import { CHUNK, COL_BLOCK, tooBig, wasmFused } from './fused.js';
 import { NOGROUP, dense } from './row-kernels.js';
-import type { HostAccess } from './fused-ref.js';
+import type { WasmKernelHost } from './kernel-host.js';
 import { place, wasmMatmul } from './matmul.js';
 import { buildModule, matmulShape, type KernelModule } from './module.js';
-import { WasmRuntime } from './pool.js';
+import { WasmRuntime } from './runtime.js';
 import { wasmSimdAvailable } from './simd.js';
 import { hostThreads, noThreadsReason } from './threads.js';
 
@@ -51,7 +51,7 @@ const CAST_KERNELS: Partial<Record<string, string>> = {
 /** Elements converted per trip through the arena (wasm memory stays small for huge casts). */
 const CAST_SLAB = 1 << 22;
 
-export class WasmBackend extends JsBackend implements Backend {
+export class WasmBackend extends JsBackend implements Backend, WasmKernelHost {
   override readonly name: string = 'wasm';
   readonly threads: number;
   /** The worker pool and its shared memory (internal: for this backend's fused.ts). */
@@ -93,12 +93,7 @@ export class WasmBackend extends JsBackend implements Backend {
   // dropped: it held up to 1 GiB of dead buffers until the step ended, for no speed.)
   /** A new host array for a kernel's output. */
   raw(size: number, dtype: DType): HostArray { return allocHost(dtype, size); }
-  /** Host arrays of storages, new (zeroed) ones and wrapping, for the reference kernels of fused-ref.ts. */
-  hostAccess(): HostAccess {
-    return { host: (s) => this.host(s), alloc: (n, dt) => this.alloc(n, dt), wrap: (d, dt) => this.wrap(d, dt) };
-  }
-
-  // ---- helpers (also used by fused.ts) ----
+  // ---- the kernel files' handle (WasmKernelHost: fused.ts, attention.ts) ----
   private f32(s: Storage): F32 | null {
     return s.dtype === 'float32' ? (this.host(s) as F32) : null;
   }

@@ -1,17 +1,15 @@
 // The wasm backend's fused kernels on float32 storages: softmax family, cross-entropy (also fused
 // with the linear layer before it, over row chunks), layerNorm, attention (flash-style, attention.ts), AdamW and sums of squares, each a row
-// or element kernel of row-kernels.ts run on the worker pool, with its backward. Any other
-// dtype (float64, for gradchecks) takes the plain loops of fused-ref.ts; that choice is made
-// once, in wasmFused, for every kernel.
+// or element kernel of row-kernels.ts run on the worker pool, with its backward. defineOp only
+// calls them on float32 storages (float64 runs the ops' composites).
 
 import type { AdamWParams, CpuFusedKernels, Storage } from '../../backend.js';
-import { isFloat, roundToHalfInPlace } from '../../dtype.js';
-import type { WasmBackend } from './backend.js';
-import { referenceKernels } from './fused-ref.js';
+import { roundToHalfInPlace } from '../../dtype.js';
+import type { WasmKernelHost } from './kernel-host.js';
 import { gemmHostB, packHostB, readC, zeroC } from './matmul.js';
 import { dense } from './row-kernels.js';
 import { flashAttention } from './attention.js';
-import { WasmMemoryError } from './pool.js';
+import { WasmMemoryError } from './runtime.js';
 
 /** Elements per task of elementwise kernels. Fixed: sumSquares' partial sums depend on it. */
 export const CHUNK = 16384;
@@ -45,28 +43,9 @@ export function tooBig(e: unknown, op: string, shapes: string): never {
   throw e;
 }
 
-/** Every float operand float32 (int32 indices aside), so the wasm kernels apply. */
-function float32Operands(args: readonly unknown[]): boolean {
-  const storages = args.flatMap((a) => (Array.isArray(a) ? a : [a])).filter((a): a is Storage =>
-    typeof a === 'object' && a !== null && 'dtype' in a && 'size' in a);
-  return storages.every((s) => !isFloat(s.dtype) || s.dtype === 'float32');
-}
-
-/** The fused kernels: wasm for float32 operands, the reference loops for any other dtype. */
-export function wasmFused(w: WasmBackend): CpuFusedKernels {
-  const reference = referenceKernels(w.hostAccess());
-  const fast = float32Kernels(w);
-  const out: Record<string, unknown> = {};
-  for (const name of Object.keys(fast) as (keyof CpuFusedKernels)[]) {
-    const f = fast[name] as (...a: unknown[]) => unknown, r = reference[name] as (...a: unknown[]) => unknown;
-    out[name] = (...args: unknown[]) => (float32Operands(args) ? f(...args) : r(...args));
-  }
-  return out as CpuFusedKernels;
-}
-
 /** The wasm kernels on float32 storages. */
-function float32Kernels(w: WasmBackend): CpuFusedKernels {
-  const f32 = (s: Storage): F32 => w.hostAccess().host(s) as F32;
+export function wasmFused(w: WasmKernelHost): CpuFusedKernels {
+  const f32 = (s: Storage): F32 => w.hostView(s) as F32;
 
   const rowsBwd = (kernel: string, y: Storage, gy: Storage, rows: number, cols: number): Storage => w.out(w.scoped(() => {
     const py = w.put(f32(y)), pg = w.put(f32(gy)), px = w.runtime.alloc(rows * cols * 4);
@@ -119,7 +98,7 @@ function float32Kernels(w: WasmBackend): CpuFusedKernels {
     logSoftmaxBackward: (y, gy, rows, cols) => rowsBwd('logSoftmaxBwd', y, gy, rows, cols),
 
     crossEntropy: (logits, targets, rows, cols) => {
-      const X = f32(logits), T = w.hostAccess().host(targets);
+      const X = f32(logits), T = w.hostView(targets);
       const lse = w.scoped(() => rowLse(w.put(X), rows, cols));
       const loss = new Float32Array(rows);
       for (let r = 0; r < rows; r++) loss[r] = lse[r]! - X[r * cols + T[r]!]!;
@@ -127,7 +106,7 @@ function float32Kernels(w: WasmBackend): CpuFusedKernels {
     },
     crossEntropyBackward: (logits, targets, lse, gloss, rows, cols) => w.out(w.scoped(() => {
       const px = w.put(f32(logits)), pg = w.runtime.alloc(rows * cols * 4);
-      const pl = w.put(f32(lse)), pgl = w.put(f32(gloss)), pt = w.put(w.hostAccess().host(targets) as Int32Array);
+      const pl = w.put(f32(lse)), pgl = w.put(f32(gloss)), pt = w.put(w.hostView(targets) as Int32Array);
       w.rows('ceBwd', rows, cols, [...dense(px, cols), ...dense(pg, cols), pl, pgl, pt]);
       return w.take(pg, rows * cols);
     })),
@@ -136,7 +115,7 @@ function float32Kernels(w: WasmBackend): CpuFusedKernels {
       const rt = w.runtime, sh = w.kernels.shape;
       // under autocast: values rounded where torch.autocast stores them in the half type
       const round = (a: F32): F32 => (lower ? roundToHalfInPlace(a, lower) : a);
-      const T = w.hostAccess().host(targets) as Int32Array;
+      const T = w.hostView(targets) as Int32Array;
       const X = lower ? round(Float32Array.from(f32(x))) : f32(x), W = lower ? round(Float32Array.from(f32(wt))) : f32(wt);
       const px = w.put(X), pt = w.put(T);
       // rows per chunk: at most ~128 MB of logits, in whole micro-tile rows, the chunks of

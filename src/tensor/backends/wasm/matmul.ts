@@ -3,7 +3,7 @@
 
 import type { MatmulParams } from '../../backend.js';
 import type { MatmulShape } from './matmul-kernels.js';
-import type { WasmRuntime } from './pool.js';
+import type { WasmRuntime } from './runtime.js';
 
 /** Where gemmPtr left C: batch matrices of (row-padded) height `rows`, row stride `ldc` elements. */
 export interface GemmOut { c: number; ldc: number; cBatch: number }
