@@ -1,8 +1,10 @@
 // The GPU check: one script that runs every check of the gpu backend on a GPU machine and
 // prints one dated table (and writes it as JSON to $OUT/gpu-check.json when $OUT is set).
 //
-//   bash ../shared/gpu-kit/make-kit.sh bench/gpu-check.ts      # here: bundle + node + dawn
-//   bash .gpu-kit/run.sh node .gpu-kit/gpu-check.mjs           # on the GPU machine
+//   npx tsc -p tsconfig.bench.json && node dist-bench/bench/gpu-check.js   # in a clone, npm install done
+//
+// (A GPU machine without npm takes it as one bundle with node and Dawn; the bundler is not part
+// of this repository.)
 //
 // Rows: backend parity (GPT forward/backward and one AdamW step on a small config vs the
 // js backend, rel 1e-4; the forward/backward again under bfloat16 autocast), matmul TFLOP/s at 4096^3 (tiled WGSL, and gpu.js's naive kernel
@@ -12,7 +14,7 @@
 // A row counts what decides GPU speed for one GPT-2 124M step (launches, submits, buffers
 // created, host<->device traffic) on a recording device, so it needs no GPU (gpu-counts.ts).
 // On a software adapter (SwiftShader: `VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json
-// bash .gpu-kit/run.sh node .gpu-kit/gpu-check.mjs`, the rehearsal before a GPU is lent) every
+// node dist-bench/bench/gpu-check.js`, the rehearsal before a GPU is lent) every
 // row runs at small sizes and PyTorch is skipped, so the kit is proven in a few minutes.
 // Without a WebGPU adapter it says so in the table and exits 0.
 
@@ -28,6 +30,7 @@ import { manualSeed } from '../src/tensor/random.js';
 import { initGpuBackend, type GpuBackend, type GpuStorage } from '../src/tensor/backends/gpu/index.js';
 import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import { KERNELS } from '../src/tensor/backends/gpu/kernels.js';
+import { FUSED_KERNELS } from '../src/tensor/backends/gpu/fused-kernels.js';
 import type { RunnerStats } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import { countedStep, formatCounts, GPT2_124M } from './gpu-counts.js';
 
@@ -389,7 +392,7 @@ async function main(): Promise<void> {
     gpuForCollect = gpu;
     const software = /swiftshader|llvmpipe|lavapipe/i.test(runner.adapter);
     device = `${runner.adapter}; maxStorageBufferBindingSize ${runner.device.limits.maxStorageBufferBindingSize}, maxBufferSize ${runner.device.limits.maxBufferSize}`;
-    row('WebGPU adapter', 'ok', 'an adapter', true, `${device}; ${Object.keys(KERNELS).length} gpu.js kernels + hand-written WGSL compiled in ${elapsed().toFixed(1)} s` +
+    row('WebGPU adapter', 'ok', 'an adapter', true, `${device}; ${Object.keys(KERNELS).length + Object.keys(FUSED_KERNELS).length} gpu.js kernels + hand-written WGSL compiled in ${elapsed().toFixed(1)} s` +
       (software ? '; a software adapter: small sizes, no PyTorch' : ''));
     const torch = software ? { raw: null, note: 'skipped on a software adapter' } : torchBench(batches);
     const api = await loadModel();

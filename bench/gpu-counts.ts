@@ -10,7 +10,7 @@ import { clipGradNorm, configureOptimizers } from '../src/optim/index.js';
 import { setBackend, getBackendByName } from '../src/tensor/backend.js';
 import { tensor } from '../src/tensor/creation.js';
 import { manualSeed } from '../src/tensor/random.js';
-import { GpuBackend } from '../src/tensor/backends/gpu/backend.js';
+import { GpuBackend } from '../src/tensor/backends/gpu/gpu-backend.js';
 import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';
 import { WebGpuRunner, type RunnerStats } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import { countingDevice } from '../src/tensor/backends/gpu/recording-device.js';

@@ -14,7 +14,7 @@ import { createWasmBackend } from '../src/tensor/backends/wasm/index.js';
 import { manualSeed } from '../src/tensor/random.js';
 import { noGrad, tensor } from '../src/tensor/index.js';
 import { evaluateHellaswag } from '../src/train/hellaswag.js';
-import { sample } from '../src/train/sampling.js';
+import { sample } from '../src/train/generate-text.js';
 
 export interface CostRow { config: string; value: number; unit: string; extra?: string }
 

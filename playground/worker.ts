@@ -10,7 +10,7 @@ import {
 import { BatchLoader } from '../src/data/batches.js';
 import { BpeTokenizer, trainBpe } from '../src/data/bpe.js';
 import { paddedVocabSize, specOf, tokenizerFromSpec, type Tokenizer, type TokenizerSpec } from '../src/data/tokenizer-spec.js';
-import { sample as sampleText } from '../src/train/sampling.js';
+import { sample as sampleText } from '../src/train/generate-text.js';
 import { hostThreads, noThreadsReason } from '../src/tensor/backends/wasm/threads.js';
 import { modelFiles, weightsFromFiles } from '../src/train/model-files.js';
 import type { WeightMap } from '../src/train/hf-layout.js';

@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
 import type { Backend, BinaryOp, Storage, UnaryOp } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
-import { GpuBackend, collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/backend.js';
+import { GpuBackend, collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/gpu-backend.js';
 import type { DeviceBuffer, MatmulDims, Runner } from '../src/tensor/backends/gpu/runner.js';
 import { convertHost, type HostArray } from '../src/tensor/dtype.js';
 import { sizeOf, stridesOf } from '../src/tensor/shape.js';

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SWIFTSHADER_ICD, swiftShaderInstalled } from '../src/tensor/backends/gpu/swiftshader.js';
-import { rankGpu } from '../src/train/train.js';
+import { rankGpu } from '../src/train/choose-backend.js';
 import { writeTinyShards } from './helpers/tiny-data.js';
 
 const root = join(import.meta.dirname, '..');

@@ -1,6 +1,6 @@
-// The wasm runtime around the kernels: a trap in any thread surfaces as an error (and the
-// pool keeps working), and the host-buffer pool recycles only what it may: readers get copies,
-// recycled buffers are zeroed for the js kernels, dispose returns a buffer at once.
+// The wasm runtime around the kernels (runtime.ts): a trap in any thread surfaces as an error (and
+// the worker pool keeps working), operands past the 4 GiB wasm32 memory are refused by name, and
+// one thread without shared memory computes what the threaded runtime does, bit for bit.
 import { describe, expect, it } from 'vitest';
 import { createWasmBackend, wasmSimdAvailable } from '../src/tensor/backends/wasm/index.js';
 import { buildModule } from '../src/tensor/backends/wasm/module.js';

@@ -5,9 +5,11 @@
 //
 // Conventions for every kernel:
 // - inputs are contiguous, row-major; every kernel returns a NEW storage (no aliasing),
-//   except the explicitly in-place optimizer kernel `adamw`;
-// - float kernels see only compute dtypes (float32, float64): the op layer casts
-//   float16/bfloat16 to float32 before a kernel and back after it;
+//   except the fused kernels marked "In place" (adamw, addInPlace, scaleInPlace);
+// - float16/bfloat16 storages hold bits: `cast` converts them, `matmul` takes half operands
+//   and widens them as it reads, the movement kernels move them as they are; every other float
+//   primitive sees float32 or float64 (the op layer widens halves to float32 and rounds back);
+// - fused kernels take float32 only (float64 runs the op's composite, see define-op.ts);
 // - index arguments (`idx`) are int32 storages;
 // - shapes are plain number arrays; sizes are element counts.
 
@@ -53,6 +55,12 @@ export interface AdamWParams {
  * Optional fused kernels. When a backend provides one, the op uses it (forward and its
  * own backward); otherwise the op is composed from primitives and differentiated by the
  * tape. Every fused kernel is tested against its composite.
+ *
+ * Where to read one: the op that calls it is a `defineOp` in functional.ts (its `compose` is the
+ * math, its `fused` the call); the optimizer's are called by optim/adamw.ts and optim/clip.ts,
+ * the in-place add by autograd.ts. The kernels: backends/wasm/fused.ts (row loops in
+ * row-kernels.ts, attention.ts) and backends/gpu/fused.ts (gpu.js kernels in kernels.ts,
+ * WGSL in wgsl.ts), each under the name it has here.
  */
 export interface FusedKernels {
   /** Row softmax over the last dim of [rows, cols]. */

@@ -25,10 +25,6 @@ export function allocHost(dtype: DType, size: number): HostArray {
   }
 }
 
-export function bytesPerElement(dtype: DType): number {
-  return dtype === 'float64' ? 8 : isHalf(dtype) ? 2 : 4;
-}
-
 // ---- float16 <-> float32 -------------------------------------------------------------
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);

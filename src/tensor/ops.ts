@@ -1,6 +1,6 @@
 // The differentiable ops: each op's forward (a kernel call) sits directly above its
 // backward rule, written with other ops. Broadcasting gradients are reduced back to the
-// input's shape once, centrally, in Tensor.backward (via sumToShape below).
+// input's shape once, centrally, by backward() (autograd.ts, via sumToShape below).
 // Half-precision tensors (float16/bfloat16) are computed in float32 and stored back as half
 // (kernel-io.ts); the same ops as Tensor methods are in methods.ts.
 

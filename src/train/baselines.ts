@@ -2,6 +2,8 @@
 // the tokens validation reads. A model below the bigram knows more than which token follows which.
 // Bits per byte (nats per token / ln 2 / bytes per token) compare across tokenizers.
 import type { Tokenizer } from '../data/tokenizer-spec.js';
+import { listShards } from '../data/loader.js';
+import { readTokens } from '../data/npy.js';
 
 export interface Baselines {
   /** Nats per validation token. */
@@ -55,4 +57,27 @@ export function countBaselines(train: ArrayLike<number>, val: ArrayLike<number>,
   }
   const n = Math.max(1, val.length - 1);
   return { unigram: nllUni / n, bigram: nllBi / n, bytesPerToken: bytes / n, trainTokens: N, valTokens: val.length - 1 };
+}
+
+/**
+ * The count baselines of the data: bigrams of up to 20M training tokens (enough to be a fair
+ * bigram; a FineWeb shard has 100M), scored on the validation's first `valTokens` tokens.
+ */
+export function measureBaselines(dataDir: string, tok: Tokenizer, valTokens: number): Baselines {
+  const take = (split: 'train' | 'val', n: number): Uint16Array | Int32Array => {
+    const parts: (Uint16Array | Int32Array)[] = [];
+    let got = 0;
+    for (const shard of listShards(dataDir, split)) {
+      const t = readTokens(shard);
+      parts.push(t.subarray(0, n - got));
+      got += parts.at(-1)!.length;
+      if (got >= n) break;
+    }
+    if (parts.length === 1) return parts[0]!;
+    const out = new Int32Array(got);
+    let p = 0;
+    for (const part of parts) { out.set(part, p); p += part.length; }
+    return out;
+  };
+  return countBaselines(take('train', 20_000_000), take('val', valTokens), tok);
 }

@@ -2,7 +2,7 @@
 // With no flags: a small GPT on the embedded corpus, about five minutes on a 2-core CPU.
 
 import { GPT_PRESETS } from '../nn/gpt.js';
-import { BACKENDS } from './backend.js';
+import { BACKENDS } from './choose-backend.js';
 import { TRAIN_DTYPES } from './precision.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 import { train, TRAIN_DEFAULTS as d, type TrainOptions } from './train.js';

@@ -5,15 +5,17 @@
 // the device, so what it has created is the run's peak device memory.
 
 import { GPT } from '../nn/gpt.js';
+import { GPT2_VOCAB_SIZE } from '../data/tokenizer.js';
 import { configureOptimizers } from '../optim/index.js';
 import { getBackend, setBackend } from '../tensor/backend.js';
 import { recordingBackend } from '../tensor/backends/gpu/recording-device.js';
-import type { GpuBackend } from '../tensor/backends/gpu/backend.js';
+import type { GpuBackend } from '../tensor/backends/gpu/gpu-backend.js';
 import type { WebGpuRunner } from '../tensor/backends/gpu/webgpu-runner.js';
 import { manualSeed } from '../tensor/random.js';
 import type { TrainDtype } from './precision.js';
 import { presetConfig } from './start.js';
-import { accumulateGradients, clipGradients, type Batch } from './step.js';
+import { optimizationStep, type Batch, type StepContext } from './step.js';
+import { singleJob } from './distributed/init.js';
 import type { TrainOptions } from './train.js';
 
 export interface DryRunResult {
@@ -48,7 +50,7 @@ export async function dryRun(o: DryRunOptions, print: (line: string) => void = c
     const params = model.parameters();
     print(`dry run on ${runner.adapter}: ${config.nLayer} layers, ${config.nEmbd} embd, B=${B}, T=${T}, ${micro} micro-steps, ${o.dtype ?? 'float32'}`);
     let n = 0;
-    const V = Math.min(config.vocabSize, 50257);
+    const V = Math.min(config.vocabSize, GPT2_VOCAB_SIZE);
     const batch = (): Batch => {
       n++;
       return {
@@ -56,11 +58,13 @@ export async function dryRun(o: DryRunOptions, print: (line: string) => void = c
         y: Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + n + 1) % V),
       };
     };
+    // train.ts's step, on one rank and without loss scaling (a GradScaler adds no device memory of note)
+    const ctx: StepContext = { model, optimizer, params, nextBatch: batch, B, T, gradAccumSteps: micro, dtype: o.dtype ?? 'float32', scaler: null,
+      gradClip: o.gradClip, schedule: { maxLr: o.maxLr, minLr: o.maxLr, warmupSteps: 0, maxSteps: 1 }, // the rate changes no launch
+      job: singleJob(), reducer: null, ddpGradDtype: 'float32' };
+    let at = 0;
     const step = async (): Promise<void> => {
-      optimizer.zeroGrad();
-      const loss = accumulateGradients(model, batch, B, T, micro, o.dtype ?? 'float32');
-      const norm = clipGradients(params, o.gradClip);
-      optimizer.step();
+      const { loss, norm } = await optimizationStep(ctx, at++);
       await loss.data(); // the readbacks a training step makes
       await norm.data();
       for (const t of [loss, norm]) be.dispose(t.storage);

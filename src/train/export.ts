@@ -8,7 +8,8 @@ import { loadWeights } from './checkpoint.js';
 import { makeDirs, writeFileAtomic } from '../data/fsutil.js';
 import { EXPORTED_TOKENIZER_FILE, describeTokenizer, tokenizerFromSpec, type TokenizerSpec } from '../data/tokenizer-spec.js';
 import { command, parseCommand, runMain } from './cli-args.js';
-import { HF_GPT2_VOCAB_SIZE, writeHfGpt2Dir, type Gpt2Config } from './hf-gpt2.js';
+import { writeHfGpt2Dir, type Gpt2Config } from './hf-gpt2.js';
+import { GPT2_VOCAB_SIZE } from '../data/tokenizer.js';
 
 export interface ExportResult {
   /** The checkpoint actually read (sidecar or HF directory). */
@@ -32,7 +33,7 @@ export async function exportHf(checkpoint: string, outDir: string, opts: { vocab
   const V = lw.config.vocabSize;
   const vocab = opts.vocabSize ?? V;
   const gpt2 = lw.tokenizer.type === 'gpt2';
-  const tokens = gpt2 ? HF_GPT2_VOCAB_SIZE : tokenizerFromSpec(lw.tokenizer).vocabSize; // real token ids: the rest is padding
+  const tokens = gpt2 ? GPT2_VOCAB_SIZE : tokenizerFromSpec(lw.tokenizer).vocabSize; // real token ids: the rest is padding
   if (!Number.isSafeInteger(vocab) || vocab > V) {
     throw new Error(`--vocab-size ${vocab}: the checkpoint ${lw.path} has ${V} vocabulary rows; export can only drop padding rows, so use --vocab-size <= ${V}${V > tokens ? ` (e.g. ${tokens})` : ''}`);
   }
@@ -74,7 +75,7 @@ GPT2LMHeadModel.from_pretrained(DIR) (tokenizer: GPT2TokenizerFast.from_pretrain
     'init-from': { kind: 'string', required: true, metavar: 'NAME|PATH', aliases: ['checkpoint'], help: 'model_<step>.json or model_<step>.safetensors, a training --out-dir (newest checkpoint), or a Hub model (gpt2, OWNER/NAME[@REV])' },
     'out-dir': { kind: 'string', required: true, metavar: 'DIR', aliases: ['out'], help: 'directory to write (created; must not hold training checkpoints)' },
     overwrite: { kind: 'flag', help: 'replace the config.json and model.safetensors of an earlier export in --out-dir' },
-    'vocab-size': { kind: 'int', min: 1, help: `rows of wte to keep; ${HF_GPT2_VOCAB_SIZE} drops our padding (50304 -> ${HF_GPT2_VOCAB_SIZE}) so vocab_size matches the GPT-2 tokenizer (default: all rows, a bit-exact round trip)` },
+    'vocab-size': { kind: 'int', min: 1, help: `rows of wte to keep; ${GPT2_VOCAB_SIZE} drops our padding (50304 -> ${GPT2_VOCAB_SIZE}) so vocab_size matches the GPT-2 tokenizer (default: all rows, a bit-exact round trip)` },
   },
 });
 

@@ -16,7 +16,7 @@ import { downloadUrl } from '../data/hub.js';
 import { hubOffline } from '../data/hf-cache.js';
 import { noGrad, tensor, ops, F } from '../tensor/index.js';
 import { TRAIN_DTYPES, withDtype, type TrainDtype } from './precision.js';
-import { BACKENDS, useBackend } from './backend.js';
+import { BACKENDS, useBackend } from './choose-backend.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 
 /** Where hellaswag.py downloads the validation split from (10,042 examples). */

@@ -4,6 +4,7 @@
 // web page uses it on bytes in memory. The layouts' differences are listed in hf-gpt2.ts.
 
 import { toFloat32, type SafetensorsFile, type SafetensorsTensorInput } from '../data/safetensors-format.js';
+import { EOT } from '../data/tokenizer.js';
 
 export interface Gpt2Config {
   nLayer: number;
@@ -20,9 +21,6 @@ export interface Weight {
 }
 /** Our parameter name -> weight in our (nn.Linear [out, in]) layout. */
 export type WeightMap = Map<string, Weight>;
-
-export const HF_GPT2_VOCAB_SIZE = 50257;
-export const GPT2_EOT_TOKEN = 50256;
 
 export interface Gpt2ParamSpec {
   /** Our (nanoGPT state_dict) name. */
@@ -151,9 +149,9 @@ export function hfGpt2ConfigJson(c: Gpt2Config, vocabSize = c.vocabSize): Record
     architectures: ['GPT2LMHeadModel'],
     // build-nanogpt trains without dropout; these only matter if someone fine-tunes the export in transformers.
     attn_pdrop: 0.0,
-    bos_token_id: GPT2_EOT_TOKEN,
+    bos_token_id: EOT,
     embd_pdrop: 0.0,
-    eos_token_id: GPT2_EOT_TOKEN,
+    eos_token_id: EOT,
     initializer_range: 0.02,
     layer_norm_epsilon: 1e-5,
     model_type: 'gpt2',

@@ -8,10 +8,10 @@
 
 import { GPT } from '../nn/gpt.js';
 import { loadWeights, type LoadedWeights } from './checkpoint.js';
-import { useBackend, BACKENDS } from './backend.js';
+import { useBackend, BACKENDS } from './choose-backend.js';
 import { command, parseCommand, runMain } from './cli-args.js';
 import { TRAIN_DTYPES } from './precision.js';
-import { sample, type SampleOptions } from './sampling.js';
+import { sample, type SampleOptions } from './generate-text.js';
 import { describeTokenizer, tokenizerFromSpec } from '../data/tokenizer-spec.js';
 
 /**
@@ -27,7 +27,7 @@ export async function loadModel(initFrom: string): Promise<{ model: GPT; loaded:
   return { model, loaded };
 }
 
-export { sample, type SampleOptions, type SampleResult } from './sampling.js';
+export { sample, type SampleOptions, type SampleResult } from './generate-text.js';
 
 export const SAMPLE_COMMAND = command({
   usage: 'npm run sample -- --init-from NAME|PATH [flags]',

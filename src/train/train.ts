@@ -6,28 +6,26 @@ import { statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { acquireLock, makeDirs, removeStaleTemps } from '../data/fsutil.js';
-import { manualSeed, Generator } from '../tensor/random.js';
+import { manualSeed } from '../tensor/random.js';
 import { GPT, type GPTConfig } from '../nn/gpt.js';
-import { AdamW, GradScaler, configureOptimizers, getLr, type GradScalerState } from '../optim/index.js';
+import { AdamW, GradScaler, configureOptimizers, type GradScalerState } from '../optim/index.js';
 import { DataLoaderLite, listShards } from '../data/loader.js';
 import { ensureEmbeddedShards, type EmbeddedTokenizer } from '../data/embedded.js';
 import { readDataTokenizer } from '../data/shards.js';
-import { readTokens } from '../data/npy.js';
 import { scanShards } from '../data/scan.js';
 import { describeTokenizer, tokenizerFromSpec, type Tokenizer, type TokenizerSpec } from '../data/tokenizer-spec.js';
-import { bitsPerByte, countBaselines, type Baselines } from './baselines.js';
-import { ProgressBar } from '../data/progress.js';
+import { bitsPerByte, measureBaselines } from './baselines.js';
 import { loadTokenizerSpec, modelState, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
-import { useBackend } from './backend.js';
+import { rankGpu, useBackend } from './choose-backend.js';
 import type { Backend } from '../tensor/backend.js';
 import { RunLog } from './run-log.js';
 import { resolveStart, type RunIdentity, type Start } from './start.js';
 import { singleJob, type Job } from './distributed/init.js';
-import { allReduceGradients, broadcastOptimizerState, broadcastTensors, GradientReducer, reduceNumbers, type GradWireDtype } from './distributed/ddp.js';
-import { Tensor, noGrad, tensor, ops } from '../tensor/index.js';
-import { parseDtype, withDtype, type TrainDtype } from './precision.js';
-import { accumulateGradients, clipGradients } from './step.js';
-import { scope } from '../tensor/scope.js';
+import { broadcastOptimizerState, broadcastTensors, GradientReducer, reduceNumbers, type GradWireDtype } from './distributed/ddp.js';
+import { Tensor, tensor } from '../tensor/index.js';
+import { parseDtype, type TrainDtype } from './precision.js';
+import { optimizationStep, validationLoss, type StepContext } from './step.js';
+import { sample } from './generate-text.js';
 
 export interface TrainOptions {
   /** A GPT_PRESETS name; nLayer, nHead, nEmbd, blockSize, vocabSize override it. */
@@ -166,27 +164,6 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
 /** A run whose GPU device is lost more often than this stops (a device that keeps failing will not get better). */
 const MAX_DEVICE_RECOVERIES = 3;
 
-/**
- * The GPU of this machine a rank uses: number LOCAL_RANK of the visible ones (--gpus, else
- * $TAPEGRAD_VISIBLE_GPUS, as CUDA_VISIBLE_DEVICES, which Vulkan ignores; else all). One process
- * alone keeps the system's choice unless GPUs are named.
- */
-export function rankGpu(gpus: readonly number[] | undefined, localRank: number, localWorldSize: number): number | undefined {
-  const env = process.env['TAPEGRAD_VISIBLE_GPUS'];
-  let visible = gpus;
-  if (!visible && env) {
-    visible = env.split(',').map((x) => x.trim()).filter(Boolean).map(Number);
-    if (visible.some((g) => !Number.isInteger(g) || g < 0)) throw new Error(`TAPEGRAD_VISIBLE_GPUS=${env}: expected GPU indices like 0,2,3`);
-  }
-  if (!visible) return localWorldSize > 1 ? localRank : undefined;
-  const g = visible[localRank];
-  if (g === undefined) {
-    throw new Error(`${gpus ? `--gpus ${gpus.join(',')}` : `TAPEGRAD_VISIBLE_GPUS=${env}`} names ${visible.length} GPU${visible.length === 1 ? '' : 's'} ` +
-      `for ${localWorldSize} rank${localWorldSize === 1 ? '' : 's'} on this machine: name one per rank (or fewer ranks with --nproc-per-node)`);
-  }
-  return g;
-}
-
 async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (s: string) => void, t0: number, atEnd: (() => void)[]): Promise<TrainResult> {
   const { rank, worldSize: W, isMaster: master } = job;
   if (master) for (const f of removeStaleTemps(o.outDir)) print(`removed ${f}, left in ${o.outDir} by a writer that was killed`);
@@ -255,16 +232,8 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
   const log = !master ? RunLog.disabled() : start.resumed ? RunLog.resume(o.outDir, start.step, print) : RunLog.fresh(o.outDir);
   // ---- precision: float16 gradients need loss scaling (torch.amp.GradScaler); bfloat16 does not ----
   const dtype = o.dtype ?? 'float32';
-  const scaler = dtype === 'float16' ? new GradScaler() : null;
+  const scaler = dtype === 'float16' ? restoredScaler(start.resumed) : null;
   let consecutiveSkips = 0;
-  const savedScaler = start.resumed?.meta.grad_scaler as (GradScalerState & { skipped_steps?: number }) | undefined;
-  if (scaler && savedScaler) {
-    try { scaler.loadStateDict(savedScaler); } catch (e) {
-      throw new Error(`${start.resumed!.sidecar}: its grad_scaler cannot be restored (${(e as Error).message}); resume from another checkpoint, or drop "grad_scaler" from it to start from scale 65536`);
-    }
-    const skipped = savedScaler.skipped_steps;
-    scaler.skippedSteps = typeof skipped === 'number' && Number.isInteger(skipped) && skipped >= 0 ? skipped : 0;
-  }
   if (dtype !== 'float32') print(`precision: ${dtype} autocast${scaler ? `, GradScaler (scale ${scaler.getScale()})` : ''}; weights, gradients and AdamW state in float32`);
   // what learned means on this data: count models of its tokens (rank 0 reports; no rank waits on it)
   const baselines = master ? measureBaselines(dataDir, tok, o.valSteps * B * T * W + 1) : null;
@@ -277,6 +246,8 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     log.record({ step: start.step, baselines: { unigram_loss: baselines.unigram, bigram_loss: baselines.bigram, bytes_per_token: baselines.bytesPerToken, val_tokens: baselines.valTokens } });
   }
 
+  const stepContext: StepContext = { model, optimizer, params, nextBatch: () => trainLoader.nextBatch(), B, T, gradAccumSteps, dtype, scaler,
+    gradClip: o.gradClip, schedule: { maxLr: o.maxLr, minLr: o.minLr, warmupSteps: o.warmupSteps, maxSteps: o.maxSteps }, job, reducer, ddpGradDtype: o.ddpGradDtype ?? 'float32' };
   let lastVal: number | null = null;
   let lastLoss = NaN, lastTokPerSec = 0;
   let lastGoodCheckpoint: string | null = start.resumed?.sidecar ?? null;
@@ -299,7 +270,7 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     // ---- validation ----
     let valNow: number | null = null;
     if (((o.evalInterval > 0 && step % o.evalInterval === 0) || lastStep) && !(start.resumed && step === start.step)) {
-      valNow = lastVal = (await reduceNumbers(job, [await evaluate(model, valLoader, o.valSteps, B, T, master, dtype)], 'avg', 'the validation loss all-reduce'))[0]!;
+      valNow = lastVal = (await reduceNumbers(job, [await validationLoss(model, valLoader, o.valSteps, B, T, master, dtype)], 'avg', 'the validation loss all-reduce'))[0]!;
       print(`validation loss: ${lastVal.toFixed(4)}` + (baselines ? ` | ${bpb(lastVal)} bpb (bigram ${bpb(baselines.bigram)}, unigram ${bpb(baselines.unigram)})` : ''));
       log.validation(step, lastVal, baselines ? bitsPerByte(lastVal, baselines.bytesPerToken) : undefined);
       if (!Number.isFinite(lastVal)) throw diverged('validation loss', lastVal, step); // and no checkpoint of these weights
@@ -319,39 +290,19 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
       await printSamples(model, tok, rank, W, master ? print : (line) => console.log(line), dtype);
     }
 
-    // ---- one optimisation step ----
+    // ---- one optimisation step (step.ts), then the only readbacks: the loss, averaged over the
+    // ranks with a stop flag (a Ctrl-C anywhere stops every rank at the same step), and the norm ----
     const s0 = performance.now();
-    model.train();
-    optimizer.zeroGrad();
-    const lossAccum = accumulateGradients(model, () => trainLoader.nextBatch(), B, T, gradAccumSteps, dtype, scaler, () => reducer?.arm());
-    // DDP: gradients averaged over the ranks once per optimizer step, after the last micro-step
-    // (a barrier first, so the log tells waiting for a slower rank apart from moving gradients)
-    const c0 = performance.now();
-    if (W > 1) await job.group.barrier('the gradient all-reduce');
-    const c1 = performance.now();
-    if (reducer) await reducer.reduce(); else await allReduceGradients(job, params, o.ddpGradDtype);
-    const [waitMs, commMs] = [c1 - c0, performance.now() - c1];
-    scaler?.unscaleGrads(optimizer); // clipping sees the true gradients
-    const normT = clipGradients(params, o.gradClip);
-    const lr = getLr(step, { maxLr: o.maxLr, minLr: o.minLr, warmupSteps: o.warmupSteps, maxSteps: o.maxSteps });
-    optimizer.setLr(lr);
-    // float16: a step whose gradients overflowed is skipped (the same on every rank: they are all-reduced)
     const scale = scaler?.getScale();
-    let stepped = true;
-    if (scaler) {
-      stepped = await scaler.step(optimizer);
-      consecutiveSkips = stepped ? 0 : consecutiveSkips + 1;
-      scaler.update();
-      if (consecutiveSkips >= MAX_CONSECUTIVE_SKIPS) {
-        throw new Error(`the gradients overflowed float16 at each of the last ${consecutiveSkips} steps (step ${step}; the loss scale is down to ` +
-          `${scaler.getScale()}): the GradScaler cannot find a scale that fits; train with --dtype bfloat16 (float32's range) or a lower --max-lr`);
-      }
-    } else optimizer.step();
-    // the only readbacks of the step: the logged loss (averaged over the ranks, with a stop flag
-    // so that a Ctrl-C anywhere stops every rank at the same step) and the norm
-    const [lossV, stopVote] = await reduceNumbers(job, [(await lossAccum.data())[0]!, o.signal?.aborted ? 1 : 0], 'avg', 'the loss all-reduce') as [number, number];
-    const normV = (await normT.data())[0]!;
-    for (const t of [lossAccum, normT]) t.backend.dispose(t.storage); // read: their buffers go back now
+    const { loss, norm, lr, stepped, waitMs, commMs } = await optimizationStep(stepContext, step);
+    const [lossV, stopVote] = await reduceNumbers(job, [(await loss.data())[0]!, o.signal?.aborted ? 1 : 0], 'avg', 'the loss all-reduce') as [number, number];
+    const normV = (await norm.data())[0]!;
+    for (const t of [loss, norm]) t.backend.dispose(t.storage); // read: their buffers go back now
+    consecutiveSkips = stepped ? 0 : consecutiveSkips + 1;
+    if (scaler && consecutiveSkips >= MAX_CONSECUTIVE_SKIPS) {
+      throw new Error(`the gradients overflowed float16 at each of the last ${consecutiveSkips} steps (step ${step}; the loss scale is down to ` +
+        `${scaler.getScale()}): the GradScaler cannot find a scale that fits; train with --dtype bfloat16 (float32's range) or a lower --max-lr`);
+    }
     const dt = performance.now() - s0;
     const tokPerSec = (B * T * gradAccumSteps * W) / (dt / 1000); // every rank's tokens, as train_gpt2.py counts
 
@@ -488,57 +439,25 @@ function stateTensor(resumed: NonNullable<Start['resumed']>, name: string, p: Te
   return tensor(w.data, { shape: p.shape });
 }
 
-async function evaluate(model: GPT, loader: DataLoaderLite, steps: number, B: number, T: number, showProgress: boolean, dtype: TrainDtype): Promise<number> {
-  model.eval();
-  loader.reset();
-  const bar = showProgress ? new ProgressBar({ label: 'val', total: steps, unit: 'steps' }) : null;
-  let acc: Tensor | null = null;
-  for (let i = 0; i < steps; i++) {
-    const { x, y } = loader.nextBatch();
-    const prev: Tensor | null = acc;
-    acc = scope(() => noGrad(() => {
-      const loss = withDtype(dtype, () => model.forward(tensor(x, { shape: [B, T] }), tensor(y, { shape: [B, T] })).loss!);
-      return prev ? ops.add(prev, loss) : loss;
-    }));
-    if (prev) prev.backend.dispose(prev.storage);
-    bar?.update(i + 1);
-    await new Promise((r) => setImmediate(r)); // let finalizers of freed buffers run (see the train loop)
-  }
-  bar?.done();
-  model.train();
-  return (await acc!.data())[0]! / steps;
-}
-
+/** train_gpt2.py's samples during training: 4 rows of 32 tokens after its prompt, top-k 50, seed 42 + rank. */
 async function printSamples(model: GPT, tok: Tokenizer, rank: number, W: number, print: (s: string) => void, dtype: TrainDtype): Promise<void> {
-  const prompt = tok.encode("Hello, I'm a language model,");
-  const gen = new Generator(42 + rank); // sample_rng.manual_seed(42 + ddp_rank)
-  // never sample the padding rows of a padded vocabulary (50304 for GPT-2): no tokenizer can decode them
-  const rows = await withDtype(dtype, () => model.generate(Array.from({ length: 4 }, () => prompt),
-    { maxNewTokens: 32, topK: 50, generator: gen, vocabLimit: Math.min(model.config.vocabSize, tok.vocabSize) }));
-  rows.forEach((r, i) => print(`${W > 1 ? `rank ${rank} ` : ''}sample ${i}: ${tok.decode(r)}`));
+  const { texts } = await sample(model, { prompt: "Hello, I'm a language model,", numSamples: 4, maxTokens: 32, topK: 50, temperature: 1,
+    seed: 42 + rank, kvCache: true, dtype }, tok);
+  texts.forEach((text, i) => print(`${W > 1 ? `rank ${rank} ` : ''}sample ${i}: ${text}`));
 }
 
-/**
- * The count baselines of the data: bigrams of up to 20M training tokens (enough to be a fair
- * bigram; a FineWeb shard has 100M), scored on the validation's first `valTokens` tokens.
- */
-function measureBaselines(dataDir: string, tok: Tokenizer, valTokens: number): Baselines {
-  const take = (split: 'train' | 'val', n: number): Uint16Array | Int32Array => {
-    const parts: (Uint16Array | Int32Array)[] = [];
-    let got = 0;
-    for (const shard of listShards(dataDir, split)) {
-      const t = readTokens(shard);
-      parts.push(t.subarray(0, n - got));
-      got += parts.at(-1)!.length;
-      if (got >= n) break;
+/** float16's GradScaler, in the state a resumed checkpoint saved (scale 65536 for a new run). */
+function restoredScaler(resumed: Start['resumed']): GradScaler {
+  const scaler = new GradScaler();
+  const saved = resumed?.meta.grad_scaler as (GradScalerState & { skipped_steps?: number }) | undefined;
+  if (saved) {
+    try { scaler.loadStateDict(saved); } catch (e) {
+      throw new Error(`${resumed!.sidecar}: its grad_scaler cannot be restored (${(e as Error).message}); resume from another checkpoint, or drop "grad_scaler" from it to start from scale 65536`);
     }
-    if (parts.length === 1) return parts[0]!;
-    const out = new Int32Array(got);
-    let p = 0;
-    for (const part of parts) { out.set(part, p); p += part.length; }
-    return out;
-  };
-  return countBaselines(take('train', 20_000_000), take('val', valTokens), tok);
+    const skipped = saved.skipped_steps;
+    scaler.skippedSteps = typeof skipped === 'number' && Number.isInteger(skipped) && skipped >= 0 ? skipped : 0;
+  }
+  return scaler;
 }
 
 /** Save the run's state at `step`: weights, AdamW moments, data position, and what the run is. */

@@ -5,9 +5,10 @@
 import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
 import type { GpuKernelHost } from './kernel-host.js';
 import { BINARY_CODES, CAST_CODES, KERNELS, MODES } from './kernels.js';
+import { FUSED_KERNELS } from './fused-kernels.js';
 import { matmulView } from './matmul.js';
 import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs } from './runner.js';
-import { FLASH_HEAD_MAX } from './wgsl.js';
+import { FLASH_HEAD_MAX } from './flash-wgsl.js';
 import type { GpuStorage } from './storage.js';
 
 export function makeFused(be: GpuKernelHost): FusedKernels {
@@ -17,45 +18,45 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
     return g!;
   };
   const rowStat = (x: GpuStorage, rows: number, cols: number, mode: number): DeviceBuffer =>
-    be.run(KERNELS.rowStat, [rows], [arg(x.buf, cols, rows), cols, mode]);
+    be.run(FUSED_KERNELS.rowStat, [rows], [arg(x.buf, cols, rows), cols, mode]);
   return {
     softmax: (x, rows, cols) => {
       const s = f32('softmax', x);
       const lse = rowStat(s, rows, cols, MODES.rowStat.logsumexp);
-      const y = be.run(KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), MODES.softmaxApply.softmax]);
+      const y = be.run(FUSED_KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), MODES.softmaxApply.softmax]);
       be.runner.release(lse);
       return be.wrap(y, rows * cols, 'float32');
     },
-    softmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('softmaxBackward', y), f32('softmaxBackward', gy), rows, cols, MODES.softmaxBack.softmax),
+    softmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('softmaxBackward', y), f32('softmaxBackward', gy), rows, cols, MODES.rowDot.dot),
     logSoftmax: (x, rows, cols) => {
       const s = f32('logSoftmax', x);
       const lse = rowStat(s, rows, cols, MODES.rowStat.logsumexp);
-      const y = be.run(KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), MODES.softmaxApply.logSoftmax]);
+      const y = be.run(FUSED_KERNELS.softmaxApply, [cols, rows, 1], [arg(s.buf, cols, rows), arg(lse, rows), MODES.softmaxApply.logSoftmax]);
       be.runner.release(lse);
       return be.wrap(y, rows * cols, 'float32');
     },
-    logSoftmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('logSoftmaxBackward', y), f32('logSoftmaxBackward', gy), rows, cols, MODES.softmaxBack.logSoftmax),
+    logSoftmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('logSoftmaxBackward', y), f32('logSoftmaxBackward', gy), rows, cols, MODES.rowDot.sum),
     layerNorm: (x, w, b, rows, cols, eps) => {
       const sx = f32('layerNorm', x), sw = f32('layerNorm', w), sb = f32('layerNorm', b);
       const X = arg(sx.buf, cols, rows);
-      const mean = be.run(KERNELS.lnStat, [rows], [X, arg(sx.buf, 1), cols, eps, MODES.lnStat.mean]);
-      const rstd = be.run(KERNELS.lnStat, [rows], [X, arg(mean, rows), cols, eps, MODES.lnStat.rstd]);
-      const y = be.run(KERNELS.lnApply, [cols, rows, 1], [X, arg(mean, rows), arg(rstd, rows), arg(sw.buf, cols), arg(sb.buf, cols)]);
+      const mean = be.run(FUSED_KERNELS.lnStat, [rows], [X, arg(sx.buf, 1), cols, eps, MODES.lnStat.mean]);
+      const rstd = be.run(FUSED_KERNELS.lnStat, [rows], [X, arg(mean, rows), cols, eps, MODES.lnStat.rstd]);
+      const y = be.run(FUSED_KERNELS.lnApply, [cols, rows, 1], [X, arg(mean, rows), arg(rstd, rows), arg(sw.buf, cols), arg(sb.buf, cols)]);
       return { y: be.wrap(y, rows * cols, 'float32'), mean: be.wrap(mean, rows, 'float32'), rstd: be.wrap(rstd, rows, 'float32') };
     },
     layerNormBackward: (x, w, mean, rstd, gy, rows, cols) => {
       const op = 'layerNormBackward';
       const X = arg(f32(op, x).buf, cols, rows), W = arg(f32(op, w).buf, cols), M = arg(f32(op, mean).buf, rows),
         R = arg(f32(op, rstd).buf, rows), G = arg(f32(op, gy).buf, cols, rows);
-      const s1 = be.run(KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, MODES.lnBackStat.sumGw]);
-      const s2 = be.run(KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, MODES.lnBackStat.sumGwXhat]);
-      const gx = be.run(KERNELS.lnBackApply, [cols, rows, 1], [X, M, R, W, G, arg(s1, rows), arg(s2, rows), cols]);
+      const s1 = be.run(FUSED_KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, MODES.lnBackStat.sumGw]);
+      const s2 = be.run(FUSED_KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, MODES.lnBackStat.sumGwXhat]);
+      const gx = be.run(FUSED_KERNELS.lnBackApply, [cols, rows, 1], [X, M, R, W, G, arg(s1, rows), arg(s2, rows), cols]);
       be.runner.release(s1);
       be.runner.release(s2);
       // column sums over rows go through the chunked reduce: one thread per column would
       // leave most of a GPU idle (768 threads looping over B*T rows)
       const gb = be.reduceBuf('sum', G.buf, 1, rows, cols);
-      const gyx = be.run(KERNELS.lnGyXhat, [cols, rows, 1], [X, M, R, G]);
+      const gyx = be.run(FUSED_KERNELS.lnGyXhat, [cols, rows, 1], [X, M, R, G]);
       const gw = be.reduceBuf('sum', gyx, 1, rows, cols);
       be.runner.release(gyx);
       return { gx: be.wrap(gx, rows * cols, 'float32'), gw: be.wrap(gw, cols, 'float32'), gb: be.wrap(gb, cols, 'float32') };
@@ -69,9 +70,9 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       rowChunks(be, 'crossEntropy', rows, cols, (r0, rc, whole) => {
         const X = whole ? arg(s.buf, cols, rc) : { ...arg(s.buf, cols, rc), offset: r0 * cols };
         const T = whole ? arg(t!.buf, rc) : { ...arg(t!.buf, rc), offset: r0 };
-        be.run(KERNELS.rowStat, [rc], [X, cols, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
+        be.run(FUSED_KERNELS.rowStat, [rc], [X, cols, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
         const L = whole ? arg(lse, rc) : { ...arg(lse, rc), offset: r0 };
-        be.run(KERNELS.ceLoss, [rc], [X, L, T], { buf: loss, offset: r0 });
+        be.run(FUSED_KERNELS.ceLoss, [rc], [X, L, T], { buf: loss, offset: r0 });
       });
       return { loss: be.wrap(loss, rows, 'float32'), lse: be.wrap(lse, rows, 'float32') };
     },
@@ -82,7 +83,7 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       const g = be.runner.alloc(rows * cols);
       rowChunks(be, op, rows, cols, (r0, rc, whole) => {
         const v = (buf: DeviceBuffer, off: number, ...dims: number[]): BufferArg => (whole ? arg(buf, ...dims) : { ...arg(buf, ...dims), offset: off });
-        be.run(KERNELS.ceBack, [cols, rc, 1], [v(x, r0 * cols, cols, rc), v(l, r0, rc), v(t!.buf, r0, rc), v(gl, r0, rc)],
+        be.run(FUSED_KERNELS.ceBack, [cols, rc, 1], [v(x, r0 * cols, cols, rc), v(l, r0, rc), v(t!.buf, r0, rc), v(gl, r0, rc)],
           { buf: g, offset: r0 * cols });
       });
       return be.wrap(g, rows * cols, 'float32');
@@ -171,11 +172,11 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
     const z = rounded(matmulView(be, { buf: xb, offset: r0 * cols }, { buf: wb, offset: undefined },
       { batch: 1, m: n, n: classes, k: cols, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }), n * classes, true); // [n, classes]
     const Z = arg(z, classes, n);
-    be.run(KERNELS.rowStat, [n], [Z, classes, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
+    be.run(FUSED_KERNELS.rowStat, [n], [Z, classes, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
     const L = view(lse, r0, n), T = view(t.buf, r0, n);
-    be.run(KERNELS.ceLoss, [n], [Z, L, T], { buf: lossRows, offset: r0 });
+    be.run(FUSED_KERNELS.ceLoss, [n], [Z, L, T], { buf: lossRows, offset: r0 });
     if (gx) {
-      const g = rounded(be.run(KERNELS.ceBack, [classes, n, 1], [Z, L, T, arg(inv, n)]), n * classes, true); // [n, classes]
+      const g = rounded(be.run(FUSED_KERNELS.ceBack, [classes, n, 1], [Z, L, T, arg(inv, n)]), n * classes, true); // [n, classes]
       matmulView(be, { buf: g, offset: undefined }, { buf: wb, offset: undefined },
         { batch: 1, m: n, n: cols, k: classes, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 }, { buf: gx, offset: r0 * cols });
       const part = matmulView(be, { buf: g, offset: undefined }, { buf: xb, offset: r0 * cols },
@@ -248,8 +249,8 @@ export function attnProbs(be: GpuKernelHost, q: DeviceBuffer, k: DeviceBuffer, b
   const S = matmulView(be, { buf: q, offset: undefined }, { buf: k, offset: undefined },
     { batch: bh, m: t, n: s, k: d, transA: false, transB: true, aBatchStride: t * d, bBatchStride: s * d });
   const rows = bh * t, c = causal ? MODES.causal.on : MODES.causal.off;
-  const lse = lseIn ?? be.run(KERNELS.attnStat, [rows], [arg(S, s, rows), t, s, scale, c]);
-  const P = be.run(KERNELS.attnProb, [s, rows, 1], [arg(S, s, rows), arg(lse, rows), t, s, scale, c]);
+  const lse = lseIn ?? be.run(FUSED_KERNELS.attnStat, [rows], [arg(S, s, rows), t, s, scale, c]);
+  const P = be.run(FUSED_KERNELS.attnProb, [s, rows, 1], [arg(S, s, rows), arg(lse, rows), t, s, scale, c]);
   be.runner.release(S);
   return { P, lse };
 }
@@ -273,8 +274,8 @@ export function attentionBackward(be: GpuKernelHost, q: GpuStorage, k: GpuStorag
       { batch: bh, m, n, k: kk, transA, transB, aBatchStride: m * kk, bBatchStride: kk * n });
   const gv = mm(P, go.buf, s, d, t, true, false);              // P^T dO       [bh, s, d]
   const dP = mm(go.buf, v.buf, t, s, d, false, true);          // dO v^T       [bh, t, s]
-  const D = be.run(KERNELS.rowDot, [rows], [arg(o.buf, d, rows), arg(go.buf, d, rows), d, MODES.softmaxBack.softmax]); // rowsum(dO * O)
-  const dS = be.run(KERNELS.attnGrad, [s, rows, 1], [arg(P, s, rows), arg(dP, s, rows), arg(D, rows), scale]);
+  const D = be.run(FUSED_KERNELS.rowDot, [rows], [arg(o.buf, d, rows), arg(go.buf, d, rows), d, MODES.rowDot.dot]); // rowsum(dO * O)
+  const dS = be.run(FUSED_KERNELS.attnGrad, [s, rows, 1], [arg(P, s, rows), arg(dP, s, rows), arg(D, rows), scale]);
   for (const b of [P, dP, D]) be.runner.release(b);
   const gq = mm(dS, k.buf, t, d, s, false, false);             // dS k         [bh, t, d]
   const gk = mm(dS, q.buf, s, d, t, true, false);              // dS^T q       [bh, s, d]
@@ -296,8 +297,8 @@ export function rowChunks(be: GpuKernelHost, op: string, rows: number, cols: num
 
 export function softmaxBack(be: GpuKernelHost, y: GpuStorage, gy: GpuStorage, rows: number, cols: number, mode: number): Storage {
   const Y = arg(y.buf, cols, rows), G = arg(gy.buf, cols, rows);
-  const dot = be.run(KERNELS.rowDot, [rows], [Y, G, cols, mode]);
-  const gx = be.run(KERNELS.softmaxBack, [cols, rows, 1], [Y, G, arg(dot, rows), mode]);
+  const dot = be.run(FUSED_KERNELS.rowDot, [rows], [Y, G, cols, mode]);
+  const gx = be.run(FUSED_KERNELS.softmaxBack, [cols, rows, 1], [Y, G, arg(dot, rows), mode]);
   be.runner.release(dot);
   return be.wrap(gx, rows * cols, 'float32');
 }
@@ -332,10 +333,10 @@ export function adamw(be: GpuKernelHost, p: GpuStorage, g: GpuStorage, m: GpuSto
   // (one buffer bound both read-write and read-only in one launch is invalid: aliased
   // arguments, which only tests make, take the portable path)
   if (be.runner.adamw && new Set([p.buf, g.buf, m.buf, v.buf]).size === 4) { be.runner.adamw(p.buf, g.buf, m.buf, v.buf, n, h); return; }
-  const m2 = be.run(KERNELS.adamMoment, [n], [arg(m.buf, n), arg(g.buf, n), h.beta1, MODES.adamMoment.first]);
-  const v2 = be.run(KERNELS.adamMoment, [n], [arg(v.buf, n), arg(g.buf, n), h.beta2, MODES.adamMoment.second]);
+  const m2 = be.run(FUSED_KERNELS.adamMoment, [n], [arg(m.buf, n), arg(g.buf, n), h.beta1, MODES.adamMoment.first]);
+  const v2 = be.run(FUSED_KERNELS.adamMoment, [n], [arg(v.buf, n), arg(g.buf, n), h.beta2, MODES.adamMoment.second]);
   const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
-  const p2 = be.run(KERNELS.adamParam, [n], [arg(p.buf, n), arg(m2, n), arg(v2, n), h.lr, h.weightDecay, bc1, bc2, h.eps]);
+  const p2 = be.run(FUSED_KERNELS.adamParam, [n], [arg(p.buf, n), arg(m2, n), arg(v2, n), h.lr, h.weightDecay, bc1, bc2, h.eps]);
   for (const [s, b] of [[m, m2], [v, v2], [p, p2]] as const) {
     be.runner.release(s.buf);
     s.cell.buf = b;

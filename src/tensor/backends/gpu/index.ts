@@ -4,10 +4,11 @@
 // the engine's main path, so CPU users never load gpu.js.
 
 import { registerBackend, type Backend } from '../../backend.js';
-import { GpuBackend, type GpuBackendOptions } from './backend.js';
+import { GpuBackend, type GpuBackendOptions } from './gpu-backend.js';
 import { CpuRunner } from './cpu-runner.js';
 import { loadGpuJs } from './gpujs.js';
 import { KERNELS } from './kernels.js';
+import { FUSED_KERNELS } from './fused-kernels.js';
 import { WebGpuRunner } from './webgpu-runner.js';
 
 function onNode(): boolean {
@@ -21,8 +22,8 @@ function adapterName(adapter: unknown): string {
   return info.description || [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'unknown adapter';
 }
 
-export { GpuBackend, GpuStorage } from './backend.js';
-export type { GpuBackendOptions } from './backend.js';
+export { GpuBackend, GpuStorage } from './gpu-backend.js';
+export type { GpuBackendOptions } from './gpu-backend.js';
 
 export interface InitGpuOptions extends GpuBackendOptions {
   /**
@@ -143,7 +144,7 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
       adapter = `GPU ${opts.gpu} of ${count ?? '?'}: ${adapter}`;
     }
     const runner = new WebGpuRunner(gpujs, ctx.device, { maxBindingElements: opts.maxBindingElements, adapter });
-    await runner.precompile(Object.values(KERNELS));
+    await runner.precompile([...Object.values(KERNELS), ...Object.values(FUSED_KERNELS)]);
     backend = new GpuBackend(runner, { ...opts, name });
     // (the null device computes nothing, so there is nothing to test there)
     if (opts.selfTest !== false && !(opts.dawnFlags ?? []).includes('backend=null')) await backend.selfTest();

@@ -6,7 +6,7 @@
 // gives through Dawn/Vulkan), so nothing is chunked that would not be chunked there.
 
 import type { GpuBufferLike, GpuDeviceLike } from './webgpu-types.js';
-import { GpuBackend } from './backend.js';
+import { GpuBackend } from './gpu-backend.js';
 import { loadGpuJs } from './gpujs.js';
 import { WebGpuRunner } from './webgpu-runner.js';
 

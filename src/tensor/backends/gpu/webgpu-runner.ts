@@ -4,12 +4,15 @@
 // (a synchronous op API), a buffer pool instead of a new buffer per call, and batching of
 // many dispatches per queue submission. The device is gpu.js's own (WebGPUContext), so
 // gpu.js kernels and ours share buffers.
+// (Over 500 lines on purpose: one class, the dispatch; its hand-written kernels' launchers are a
+// few lines each and share its private binding and uniform helpers.)
 
 import { DeviceLostError, type AdamWParams, type DeviceLossInfo } from '../../backend.js';
 import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
 import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
-import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
+import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
+import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
   BufferUsage, MAP_READ, SHADER_STAGE_COMPUTE,
   type GpuBindGroupLayoutLike, type GpuBufferLike, type GpuComputePassLike, type GpuDeviceLike, type GpuEncoderLike, type GpuPipelineLike, type GpuShaderModuleLike,

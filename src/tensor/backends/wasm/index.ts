@@ -1,9 +1,9 @@
 // The wasm backend's entry: createWasmBackend, the SIMD probe, and registration as 'wasm'.
 
 import { registerBackend } from '../../backend.js';
-import { WasmBackend, type WasmBackendOptions } from './backend.js';
+import { WasmBackend, type WasmBackendOptions } from './wasm-backend.js';
 
-export { WasmBackend, type WasmBackendOptions } from './backend.js';
+export { WasmBackend, type WasmBackendOptions } from './wasm-backend.js';
 export { wasmSimdAvailable } from './simd.js';
 
 export function createWasmBackend(opts: WasmBackendOptions = {}): WasmBackend {

@@ -4,6 +4,7 @@
 import { emitModule, Func } from './emit.js';
 import { gemmKernel, microKernel, packGroupKernel, packKernel, type MatmulShape } from './matmul-kernels.js';
 import { rowKernels } from './row-kernels.js';
+import { elementwiseKernels } from './elementwise-kernels.js';
 import { convertKernels } from './convert-kernels.js';
 import { nodeBuiltin } from './threads.js';
 
@@ -74,7 +75,7 @@ export function buildModule(shape: MatmulShape = matmulShape(true), shared = tru
   add('packB16', packKernel(shape.nr, true));
   add('packAGroup', packGroupKernel(packA));
   add('packBGroup', packGroupKernel(packB));
-  for (const [name, func] of Object.entries(rowKernels())) funcs.push({ name, func });
+  for (const [name, func] of Object.entries({ ...rowKernels(), ...elementwiseKernels() })) funcs.push({ name, func });
   for (const [name, func] of Object.entries(convertKernels())) funcs.push({ name, func });
   const bytes = emitModule({ memory: { initial: 256, maximum: 65536, shared }, funcs });
   const module = new WebAssembly.Module(bytes as BufferSource);

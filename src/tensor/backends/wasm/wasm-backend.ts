@@ -1,11 +1,11 @@
 // The wasm backend: the js reference backend with its hot float32 kernels (matmul, softmax
 // family, cross-entropy, layerNorm, attention, GELU and unary ops, broadcasting binary ops,
-// reductions, AdamW, sums of squares) replaced by WebAssembly SIMD kernels run on a pool of
-// worker threads. Tensors stay in ordinary host typed arrays (so models are not bound by the
-// 4 GiB wasm32 memory); each kernel call copies its operands into the shared wasm memory.
-// Movement ops with a contiguous innermost dim copy whole rows. Everything else (int32 and
-// float64 kernels, other layouts, indexing, `log`, `pow`, `where`, `cast`) is the js backend's.
-// The fused kernels are in fused.ts.
+// reductions, AdamW, sums of squares, float32 <-> half casts) replaced by WebAssembly SIMD
+// kernels run on a pool of worker threads. Tensors stay in ordinary host typed arrays (so models
+// are not bound by the 4 GiB wasm32 memory); each kernel call copies its operands into the shared
+// wasm memory. Movement ops with a contiguous innermost dim copy whole rows. Everything else
+// (int32 and float64 kernels, other layouts, indexing, `log`, `pow`, `where`, other casts) is the
+// js backend's. The fused kernels are in fused.ts.
 
 import type { Backend, BinaryOp, FusedKernels, MatmulParams, ReduceOp, Storage, UnaryOp } from '../../backend.js';
 import { allocHost, type DType, type HostArray } from '../../dtype.js';
@@ -36,8 +36,8 @@ export interface WasmBackendOptions {
    * Fused multiply-add (relaxed SIMD's f32x4.relaxed_madd) in the matmul micro-kernels where the
    * engine has it (default true; Node >= 20 and Chrome do). One rounding per multiply-add
    * instead of two: results differ from the mul+add kernels (false, or an engine without relaxed
-   * SIMD) in the last bits, and do not depend on the thread count either way. It pays: 1024^3
-   * on 2 threads of the Zen 3 VM, 72.7 GFLOP/s vs 52.4 with mul+add (bench/wasm-tune.ts, one run).
+   * SIMD) in the last bits, and do not depend on the thread count either way. It is faster
+   * wherever it was measured; `bench/wasm-tune.ts` compares the two on your machine.
    */
   fma?: boolean;
 }
