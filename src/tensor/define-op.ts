@@ -49,7 +49,11 @@ export interface OpSpec<A extends unknown[]> {
    * intermediate: a sum, a mean, a variance).
    */
   readonly halfInFloat32?: boolean;
-  /** The backend's fused kernel for these arguments, or null when it has none or a guard fails. */
+  /**
+   * The backend's fused kernel for these arguments, or null when it has none or a guard fails.
+   * `kernels.<name>` is declared in backend.ts's FusedKernels, whose comment says where each
+   * backend implements it (under the same name).
+   */
   fused?(kernels: FusedKernels, ...args: A): FusedCall | null;
   /** The composite definition. */
   compose(...args: A): Tensor;
