@@ -273,7 +273,7 @@ async function gpt2Bench(gpu: GpuBackend, runner: WebGpuRunner, api: ModelApi, b
         const n = warmup + times.length;
         row(`${what} train tok/s (B=${B}, T=${T})`, `${tokS.toFixed(0)} tok/s`, '>= 10,000 tok/s (GPT-2 124M)', software ? null : tokS >= 10_000,
           `median of ${times.length} of ${n} steps ${(median(times) * 1000).toFixed(0)} ms; loss ${lossV.toFixed(3)} (ln ${cfg.vocabSize} = ${Math.log(cfg.vocabSize).toFixed(2)} at init), norm ${normV.toFixed(2)}; ` +
-          `last step: ${perStep ? formatCounts({ ...perStep, step: n - 1, ms: 0, byKernel: {} }).replace(/^step \d+: /, '') : '?'}`);
+          `last step: ${perStep ? formatCounts({ ...perStep, step: n - 1, ms: 0, byKernel: {}, work: new Map() }).replace(/^step \d+: /, '') : '?'}`);
         return { B, tokS };
       } catch (e) {
         row(`${what} train B=${B}`, 'does not fit / failed', '', null, (e as Error).message.slice(0, 300));

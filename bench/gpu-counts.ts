@@ -12,7 +12,8 @@ import { tensor } from '../src/tensor/creation.js';
 import { manualSeed } from '../src/tensor/random.js';
 import { GpuBackend } from '../src/tensor/backends/gpu/gpu-backend.js';
 import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';
-import { WebGpuRunner, type RunnerStats } from '../src/tensor/backends/gpu/webgpu-runner.js';
+import { WebGpuRunner, type KernelWork, type RunnerStats } from '../src/tensor/backends/gpu/webgpu-runner.js';
+import { workDelta } from './roofline.js';
 import { countingDevice } from '../src/tensor/backends/gpu/recording-device.js';
 
 export interface StepCounts extends RunnerStats {
@@ -20,6 +21,8 @@ export interface StepCounts extends RunnerStats {
   ms: number;
   /** Launches of each kernel in this step. */
   byKernel: Record<string, number>;
+  /** The work of each kernel in this step (for bench/roofline.ts). */
+  work: Map<string, KernelWork>;
 }
 
 export const GPT2_124M: GPTConfig = { blockSize: 1024, vocabSize: 50304, nLayer: 12, nHead: 12, nEmbd: 768 };
@@ -37,6 +40,7 @@ export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: 
     for (let s = 0; s < steps; s++) {
       const before = { ...runner.stats };
       const kBefore = new Map(runner.launchesByKernel);
+      const wBefore = new Map(runner.workByKernel);
       const t0 = performance.now();
       opt.zeroGrad();
       const V = Math.min(cfg.vocabSize, 50257);
@@ -52,7 +56,7 @@ export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: 
       const d = Object.fromEntries(Object.entries(runner.stats).map(([k, v]) => [k, v - before[k as keyof RunnerStats]])) as unknown as RunnerStats;
       const byKernel: Record<string, number> = {};
       for (const [k, v] of runner.launchesByKernel) if (v - (kBefore.get(k) ?? 0) > 0) byKernel[k] = v - (kBefore.get(k) ?? 0);
-      out.push({ ...d, step: s, ms: performance.now() - t0, byKernel });
+      out.push({ ...d, step: s, ms: performance.now() - t0, byKernel, work: workDelta(runner.workByKernel, wBefore) });
     }
     return out;
   } finally {

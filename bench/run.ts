@@ -291,6 +291,18 @@ async function benchGpu(): Promise<void> {
     extra: formatCounts(counted).replace(/^step \d+: /, '') });
   const byKernel = Object.entries(counted.byKernel).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ');
   console.log(`        launches by kernel: ${byKernel}`);
+  // the seed's micro-batch, priced on an H100 by bench/roofline.ts (the work counted, the rates assumed)
+  const { H100, formatPrices, priceKernels } = await import('./roofline.js');
+  const [B, T] = [16, 1024];
+  const step16 = await countedStep(undefined, B, T);
+  const prices = priceKernels(step16.work, H100);
+  const L = 12, C = 768, params = 124_475_904; // GPT-2 124M (wte tied to lm_head, 50304 rows)
+  const modelFlops = (6 * params + 12 * L * C * T) * B * T; // nanoGPT's estimate_mfu: 6N + 12 L H Q T per token
+  const table = formatPrices(prices, B * T, modelFlops, H100);
+  for (const line of table) console.log(`        ${line}`);
+  const predicted = prices.reduce((t, p) => t + p.predicted, 0), roofline = prices.reduce((t, p) => t + p.roofline, 0);
+  log({ section: 'gpu', config: `gpt2-124M T=${T} B=${B} on paper`, backend: `${H100.name} model`, value: Math.round(B * T / predicted), unit: 'tok/s',
+    extra: `${step16.dispatches} launches; roofline ${Math.round(B * T / roofline)} tok/s` });
   // a real adapter: the system's; without a GPU, SwiftShader where installed (a benchmark is an explicit ask)
   const { hardwareAdapterConfigured, swiftShaderInstalled } = await import('../src/tensor/backends/gpu/swiftshader.js');
   const { initGpuBackend } = await import('../src/tensor/backends/gpu/index.js');

@@ -98,6 +98,18 @@ export interface RunnerStats {
   readBytes: number;
 }
 
+/**
+ * What the launches of one kernel did, estimated where they are recorded (for the roofline model
+ * of bench/roofline.ts): floating-point operations, and bytes of device memory moved counting
+ * each operand read once and the output written once (caches may do better, a kernel that
+ * re-reads an operand worse).
+ */
+export interface KernelWork {
+  launches: number;
+  flops: number;
+  bytes: number;
+}
+
 export interface WebGpuRunnerOptions {
   /** Emulate a smaller storage-binding limit (f32 elements) than the device's, so tests chunk on a real device. */
   maxBindingElements?: number | undefined;
@@ -126,6 +138,8 @@ export class WebGpuRunner implements Runner {
   /** What decides speed on a GPU, counted for the benchmarks (see RunnerStats). */
   /** Launches per kernel name (running totals, for the benchmark's breakdown). */
   readonly launchesByKernel = new Map<string, number>();
+  /** Work per kernel name (running totals, see KernelWork). */
+  readonly workByKernel = new Map<string, KernelWork>();
   readonly stats: RunnerStats = { dispatches: 0, submits: 0, buffersCreated: 0, bytesCreated: 0, uniformsCreated: 0, uniformWrites: 0, uniformBytes: 0, uploads: 0, uploadBytes: 0, reads: 0, readBytes: 0 };
 
   constructor(private readonly gpujs: GpuJsModule, readonly device: GpuDeviceLike, opts: WebGpuRunnerOptions = {}) {
@@ -337,9 +351,11 @@ export class WebGpuRunner implements Runner {
    * the batch's one compute pass (WebGPU orders the storage accesses of consecutive dispatches).
    */
   private dispatch(name: string, pipeline: GpuPipelineLike, layout: GpuBindGroupLayoutLike, params: ArrayBuffer, storage: Binding[],
-    groups: [number, number, number]): void {
+    groups: [number, number, number], work: { flops: number; bytes: number }): void {
     if (params.byteLength > UNIFORM_SLOT) throw new Error(`gpu backend: kernel ${name} has ${params.byteLength} bytes of parameters, over the ${UNIFORM_SLOT}-byte slot`);
     this.launchesByKernel.set(name, (this.launchesByKernel.get(name) ?? 0) + 1);
+    const w = this.workByKernel.get(name) ?? { launches: 0, flops: 0, bytes: 0 };
+    this.workByKernel.set(name, { launches: w.launches + 1, flops: w.flops + work.flops, bytes: w.bytes + work.bytes });
     const slot = this.pending * UNIFORM_SLOT;
     this.uniformData.set(new Uint8Array(params), slot);
     const entries = [{ binding: 0, resource: { buffer: this.uniformBuffer(), offset: slot, size: UNIFORM_SLOT } },
@@ -376,10 +392,12 @@ export class WebGpuRunner implements Runner {
     const u32 = new Uint32Array(params), i32 = new Int32Array(params), f32 = new Float32Array(params);
     u32[0] = X; u32[1] = Y; u32[2] = Z; u32[3] = gx * WORKGROUP;
     const bindings: Binding[] = [];
+    let read = 0;
     for (const a of c.params.arrayArgs) {
       const v = args[a.index];
       if (typeof v !== 'object') throw new Error(`gpu backend: ${spec.name} argument ${a.index} must be a buffer`);
       const d = [v.dims[0] ?? 1, v.dims[1] ?? 1, v.dims[2] ?? 1];
+      read += d[0]! * d[1]! * d[2]!;
       const o = a.dimsOffset / 4;
       u32[o] = d[0]!; u32[o + 1] = d[1]!; u32[o + 2] = d[2]!; u32[o + 3] = d[0]! * d[1]! * d[2]!;
       bindings.push(this.binding(`${spec.name} argument ${a.index}`, v.buf, v.offset));
@@ -391,7 +409,9 @@ export class WebGpuRunner implements Runner {
       else f32[s.offset / 4] = v;
     }
     const res = into ? this.outBinding(`${spec.name} output`, into, total) : { buffer: (result as GpuBuf).buffer };
-    this.dispatch(spec.name, c.pipeline, c.layout, params, [...bindings, res], [gx, gy, 1]);
+    // the portable matmuls (matmulNN...) take k as their third argument; the others are memory-bound
+    const flops = spec.name.startsWith('matmul') ? 2 * total * (args[2] as number) : 0;
+    this.dispatch(spec.name, c.pipeline, c.layout, params, [...bindings, res], [gx, gy, 1], { flops, bytes: 4 * (read + total) });
     return result;
   }
 
@@ -443,7 +463,8 @@ export class WebGpuRunner implements Runner {
       params.set([m, mode, groups[0] * WORKGROUP, 0]);
       const [inAt, outAt] = [unpacking ? base / 2 : base, packing ? base / 2 : base];
       this.dispatch('cast (WGSL)', k.pipeline, k.layout, params.buffer, [n <= chunk ? this.binding('cast input', x) : this.binding('cast input', x, inAt),
-        n <= chunk ? { buffer: (out as GpuBuf).buffer } : this.outBinding('cast output', { buf: out, offset: outAt }, packing ? Math.ceil(m / 2) : m)], groups);
+        n <= chunk ? { buffer: (out as GpuBuf).buffer } : this.outBinding('cast output', { buf: out, offset: outAt }, packing ? Math.ceil(m / 2) : m)], groups,
+        { flops: 0, bytes: m * ((unpacking ? 2 : 4) + (packing ? 2 : 4)) });
     }
     return out;
   }
@@ -466,7 +487,7 @@ export class WebGpuRunner implements Runner {
       const params = new Uint32Array(GATHER_PARAMS_BYTES / 4);
       params.set([m, base, offset, groups[0] * WORKGROUP, ...dims, ...st]);
       this.dispatch('gather (WGSL)', k.pipeline, k.layout, params.buffer, [this.binding('gather input', x),
-        this.outBinding('gather output', { buf: out, offset: base }, m)], groups);
+        this.outBinding('gather output', { buf: out, offset: base }, m)], groups, { flops: 0, bytes: 8 * m });
     }
     return out;
   }
@@ -486,7 +507,7 @@ export class WebGpuRunner implements Runner {
       params.set([m, cols, r0, groups[0] * WORKGROUP]);
       this.dispatch('segment sum (WGSL)', k.pipeline, k.layout, params.buffer, [this.binding('segment sum rows', src),
         this.binding('segment sum order', perm), this.binding('segment sum offsets', offs),
-        this.outBinding('segment sum output', { buf: out, offset: r0 * cols }, m)], groups);
+        this.outBinding('segment sum output', { buf: out, offset: r0 * cols }, m)], groups, { flops: 0, bytes: 8 * m });
     }
     return out;
   }
@@ -501,7 +522,8 @@ export class WebGpuRunner implements Runner {
     new Uint32Array(params, 0, 4).set([n, groups[0] * WORKGROUP, 0, 0]);
     new Float32Array(params, 16, 8).set([h.lr, h.beta1, h.beta2, h.eps, h.weightDecay, 1 - h.beta1 ** h.step, 1 - h.beta2 ** h.step, 0]);
     this.dispatch('adamw (WGSL)', k.pipeline, k.layout, params, [this.binding('adamw grad', g),
-      this.binding('adamw param', p), this.binding('adamw exp_avg', m), this.binding('adamw exp_avg_sq', v)], groups);
+      this.binding('adamw param', p), this.binding('adamw exp_avg', m), this.binding('adamw exp_avg_sq', v)], groups,
+      { flops: 0, bytes: 4 * 7 * n }); // reads p, g, m, v; writes p, m, v
   }
 
   /** x += y (mode 'add') or x *= y[0] (mode 'scale') over n values, in place: one launch (wgsl.ts). */
@@ -512,7 +534,8 @@ export class WebGpuRunner implements Runner {
     const groups = this.flatGroups(n);
     const params = new Uint32Array(INPLACE_PARAMS_BYTES / 4);
     params.set([n, mode === 'scale' ? 1 : 0, groups[0] * WORKGROUP, 0]);
-    this.dispatch(`${mode} in place (WGSL)`, k.pipeline, k.layout, params.buffer, [this.binding(`${mode} in place operand`, y), this.binding(`${mode} in place target`, x)], groups);
+    this.dispatch(`${mode} in place (WGSL)`, k.pipeline, k.layout, params.buffer, [this.binding(`${mode} in place operand`, y), this.binding(`${mode} in place target`, x)], groups,
+      { flops: 0, bytes: 4 * (mode === 'add' ? 3 : 2) * n });
   }
 
   /** One flash-attention launch (wgsl.ts): a workgroup per 64 rows (queries; keys for bwdKV) of each head. */
@@ -529,7 +552,12 @@ export class WebGpuRunner implements Runner {
     new Float32Array(params)[4] = a.scale;
     const none: AttnView = { off: 0, sB: 0, sH: 0, sT: 0 };
     [a.q, a.k, a.v, a.o, a.dO, a.g, a.g2].forEach((v, i) => { const w = v ?? none; u.set([w.off, w.sB, w.sH, w.sT], 8 + 4 * i); });
-    this.dispatch(`${kernel} (WGSL)`, k.pipeline, k.layout, params, buffers.map((b, i) => this.binding(`${kernel} operand ${i}`, b)), groups);
+    // q k^T and P v forward (2 products); the backward's recomputed q k^T and dO v^T, then dS k
+    // (queries: 3) or P^T dO and dS^T q (keys: 4, 3 when one of dK, dV); causal skips about half
+    const products = kernel === 'flashFwd' ? 2 : kernel === 'flashBwdQ' || (a.mode ?? 0) !== 0 ? 3 : 4, visible = a.causal ? 0.5 : 1;
+    const heads = a.B * a.nh, tensors = kernel === 'flashFwd' ? [a.T, a.S, a.S, a.T] : [a.T, a.S, a.S, a.T, a.T, kernel === 'flashBwdQ' ? a.T : 2 * a.S];
+    this.dispatch(`${kernel} (WGSL)`, k.pipeline, k.layout, params, buffers.map((b, i) => this.binding(`${kernel} operand ${i}`, b)), groups,
+      { flops: 2 * products * heads * a.T * a.S * a.hs * visible, bytes: 4 * heads * a.hs * tensors.reduce((x, y) => x + y, 0) });
   }
 
   /**
@@ -548,8 +576,9 @@ export class WebGpuRunner implements Runner {
     const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
     params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, 0]);
     const res = into ? this.outBinding('matmul output', into, total) : { buffer: (out as GpuBuf).buffer };
+    const aLen = (p.aBatchStride ? batch : 1) * m * k, bLen = (p.bBatchStride ? batch : 1) * k * n;
     this.dispatch('matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, [this.binding('matmul A', a.buf, a.offset),
-      this.binding('matmul B', b.buf, b.offset), res], [gx, gy, batch]);
+      this.binding('matmul B', b.buf, b.offset), res], [gx, gy, batch], { flops: 2 * total * k, bytes: 4 * (aLen + bLen + total) });
     return out;
   }
 }
