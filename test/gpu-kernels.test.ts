@@ -193,6 +193,32 @@ describe('reductions and matmul', () => {
       close(await read(gpu.matmul(gpu.fromHost(A, 'float32'), gpu.fromHost(B, 'float32'), p)), want, 1e-5, 1e-5);
     }
   });
+
+  it('matmul at aligned sizes (the 128x128 vec4 kernel on WebGPU): every layout, partial tiles in m, n and k, batched and broadcast', async () => {
+    const wideLaunches = (): number => (gpu.runner as { launchesByKernel?: Map<string, number> }).launchesByKernel?.get('matmul128 (WGSL)') ?? 0;
+    const before = wideLaunches();
+    let calls = 0;
+    // 136 x 132: a full 128 tile and an edge in each of m and n; k = 44: five k tiles of 8, the last half full
+    for (const [batch, m, n, k] of [[2, 136, 132, 44], [1, 4, 8, 4], [3, 20, 12, 260]] as const) {
+      for (const transA of [false, true]) for (const transB of [false, true]) for (const [fa, fb] of [[1, 1], [0, 1], [1, 0]] as const) {
+        const A = rand((fa ? batch : 1) * m * k, m + k), B = rand((fb ? batch : 1) * k * n, n + k);
+        const p = { batch, m, n, k, transA, transB, aBatchStride: fa * m * k, bBatchStride: fb * k * n };
+        const want = new Float64Array(batch * m * n);
+        for (let b = 0; b < batch; b++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+          let s = 0;
+          for (let q = 0; q < k; q++) {
+            s += (transA ? A[b * p.aBatchStride + q * m + i]! : A[b * p.aBatchStride + i * k + q]!) *
+              (transB ? B[b * p.bBatchStride + j * k + q]! : B[b * p.bBatchStride + q * n + j]!);
+          }
+          want[(b * m + i) * n + j] = s;
+        }
+        close(await read(gpu.matmul(gpu.fromHost(A, 'float32'), gpu.fromHost(B, 'float32'), p)), want, 1e-5, 1e-5 * Math.sqrt(k));
+        calls++;
+      }
+    }
+    // on a WebGPU adapter every one of these ran the wide kernel (gpu.js's cpu mode has no WGSL)
+    if (gpu.runner.mode === 'webgpu') expect(wideLaunches() - before).toBe(calls);
+  });
 });
 
 describe('movement and indexing', () => {
@@ -306,32 +332,41 @@ describe('fused kernels against float64 formulas', () => {
     close(await read(f.logSoftmaxBackward!(l, G, rows, cols)), gls, 1e-4, 1e-5);
   });
 
-  it('layerNorm forward and backward', async () => {
-    const w = rand(cols, 23, 0.5, 1.5), b = rand(cols, 24), gy = rand(rows * cols, 25), eps = 1e-5;
-    const y = new Float64Array(rows * cols), gx = new Float64Array(rows * cols), gw = new Float64Array(cols), gb = new Float64Array(cols);
-    const means: number[] = [], rstds: number[] = [];
-    for (let r = 0; r < rows; r++) {
-      const v = rowsOf(x, r), mu = v.reduce((s, a) => s + a, 0) / cols;
-      const rs = 1 / Math.sqrt(v.reduce((s, a) => s + (a - mu) ** 2, 0) / cols + eps);
-      means.push(mu); rstds.push(rs);
-      const xh = v.map((a) => (a - mu) * rs), g = v.map((_, c) => gy[r * cols + c]! * w[c]!);
-      const m1 = g.reduce((s, a) => s + a, 0) / cols, m2 = g.reduce((s, a, c) => s + a * xh[c]!, 0) / cols;
-      for (let c = 0; c < cols; c++) {
-        y[r * cols + c] = xh[c]! * w[c]! + b[c]!;
-        gx[r * cols + c] = rs * (g[c]! - m1 - xh[c]! * m2);
-        gw[c]! += gy[r * cols + c]! * xh[c]!;
-        gb[c]! += gy[r * cols + c]!;
+  it('layerNorm forward and backward (a workgroup per row on WebGPU: rows wider than 256 threads, and blocks of rows)', async () => {
+    const launches = (gpu.runner as { launchesByKernel?: Map<string, number> }).launchesByKernel;
+    const count = (): number[] => [launches?.get('layerNorm (WGSL)') ?? 0, launches?.get('layerNormBackward (WGSL)') ?? 0];
+    const before = count();
+    // 5 x 7; 3 x 770 (4 columns a thread, the last partial); 600 x 300 (two rows per block of the backward's sums)
+    for (const [R, C, seed] of [[rows, cols, 21], [3, 770, 27], [600, 300, 28]] as const) {
+      const X0 = R === rows ? x : rand(R * C, seed, -4, 4);
+      const w = rand(C, 23, 0.5, 1.5), b = rand(C, 24), gy = rand(R * C, 25), eps = 1e-5;
+      const y = new Float64Array(R * C), gx = new Float64Array(R * C), gw = new Float64Array(C), gb = new Float64Array(C);
+      const means: number[] = [], rstds: number[] = [];
+      for (let r = 0; r < R; r++) {
+        const v = Array.from({ length: C }, (_, c) => X0[r * C + c]!), mu = v.reduce((s, a) => s + a, 0) / C;
+        const rs = 1 / Math.sqrt(v.reduce((s, a) => s + (a - mu) ** 2, 0) / C + eps);
+        means.push(mu); rstds.push(rs);
+        const xh = v.map((a) => (a - mu) * rs), g = v.map((_, c) => gy[r * C + c]! * w[c]!);
+        const m1 = g.reduce((s, a) => s + a, 0) / C, m2 = g.reduce((s, a, c) => s + a * xh[c]!, 0) / C;
+        for (let c = 0; c < C; c++) {
+          y[r * C + c] = xh[c]! * w[c]! + b[c]!;
+          gx[r * C + c] = rs * (g[c]! - m1 - xh[c]! * m2);
+          gw[c]! += gy[r * C + c]! * xh[c]!;
+          gb[c]! += gy[r * C + c]!;
+        }
       }
+      const X = gpu.fromHost(X0.slice(), 'float32');
+      const out = gpu.fused.layerNorm!(X, gpu.fromHost(w.slice(), 'float32'), gpu.fromHost(b.slice(), 'float32'), R, C, eps);
+      close(await read(out.y), y, 1e-5, 1e-5);
+      close(await read(out.mean), means, 1e-5, 1e-6);
+      close(await read(out.rstd), rstds, 1e-5, 1e-6);
+      const bw = gpu.fused.layerNormBackward!(X, gpu.fromHost(w.slice(), 'float32'), out.mean, out.rstd, gpu.fromHost(gy.slice(), 'float32'), R, C);
+      close(await read(bw.gx), gx, 1e-4, 1e-5);
+      close(await read(bw.gw), gw, 1e-4, 1e-5 * Math.sqrt(R));
+      close(await read(bw.gb), gb, 1e-5, 1e-5 * Math.sqrt(R));
     }
-    const X = gpu.fromHost(x.slice(), 'float32');
-    const out = gpu.fused.layerNorm!(X, gpu.fromHost(w.slice(), 'float32'), gpu.fromHost(b.slice(), 'float32'), rows, cols, eps);
-    close(await read(out.y), y, 1e-5, 1e-5);
-    close(await read(out.mean), means, 1e-5, 1e-6);
-    close(await read(out.rstd), rstds, 1e-5, 1e-6);
-    const bw = gpu.fused.layerNormBackward!(X, gpu.fromHost(w.slice(), 'float32'), out.mean, out.rstd, gpu.fromHost(gy.slice(), 'float32'), rows, cols);
-    close(await read(bw.gx), gx, 1e-4, 1e-5);
-    close(await read(bw.gw), gw, 1e-4, 1e-5);
-    close(await read(bw.gb), gb, 1e-5, 1e-5);
+    // on WebGPU, one launch each way per shape (and the two block sums' reductions)
+    if (gpu.runner.mode === 'webgpu') expect(count().map((n, i) => n - before[i]!)).toEqual([3, 3]);
   });
 
   it('crossEntropy forward and backward', async () => {

@@ -84,7 +84,7 @@ describe('a step\'s device memory on the recording device (npm run train -- --dr
     const [m, n, k] = [96, 80, 72];
     const a = be.fromHost(new Float32Array(m * k), 'float32'), b = be.fromHost(new Float32Array(n * k), 'float32');
     be.matmul(a, b, { batch: 2, m, n, k, transA: false, transB: true, aBatchStride: m * k, bBatchStride: 0 }); // A·Bᵀ, B broadcast
-    expect(runner.workByKernel.get('matmul (WGSL)')).toEqual({ launches: 1, flops: 2 * 2 * m * n * k, bytes: 4 * (2 * m * k + n * k + 2 * m * n) });
+    expect(runner.workByKernel.get('matmul128 (WGSL)')).toEqual({ launches: 1, flops: 2 * 2 * m * n * k, bytes: 4 * (2 * m * k + n * k + 2 * m * n) });
     be.binary('add', a, [m, k], a, [m, k], [m, k]);
     expect(runner.workByKernel.get('binary1')).toEqual({ launches: 1, flops: 0, bytes: 4 * 3 * m * k });
   });

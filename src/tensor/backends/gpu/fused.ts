@@ -9,6 +9,7 @@ import { FUSED_KERNELS } from './fused-kernels.js';
 import { matmulView } from './matmul.js';
 import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs } from './runner.js';
 import { FLASH_HEAD_MAX } from './flash-wgsl.js';
+import { LAYERNORM_MAX_COLS } from './layernorm-wgsl.js';
 import type { GpuStorage } from './storage.js';
 
 export function makeFused(be: GpuKernelHost): FusedKernels {
@@ -38,6 +39,11 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
     logSoftmaxBackward: (y, gy, rows, cols) => softmaxBack(be, f32('logSoftmaxBackward', y), f32('logSoftmaxBackward', gy), rows, cols, MODES.rowDot.sum),
     layerNorm: (x, w, b, rows, cols, eps) => {
       const sx = f32('layerNorm', x), sw = f32('layerNorm', w), sb = f32('layerNorm', b);
+      if (be.runner.layerNorm) {
+        // one launch, a workgroup per row (WebGPU)
+        const r = be.runner.layerNorm(sx.buf, sw.buf, sb.buf, rows, cols, eps);
+        return { y: be.wrap(r.y, rows * cols, 'float32'), mean: be.wrap(r.mean, rows, 'float32'), rstd: be.wrap(r.rstd, rows, 'float32') };
+      }
       const X = arg(sx.buf, cols, rows);
       const mean = be.run(FUSED_KERNELS.lnStat, [rows], [X, arg(sx.buf, 1), cols, eps, MODES.lnStat.mean]);
       const rstd = be.run(FUSED_KERNELS.lnStat, [rows], [X, arg(mean, rows), cols, eps, MODES.lnStat.rstd]);
@@ -46,6 +52,14 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
     },
     layerNormBackward: (x, w, mean, rstd, gy, rows, cols) => {
       const op = 'layerNormBackward';
+      if (be.runner.layerNormBackward && cols <= LAYERNORM_MAX_COLS) {
+        // one launch for gx and the blocks' partial sums, then the sums of those over the blocks
+        const r = be.runner.layerNormBackward(f32(op, x).buf, f32(op, w).buf, f32(op, mean).buf, f32(op, rstd).buf, f32(op, gy).buf, rows, cols);
+        const gw = be.reduceBuf('sum', r.pw, 1, r.blocks, cols), gb = be.reduceBuf('sum', r.pb, 1, r.blocks, cols);
+        be.runner.release(r.pw);
+        be.runner.release(r.pb);
+        return { gx: be.wrap(r.gx, rows * cols, 'float32'), gw: be.wrap(gw, cols, 'float32'), gb: be.wrap(gb, cols, 'float32') };
+      }
       const X = arg(f32(op, x).buf, cols, rows), W = arg(f32(op, w).buf, cols), M = arg(f32(op, mean).buf, rows),
         R = arg(f32(op, rstd).buf, rows), G = arg(f32(op, gy).buf, cols, rows);
       const s1 = be.run(FUSED_KERNELS.lnBackStat, [rows], [X, M, R, W, G, cols, MODES.lnBackStat.sumGw]);

@@ -100,6 +100,14 @@ export interface Runner {
    * [q, k, v, o, dO, lse, dQ, D], bwdKV [q, k, v, dO, lse, D, dKV].
    */
   flash?(kernel: FlashKernel, a: FlashArgs, buffers: readonly DeviceBuffer[]): void;
+  /** LayerNorm forward in one launch (layernorm-wgsl.ts), where the runner has it: y [rows, cols], mean and rstd [rows]. */
+  layerNorm?(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, rows: number, cols: number, eps: number): { y: DeviceBuffer; mean: DeviceBuffer; rstd: DeviceBuffer };
+  /**
+   * LayerNorm's input gradient in one launch, and per block of rows the partial column sums of
+   * gy * xhat (pw) and gy (pb), [blocks, cols] each, for the caller to sum into gw and gb.
+   */
+  layerNormBackward?(x: DeviceBuffer, w: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer, gy: DeviceBuffer, rows: number, cols: number):
+    { gx: DeviceBuffer; pw: DeviceBuffer; pb: DeviceBuffer; blocks: number };
   /** A faster matmul than the portable gpu.js kernel, where the runner has one. */
   matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer;
   /** Largest number of f32 one kernel argument may bind. */

@@ -27,9 +27,9 @@ export async function selfTest(be: SelfTested): Promise<void> {
   await cmp('reduce sum', be.reduce('sum', a, 3, 5, 1), ref.readSync(ref.reduce('sum', ra, 3, 5, 1)));
   await cmp('strided transpose', be.strided(a, [5, 3], [1, 5], 0), ref.readSync(ref.strided(ra, [5, 3], [1, 5], 0)));
   const primitivesOk = bad.length === 0;
-  const [batch, m, n, k] = [2, 37, 41, 29];
   let fastOk = true;
-  for (const transA of [false, true]) for (const transB of [false, true]) {
+  // odd sizes take the 64x64 WGSL kernel, sizes whose operands are vec4-aligned the 128x128 one
+  for (const [batch, m, n, k] of [[2, 37, 41, 29], [2, 36, 132, 20]] as const) for (const transA of [false, true]) for (const transB of [false, true]) {
     const A = vals(batch * m * k, 3), B = vals(k * n, 4);
     const p = { batch, m, n, k, transA, transB, aBatchStride: m * k, bBatchStride: 0 };
     const want = new Float64Array(batch * m * n);
@@ -39,12 +39,13 @@ export async function selfTest(be: SelfTested): Promise<void> {
       want[(t * m + i) * n + j] = acc;
     }
     const sa = be.fromHost(A, 'float32'), sb = be.fromHost(B, 'float32');
+    const what = `[${batch}, ${m}, ${k}] @ [${k}, ${n}] transA=${transA} transB=${transB}`;
     if (be.runner.matmul) {
       be.fastMatmul = true;
-      fastOk = (await cmp(`fast matmul transA=${transA} transB=${transB}`, be.matmul(sa, sb, p), want, 1e-4)) && fastOk;
+      fastOk = (await cmp(`fast matmul ${what}`, be.matmul(sa, sb, p), want, 1e-4)) && fastOk;
     }
     be.fastMatmul = false;
-    await cmp(`portable matmul transA=${transA} transB=${transB}`, be.matmul(sa, sb, p), want, 1e-4);
+    await cmp(`portable matmul ${what}`, be.matmul(sa, sb, p), want, 1e-4);
   }
   be.fastMatmul = fastOk;
   if (!primitivesOk || bad.some((b) => b.startsWith('portable'))) {

@@ -11,8 +11,9 @@ import { DeviceLostError, type AdamWParams, type DeviceLossInfo } from '../../ba
 import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
 import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
+import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, layerNormBwdWgsl } from './layernorm-wgsl.js';
 import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
-import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
+import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, MATMUL_WIDE_TILE, MATMUL_WIDE_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
   BufferUsage, MAP_READ, SHADER_STAGE_COMPUTE,
   type GpuBindGroupLayoutLike, type GpuBufferLike, type GpuComputePassLike, type GpuDeviceLike, type GpuEncoderLike, type GpuPipelineLike, type GpuShaderModuleLike,
@@ -37,6 +38,7 @@ class GpuBuf implements DeviceBuffer {
 /** The hand-written WGSL kernels (wgsl.ts) and their storage bindings after the uniform: read-only or read-write. */
 const HAND_KERNELS = {
   matmul: { code: MATMUL_WGSL, bindings: ['read', 'read', 'write'] },
+  matmulWide: { code: MATMUL_WIDE_WGSL, bindings: ['read', 'read', 'write'] },
   cast: { code: CAST_WGSL, bindings: ['read', 'write'] },
   adamw: { code: ADAMW_WGSL, bindings: ['read', 'write', 'write', 'write'] },
   inPlace: { code: INPLACE_WGSL, bindings: ['read', 'write'] },
@@ -45,7 +47,10 @@ const HAND_KERNELS = {
   flashFwd: { code: FLASH_FWD_WGSL, bindings: ['read', 'read', 'read', 'write', 'write'] },
   flashBwdQ: { code: FLASH_BWD_Q_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'] },
   flashBwdKV: { code: FLASH_BWD_KV_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write'] },
+  layerNorm: { code: LAYERNORM_FWD_WGSL, bindings: ['read', 'read', 'read', 'write', 'write', 'write'] },
 } as const;
+/** The LayerNorm backward, one pipeline per J (layernorm-wgsl.ts): x, w, mean, rstd, gy, then gx and the two partial sums. */
+const LAYERNORM_BWD_BINDINGS = ['read', 'read', 'read', 'read', 'read', 'write', 'write', 'write'] as const;
 type HandKernelName = keyof typeof HAND_KERNELS;
 interface HandKernel { layout: GpuBindGroupLayoutLike; pipeline: GpuPipelineLike; module: GpuShaderModuleLike }
 
@@ -423,9 +428,14 @@ export class WebGpuRunner implements Runner {
 
   /** A hand-written WGSL kernel's pipeline (wgsl.ts), built once: bindings are a uniform, inputs, one output. */
   private wgslPipeline(name: HandKernelName): HandKernel {
-    const hit = this.handKernels.get(name);
-    if (hit) return hit;
     const { code, bindings } = HAND_KERNELS[name];
+    return this.pipelineOf(name, code, bindings);
+  }
+
+  /** The pipeline of WGSL `code` (entry point main; a uniform, then storage `bindings`), built once per key. */
+  private pipelineOf(key: string, code: string, bindings: readonly ('read' | 'write')[]): HandKernel {
+    const hit = this.handKernels.get(key);
+    if (hit) return hit;
     const d = this.device;
     const module = d.createShaderModule({ code });
     const entries = [{ binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform' } },
@@ -433,8 +443,52 @@ export class WebGpuRunner implements Runner {
     const layout = d.createBindGroupLayout({ entries });
     const pipeline = d.createComputePipeline({ layout: d.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' } });
     const k = { layout, pipeline, module };
-    this.handKernels.set(name, k);
+    this.handKernels.set(key, k);
     return k;
+  }
+
+  /** `count` workgroups folded over y past the per-dimension limit: [x, y, 1], the kernel's row is x + y * width. */
+  private foldedGroups(count: number): [number, number, number] {
+    const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
+    const gy = Math.ceil(count / maxG);
+    return [Math.ceil(count / gy), gy, 1];
+  }
+
+  /** LayerNorm forward, a workgroup per row (layernorm-wgsl.ts). */
+  layerNorm(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, rows: number, cols: number, eps: number): { y: DeviceBuffer; mean: DeviceBuffer; rstd: DeviceBuffer } {
+    const y = this.alloc(rows * cols), mean = this.alloc(rows), rstd = this.alloc(rows);
+    if (rows * cols === 0) return { y, mean, rstd };
+    this.checkBinding(`layerNorm of [${rows}, ${cols}]`, rows * cols);
+    const k = this.wgslPipeline('layerNorm');
+    const groups = this.foldedGroups(rows);
+    const params = new ArrayBuffer(LAYERNORM_PARAMS_BYTES);
+    new Uint32Array(params, 0, 4).set([rows, cols, groups[0], 1]);
+    new Float32Array(params, 16, 4).set([eps, 0, 0, 0]);
+    this.dispatch('layerNorm (WGSL)', k.pipeline, k.layout, params, [this.binding('layerNorm x', x), this.binding('layerNorm weight', w),
+      this.binding('layerNorm bias', b), { buffer: (y as GpuBuf).buffer }, { buffer: (mean as GpuBuf).buffer }, { buffer: (rstd as GpuBuf).buffer }],
+    groups, { flops: 0, bytes: 4 * (2 * rows * cols + 2 * cols + 2 * rows) });
+    return { y, mean, rstd };
+  }
+
+  /** LayerNorm's input gradient and the partial sums for gw and gb over blocks of rows (layernorm-wgsl.ts). */
+  layerNormBackward(x: DeviceBuffer, w: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer, gy: DeviceBuffer, rows: number, cols: number):
+    { gx: DeviceBuffer; pw: DeviceBuffer; pb: DeviceBuffer; blocks: number } {
+    if (cols > LAYERNORM_MAX_COLS) throw new Error(`gpu backend: layerNormBackward takes rows up to ${LAYERNORM_MAX_COLS} wide, got ${cols}`);
+    // blocks of rows: about 512 workgroups (a few per multiprocessor), each summing its rows' gw and gb terms
+    const perBlock = Math.max(1, Math.ceil(rows / 512)), blocks = Math.ceil(rows / perBlock);
+    const gx = this.alloc(rows * cols), pw = this.alloc(blocks * cols), pb = this.alloc(blocks * cols);
+    if (rows * cols === 0) return { gx, pw, pb, blocks };
+    this.checkBinding(`layerNormBackward of [${rows}, ${cols}]`, rows * cols);
+    const J = Math.max(1, Math.ceil(cols / 256));
+    const k = this.pipelineOf(`layerNormBackward J=${J}`, layerNormBwdWgsl(J), LAYERNORM_BWD_BINDINGS);
+    const groups = this.foldedGroups(blocks);
+    const params = new ArrayBuffer(LAYERNORM_PARAMS_BYTES);
+    new Uint32Array(params, 0, 4).set([rows, cols, groups[0], perBlock]);
+    this.dispatch('layerNormBackward (WGSL)', k.pipeline, k.layout, params, [this.binding('layerNormBackward x', x),
+      this.binding('layerNormBackward weight', w), this.binding('layerNormBackward mean', mean), this.binding('layerNormBackward rstd', rstd),
+      this.binding('layerNormBackward gy', gy), { buffer: (gx as GpuBuf).buffer }, { buffer: (pw as GpuBuf).buffer }, { buffer: (pb as GpuBuf).buffer }],
+    groups, { flops: 0, bytes: 4 * (3 * rows * cols + cols + 2 * rows + 2 * blocks * cols) });
+    return { gx, pw, pb, blocks };
   }
 
   /** Flat workgroups for n threads of 64, folded over y past the per-dimension limit. */
@@ -563,21 +617,25 @@ export class WebGpuRunner implements Runner {
   /**
    * The tiled WGSL matmul (see wgsl.ts); batch strides are 0 or the matrix size. Operands
    * are views, so the backend can run it over row chunks of tensors above the binding limit.
+   * Where every operand's contiguous dimension (and N) is a multiple of 4, as all of GPT-2's
+   * are, the 128x128 vec4 kernel; else the 64x64 scalar one.
    */
   matmul(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer {
     const { batch, m, n, k } = p;
-    const mm = this.wgslPipeline('matmul');
+    const wide = (p.transA ? m : k) % 4 === 0 && (p.transB ? k : n) % 4 === 0 && n % 4 === 0;
+    const mm = this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
+    const tile = wide ? MATMUL_WIDE_TILE : MATMUL_TILE;
     const total = batch * m * n;
     const out = into ? into.buf : this.alloc(total);
     this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, total);
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
-    const gx = Math.ceil(n / MATMUL_TILE), gy = Math.ceil(m / MATMUL_TILE);
+    const gx = Math.ceil(n / tile), gy = Math.ceil(m / tile);
     if (gx > maxG || gy > maxG || batch > maxG) throw new Error(`gpu backend: matmul [${batch}, ${m}, ${n}] needs more than ${maxG} workgroups along one axis`);
     const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
     params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, 0]);
     const res = into ? this.outBinding('matmul output', into, total) : { buffer: (out as GpuBuf).buffer };
     const aLen = (p.aBatchStride ? batch : 1) * m * k, bLen = (p.bBatchStride ? batch : 1) * k * n;
-    this.dispatch('matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, [this.binding('matmul A', a.buf, a.offset),
+    this.dispatch(wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, [this.binding('matmul A', a.buf, a.offset),
       this.binding('matmul B', b.buf, b.offset), res], [gx, gy, batch], { flops: 2 * total * k, bytes: 4 * (aLen + bLen + total) });
     return out;
   }

@@ -1,10 +1,11 @@
 // Hand-written WGSL for the kernels gpu.js's one-output-per-thread translation cannot express
 // or runs far from the hardware: the tiled matmul, the bit-exact half casts, AdamW and the
 // in-place add and scale, the strided gather and the segment sum (u32 indices); flash attention
-// is in flash-wgsl.ts. The matmul: an H200 ran gpu.js's naive one at ~1.5 TFLOP/s and this 64x64-tiled
-// kernel with 4x4 outputs per thread at 15-22. Each workgroup stages a 64x16 tile of A and a
-// 16x64 tile of B in workgroup memory, so every value read from global memory feeds 64
-// multiply-adds instead of one.
+// is in flash-wgsl.ts, LayerNorm in layernorm-wgsl.ts. Two matmuls: MATMUL_WIDE_WGSL (128x128 tiles, vec4) for operands whose
+// contiguous dimensions are multiples of 4, GPT-2's all; MATMUL_WGSL for any other shape. An H200
+// ran gpu.js's naive matmul at ~1.5 TFLOP/s and the 64x64 kernel at 15-22 (the wide one has not
+// met a GPU yet). The 64x64 kernel stages a 64x16 tile of A and a 16x64 tile of B in workgroup
+// memory, so every value read from global memory feeds 64 multiply-adds instead of one.
 
 /** Uniform layout: 8 u32 (M, N, K, transA, transB, aBatchStride, bBatchStride, pad). */
 export const MATMUL_PARAMS_BYTES = 32;
@@ -78,6 +79,117 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
       if (gi < p.M && gj < p.N) { C[co + gi * p.N + gj] = acc[r][c]; }
     }
   }
+}
+`;
+
+/**
+ * The SGEMM for GPT-2's shapes: a 128x128 tile of C per workgroup of 16x16 threads, 8x8 outputs a
+ * thread, vec4 loads and stores. Every operand's contiguous dimension must be a multiple of 4 (and
+ * N, for C's rows): GPT-2's all are (768, 2304, 3072, 50304, 64, T); MATMUL_WGSL takes the rest.
+ * - Per k step a thread reads 2 vec4 of A and 2 of B from workgroup memory for 64 multiply-adds
+ *   (the 64x64 kernel: 2 scalars for 4... per 16), so workgroup memory stops being the limit.
+ * - A thread's 8x8 outputs are two 4x4 blocks, 64 rows and 64 columns apart: the 16 threads of a
+ *   row of the workgroup read 16 consecutive vec4 of a B tile (no bank conflict), the A tile's
+ *   values are broadcast.
+ * - Tiles are stored k-major ([8][128]) in rows padded to 132 floats: an operand whose K is the
+ *   contiguous dimension (A·Bᵀ's B, every forward linear) is loaded as vec4 along k and stored
+ *   as 4 scalars down a column, which the padding spreads over all 32 banks.
+ * - Register double buffering: the next k tile's global loads are issued before the current
+ *   tile's math, so their latency hides behind it.
+ */
+export const MATMUL_WIDE_TILE = 128;
+
+const WIDE_ROWS = [0, 1, 2, 3, 4, 5, 6, 7]; // a thread's rows: 4 ty + r, and 64 + 4 ty + (r - 4)
+const wideMath = WIDE_ROWS.map((r) => {
+  const a = `${r < 4 ? 'a0' : 'a1'}.${'xyzw'[r % 4]}`;
+  return `      acc[${2 * r}] = fma(vec4<f32>(${a}), b0, acc[${2 * r}]);\n      acc[${2 * r + 1}] = fma(vec4<f32>(${a}), b1, acc[${2 * r + 1}]);`;
+}).join('\n');
+const wideStore = WIDE_ROWS.map((r) => `  {
+    let gi = row0 + ${r < 4 ? `4u * ty + ${r}u` : `64u + 4u * ty + ${r - 4}u`};
+    if (gi < p.M) {
+      if (c0 < p.N) { C[(co + gi * p.N + c0) / 4u] = acc[${2 * r}]; }
+      if (c1 < p.N) { C[(co + gi * p.N + c1) / 4u] = acc[${2 * r + 1}]; }
+    }
+  }`).join('\n');
+
+export const MATMUL_WIDE_WGSL = /* wgsl */ `
+struct P {
+  M : u32, N : u32, K : u32, transA : u32,
+  transB : u32, aStride : u32, bStride : u32, pad : u32,
+}
+@group(0) @binding(0) var<uniform> p : P;
+@group(0) @binding(1) var<storage, read> A : array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> B : array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> C : array<vec4<f32>>;
+
+// [k][m] and [k][n] tiles, 8 x 128, each k row 33 vec4 (132 floats: see above)
+var<workgroup> As : array<vec4<f32>, 264>;
+var<workgroup> Bs : array<vec4<f32>, 264>;
+
+// thread t's vec4 of a k tile of an operand: along its contiguous dimension, for one stored
+// [rows, K] (K contiguous) or [K, rows] (rows contiguous); zero past the edges. (Two functions:
+// WGSL passes no pointer to storage without an extension.)
+fn tileIndex(kContiguous : bool, k0 : u32, r0 : u32, rows : u32, off : u32, t : u32) -> i32 {
+  if (kContiguous) {
+    let r = r0 + t / 2u; let k = k0 + 4u * (t % 2u);
+    if (r < rows && k < p.K) { return i32((off + r * p.K + k) / 4u); }
+  } else {
+    let k = k0 + t / 32u; let r = r0 + 4u * (t % 32u);
+    if (k < p.K && r < rows) { return i32((off + k * rows + r) / 4u); }
+  }
+  return -1;
+}
+fn loadA(kContiguous : bool, k0 : u32, r0 : u32, off : u32, t : u32) -> vec4<f32> {
+  let i = tileIndex(kContiguous, k0, r0, p.M, off, t);
+  if (i < 0) { return vec4<f32>(0.0); }
+  return A[u32(i)];
+}
+fn loadB(kContiguous : bool, k0 : u32, r0 : u32, off : u32, t : u32) -> vec4<f32> {
+  let i = tileIndex(kContiguous, k0, r0, p.N, off, t);
+  if (i < 0) { return vec4<f32>(0.0); }
+  return B[u32(i)];
+}
+
+@compute @workgroup_size(16, 16, 1)
+fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
+  let batch = wg.z;
+  let row0 = wg.y * 128u;
+  let col0 = wg.x * 128u;
+  let ao = batch * p.aStride;
+  let bo = batch * p.bStride;
+  let tx = lid.x; let ty = lid.y;
+  let t = ty * 16u + tx;
+  let aK = p.transA == 0u; // A stored [M, K]
+  let bK = p.transB == 1u; // B stored [N, K]
+  var acc : array<vec4<f32>, 16>;
+  for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
+  var ra = loadA(aK, 0u, row0, ao, t);
+  var rb = loadB(bK, 0u, col0, bo, t);
+  for (var k0 = 0u; k0 < p.K; k0 += 8u) {
+    if (aK) {
+      let r = t / 2u; let k = 4u * (t % 2u);
+      for (var j = 0u; j < 4u; j++) { As[(k + j) * 33u + r / 4u][r % 4u] = ra[j]; }
+    } else { As[(t / 32u) * 33u + t % 32u] = ra; }
+    if (bK) {
+      let r = t / 2u; let k = 4u * (t % 2u);
+      for (var j = 0u; j < 4u; j++) { Bs[(k + j) * 33u + r / 4u][r % 4u] = rb[j]; }
+    } else { Bs[(t / 32u) * 33u + t % 32u] = rb; }
+    workgroupBarrier();
+    if (k0 + 8u < p.K) {
+      ra = loadA(aK, k0 + 8u, row0, ao, t);
+      rb = loadB(bK, k0 + 8u, col0, bo, t);
+    }
+    for (var kk = 0u; kk < 8u; kk++) {
+      let a0 = As[kk * 33u + ty]; let a1 = As[kk * 33u + 16u + ty];
+      let b0 = Bs[kk * 33u + tx]; let b1 = Bs[kk * 33u + 16u + tx];
+${wideMath}
+    }
+    workgroupBarrier();
+  }
+  let co = batch * p.M * p.N;
+  let c0 = col0 + 4u * tx;
+  let c1 = col0 + 64u + 4u * tx;
+${wideStore}
 }
 `;
 
