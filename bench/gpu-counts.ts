@@ -39,7 +39,6 @@ export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: 
     const out: StepCounts[] = [];
     for (let s = 0; s < steps; s++) {
       const before = { ...runner.stats };
-      const kBefore = new Map(runner.launchesByKernel);
       const wBefore = new Map(runner.workByKernel);
       const t0 = performance.now();
       opt.zeroGrad();
@@ -54,9 +53,9 @@ export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: 
       await norm.data();
       await gpu.collect();
       const d = Object.fromEntries(Object.entries(runner.stats).map(([k, v]) => [k, v - before[k as keyof RunnerStats]])) as unknown as RunnerStats;
-      const byKernel: Record<string, number> = {};
-      for (const [k, v] of runner.launchesByKernel) if (v - (kBefore.get(k) ?? 0) > 0) byKernel[k] = v - (kBefore.get(k) ?? 0);
-      out.push({ ...d, step: s, ms: performance.now() - t0, byKernel, work: workDelta(runner.workByKernel, wBefore) });
+      const work = workDelta(runner.workByKernel, wBefore);
+      const byKernel = Object.fromEntries([...work].map(([k, w]) => [k, w.launches]));
+      out.push({ ...d, step: s, ms: performance.now() - t0, byKernel, work });
     }
     return out;
   } finally {

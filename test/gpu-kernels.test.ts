@@ -5,7 +5,7 @@
 
 import { beforeAll, describe, expect, it, vi } from 'vitest';
 import fc from 'fast-check';
-import type { Backend, BinaryOp, Storage, UnaryOp } from '../src/tensor/backend.js';
+import type { Backend, BinaryOp, MatmulParams, Storage, UnaryOp } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { GpuBackend, collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/gpu-backend.js';
 import type { DeviceBuffer, MatmulDims, Runner } from '../src/tensor/backends/gpu/runner.js';
@@ -32,9 +32,26 @@ function close(got: ArrayLike<number>, want: ArrayLike<number>, rtol = 1e-5, ato
   }
 }
 
+/** op(A) @ op(B) per batch matrix in float64, written out from the MatmulParams contract (batch stride 0 broadcasts). */
+function matmul64(A: Float32Array, B: Float32Array, p: MatmulParams): Float64Array {
+  const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = p;
+  const out = new Float64Array(batch * m * n);
+  for (let b = 0; b < batch; b++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+    let s = 0;
+    for (let q = 0; q < k; q++) {
+      s += (transA ? A[b * aBatchStride + q * m + i]! : A[b * aBatchStride + i * k + q]!) *
+        (transB ? B[b * bBatchStride + j * k + q]! : B[b * bBatchStride + q * n + j]!);
+    }
+    out[(b * m + i) * n + j] = s;
+  }
+  return out;
+}
+
 for (const target of await gpuTargets()) {
 const gpu: GpuBackend = target.backend!;
 const label = target.label;
+/** Launches of one kernel so far, where the runner counts them (WebGPU; gpu.js's cpu mode does not). */
+const launchesOf = (kernel: string): number => (gpu.runner as { workByKernel?: Map<string, { launches: number }> }).workByKernel?.get(kernel)?.launches ?? 0;
 /** The same values on both backends. */
 const both = (data: Float32Array): [Storage, Storage] => [js.fromHost(data.slice(), 'float32'), gpu.fromHost(data.slice(), 'float32')];
 const read = (s: Storage): Promise<HostArray> => gpu.read(s);
@@ -180,22 +197,12 @@ describe('reductions and matmul', () => {
       const batch = 3, m = 5, n = 4, k = 7;
       const A = rand((fa ? batch : 1) * m * k, 11), B = rand((fb ? batch : 1) * k * n, 12);
       const p = { batch, m, n, k, transA, transB, aBatchStride: fa * m * k, bBatchStride: fb * k * n };
-      const want = new Float64Array(batch * m * n);
-      for (let b = 0; b < batch; b++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
-        let s = 0;
-        for (let q = 0; q < k; q++) {
-          const a = transA ? A[b * p.aBatchStride + q * m + i]! : A[b * p.aBatchStride + i * k + q]!;
-          const bb = transB ? B[b * p.bBatchStride + j * k + q]! : B[b * p.bBatchStride + q * n + j]!;
-          s += a * bb;
-        }
-        want[(b * m + i) * n + j] = s;
-      }
-      close(await read(gpu.matmul(gpu.fromHost(A, 'float32'), gpu.fromHost(B, 'float32'), p)), want, 1e-5, 1e-5);
+      close(await read(gpu.matmul(gpu.fromHost(A, 'float32'), gpu.fromHost(B, 'float32'), p)), matmul64(A, B, p), 1e-5, 1e-5);
     }
   });
 
   it('matmul at aligned sizes (the 128x128 vec4 kernel on WebGPU): every layout, partial tiles in m, n and k, batched and broadcast', async () => {
-    const wideLaunches = (): number => (gpu.runner as { launchesByKernel?: Map<string, number> }).launchesByKernel?.get('matmul128 (WGSL)') ?? 0;
+    const wideLaunches = (): number => launchesOf('matmul128 (WGSL)');
     const before = wideLaunches();
     let calls = 0;
     // 136 x 132: a full 128 tile and an edge in each of m and n; k = 44: five k tiles of 8, the last half full
@@ -203,16 +210,7 @@ describe('reductions and matmul', () => {
       for (const transA of [false, true]) for (const transB of [false, true]) for (const [fa, fb] of [[1, 1], [0, 1], [1, 0]] as const) {
         const A = rand((fa ? batch : 1) * m * k, m + k), B = rand((fb ? batch : 1) * k * n, n + k);
         const p = { batch, m, n, k, transA, transB, aBatchStride: fa * m * k, bBatchStride: fb * k * n };
-        const want = new Float64Array(batch * m * n);
-        for (let b = 0; b < batch; b++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
-          let s = 0;
-          for (let q = 0; q < k; q++) {
-            s += (transA ? A[b * p.aBatchStride + q * m + i]! : A[b * p.aBatchStride + i * k + q]!) *
-              (transB ? B[b * p.bBatchStride + j * k + q]! : B[b * p.bBatchStride + q * n + j]!);
-          }
-          want[(b * m + i) * n + j] = s;
-        }
-        close(await read(gpu.matmul(gpu.fromHost(A, 'float32'), gpu.fromHost(B, 'float32'), p)), want, 1e-5, 1e-5 * Math.sqrt(k));
+        close(await read(gpu.matmul(gpu.fromHost(A, 'float32'), gpu.fromHost(B, 'float32'), p)), matmul64(A, B, p), 1e-5, 1e-5 * Math.sqrt(k));
         calls++;
       }
     }
@@ -333,8 +331,7 @@ describe('fused kernels against float64 formulas', () => {
   });
 
   it('layerNorm forward and backward (a workgroup per row on WebGPU: rows wider than 256 threads, and blocks of rows)', async () => {
-    const launches = (gpu.runner as { launchesByKernel?: Map<string, number> }).launchesByKernel;
-    const count = (): number[] => [launches?.get('layerNorm (WGSL)') ?? 0, launches?.get('layerNormBackward (WGSL)') ?? 0];
+    const count = (): number[] => [launchesOf('layerNorm (WGSL)'), launchesOf('layerNormBackward (WGSL)')];
     const before = count();
     // 5 x 7; 3 x 770 (4 columns a thread, the last partial); 600 x 300 (two rows per block of the backward's sums)
     for (const [R, C, seed] of [[rows, cols, 21], [3, 770, 27], [600, 300, 28]] as const) {

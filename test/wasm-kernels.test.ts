@@ -224,6 +224,12 @@ function adamwStep(p: Float64Array, g: Float64Array, m: Float64Array, v: Float64
   }
 }
 
+/** Each row's logsumexp, max + log(sum(exp(x - max))), flattened: what the kernels return beside their outputs. */
+const rowLogsumexp = (z: Tensor): Tensor => {
+  const m = ops.max(z, -1, true);
+  return ops.reshape(ops.add(ops.log(ops.sum(ops.exp(ops.sub(z, m)), -1, true)), m), [-1]);
+};
+
 describe.skipIf(!available)('wasm fused kernels against the float64 composites', () => {
   const rowsCols = fc.record({ rows: fc.integer({ min: 1, max: 9 }), cols: fc.integer({ min: 1, max: 300 }), seed: fc.nat() });
 
@@ -250,11 +256,7 @@ describe.skipIf(!available)('wasm fused kernels against the float64 composites',
       const t = Int32Array.from({ length: rows }, (_, r) => (r * 7919 + seed) % cols);
       const targets = tensor(t, { backend: js });
       // per-row losses (reduction 'none'), and each row's logsumexp: max + log(sum(exp(x - max)))
-      const ref = composite64([{ data: x, shape: [rows, cols] }], (z) => {
-        const m = ops.max(z, -1, true);
-        const lse = ops.add(ops.log(ops.sum(ops.exp(ops.sub(z, m)), -1, true)), m);
-        return [F.crossEntropy(z, targets, { reduction: 'none' }), ops.reshape(lse, [rows])];
-      }, gl);
+      const ref = composite64([{ data: x, shape: [rows, cols] }], (z) => [F.crossEntropy(z, targets, { reduction: 'none' }), rowLogsumexp(z)], gl);
       for (const w of wasms) {
         const { loss, lse } = w.fused.crossEntropy!(f32(x), js.fromHost(t, 'int32'), rows, cols);
         expectClose(read(loss), ref.outs[0]!, 1e-5, 1e-5, 'crossEntropy loss');
@@ -292,9 +294,7 @@ describe.skipIf(!available)('wasm fused kernels against the float64 composites',
     composite64([{ data: q, shape: [bh, t, d] }, { data: k, shape: [bh, s, d] }, { data: v, shape: [bh, s, d] }], (qt, kt, vt) => {
       let z = ops.mul(ops.matmulT(qt, kt, false, true), scale);
       if (causal) z = ops.maskedFill(z, tensor(Float64Array.from({ length: t * s }, (_, i) => (i % s > Math.floor(i / s) + s - t ? 1 : 0)), { shape: [t, s], dtype: 'float64', backend: js }), -Infinity);
-      const m = ops.max(z, -1, true);
-      const lse = ops.add(ops.log(ops.sum(ops.exp(ops.sub(z, m)), -1, true)), m);
-      return [F.scaledDotProductAttention(qt, kt, vt, { scale, isCausal: causal }), ops.reshape(lse, [bh * t])];
+      return [F.scaledDotProductAttention(qt, kt, vt, { scale, isCausal: causal }), rowLogsumexp(z)];
     }, go);
 
   it('attention forward/backward, causal and full, T != S', () => {

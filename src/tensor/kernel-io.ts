@@ -17,7 +17,7 @@ export function sameBackend(op: string, ts: readonly Tensor[]): void {
   }
 }
 
-/** The storage a kernel computes on: half types are widened to float32 (also used by functional.ts). */
+/** The storage a kernel computes on: half types are widened to float32. */
 export function computeStorage(t: Tensor): Storage {
   return isHalf(t.dtype) ? t.backend.cast(t.storage, 'float32') : t.storage;
 }
@@ -50,7 +50,7 @@ export function storageAs(t: Tensor, dtype: DType): Storage {
 }
 
 /** PyTorch-like type promotion for binary ops. */
-export function promote(a: DType, b: DType): DType {
+function promote(a: DType, b: DType): DType {
   if (a === b) return a;
   if (a === 'float64' || b === 'float64') return 'float64';
   if (a === 'float32' || b === 'float32') return 'float32';

@@ -80,7 +80,7 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
   let n = f32(p.cols);
   var accW : array<f32, J>;
   var accB : array<f32, J>;
-  var gw : array<f32, J>; // this row's g = gy * w, and xhat, per column the thread owns
+  var g : array<f32, J>; // this row's g = gy * w, xhat and gy, per column the thread owns
   var xh : array<f32, J>;
   var gy : array<f32, J>;
   for (var j = 0u; j < J; j++) { accW[j] = 0.0; accB[j] = 0.0; }
@@ -95,9 +95,9 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
       if (c < p.cols) {
         gy[j] = GY[base + c];
         xh[j] = (X[base + c] - mu) * rs;
-        gw[j] = gy[j] * Wt[c];
-        a += gw[j];
-        b += gw[j] * xh[j];
+        g[j] = gy[j] * Wt[c];
+        a += g[j];
+        b += g[j] * xh[j];
       }
     }
     let s1 = workgroupSum(a, lid) / n;
@@ -105,7 +105,7 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
     for (var j = 0u; j < J; j++) {
       let c = lid + 256u * j;
       if (c < p.cols) {
-        GX[base + c] = rs * (gw[j] - s1 - xh[j] * s2);
+        GX[base + c] = rs * (g[j] - s1 - xh[j] * s2);
         accW[j] += gy[j] * xh[j];
         accB[j] += gy[j];
       }

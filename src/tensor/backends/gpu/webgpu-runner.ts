@@ -140,11 +140,9 @@ export class WebGpuRunner implements Runner {
   private readonly uniformData = new Uint8Array(BATCH * UNIFORM_SLOT);
   private uniforms: GpuBufferLike | null = null;
   private readonly handKernels = new Map<string, HandKernel>();
-  /** What decides speed on a GPU, counted for the benchmarks (see RunnerStats). */
-  /** Launches per kernel name (running totals, for the benchmark's breakdown). */
-  readonly launchesByKernel = new Map<string, number>();
-  /** Work per kernel name (running totals, see KernelWork). */
+  /** Launches and work per kernel name (running totals, for the benchmarks' breakdown; see KernelWork). */
   readonly workByKernel = new Map<string, KernelWork>();
+  /** What decides speed on a GPU, counted for the benchmarks. */
   readonly stats: RunnerStats = { dispatches: 0, submits: 0, buffersCreated: 0, bytesCreated: 0, uniformsCreated: 0, uniformWrites: 0, uniformBytes: 0, uploads: 0, uploadBytes: 0, reads: 0, readBytes: 0 };
 
   constructor(private readonly gpujs: GpuJsModule, readonly device: GpuDeviceLike, opts: WebGpuRunnerOptions = {}) {
@@ -358,7 +356,6 @@ export class WebGpuRunner implements Runner {
   private dispatch(name: string, pipeline: GpuPipelineLike, layout: GpuBindGroupLayoutLike, params: ArrayBuffer, storage: Binding[],
     groups: [number, number, number], work: { flops: number; bytes: number }): void {
     if (params.byteLength > UNIFORM_SLOT) throw new Error(`gpu backend: kernel ${name} has ${params.byteLength} bytes of parameters, over the ${UNIFORM_SLOT}-byte slot`);
-    this.launchesByKernel.set(name, (this.launchesByKernel.get(name) ?? 0) + 1);
     const w = this.workByKernel.get(name) ?? { launches: 0, flops: 0, bytes: 0 };
     this.workByKernel.set(name, { launches: w.launches + 1, flops: w.flops + work.flops, bytes: w.bytes + work.bytes });
     const slot = this.pending * UNIFORM_SLOT;
@@ -493,10 +490,7 @@ export class WebGpuRunner implements Runner {
 
   /** Flat workgroups for n threads of 64, folded over y past the per-dimension limit. */
   private flatGroups(n: number): [number, number, number] {
-    const groups = Math.ceil(n / WORKGROUP);
-    const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
-    const gy = Math.ceil(groups / maxG);
-    return [Math.ceil(groups / gy), gy, 1];
+    return this.foldedGroups(Math.ceil(n / WORKGROUP));
   }
 
   /**

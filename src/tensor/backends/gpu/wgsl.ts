@@ -7,16 +7,17 @@
 // met a GPU yet). The 64x64 kernel stages a 64x16 tile of A and a 16x64 tile of B in workgroup
 // memory, so every value read from global memory feeds 64 multiply-adds instead of one.
 
-/** Uniform layout: 8 u32 (M, N, K, transA, transB, aBatchStride, bBatchStride, pad). */
+/** Uniform layout: 8 u32 (M, N, K, transA, transB, aBatchStride, bBatchStride, pad), both matmul kernels'. */
 export const MATMUL_PARAMS_BYTES = 32;
-export const MATMUL_TILE = 64;
-
-export const MATMUL_WGSL = /* wgsl */ `
+const MATMUL_UNIFORM = /* wgsl */ `
 struct P {
   M : u32, N : u32, K : u32, transA : u32,
   transB : u32, aStride : u32, bStride : u32, pad : u32,
 }
-@group(0) @binding(0) var<uniform> p : P;
+@group(0) @binding(0) var<uniform> p : P;`;
+export const MATMUL_TILE = 64;
+
+export const MATMUL_WGSL = /* wgsl */ `${MATMUL_UNIFORM}
 @group(0) @binding(1) var<storage, read> A : array<f32>;
 @group(0) @binding(2) var<storage, read> B : array<f32>;
 @group(0) @binding(3) var<storage, read_write> C : array<f32>;
@@ -112,12 +113,7 @@ const wideStore = WIDE_ROWS.map((r) => `  {
     }
   }`).join('\n');
 
-export const MATMUL_WIDE_WGSL = /* wgsl */ `
-struct P {
-  M : u32, N : u32, K : u32, transA : u32,
-  transB : u32, aStride : u32, bStride : u32, pad : u32,
-}
-@group(0) @binding(0) var<uniform> p : P;
+export const MATMUL_WIDE_WGSL = /* wgsl */ `${MATMUL_UNIFORM}
 @group(0) @binding(1) var<storage, read> A : array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> B : array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> C : array<vec4<f32>>;
