@@ -341,10 +341,10 @@ async function kernelBreakdown(gpu: GpuBackend, runner: WebGpuRunner, shapes: { 
   const ce = f.crossEntropy!(logits, ids, N, V);
   await time('crossEntropy bwd', `[${N},${V}]`, 1, () => f.crossEntropyBackward!(logits, ids, ce.lse, ce.loss, N, V));
   gpu.dispose(logits);
-  const m0 = gpu.full(V * C, 'float32', 0), v0 = gpu.full(V * C, 'float32', 0);
-  await time('adamw (wte, in place)', `${V * C} params`, 124e6 / (V * C), () => f.adamw!(wte, wte, m0, v0, { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 }));
+  const m0 = gpu.full(V * C, 'float32', 0), v0 = gpu.full(V * C, 'float32', 0), g0 = gpu.full(V * C, 'float32', 1e-3);
+  await time('adamw (wte, in place)', `${V * C} params`, 124e6 / (V * C), () => f.adamw!([wte], [g0], [m0], [v0], { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 }));
   await time('sumSquares (wte)', `${V * C}`, 124e6 / (V * C), () => f.sumSquares!([wte]));
-  for (const s of [x, w, bias, h4, wfc, wte, q, k, v, ids, ln.y, ln.mean, ln.rstd, at.o, at.lse, ce.loss, ce.lse, m0, v0]) gpu.dispose(s);
+  for (const s of [x, w, bias, h4, wfc, wte, q, k, v, ids, ln.y, ln.mean, ln.rstd, at.o, at.lse, ce.loss, ce.lse, m0, v0, g0]) gpu.dispose(s);
 }
 
 function printKernelTable(): void {

@@ -35,7 +35,7 @@ export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: 
     manualSeed(0);
     const model = new GPT(cfg);
     const opt = configureOptimizers(model, 0.1, 6e-4);
-    const params = model.parameters();
+    const params = opt.paramGroups.flatMap((g) => g.params); // clipped in the optimizer's order, as optimizationStep does
     const out: StepCounts[] = [];
     for (let s = 0; s < steps; s++) {
       const before = { ...runner.stats };

@@ -18,10 +18,12 @@ export interface DeviceModel {
   bandwidth: number;
   /** Seconds a launch costs beyond its work (a dispatch and its barrier in a compute pass). */
   launchSeconds: number;
+  /** Seconds a copy command costs beyond its bytes (outside a compute pass: no pipeline, no bind group). */
+  copySeconds: number;
 }
 
 /** NVIDIA's H100 SXM datasheet (67 TFLOP/s fp32, 989 dense fp16 tensor, 3.35 TB/s HBM3). */
-export const H100: DeviceModel = { name: 'H100 SXM', fp32Flops: 67e12, f16TensorFlops: 989e12, bandwidth: 3.35e12, launchSeconds: 4e-6 };
+export const H100: DeviceModel = { name: 'H100 SXM', fp32Flops: 67e12, f16TensorFlops: 989e12, bandwidth: 3.35e12, launchSeconds: 4e-6, copySeconds: 2e-6 };
 
 /**
  * What today's kernels achieve, by kernel class (FLOP/s for products, a share of the bandwidth
@@ -49,6 +51,8 @@ const ROW_KERNELS = new Set(['reduce', 'sumSquares', 'rowStat', 'rowDot', 'lnSta
 export interface KernelPrice {
   kernel: string;
   launches: number;
+  /** Copy commands (packing gradients for the multi-tensor kernels), not launches. */
+  copies: number;
   flops: number;
   bytes: number;
   /** The roofline's seconds for these launches (work at peak, plus the launch cost). */
@@ -61,7 +65,7 @@ export interface KernelPrice {
 export function priceKernels(work: ReadonlyMap<string, KernelWork>, device: DeviceModel = H100): KernelPrice[] {
   const out: KernelPrice[] = [];
   for (const [kernel, w] of work) {
-    const launch = w.launches * device.launchSeconds;
+    const launch = w.launches * device.launchSeconds + (w.copies ?? 0) * device.copySeconds;
     const memory = w.bytes / device.bandwidth;
     const roofline = launch + Math.max(w.flops / device.fp32Flops, memory);
     let compute: number;
@@ -72,7 +76,7 @@ export function priceKernels(work: ReadonlyMap<string, KernelWork>, device: Devi
     else compute = 0;
     const share = ROW_KERNELS.has(kernel) ? TODAY.rowBandwidth : TODAY.elementwiseBandwidth;
     const predicted = launch + Math.max(compute, memory / share);
-    out.push({ kernel, launches: w.launches, flops: w.flops, bytes: w.bytes, roofline, predicted });
+    out.push({ kernel, launches: w.launches, copies: w.copies ?? 0, flops: w.flops, bytes: w.bytes, roofline, predicted });
   }
   return out.sort((a, b) => b.predicted - a.predicted);
 }
@@ -82,7 +86,8 @@ export function workDelta(after: ReadonlyMap<string, KernelWork>, before: Readon
   const d = new Map<string, KernelWork>();
   for (const [k, a] of after) {
     const b = before.get(k) ?? { launches: 0, flops: 0, bytes: 0 };
-    if (a.launches > b.launches) d.set(k, { launches: a.launches - b.launches, flops: a.flops - b.flops, bytes: a.bytes - b.bytes });
+    const copies = (a.copies ?? 0) - (b.copies ?? 0);
+    if (a.launches > b.launches || copies > 0) d.set(k, { launches: a.launches - b.launches, flops: a.flops - b.flops, bytes: a.bytes - b.bytes, copies });
   }
   return d;
 }
@@ -93,11 +98,11 @@ export function formatPrices(prices: readonly KernelPrice[], tokens: number, mod
   const predicted = total((p) => p.predicted), roofline = total((p) => p.roofline);
   const lines = [`${'kernel'.padEnd(24)} ${'launches'.padStart(8)} ${'GFLOP'.padStart(9)} ${'GB'.padStart(8)} ${'roofline ms'.padStart(11)} ${'predicted ms'.padStart(12)}  share`];
   for (const p of prices) {
-    lines.push(`${p.kernel.padEnd(24)} ${String(p.launches).padStart(8)} ${(p.flops / 1e9).toFixed(1).padStart(9)} ${(p.bytes / 1e9).toFixed(2).padStart(8)} ` +
+    lines.push(`${p.kernel.padEnd(24)} ${(p.copies ? `${p.copies} copies` : String(p.launches)).padStart(8)} ${(p.flops / 1e9).toFixed(1).padStart(9)} ${(p.bytes / 1e9).toFixed(2).padStart(8)} ` +
       `${(p.roofline * 1e3).toFixed(2).padStart(11)} ${(p.predicted * 1e3).toFixed(2).padStart(12)}  ${(100 * p.predicted / predicted).toFixed(1).padStart(5)}%`);
   }
-  const launches = total((p) => p.launches);
-  lines.push(`${'total'.padEnd(24)} ${String(launches).padStart(8)} ${(total((p) => p.flops) / 1e9).toFixed(1).padStart(9)} ${(total((p) => p.bytes) / 1e9).toFixed(2).padStart(8)} ` +
+  const launches = total((p) => p.launches), copies = total((p) => p.copies);
+  lines.push(`${`total${copies ? ` (+${copies} copies)` : ''}`.padEnd(24)} ${String(launches).padStart(8)} ${(total((p) => p.flops) / 1e9).toFixed(1).padStart(9)} ${(total((p) => p.bytes) / 1e9).toFixed(2).padStart(8)} ` +
     `${(roofline * 1e3).toFixed(2).padStart(11)} ${(predicted * 1e3).toFixed(2).padStart(12)}`);
   lines.push(`${device.name}, float32: predicted ${Math.round(tokens / predicted).toLocaleString('en-US')} tok/s (MFU ${(100 * modelFlops / predicted / device.fp32Flops).toFixed(1)}% of fp32 peak), ` +
     `roofline ${Math.round(tokens / roofline).toLocaleString('en-US')} tok/s`);

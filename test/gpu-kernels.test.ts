@@ -385,7 +385,7 @@ describe('fused kernels against float64 formulas', () => {
     const n = 11, p = rand(n, 31), g = rand(n, 32), m = rand(n, 33), v = rand(n, 34, 0, 1);
     const h = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
     const P = gpu.fromHost(p.slice(), 'float32'), M = gpu.fromHost(m.slice(), 'float32'), V = gpu.fromHost(v.slice(), 'float32');
-    gpu.fused.adamw!(P, gpu.fromHost(g.slice(), 'float32'), M, V, h);
+    gpu.fused.adamw!([P], [gpu.fromHost(g.slice(), 'float32')], [M], [V], h);
     const wp: number[] = [], wm: number[] = [], wv: number[] = [];
     for (let i = 0; i < n; i++) {
       const mi = h.beta1 * m[i]! + (1 - h.beta1) * g[i]!, vi = h.beta2 * v[i]! + (1 - h.beta2) * g[i]! ** 2;
@@ -491,6 +491,53 @@ describe('kernels over row chunks past the storage binding limit', () => {
     // and refuses, naming the limit, what it cannot split
     const p = { batch: 1, m: 4, n: 300, k: 3, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 };
     expect(() => small.matmul(on(small, rand(12, 1)), on(small, rand(900, 2)), p)).toThrow(/storage binding limit/);
+  });
+
+  it('multi-tensor AdamW, clipping and sums of squares: a launch per packed span, every value as torch.optim.AdamW', async () => {
+    // slots of 320, 64, 192, 64 words fill one 640-float span; 64 and 320 a second (WebGPU packs; cpu mode runs each)
+    const sizes = [300, 5, 130, 64, 1, 257];
+    const h = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
+    const host = sizes.map((n, i) => ({ p: rand(n, 60 + i), g: rand(n, 70 + i), m: rand(n, 80 + i), v: rand(n, 90 + i, 0, 1) }));
+    const [P, G, M, V] = (['p', 'g', 'm', 'v'] as const).map((k) => host.map((x) => on(small, x[k])));
+    const runner = small.runner as { stats?: { copies: number }; workByKernel?: Map<string, { launches: number }> };
+    const adamwLaunches = (): number => runner.workByKernel?.get('adamw (WGSL)')?.launches ?? 0;
+    const want = host.map(({ p, g, m, v }) => {
+      const out = { p: [] as number[], m: [] as number[], v: [] as number[] };
+      for (let i = 0; i < p.length; i++) {
+        const mi = h.beta1 * m[i]! + (1 - h.beta1) * g[i]!, vi = h.beta2 * v[i]! + (1 - h.beta2) * g[i]! ** 2;
+        out.m.push(mi); out.v.push(vi);
+        out.p.push(p[i]! * (1 - h.lr * h.weightDecay) - (h.lr / (1 - h.beta1 ** h.step)) * mi / (Math.sqrt(vi) / Math.sqrt(1 - h.beta2 ** h.step) + h.eps));
+      }
+      return out;
+    });
+    const before = adamwLaunches();
+    small.fused.adamw!(P, G, M, V, h);
+    if (runner.workByKernel) expect(adamwLaunches() - before, 'adamw launches: one per span').toBe(2);
+    for (let i = 0; i < sizes.length; i++) {
+      close(await small.read(M[i]!), want[i]!.m, 1e-6, 1e-7);
+      close(await small.read(V[i]!), want[i]!.v, 1e-6, 1e-7);
+      close(await small.read(P[i]!), want[i]!.p, 1e-5, 1e-6);
+    }
+    // already packed: sums, scaling and a second step copy nothing; the zero gaps between slots add nothing
+    const copies = runner.stats?.copies ?? 0;
+    const ss = host.reduce((s, x) => s + x.g.reduce((t, q) => t + q * q, 0), 0);
+    close(await small.read(small.fused.sumSquares!(G)), [ss], 1e-5, 0);
+    small.fused.scaleInPlace!(G, on(small, Float32Array.of(-0.5)));
+    for (let i = 0; i < sizes.length; i++) close(await small.read(G[i]!), Array.from(host[i]!.g, (x) => x * -0.5), 0, 0);
+    close(await small.read(small.fused.sumSquares!(G)), [ss / 4], 1e-5, 0);
+    small.fused.adamw!(P, G, M, V, { ...h, step: 4 });
+    expect(runner.stats?.copies ?? 0, 'nothing copied once packed').toBe(copies);
+    // a group's gradients inside a larger packing (clipping packs all, AdamW takes a group) are a run of its slots
+    small.fused.adamw!(P.slice(0, 3), G.slice(0, 3), M.slice(0, 3), V.slice(0, 3), { ...h, step: 5 });
+    expect(runner.stats?.copies ?? 0, 'a run of slots is laid out').toBe(copies);
+    // the same storages as parameters and gradients (aliased) take the portable kernels, still right
+    const a = on(small, host[0]!.p), mm = on(small, host[0]!.m), vv = on(small, host[0]!.v);
+    const b = on(small, host[1]!.p), mb = on(small, host[1]!.m), vb = on(small, host[1]!.v);
+    small.fused.adamw!([a, b], [a, b], [mm, mb], [vv, vb], h);
+    const p0 = host[0]!.p, m0 = host[0]!.m;
+    const mi = h.beta1 * m0[0]! + (1 - h.beta1) * p0[0]!;
+    expect((await small.read(mm))[0]).toBeCloseTo(mi, 6);
+    for (const s of [...P, ...G, ...M, ...V]) small.dispose(s);
   });
 
   it('fused cross-entropy forward and backward run over row chunks', async () => {

@@ -5,6 +5,7 @@
 // error and reuses pooled buffers; the numbers are checked in cpu mode and on the GPU.
 
 import { describe, expect, it } from 'vitest';
+import type { Storage } from '../src/tensor/backend.js';
 import { GPT, configureOptimizers, clipGradNorm, setBackend, tensor, type Backend } from '../src/index.js';
 import { initGpuBackend, GpuBackend } from '../src/tensor/backends/gpu/index.js';
 import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
@@ -66,7 +67,15 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
       const ls = f.logSoftmax!(x, 4, 6); f.logSoftmaxBackward!(ls, x, 4, 6);
       const ln = f.layerNorm!(x, y, y, 4, 6, 1e-5); f.layerNormBackward!(x, y, ln.mean, ln.rstd, x, 4, 6);
       const ce = f.crossEntropy!(x, i, 4, 6); f.crossEntropyBackward!(x, i, ce.lse, ce.loss, 4, 6);
-      f.adamw!(x, x, b.full(24, 'float32', 0), b.full(24, 'float32', 0), { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 });
+      // multi-tensor: packed (copies and clears outside the compute pass) and run a launch per span; then aliased (the portable kernels)
+      const zeros = (): Storage[] => [b.full(24, 'float32', 0), b.full(6, 'float32', 0)];
+      const h = { lr: 1e-3, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 };
+      const [ps, gs, ms, vs] = [zeros(), zeros(), zeros(), zeros()];
+      f.adamw!(ps, gs, ms, vs, h);
+      f.adamw!(ps, gs, ms, vs, { ...h, step: 2 });
+      f.adamw!([x, y], [x, y], zeros(), zeros(), h);
+      f.sumSquares!(gs);
+      f.scaleInPlace!(gs, b.full(1, 'float32', 0.5));
       f.sumSquares!([x, y]);
       const at = f.attention!(x, x, x, 2, 3, 3, 4, 0.5, true);
       f.attentionBackward!(x, x, x, at.o, at.lse, at.o, 2, 3, 3, 4, 0.5, true);

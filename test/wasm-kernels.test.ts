@@ -343,7 +343,7 @@ describe.skipIf(!available)('wasm fused kernels against the float64 composites',
       adamwStep(p64, f64(g), m64, v64, h);
       for (const w of wasms) {
         const [P, M, V] = [p.slice(), m.slice(), v.slice()];
-        w.fused.adamw!(f32(P), f32(g), f32(M), f32(V), h);
+        w.fused.adamw!([f32(P)], [f32(g)], [f32(M)], [f32(V)], h);
         expectClose(P, p64, 1e-6, 1e-7, `adamw p (n=${n})`);
         // b1 m + (1 - b1) g cancels in float32, as in any float32 optimizer: its error is up to
         // ~eps32 (|b1 m| + |(1 - b1) g|) <= 6e-8 * 0.19, hence atol 2e-8 (1e-8 failed at n = 4M)
@@ -355,8 +355,8 @@ describe.skipIf(!available)('wasm fused kernels against the float64 composites',
       for (const w of wasms) {
         const [A, S, U] = [p.slice(), p.slice(), p.slice()];
         w.fused.addInPlace!(f32(A), f32(g));
-        w.fused.scaleInPlace!(f32(S), f32(Float32Array.of(-0.37)));
-        w.fused.scaleInPlace!(f32(U), f32(Float32Array.of(1)));
+        w.fused.scaleInPlace!([f32(S)], f32(Float32Array.of(-0.37)));
+        w.fused.scaleInPlace!([f32(U)], f32(Float32Array.of(1)));
         // the first element that differs (-1: none); toEqual on 4M elements takes minutes
         const differs = (x: Float32Array, y: Float32Array): number => x.findIndex((a, i) => !Object.is(a, y[i]));
         expect(differs(A, sum), `addInPlace (n=${n})`).toBe(-1);

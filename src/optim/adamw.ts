@@ -52,6 +52,7 @@ export class AdamW {
     const [beta1, beta2] = this.betas;
     noGrad(() => {
       for (const group of this.paramGroups) {
+        const fusedBatch: { p: Tensor; st: ParamState }[] = [];
         for (const p of group.params) {
           if (!p.grad) continue;
           let st = this.state.get(p);
@@ -60,12 +61,7 @@ export class AdamW {
             this.state.set(p, st);
           }
           st.step++;
-          const adamw = fusedFloat32('adamw', [p, p.grad]);
-          if (adamw) {
-            adamw(p.storage, p.grad.storage, st.expAvg.storage, st.expAvgSq.storage,
-              { lr: group.lr, beta1, beta2, eps: this.eps, weightDecay: group.weightDecay, step: st.step });
-            continue;
-          }
+          if (fusedFloat32('adamw', [p, p.grad])) { fusedBatch.push({ p, st }); continue; }
           const g = p.grad.dtype === 'float32' ? p.grad : ops.cast(p.grad, 'float32');
           const p32 = p.dtype === 'float32' ? p : ops.cast(p, 'float32');
           // decoupled weight decay
@@ -78,6 +74,19 @@ export class AdamW {
           const denom = ops.add(ops.div(ops.sqrt(st.expAvgSq), Math.sqrt(bc2)), this.eps);
           const updated = ops.sub(decayed, ops.mul(ops.div(st.expAvg, denom), group.lr / bc1));
           p.storage = (p.dtype === 'float32' ? updated : ops.cast(updated, p.dtype)).storage;
+        }
+        // the fused kernel takes the group at once (a GPU: a launch or two for all of it), per
+        // backend and step count (the same for the whole group unless parameters joined late)
+        const batches = new Map<string, { p: Tensor; st: ParamState }[]>();
+        for (const e of fusedBatch) {
+          const key = `${e.p.backend.name} ${e.st.step}`;
+          const b = batches.get(key);
+          if (b) b.push(e); else batches.set(key, [e]);
+        }
+        for (const batch of batches.values()) {
+          const adamw = fusedFloat32('adamw', [batch[0]!.p, batch[0]!.p.grad!])!;
+          adamw(batch.map((e) => e.p.storage), batch.map((e) => e.p.grad!.storage), batch.map((e) => e.st.expAvg.storage),
+            batch.map((e) => e.st.expAvgSq.storage), { lr: group.lr, beta1, beta2, eps: this.eps, weightDecay: group.weightDecay, step: batch[0]!.st.step });
         }
       }
     });

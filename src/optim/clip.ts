@@ -34,12 +34,15 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   noGrad(() => {
     // clip_coef = min(max_norm / (norm + 1e-6), 1), applied always (a no-op scale when < max)
     const coef = ops.minimum(ops.div(maxNorm, ops.add(norm, 1e-6)), 1);
+    // in place, as torch's mul_, where the gradient is the parameter's alone (backward made it):
+    // all of them in one call (a GPU: a launch per packed span, not one per gradient)
+    const owned = params.filter((p) => p.grad && ownsGrad(p));
+    const scale = owned.length ? fusedFloat32('scaleInPlace', [...owned.map((p) => p.grad!), coef]) : null;
+    if (scale) scale(owned.map((p) => p.grad!.storage), coef.storage);
+    const scaled = new Set(scale ? owned : []);
     for (const p of params) {
-      if (!p.grad) continue;
-      // in place, as torch's mul_, where the gradient is the parameter's alone (backward made it)
-      const scale = ownsGrad(p) ? fusedFloat32('scaleInPlace', [p.grad, coef]) : null;
-      if (scale) scale(p.grad.storage, coef.storage);
-      else p.grad = keep(ops.mul(p.grad, ops.cast(coef, p.grad.dtype))); // (kept: a caller's scope must not free it)
+      if (!p.grad || scaled.has(p)) continue;
+      p.grad = keep(ops.mul(p.grad, ops.cast(coef, p.grad.dtype))); // (kept: a caller's scope must not free it)
     }
   });
   return norm;

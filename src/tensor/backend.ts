@@ -106,14 +106,18 @@ export interface FusedKernels {
   attentionPacked?(qkv: Storage, B: number, T: number, nh: number, hs: number, scale: number): { o: Storage; lse: Storage };
   /** The gradient of attentionPacked's qkv [B, T, 3C] from go [B, T, C]. */
   attentionPackedBackward?(qkv: Storage, o: Storage, lse: Storage, go: Storage, B: number, T: number, nh: number, hs: number, scale: number): Storage;
-  /** In place: p -= lr*wd*p; m,v Adam moments; p -= lr * mhat / (sqrt(vhat) + eps). */
-  adamw?(p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams): void;
+  /**
+   * In place, for each parameter i (same hyperparameters and step, as a param group's):
+   * p -= lr*wd*p; m,v Adam moments; p -= lr * mhat / (sqrt(vhat) + eps). All at once, as torch's
+   * fused AdamW: a GPU runs every parameter of the group in a launch or two (gpu/fused.ts).
+   */
+  adamw?(ps: Storage[], gs: Storage[], ms: Storage[], vs: Storage[], h: AdamWParams): void;
   /** Sum of squares of every element of every storage, as a 1-element float32 storage (for clipping). */
   sumSquares?(xs: Storage[]): Storage;
   /** In place: into += x (the same size): a gradient accumulated into the storage that holds it. */
   addInPlace?(into: Storage, x: Storage): void;
-  /** In place: x *= factor[0], a 1-element storage read where it lives (no host round trip); 1 leaves x as it is. */
-  scaleInPlace?(x: Storage, factor: Storage): void;
+  /** In place: each x *= factor[0], a 1-element storage read where it lives (no host round trip); 1 leaves x as it is. */
+  scaleInPlace?(xs: Storage[], factor: Storage): void;
 }
 
 /** The fused kernels a CPU backend provides: all but the GPU-only packed attention (its composite is as fast there). */

@@ -248,7 +248,7 @@ const linearCrossEntropyMean = defineOp({
       // call's own): no copy of the [classes, cols] weight gradient
       const scale = k.scaleInPlace;
       const times = (s: Storage | null, shape: number[], g: Storage): Storage | null =>
-        (!s ? null : scale ? (scale(s, g), s) : noGrad(() => ops.mul(new Tensor(s, shape, b), new Tensor(g, [], b))).storage);
+        (!s ? null : scale ? (scale([s], g), s) : noGrad(() => ops.mul(new Tensor(s, shape, b), new Tensor(g, [], b))).storage);
       return { out: loss, backward: (g) => [times(gx, [rows, cols], g), times(gw, [classes, cols], g)] };
     } };
   },

@@ -63,7 +63,9 @@ export async function optimizationStep(c: StepContext, step: number): Promise<St
   if (c.reducer) await c.reducer.reduce(); else await allReduceGradients(job, params, c.ddpGradDtype);
   const [waitMs, commMs] = [c1 - c0, performance.now() - c1];
   scaler?.unscaleGrads(optimizer); // clipping sees the true gradients
-  const norm = clipGradients(params, c.gradClip);
+  // (in the optimizer's order: a GPU packs the gradients side by side as clipping lists them, and
+  // each param group's AdamW then finds its gradients as one run of that packing, not copied again)
+  const norm = clipGradients(optimizer.paramGroups.flatMap((g) => g.params), c.gradClip);
   const lr = getLr(step, c.schedule);
   optimizer.setLr(lr);
   // float16: a step whose gradients overflowed is skipped (the same on every rank: they are all-reduced)

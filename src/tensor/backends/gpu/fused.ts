@@ -120,32 +120,71 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       const op = 'attentionBackward';
       return attentionBackward(be, f32(op, q), f32(op, k), f32(op, v), f32(op, o), f32(op, lse), f32(op, go), bh, t, s, d, scale, causal);
     },
-    adamw: (p, g, m, v, h) => adamw(be, f32('adamw', p), f32('adamw', g), f32('adamw', m), f32('adamw', v), h),
+    adamw: (ps, gs, ms, vs, h) => {
+      const [P, G, M, V] = [ps, gs, ms, vs].map((xs) => xs.map((x) => f32('adamw', x)));
+      // the whole group in a launch per span of packed buffers (WebGPU), else one per parameter
+      const spans = be.runner.adamw ? [P!, G!, M!, V!].map((xs) => packed(be, xs)) : [];
+      const [sp, sg, sm, sv] = spans;
+      if (sp && sg && sm && sv && sp.every((_, j) => !aliased(be, [sp[j]!, sg[j]!, sm[j]!, sv[j]!]))) {
+        sp.forEach((span, j) => be.runner.adamw!(span, sg[j]!, sm[j]!, sv[j]!, span.length, h));
+        return;
+      }
+      P!.forEach((p, i) => adamw(be, p, G![i]!, M![i]!, V![i]!, h));
+    },
     addInPlace: (into, x) => inPlace(be, 'add', f32('addInPlace', into), f32('addInPlace', x)),
-    scaleInPlace: (x, factor) => inPlace(be, 'scale', f32('scaleInPlace', x), f32('scaleInPlace', factor)),
+    scaleInPlace: (xs, factor) => {
+      const X = xs.map((x) => f32('scaleInPlace', x)), F = f32('scaleInPlace', factor);
+      const spans = be.runner.inPlace ? packed(be, X) : null;
+      if (spans && !spans.some((s) => aliased(be, [s, F.buf]))) for (const s of spans) be.runner.inPlace!('scale', s, F.buf, s.length);
+      else for (const x of X) inPlace(be, 'scale', x, F);
+    },
     sumSquares: (xs) => {
-      // every storage's partial sums side by side in one buffer (each run starting 64-aligned,
-      // as binding offsets must), then one reduction: 1 launch per storage instead of ~3
+      // partial sums side by side in one buffer (each run starting 64-aligned, as binding offsets
+      // must), then one reduction; a run per span of packed buffers (WebGPU), else per storage
+      const S = xs.map((x) => f32('sumSquares', x));
+      const sources = packed(be, S)?.map((buf) => ({ buf, size: buf.length })) ?? S.map((s) => ({ buf: s.buf, size: s.size }));
       const chunk = 4096;
-      const runs: { s: GpuStorage; groups: number; offset: number }[] = [];
+      const runs: { buf: DeviceBuffer; size: number; groups: number; offset: number }[] = [];
       let total = 0;
-      for (const x of xs) {
-        const s = f32('sumSquares', x);
-        if (s.size === 0) continue;
-        const groups = Math.ceil(s.size / chunk);
-        runs.push({ s, groups, offset: total });
+      for (const { buf, size } of sources) {
+        if (size === 0) continue;
+        const groups = Math.ceil(size / chunk);
+        runs.push({ buf, size, groups, offset: total });
         total += Math.ceil(groups / 64) * 64;
       }
       if (!runs.length) return be.wrap(be.run(KERNELS.fill, [1], [0]), 1, 'float32');
       const partials = be.run(KERNELS.fill, [total], [0]); // the gaps between runs sum as zeros
       for (const r of runs) {
-        be.run(KERNELS.sumSquares, [r.groups], [arg(r.s.buf, chunk, r.groups), r.s.size, chunk], { buf: partials, offset: r.offset });
+        be.run(KERNELS.sumSquares, [r.groups], [arg(r.buf, chunk, r.groups), r.size, chunk], { buf: partials, offset: r.offset });
       }
       const out = be.reduceBuf('sum', partials, 1, total, 1);
       be.runner.release(partials);
       return be.wrap(out, 1, 'float32');
     },
   };
+}
+
+/**
+ * The storages' buffers packed side by side (the runner's pack): their cells now point at their
+ * slots, and the spans are what a multi-tensor kernel runs over, a launch each. Null where the
+ * runner cannot pack (gpu.js's cpu mode), a storage exceeds a binding, a storage is listed twice,
+ * or there is only one (packing would copy it for nothing).
+ */
+function packed(be: GpuKernelHost, xs: readonly GpuStorage[]): DeviceBuffer[] | null {
+  if (!be.runner.pack || xs.length < 2 || new Set(xs).size !== xs.length) return null;
+  const r = be.runner.pack(xs.map((x) => x.buf), xs.map((x) => x.size));
+  if (!r) return null;
+  xs.forEach((x, i) => {
+    if (r.slots[i] === x.buf) return;
+    be.runner.release(x.buf); // (after the copy recorded from it)
+    x.cell.buf = r.slots[i]!;
+  });
+  return r.spans;
+}
+
+/** Whether any two of the buffers share device memory (one launch may not write one and read another). */
+function aliased(be: GpuKernelHost, bufs: readonly DeviceBuffer[]): boolean {
+  return bufs.some((a, i) => bufs.some((b, j) => j > i && (a === b || (be.runner.aliases?.(a, b) ?? false))));
 }
 
 /** Logits per row chunk of linearCrossEntropy, at most: 256 MB of float32 (GPT-2: 1280 rows). */
@@ -324,7 +363,7 @@ export function softmaxBack(be: GpuKernelHost, y: GpuStorage, gy: GpuStorage, ro
  */
 function updateBuffer(be: GpuKernelHost, mode: 'add' | 'scale', x: DeviceBuffer, y: DeviceBuffer, n: number): DeviceBuffer {
   if (n === 0) return x;
-  if (be.runner.inPlace && x !== y) { be.runner.inPlace(mode, x, y, n); return x; }
+  if (be.runner.inPlace && !aliased(be, [x, y])) { be.runner.inPlace(mode, x, y, n); return x; }
   const next = mode === 'add'
     ? be.run(KERNELS.binary1, [n], [arg(x, n), arg(y, n), 1, 1, BINARY_CODES.add])
     : be.run(KERNELS.binary1, [n], [arg(x, n), arg(y, 1), 1, 0, BINARY_CODES.mul]);
@@ -346,7 +385,7 @@ export function adamw(be: GpuKernelHost, p: GpuStorage, g: GpuStorage, m: GpuSto
   if (n === 0) return;
   // (one buffer bound both read-write and read-only in one launch is invalid: aliased
   // arguments, which only tests make, take the portable path)
-  if (be.runner.adamw && new Set([p.buf, g.buf, m.buf, v.buf]).size === 4) { be.runner.adamw(p.buf, g.buf, m.buf, v.buf, n, h); return; }
+  if (be.runner.adamw && !aliased(be, [p.buf, g.buf, m.buf, v.buf])) { be.runner.adamw(p.buf, g.buf, m.buf, v.buf, n, h); return; }
   const m2 = be.run(FUSED_KERNELS.adamMoment, [n], [arg(m.buf, n), arg(g.buf, n), h.beta1, MODES.adamMoment.first]);
   const v2 = be.run(FUSED_KERNELS.adamMoment, [n], [arg(v.buf, n), arg(g.buf, n), h.beta2, MODES.adamMoment.second]);
   const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;

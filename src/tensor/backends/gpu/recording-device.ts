@@ -30,6 +30,7 @@ export function countingDevice(limits = { maxStorageBufferBindingSize: 2 ** 31 -
     createCommandEncoder: () => ({
       beginComputePass: () => ({ setPipeline() {}, setBindGroup() {}, dispatchWorkgroups() {}, end() {} }),
       copyBufferToBuffer() {},
+      clearBuffer() {},
       finish: () => ({}),
     }),
     pushErrorScope() {},

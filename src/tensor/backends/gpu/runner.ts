@@ -91,6 +91,14 @@ export interface Runner {
    * perm and offs are u32 words (upload their Uint32Array's bytes).
    */
   segmentSum(src: DeviceBuffer, cols: number, perm: DeviceBuffer, offs: DeviceBuffer, rows: number): DeviceBuffer;
+  /**
+   * The buffers as consecutive slots of a few packed buffers (spans), where the runner can copy
+   * on the device (WebGPU): multi-tensor kernels then take a launch per span, not per tensor.
+   * Slots are the buffers' new homes (the old ones released); null when one exceeds a binding.
+   */
+  pack?(bufs: readonly DeviceBuffer[], sizes: readonly number[]): { slots: DeviceBuffer[]; spans: DeviceBuffer[] } | null;
+  /** Whether two buffers share device memory (a launch may not write one and read the other). */
+  aliases?(a: DeviceBuffer, b: DeviceBuffer): boolean;
   /** AdamW updating p, m and v in place in one launch, where the runner has one (the portable kernels take three). */
   adamw?(p: DeviceBuffer, g: DeviceBuffer, m: DeviceBuffer, v: DeviceBuffer, n: number, h: AdamWParams): void;
   /** x += y ('add') or x *= y[0] ('scale') in place, where the runner can write a buffer it reads (WebGPU). */

@@ -35,6 +35,33 @@ class GpuBuf implements DeviceBuffer {
   constructor(readonly buffer: GpuBufferLike, readonly length: number) {}
 }
 
+/**
+ * One buffer holding many tensors side by side (pack()): the layout multi-tensor kernels (AdamW,
+ * clipping) run over, a launch per span of slots. It goes back to the pool with its last slot.
+ */
+class Packed {
+  readonly slots: GpuSlot[] = [];
+  live = 0;
+  constructor(readonly buffer: GpuBufferLike, readonly length: number) {}
+}
+/**
+ * One tensor's place in a Packed buffer, its `index`-th slot: `length` words from element
+ * `offset` (a multiple of 64). A span of slots (index -1) is a view for a multi-tensor launch.
+ */
+class GpuSlot implements DeviceBuffer {
+  released = false;
+  constructor(readonly packed: Packed, readonly offset: number, readonly length: number, readonly index: number) {}
+}
+/** A device buffer and the element its DeviceBuffer starts at. */
+function where(buf: DeviceBuffer): { buffer: GpuBufferLike; base: number } {
+  if (buf instanceof GpuSlot) return { buffer: buf.packed.buffer, base: buf.offset };
+  return { buffer: (buf as GpuBuf).buffer, base: 0 };
+}
+/** workByKernel's entry for pack()'s copy commands. */
+export const PACK_WORK = 'pack (copy commands)';
+/** Words a slot of n values takes: rounded up to 64 (256 bytes, WebGPU's binding-offset alignment). */
+const slotWords = (n: number): number => Math.max(64, Math.ceil(n / 64) * 64);
+
 /** The hand-written WGSL kernels (wgsl.ts) and their storage bindings after the uniform: read-only or read-write. */
 const HAND_KERNELS = {
   matmul: { code: MATMUL_WGSL, bindings: ['read', 'read', 'write'] },
@@ -101,6 +128,9 @@ export interface RunnerStats {
   /** Device -> host readbacks and their bytes. */
   reads: number;
   readBytes: number;
+  /** Device-side copy commands (pack()) and their bytes: commands outside the compute pass, not kernel launches. */
+  copies: number;
+  copyBytes: number;
 }
 
 /**
@@ -113,6 +143,8 @@ export interface KernelWork {
   launches: number;
   flops: number;
   bytes: number;
+  /** Copy commands (pack()'s), which are not launches. */
+  copies?: number;
 }
 
 export interface WebGpuRunnerOptions {
@@ -143,7 +175,7 @@ export class WebGpuRunner implements Runner {
   /** Launches and work per kernel name (running totals, for the benchmarks' breakdown; see KernelWork). */
   readonly workByKernel = new Map<string, KernelWork>();
   /** What decides speed on a GPU, counted for the benchmarks. */
-  readonly stats: RunnerStats = { dispatches: 0, submits: 0, buffersCreated: 0, bytesCreated: 0, uniformsCreated: 0, uniformWrites: 0, uniformBytes: 0, uploads: 0, uploadBytes: 0, reads: 0, readBytes: 0 };
+  readonly stats: RunnerStats = { dispatches: 0, submits: 0, buffersCreated: 0, bytesCreated: 0, uniformsCreated: 0, uniformWrites: 0, uniformBytes: 0, uploads: 0, uploadBytes: 0, reads: 0, readBytes: 0, copies: 0, copyBytes: 0 };
 
   constructor(private readonly gpujs: GpuJsModule, readonly device: GpuDeviceLike, opts: WebGpuRunnerOptions = {}) {
     const deviceMax = Math.floor(Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) / 4);
@@ -239,6 +271,12 @@ export class WebGpuRunner implements Runner {
   }
 
   release(buf: DeviceBuffer): void {
+    if (buf instanceof GpuSlot) {
+      if (buf.released || buf.index < 0) return; // (a span is a view; its slots are released one by one)
+      buf.released = true;
+      if (--buf.packed.live === 0) this.release(new GpuBuf(buf.packed.buffer, buf.packed.buffer.size / 4));
+      return;
+    }
     const b = (buf as GpuBuf).buffer;
     // queue order makes reuse safe: work already recorded reads the old values first
     let list = this.pool.get(b.size);
@@ -251,6 +289,75 @@ export class WebGpuRunner implements Runner {
     this.flush();
     for (const list of this.pool.values()) for (const b of list) b.destroy();
     this.pool.clear();
+  }
+
+  /**
+   * The buffers (the first sizes[i] words of each) as consecutive slots of packed buffers, each
+   * at most one storage binding, gaps zero: what a multi-tensor kernel runs over, a launch per
+   * span. Buffers already laid out so (by an earlier pack of the same sizes) stay; otherwise new
+   * packed buffers are filled by copy commands (no kernel launches) and the old buffers released.
+   * Null when one buffer alone exceeds a binding.
+   */
+  pack(bufs: readonly DeviceBuffer[], sizes: readonly number[]): { slots: DeviceBuffer[]; spans: DeviceBuffer[] } | null {
+    // the layout: slots in order, a new span wherever the next slot would pass the binding limit
+    const plan: { span: number; index: number; offset: number }[] = [];
+    const spanWords: number[] = [], spanSlots: number[] = [];
+    for (const n of sizes) {
+      const w = slotWords(n);
+      if (w > this.maxBindingElements) return null;
+      if (!spanWords.length || spanWords[spanWords.length - 1]! + w > this.maxBindingElements) { spanWords.push(0); spanSlots.push(0); }
+      const j = spanWords.length - 1;
+      plan.push({ span: j, index: spanSlots[j]!++, offset: spanWords[j]! });
+      spanWords[j]! += w;
+    }
+    // already laid out: each span's buffers are consecutive slots of one packed buffer, at the
+    // plan's offsets (a run of slots, so a param group's gradients inside all of them count)
+    const laidOut = (): DeviceBuffer[] | null => {
+      const spans: DeviceBuffer[] = [];
+      let first: GpuSlot | null = null;
+      for (let i = 0; i < bufs.length; i++) {
+        const b = bufs[i]!, at = plan[i]!;
+        if (!(b instanceof GpuSlot) || b.released) return null;
+        if (at.index === 0) first = b;
+        if (b.packed !== first!.packed || b.index !== first!.index + at.index || b.offset !== first!.offset + at.offset) return null;
+        if (at.index === spanSlots[at.span]! - 1) spans.push(new GpuSlot(first!.packed, first!.offset, spanWords[at.span]!, -1));
+      }
+      return spans;
+    };
+    const already = laidOut();
+    if (already) return { slots: [...bufs], spans: already };
+    const spans = spanWords.map((words) => {
+      const fresh = this.alloc(words) as GpuBuf;
+      return new Packed(fresh.buffer, words);
+    });
+    for (const p of spans) this.command((enc) => enc.clearBuffer(p.buffer, 0, p.length * 4));
+    const slots = bufs.map((b, i) => {
+      const at = plan[i]!, p = spans[at.span]!;
+      const slot = new GpuSlot(p, at.offset, sizes[i]!, at.index);
+      p.slots.push(slot);
+      p.live++;
+      if (sizes[i]! > 0) {
+        const src = where(b);
+        this.command((enc) => enc.copyBufferToBuffer(src.buffer, src.base * 4, p.buffer, at.offset * 4, sizes[i]! * 4));
+        this.stats.copies++;
+        this.stats.copyBytes += sizes[i]! * 4;
+        const w = this.workByKernel.get(PACK_WORK) ?? { launches: 0, flops: 0, bytes: 0, copies: 0 };
+        this.workByKernel.set(PACK_WORK, { ...w, bytes: w.bytes + 8 * sizes[i]!, copies: (w.copies ?? 0) + 1 });
+      }
+      return slot;
+    });
+    return { slots, spans };
+  }
+
+  /** Two buffers that share device memory (a kernel may not write one while it reads the other). */
+  aliases(a: DeviceBuffer, b: DeviceBuffer): boolean {
+    return where(a).buffer === where(b).buffer;
+  }
+
+  /** Record a command outside the compute pass (a copy, a clear), in order with the launches around it. */
+  private command(fn: (enc: GpuEncoderLike) => void): void {
+    if (this.pass) { this.pass.end(); this.pass = null; }
+    fn(this.encoder ??= this.device.createCommandEncoder());
   }
 
   upload(data: Float32Array): DeviceBuffer {
@@ -284,7 +391,8 @@ export class WebGpuRunner implements Runner {
     }
     if (this.lost) throw new DeviceLostError('gpu', this.lost);
     const enc = this.device.createCommandEncoder();
-    enc.copyBufferToBuffer((buf as GpuBuf).buffer, 0, staging, 0, bytes);
+    const src = where(buf);
+    enc.copyBufferToBuffer(src.buffer, src.base * 4, staging, 0, bytes);
     this.device.queue.submit([enc.finish()]);
     this.stats.submits++;
     try {
@@ -307,7 +415,7 @@ export class WebGpuRunner implements Runner {
 
   flush(): void {
     if (!this.encoder) return;
-    this.pass!.end();
+    this.pass?.end();
     // the batch's kernel parameters in one write; queue order puts it after the previous
     // submission (which read the same buffer) and before this one
     const bytes = this.pending * UNIFORM_SLOT;
@@ -339,14 +447,16 @@ export class WebGpuRunner implements Runner {
 
   /** A binding of `buf` from element `offset` on (at most the binding limit), or all of it. */
   private binding(what: string, buf: DeviceBuffer, offset?: number): Binding {
-    const b = (buf as GpuBuf).buffer;
-    if (offset === undefined) {
+    const { buffer, base } = where(buf);
+    if (offset === undefined && buf instanceof GpuBuf) {
       this.checkBinding(what, buf.length);
-      return { buffer: b };
+      return { buffer };
     }
-    if ((offset * 4) % 256 !== 0) throw new Error(`gpu backend: ${what} bound at element offset ${offset}, not a multiple of 64 (256 bytes)`);
-    const size = Math.min(b.size - offset * 4, this.maxBindingElements * 4);
-    return { buffer: b, offset: offset * 4, size: Math.floor(size / 4) * 4 };
+    if (offset === undefined) this.checkBinding(what, buf.length);
+    const at = offset ?? 0;
+    if ((at * 4) % 256 !== 0) throw new Error(`gpu backend: ${what} bound at element offset ${at}, not a multiple of 64 (256 bytes)`);
+    const size = Math.min(buf.length - at, this.maxBindingElements) * 4;
+    return { buffer, offset: (base + at) * 4, size };
   }
 
   /**
@@ -420,7 +530,8 @@ export class WebGpuRunner implements Runner {
   /** The output binding of exactly `length` f32 from into.offset. */
   private outBinding(what: string, into: BufferView, length: number): Binding {
     if ((into.offset * 4) % 256 !== 0) throw new Error(`gpu backend: ${what} written at element offset ${into.offset}, not a multiple of 64 (256 bytes)`);
-    return { buffer: (into.buf as GpuBuf).buffer, offset: into.offset * 4, size: Math.max(4, length * 4) };
+    const { buffer, base } = where(into.buf);
+    return { buffer, offset: (base + into.offset) * 4, size: Math.max(4, length * 4) };
   }
 
   /** A hand-written WGSL kernel's pipeline (wgsl.ts), built once: bindings are a uniform, inputs, one output. */

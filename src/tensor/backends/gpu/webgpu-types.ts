@@ -23,6 +23,7 @@ export interface GpuComputePassLike {
 export interface GpuEncoderLike {
   beginComputePass(): GpuComputePassLike;
   copyBufferToBuffer(src: GpuBufferLike, srcOffset: number, dst: GpuBufferLike, dstOffset: number, size: number): void;
+  clearBuffer(buffer: GpuBufferLike, offset?: number, size?: number): void;
   finish(): unknown;
 }
 export interface GpuBindingEntry {

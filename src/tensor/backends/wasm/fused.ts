@@ -186,9 +186,10 @@ export function wasmFused(w: WasmKernelHost): CpuFusedKernels {
       }
     },
 
-    adamw: (p: Storage, g: Storage, m: Storage, v: Storage, h: AdamWParams) => {
+    adamw: (ps: Storage[], gs: Storage[], ms: Storage[], vs: Storage[], h: AdamWParams) => {
       const bc1 = 1 - h.beta1 ** h.step, bc2 = 1 - h.beta2 ** h.step;
-      slabs('adamw', [f32(p), f32(m), f32(v), f32(g)], 3, [h.lr, h.beta1, h.beta2, 1 - h.beta1, 1 - h.beta2, h.eps, h.weightDecay, bc1, bc2]);
+      ps.forEach((p, i) => slabs('adamw', [f32(p), f32(ms[i]!), f32(vs[i]!), f32(gs[i]!)], 3,
+        [h.lr, h.beta1, h.beta2, 1 - h.beta1, 1 - h.beta2, h.eps, h.weightDecay, bc1, bc2]));
     },
 
     sumSquares: (xs) => {
@@ -208,10 +209,10 @@ export function wasmFused(w: WasmKernelHost): CpuFusedKernels {
     },
 
     addInPlace: (into, x) => slabs('addTo', [f32(into), f32(x)], 1, []),
-    scaleInPlace: (x, factor) => {
+    scaleInPlace: (xs, factor) => {
       const f = f32(factor)[0]!;
       // the usual factor (a loss's gradient, an unclipped norm): nothing to do
-      if (f !== 1) slabs('scaleBy', [f32(x)], 1, [f]);
+      if (f !== 1) for (const x of xs) slabs('scaleBy', [f32(x)], 1, [f]);
     },
   };
 }
