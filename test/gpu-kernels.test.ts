@@ -381,6 +381,26 @@ describe('fused kernels against float64 formulas', () => {
     close(await read(gpu.fused.crossEntropyBackward!(X, T, out.lse, gpu.fromHost(gl.slice(), 'float32'), rows, cols)), g, 1e-4, 1e-6);
   });
 
+  it('crossEntropy over GPT-2-wide rows (50304 classes: a workgroup per row on WebGPU), huge and -inf logits, as float64', async () => {
+    const rows = 3, cols = 50304;
+    const x = rand(rows * cols, 27, -8, 8);
+    x[5] = 80; x[cols + 17] = -Infinity; x[2 * cols + cols - 1] = 30; // a dominant logit, a masked one, the last column
+    const t = Int32Array.of(5, 50303, cols - 1);
+    const loss: number[] = [], lses: number[] = [];
+    for (let r = 0; r < rows; r++) {
+      const v = x.subarray(r * cols, (r + 1) * cols);
+      let mx = -Infinity;
+      for (const a of v) if (a > mx) mx = a;
+      let se = 0;
+      for (const a of v) se += Math.exp(a - mx);
+      lses.push(mx + Math.log(se)); loss.push(mx + Math.log(se) - v[t[r]!]!);
+    }
+    const out = gpu.fused.crossEntropy!(gpu.fromHost(x.slice(), 'float32'), gpu.fromHost(t.slice(), 'int32'), rows, cols);
+    close(await read(out.lse), lses, 1e-6, 1e-5);
+    close(await read(out.loss), loss, 1e-5, 1e-5);
+    if (target.backend && launchesOf('crossEntropy (WGSL)') === 0 && (gpu.runner as { workByKernel?: unknown }).workByKernel) expect.fail('WebGPU: the workgroup-per-row kernel did not run');
+  });
+
   it('adamw updates p, m, v in place as torch.optim.AdamW; sumSquares sums every storage', async () => {
     const n = 11, p = rand(n, 31), g = rand(n, 32), m = rand(n, 33), v = rand(n, 34, 0, 1);
     const h = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 3 };
@@ -464,6 +484,19 @@ describe('fused linear cross-entropy (lm_head and loss without the logits)', () 
     expect(gpu.fused.linearCrossEntropy).toBeDefined();
     // 1024 floats a binding: 64 rows of 11 classes per chunk, three chunks
     for (const be of [gpu, target.smallBindings(1024)]) (await run(be)).forEach((g, i) => close(g, want[i]!, 1e-4, 1e-5));
+  });
+  it('with rows wider than a workgroup (300 classes; 640 threads of work per row) and over chunks', async () => {
+    const rows = 130, cols = 4, classes = 300;
+    const x = rand(rows * cols, 73), w = rand(classes * cols, 74, -3, 3), t = Int32Array.from({ length: rows }, (_, i) => (i * 37) % classes);
+    const run = async (be: Backend): Promise<Float32Array[]> => {
+      const xt = tensor(x.slice(), { shape: [rows, cols], backend: be, requiresGrad: true });
+      const wt = tensor(w.slice(), { shape: [classes, cols], backend: be, requiresGrad: true });
+      const loss = F.linearCrossEntropy(xt, wt, tensor(t.slice(), { backend: be }));
+      loss.backward();
+      return Promise.all([loss, xt.grad!, wt.grad!].map(async (v) => Float32Array.from(await v.data())));
+    };
+    const want = await run(js);
+    for (const be of [gpu, target.smallBindings(64 * 300)]) (await run(be)).forEach((g, i) => close(g, want[i]!, 1e-4, 1e-5));
   });
   it('under autocast rounds as torch.autocast (linear in the half type, float32 loss), over chunks too', async () => {
     await expectAutocastLinearCrossEntropy(gpu);

@@ -82,6 +82,10 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       const lse = be.runner.alloc(rows), loss = be.runner.alloc(rows);
       // over row chunks when the logits exceed one storage binding (GPT-2 at B=16: 3.3 GB)
       rowChunks(be, 'crossEntropy', rows, cols, (r0, rc, whole) => {
+        if (be.runner.crossEntropyRows) {
+          be.runner.crossEntropyRows({ buf: s.buf, offset: r0 * cols }, { buf: t!.buf, offset: r0 }, rc, cols, { buf: lse, offset: r0 }, { buf: loss, offset: r0 }, null);
+          return;
+        }
         const X = whole ? arg(s.buf, cols, rc) : { ...arg(s.buf, cols, rc), offset: r0 * cols };
         const T = whole ? arg(t!.buf, rc) : { ...arg(t!.buf, rc), offset: r0 };
         be.run(FUSED_KERNELS.rowStat, [rc], [X, cols, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
@@ -224,17 +228,26 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
     const n = Math.min(rc, rows - r0);
     const z = rounded(matmulView(be, { buf: xb, offset: r0 * cols }, { buf: wb, offset: undefined },
       { batch: 1, m: n, n: classes, k: cols, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }), n * classes, true); // [n, classes]
-    const Z = arg(z, classes, n);
-    be.run(FUSED_KERNELS.rowStat, [n], [Z, classes, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
-    const L = view(lse, r0, n), T = view(t.buf, r0, n);
-    be.run(FUSED_KERNELS.ceLoss, [n], [Z, L, T], { buf: lossRows, offset: r0 });
-    if (gx) {
-      const g = rounded(be.run(FUSED_KERNELS.ceBack, [classes, n, 1], [Z, L, T, arg(inv, n)]), n * classes, true); // [n, classes]
-      matmulView(be, { buf: g, offset: undefined }, { buf: wb, offset: undefined },
+    // lse and loss per row, and with gx the logits' gradient (softmax - onehot) / rows: in one
+    // launch that writes it over z where the runner has the kernel, else three gpu.js kernels
+    let g: DeviceBuffer | null = null;
+    if (be.runner.crossEntropyRows) {
+      be.runner.crossEntropyRows({ buf: z, offset: 0 }, { buf: t.buf, offset: r0 }, n, classes, { buf: lse, offset: r0 }, { buf: lossRows, offset: r0 }, gx ? 1 / rows : null);
+      if (gx) g = z;
+    } else {
+      const Z = arg(z, classes, n);
+      be.run(FUSED_KERNELS.rowStat, [n], [Z, classes, MODES.rowStat.logsumexp], { buf: lse, offset: r0 });
+      const L = view(lse, r0, n), T = view(t.buf, r0, n);
+      be.run(FUSED_KERNELS.ceLoss, [n], [Z, L, T], { buf: lossRows, offset: r0 });
+      if (gx) g = be.run(FUSED_KERNELS.ceBack, [classes, n, 1], [Z, L, T, arg(inv, n)]);
+    }
+    if (gx && g) {
+      const gr = rounded(g, n * classes, g !== z); // [n, classes] (z itself is released below)
+      matmulView(be, { buf: gr, offset: undefined }, { buf: wb, offset: undefined },
         { batch: 1, m: n, n: cols, k: classes, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 }, { buf: gx, offset: r0 * cols });
-      const part = matmulView(be, { buf: g, offset: undefined }, { buf: xb, offset: r0 * cols },
+      const part = matmulView(be, { buf: gr, offset: undefined }, { buf: xb, offset: r0 * cols },
         { batch: 1, m: classes, n: cols, k: n, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }); // g^T x: [classes, cols]
-      be.runner.release(g);
+      if (gr !== z) be.runner.release(gr);
       if (gw) { gw = updateBuffer(be, 'add', gw, part, classes * cols); be.runner.release(part); } else gw = part;
     }
     be.runner.release(z);

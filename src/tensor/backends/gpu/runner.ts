@@ -116,6 +116,11 @@ export interface Runner {
    */
   layerNormBackward?(x: DeviceBuffer, w: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer, gy: DeviceBuffer, rows: number, cols: number):
     { gx: DeviceBuffer; pw: DeviceBuffer; pb: DeviceBuffer; blocks: number };
+  /**
+   * Cross-entropy rows in one launch (cross-entropy-wgsl.ts), where the runner has it: per row of
+   * z [rows, cols] its logsumexp and loss; with gradScale, z overwritten by (softmax - onehot) * gradScale.
+   */
+  crossEntropyRows?(z: BufferView, targets: BufferView, rows: number, cols: number, lse: BufferView, loss: BufferView, gradScale: number | null): void;
   /** A faster matmul than the portable gpu.js kernel, where the runner has one. */
   matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer;
   /** Largest number of f32 one kernel argument may bind. */

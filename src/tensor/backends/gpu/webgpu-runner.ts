@@ -12,6 +12,7 @@ import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
 import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
 import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, layerNormBwdWgsl } from './layernorm-wgsl.js';
+import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
 import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
 import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, MATMUL_WIDE_TILE, MATMUL_WIDE_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
@@ -75,6 +76,7 @@ const HAND_KERNELS = {
   flashBwdQ: { code: FLASH_BWD_Q_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'] },
   flashBwdKV: { code: FLASH_BWD_KV_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write'] },
   layerNorm: { code: LAYERNORM_FWD_WGSL, bindings: ['read', 'read', 'read', 'write', 'write', 'write'] },
+  crossEntropy: { code: CROSS_ENTROPY_WGSL, bindings: ['read', 'write', 'write', 'write'] },
 } as const;
 /** The LayerNorm backward, one pipeline per J (layernorm-wgsl.ts): x, w, mean, rstd, gy, then gx and the two partial sums. */
 const LAYERNORM_BWD_BINDINGS = ['read', 'read', 'read', 'read', 'read', 'write', 'write', 'write'] as const;
@@ -576,6 +578,23 @@ export class WebGpuRunner implements Runner {
       this.binding('layerNorm bias', b), { buffer: (y as GpuBuf).buffer }, { buffer: (mean as GpuBuf).buffer }, { buffer: (rstd as GpuBuf).buffer }],
     groups, { flops: 0, bytes: 4 * (2 * rows * cols + 2 * cols + 2 * rows) });
     return { y, mean, rstd };
+  }
+
+  /**
+   * Cross-entropy of `rows` rows of logits z [rows, cols] (cross-entropy-wgsl.ts), a workgroup per
+   * row: lse and loss per row into their views; with `gradScale`, z is overwritten by its gradient
+   * (softmax - onehot) * gradScale. Targets are exact integers in f32.
+   */
+  crossEntropyRows(z: BufferView, targets: BufferView, rows: number, cols: number, lse: BufferView, loss: BufferView, gradScale: number | null): void {
+    if (rows * cols === 0) return;
+    const k = this.wgslPipeline('crossEntropy');
+    const groups = this.foldedGroups(rows);
+    const params = new ArrayBuffer(CROSS_ENTROPY_PARAMS_BYTES);
+    new Uint32Array(params, 0, 4).set([rows, cols, groups[0], gradScale === null ? 0 : 1]);
+    new Float32Array(params, 16, 4).set([gradScale ?? 0, 0, 0, 0]);
+    this.dispatch('crossEntropy (WGSL)', k.pipeline, k.layout, params, [this.binding('crossEntropy targets', targets.buf, targets.offset),
+      this.outBinding('crossEntropy logits', z, rows * cols), this.outBinding('crossEntropy lse', lse, rows), this.outBinding('crossEntropy loss', loss, rows)],
+    groups, { flops: 0, bytes: 4 * (rows * cols * (gradScale === null ? 1 : 3) + 3 * rows) });
   }
 
   /** LayerNorm's input gradient and the partial sums for gw and gb over blocks of rows (layernorm-wgsl.ts). */
