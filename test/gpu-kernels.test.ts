@@ -217,6 +217,45 @@ describe('reductions and matmul', () => {
     // on a WebGPU adapter every one of these ran the wide kernel (gpu.js's cpu mode has no WGSL)
     if (gpu.runner.mode === 'webgpu') expect(wideLaunches() - before).toBe(calls);
   });
+
+  it("a linear layer's epilogues: x W^T + bias, and G^T X with G's column sums (the bias gradient), in one launch each", async () => {
+    const f = gpu.fused;
+    if (gpu.runner.mode !== 'webgpu') { expect(f.matmulBias?.(gpu.full(16, 'float32', 1), gpu.full(16, 'float32', 1), { batch: 1, m: 4, n: 4, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, gpu.full(4, 'float32', 1)) ?? null).toBeNull(); return; }
+    // rows 300 (three 128-row tiles, the last partial), 136 outputs (a partial column tile), 44 inputs
+    const rows = 300, fin = 44, fout = 136;
+    const x = rand(rows * fin, 51), w = rand(fout * fin, 52), bias = rand(fout, 53), g = rand(rows * fout, 54);
+    const fwd = { batch: 1, m: rows, n: fout, k: fin, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 };
+    const want = matmul64(x, w, fwd).map((v, i) => v + bias[i % fout]!);
+    const launches = launchesOf('matmul128 (WGSL)');
+    const y = f.matmulBias!(gpu.fromHost(x.slice(), 'float32'), gpu.fromHost(w.slice(), 'float32'), fwd, gpu.fromHost(bias.slice(), 'float32'));
+    close(await read(y!), want, 1e-5, 1e-5 * Math.sqrt(fin));
+    // dW = G^T X [fout, fin] and db = G's column sums [fout]
+    const bwd = { batch: 1, m: fout, n: fin, k: rows, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 };
+    const r = f.matmulRowSums!(gpu.fromHost(g.slice(), 'float32'), gpu.fromHost(x.slice(), 'float32'), bwd);
+    close(await read(r!.out), matmul64(g, x, bwd), 1e-5, 1e-5 * Math.sqrt(rows));
+    const colSums = Array.from({ length: fout }, (_, j) => { let s = 0; for (let i = 0; i < rows; i++) s += g[i * fout + j]!; return s; });
+    close(await read(r!.rowSums), colSums, 1e-5, 1e-5 * Math.sqrt(rows));
+    expect(launchesOf('matmul128 (WGSL)') - launches, 'one launch each').toBe(2);
+    // layouts without the wide kernel (an odd dimension) are declined, for the caller's two-launch path
+    expect(f.matmulBias!(gpu.full(15, 'float32', 1), gpu.full(15, 'float32', 1), { ...fwd, m: 5, n: 3, k: 3 }, gpu.full(3, 'float32', 1))).toBeNull();
+  });
+
+  it('a Linear layer on the GPU (bias in the epilogue, its gradient from the weight gradient pass) matches the js backend', async () => {
+    const rows = 70, fin = 12, fout = 20;
+    const x = rand(rows * fin, 55), w = rand(fout * fin, 56), bias = rand(fout, 57), up = rand(rows * fout, 58);
+    const run = async (be: Backend): Promise<Float32Array[]> => {
+      const xt = tensor(x.slice(), { shape: [2, rows / 2, fin], backend: be, requiresGrad: true });
+      const wt = tensor(w.slice(), { shape: [fout, fin], backend: be, requiresGrad: true });
+      const bt = tensor(bias.slice(), { shape: [fout], backend: be, requiresGrad: true });
+      const y = F.linear(xt, wt, bt);
+      y.backward(tensor(up.slice(), { shape: [2, rows / 2, fout], backend: be }));
+      return Promise.all([y, xt.grad!, wt.grad!, bt.grad!].map(async (v) => Float32Array.from(await v.data())));
+    };
+    const want = await run(js);
+    const launches = launchesOf('matmul128 (WGSL)');
+    (await run(gpu)).forEach((got, i) => close(got, want[i]!, 1e-5, 1e-5 * Math.sqrt(rows)));
+    if (gpu.runner.mode === 'webgpu') expect(launchesOf('matmul128 (WGSL)') - launches, 'forward, dX, dW with db').toBe(3);
+  });
 });
 
 describe('movement and indexing', () => {

@@ -63,6 +63,17 @@ export interface AdamWParams {
  * WGSL in wgsl.ts), each under the name it has here.
  */
 export interface FusedKernels {
+  /**
+   * op(a) @ op(b) + bias (float32 [n], added to every row) in one kernel: a linear layer's forward
+   * with its bias in the product's epilogue. Null where this product's layout has no such kernel.
+   */
+  matmulBias?(a: Storage, b: Storage, p: MatmulParams, bias: Storage): Storage | null;
+  /**
+   * op(a) @ op(b) and the sums of op(a)'s rows [m], from one kernel: with op(a) = G^T a linear
+   * layer's weight gradient G^T X and its bias gradient (G's column sums). Null where this
+   * product's layout has no such kernel.
+   */
+  matmulRowSums?(a: Storage, b: Storage, p: MatmulParams): { out: Storage; rowSums: Storage } | null;
   /** Row softmax over the last dim of [rows, cols]. */
   softmax?(x: Storage, rows: number, cols: number): Storage;
   /** gx = y * (gy - sum(gy * y)) per row. */
@@ -120,8 +131,8 @@ export interface FusedKernels {
   scaleInPlace?(xs: Storage[], factor: Storage): void;
 }
 
-/** The fused kernels a CPU backend provides: all but the GPU-only packed attention (its composite is as fast there). */
-export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward'>>;
+/** The fused kernels a CPU backend provides: all but the GPU-only packed attention and matmul epilogues (the composites are as fast there). */
+export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulRowSums'>>;
 
 /** Why a backend's device went away: the WebGPU `GPUDeviceLostInfo` (reason 'destroyed' or 'unknown'). */
 export interface DeviceLossInfo {

@@ -318,9 +318,13 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
     if (batch === 1) { aStride = 0; bStride = 0; }
   }
   const outShape = [...batchShape, m, n];
+  const params = { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride };
+  // a linear layer's bias in the product's epilogue where the backend has it (a GPU: one launch, not two)
+  const fusedBias = bias && bias.ndim === 1 && bias.shape[0] === n && [a, b, bias].every((t) => t.dtype === 'float32')
+    ? a.backend.fused.matmulBias?.(sa.storage, sb.storage, params, bias.storage) ?? null : null;
   // half operands go to the kernel as they are (float32 out): a backend widens them where it reads them
-  let s = a.backend.matmul(sa.storage, sb.storage, { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride });
-  if (bias) {
+  let s = fusedBias ?? a.backend.matmul(sa.storage, sb.storage, params);
+  if (bias && !fusedBias) {
     broadcastShapes('matmul (bias)', bias.shape, outShape);
     const bs = computeStorage(bias);
     const withBias = a.backend.binary('add', s, outShape, bs, bias.shape, outShape);
@@ -329,10 +333,10 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
     s = withBias;
   }
   // the rule reads the operands' values; a weight's half cast is recast then instead of kept
-  const aNeedsGrad = a.requiresGrad, bNeedsGrad = b.requiresGrad;
+  const aNeedsGrad = a.requiresGrad, bNeedsGrad = b.requiresGrad, biasNeedsGrad = bias?.requiresGrad === true && bias.ndim === 1 && bias.shape[0] === n;
   const keptA = keptForBackward(a), keptB = keptForBackward(b);
   return fromOp('matmul', narrowed(a, s, a.dtype), outShape, bias ? [a, b, bias] : [a, b], (g) => {
-    let ga: Tensor | null = null, gb: Tensor | null = null;
+    let ga: Tensor | null = null, gb: Tensor | null = null, gBias: Tensor | null = null;
     if (aNeedsGrad) {
       const b = keptB();
       ga = transA ? matmulT(b, g, transB, true) : matmulT(g, b, false, !transB);
@@ -342,12 +346,19 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
       if (bBatch.length === 0 && aBatch.length > 0 && !transA) {
         // fold the batch: gb = A^T G with A [(batch m), k], G [(batch m), n]
         const a2 = reshape(a, [-1, k]), g2 = reshape(g, [-1, n]);
-        gb = transB ? matmulT(g2, a2, true, false) : matmulT(a2, g2, true, false);
+        // a linear layer (x W^T + bias): W's gradient G^T X and the bias's, G's column sums, from
+        // one kernel where the backend has it
+        const both = transB && biasNeedsGrad && g2.dtype === 'float32' && a2.dtype === 'float32'
+          ? a.backend.fused.matmulRowSums?.(g2.storage, a2.storage, { batch: 1, m: n, n: k, k: g2.shape[0]!, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }) ?? null : null;
+        if (both) {
+          gBias = new Tensor(both.rowSums, [n], a.backend);
+          gb = new Tensor(both.out, [n, k], a.backend);
+        } else gb = transB ? matmulT(g2, a2, true, false) : matmulT(a2, g2, true, false);
       } else {
         gb = transB ? matmulT(g, a, true, transA) : matmulT(a, g, !transA, false);
       }
     }
-    return [ga, gb, g]; // the bias's gradient: g, summed over the rows by backward()
+    return [ga, gb, gBias ?? g]; // the bias's gradient: g, summed over the rows by backward() (unless summed above)
   });
 }
 

@@ -2,7 +2,7 @@
 // sums of squares) built from the kernels of kernels.ts (and AdamW's WGSL), each with its
 // backward; tested against the composites of functional.ts.
 
-import type { AdamWParams, FusedKernels, Storage } from '../../backend.js';
+import type { AdamWParams, FusedKernels, MatmulParams, Storage } from '../../backend.js';
 import type { GpuKernelHost } from './kernel-host.js';
 import { BINARY_CODES, CAST_CODES, KERNELS, MODES } from './kernels.js';
 import { FUSED_KERNELS } from './fused-kernels.js';
@@ -20,7 +20,28 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
   };
   const rowStat = (x: GpuStorage, rows: number, cols: number, mode: number): DeviceBuffer =>
     be.run(FUSED_KERNELS.rowStat, [rows], [arg(x.buf, cols, rows), cols, mode]);
+  /** The wide WGSL matmul with an epilogue, where this product has that kernel and fits one binding per operand. */
+  const epilogueMatmul = (op: string, a: Storage, b: Storage, p: MatmulParams, epilogue: { bias?: DeviceBuffer; rowSums?: DeviceBuffer }): DeviceBuffer | null => {
+    const [sa, sb] = [f32(op, a), f32(op, b)];
+    const { batch, m, n, k, aBatchStride, bBatchStride } = p;
+    const max = be.runner.maxBindingElements;
+    if (!be.runner.matmul || !be.fastMatmul || !be.runner.wideMatmul?.(p) || batch * m * n === 0 || k === 0) return null;
+    if ((aBatchStride !== 0 && aBatchStride !== m * k) || (bBatchStride !== 0 && bBatchStride !== k * n)) return null;
+    if ((aBatchStride ? batch : 1) * m * k > max || (bBatchStride ? batch : 1) * k * n > max || batch * m * n > max) return null;
+    return be.runner.matmul({ buf: sa.buf, offset: undefined }, { buf: sb.buf, offset: undefined }, p, undefined, epilogue);
+  };
   return {
+    matmulBias: (a, b, p, bias) => {
+      const out = epilogueMatmul('matmulBias', a, b, p, { bias: f32('matmulBias', bias).buf });
+      return out && be.wrap(out, p.batch * p.m * p.n, 'float32');
+    },
+    matmulRowSums: (a, b, p) => {
+      if (!p.transA || p.batch !== 1) return null;
+      const rowSums = be.runner.alloc(p.m);
+      const out = epilogueMatmul('matmulRowSums', a, b, p, { rowSums });
+      if (!out) { be.runner.release(rowSums); return null; }
+      return { out: be.wrap(out, p.m * p.n, 'float32'), rowSums: be.wrap(rowSums, p.m, 'float32') };
+    },
     softmax: (x, rows, cols) => {
       const s = f32('softmax', x);
       const lse = rowStat(s, rows, cols, MODES.rowStat.logsumexp);

@@ -48,6 +48,16 @@ export interface MatmulDims {
   aBatchStride: number; bBatchStride: number;
 }
 
+/**
+ * What the fast matmul adds to its output pass: a bias [n] added to every row (a linear layer's
+ * forward), and op(A)'s row sums written to rowSums [m] (with op(A) = G^T, a linear layer's bias
+ * gradient, from the weight gradient's pass over G).
+ */
+export interface MatmulEpilogue {
+  readonly bias?: DeviceBuffer;
+  readonly rowSums?: DeviceBuffer;
+}
+
 /** Where a flash-attention operand's element (z = b*nh + h, row i, d) is: off + b*sB + h*sH + i*sT + d. */
 export interface AttnView { off: number; sB: number; sH: number; sT: number }
 /** One flash-attention launch (wgsl.ts): sizes, and the views the kernel reads and writes. */
@@ -121,8 +131,10 @@ export interface Runner {
    * z [rows, cols] its logsumexp and loss; with gradScale, z overwritten by (softmax - onehot) * gradScale.
    */
   crossEntropyRows?(z: BufferView, targets: BufferView, rows: number, cols: number, lse: BufferView, loss: BufferView, gradScale: number | null): void;
-  /** A faster matmul than the portable gpu.js kernel, where the runner has one. */
-  matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer;
+  /** A faster matmul than the portable gpu.js kernel, where the runner has one; an epilogue where wideMatmul(p). */
+  matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: MatmulEpilogue): DeviceBuffer;
+  /** Whether matmul takes an epilogue for this product (the 128x128 kernel's layouts). */
+  wideMatmul?(p: MatmulDims): boolean;
   /** Largest number of f32 one kernel argument may bind. */
   readonly maxBindingElements: number;
   /** Submit anything queued (a no-op where work runs eagerly). */

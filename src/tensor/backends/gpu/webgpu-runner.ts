@@ -9,11 +9,12 @@
 
 import { DeviceLostError, type AdamWParams, type DeviceLossInfo } from '../../backend.js';
 import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
-import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, OperandView, Runner } from './runner.js';
+import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, MatmulEpilogue, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
 import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, layerNormBwdWgsl } from './layernorm-wgsl.js';
 import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
 import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
+import { MATMUL_BIAS, MATMUL_ROW_SUMS } from './wgsl.js';
 import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, MATMUL_WIDE_TILE, MATMUL_WIDE_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
   BufferUsage, MAP_READ, SHADER_STAGE_COMPUTE,
@@ -66,7 +67,7 @@ const slotWords = (n: number): number => Math.max(64, Math.ceil(n / 64) * 64);
 /** The hand-written WGSL kernels (wgsl.ts) and their storage bindings after the uniform: read-only or read-write. */
 const HAND_KERNELS = {
   matmul: { code: MATMUL_WGSL, bindings: ['read', 'read', 'write'] },
-  matmulWide: { code: MATMUL_WIDE_WGSL, bindings: ['read', 'read', 'write'] },
+  matmulWide: { code: MATMUL_WIDE_WGSL, bindings: ['read', 'read', 'write', 'read', 'write'] },
   cast: { code: CAST_WGSL, bindings: ['read', 'write'] },
   adamw: { code: ADAMW_WGSL, bindings: ['read', 'write', 'write', 'write'] },
   inPlace: { code: INPLACE_WGSL, bindings: ['read', 'write'] },
@@ -744,9 +745,11 @@ export class WebGpuRunner implements Runner {
    * Where every operand's contiguous dimension (and N) is a multiple of 4, as all of GPT-2's
    * are, the 128x128 vec4 kernel; else the 64x64 scalar one.
    */
-  matmul(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer {
+  matmul(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: MatmulEpilogue): DeviceBuffer {
     const { batch, m, n, k } = p;
-    const wide = (p.transA ? m : k) % 4 === 0 && (p.transB ? k : n) % 4 === 0 && n % 4 === 0;
+    const wide = this.wideMatmul(p);
+    if (epilogue && !wide) throw new Error(`gpu backend: a matmul epilogue (bias, row sums) needs the 128x128 kernel's layout (contiguous dims and N multiples of 4), got [${batch}, ${m}, ${n}, ${k}]`);
+    if (epilogue?.rowSums && (!p.transA || batch !== 1)) throw new Error('gpu backend: matmul row sums are of op(A) = A^T (a weight gradient G^T X), one matrix');
     const mm = this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
     const tile = wide ? MATMUL_WIDE_TILE : MATMUL_TILE;
     const total = batch * m * n;
@@ -755,12 +758,30 @@ export class WebGpuRunner implements Runner {
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
     const gx = Math.ceil(n / tile), gy = Math.ceil(m / tile);
     if (gx > maxG || gy > maxG || batch > maxG) throw new Error(`gpu backend: matmul [${batch}, ${m}, ${n}] needs more than ${maxG} workgroups along one axis`);
+    const flags = (epilogue?.bias ? MATMUL_BIAS : 0) | (epilogue?.rowSums ? MATMUL_ROW_SUMS : 0);
     const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
-    params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, 0]);
+    params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, flags]);
     const res = into ? this.outBinding('matmul output', into, total) : { buffer: (out as GpuBuf).buffer };
     const aLen = (p.aBatchStride ? batch : 1) * m * k, bLen = (p.bBatchStride ? batch : 1) * k * n;
-    this.dispatch(wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, [this.binding('matmul A', a.buf, a.offset),
-      this.binding('matmul B', b.buf, b.offset), res], [gx, gy, batch], { flops: 2 * total * k, bytes: 4 * (aLen + bLen + total) });
+    const bindings = [this.binding('matmul A', a.buf, a.offset), this.binding('matmul B', b.buf, b.offset), res];
+    // the wide kernel's epilogue operands, or placeholders (a read and a write one: a buffer may not be both in a launch)
+    if (wide) {
+      bindings.push(epilogue?.bias ? this.binding('matmul bias', epilogue.bias) : { buffer: this.placeholder(0) },
+        epilogue?.rowSums ? this.outBinding('matmul row sums', { buf: epilogue.rowSums, offset: 0 }, m) : { buffer: this.placeholder(1) });
+    }
+    this.dispatch(wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, bindings, [gx, gy, batch],
+      { flops: 2 * total * k, bytes: 4 * (aLen + bLen + total + (epilogue?.bias ? n : 0) + (epilogue?.rowSums ? m : 0)) });
     return out;
+  }
+
+  /** Whether the 128x128 vec4 kernel takes this matmul (every operand's contiguous dim and N multiples of 4). */
+  wideMatmul(p: MatmulDims): boolean {
+    return (p.transA ? p.m : p.k) % 4 === 0 && (p.transB ? p.k : p.n) % 4 === 0 && p.n % 4 === 0;
+  }
+
+  private readonly placeholders: GpuBufferLike[] = [];
+  /** A small buffer bound where a kernel's optional operand is unused. */
+  private placeholder(i: number): GpuBufferLike {
+    return this.placeholders[i] ??= this.device.createBuffer({ size: 256, usage: BufferUsage.STORAGE });
   }
 }

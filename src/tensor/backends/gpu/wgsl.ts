@@ -12,7 +12,7 @@ export const MATMUL_PARAMS_BYTES = 32;
 const MATMUL_UNIFORM = /* wgsl */ `
 struct P {
   M : u32, N : u32, K : u32, transA : u32,
-  transB : u32, aStride : u32, bStride : u32, pad : u32,
+  transB : u32, aStride : u32, bStride : u32, flags : u32,
 }
 @group(0) @binding(0) var<uniform> p : P;`;
 export const MATMUL_TILE = 64;
@@ -108,15 +108,20 @@ const wideMath = WIDE_ROWS.map((r) => {
 const wideStore = WIDE_ROWS.map((r) => `  {
     let gi = row0 + ${r < 4 ? `4u * ty + ${r}u` : `64u + 4u * ty + ${r - 4}u`};
     if (gi < p.M) {
-      if (c0 < p.N) { C[(co + gi * p.N + c0) / 4u] = acc[${2 * r}]; }
-      if (c1 < p.N) { C[(co + gi * p.N + c1) / 4u] = acc[${2 * r + 1}]; }
+      if (c0 < p.N) { C[(co + gi * p.N + c0) / 4u] = acc[${2 * r}] + bias0; }
+      if (c1 < p.N) { C[(co + gi * p.N + c1) / 4u] = acc[${2 * r + 1}] + bias1; }
     }
   }`).join('\n');
+
+/** The wide matmul's epilogue flags (P.flags): add Bias [N] to every row; write op(A)'s row sums to RS [M]. */
+export const MATMUL_BIAS = 1, MATMUL_ROW_SUMS = 2;
 
 export const MATMUL_WIDE_WGSL = /* wgsl */ `${MATMUL_UNIFORM}
 @group(0) @binding(1) var<storage, read> A : array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> B : array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> C : array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> Bias : array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> RS : array<vec4<f32>>;
 
 // [k][m] and [k][n] tiles, 8 x 128, each k row 33 vec4 (132 floats: see above)
 var<workgroup> As : array<vec4<f32>, 264>;
@@ -161,11 +166,18 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
   for (var i = 0u; i < 16u; i++) { acc[i] = vec4<f32>(0.0); }
   var ra = loadA(aK, 0u, row0, ao, t);
   var rb = loadB(bK, 0u, col0, bo, t);
+  // a linear layer's bias gradient for free: with op(A) = G^T stored [K, M] (M contiguous), the
+  // first column of workgroups sums the A tiles they load anyway (each element once)
+  let rowSums = (p.flags & 2u) != 0u && !aK && wg.x == 0u;
+  var rs = vec4<f32>(0.0);
   for (var k0 = 0u; k0 < p.K; k0 += 8u) {
     if (aK) {
       let r = t / 2u; let k = 4u * (t % 2u);
       for (var j = 0u; j < 4u; j++) { As[(k + j) * 33u + r / 4u][r % 4u] = ra[j]; }
-    } else { As[(t / 32u) * 33u + t % 32u] = ra; }
+    } else {
+      As[(t / 32u) * 33u + t % 32u] = ra;
+      rs += ra;
+    }
     if (bK) {
       let r = t / 2u; let k = 4u * (t % 2u);
       for (var j = 0u; j < 4u; j++) { Bs[(k + j) * 33u + r / 4u][r % 4u] = rb[j]; }
@@ -182,9 +194,25 @@ ${wideMath}
     }
     workgroupBarrier();
   }
+  if (rowSums) {
+    // thread t summed rows 4 (t % 32)..+3 over the k rows t / 32 of every tile: add the 8 lanes
+    As[t] = rs;
+    workgroupBarrier();
+    if (t < 32u && row0 + 4u * t < p.M) {
+      var s = As[t];
+      for (var j = 1u; j < 8u; j++) { s += As[t + 32u * j]; }
+      RS[(row0 + 4u * t) / 4u] = s;
+    }
+  }
   let co = batch * p.M * p.N;
   let c0 = col0 + 4u * tx;
   let c1 = col0 + 64u + 4u * tx;
+  var bias0 = vec4<f32>(0.0);
+  var bias1 = vec4<f32>(0.0);
+  if ((p.flags & 1u) != 0u) {
+    if (c0 < p.N) { bias0 = Bias[c0 / 4u]; }
+    if (c1 < p.N) { bias1 = Bias[c1 / 4u]; }
+  }
 ${wideStore}
 }
 `;
