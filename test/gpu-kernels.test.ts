@@ -370,7 +370,7 @@ describe('fused kernels against float64 formulas', () => {
   });
 
   it('layerNorm forward and backward (a workgroup per row on WebGPU: rows wider than 256 threads, and blocks of rows)', async () => {
-    const count = (): number[] => [launchesOf('layerNorm (WGSL)'), launchesOf('layerNormBackward (WGSL)')];
+    const count = (): number[] => [launchesOf('layerNorm (WGSL)'), launchesOf('layerNormBackward (WGSL)'), launchesOf('layerNormSums (WGSL)')];
     const before = count();
     // 5 x 7; 3 x 770 (4 columns a thread, the last partial); 600 x 300 (two rows per block of the backward's sums)
     for (const [R, C, seed] of [[rows, cols, 21], [3, 770, 27], [600, 300, 28]] as const) {
@@ -401,8 +401,8 @@ describe('fused kernels against float64 formulas', () => {
       close(await read(bw.gw), gw, 1e-4, 1e-5 * Math.sqrt(R));
       close(await read(bw.gb), gb, 1e-5, 1e-5 * Math.sqrt(R));
     }
-    // on WebGPU, one launch each way per shape (and the two block sums' reductions)
-    if (gpu.runner.mode === 'webgpu') expect(count().map((n, i) => n - before[i]!)).toEqual([3, 3]);
+    // on WebGPU, one launch forward per shape, two backward (gx with the blocks' partial sums, then gw and gb)
+    if (gpu.runner.mode === 'webgpu') expect(count().map((n, i) => n - before[i]!)).toEqual([3, 3, 3]);
   });
 
   it('crossEntropy forward and backward', async () => {

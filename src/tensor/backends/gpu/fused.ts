@@ -74,12 +74,9 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
     layerNormBackward: (x, w, mean, rstd, gy, rows, cols) => {
       const op = 'layerNormBackward';
       if (be.runner.layerNormBackward && cols <= LAYERNORM_MAX_COLS) {
-        // one launch for gx and the blocks' partial sums, then the sums of those over the blocks
+        // one launch for gx and the blocks' partial sums, one for the sums of those over the blocks
         const r = be.runner.layerNormBackward(f32(op, x).buf, f32(op, w).buf, f32(op, mean).buf, f32(op, rstd).buf, f32(op, gy).buf, rows, cols);
-        const gw = be.reduceBuf('sum', r.pw, 1, r.blocks, cols), gb = be.reduceBuf('sum', r.pb, 1, r.blocks, cols);
-        be.runner.release(r.pw);
-        be.runner.release(r.pb);
-        return { gx: be.wrap(r.gx, rows * cols, 'float32'), gw: be.wrap(gw, cols, 'float32'), gb: be.wrap(gb, cols, 'float32') };
+        return { gx: be.wrap(r.gx, rows * cols, 'float32'), gw: be.wrap(r.gw, cols, 'float32'), gb: be.wrap(r.gb, cols, 'float32') };
       }
       const X = arg(f32(op, x).buf, cols, rows), W = arg(f32(op, w).buf, cols), M = arg(f32(op, mean).buf, rows),
         R = arg(f32(op, rstd).buf, rows), G = arg(f32(op, gy).buf, cols, rows);

@@ -118,3 +118,35 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) 
 }
 `;
 }
+
+/**
+ * gw and gb from the backward's per-block partial sums PW and PB [blocks, cols], in one launch:
+ * workgroups of 64 columns x 4 lanes of blocks (y = 0 sums PW, y = 1 PB), the lanes added in
+ * workgroup memory. P.rows is the number of blocks.
+ */
+export const LAYERNORM_SUMS_WGSL = /* wgsl */ `
+struct P { rows : u32, cols : u32, width : u32, rowsPerGroup : u32, eps : f32, pad0 : f32, pad1 : f32, pad2 : f32 }
+@group(0) @binding(0) var<uniform> p : P;
+@group(0) @binding(1) var<storage, read> PW : array<f32>;
+@group(0) @binding(2) var<storage, read> PB : array<f32>;
+@group(0) @binding(3) var<storage, read_write> GW : array<f32>;
+@group(0) @binding(4) var<storage, read_write> GB : array<f32>;
+var<workgroup> lanes : array<f32, 256>;
+
+@compute @workgroup_size(64, 4, 1)
+fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
+  let c = wg.x * 64u + lid.x;
+  var s = 0.0;
+  if (c < p.cols) {
+    for (var b = lid.y; b < p.rows; b += 4u) {
+      if (wg.y == 0u) { s += PW[b * p.cols + c]; } else { s += PB[b * p.cols + c]; }
+    }
+  }
+  lanes[lid.y * 64u + lid.x] = s;
+  workgroupBarrier();
+  if (lid.y == 0u && c < p.cols) {
+    let total = lanes[lid.x] + lanes[64u + lid.x] + lanes[128u + lid.x] + lanes[192u + lid.x];
+    if (wg.y == 0u) { GW[c] = total; } else { GB[c] = total; }
+  }
+}
+`;

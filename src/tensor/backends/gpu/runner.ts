@@ -120,12 +120,9 @@ export interface Runner {
   flash?(kernel: FlashKernel, a: FlashArgs, buffers: readonly DeviceBuffer[]): void;
   /** LayerNorm forward in one launch (layernorm-wgsl.ts), where the runner has it: y [rows, cols], mean and rstd [rows]. */
   layerNorm?(x: DeviceBuffer, w: DeviceBuffer, b: DeviceBuffer, rows: number, cols: number, eps: number): { y: DeviceBuffer; mean: DeviceBuffer; rstd: DeviceBuffer };
-  /**
-   * LayerNorm's input gradient in one launch, and per block of rows the partial column sums of
-   * gy * xhat (pw) and gy (pb), [blocks, cols] each, for the caller to sum into gw and gb.
-   */
+  /** LayerNorm's gradients gx [rows, cols], gw and gb [cols] (layernorm-wgsl.ts: two launches), where the runner has them. */
   layerNormBackward?(x: DeviceBuffer, w: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer, gy: DeviceBuffer, rows: number, cols: number):
-    { gx: DeviceBuffer; pw: DeviceBuffer; pb: DeviceBuffer; blocks: number };
+    { gx: DeviceBuffer; gw: DeviceBuffer; gb: DeviceBuffer };
   /**
    * Cross-entropy rows in one launch (cross-entropy-wgsl.ts), where the runner has it: per row of
    * z [rows, cols] its logsumexp and loss; with gradScale, z overwritten by (softmax - onehot) * gradScale.

@@ -11,7 +11,7 @@ import { DeviceLostError, type AdamWParams, type DeviceLossInfo } from '../../ba
 import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
 import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, MatmulEpilogue, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
-import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, layerNormBwdWgsl } from './layernorm-wgsl.js';
+import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, LAYERNORM_SUMS_WGSL, layerNormBwdWgsl } from './layernorm-wgsl.js';
 import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
 import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
 import { MATMUL_BIAS, MATMUL_ROW_SUMS } from './wgsl.js';
@@ -77,6 +77,7 @@ const HAND_KERNELS = {
   flashBwdQ: { code: FLASH_BWD_Q_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'] },
   flashBwdKV: { code: FLASH_BWD_KV_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write'] },
   layerNorm: { code: LAYERNORM_FWD_WGSL, bindings: ['read', 'read', 'read', 'write', 'write', 'write'] },
+  layerNormSums: { code: LAYERNORM_SUMS_WGSL, bindings: ['read', 'read', 'write', 'write'] },
   crossEntropy: { code: CROSS_ENTROPY_WGSL, bindings: ['read', 'write', 'write', 'write'] },
 } as const;
 /** The LayerNorm backward, one pipeline per J (layernorm-wgsl.ts): x, w, mean, rstd, gy, then gx and the two partial sums. */
@@ -598,15 +599,22 @@ export class WebGpuRunner implements Runner {
     groups, { flops: 0, bytes: 4 * (rows * cols * (gradScale === null ? 1 : 3) + 3 * rows) });
   }
 
-  /** LayerNorm's input gradient and the partial sums for gw and gb over blocks of rows (layernorm-wgsl.ts). */
+  /**
+   * LayerNorm's gradients (layernorm-wgsl.ts) in two launches: gx, with each block of rows'
+   * partial sums for gw and gb; then those summed over the blocks.
+   */
   layerNormBackward(x: DeviceBuffer, w: DeviceBuffer, mean: DeviceBuffer, rstd: DeviceBuffer, gy: DeviceBuffer, rows: number, cols: number):
-    { gx: DeviceBuffer; pw: DeviceBuffer; pb: DeviceBuffer; blocks: number } {
+    { gx: DeviceBuffer; gw: DeviceBuffer; gb: DeviceBuffer } {
     if (cols > LAYERNORM_MAX_COLS) throw new Error(`gpu backend: layerNormBackward takes rows up to ${LAYERNORM_MAX_COLS} wide, got ${cols}`);
     // blocks of rows: about 512 workgroups (a few per multiprocessor), each summing its rows' gw and gb terms
     const perBlock = Math.max(1, Math.ceil(rows / 512)), blocks = Math.ceil(rows / perBlock);
-    const gx = this.alloc(rows * cols), pw = this.alloc(blocks * cols), pb = this.alloc(blocks * cols);
-    if (rows * cols === 0) return { gx, pw, pb, blocks };
+    const gx = this.alloc(rows * cols), gw = this.alloc(cols), gb = this.alloc(cols);
+    if (rows * cols === 0) {
+      for (const b of [gw, gb]) this.command((enc) => enc.clearBuffer((b as GpuBuf).buffer));
+      return { gx, gw, gb };
+    }
     this.checkBinding(`layerNormBackward of [${rows}, ${cols}]`, rows * cols);
+    const pw = this.alloc(blocks * cols), pb = this.alloc(blocks * cols);
     const J = Math.max(1, Math.ceil(cols / 256));
     const k = this.pipelineOf(`layerNormBackward J=${J}`, layerNormBwdWgsl(J), LAYERNORM_BWD_BINDINGS);
     const groups = this.foldedGroups(blocks);
@@ -616,7 +624,14 @@ export class WebGpuRunner implements Runner {
       this.binding('layerNormBackward weight', w), this.binding('layerNormBackward mean', mean), this.binding('layerNormBackward rstd', rstd),
       this.binding('layerNormBackward gy', gy), { buffer: (gx as GpuBuf).buffer }, { buffer: (pw as GpuBuf).buffer }, { buffer: (pb as GpuBuf).buffer }],
     groups, { flops: 0, bytes: 4 * (3 * rows * cols + cols + 2 * rows + 2 * blocks * cols) });
-    return { gx, pw, pb, blocks };
+    const sums = this.wgslPipeline('layerNormSums');
+    const sp = new ArrayBuffer(LAYERNORM_PARAMS_BYTES);
+    new Uint32Array(sp, 0, 4).set([blocks, cols, 0, 0]);
+    this.dispatch('layerNormSums (WGSL)', sums.pipeline, sums.layout, sp, [{ buffer: (pw as GpuBuf).buffer }, { buffer: (pb as GpuBuf).buffer },
+      { buffer: (gw as GpuBuf).buffer }, { buffer: (gb as GpuBuf).buffer }], [Math.ceil(cols / 64), 2, 1], { flops: 0, bytes: 4 * 2 * (blocks * cols + cols) });
+    this.release(pw);
+    this.release(pb);
+    return { gx, gw, gb };
   }
 
   /** Flat workgroups for n threads of 64, folded over y past the per-dimension limit. */
