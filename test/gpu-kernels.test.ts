@@ -405,6 +405,17 @@ describe('fused kernels against float64 formulas', () => {
     if (gpu.runner.mode === 'webgpu') expect(count().map((n, i) => n - before[i]!)).toEqual([3, 3, 3]);
   });
 
+  it("geluBackward: g * gelu'(x) (tanh approximation) in one kernel, as float64", async () => {
+    const n = 1000, xs = rand(n, 29, -4, 4), g = rand(n, 30); // (past ~5 a device's float32 tanh rounds to -1: gelu' is then 0 against ~1e-6)
+    xs[0] = 0; xs[1] = 40; xs[2] = -40; // tanh saturated both ways
+    const want = Array.from(xs, (v, i) => {
+      const c = Math.sqrt(2 / Math.PI), u = c * (v + 0.044715 * v ** 3), t = Math.tanh(u);
+      return g[i]! * (0.5 * (1 + t) + 0.5 * v * (1 - t * t) * c * (1 + 3 * 0.044715 * v * v));
+    });
+    // for negative x gelu' is a difference of terms up to ~10 (x (1 - t^2) du): float32 leaves ~10 eps32 |g| absolute
+    close(await read(gpu.fused.geluBackward!(gpu.fromHost(xs.slice(), 'float32'), gpu.fromHost(g.slice(), 'float32'))), want, 1e-5, 4e-6);
+  });
+
   it('crossEntropy forward and backward', async () => {
     const t = Int32Array.of(0, 6, 3, 3, 1), gl = rand(rows, 26);
     const loss: number[] = [], lses: number[] = [], g = new Float64Array(rows * cols);

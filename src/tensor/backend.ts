@@ -74,6 +74,8 @@ export interface FusedKernels {
    * product's layout has no such kernel.
    */
   matmulRowSums?(a: Storage, b: Storage, p: MatmulParams): { out: Storage; rowSums: Storage } | null;
+  /** GELU's (tanh approximation) backward, g * gelu'(x), in one kernel. */
+  geluBackward?(x: Storage, g: Storage): Storage;
   /** Row softmax over the last dim of [rows, cols]. */
   softmax?(x: Storage, rows: number, cols: number): Storage;
   /** gx = y * (gy - sum(gy * y)) per row. */
@@ -131,8 +133,8 @@ export interface FusedKernels {
   scaleInPlace?(xs: Storage[], factor: Storage): void;
 }
 
-/** The fused kernels a CPU backend provides: all but the GPU-only packed attention and matmul epilogues (the composites are as fast there). */
-export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulRowSums'>>;
+/** The fused kernels a CPU backend provides: all but the GPU-only ones (packed attention, matmul epilogues, GELU's backward: the composites are as fast there). */
+export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulRowSums' | 'geluBackward'>>;
 
 /** Why a backend's device went away: the WebGPU `GPUDeviceLostInfo` (reason 'destroyed' or 'unknown'). */
 export interface DeviceLossInfo {

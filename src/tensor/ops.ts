@@ -62,7 +62,12 @@ export function relu(x: Tensor): Tensor {
 export function gelu(x: Tensor): Tensor {
   x = floatInput(x);
   // a half input's gradient: gelu'(x) in float32, times g, rounded once (by backward(), to x's dtype)
-  return fromOp('gelu', unary('gelu', x), x.shape, [x], (g) => [mul(g, rawUnary('geluGrad', isHalf(x.dtype) ? cast(x, 'float32') : x))]);
+  return fromOp('gelu', unary('gelu', x), x.shape, [x], (g) => {
+    // in one kernel where the backend has it (a GPU: one launch, not two)
+    const fused = x.dtype === 'float32' && g.dtype === 'float32' && sameShape(g.shape, x.shape) ? x.backend.fused.geluBackward : undefined;
+    if (fused) return [new Tensor(fused(x.storage, g.storage), x.shape, x.backend)];
+    return [mul(g, rawUnary('geluGrad', isHalf(x.dtype) ? cast(x, 'float32') : x))];
+  });
 }
 export function abs(x: Tensor): Tensor {
   return fromOp('abs', unary('abs', x), x.shape, [x],

@@ -155,7 +155,17 @@ function attnGradK(this: KernelThis, P: A2, dP: A2, D: A1, scale: number): numbe
   return P[this.thread.y]![this.thread.x]! * (dP[this.thread.y]![this.thread.x]! - D[this.thread.y]!) * scale;
 }
 
+/** GELU's backward in one pass: g * gelu'(x), gelu' as unaryK's geluGrad (tanh approximation). */
+function geluBackK(this: KernelThis, g: A1, x: A1): number {
+  const v = x[this.thread.x]!;
+  const u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
+  const t = Math.tanh(Math.min(Math.max(u, -15.0), 15.0));
+  const du = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * v * v);
+  return g[this.thread.x]! * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * du);
+}
+
 export const FUSED_KERNELS = {
+  geluBack: spec('geluBack', geluBackK, [I, I], [1, 1], 1),
   rowStat: spec('rowStat', rowStatK, [I, N, N], [2, 0, 0], 1),
   softmaxApply: spec('softmaxApply', softmaxApplyK, [I, I, N], [2, 1, 0], 3),
   rowDot: spec('rowDot', rowDotK, [I, I, N, N], [2, 2, 0, 0], 1),

@@ -42,6 +42,10 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       if (!out) { be.runner.release(rowSums); return null; }
       return { out: be.wrap(out, p.m * p.n, 'float32'), rowSums: be.wrap(rowSums, p.m, 'float32') };
     },
+    geluBackward: (x, g) => {
+      const [sx, sg] = [f32('geluBackward', x), f32('geluBackward', g)];
+      return be.wrap(be.run(FUSED_KERNELS.geluBack, [sx.size], [arg(sg.buf, sg.size), arg(sx.buf, sx.size)]), sx.size, 'float32');
+    },
     softmax: (x, rows, cols) => {
       const s = f32('softmax', x);
       const lse = rowStat(s, rows, cols, MODES.rowStat.logsumexp);
@@ -209,8 +213,12 @@ function aliased(be: GpuKernelHost, bufs: readonly DeviceBuffer[]): boolean {
   return bufs.some((a, i) => bufs.some((b, j) => j > i && (a === b || (be.runner.aliases?.(a, b) ?? false))));
 }
 
-/** Logits per row chunk of linearCrossEntropy, at most: 256 MB of float32 (GPT-2: 1280 rows). */
-const LCE_CHUNK_ELEMENTS = 2 ** 26;
+/**
+ * Logits per row chunk of linearCrossEntropy, at most: 512 MB of float32 (GPT-2: 2624 rows, so 7
+ * chunks at B=16). Their gradient is written over them, so this is the whole transient; a larger
+ * chunk would save launches (5 a chunk) for memory.
+ */
+const LCE_CHUNK_ELEMENTS = 2 ** 27;
 
 /**
  * The mean cross-entropy of x w^T over chunks of 64-aligned rows, so the [rows, classes] logits
