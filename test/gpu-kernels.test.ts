@@ -9,6 +9,7 @@ import type { Backend, BinaryOp, MatmulParams, Storage, UnaryOp } from '../src/t
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { GpuBackend, collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/gpu-backend.js';
 import type { DeviceBuffer, MatmulDims, Runner } from '../src/tensor/backends/gpu/runner.js';
+import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import { convertHost, type HostArray } from '../src/tensor/dtype.js';
 import { sizeOf, stridesOf } from '../src/tensor/shape.js';
 import { F, tensor, type Tensor } from '../src/index.js';
@@ -71,6 +72,27 @@ describe('memory and errors', () => {
     warn.mockRestore();
     const p = { batch: 1, m: 1, n: 1, k: 2, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
     expect(Array.from(await be.read(be.matmul(be.fromHost(Float32Array.of(1, 2), 'float32'), be.fromHost(Float32Array.of(3, 4), 'float32'), p)))).toEqual([11]);
+  });
+
+  it('profile(): every launch timed on the device by timestamp queries, per kernel (WebGPU with timestamp-query)', async (ctx) => {
+    const runner = gpu.runner as Partial<WebGpuRunner>;
+    if (!runner.profile || !runner.features?.includes('timestamp-query')) { ctx.skip(); return; }
+    const p = { batch: 1, m: 256, n: 256, k: 256, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
+    const a = gpu.fromHost(rand(256 * 256, 1), 'float32'), b = gpu.fromHost(rand(256 * 256, 2), 'float32');
+    const prof = runner.profile();
+    const outs = [0, 1, 2].map(() => gpu.matmul(a, b, p));
+    const e = gpu.unary('exp', outs[0]!);
+    const times = await prof.stop();
+    expect(times.get('matmul128 (WGSL)')?.launches).toBe(3);
+    expect(times.get('unary')?.launches).toBe(1);
+    // each launch took some time, and less than the whole wall-clock of the profiled work
+    expect(times.get('matmul128 (WGSL)')!.seconds).toBeGreaterThan(0);
+    // results are unchanged by the passes of their own
+    close(await read(outs[2]!), matmul64(rand(256 * 256, 1), rand(256 * 256, 2), p), 1e-5, 1e-4);
+    // profiling stopped: later launches are not timed
+    gpu.dispose(gpu.matmul(a, b, p));
+    expect((await prof.stop()).get('matmul128 (WGSL)')?.launches).toBe(3);
+    for (const s of [a, b, e, ...outs]) gpu.dispose(s);
   });
 
   it('round-trips float32, int32 and half bits; full() fills', async () => {

@@ -1,8 +1,6 @@
 // The slice of gpu.js (2.24, CommonJS) the gpu backend uses, typed here, and its lazy
 // loader: gpu.js is imported only when the gpu backend is asked for, so CPU users pay nothing.
 
-import type { GpuDeviceLike } from './webgpu-types.js';
-
 /** gpu.js's WebGPU kernel class, used only to translate kernel functions to WGSL. */
 export interface WebGPUKernelInternals {
   setupConstants(): void;
@@ -26,17 +24,10 @@ export interface ParamsLayout {
   byteLength: number;
 }
 
-export interface GpuDeviceContext {
-  adapter: unknown;
-  device: GpuDeviceLike;
-  isLost: boolean;
-}
-
 export interface GpuJsModule {
   GPU: new (settings: { mode: string }) => unknown;
   Input: new (value: Float32Array, size: number[]) => unknown;
   WebGPUKernel: new (source: string, settings: object) => WebGPUKernelInternals;
-  WebGPUContext: { acquire(): Promise<GpuDeviceContext>; readonly isSupported: boolean };
 }
 
 let loaded: Promise<GpuJsModule> | null = null;

@@ -10,16 +10,10 @@ import { loadGpuJs } from './gpujs.js';
 import { KERNELS } from './kernels.js';
 import { FUSED_KERNELS } from './fused-kernels.js';
 import { WebGpuRunner } from './webgpu-runner.js';
+import { acquireDevice, type AcquiredDevice } from './device.js';
 
 function onNode(): boolean {
   return typeof process !== 'undefined' && !!process.versions?.node;
-}
-
-/** "SwiftShader driver 5.0.0", "NVIDIA H200", ...: what the adapter says it is. */
-function adapterName(adapter: unknown): string {
-  const info = (adapter as { info?: { description?: string; vendor?: string; architecture?: string; device?: string } }).info;
-  if (!info) return 'unknown adapter';
-  return info.description || [info.vendor, info.architecture, info.device].filter(Boolean).join(' ') || 'unknown adapter';
 }
 
 export { GpuBackend, GpuStorage } from './gpu-backend.js';
@@ -77,7 +71,9 @@ async function ensureNavigatorGpu(flags: string[], adapter: 'system' | 'swiftsha
     throw new Error(`initGpuBackend: could not load the 'webgpu' package (Dawn for Node): ${(e as Error).message}`);
   }
   Object.assign(globalThis, webgpu.globals);
-  const nav = { ...(g.navigator ?? {}), gpu: webgpu.create(flags) };
+  // exact timestamps for the profile (Dawn rounds them to 100 us unless told otherwise)
+  const dawn = flags.some((f) => f.startsWith('disable-dawn-features=')) ? flags : [...flags, 'disable-dawn-features=timestamp_quantization'];
+  const nav = { ...(g.navigator ?? {}), gpu: webgpu.create(dawn) };
   Object.defineProperty(globalThis, 'navigator', { value: nav, configurable: true, writable: true });
 }
 
@@ -119,9 +115,9 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
       (await import('./gpu-select.js')).selectGpu(opts.gpu);
     }
     await ensureNavigatorGpu(opts.dawnFlags ?? [], opts.adapter ?? 'system');
-    let ctx;
+    let acquired: AcquiredDevice;
     try {
-      ctx = await gpujs.WebGPUContext.acquire();
+      acquired = await acquireDevice();
     } catch (e) {
       const msg = (e as Error).message;
       const why = /no adapter/.test(msg) ? 'navigator.gpu.requestAdapter() returned null' : msg;
@@ -133,17 +129,17 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
         `--backend gpu-swiftshader (initGpuBackend({ adapter: 'swiftshader' })) runs the same WGSL on Chromium's software ` +
         `driver (Debian: ${SWIFTSHADER_INSTALL}), slowly; or use the js or wasm backends`);
     }
-    let adapter = adapterName(ctx.adapter);
+    let adapter = acquired.adapter;
     if (opts.gpu !== undefined) {
       const count = (await import('./gpu-select.js')).gpuCount();
       if (count !== null && opts.gpu >= count) {
-        ctx.device.destroy?.();
+        acquired.device.destroy?.();
         throw new Error(`initGpuBackend: there is no GPU ${opts.gpu}: the Vulkan loader lists ${count} device${count === 1 ? '' : 's'} here (indices 0-${count - 1}); ` +
           'npm run train gives rank LOCAL_RANK GPU LOCAL_RANK: fewer ranks (--nproc-per-node), or --gpus to choose (--gpus 0,0 puts two ranks on GPU 0)');
       }
       adapter = `GPU ${opts.gpu} of ${count ?? '?'}: ${adapter}`;
     }
-    const runner = new WebGpuRunner(gpujs, ctx.device, { maxBindingElements: opts.maxBindingElements, adapter });
+    const runner = new WebGpuRunner(gpujs, acquired.device, { maxBindingElements: opts.maxBindingElements, adapter, features: acquired.features });
     await runner.precompile([...Object.values(KERNELS), ...Object.values(FUSED_KERNELS)]);
     backend = new GpuBackend(runner, { ...opts, name });
     // (the null device computes nothing, so there is nothing to test there)

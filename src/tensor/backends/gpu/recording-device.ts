@@ -27,10 +27,12 @@ export function countingDevice(limits = { maxStorageBufferBindingSize: 2 ** 31 -
     createPipelineLayout: () => ({}),
     createComputePipeline: () => ({}),
     createBindGroup: () => ({}),
+    createQuerySet: () => ({ destroy() {} }),
     createCommandEncoder: () => ({
       beginComputePass: () => ({ setPipeline() {}, setBindGroup() {}, dispatchWorkgroups() {}, end() {} }),
       copyBufferToBuffer() {},
       clearBuffer() {},
+      resolveQuerySet() {},
       finish: () => ({}),
     }),
     pushErrorScope() {},

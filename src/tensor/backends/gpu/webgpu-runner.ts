@@ -2,8 +2,8 @@
 // (kernels.ts); the dispatch is ours rather than gpu.js's `kernel()` call, because training
 // needs what that call does not give: results that stay on the device as they are produced
 // (a synchronous op API), a buffer pool instead of a new buffer per call, and batching of
-// many dispatches per queue submission. The device is gpu.js's own (WebGPUContext), so
-// gpu.js kernels and ours share buffers.
+// many dispatches per queue submission. The device is requested by device.ts (every storage
+// limit the adapter allows, and its optional features).
 // (Over 500 lines on purpose: one class, the dispatch; its hand-written kernels' launchers are a
 // few lines each and share its private binding and uniform helpers.)
 
@@ -11,6 +11,8 @@ import { DeviceLostError, type AdamWParams, type DeviceLossInfo } from '../../ba
 import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
 import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, MatmulEpilogue, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
+import type { OptionalFeature } from './device.js';
+import { LaunchProfiler, type KernelTime } from './profiler.js';
 import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, LAYERNORM_SUMS_WGSL, layerNormBwdWgsl } from './layernorm-wgsl.js';
 import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
 import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
@@ -156,12 +158,16 @@ export interface WebGpuRunnerOptions {
   maxBindingElements?: number | undefined;
   /** What the adapter says it is (for messages and benchmark tables). */
   adapter?: string | undefined;
+  /** The optional features the device was created with (device.ts). */
+  features?: readonly OptionalFeature[] | undefined;
 }
 
 export class WebGpuRunner implements Runner {
   readonly mode = 'webgpu' as const;
   readonly maxBindingElements: number;
   readonly adapter: string;
+  /** The device's optional features (device.ts): timestamp-query makes profile() exact. */
+  readonly features: readonly OptionalFeature[];
   /** Validation and out-of-memory errors reported by the device (checked by callers that care). */
   readonly errors: string[] = [];
   /** Why the device was lost, once it is: work sent to a lost device does nothing, so reads throw. */
@@ -185,6 +191,7 @@ export class WebGpuRunner implements Runner {
     const deviceMax = Math.floor(Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize) / 4);
     this.maxBindingElements = Math.min(deviceMax, opts.maxBindingElements ?? Infinity);
     this.adapter = opts.adapter ?? 'unknown adapter';
+    this.features = opts.features ?? [];
     device.addEventListener?.('uncapturederror', (e) => { this.errors.push(e.error.message); });
     void device.lost?.then((info) => { this.lost = { reason: info.reason, message: info.message }; });
   }
@@ -426,11 +433,34 @@ export class WebGpuRunner implements Runner {
     this.device.queue.writeBuffer(this.uniformBuffer(), 0, this.uniformData, 0, bytes);
     this.stats.uniformWrites++;
     this.stats.uniformBytes += bytes;
+    this.profiler?.resolve(this.encoder);
     this.device.queue.submit([this.encoder.finish()]);
+    this.profiler?.submitted();
     this.stats.submits++;
     this.encoder = null;
     this.pass = null;
     this.pending = 0;
+  }
+
+  private profiler: LaunchProfiler | null = null;
+  /**
+   * Time every launch on the device from now (timestamp-query: each launch gets a compute pass of
+   * its own, so the batching's one pass is given up while profiling); stop() returns each kernel's
+   * launches and GPU seconds since start. Throws where the device has no timestamp-query.
+   */
+  profile(): { stop(): Promise<Map<string, KernelTime>> } {
+    if (!this.features.includes('timestamp-query')) throw new Error(`gpu backend: ${this.adapter} has no timestamp-query, so launches cannot be timed on the device`);
+    this.flush();
+    const p = this.profiler = new LaunchProfiler(this.device, BATCH);
+    return {
+      stop: async () => {
+        this.flush();
+        if (this.profiler === p) this.profiler = null;
+        const r = await p.results();
+        p.destroy();
+        return r;
+      },
+    };
   }
 
   /** Wait until the device has finished everything submitted (for timing). */
@@ -478,10 +508,20 @@ export class WebGpuRunner implements Runner {
       ...storage.map((resource, i) => ({ binding: i + 1, resource }))];
     const group = this.device.createBindGroup({ layout, entries });
     const enc = this.encoder ??= this.device.createCommandEncoder();
-    const pass = this.pass ??= enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, group);
-    pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    if (this.profiler) {
+      // profiling: a pass of its own, its start and end stamped
+      if (this.pass) { this.pass.end(); this.pass = null; }
+      const pass = enc.beginComputePass({ timestampWrites: this.profiler.next(name) });
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+      pass.end();
+    } else {
+      const pass = this.pass ??= enc.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(groups[0], groups[1], groups[2]);
+    }
     this.stats.dispatches++;
     if (++this.pending >= BATCH) this.flush();
   }

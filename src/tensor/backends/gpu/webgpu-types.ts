@@ -20,8 +20,12 @@ export interface GpuComputePassLike {
   dispatchWorkgroups(x: number, y?: number, z?: number): void;
   end(): void;
 }
+export interface GpuQuerySetLike { destroy(): void }
+/** Timestamps written at a compute pass's start and end (the timestamp-query feature). */
+export interface GpuPassTimestamps { querySet: GpuQuerySetLike; beginningOfPassWriteIndex: number; endOfPassWriteIndex: number }
 export interface GpuEncoderLike {
-  beginComputePass(): GpuComputePassLike;
+  beginComputePass(d?: { timestampWrites?: GpuPassTimestamps }): GpuComputePassLike;
+  resolveQuerySet?(q: GpuQuerySetLike, first: number, count: number, dst: GpuBufferLike, dstOffset: number): void;
   copyBufferToBuffer(src: GpuBufferLike, srcOffset: number, dst: GpuBufferLike, dstOffset: number, size: number): void;
   clearBuffer(buffer: GpuBufferLike, offset?: number, size?: number): void;
   finish(): unknown;
@@ -48,6 +52,7 @@ export interface GpuDeviceLike {
   createComputePipeline(d: { layout: unknown; compute: { module: GpuShaderModuleLike; entryPoint: string } }): GpuPipelineLike;
   createBindGroup(d: { layout: GpuBindGroupLayoutLike; entries: GpuBindingEntry[] }): GpuBindGroupLike;
   createCommandEncoder(): GpuEncoderLike;
+  createQuerySet?(d: { type: 'timestamp'; count: number }): GpuQuerySetLike;
   pushErrorScope(filter: 'validation' | 'out-of-memory' | 'internal'): void;
   popErrorScope(): Promise<{ message: string } | null>;
   addEventListener?(type: 'uncapturederror', fn: (e: { error: { message: string } }) => void): void;
@@ -57,6 +62,6 @@ export interface GpuDeviceLike {
 }
 
 // usage and map-mode flags, fixed by the WebGPU spec (the globals exist only where WebGPU does)
-export const BufferUsage = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 } as const;
+export const BufferUsage = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80, QUERY_RESOLVE: 0x200 } as const;
 export const MAP_READ = 0x1;
 export const SHADER_STAGE_COMPUTE = 0x4;
