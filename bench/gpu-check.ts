@@ -1,11 +1,18 @@
 // The GPU check: one script that runs every check of the gpu backend on a GPU machine and
 // prints one dated table (and writes it as JSON to $OUT/gpu-check.json when $OUT is set).
 //
-//   npx tsc -p tsconfig.bench.json && node dist-bench/bench/gpu-check.js   # in a clone, npm install done
+//   npx tsc -p tsconfig.bench.json && node dist-bench/bench/gpu-check.js [--quick]   # in a clone, npm install done
+//
+// --quick: the whole table at small sizes without PyTorch or the 25M-element indexing check, in
+// about a minute on SwiftShader: the rehearsal (test/gpu-check.test.ts runs it in CI).
 //
 // (A GPU machine without npm takes it as one bundle with node and Dawn; the bundler is not part
 // of this repository.)
 //
+// Then the profile (bench/gpu-profile.ts): one training step's every kernel with its launches,
+// GPU ms (timestamp queries), achieved TFLOP/s or GB/s and share, beside the H100 model's
+// prediction for the same work (bench/roofline.ts); tokens/s in float32, bfloat16 and float16 with
+// MFU; the matmul at GPT-2's shapes and layouts.
 // Rows: backend parity (GPT forward/backward and one AdamW step on a small config vs the
 // js backend, rel 1e-4; the forward/backward again under bfloat16 autocast), matmul TFLOP/s at 4096^3 (tiled WGSL, and gpu.js's naive kernel
 // for scale), GPT-2 124M training tokens/s (largest batch that fits, median of several
@@ -21,10 +28,10 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { getBackendByName, setBackend, type Backend } from '../src/tensor/backend.js';
 import { type Tensor } from '../src/tensor/tensor.js';
 import { tensor } from '../src/tensor/creation.js';
-import type { Storage } from '../src/tensor/backend.js';
 import { largeIndexCheck } from './gpu-large-index.js';
 import { manualSeed } from '../src/tensor/random.js';
 import { initGpuBackend, type GpuBackend, type GpuStorage } from '../src/tensor/backends/gpu/index.js';
@@ -33,8 +40,11 @@ import { KERNELS } from '../src/tensor/backends/gpu/kernels.js';
 import { FUSED_KERNELS } from '../src/tensor/backends/gpu/fused-kernels.js';
 import type { RunnerStats } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import { countedStep, formatCounts, GPT2_124M } from './gpu-counts.js';
+import { formatProfile, profileStep, type StepProfile } from './gpu-profile.js';
 
-const T0 = Date.now();
+let T0 = Date.now();
+/** What a software adapter (or --quick) trains: GPT-2's code paths at a size SwiftShader runs in seconds. */
+const SMALL_GPT = { blockSize: 64, vocabSize: 4096, nLayer: 2, nHead: 2, nEmbd: 64 };
 const BUDGET_S = Number(process.env.GPU_CHECK_BUDGET_S ?? 330); // whole check under ~6 min
 const elapsed = (): number => (Date.now() - T0) / 1000;
 
@@ -182,7 +192,7 @@ async function parityBf16(gpu: Backend, api: ModelApi): Promise<void> {
     '<= 2e-2, 1e-3, 5e-2', ok, 'worst rel; bf16 logits, float32 loss and grads');
 }
 
-async function matmulBench(gpu: GpuBackend, runner: WebGpuRunner, n: number): Promise<void> {
+async function matmulBench(gpu: GpuBackend, runner: WebGpuRunner, n: number, naiveToo: boolean): Promise<void> {
   const a = gpu.fromHost(Float32Array.from({ length: n * n }, (_, i) => Math.sin(i) * 0.5), 'float32');
   const b = gpu.fromHost(Float32Array.from({ length: n * n }, (_, i) => Math.cos(i) * 0.5), 'float32');
   const p = { batch: 1, m: n, n, k: n, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
@@ -210,15 +220,17 @@ async function matmulBench(gpu: GpuBackend, runner: WebGpuRunner, n: number): Pr
   row(`matmul ${n}^3 (tiled WGSL)`, rate(tf), '>= 10 TFLOP/s at 4096^3', n === 4096 ? tf >= 10 && err < 1e-3 : err < 1e-3,
     `spot-check rel err ${err.toExponential(1)} vs float64`);
   // gpu.js's one-output-per-thread kernel, for scale
-  const [ab, bb] = [(a as GpuStorage).buf, (b as GpuStorage).buf];
-  const naive = await time(() => runner.release(runner.run(KERNELS.matmulNN, [n, n, 1], [{ buf: ab, dims: [n, n, 1] }, { buf: bb, dims: [n, n, 1] }, n, 0, 0])), 3);
-  row(`matmul ${n}^3 (gpu.js naive kernel)`, rate((2 * n ** 3) / naive / 1e12), 'info', null);
+  if (naiveToo) {
+    const [ab, bb] = [(a as GpuStorage).buf, (b as GpuStorage).buf];
+    const naive = await time(() => runner.release(runner.run(KERNELS.matmulNN, [n, n, 1], [{ buf: ab, dims: [n, n, 1] }, { buf: bb, dims: [n, n, 1] }, n, 0, 0])), 3);
+    row(`matmul ${n}^3 (gpu.js naive kernel)`, rate((2 * n ** 3) / naive / 1e12), 'info', null);
+  }
   gpu.dispose(a); gpu.dispose(b);
 }
 
 async function gpt2Bench(gpu: GpuBackend, runner: WebGpuRunner, api: ModelApi, batches: number[], software: boolean): Promise<{ B: number; tokS: number } | null> {
   // a software adapter gets a small GPT (same code paths), a GPU the real GPT-2 124M
-  const cfg = software ? { blockSize: 64, vocabSize: 4096, nLayer: 2, nHead: 2, nEmbd: 64 } : GPT2_124M;
+  const cfg = software ? SMALL_GPT : GPT2_124M;
   const T = cfg.blockSize;
   const what = software ? `GPT L${cfg.nLayer} C${cfg.nEmbd} V${cfg.vocabSize} (software adapter)` : 'GPT-2 124M';
   setBackend(gpu);
@@ -288,97 +300,29 @@ async function gpt2Bench(gpu: GpuBackend, runner: WebGpuRunner, api: ModelApi, b
   }
 }
 
-/**
- * Time of each kernel family at GPT-2 124M shapes (B=8, T=1024), synchronised per family:
- * the breakdown a later session needs to see where a training step's time goes.
- */
-interface KernelTime { kernel: string; shape: string; ms: number; perStep: number }
-const kernelTimes: KernelTime[] = [];
-let breakdownShape = '';
-async function kernelBreakdown(gpu: GpuBackend, runner: WebGpuRunner, shapes: { B: number; T: number; V: number }): Promise<void> {
-  // each family is timed on its own; a setup that does not fit ends the table there
-  const { B, T, V } = shapes, C = 768, H = 12, D = 64, N = B * T;
-  breakdownShape = `B=${B} T=${T} V=${V}`;
-  const rnd = (n: number): Storage => gpu.fromHost(Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37) * 0.5), 'float32');
-  const x = rnd(N * C), w = rnd(C), bias = rnd(C), h4 = rnd(N * 4 * C), wfc = rnd(C * 4 * C), wte = rnd(V * C);
-  const q = rnd(B * H * T * D), k = rnd(B * H * T * D), v = rnd(B * H * T * D);
-  const ids = gpu.fromHost(Int32Array.from({ length: N }, (_, i) => (i * 7919) % V), 'int32');
-  const f = gpu.fused;
-  const time = async (kernel: string, shape: string, perStep: number, fn: () => Storage[] | Storage | void): Promise<void> => {
-    if (elapsed() > BUDGET_S - 10) return;
-    const drop = (r: Storage[] | Storage | void): void => { for (const t of r ? (Array.isArray(r) ? r : [r]) : []) gpu.dispose(t); };
-    try {
-      drop(fn()); await runner.sync();
-      const iters = 5, t0 = performance.now();
-      for (let i = 0; i < iters; i++) drop(fn());
-      await runner.sync();
-      kernelTimes.push({ kernel, shape, ms: (performance.now() - t0) / iters, perStep });
-    } catch (e) {
-      console.error(`  ${kernel}: ${(e as Error).message.slice(0, 200)}`);
-      kernelTimes.push({ kernel: `${kernel} (failed)`, shape, ms: NaN, perStep });
-    }
-  };
-  const mm = (m: number, n: number, kk: number, transA: boolean, transB: boolean) =>
-    ({ batch: 1, m, n, k: kk, transA, transB, aBatchStride: 0, bBatchStride: 0 });
-  await time('matmul c_fc fwd', `[${N},${C}]@[${C},${4 * C}]`, 12, () => gpu.matmul(x, wfc, mm(N, 4 * C, C, false, false)));
-  await time('matmul c_fc dW', `[${C},${N}]@[${N},${4 * C}]`, 12, () => gpu.matmul(x, h4, mm(C, 4 * C, N, true, false)));
-  await time('matmul lm_head fwd', `[${N},${C}]@[${V},${C}]^T`, 1, () => gpu.matmul(x, wte, mm(N, V, C, false, true)));
-  await time('gelu', `[${N},${4 * C}]`, 12, () => gpu.unary('gelu', h4));
-  await time('add bias', `[${N},${C}]+[${C}]`, 48, () => gpu.binary('add', x, [N, C], bias, [C], [N, C]));
-  await time('add residual', `[${N},${C}]`, 24, () => gpu.binary('add', x, [N, C], x, [N, C], [N, C]));
-  await time('permute heads', `[${B},${T},${H},${D}]->[${B},${H},${T},${D}]`, 48, () => gpu.strided(x, [B, H, T, D], [T * C, D, C, 1], 0));
-  await time('reduce bias grad', `sum over ${N} of [${N},${C}]`, 48, () => gpu.reduce('sum', x, 1, N, C));
-  await time('layerNorm fwd', `[${N},${C}]`, 25, () => { const r = f.layerNorm!(x, w, bias, N, C, 1e-5); return [r.y, r.mean, r.rstd]; });
-  const ln = f.layerNorm!(x, w, bias, N, C, 1e-5);
-  await time('layerNorm bwd', `[${N},${C}]`, 25, () => { const r = f.layerNormBackward!(x, w, ln.mean, ln.rstd, x, N, C); return [r.gx, r.gw, r.gb]; });
-  await time('attention fwd', `bh ${B * H}, t ${T}, d ${D}`, 12, () => { const r = f.attention!(q, k, v, B * H, T, T, D, 0.125, true); return [r.o, r.lse]; });
-  const at = f.attention!(q, k, v, B * H, T, T, D, 0.125, true); // (throws only where the fwd row failed too)
-  await time('attention bwd', `bh ${B * H}, t ${T}, d ${D}`, 12, () => { const r = f.attentionBackward!(q, k, v, at.o, at.lse, at.o, B * H, T, T, D, 0.125, true); return [r.gq, r.gk, r.gv]; });
-  await time('gatherRows (wte)', `${N} of [${V},${C}]`, 1, () => gpu.gatherRows(wte, C, ids, N));
-  await time('scatterAddRows (wte grad)', `${N} into [${V},${C}]`, 1, () => gpu.scatterAddRows(x, C, ids, N, V));
-  const logits = gpu.matmul(x, wte, mm(N, V, C, false, true));
-  await time('crossEntropy fwd', `[${N},${V}]`, 1, () => { const r = f.crossEntropy!(logits, ids, N, V); return [r.loss, r.lse]; });
-  const ce = f.crossEntropy!(logits, ids, N, V);
-  await time('crossEntropy bwd', `[${N},${V}]`, 1, () => f.crossEntropyBackward!(logits, ids, ce.lse, ce.loss, N, V));
-  gpu.dispose(logits);
-  const m0 = gpu.full(V * C, 'float32', 0), v0 = gpu.full(V * C, 'float32', 0), g0 = gpu.full(V * C, 'float32', 1e-3);
-  await time('adamw (wte, in place)', `${V * C} params`, 124e6 / (V * C), () => f.adamw!([wte], [g0], [m0], [v0], { lr: 1e-4, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step: 1 }));
-  await time('sumSquares (wte)', `${V * C}`, 124e6 / (V * C), () => f.sumSquares!([wte]));
-  for (const s of [x, w, bias, h4, wfc, wte, q, k, v, ids, ln.y, ln.mean, ln.rstd, at.o, at.lse, ce.loss, ce.lse, m0, v0, g0]) gpu.dispose(s);
-}
-
-function printKernelTable(): void {
-  if (!kernelTimes.length) return;
-  const total = kernelTimes.reduce((a, t) => a + (Number.isFinite(t.ms) ? t.ms * t.perStep : 0), 0);
-  console.log(`\nkernel breakdown at GPT-2 124M shapes, ${breakdownShape} (ms per call; x per step = rough count per training step)`);
-  console.log('| kernel | shape | ms | x per step | ms per step |');
-  console.log('|---|---|---|---|---|');
-  for (const t of kernelTimes) console.log(`| ${t.kernel} | ${t.shape} | ${t.ms.toFixed(3)} | ${t.perStep.toFixed(1)} | ${(t.ms * t.perStep).toFixed(1)} |`);
-  console.log(`| sum of the above | | | | ${total.toFixed(0)} |`);
-}
-
-function printTable(header: string): void {
+function formatTable(header: string): string[] {
   const cols: (keyof Row)[] = ['check', 'result', 'target', 'ok', 'note'];
   const cell = (r: Row, c: keyof Row): string => (c === 'ok' ? (r.ok === null ? '-' : r.ok ? 'yes' : 'NO') : String(r[c]));
   const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => Math.min(cell(r, c).length, c === 'note' ? 120 : 80))));
   const line = (vals: string[]): string => `| ${vals.map((v, i) => v.slice(0, w[i]).padEnd(w[i]!)).join(' | ')} |`;
-  console.log(`\n${header}`);
-  console.log(line(cols.map(String)));
-  console.log(`|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`);
-  for (const r of rows) console.log(line(cols.map((c) => cell(r, c))));
+  return [`\n${header}`, line(cols.map(String)), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map((r) => line(cols.map((c) => cell(r, c))))];
 }
 
-async function main(): Promise<void> {
+export interface GpuCheckResult { header: string; rows: Row[]; profile: StepProfile | null; device: string; text: string[] }
+
+/** Every check; `quick`: small sizes, no PyTorch, no 25M-element indexing check (the SwiftShader rehearsal). */
+export async function runGpuCheck(opts: { quick?: boolean; dawnFlags?: string[] } = {}): Promise<GpuCheckResult> {
+  T0 = Date.now();
+  rows.length = 0;
   const date = new Date().toISOString();
-  const header = `tapegrad gpu-check — ${date} — node ${process.version}`;
+  const header = `tapegrad gpu-check — ${date} — node ${process.version}${opts.quick ? ' — quick' : ''}`;
   let device = 'none';
   const batches = [16, 8, 4];
+  let profile: StepProfile | null = null;
   // the adapter first (it holds almost no memory), then PyTorch, then our rows
   let gpu: GpuBackend | null = null;
   let initError = '';
-  // GPU_CHECK_DAWN_FLAGS=backend=null runs the whole script on Dawn's null device (no GPU:
-  // compiles and validates, computes nothing), to smoke-test this script itself
-  const dawnFlags = (process.env.GPU_CHECK_DAWN_FLAGS ?? '').split(',').filter(Boolean);
+  const dawnFlags = opts.dawnFlags ?? [];
   try { gpu = await initGpuBackend({ dawnFlags }) as GpuBackend; } catch (e) { initError = (e as Error).message; }
   if (!gpu && /self-test/.test(initError)) {
     // wrong answers on the self-test: say so, and measure anyway (the parity rows show where)
@@ -390,11 +334,11 @@ async function main(): Promise<void> {
   } else {
     const runner = gpu.runner as WebGpuRunner;
     gpuForCollect = gpu;
-    const software = /swiftshader|llvmpipe|lavapipe/i.test(runner.adapter);
-    device = `${runner.adapter}; maxStorageBufferBindingSize ${runner.device.limits.maxStorageBufferBindingSize}, maxBufferSize ${runner.device.limits.maxBufferSize}`;
+    const small = opts.quick === true || /swiftshader|llvmpipe|lavapipe/i.test(runner.adapter);
+    device = `${runner.adapter}; maxStorageBufferBindingSize ${runner.device.limits.maxStorageBufferBindingSize}, maxBufferSize ${runner.device.limits.maxBufferSize}; features ${runner.features.join(', ') || 'none'}`;
     row('WebGPU adapter', 'ok', 'an adapter', true, `${device}; ${Object.keys(KERNELS).length + Object.keys(FUSED_KERNELS).length} gpu.js kernels + hand-written WGSL compiled in ${elapsed().toFixed(1)} s` +
-      (software ? '; a software adapter: small sizes, no PyTorch' : ''));
-    const torch = software ? { raw: null, note: 'skipped on a software adapter' } : torchBench(batches);
+      (small ? '; small sizes, no PyTorch' : ''));
+    const torch = small ? { raw: null, note: opts.quick ? 'skipped (--quick)' : 'skipped on a software adapter' } : torchBench(batches);
     const api = await loadModel();
     if (!api) row('parity / GPT-2 rows', 'skipped', '', null, 'src/nn (GPT) not available yet');
     else {
@@ -402,15 +346,31 @@ async function main(): Promise<void> {
       try { await parityBf16(gpu, api); } catch (e) { row('parity: GPT under bfloat16 autocast', 'error', '', false, (e as Error).message.slice(0, 300)); }
     }
     await collect();
-    try {
-      const bad = await largeIndexCheck(gpu);
-      row('indexing past 2^24 elements (25M-element tensor)', bad.length ? 'MISMATCH' : 'exact', 'exact', bad.length === 0, bad.slice(0, 3).join('; '));
-    } catch (e) { row('indexing past 2^24 elements', 'error', 'exact', false, (e as Error).message.slice(0, 300)); }
-    try { await matmulBench(gpu, runner, software ? 256 : 4096); } catch (e) { row('matmul', 'error', '>= 10 TFLOP/s', false, (e as Error).message.slice(0, 300)); }
-    const ours = api ? await gpt2Bench(gpu, runner, api, software ? [2] : batches, software) : null;
+    if (opts.quick) row('indexing past 2^24 elements', 'skipped', 'exact', null, '--quick');
+    else {
+      try {
+        const bad = await largeIndexCheck(gpu);
+        row('indexing past 2^24 elements (25M-element tensor)', bad.length ? 'MISMATCH' : 'exact', 'exact', bad.length === 0, bad.slice(0, 3).join('; '));
+      } catch (e) { row('indexing past 2^24 elements', 'error', 'exact', false, (e as Error).message.slice(0, 300)); }
+    }
+    try { await matmulBench(gpu, runner, small ? 256 : 4096, !opts.quick); } catch (e) { row('matmul', 'error', '>= 10 TFLOP/s', false, (e as Error).message.slice(0, 300)); }
+    const ours = api ? await gpt2Bench(gpu, runner, api, small ? [2] : batches, small) : null;
     await collect();
     runner.trim();
-    try { await kernelBreakdown(gpu, runner, software ? { B: 1, T: 64, V: 4096 } : { B: 8, T: 1024, V: 50304 }); } catch (e) { row('kernel breakdown', 'error', 'info', null, (e as Error).message.slice(0, 300)); }
+    if (ours) {
+      // the profile at the batch that fit: a software adapter's small GPT, or GPT-2 124M
+      const cfg = small ? SMALL_GPT : GPT2_124M;
+      try {
+        profile = await profileStep(gpu, cfg, ours.B, cfg.blockSize, small ? `GPT L${cfg.nLayer} C${cfg.nEmbd} V${cfg.vocabSize} B=${ours.B} T=${cfg.blockSize} on ${runner.adapter}` : `GPT-2 124M B=${ours.B} T=1024 on ${runner.adapter}`, small ? 1 : 3);
+        for (const r of profile.runs) {
+          row(`${small ? 'small GPT' : 'GPT-2 124M'} train tok/s, ${r.dtype} (B=${ours.B})`, `${r.tokS.toFixed(0)} tok/s`, `predicted H100 ${r.predictedTokS.toFixed(0)} tok/s`, null,
+            `median step ${r.stepMs.toFixed(0)} ms${r.mfu === null ? '' : `, MFU ${(100 * r.mfu).toFixed(1)}% of fp32 peak`}${r.dtype === 'float32' ? '' : ' (autocast: half tensors widened for float32 kernels; no tensor cores yet)'}`);
+        }
+        if (profile.note) row('profile', 'no per-kernel GPU times', 'timestamp-query', null, profile.note);
+      } catch (e) { row('profile', 'error', 'info', null, (e as Error).message.slice(0, 300)); }
+      await collect();
+      runner.trim();
+    }
     const tr = (torch.raw?.train ?? []) as { batch: number; tok_s?: number; step_ms?: number; error?: string }[];
     if (torch.raw) {
       row('PyTorch fp32 matmul 4096^3 (TF32 off)', `${Number(torch.raw.matmul_tflops).toFixed(2)} TFLOP/s`, 'info', null, `torch ${String(torch.raw.torch)}`);
@@ -426,20 +386,31 @@ async function main(): Promise<void> {
     const counted = await countedStep();
     row('GPT-2 124M step counted (B=1, T=1024; recording device)', `${counted.dispatches} launches`, 'info', null, formatCounts(counted).replace(/^step \d+: /, ''));
   } catch (e) { row('GPT-2 124M step counted', 'error', 'info', null, (e as Error).message.slice(0, 300)); }
-  row('wall time of this check', `${elapsed().toFixed(0)} s`, '< 360 s', elapsed() < 360);
-  printTable(header);
-  printKernelTable();
+  const limit = opts.quick ? 180 : 360;
+  row('wall time of this check', `${elapsed().toFixed(0)} s`, `< ${limit} s`, elapsed() < limit);
+  const text = [...formatTable(header), ...(profile ? formatProfile(profile) : [])];
+  return { header, rows: [...rows], profile, device, text };
+}
+
+async function main(): Promise<void> {
+  // GPU_CHECK_DAWN_FLAGS=backend=null runs the whole script on Dawn's null device (no GPU:
+  // compiles and validates, computes nothing), to smoke-test this script itself
+  const dawnFlags = (process.env.GPU_CHECK_DAWN_FLAGS ?? '').split(',').filter(Boolean);
+  const r = await runGpuCheck({ quick: process.argv.includes('--quick'), dawnFlags });
+  console.log(r.text.join('\n'));
   const out = process.env.OUT;
   if (out) {
     mkdirSync(out, { recursive: true });
-    writeFileSync(join(out, 'gpu-check.json'), JSON.stringify({ date, node: process.version, device, rows, kernels: kernelTimes }, null, 2));
+    writeFileSync(join(out, 'gpu-check.json'), JSON.stringify({ date: r.header, node: process.version, device: r.device, rows: r.rows, profile: r.profile }, null, 2));
   }
   process.exit(0); // Dawn keeps the event loop alive otherwise
 }
 
-main().catch((e: unknown) => {
-  console.error(e);
-  printTable(`tapegrad gpu-check — ${new Date().toISOString()} — crashed: ${(e as Error).message}`);
-  process.exit(1);
-});
-
+// run as a script (node dist-bench/bench/gpu-check.js, or the kit's bundle), not when imported by a test
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((e: unknown) => {
+    console.error(e);
+    console.log(formatTable(`tapegrad gpu-check — ${new Date().toISOString()} — crashed: ${(e as Error).message}`).join('\n'));
+    process.exit(1);
+  });
+}
