@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import type { Backend, BinaryOp, MatmulParams, Storage, UnaryOp } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { GpuBackend, collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/gpu-backend.js';
-import type { DeviceBuffer, MatmulDims, Runner } from '../src/tensor/backends/gpu/runner.js';
+import type { BufferView, DeviceBuffer, MatmulDims, OperandView, Runner } from '../src/tensor/backends/gpu/runner.js';
 import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import { convertHost, type HostArray } from '../src/tensor/dtype.js';
 import { sizeOf, stridesOf } from '../src/tensor/shape.js';
@@ -72,6 +72,20 @@ describe('memory and errors', () => {
     warn.mockRestore();
     const p = { batch: 1, m: 1, n: 1, k: 2, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
     expect(Array.from(await be.read(be.matmul(be.fromHost(Float32Array.of(1, 2), 'float32'), be.fromHost(Float32Array.of(3, 4), 'float32'), p)))).toEqual([11]);
+    // a fast matmul whose epilogue is wrong (here: ignored) is switched off too, and with it the epilogues
+    const noEpilogue = target.runner();
+    if (noEpilogue.matmul) {
+      const matmul = noEpilogue.matmul.bind(noEpilogue);
+      noEpilogue.matmul = (a: OperandView, b: OperandView, q: MatmulDims, into?: BufferView) => matmul(a, b, q, into);
+      const be2 = new GpuBackend(noEpilogue, { name: 'gpu-broken-epilogue' });
+      const warn2 = vi.spyOn(console, 'warn').mockImplementation(() => {});
+      await be2.selfTest();
+      expect(warn2).toHaveBeenCalledWith(expect.stringMatching(/with bias/));
+      warn2.mockRestore();
+      expect(be2.fastMatmul).toBe(false);
+      const q = { batch: 1, m: 4, n: 4, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 };
+      expect(be2.fused.matmulBias!(be2.full(16, 'float32', 1), be2.full(16, 'float32', 1), q, be2.full(4, 'float32', 1))).toBeNull();
+    }
   });
 
   it('profile(): every launch timed on the device by timestamp queries, per kernel (WebGPU with timestamp-query)', async (ctx) => {

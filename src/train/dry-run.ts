@@ -1,8 +1,8 @@
 // `npm run train -- --dry-run [flags]`: what a configuration needs from a GPU, found without one.
 // The model trains on the recording device (src/tensor/backends/gpu/recording-device.ts: the gpu
 // backend's real runner and buffer pool, nothing computed): two optimizer steps with all their
-// micro-steps to warm the pool, then one more that is counted. The pool never gives memory back to
-// the device, so what it has created is the run's peak device memory.
+// micro-steps to warm the pool, then one more that is counted. The runner's peak of the bytes in
+// its buffers (pooled ones included) is the run's peak device memory.
 
 import { GPT } from '../nn/gpt.js';
 import { GPT2_VOCAB_SIZE } from '../data/tokenizer.js';
@@ -19,7 +19,7 @@ import { singleJob } from './distributed/init.js';
 import type { TrainOptions } from './train.js';
 
 export interface DryRunResult {
-  /** Bytes of device buffers created, warm-up included (the pool's high-water mark). */
+  /** The most bytes in device buffers at once, warm-up included (pooled buffers count). */
   peakBytes: number;
   launchesPerStep: number;
   buffersCreatedAfterWarmup: number;
@@ -75,7 +75,7 @@ export async function dryRun(o: DryRunOptions, print: (line: string) => void = c
     const warm = { ...runner.stats };
     await step();
     const r: DryRunResult = {
-      peakBytes: runner.stats.bytesCreated,
+      peakBytes: runner.peakBytes,
       launchesPerStep: runner.stats.dispatches - warm.dispatches,
       buffersCreatedAfterWarmup: runner.stats.buffersCreated - warm.buffersCreated,
       microSteps: micro,

@@ -12,7 +12,7 @@ export interface StepRecord {
   step: number; loss: number; lr: number; norm: number; dt_ms: number; tok_per_s: number;
   /** The forward passes' precision; with float16, the loss scale used and the steps skipped so far. */
   dtype: string; loss_scale?: number; skipped_steps?: number;
-  /** On a GPU: device memory taken so far (the buffer pool's high-water mark). */
+  /** On a GPU: the most device memory taken so far (buffers, pooled ones included). */
   device_bytes?: number;
 }
 type LogLine = { step: number; loss?: number; val_loss?: number };

@@ -149,7 +149,7 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
     adamw: (ps, gs, ms, vs, h) => {
       const [P, G, M, V] = [ps, gs, ms, vs].map((xs) => xs.map((x) => f32('adamw', x)));
       // the whole group in a launch per span of packed buffers (WebGPU), else one per parameter
-      const spans = be.runner.adamw ? [P!, G!, M!, V!].map((xs) => packed(be, xs)) : [];
+      const spans = be.runner.adamw ? [P!, G!, M!, V!].map((xs, j) => packed(be, xs, j === 1 ? 'pool' : 'discard')) : [];
       const [sp, sg, sm, sv] = spans;
       if (sp && sg && sm && sv && sp.every((_, j) => !aliased(be, [sp[j]!, sg[j]!, sm[j]!, sv[j]!]))) {
         sp.forEach((span, j) => be.runner.adamw!(span, sg[j]!, sm[j]!, sv[j]!, span.length, h));
@@ -160,7 +160,7 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
     addInPlace: (into, x) => inPlace(be, 'add', f32('addInPlace', into), f32('addInPlace', x)),
     scaleInPlace: (xs, factor) => {
       const X = xs.map((x) => f32('scaleInPlace', x)), F = f32('scaleInPlace', factor);
-      const spans = be.runner.inPlace ? packed(be, X) : null;
+      const spans = be.runner.inPlace ? packed(be, X, 'pool') : null;
       if (spans && !spans.some((s) => aliased(be, [s, F.buf]))) for (const s of spans) be.runner.inPlace!('scale', s, F.buf, s.length);
       else for (const x of X) inPlace(be, 'scale', x, F);
     },
@@ -168,7 +168,7 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       // partial sums side by side in one buffer (each run starting 64-aligned, as binding offsets
       // must), then one reduction; a run per span of packed buffers (WebGPU), else per storage
       const S = xs.map((x) => f32('sumSquares', x));
-      const sources = packed(be, S)?.map((buf) => ({ buf, size: buf.length })) ?? S.map((s) => ({ buf: s.buf, size: s.size }));
+      const sources = packed(be, S, 'pool')?.map((buf) => ({ buf, size: buf.length })) ?? S.map((s) => ({ buf: s.buf, size: s.size }));
       const chunk = 4096;
       const runs: { buf: DeviceBuffer; size: number; groups: number; offset: number }[] = [];
       let total = 0;
@@ -196,15 +196,20 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
  * runner cannot pack (gpu.js's cpu mode), a storage exceeds a binding, a storage is listed twice,
  * or there is only one (packing would copy it for nothing).
  */
-function packed(be: GpuKernelHost, xs: readonly GpuStorage[]): DeviceBuffer[] | null {
+function packed(be: GpuKernelHost, xs: readonly GpuStorage[], old: 'pool' | 'discard'): DeviceBuffer[] | null {
   if (!be.runner.pack || xs.length < 2 || new Set(xs).size !== xs.length) return null;
   const r = be.runner.pack(xs.map((x) => x.buf), xs.map((x) => x.size));
   if (!r) return null;
+  const moved: DeviceBuffer[] = [];
   xs.forEach((x, i) => {
     if (r.slots[i] === x.buf) return;
-    be.runner.release(x.buf); // (after the copy recorded from it)
+    moved.push(x.buf);
     x.cell.buf = r.slots[i]!;
   });
+  // (after the copies recorded from them) gradients' buffers back to the pool, as the next
+  // backward makes gradients of the same sizes; parameters' and moments' freed for good
+  if (old === 'discard' && be.runner.discard) be.runner.discard(moved);
+  else for (const b of moved) be.runner.release(b);
   return r.spans;
 }
 

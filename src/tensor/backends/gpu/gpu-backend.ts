@@ -445,10 +445,10 @@ export class GpuBackend implements Backend, GpuKernelHost {
     }
   }
 
-  /** Device memory taken so far (the pool's high-water mark), where the runner counts it (WebGPU). */
+  /** The most device memory taken so far (in buffers, pooled ones included), where the runner counts it (WebGPU). */
   deviceBytes(): number | null {
-    const stats = (this.runner as Partial<Pick<WebGpuRunner, 'stats'>>).stats;
-    return stats ? stats.bytesCreated : null;
+    const peak = (this.runner as Partial<Pick<WebGpuRunner, 'peakBytes'>>).peakBytes;
+    return peak ?? null;
   }
 
   /** The start-up self-test (self-test.ts). */

@@ -107,6 +107,8 @@ export interface Runner {
    * Slots are the buffers' new homes (the old ones released); null when one exceeds a binding.
    */
   pack?(bufs: readonly DeviceBuffer[], sizes: readonly number[]): { slots: DeviceBuffer[]; spans: DeviceBuffer[] } | null;
+  /** Buffers that will not be wanted again: freed for good rather than pooled (after the work recorded with them). */
+  discard?(bufs: readonly DeviceBuffer[]): void;
   /** Whether two buffers share device memory (a launch may not write one and read the other). */
   aliases?(a: DeviceBuffer, b: DeviceBuffer): boolean;
   /** AdamW updating p, m and v in place in one launch, where the runner has one (the portable kernels take three). */

@@ -47,6 +47,29 @@ export async function selfTest(be: SelfTested): Promise<void> {
     be.fastMatmul = false;
     await cmp(`portable matmul ${what}`, be.matmul(sa, sb, p), want, 1e-4);
   }
+  // the wide kernel's epilogues (a linear layer's bias, and its gradient as row sums of G^T)
+  const f = be.fused;
+  if (fastOk && f.matmulBias && f.matmulRowSums) {
+    be.fastMatmul = true;
+    const [rows, fin, fout] = [36, 20, 132];
+    const X = vals(rows * fin, 5), W = vals(fout * fin, 6), bias = vals(fout, 7), G = vals(rows * fout, 8);
+    const y = new Float64Array(rows * fout), gw = new Float64Array(fout * fin), gb = new Float64Array(fout);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < fout; j++) {
+      let acc = bias[j]!;
+      for (let q = 0; q < fin; q++) acc += X[i * fin + q]! * W[j * fin + q]!;
+      y[i * fout + j] = acc;
+      gb[j]! += G[i * fout + j]!;
+      for (let q = 0; q < fin; q++) gw[j * fin + q]! += G[i * fout + j]! * X[i * fin + q]!;
+    }
+    const [sx, sw, sg] = [be.fromHost(X, 'float32'), be.fromHost(W, 'float32'), be.fromHost(G, 'float32')];
+    const out = f.matmulBias(sx, sw, { batch: 1, m: rows, n: fout, k: fin, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, be.fromHost(bias, 'float32'));
+    const both = f.matmulRowSums(sg, sx, { batch: 1, m: fout, n: fin, k: rows, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 });
+    if (out && both) {
+      fastOk = (await cmp('fast matmul with bias', out, y, 1e-4)) && fastOk;
+      fastOk = (await cmp('fast matmul G^T X', both.out, gw, 1e-4)) && fastOk;
+      fastOk = (await cmp("fast matmul's row sums of G^T", both.rowSums, gb, 1e-4)) && fastOk;
+    }
+  }
   be.fastMatmul = fastOk;
   if (!primitivesOk || bad.some((b) => b.startsWith('portable'))) {
     throw new Error(`gpu backend self-test: the device gave wrong answers:\n${bad.join('\n')}`);

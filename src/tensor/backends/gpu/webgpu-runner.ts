@@ -184,6 +184,9 @@ export class WebGpuRunner implements Runner {
   private readonly handKernels = new Map<string, HandKernel>();
   /** Launches and work per kernel name (running totals, for the benchmarks' breakdown; see KernelWork). */
   readonly workByKernel = new Map<string, KernelWork>();
+  /** Device bytes in buffers now (pooled ones included), and the most there have been: a run's peak device memory. */
+  liveBytes = 0;
+  peakBytes = 0;
   /** What decides speed on a GPU, counted for the benchmarks. */
   readonly stats: RunnerStats = { dispatches: 0, submits: 0, buffersCreated: 0, bytesCreated: 0, uniformsCreated: 0, uniformWrites: 0, uniformBytes: 0, uploads: 0, uploadBytes: 0, reads: 0, readBytes: 0, copies: 0, copyBytes: 0 };
 
@@ -277,6 +280,8 @@ export class WebGpuRunner implements Runner {
     }
     this.stats.buffersCreated++;
     this.stats.bytesCreated += bytes;
+    this.liveBytes += bytes;
+    this.peakBytes = Math.max(this.peakBytes, this.liveBytes);
     const buffer = this.device.createBuffer({ size: bytes, usage: BufferUsage.STORAGE | BufferUsage.COPY_SRC | BufferUsage.COPY_DST });
     return new GpuBuf(buffer, bytes / 4);
   }
@@ -298,8 +303,23 @@ export class WebGpuRunner implements Runner {
   /** Destroy every pooled (free) buffer, e.g. between benchmark configurations. */
   trim(): void {
     this.flush();
-    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    for (const list of this.pool.values()) for (const b of list) { b.destroy(); this.liveBytes -= b.size; }
     this.pool.clear();
+  }
+
+  /**
+   * Buffers that will not be wanted again (tensors moved into packed buffers for good, as
+   * parameters and moments are): destroyed once the work recorded with them is submitted,
+   * rather than pooled for sizes nothing else asks for. A slot is released as usual.
+   */
+  discard(bufs: readonly DeviceBuffer[]): void {
+    this.flush(); // (a buffer an unsubmitted command uses may not be destroyed)
+    for (const buf of bufs) {
+      if (buf instanceof GpuSlot) { this.release(buf); continue; }
+      const b = (buf as GpuBuf).buffer;
+      b.destroy();
+      this.liveBytes -= b.size;
+    }
   }
 
   /**
