@@ -32,9 +32,11 @@ export const H100: DeviceModel = { name: 'H100 SXM', fp32Flops: 67e12, f16Tensor
  * tile stores' bank conflicts. The 128x128 kernel (8x8 outputs a thread, vec4 everywhere, no bank
  * conflict, register double buffering) is the design of SGEMMs that reach 70-80% of peak in CUDA;
  * through WGSL, half of the fp32 peak is assumed until gpu-check measures it. Flash attention is
- * scalar code with the 64x64 kernel's tiling: that kernel's rate. gpu.js's kernels give one output per thread: coalesced elementwise ones are taken at 60%
- * of the bandwidth, the row kernels (a thread walks a whole row, neighbouring threads read
- * addresses a row apart) at 15%.
+ * scalar code with the 64x64 kernel's tiling: that kernel's rate. Memory-bound kernels whose
+ * neighbouring threads read neighbouring addresses (gpu.js's elementwise ones, and the WGSL
+ * kernels with a workgroup per row: LayerNorm, cross-entropy) are taken at 60% of the bandwidth;
+ * gpu.js's row kernels (a thread walks a whole row, neighbouring threads read addresses a row
+ * apart) at 15%. Copy commands (packing gradients) move their bytes at full bandwidth.
  */
 export const TODAY = {
   wideMatmulFlops: 0.5 * H100.fp32Flops,

@@ -208,6 +208,7 @@ function packed(be: GpuKernelHost, xs: readonly GpuStorage[], old: 'pool' | 'dis
   });
   // (after the copies recorded from them) gradients' buffers back to the pool, as the next
   // backward makes gradients of the same sizes; parameters' and moments' freed for good
+  if (!moved.length) return r.spans;
   if (old === 'discard' && be.runner.discard) be.runner.discard(moved);
   else for (const b of moved) be.runner.release(b);
   return r.spans;
