@@ -36,7 +36,8 @@ export const H100: DeviceModel = { name: 'H100 SXM', fp32Flops: 67e12, f16Tensor
  * neighbouring threads read neighbouring addresses (gpu.js's elementwise ones, and the WGSL
  * kernels with a workgroup per row: LayerNorm, cross-entropy) are taken at 60% of the bandwidth;
  * gpu.js's row kernels (a thread walks a whole row, neighbouring threads read addresses a row
- * apart) at 15%. Copy commands (packing gradients) move their bytes at full bandwidth.
+ * apart) at 15%. Copy commands (packing gradients) are priced as elementwise kernels, plus their
+ * fixed cost (copySeconds) each.
  */
 export const TODAY = {
   wideMatmulFlops: 0.5 * H100.fp32Flops,
