@@ -6,7 +6,9 @@
 // counts GPT-2 124M in seconds where SwiftShader would take minutes; the counts are the same.
 
 import { GPT, type GPTConfig } from '../src/nn/gpt.js';
-import { clipGradNorm, configureOptimizers } from '../src/optim/index.js';
+import { clipGradNorm, configureOptimizers, type AdamW } from '../src/optim/index.js';
+import { autocast } from '../src/tensor/autocast.js';
+import type { Tensor } from '../src/tensor/tensor.js';
 import { setBackend, getBackendByName } from '../src/tensor/backend.js';
 import { tensor } from '../src/tensor/creation.js';
 import { manualSeed } from '../src/tensor/random.js';
@@ -27,31 +29,46 @@ export interface StepCounts extends RunnerStats {
 
 export const GPT2_124M: GPTConfig = { blockSize: 1024, vocabSize: 50304, nLayer: 12, nHead: 12, nEmbd: 768 };
 
+/** A GPT for the benchmarks: seed 0, nanoGPT's AdamW groups, and its parameters in the optimizer's order. */
+export interface BenchModel { model: GPT; opt: AdamW; params: Tensor[] }
+export function benchModel(cfg: GPTConfig): BenchModel {
+  manualSeed(0);
+  const model = new GPT(cfg);
+  const opt = configureOptimizers(model, 0.1, 6e-4);
+  return { model, opt, params: opt.paramGroups.flatMap((g) => g.params) }; // clipped in the optimizer's order, as optimizationStep does
+}
+
+/**
+ * One training step as src/train/step.ts's optimizationStep takes it, without the loop around it:
+ * zeroGrad, forward (under autocast for a half dtype), backward, clip, AdamW, then the step's only
+ * readbacks (the logged loss and norm) and the collect the loop does.
+ */
+export async function benchStep(gpu: GpuBackend, m: BenchModel, x: Tensor, y: Tensor, dtype: 'float32' | 'bfloat16' | 'float16' = 'float32'): Promise<void> {
+  m.opt.zeroGrad();
+  const { loss } = dtype === 'float32' ? m.model.forward(x, y) : autocast(dtype, () => m.model.forward(x, y));
+  loss!.backward();
+  const norm = clipGradNorm(m.params, 1.0);
+  m.opt.step();
+  await loss!.data();
+  await norm.data();
+  await gpu.collect();
+}
+
 /** Train `steps` steps of `cfg` at B x T on the gpu backend; the counts of each step. */
 export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: number, steps = 3): Promise<StepCounts[]> {
   const runner = gpu.runner as WebGpuRunner;
   setBackend(gpu);
   try {
-    manualSeed(0);
-    const model = new GPT(cfg);
-    const opt = configureOptimizers(model, 0.1, 6e-4);
-    const params = opt.paramGroups.flatMap((g) => g.params); // clipped in the optimizer's order, as optimizationStep does
+    const m = benchModel(cfg);
     const out: StepCounts[] = [];
     for (let s = 0; s < steps; s++) {
       const before = { ...runner.stats };
       const wBefore = new Map(runner.workByKernel);
       const t0 = performance.now();
-      opt.zeroGrad();
       const V = Math.min(cfg.vocabSize, 50257);
       const x = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + s) % V), { shape: [B, T] });
       const y = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + s + 1) % V), { shape: [B, T] });
-      const { loss } = model.forward(x, y);
-      loss!.backward();
-      const norm = clipGradNorm(params, 1.0);
-      opt.step();
-      await loss!.data(); // the step's only readbacks: the logged loss and norm
-      await norm.data();
-      await gpu.collect();
+      await benchStep(gpu, m, x, y);
       const d = Object.fromEntries(Object.entries(runner.stats).map(([k, v]) => [k, v - before[k as keyof RunnerStats]])) as unknown as RunnerStats;
       const work = workDelta(runner.workByKernel, wBefore);
       const byKernel = Object.fromEntries([...work].map(([k, w]) => [k, w.launches]));

@@ -5,12 +5,10 @@
 // step's tokens/s in float32, bfloat16 and float16 (autocast) with MFU, and the matmul at GPT-2's
 // shapes and layouts.
 
-import { autocast } from '../src/tensor/autocast.js';
 import { setBackend, type Storage } from '../src/tensor/backend.js';
 import { tensor } from '../src/tensor/creation.js';
-import { manualSeed } from '../src/tensor/random.js';
-import { GPT, type GPTConfig } from '../src/nn/gpt.js';
-import { clipGradNorm, configureOptimizers } from '../src/optim/index.js';
+import type { GPTConfig } from '../src/nn/gpt.js';
+import { benchModel, benchStep } from './gpu-counts.js';
 import type { GpuBackend } from '../src/tensor/backends/gpu/index.js';
 import type { KernelWork, WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import type { KernelTime } from '../src/tensor/backends/gpu/profiler.js';
@@ -54,23 +52,11 @@ export async function profileStep(gpu: GpuBackend, cfg: GPTConfig, B: number, T:
   const runner = gpu.runner as WebGpuRunner;
   setBackend(gpu);
   try {
-    manualSeed(0);
-    const model = new GPT(cfg);
-    const opt = configureOptimizers(model, 0.1, 6e-4);
-    const params = opt.paramGroups.flatMap((g) => g.params); // clipped in the optimizer's order, as optimizationStep
-    const nParams = params.reduce((n, p) => n + p.size, 0) - cfg.blockSize * cfg.nEmbd; // nanoGPT leaves out wpe
+    const m = benchModel(cfg);
+    const nParams = m.params.reduce((n, p) => n + p.size, 0) - cfg.blockSize * cfg.nEmbd; // nanoGPT leaves out wpe
     const x = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % cfg.vocabSize), { shape: [B, T], backend: gpu });
     const y = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + 1) % cfg.vocabSize), { shape: [B, T], backend: gpu });
-    const step = async (dtype: DtypeRun['dtype']): Promise<void> => {
-      opt.zeroGrad();
-      const { loss } = dtype === 'float32' ? model.forward(x, y) : autocast(dtype, () => model.forward(x, y));
-      loss!.backward();
-      const norm = clipGradNorm(params, 1.0);
-      opt.step();
-      await loss!.data();
-      await norm.data();
-      await gpu.collect();
-    };
+    const step = (dtype: DtypeRun['dtype']): Promise<void> => benchStep(gpu, m, x, y, dtype);
     const peak = adapterPeak(runner.adapter);
     const perToken = modelFlopsPerToken(cfg, nParams);
     const runs: DtypeRun[] = [];
