@@ -56,6 +56,29 @@ describe('GradScaler', () => {
     expect(scaler.getScale()).toBe(512);
   });
 
+  it("unscales backward()'s own gradients in place (the tensor taken before sees it, as torch's unscale_), a caller's by a copy", async () => {
+    const { createWasmBackend } = await import('../src/tensor/backends/wasm/index.js');
+    const be = createWasmBackend({ threads: 1 });
+    try {
+      setBackend(be);
+      const [w, b] = params();
+      const opt = new AdamW([w!, b!], { lr: 1e-3 });
+      const scaler = new GradScaler({ initScale: 4 });
+      scaler.scale(w!.mul(tensor([[1, 2], [3, 4]])).sum().add(b!.sum())).backward();
+      const held = w!.grad!;
+      const mine = tensor(Float32Array.of(8, -8), { shape: [2] });
+      b!.grad = mine; // a caller's gradient: replaced by a scaled copy, never written
+      scaler.unscaleGrads(opt);
+      expect(w!.grad).toBe(held);
+      expect(Array.from(await held.data())).toEqual([1, 2, 3, 4]);
+      expect(Array.from(await b!.grad!.data())).toEqual([2, -2]);
+      expect(Array.from(await mine.data())).toEqual([8, -8]);
+    } finally {
+      setBackend('js');
+      be.terminate();
+    }
+  });
+
   it('clipping after unscaleGrads sees the true gradients; state round-trips; misuse is named', async () => {
     setBackend('js');
     const ps = params();

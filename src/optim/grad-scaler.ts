@@ -4,7 +4,9 @@
 // NaN) is skipped while the scale backs off; after `growthInterval` good steps it grows again.
 // bfloat16 has float32's range and needs none of this.
 
-import { Tensor, noGrad, ops } from '../tensor/index.js';
+import { Tensor, noGrad, ops, tensor } from '../tensor/index.js';
+import { fusedFloat32 } from '../tensor/define-op.js';
+import { ownsGrad } from '../tensor/autograd.js';
 import { gradNorm } from './clip.js';
 import type { AdamW } from './adamw.js';
 
@@ -69,7 +71,15 @@ export class GradScaler {
     if (this.unscaled) throw new Error('GradScaler.unscaleGrads: already called since the last update(); call it once per optimizer step');
     const params = optimizer.paramGroups.flatMap((g) => g.params).filter((p) => p.grad !== null);
     const inv = 1 / this.scaleValue; // a power of two: exact
-    noGrad(() => { for (const p of params) p.grad = ops.mul(p.grad!, inv); });
+    noGrad(() => {
+      // in place, as torch's unscale_, where a gradient is backward()'s own, all in one call (a
+      // GPU: a launch per packed span); clipping then still finds them its own to scale in place
+      const owned = params.filter((p) => ownsGrad(p));
+      const scale = owned.length ? fusedFloat32('scaleInPlace', owned.map((p) => p.grad!)) : null;
+      if (scale) scale(owned.map((p) => p.grad!.storage), tensor(Float32Array.of(inv), { backend: owned[0]!.backend }).storage);
+      const done = new Set(scale ? owned : []);
+      for (const p of params) if (!done.has(p)) p.grad = ops.mul(p.grad!, inv);
+    });
     // any inf or NaN makes the sum of squares non-finite (one scalar, read back in step())
     this.unscaled = { optimizer, check: gradNorm(params) };
   }

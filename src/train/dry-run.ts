@@ -6,7 +6,7 @@
 
 import { GPT } from '../nn/gpt.js';
 import { GPT2_VOCAB_SIZE } from '../data/tokenizer.js';
-import { configureOptimizers } from '../optim/index.js';
+import { GradScaler, configureOptimizers } from '../optim/index.js';
 import { getBackend, setBackend } from '../tensor/backend.js';
 import { recordingBackend } from '../tensor/backends/gpu/recording-device.js';
 import type { GpuBackend } from '../tensor/backends/gpu/gpu-backend.js';
@@ -58,8 +58,10 @@ export async function dryRun(o: DryRunOptions, print: (line: string) => void = c
         y: Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + n + 1) % V),
       };
     };
-    // train.ts's step, on one rank and without loss scaling (a GradScaler adds no device memory of note)
-    const ctx: StepContext = { model, optimizer, params, nextBatch: batch, B, T, gradAccumSteps: micro, dtype: o.dtype ?? 'float32', scaler: null,
+    // train.ts's step, on one rank, with float16's loss scaling (its launches count; the recording
+    // device reads back zeros, so the scaler always steps)
+    const ctx: StepContext = { model, optimizer, params, nextBatch: batch, B, T, gradAccumSteps: micro, dtype: o.dtype ?? 'float32',
+      scaler: o.dtype === 'float16' ? new GradScaler() : null,
       gradClip: o.gradClip, schedule: { maxLr: o.maxLr, minLr: o.maxLr, warmupSteps: 0, maxSteps: 1 }, // the rate changes no launch
       job: singleJob(), reducer: null, ddpGradDtype: 'float32' };
     let at = 0;
