@@ -72,7 +72,7 @@ export function priceKernels(work: ReadonlyMap<string, KernelWork>, device: Devi
     const memory = w.bytes / device.bandwidth;
     const roofline = launch + Math.max(w.flops / device.fp32Flops, memory);
     let compute: number;
-    if (kernel === 'matmul128 (WGSL)') compute = w.flops / TODAY.wideMatmulFlops;
+    if (kernel.startsWith('matmul128')) compute = w.flops / TODAY.wideMatmulFlops; // (float32 or half operands: float32 arithmetic)
     else if (kernel === 'matmul (WGSL)') compute = w.flops / TODAY.tiledMatmulFlops;
     else if (kernel.startsWith('matmul')) compute = w.flops / TODAY.portableMatmulFlops;
     else if (kernel.startsWith('flash')) compute = w.flops / TODAY.flashFlops;

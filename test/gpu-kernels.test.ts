@@ -254,6 +254,30 @@ describe('reductions and matmul', () => {
     if (gpu.runner.mode === 'webgpu') expect(wideLaunches() - before).toBe(calls);
   });
 
+  it('matmul of two bfloat16 or float16 operands (WebGPU: widened in the wide kernel\'s tile loads, no cast launches), every layout, as float64', async () => {
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const casts = launchesOf('cast (WGSL)'), halves = launchesOf(`matmul128 ${dtype === 'bfloat16' ? 'bf16' : 'f16'} (WGSL)`);
+      let calls = 0;
+      for (const [batch, m, n, k] of [[2, 136, 132, 44], [1, 4, 8, 4]] as const) {
+        for (const transA of [false, true]) for (const transB of [false, true]) for (const [fa, fb] of [[1, 1], [0, 1]] as const) {
+          // the operands' values are the half values; the product of those, in float64, is the reference
+          const A = convertHost(convertHost(rand((fa ? batch : 1) * m * k, m + k + 1), 'float32', dtype), dtype, 'float32') as Float32Array;
+          const B = convertHost(convertHost(rand((fb ? batch : 1) * k * n, n + k + 1), 'float32', dtype), dtype, 'float32') as Float32Array;
+          A[0] = dtype === 'float16' ? 2 ** -20 : A[0]!; // a subnormal float16 widens exactly
+          const p = { batch, m, n, k, transA, transB, aBatchStride: fa * m * k, bBatchStride: fb * k * n };
+          const out = gpu.matmul(gpu.cast(gpu.fromHost(A, 'float32'), dtype), gpu.cast(gpu.fromHost(B, 'float32'), dtype), p);
+          expect(out.dtype).toBe('float32');
+          close(await read(out), matmul64(A, B, p), 1e-5, 1e-5 * Math.sqrt(k));
+          calls++;
+        }
+      }
+      if (gpu.runner.mode === 'webgpu') {
+        expect(launchesOf(`matmul128 ${dtype === 'bfloat16' ? 'bf16' : 'f16'} (WGSL)`) - halves, `${dtype} products`).toBe(calls);
+        expect(launchesOf('cast (WGSL)') - casts, 'only the test\'s own casts to the half type').toBe(2 * calls);
+      }
+    }
+  });
+
   it("a linear layer's epilogues: x W^T + bias, and G^T X with G's column sums (the bias gradient), in one launch each", async () => {
     const f = gpu.fused;
     if (gpu.runner.mode !== 'webgpu') { expect(f.matmulBias?.(gpu.full(16, 'float32', 1), gpu.full(16, 'float32', 1), { batch: 1, m: 4, n: 4, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, gpu.full(4, 'float32', 1)) ?? null).toBeNull(); return; }

@@ -21,7 +21,7 @@ import { HostStorage, JsBackend } from '../js.js';
 import { collapseBroadcast, collapseStrided, pad3, pad3f } from './collapse.js';
 import { makeFused } from './fused.js';
 import { BINARY_CODES, CAST_CODES, KERNELS, MODES, UNARY_CODES, type KernelSpec } from './kernels.js';
-import { matmul as gpuMatmul } from './matmul.js';
+import { halfMatmul, matmul as gpuMatmul } from './matmul.js';
 import { arg, type DeviceBuffer, type KernelArg, type Runner } from './runner.js';
 import { selfTest } from './self-test.js';
 import type { GpuKernelHost } from './kernel-host.js';
@@ -299,6 +299,9 @@ export class GpuBackend implements Backend, GpuKernelHost {
   // ---- matmul (matmul.ts) ----
   matmul(a: Storage, b: Storage, p: MatmulParams): Storage {
     if (!isHalf(a.dtype) && !isHalf(b.dtype)) return gpuMatmul(this, a, b, p);
+    // two halves of one dtype (autocast's linears): the wide kernel widens them in its tile loads
+    const halves = halfMatmul(this, a, b, p);
+    if (halves) return halves;
     // halves widened for the float32 kernel; the copies are this call's own
     const [wa, wb] = [isHalf(a.dtype) ? this.cast(a, 'float32') : a, isHalf(b.dtype) ? this.cast(b, 'float32') : b];
     const out = gpuMatmul(this, wa, wb, p);

@@ -59,6 +59,22 @@ export function matmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulParam
   throw too();
 }
 
+/**
+ * Two packed half operands of one dtype straight into the wide kernel, which widens them as it
+ * loads its tiles (no cast launches, half the bytes read); null where that kernel does not take
+ * this product (layout, strides, sizes past one binding, or the fast matmul switched off).
+ */
+export function halfMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulParams): Storage | null {
+  const [sa, sb] = be.check('matmul', a, b);
+  const { batch, m, n, k, aBatchStride, bBatchStride } = p;
+  if (sa!.dtype !== sb!.dtype || !be.runner.matmul || !be.fastMatmul || !be.runner.wideMatmul?.(p) || batch * m * n === 0 || k === 0) return null;
+  if ((aBatchStride !== 0 && aBatchStride !== m * k) || (bBatchStride !== 0 && bBatchStride !== k * n)) return null;
+  const max = be.runner.maxBindingElements;
+  if (((aBatchStride ? batch : 1) * m * k) / 2 > max || ((bBatchStride ? batch : 1) * k * n) / 2 > max || batch * m * n > max) return null;
+  const out = be.runner.matmul({ buf: sa!.buf, offset: undefined }, { buf: sb!.buf, offset: undefined }, p, undefined, undefined, sa!.dtype === 'bfloat16' ? 'bf16' : 'f16');
+  return be.wrap(out, batch * m * n, 'float32');
+}
+
 /** One matmul on (possibly offset) views: the runner's fast kernel, or the portable one. */
 export function matmulView(be: GpuKernelHost, a: { buf: DeviceBuffer; offset: number | undefined }, b: { buf: DeviceBuffer; offset: number | undefined },
   p: MatmulParams, into?: { buf: DeviceBuffer; offset: number }): DeviceBuffer {

@@ -130,8 +130,11 @@ export interface Runner {
    * z [rows, cols] its logsumexp and loss; with gradScale, z overwritten by (softmax - onehot) * gradScale.
    */
   crossEntropyRows?(z: BufferView, targets: BufferView, rows: number, cols: number, lse: BufferView, loss: BufferView, gradScale: number | null): void;
-  /** A faster matmul than the portable gpu.js kernel, where the runner has one; an epilogue where wideMatmul(p). */
-  matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: MatmulEpilogue): DeviceBuffer;
+  /**
+   * A faster matmul than the portable gpu.js kernel, where the runner has one; where wideMatmul(p),
+   * an epilogue, and operands that are both packed halves (`halves`, bound whole) widened as loaded.
+   */
+  matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: MatmulEpilogue, halves?: 'bf16' | 'f16'): DeviceBuffer;
   /** Whether matmul takes an epilogue for this product (the 128x128 kernel's layouts). */
   wideMatmul?(p: MatmulDims): boolean;
   /** Largest number of f32 one kernel argument may bind. */

@@ -16,7 +16,7 @@ import { LaunchProfiler, type KernelTime } from './profiler.js';
 import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, LAYERNORM_SUMS_WGSL, layerNormBwdWgsl } from './layernorm-wgsl.js';
 import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
 import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
-import { MATMUL_BIAS, MATMUL_ROW_SUMS } from './wgsl.js';
+import { MATMUL_BIAS, MATMUL_ROW_SUMS, matmulWideHalfWgsl } from './wgsl.js';
 import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, MATMUL_WIDE_TILE, MATMUL_WIDE_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
   BufferUsage, MAP_READ, SHADER_STAGE_COMPUTE,
@@ -257,9 +257,13 @@ export class WebGpuRunner implements Runner {
       }
       if (err) problems.push(`${spec.name}: ${err.message}`);
     }
-    for (const name of Object.keys(HAND_KERNELS) as HandKernelName[]) {
+    const variants: [string, () => HandKernel][] = [
+      ...(Object.keys(HAND_KERNELS) as HandKernelName[]).map((name): [string, () => HandKernel] => [name, () => this.wgslPipeline(name)]),
+      ...(['bf16', 'f16'] as const).map((h): [string, () => HandKernel] => [`matmulWide ${h}`, () => this.pipelineOf(`matmulWide ${h}`, matmulWideHalfWgsl(h), HAND_KERNELS.matmulWide.bindings)]),
+    ];
+    for (const [name, build] of variants) {
       this.device.pushErrorScope('validation');
-      const k = this.wgslPipeline(name);
+      const k = build();
       const err = await this.device.popErrorScope();
       const info = await k.module.getCompilationInfo();
       const msgs = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
@@ -820,12 +824,13 @@ export class WebGpuRunner implements Runner {
    * Where every operand's contiguous dimension (and N) is a multiple of 4, as all of GPT-2's
    * are, the 128x128 vec4 kernel; else the 64x64 scalar one.
    */
-  matmul(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: MatmulEpilogue): DeviceBuffer {
+  matmul(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: MatmulEpilogue, halves?: 'bf16' | 'f16'): DeviceBuffer {
     const { batch, m, n, k } = p;
     const wide = this.wideMatmul(p);
-    if (epilogue && !wide) throw new Error(`gpu backend: a matmul epilogue (bias, row sums) needs the 128x128 kernel's layout (contiguous dims and N multiples of 4), got [${batch}, ${m}, ${n}, ${k}]`);
+    if ((epilogue || halves) && !wide) throw new Error(`gpu backend: a matmul epilogue (bias, row sums) or half operands need the 128x128 kernel's layout (contiguous dims and N multiples of 4), got [${batch}, ${m}, ${n}, ${k}]`);
+    if (halves && (a.offset !== undefined || b.offset !== undefined)) throw new Error('gpu backend: half matmul operands are bound whole');
     if (epilogue?.rowSums && (!p.transA || batch !== 1)) throw new Error('gpu backend: matmul row sums are of op(A) = A^T (a weight gradient G^T X), one matrix');
-    const mm = this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
+    const mm = halves ? this.pipelineOf(`matmulWide ${halves}`, matmulWideHalfWgsl(halves), HAND_KERNELS.matmulWide.bindings) : this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
     const tile = wide ? MATMUL_WIDE_TILE : MATMUL_TILE;
     const total = batch * m * n;
     const out = into ? into.buf : this.alloc(total);
@@ -844,8 +849,9 @@ export class WebGpuRunner implements Runner {
       bindings.push(epilogue?.bias ? this.binding('matmul bias', epilogue.bias) : { buffer: this.placeholder(0) },
         epilogue?.rowSums ? this.outBinding('matmul row sums', { buf: epilogue.rowSums, offset: 0 }, m) : { buffer: this.placeholder(1) });
     }
-    this.dispatch(wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, bindings, [gx, gy, batch],
-      { flops: 2 * total * k, bytes: 4 * (aLen + bLen + total + (epilogue?.bias ? n : 0) + (epilogue?.rowSums ? m : 0)) });
+    const inBytes = halves ? 2 : 4;
+    this.dispatch(halves ? `matmul128 ${halves} (WGSL)` : wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, bindings, [gx, gy, batch],
+      { flops: 2 * total * k, bytes: inBytes * (aLen + bLen) + 4 * (total + (epilogue?.bias ? n : 0) + (epilogue?.rowSums ? m : 0)) });
     return out;
   }
 

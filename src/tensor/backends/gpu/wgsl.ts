@@ -98,6 +98,21 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
  * - Register double buffering: the next k tile's global loads are issued before the current
  *   tile's math, so their latency hides behind it.
  */
+/** An f16's bits (the low 16 of h) as the f32 bits of the same value, subnormals included: integer operations, exact on every device. */
+const F16_TO_F32_WGSL = /* wgsl */ `
+fn f16ToF32(h : u32) -> u32 {
+  let s = (h & 0x8000u) << 16u;
+  let e = (h >> 10u) & 0x1fu;
+  let m = h & 0x3ffu;
+  if (e == 0x1fu) { return s | 0x7f800000u | (m << 13u); }          // inf, NaN
+  if (e != 0u) { return s | ((e + 112u) << 23u) | (m << 13u); }      // normal
+  if (m == 0u) { return s; }                                          // +-0
+  // subnormal m * 2^-24: normalise the mantissa (its leading 1 becomes the implicit bit)
+  let lead = firstLeadingBit(m);                                      // 0..9
+  return s | ((lead + 103u) << 23u) | (((m << (23u - lead)) & 0x7fffffu));
+}
+`;
+
 export const MATMUL_WIDE_TILE = 128;
 
 const WIDE_ROWS = [0, 1, 2, 3, 4, 5, 6, 7]; // a thread's rows: 4 ty + r, and 64 + 4 ty + (r - 4)
@@ -218,6 +233,34 @@ ${wideStore}
 `;
 
 /**
+ * The 128x128 matmul on packed half operands (two per u32 word, element 2i in the low 16 bits),
+ * widened to f32 in its tile loads: 4 halves are one vec2<u32> where 4 floats are one vec4, so the
+ * index arithmetic is the float kernel's. bf16 widens by a shift; f16 by F16_TO_F32_WGSL. Under
+ * autocast a linear's operands are both half: this saves the two cast launches before the product
+ * and reads half the bytes. Accumulation and output stay float32.
+ */
+export function matmulWideHalfWgsl(half: 'bf16' | 'f16'): string {
+  const widen = half === 'bf16'
+    ? 'fn widen(w : vec2<u32>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(w.x << 16u, w.x & 0xffff0000u, w.y << 16u, w.y & 0xffff0000u)); }'
+    : `${F16_TO_F32_WGSL}
+fn widen(w : vec2<u32>) -> vec4<f32> {
+  return bitcast<vec4<f32>>(vec4<u32>(f16ToF32(w.x & 0xffffu), f16ToF32(w.x >> 16u), f16ToF32(w.y & 0xffffu), f16ToF32(w.y >> 16u)));
+}`;
+  const swap = (code: string, from: string, to: string): string => {
+    if (!code.includes(from)) throw new Error(`matmulWideHalfWgsl: the float kernel no longer has ${from}`);
+    return code.replace(from, to);
+  };
+  let code = MATMUL_WIDE_WGSL;
+  code = swap(code, 'var<storage, read> A : array<vec4<f32>>;', 'var<storage, read> A : array<vec2<u32>>;');
+  code = swap(code, 'var<storage, read> B : array<vec4<f32>>;', 'var<storage, read> B : array<vec2<u32>>;');
+  code = swap(code, 'return A[u32(i)];', 'return widen(A[u32(i)]);');
+  code = swap(code, 'return B[u32(i)];', 'return widen(B[u32(i)]);');
+  return `${code}
+${widen}
+`;
+}
+
+/**
  * Dtype conversion by bit manipulation (bitcast): WGSL lets a compiler assume no NaN or infinity
  * in float arithmetic and many GPUs flush subnormals, but integer operations on the bits are exact
  * everywhere. Half tensors are packed two per u32 (element 2i in the low 16 bits), so a half takes
@@ -235,18 +278,7 @@ struct P { n : u32, mode : u32, width : u32, pad : u32 }
 /** The 16-bit pattern of packed half element i. */
 fn halfAt(i : u32) -> u32 { return (X[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu; }
 
-fn f16ToF32(h : u32) -> u32 {
-  let s = (h & 0x8000u) << 16u;
-  let e = (h >> 10u) & 0x1fu;
-  let m = h & 0x3ffu;
-  if (e == 0x1fu) { return s | 0x7f800000u | (m << 13u); }          // inf, NaN
-  if (e != 0u) { return s | ((e + 112u) << 23u) | (m << 13u); }      // normal
-  if (m == 0u) { return s; }                                          // +-0
-  // subnormal m * 2^-24: normalise the mantissa (its leading 1 becomes the implicit bit)
-  let lead = firstLeadingBit(m);                                      // 0..9
-  return s | ((lead + 103u) << 23u) | (((m << (23u - lead)) & 0x7fffffu));
-}
-
+${F16_TO_F32_WGSL}
 fn f32ToF16(x : u32) -> u32 {
   let s = (x >> 16u) & 0x8000u;
   let ex = (x >> 23u) & 0xffu;
