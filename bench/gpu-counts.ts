@@ -6,7 +6,7 @@
 // counts GPT-2 124M in seconds where SwiftShader would take minutes; the counts are the same.
 
 import { GPT, type GPTConfig } from '../src/nn/gpt.js';
-import { clipGradNorm, configureOptimizers, type AdamW } from '../src/optim/index.js';
+import { GradScaler, clipGradNorm, configureOptimizers, type AdamW } from '../src/optim/index.js';
 import { autocast } from '../src/tensor/autocast.js';
 import type { Tensor } from '../src/tensor/tensor.js';
 import { setBackend, getBackendByName } from '../src/tensor/backend.js';
@@ -30,7 +30,7 @@ export interface StepCounts extends RunnerStats {
 export const GPT2_124M: GPTConfig = { blockSize: 1024, vocabSize: 50304, nLayer: 12, nHead: 12, nEmbd: 768 };
 
 /** A GPT for the benchmarks: seed 0, nanoGPT's AdamW groups, and its parameters in the optimizer's order. */
-export interface BenchModel { model: GPT; opt: AdamW; params: Tensor[] }
+export interface BenchModel { model: GPT; opt: AdamW; params: Tensor[]; scaler?: GradScaler }
 export function benchModel(cfg: GPTConfig): BenchModel {
   manualSeed(0);
   const model = new GPT(cfg);
@@ -38,24 +38,29 @@ export function benchModel(cfg: GPTConfig): BenchModel {
   return { model, opt, params: opt.paramGroups.flatMap((g) => g.params) }; // clipped in the optimizer's order, as optimizationStep does
 }
 
+export type BenchDtype = 'float32' | 'bfloat16' | 'float16';
+
 /**
  * One training step as src/train/step.ts's optimizationStep takes it, without the loop around it:
- * zeroGrad, forward (under autocast for a half dtype), backward, clip, AdamW, then the step's only
- * readbacks (the logged loss and norm) and the collect the loop does.
+ * zeroGrad, forward (under autocast for a half dtype), backward (float16: of the loss scaled by a
+ * GradScaler, its gradients unscaled), clip, AdamW, then the step's only readbacks (the logged loss
+ * and norm; float16's overflow check) and the collect the loop does.
  */
-export async function benchStep(gpu: GpuBackend, m: BenchModel, x: Tensor, y: Tensor, dtype: 'float32' | 'bfloat16' | 'float16' = 'float32'): Promise<void> {
+export async function benchStep(gpu: GpuBackend, m: BenchModel, x: Tensor, y: Tensor, dtype: BenchDtype = 'float32'): Promise<void> {
   m.opt.zeroGrad();
   const { loss } = dtype === 'float32' ? m.model.forward(x, y) : autocast(dtype, () => m.model.forward(x, y));
-  loss!.backward();
+  const scaler = dtype === 'float16' ? (m.scaler ??= new GradScaler()) : null;
+  (scaler ? scaler.scale(loss!) : loss!).backward();
+  scaler?.unscaleGrads(m.opt);
   const norm = clipGradNorm(m.params, 1.0);
-  m.opt.step();
+  if (scaler) { await scaler.step(m.opt); scaler.update(); } else m.opt.step();
   await loss!.data();
   await norm.data();
   await gpu.collect();
 }
 
 /** Train `steps` steps of `cfg` at B x T on the gpu backend; the counts of each step. */
-export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: number, steps = 3): Promise<StepCounts[]> {
+export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: number, steps = 3, dtype: BenchDtype = 'float32'): Promise<StepCounts[]> {
   const runner = gpu.runner as WebGpuRunner;
   setBackend(gpu);
   try {
@@ -68,7 +73,7 @@ export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: 
       const V = Math.min(cfg.vocabSize, 50257);
       const x = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 7919 + s) % V), { shape: [B, T] });
       const y = tensor(Int32Array.from({ length: B * T }, (_, i) => (i * 104729 + s + 1) % V), { shape: [B, T] });
-      await benchStep(gpu, m, x, y);
+      await benchStep(gpu, m, x, y, dtype);
       const d = Object.fromEntries(Object.entries(runner.stats).map(([k, v]) => [k, v - before[k as keyof RunnerStats]])) as unknown as RunnerStats;
       const work = workDelta(runner.workByKernel, wBefore);
       const byKernel = Object.fromEntries([...work].map(([k, w]) => [k, w.launches]));
@@ -82,12 +87,17 @@ export async function countSteps(gpu: GpuBackend, cfg: GPTConfig, B: number, T: 
 
 /**
  * One steady GPT-2 124M step (B=1, T=1024; the third of three) counted on the recording device
- * (src/tensor/backends/gpu/recording-device.ts): the runner and the pools are the real ones, nothing is computed.
+ * (src/tensor/backends/gpu/recording-device.ts): the runner and the pools are the real ones, nothing
+ * is computed. float16 is counted as on a GPU with tensor cores (an NVIDIA adapter's 16x16x16 f16
+ * subgroup matrices, subgroups of 32), so its products take the tensor-core kernel.
  */
-export async function countedStep(cfg: GPTConfig = GPT2_124M, B = 1, T = 1024): Promise<StepCounts> {
+export async function countedStep(cfg: GPTConfig = GPT2_124M, B = 1, T = 1024, dtype: BenchDtype = 'float32'): Promise<StepCounts> {
   const gpujs = await loadGpuJs();
-  const b = new GpuBackend(new WebGpuRunner(gpujs, countingDevice(), { adapter: 'recording device' }), { name: 'gpu-counting' });
-  const steps = await countSteps(b, cfg, B, T, 3);
+  const tensorCores = dtype === 'float16' ? { config: { M: 16, N: 16, K: 16 }, subgroupMaxSize: 32 } : null;
+  const runner = new WebGpuRunner(gpujs, countingDevice(), { adapter: 'recording device', tensorCores,
+    features: tensorCores ? ['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] : [] });
+  const b = new GpuBackend(runner, { name: 'gpu-counting' });
+  const steps = await countSteps(b, cfg, B, T, 3, dtype);
   return steps[steps.length - 1]!;
 }
 

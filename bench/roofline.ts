@@ -32,7 +32,11 @@ export const H100: DeviceModel = { name: 'H100 SXM', fp32Flops: 67e12, f16Tensor
  * tile stores' bank conflicts. The 128x128 kernel (8x8 outputs a thread, vec4 everywhere, no bank
  * conflict, register double buffering) is the design of SGEMMs that reach 70-80% of peak in CUDA;
  * through WGSL, half of the fp32 peak is assumed until gpu-check measures it. Flash attention is
- * scalar code with the 64x64 kernel's tiling: that kernel's rate. Memory-bound kernels whose
+ * scalar code with the 64x64 kernel's tiling: that kernel's rate. The float16 tensor-core kernel
+ * (subgroup matrices, tensor-core-wgsl.ts; never run on a GPU yet) loads its operands straight
+ * from device memory, one subgroup per 32x32 block, without staging tiles in workgroup memory:
+ * a quarter of the dense f16 tensor peak is assumed for it, a guess until gpu-check measures it;
+ * its roofline is the tensor peak. Memory-bound kernels whose
  * neighbouring threads read neighbouring addresses (gpu.js's elementwise ones, and the WGSL
  * kernels with a workgroup per row: LayerNorm, cross-entropy) are taken at 60% of the bandwidth;
  * gpu.js's row kernels (a thread walks a whole row, neighbouring threads read addresses a row
@@ -41,6 +45,7 @@ export const H100: DeviceModel = { name: 'H100 SXM', fp32Flops: 67e12, f16Tensor
  */
 export const TODAY = {
   wideMatmulFlops: 0.5 * H100.fp32Flops,
+  tensorMatmulFlops: 0.25 * H100.f16TensorFlops,
   tiledMatmulFlops: 15e12,
   portableMatmulFlops: 1.5e12,
   flashFlops: 15e12,
@@ -70,9 +75,11 @@ export function priceKernels(work: ReadonlyMap<string, KernelWork>, device: Devi
   for (const [kernel, w] of work) {
     const launch = w.launches * device.launchSeconds + (w.copies ?? 0) * device.copySeconds;
     const memory = w.bytes / device.bandwidth;
-    const roofline = launch + Math.max(w.flops / device.fp32Flops, memory);
+    const tensor = kernel.includes('tensor cores');
+    const roofline = launch + Math.max(w.flops / (tensor ? device.f16TensorFlops : device.fp32Flops), memory);
     let compute: number;
-    if (kernel.startsWith('matmul128')) compute = w.flops / TODAY.wideMatmulFlops; // (float32 or half operands: float32 arithmetic)
+    if (tensor) compute = w.flops / TODAY.tensorMatmulFlops;
+    else if (kernel.startsWith('matmul128')) compute = w.flops / TODAY.wideMatmulFlops; // (float32 or half operands: float32 arithmetic)
     else if (kernel === 'matmul (WGSL)') compute = w.flops / TODAY.tiledMatmulFlops;
     else if (kernel.startsWith('matmul')) compute = w.flops / TODAY.portableMatmulFlops;
     else if (kernel.startsWith('flash')) compute = w.flops / TODAY.flashFlops;

@@ -86,6 +86,22 @@ describe('memory and errors', () => {
       const q = { batch: 1, m: 4, n: 4, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 };
       expect(be2.fused.matmulBias!(be2.full(16, 'float32', 1), be2.full(16, 'float32', 1), q, be2.full(4, 'float32', 1))).toBeNull();
     }
+    // tensor cores (none here): a right stand-in (the half-widening kernel) is kept, a wrong one turned off
+    for (const right of [true, false]) {
+      const r = target.runner();
+      if (!r.matmul) break;
+      let off = 0;
+      Object.assign(r, {
+        tensorMatmul: () => true,
+        tensorCoresOff: () => { off++; },
+        matmulTensor: (a: DeviceBuffer, b: DeviceBuffer, q: MatmulDims) => (right ? r.matmul!({ buf: a }, { buf: b }, q, undefined, undefined, 'f16') : r.upload(new Float32Array(q.batch * q.m * q.n))),
+      });
+      const warn3 = vi.spyOn(console, 'warn').mockImplementation(() => {});
+      await new GpuBackend(r, { name: `gpu-tensor-${right}` }).selfTest();
+      expect(off, `a ${right ? 'right' : 'wrong'} tensor-core matmul`).toBe(right ? 0 : 1);
+      if (!right) expect(warn3).toHaveBeenCalledWith(expect.stringMatching(/tensor-core matmul failed its self-test/));
+      warn3.mockRestore();
+    }
   });
 
   it('profile(): every launch timed on the device by timestamp queries, per kernel (WebGPU with timestamp-query)', async (ctx) => {

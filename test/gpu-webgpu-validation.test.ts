@@ -8,11 +8,13 @@ import { describe, expect, it } from 'vitest';
 import type { Storage } from '../src/tensor/backend.js';
 import { GPT, configureOptimizers, clipGradNorm, setBackend, tensor, type Backend } from '../src/index.js';
 import { initGpuBackend, GpuBackend } from '../src/tensor/backends/gpu/index.js';
-import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
+import { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
+import { loadGpuJs } from '../src/tensor/backends/gpu/gpujs.js';
 
 async function nullDevice(): Promise<{ b: Backend; runner: WebGpuRunner } | null> {
   try {
-    const b = await initGpuBackend({ name: 'gpu-null', dawnFlags: ['backend=null'] });
+    // (allow_unsafe_apis: the null adapter then offers the experimental subgroup matrices)
+    const b = await initGpuBackend({ name: 'gpu-null', dawnFlags: ['backend=null', 'enable-dawn-features=allow_unsafe_apis'] });
     return { b, runner: (b as GpuBackend).runner as WebGpuRunner };
   } catch (e) {
     console.log(`WebGPU validation skipped (Dawn's null device is unavailable here): ${(e as Error).message.slice(0, 200)}`);
@@ -111,6 +113,28 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
       expect(created[2]!).toBeLessThan(created[0]! / 10);
     } finally {
       setBackend('js');
+    }
+  });
+
+  it('the float16 tensor-core matmul (subgroup matrices) compiles, validates and dispatches for 16x16x16 and 8x8x8 configs, every layout', async (ctx) => {
+    const nd = await nullDevice();
+    if (!nd) { ctx.skip(); return; }
+    const { runner } = nd;
+    expect(runner.features).toEqual(expect.arrayContaining(['shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix']));
+    // the null adapter lists no configs of its own: these are NVIDIA's (Vulkan cooperative matrix) and Apple's shapes
+    for (const config of [{ M: 16, N: 16, K: 16 }, { M: 8, N: 8, K: 8 }]) {
+      const tc = new WebGpuRunner(await loadGpuJs(), runner.device, { features: runner.features, tensorCores: { config, subgroupMaxSize: 128 }, adapter: 'null' });
+      await tc.precompile([]); // throws, naming the kernel, on any WGSL or pipeline error
+      const be = new GpuBackend(tc, { name: `gpu-null-tensor-${config.M}` });
+      const errs = await errorsOf(tc, () => {
+        const h = be.cast(be.full(64 * 96, 'float32', 0.5), 'float16');
+        for (const transA of [false, true]) for (const transB of [false, true]) {
+          const out = be.matmul(h, h, { batch: 2, m: 64, n: 32, k: 48, transA, transB, aBatchStride: 0, bBatchStride: 0 });
+          expect(out.dtype).toBe('float32');
+        }
+      });
+      expect(errs, `config ${config.M}x${config.N}x${config.K}`).toEqual([]);
+      expect(tc.workByKernel.get('matmul f16 tensor cores (WGSL)')?.launches).toBe(4);
     }
   });
 });

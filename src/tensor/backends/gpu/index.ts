@@ -139,7 +139,7 @@ async function create(mode: 'webgpu' | 'cpu', name: string, opts: InitGpuOptions
       }
       adapter = `GPU ${opts.gpu} of ${count ?? '?'}: ${adapter}`;
     }
-    const runner = new WebGpuRunner(gpujs, acquired.device, { maxBindingElements: opts.maxBindingElements, adapter, features: acquired.features });
+    const runner = new WebGpuRunner(gpujs, acquired.device, { maxBindingElements: opts.maxBindingElements, adapter, features: acquired.features, tensorCores: acquired.tensorCores });
     await runner.precompile([...Object.values(KERNELS), ...Object.values(FUSED_KERNELS)]);
     backend = new GpuBackend(runner, { ...opts, name });
     // (the null device computes nothing, so there is nothing to test there)

@@ -71,6 +71,10 @@ export function halfMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulP
   if ((aBatchStride !== 0 && aBatchStride !== m * k) || (bBatchStride !== 0 && bBatchStride !== k * n)) return null;
   const max = be.runner.maxBindingElements;
   if (((aBatchStride ? batch : 1) * m * k) / 2 > max || ((bBatchStride ? batch : 1) * k * n) / 2 > max || batch * m * n > max) return null;
+  // float16 on tensor cores where the device has them and the shape tiles (tensor-core-wgsl.ts)
+  if (sa!.dtype === 'float16' && be.runner.matmulTensor && be.runner.tensorMatmul?.(p)) {
+    return be.wrap(be.runner.matmulTensor(sa!.buf, sb!.buf, p), batch * m * n, 'float32');
+  }
   const out = be.runner.matmul({ buf: sa!.buf, offset: undefined }, { buf: sb!.buf, offset: undefined }, p, undefined, undefined, sa!.dtype === 'bfloat16' ? 'bf16' : 'f16');
   return be.wrap(out, batch * m * n, 'float32');
 }

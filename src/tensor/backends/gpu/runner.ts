@@ -137,6 +137,12 @@ export interface Runner {
   matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: MatmulEpilogue, halves?: 'bf16' | 'f16'): DeviceBuffer;
   /** Whether matmul takes an epilogue for this product (the 128x128 kernel's layouts). */
   wideMatmul?(p: MatmulDims): boolean;
+  /** float16 operands (packed, bound whole) on tensor cores, float32 out, where tensorMatmul(p). */
+  matmulTensor?(a: DeviceBuffer, b: DeviceBuffer, p: MatmulDims): DeviceBuffer;
+  /** Whether matmulTensor takes this product (the device has tensor cores, and the shape tiles). */
+  tensorMatmul?(p: MatmulDims): boolean;
+  /** Stop using tensor cores (they failed the self-test). */
+  tensorCoresOff?(): void;
   /** Largest number of f32 one kernel argument may bind. */
   readonly maxBindingElements: number;
   /** Submit anything queued (a no-op where work runs eagerly). */

@@ -4,10 +4,12 @@
 
 import type { Backend, Storage } from '../../backend.js';
 import { JsBackend } from '../js.js';
-import type { Runner } from './runner.js';
+import type { DeviceBuffer, Runner } from './runner.js';
+import type { DType } from '../../dtype.js';
+import type { GpuStorage } from './storage.js';
 
-/** The backend under test: any Backend, with the runner's fast matmul switchable. */
-export type SelfTested = Backend & { readonly runner: Runner; fastMatmul: boolean };
+/** The backend under test: any Backend, with the runner's fast matmul switchable and its buffers wrappable. */
+export type SelfTested = Backend & { readonly runner: Runner; fastMatmul: boolean; wrap(buf: DeviceBuffer, size: number, dtype: DType): Storage };
 
 export async function selfTest(be: SelfTested): Promise<void> {
   const ref = new JsBackend();
@@ -71,6 +73,33 @@ export async function selfTest(be: SelfTested): Promise<void> {
     }
   }
   be.fastMatmul = fastOk;
+  // float16 products on tensor cores (tensor-core-wgsl.ts), where the device has them: a wrong
+  // answer turns them off (the half-widening kernel takes over)
+  const tc = be.runner;
+  const tp = { batch: 2, m: 64, n: 32, k: 64, transA: false, transB: false, aBatchStride: 64 * 64, bBatchStride: 0 };
+  if (tc.matmulTensor && tc.tensorMatmul?.(tp)) {
+    const tensorBad: string[] = [];
+    // multiples of 1/8 up to 2: exact in float16, and so is every partial sum in float32
+    const A = Float32Array.from({ length: 2 * 64 * 64 }, (_, i) => ((i * 7) % 17 - 8) / 8), B = Float32Array.from({ length: 64 * 32 }, (_, i) => ((i * 5) % 13 - 6) / 8);
+    for (const transA of [false, true]) for (const transB of [false, true]) {
+      const p = { ...tp, transA, transB };
+      const want = new Float64Array(2 * 64 * 32);
+      for (let t = 0; t < 2; t++) for (let i = 0; i < 64; i++) for (let j = 0; j < 32; j++) {
+        let acc = 0;
+        for (let q = 0; q < 64; q++) acc += (transA ? A[t * 4096 + q * 64 + i]! : A[t * 4096 + i * 64 + q]!) * (transB ? B[j * 64 + q]! : B[q * 32 + j]!);
+        want[(t * 64 + i) * 32 + j] = acc;
+      }
+      const ha = be.cast(be.fromHost(A, 'float32'), 'float16'), hb = be.cast(be.fromHost(B, 'float32'), 'float16');
+      const got = await be.read(be.wrap(tc.matmulTensor((ha as GpuStorage).buf, (hb as GpuStorage).buf, p), want.length, 'float32'));
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+      if (!(worst <= 1e-6)) tensorBad.push(`tensor-core matmul transA=${transA} transB=${transB}: worst error ${worst}`);
+    }
+    if (tensorBad.length) {
+      tc.tensorCoresOff?.();
+      console.warn(`gpu backend: the float16 tensor-core matmul failed its self-test on this device, using the half-widening kernel:\n${tensorBad.join('\n')}`);
+    }
+  }
   if (!primitivesOk || bad.some((b) => b.startsWith('portable'))) {
     throw new Error(`gpu backend self-test: the device gave wrong answers:\n${bad.join('\n')}`);
   }

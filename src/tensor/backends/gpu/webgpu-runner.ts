@@ -17,6 +17,7 @@ import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, LAYERNO
 import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
 import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
 import { MATMUL_BIAS, MATMUL_ROW_SUMS, matmulWideHalfWgsl } from './wgsl.js';
+import { TENSOR_TILE, tensorMatmulWgsl, type MatrixConfig } from './tensor-core-wgsl.js';
 import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, MATMUL_WIDE_TILE, MATMUL_WIDE_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
   BufferUsage, MAP_READ, SHADER_STAGE_COMPUTE,
@@ -160,6 +161,8 @@ export interface WebGpuRunnerOptions {
   adapter?: string | undefined;
   /** The optional features the device was created with (device.ts). */
   features?: readonly OptionalFeature[] | undefined;
+  /** Tensor cores for float16 products (device.ts, tensor-core-wgsl.ts), where the device has them. */
+  tensorCores?: { config: MatrixConfig; subgroupMaxSize: number } | null | undefined;
 }
 
 export class WebGpuRunner implements Runner {
@@ -168,6 +171,8 @@ export class WebGpuRunner implements Runner {
   readonly adapter: string;
   /** The device's optional features (device.ts): timestamp-query makes profile() exact. */
   readonly features: readonly OptionalFeature[];
+  /** Tensor cores for float16 products, where the device has them (null after a failed self-test). */
+  tensorCores: { config: MatrixConfig; subgroupMaxSize: number } | null;
   /** Validation and out-of-memory errors reported by the device (checked by callers that care). */
   readonly errors: string[] = [];
   /** Why the device was lost, once it is: work sent to a lost device does nothing, so reads throw. */
@@ -195,6 +200,7 @@ export class WebGpuRunner implements Runner {
     this.maxBindingElements = Math.min(deviceMax, opts.maxBindingElements ?? Infinity);
     this.adapter = opts.adapter ?? 'unknown adapter';
     this.features = opts.features ?? [];
+    this.tensorCores = opts.tensorCores ?? null;
     device.addEventListener?.('uncapturederror', (e) => { this.errors.push(e.error.message); });
     void device.lost?.then((info) => { this.lost = { reason: info.reason, message: info.message }; });
   }
@@ -260,6 +266,8 @@ export class WebGpuRunner implements Runner {
     const variants: [string, () => HandKernel][] = [
       ...(Object.keys(HAND_KERNELS) as HandKernelName[]).map((name): [string, () => HandKernel] => [name, () => this.wgslPipeline(name)]),
       ...(['bf16', 'f16'] as const).map((h): [string, () => HandKernel] => [`matmulWide ${h}`, () => this.pipelineOf(`matmulWide ${h}`, matmulWideHalfWgsl(h), HAND_KERNELS.matmulWide.bindings)]),
+      ...(this.tensorCores ? [[false, false], [false, true], [true, false], [true, true]].map(([ta, tb]): [string, () => HandKernel] =>
+        [`tensor matmul ${ta}${tb}`, () => this.tensorPipeline(ta!, tb!)]) : []),
     ];
     for (const [name, build] of variants) {
       this.device.pushErrorScope('validation');
@@ -853,6 +861,41 @@ export class WebGpuRunner implements Runner {
     this.dispatch(halves ? `matmul128 ${halves} (WGSL)` : wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, bindings, [gx, gy, batch],
       { flops: 2 * total * k, bytes: inBytes * (aLen + bLen) + 4 * (total + (epilogue?.bias ? n : 0) + (epilogue?.rowSums ? m : 0)) });
     return out;
+  }
+
+  /**
+   * op(A) @ op(B) on tensor cores (tensor-core-wgsl.ts): A and B packed float16, bound whole, C
+   * float32. Where tensorMatmul(p) says the product's shape fits the kernel.
+   */
+  matmulTensor(a: DeviceBuffer, b: DeviceBuffer, p: MatmulDims): DeviceBuffer {
+    if (!this.tensorMatmul(p)) throw new Error(`gpu backend: a tensor-core matmul needs tensor cores and M, N multiples of ${TENSOR_TILE}, K of the device's K; got [${p.batch}, ${p.m}, ${p.n}, ${p.k}]`);
+    const { batch, m, n, k } = p;
+    const total = batch * m * n;
+    const out = this.alloc(total);
+    this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, total);
+    const groups: [number, number, number] = [n / TENSOR_TILE, m / TENSOR_TILE, batch];
+    const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
+    if (groups.some((g) => g > maxG)) throw new Error(`gpu backend: matmul [${batch}, ${m}, ${n}] needs more than ${maxG} workgroups along one axis`);
+    const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
+    params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, 0]);
+    const k2 = this.tensorPipeline(p.transA, p.transB);
+    const aLen = (p.aBatchStride ? batch : 1) * m * k, bLen = (p.bBatchStride ? batch : 1) * k * n;
+    this.dispatch('matmul f16 tensor cores (WGSL)', k2.pipeline, k2.layout, params.buffer, [this.binding('matmul A', a), this.binding('matmul B', b),
+      { buffer: (out as GpuBuf).buffer }], groups, { flops: 2 * total * k, bytes: 2 * (aLen + bLen) + 4 * total });
+    return out;
+  }
+
+  /** Whether the tensor-core kernel takes this product (the device has it; M, N tile 32x32; K whole steps). */
+  tensorMatmul(p: MatmulDims): boolean {
+    const t = this.tensorCores;
+    return !!t && p.m % TENSOR_TILE === 0 && p.n % TENSOR_TILE === 0 && p.k % t.config.K === 0 && p.k > 0;
+  }
+
+  tensorCoresOff(): void { this.tensorCores = null; }
+
+  private tensorPipeline(transA: boolean, transB: boolean): HandKernel {
+    const t = this.tensorCores!;
+    return this.pipelineOf(`tensor matmul ${transA}${transB}`, tensorMatmulWgsl(t.config, t.subgroupMaxSize, transA, transB), ['read', 'read', 'write']);
   }
 
   /** Whether the 128x128 vec4 kernel takes this matmul (every operand's contiguous dim and N multiples of 4). */
