@@ -71,8 +71,12 @@ async function ensureNavigatorGpu(flags: string[], adapter: 'system' | 'swiftsha
     throw new Error(`initGpuBackend: could not load the 'webgpu' package (Dawn for Node): ${(e as Error).message}`);
   }
   Object.assign(globalThis, webgpu.globals);
-  // exact timestamps for the profile (Dawn rounds them to 100 us unless told otherwise)
-  const dawn = flags.some((f) => f.startsWith('disable-dawn-features=')) ? flags : [...flags, 'disable-dawn-features=timestamp_quantization'];
+  // exact timestamps for the profile (Dawn rounds them to 100 us unless told otherwise), and
+  // Dawn's experimental features, subgroup matrices (tensor cores) among them, which a browser
+  // keeps behind a flag and Node has no reason to
+  const dawn = [...flags];
+  if (!flags.some((f) => f.startsWith('disable-dawn-features='))) dawn.push('disable-dawn-features=timestamp_quantization');
+  if (!flags.some((f) => f.startsWith('enable-dawn-features='))) dawn.push('enable-dawn-features=allow_unsafe_apis');
   const nav = { ...(g.navigator ?? {}), gpu: webgpu.create(dawn) };
   Object.defineProperty(globalThis, 'navigator', { value: nav, configurable: true, writable: true });
 }
