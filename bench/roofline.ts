@@ -103,7 +103,7 @@ export function workDelta(after: ReadonlyMap<string, KernelWork>, before: Readon
 }
 
 /** The table: one row per kernel, then the step's totals as tokens/s (roofline and predicted) and MFU. */
-export function formatPrices(prices: readonly KernelPrice[], tokens: number, modelFlops: number, device: DeviceModel = H100): string[] {
+export function formatPrices(prices: readonly KernelPrice[], tokens: number, modelFlops: number, device: DeviceModel = H100, dtype: 'float32' | 'float16' = 'float32'): string[] {
   const total = (f: (p: KernelPrice) => number): number => prices.reduce((s, p) => s + f(p), 0);
   const predicted = total((p) => p.predicted), roofline = total((p) => p.roofline);
   const lines = [`${'kernel'.padEnd(24)} ${'launches'.padStart(8)} ${'GFLOP'.padStart(9)} ${'GB'.padStart(8)} ${'roofline ms'.padStart(11)} ${'predicted ms'.padStart(12)}  share`];
@@ -114,7 +114,9 @@ export function formatPrices(prices: readonly KernelPrice[], tokens: number, mod
   const launches = total((p) => p.launches), copies = total((p) => p.copies);
   lines.push(`${`total${copies ? ` (+${copies} copies)` : ''}`.padEnd(24)} ${String(launches).padStart(8)} ${(total((p) => p.flops) / 1e9).toFixed(1).padStart(9)} ${(total((p) => p.bytes) / 1e9).toFixed(2).padStart(8)} ` +
     `${(roofline * 1e3).toFixed(2).padStart(11)} ${(predicted * 1e3).toFixed(2).padStart(12)}`);
-  lines.push(`${device.name}, float32: predicted ${Math.round(tokens / predicted).toLocaleString('en-US')} tok/s (MFU ${(100 * modelFlops / predicted / device.fp32Flops).toFixed(1)}% of fp32 peak), ` +
+  const peak = dtype === 'float16' ? device.f16TensorFlops : device.fp32Flops;
+  lines.push(`${device.name}, ${dtype === 'float16' ? 'float16 (tensor cores)' : 'float32'}: predicted ${Math.round(tokens / predicted).toLocaleString('en-US')} tok/s ` +
+    `(MFU ${(100 * modelFlops / predicted / peak).toFixed(1)}% of the ${dtype === 'float16' ? 'f16 tensor' : 'fp32'} peak), ` +
     `roofline ${Math.round(tokens / roofline).toLocaleString('en-US')} tok/s`);
   return lines;
 }

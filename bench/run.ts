@@ -306,7 +306,7 @@ async function benchGpu(): Promise<void> {
   // float16 autocast with a GradScaler, its products on tensor cores (as an NVIDIA adapter offers them)
   const step16h = await countedStep(undefined, B, T, 'float16');
   const pricesH = priceKernels(step16h.work, H100);
-  for (const line of formatPrices(pricesH, B * T, modelFlops, H100)) console.log(`        ${line.replace('float32: predicted', 'float16 (tensor cores): predicted')}`);
+  for (const line of formatPrices(pricesH, B * T, modelFlops, H100, 'float16')) console.log(`        ${line}`);
   const predictedH = pricesH.reduce((t, p) => t + p.predicted, 0), rooflineH = pricesH.reduce((t, p) => t + p.roofline, 0);
   log({ section: 'gpu', config: `gpt2-124M T=${T} B=${B} float16 on paper`, backend: `${H100.name} model`, value: Math.round(B * T / predictedH), unit: 'tok/s',
     extra: `${step16h.dispatches} launches; tensor-core matmul assumed at a quarter of the f16 tensor peak; roofline ${Math.round(B * T / rooflineH)} tok/s` });
