@@ -9,6 +9,8 @@
 // 128x128 kernel (wgsl.ts) runs. Only Dawn's null adapter has compiled it here: the start-up
 // self-test checks it on the device before any training step uses it.
 
+import { MATMUL_UNIFORM } from './wgsl.js';
+
 /** A subgroup matrix shape the device multiplies (f16 operands, f32 result). */
 export interface MatrixConfig { M: number; N: number; K: number }
 
@@ -26,11 +28,7 @@ export function tensorMatmulWgsl(c: MatrixConfig, subgroupMaxSize: number, trans
   const bAt = (j: number): string => (transB ? `bo + (col0 + ${j * c.N}u) * p.K + k, true, p.K` : `bo + k * p.N + col0 + ${j * c.N}u, false, p.N`);
   return /* wgsl */ `enable f16;
 enable chromium_experimental_subgroup_matrix;
-struct P {
-  M : u32, N : u32, K : u32, transA : u32,
-  transB : u32, aStride : u32, bStride : u32, flags : u32,
-}
-@group(0) @binding(0) var<uniform> p : P;
+${MATMUL_UNIFORM}
 @group(0) @binding(1) var<storage, read> A : array<f16>;
 @group(0) @binding(2) var<storage, read> B : array<f16>;
 @group(0) @binding(3) var<storage, read_write> C : array<f32>;

@@ -9,7 +9,8 @@
 
 /** Uniform layout: 8 u32 (M, N, K, transA, transB, aBatchStride, bBatchStride, pad), both matmul kernels'. */
 export const MATMUL_PARAMS_BYTES = 32;
-const MATMUL_UNIFORM = /* wgsl */ `
+/** The matmul kernels' uniform (the wide, 64x64 and tensor-core ones): MATMUL_PARAMS_BYTES of it. */
+export const MATMUL_UNIFORM = /* wgsl */ `
 struct P {
   M : u32, N : u32, K : u32, transA : u32,
   transB : u32, aStride : u32, bStride : u32, flags : u32,
