@@ -6,7 +6,7 @@ import type { AdamWParams, FusedKernels, MatmulParams, Storage } from '../../bac
 import type { GpuKernelHost } from './kernel-host.js';
 import { BINARY_CODES, CAST_CODES, KERNELS, MODES } from './kernels.js';
 import { FUSED_KERNELS } from './fused-kernels.js';
-import { matmulView } from './matmul.js';
+import { matmulView, wideWhole } from './matmul.js';
 import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs } from './runner.js';
 import { FLASH_HEAD_MAX } from './flash-wgsl.js';
 import { LAYERNORM_MAX_COLS } from './layernorm-wgsl.js';
@@ -23,12 +23,8 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
   /** The wide WGSL matmul with an epilogue, where this product has that kernel and fits one binding per operand. */
   const epilogueMatmul = (op: string, a: Storage, b: Storage, p: MatmulParams, epilogue: { bias?: DeviceBuffer; rowSums?: DeviceBuffer }): DeviceBuffer | null => {
     const [sa, sb] = [f32(op, a), f32(op, b)];
-    const { batch, m, n, k, aBatchStride, bBatchStride } = p;
-    const max = be.runner.maxBindingElements;
-    if (!be.runner.matmul || !be.fastMatmul || !be.runner.wideMatmul?.(p) || batch * m * n === 0 || k === 0) return null;
-    if ((aBatchStride !== 0 && aBatchStride !== m * k) || (bBatchStride !== 0 && bBatchStride !== k * n)) return null;
-    if ((aBatchStride ? batch : 1) * m * k > max || (bBatchStride ? batch : 1) * k * n > max || batch * m * n > max) return null;
-    return be.runner.matmul({ buf: sa.buf, offset: undefined }, { buf: sb.buf, offset: undefined }, p, undefined, epilogue);
+    if (!wideWhole(be, p)) return null;
+    return be.runner.matmul!({ buf: sa.buf, offset: undefined }, { buf: sb.buf, offset: undefined }, p, undefined, epilogue);
   };
   return {
     matmulBias: (a, b, p, bias) => {

@@ -60,22 +60,33 @@ export function matmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulParam
 }
 
 /**
+ * Whether the runner's 128x128 kernel (and so its epilogues and half operands) takes this product
+ * with every operand bound whole: the fast matmul on, a layout it takes, batch strides of 0 or the
+ * matrix size, and each operand (`perWord` values to a 32-bit word: 2 for packed halves) and the
+ * output within one binding.
+ */
+export function wideWhole(be: GpuKernelHost, p: MatmulParams, perWord = 1): boolean {
+  const { batch, m, n, k, aBatchStride, bBatchStride } = p;
+  if (!be.runner.matmul || !be.fastMatmul || !be.runner.wideMatmul?.(p) || batch * m * n === 0 || k === 0) return false;
+  if ((aBatchStride !== 0 && aBatchStride !== m * k) || (bBatchStride !== 0 && bBatchStride !== k * n)) return false;
+  const max = be.runner.maxBindingElements;
+  return ((aBatchStride ? batch : 1) * m * k) / perWord <= max && ((bBatchStride ? batch : 1) * k * n) / perWord <= max && batch * m * n <= max;
+}
+
+/**
  * Two packed half operands of one dtype straight into the wide kernel, which widens them as it
  * loads its tiles (no cast launches, half the bytes read); null where that kernel does not take
  * this product (layout, strides, sizes past one binding, or the fast matmul switched off).
  */
 export function halfMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulParams): Storage | null {
   const [sa, sb] = be.check('matmul', a, b);
-  const { batch, m, n, k, aBatchStride, bBatchStride } = p;
-  if (sa!.dtype !== sb!.dtype || !be.runner.matmul || !be.fastMatmul || !be.runner.wideMatmul?.(p) || batch * m * n === 0 || k === 0) return null;
-  if ((aBatchStride !== 0 && aBatchStride !== m * k) || (bBatchStride !== 0 && bBatchStride !== k * n)) return null;
-  const max = be.runner.maxBindingElements;
-  if (((aBatchStride ? batch : 1) * m * k) / 2 > max || ((bBatchStride ? batch : 1) * k * n) / 2 > max || batch * m * n > max) return null;
+  const { batch, m, n } = p;
+  if (sa!.dtype !== sb!.dtype || !wideWhole(be, p, 2)) return null;
   // float16 on tensor cores where the device has them and the shape tiles (tensor-core-wgsl.ts)
   if (sa!.dtype === 'float16' && be.runner.matmulTensor && be.runner.tensorMatmul?.(p)) {
     return be.wrap(be.runner.matmulTensor(sa!.buf, sb!.buf, p), batch * m * n, 'float32');
   }
-  const out = be.runner.matmul({ buf: sa!.buf, offset: undefined }, { buf: sb!.buf, offset: undefined }, p, undefined, undefined, sa!.dtype === 'bfloat16' ? 'bf16' : 'f16');
+  const out = be.runner.matmul!({ buf: sa!.buf, offset: undefined }, { buf: sb!.buf, offset: undefined }, p, undefined, undefined, sa!.dtype === 'bfloat16' ? 'bf16' : 'f16');
   return be.wrap(out, batch * m * n, 'float32');
 }
 
