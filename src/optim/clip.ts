@@ -24,6 +24,20 @@ export function gradNorm(params: readonly Tensor[]): Tensor {
 }
 
 /**
+ * grad *= factor[0] (a 0-d float32 tensor) in place, as torch's mul_, for the parameters whose
+ * gradient is theirs alone (backward() made it), all in one fused call (a GPU: a launch per packed
+ * span, not one per gradient). Returns the parameters it scaled: none where the backend has no
+ * such kernel for these dtypes; the caller replaces the others' gradients by scaled copies.
+ */
+export function scaleOwnGradsInPlace(params: readonly Tensor[], factor: Tensor): Set<Tensor> {
+  const owned = params.filter((p) => p.grad && ownsGrad(p));
+  const scale = owned.length ? fusedFloat32('scaleInPlace', [...owned.map((p) => p.grad!), factor]) : null;
+  if (!scale) return new Set();
+  scale(owned.map((p) => p.grad!.storage), factor.storage);
+  return new Set(owned);
+}
+
+/**
  * Scale gradients so their global norm is at most maxNorm; returns the norm before clipping.
  * As torch's clip_grad_norm_, the gradients backward() made are scaled in place (a tensor taken
  * from p.grad before sees the scaled values); one the caller passed to backward(gradient) or
@@ -34,12 +48,7 @@ export function clipGradNorm(params: readonly Tensor[], maxNorm: number): Tensor
   noGrad(() => {
     // clip_coef = min(max_norm / (norm + 1e-6), 1), applied always (a no-op scale when < max)
     const coef = ops.minimum(ops.div(maxNorm, ops.add(norm, 1e-6)), 1);
-    // in place, as torch's mul_, where the gradient is the parameter's alone (backward made it):
-    // all of them in one call (a GPU: a launch per packed span, not one per gradient)
-    const owned = params.filter((p) => p.grad && ownsGrad(p));
-    const scale = owned.length ? fusedFloat32('scaleInPlace', [...owned.map((p) => p.grad!), coef]) : null;
-    if (scale) scale(owned.map((p) => p.grad!.storage), coef.storage);
-    const scaled = new Set(scale ? owned : []);
+    const scaled = scaleOwnGradsInPlace(params, coef);
     for (const p of params) {
       if (!p.grad || scaled.has(p)) continue;
       p.grad = keep(ops.mul(p.grad, ops.cast(coef, p.grad.dtype))); // (kept: a caller's scope must not free it)

@@ -5,9 +5,7 @@
 // bfloat16 has float32's range and needs none of this.
 
 import { Tensor, noGrad, ops, tensor } from '../tensor/index.js';
-import { fusedFloat32 } from '../tensor/define-op.js';
-import { ownsGrad } from '../tensor/autograd.js';
-import { gradNorm } from './clip.js';
+import { gradNorm, scaleOwnGradsInPlace } from './clip.js';
 import type { AdamW } from './adamw.js';
 
 export interface GradScalerOptions {
@@ -74,10 +72,7 @@ export class GradScaler {
     noGrad(() => {
       // in place, as torch's unscale_, where a gradient is backward()'s own, all in one call (a
       // GPU: a launch per packed span); clipping then still finds them its own to scale in place
-      const owned = params.filter((p) => ownsGrad(p));
-      const scale = owned.length ? fusedFloat32('scaleInPlace', owned.map((p) => p.grad!)) : null;
-      if (scale) scale(owned.map((p) => p.grad!.storage), tensor(Float32Array.of(inv), { backend: owned[0]!.backend }).storage);
-      const done = new Set(scale ? owned : []);
+      const done = params.length ? scaleOwnGradsInPlace(params, tensor(Float32Array.of(inv), { backend: params[0]!.backend })) : new Set<Tensor>();
       for (const p of params) if (!done.has(p)) p.grad = ops.mul(p.grad!, inv);
     });
     // any inf or NaN makes the sum of squares non-finite (one scalar, read back in step())
