@@ -5,7 +5,7 @@ import { Generator, defaultGenerator } from '../tensor/random.js';
 import { Module, type HostTensor } from './module.js';
 import { Embedding, LayerNorm, Linear } from './layers.js';
 import { shapeStr } from '../tensor/shape.js';
-import { Tensor, noGrad, arange, randn, tensor, ops, F, deferredInRegion } from '../tensor/index.js';
+import { Tensor, noGrad, arange, randn, tensor, ops, F, deferredInRegion, scope } from '../tensor/index.js';
 
 export interface GPTConfig {
   /** max sequence length */
@@ -136,7 +136,9 @@ export class GPT extends Module {
       ln_f: new LayerNorm(config.nEmbd),
     };
     this.lm_head = new Linear(config.nEmbd, config.vocabSize, false, NO_INIT);
+    const untied = this.lm_head.weight;
     this.lm_head.weight = this.transformer.wte.weight; // weight tying, as GPT-2
+    untied.backend.dispose(untied.storage, 'GPT ties lm_head.weight to transformer.wte.weight');
     if (opts.init !== false) this.initWeights(opts.generator ?? defaultGenerator);
   }
 
@@ -185,14 +187,16 @@ export class GPT extends Module {
    */
   private initWeights(gen: Generator): void {
     const residualStd = 0.02 * (2 * this.config.nLayer) ** -0.5;
-    const set = (p: Tensor, std: number): void => {
-      p.storage = ops.mul(randn(p.shape, { generator: gen }), std).storage;
-    };
     noGrad(() => {
       for (const [name, p] of this.namedParameters()) {
-        if (name.endsWith('.bias')) p.storage = ops.mul(p, 0).storage;
-        else if (name.includes('.ln_')) continue; // LayerNorm weights stay ones
-        else set(p, name.endsWith('c_proj.weight') ? residualStd : 0.02);
+        // the layers were built with zero biases and weights, and LayerNorm's ones: those stay
+        if (name.endsWith('.bias') || name.includes('.ln_')) continue;
+        const std = name.endsWith('c_proj.weight') ? residualStd : 0.02;
+        const zeros = p.storage;
+        // the scope frees the draw before scaling; the zeros go back now too (on a GPU, device
+        // memory the garbage collector would otherwise return whenever it ran)
+        p.storage = scope(() => ops.mul(randn(p.shape, { generator: gen }), std)).storage;
+        p.backend.dispose(zeros, 'GPT.initWeights replaced it');
       }
     });
   }

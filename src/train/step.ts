@@ -129,5 +129,7 @@ export async function validationLoss(model: GPT, loader: DataLoaderLite, steps: 
   }
   bar?.done();
   model.train();
-  return (await acc!.data())[0]! / steps;
+  const sum = (await acc!.data())[0]!;
+  acc!.backend.dispose(acc!.storage); // read: its buffer goes back now, not when collected
+  return sum / steps;
 }

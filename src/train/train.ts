@@ -263,6 +263,10 @@ async function trainLocked(o: TrainOptions, job: Job, backend: Backend, print: (
     print(`saved checkpoint ${lastGoodCheckpoint}`);
     return lastGoodCheckpoint;
   };
+  // what building the model left to the collector (its init's temporaries, the device's
+  // self-test operands) goes back to the pool now, not at whichever collection finds it: the
+  // device memory a run takes, and the peak it reports, are then the same from run to run
+  await backend.collect?.();
   for (let step = start.step; step < o.maxSteps; step++) {
     const lastStep = step === o.maxSteps - 1;
     if (scan?.failure) throw new Error(`${scan.failure.message}. Stopped at step ${step}` + (lastGoodCheckpoint ? `; the last checkpoint is ${lastGoodCheckpoint}` : ''));

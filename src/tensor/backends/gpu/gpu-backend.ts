@@ -50,6 +50,12 @@ export class GpuBackend implements Backend, GpuKernelHost {
   readonly hostRef = new JsBackend(); // int32 host-side math (exact, and tiny: indices)
   private readonly reduceThreads: number;
   private readonly registry: FinalizationRegistry<{ buf: DeviceBuffer | null }>;
+  /**
+   * Storages holding a device buffer now (tf.memory()'s numTensors): freed ones, by a scope,
+   * dispose() or the collector, are not counted. A count that stays up after code that should
+   * have freed its temporaries says they wait for the garbage collector.
+   */
+  liveStorages = 0;
   /** Whether matmul uses the runner's fast kernel (turned off if it fails the self-test). */
   fastMatmul = true;
 
@@ -63,7 +69,7 @@ export class GpuBackend implements Backend, GpuKernelHost {
     this.reduceThreads = opts.reduceThreads ?? 65536;
     // a storage dropped without dispose() returns its buffer to the pool when collected
     this.registry = new FinalizationRegistry((cell) => {
-      if (cell.buf) { this.runner.release(cell.buf); cell.buf = null; }
+      if (cell.buf) { this.runner.release(cell.buf); cell.buf = null; this.liveStorages--; }
     });
     this.fused = makeFused(this);
   }
@@ -79,7 +85,9 @@ export class GpuBackend implements Backend, GpuKernelHost {
   wrap(buf: DeviceBuffer, size: number, dtype: DType, host: Int32Array | null = null): GpuStorage {
     const s = new GpuStorage(buf, size, dtype, host);
     this.registry.register(s, s.cell, s);
+    this.liveStorages++;
     trackStorage(s, this);
+    this.selfTestMade?.push(s);
     return s;
   }
   run(spec: KernelSpec, out: readonly number[], args: readonly KernelArg[], into?: { buf: DeviceBuffer; offset: number }): DeviceBuffer {
@@ -163,6 +171,7 @@ export class GpuBackend implements Backend, GpuKernelHost {
     this.registry.unregister(s);
     this.runner.release(s.cell.buf);
     s.cell.buf = null;
+    this.liveStorages--;
     s.freedBecause = reason ?? null;
   }
 
@@ -454,6 +463,15 @@ export class GpuBackend implements Backend, GpuKernelHost {
     return peak ?? null;
   }
 
-  /** The start-up self-test (self-test.ts). */
-  selfTest(): Promise<void> { return selfTest(this); }
+  /** The start-up self-test (self-test.ts); what it made goes back to the pool as it ends, not when collected. */
+  async selfTest(): Promise<void> {
+    this.selfTestMade = [];
+    try {
+      await selfTest(this);
+    } finally {
+      for (const s of this.selfTestMade) this.dispose(s, 'the self-test ended');
+      this.selfTestMade = null;
+    }
+  }
+  private selfTestMade: GpuStorage[] | null = null;
 }
