@@ -32,11 +32,14 @@ const args = ['--n-layer', '2', '--n-head', '2', '--n-embd', '16', '--block-size
   '--eval-interval', '2', '--val-steps', '2', '--sample-interval', '3', '--checkpoint-interval', '2'];
 
 type LogLine = { step: number; loss?: number; val_loss?: number; norm?: number; device_bytes?: number };
-const REPORT_RSS = 'process.on("exit", () => process.stderr.write(`peak rss: ${process.resourceUsage().maxRSS * 1024}\\n`));';
-const peakRss = (text: string): number => Number(/peak rss: (\d+)/.exec(text)?.[1]);
+// the resident memory when training is done: the process's peak (~600 MB on SwiftShader, ~380 MB
+// after training, the same for 1 and 8 micro-steps) comes from more than the steps, and it once
+// jumped by a third in CI
+const REPORT_RSS = 'process.on("exit", () => process.stderr.write(`rss at exit: ${process.memoryUsage.rss()}\\n`));';
+const exitRss = (text: string): number => Number(/rss at exit: (\d+)/.exec(text)?.[1]);
 /** Run the CLI as a child (asynchronously: the test worker must keep answering vitest). */
 async function train(backend: string, out: string, flags = args, dataDir = data): Promise<{ code: number; text: string; log: LogLine[] }> {
-  // the child reports its peak resident memory as it exits
+  // the child reports its resident memory as it exits
   const child = spawn(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(REPORT_RSS)}`, cli, ...flags, '--backend', backend,
     '--data-dir', dataDir, '--out-dir', out], { cwd: root });
   let text = '';
@@ -71,7 +74,7 @@ describe.skipIf(!gpu)('npm run train -- --backend gpu (real WebGPU adapter)', { 
     }
   });
 
-  it('8 micro-steps take the device memory and peak RSS of 1, and match --backend wasm step for step', async () => {
+  it('8 micro-steps take the device memory and resident memory of 1, and match --backend wasm step for step', async () => {
     const small = ['--n-layer', '2', '--n-head', '2', '--n-embd', '32', '--block-size', '32', '--vocab-size', '64', '--batch-size', '4',
       '--seq-len', '32', '--max-steps', '3', '--warmup-steps', '1', '--eval-interval', '0', '--val-steps', '1', '--sample-interval', '0',
       '--checkpoint-interval', '0'];
@@ -89,7 +92,7 @@ describe.skipIf(!gpu)('npm run train -- --backend gpu (real WebGPU adapter)', { 
     const params = 4 * (64 * 32 + 32 * 32 + 2 * (12 * 32 * 32 + 13 * 32) + 2 * 32), tensors = 2 + 2 * 12 + 2;
     expect(device(one)).toBeGreaterThan(params);
     expect(device(eight) - device(one), `device memory ${device(eight)} vs ${device(one)}`).toBeLessThanOrEqual(params + 256 * tensors);
-    expect(Math.abs(peakRss(eight.text) - peakRss(one.text)) / peakRss(one.text), `peak RSS ${peakRss(eight.text)} vs ${peakRss(one.text)}`).toBeLessThan(0.15);
+    expect(Math.abs(exitRss(eight.text) - exitRss(one.text)) / exitRss(one.text), `RSS at exit ${exitRss(eight.text)} vs ${exitRss(one.text)}`).toBeLessThan(0.15);
     const w = await run('wasm', 8);
     expect(w.code, w.text).toBe(0);
     const steps = (r: { log: LogLine[] }): LogLine[] => r.log.filter((e) => e.loss !== undefined);
