@@ -228,7 +228,8 @@ const LCE_CHUNK_ELEMENTS = 2 ** 27;
  * logits, their logsumexp and loss, and with `grad` their gradient (softmax - onehot) / rows,
  * which goes straight into gx's rows and is accumulated into gw. With `lower` (autocast), values are
  * rounded to it where torch.autocast stores them: x and w (rounded copies), each chunk's logits and
- * their gradient, gx's rows, and gw once summed over every chunk (in float32 until then).
+ * their gradient (by the cross-entropy kernel as it reads and writes them, where the runner has
+ * it), gx's rows, and gw once summed over every chunk (in float32 until then).
  */
 export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStorage, t: GpuStorage, rows: number, cols: number, classes: number,
   grad: boolean, lower: 'float16' | 'bfloat16' | null): { loss: Storage; gx: Storage | null; gw: Storage | null } {
@@ -254,13 +255,17 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
   const view = (buf: DeviceBuffer, offset: number, ...dims: number[]): BufferArg => (offset === 0 ? arg(buf, ...dims) : { ...arg(buf, ...dims), offset });
   for (let r0 = 0; r0 < rows; r0 += rc) {
     const n = Math.min(rc, rows - r0);
-    const z = rounded(matmulView(be, { buf: xb, offset: r0 * cols }, { buf: wb, offset: undefined },
-      { batch: 1, m: n, n: classes, k: cols, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }), n * classes, true); // [n, classes]
+    const logits = matmulView(be, { buf: xb, offset: r0 * cols }, { buf: wb, offset: undefined },
+      { batch: 1, m: n, n: classes, k: cols, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }); // [n, classes]
     // lse and loss per row, and with gx the logits' gradient (softmax - onehot) / rows: in one
-    // launch that writes it over z where the runner has the kernel, else three gpu.js kernels
+    // launch that writes it over the logits where the runner has the kernel (rounding the logits
+    // as it reads them, and the gradient as it writes it), else three gpu.js kernels
     let g: DeviceBuffer | null = null;
-    if (be.runner.crossEntropyRows) {
-      be.runner.crossEntropyRows({ buf: z, offset: 0 }, { buf: t.buf, offset: r0 }, n, classes, { buf: lse, offset: r0 }, { buf: lossRows, offset: r0 }, gx ? 1 / rows : null);
+    const fusedRows = be.runner.crossEntropyRows !== undefined;
+    const z = fusedRows ? logits : rounded(logits, n * classes, true);
+    if (fusedRows) {
+      be.runner.crossEntropyRows!({ buf: z, offset: 0 }, { buf: t.buf, offset: r0 }, n, classes, { buf: lse, offset: r0 }, { buf: lossRows, offset: r0 },
+        gx ? 1 / rows : null, lower ?? 'none');
       if (gx) g = z;
     } else {
       const Z = arg(z, classes, n);
@@ -270,7 +275,7 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
       if (gx) g = be.run(FUSED_KERNELS.ceBack, [classes, n, 1], [Z, L, T, arg(inv, n)]);
     }
     if (gx && g) {
-      const gr = rounded(g, n * classes, g !== z); // [n, classes] (z itself is released below)
+      const gr = g === z && fusedRows ? g : rounded(g, n * classes, g !== z); // [n, classes] (z itself is released below)
       matmulView(be, { buf: gr, offset: undefined }, { buf: wb, offset: undefined },
         { batch: 1, m: n, n: cols, k: classes, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 }, { buf: gx, offset: r0 * cols });
       const part = matmulView(be, { buf: gr, offset: undefined }, { buf: xb, offset: r0 * cols },

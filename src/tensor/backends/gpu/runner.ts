@@ -68,6 +68,8 @@ export interface FlashArgs {
   q: AttnView; k: AttnView; v: AttnView; o?: AttnView; dO?: AttnView; g?: AttnView; g2?: AttnView;
 }
 export type FlashKernel = 'flashFwd' | 'flashBwdQ' | 'flashBwdKV';
+/** A half dtype's precision that float32 values are rounded to where autocast stores halves ('none': kept). */
+export type HalfRounding = 'none' | 'float16' | 'bfloat16';
 
 export interface Runner {
   readonly mode: 'cpu' | 'webgpu';
@@ -128,8 +130,9 @@ export interface Runner {
   /**
    * Cross-entropy rows in one launch (cross-entropy-wgsl.ts), where the runner has it: per row of
    * z [rows, cols] its logsumexp and loss; with gradScale, z overwritten by (softmax - onehot) * gradScale.
+   * With `round`, the logits are read, and the gradient written, rounded to that half dtype's precision.
    */
-  crossEntropyRows?(z: BufferView, targets: BufferView, rows: number, cols: number, lse: BufferView, loss: BufferView, gradScale: number | null): void;
+  crossEntropyRows?(z: BufferView, targets: BufferView, rows: number, cols: number, lse: BufferView, loss: BufferView, gradScale: number | null, round?: HalfRounding): void;
   /**
    * A faster matmul than the portable gpu.js kernel, where the runner has one; where wideMatmul(p),
    * an epilogue, and operands that are both packed halves (`halves`, bound whole) widened as loaded.

@@ -9,14 +9,14 @@
 
 import { DeviceLostError, type AdamWParams, type DeviceLossInfo } from '../../backend.js';
 import { CAST_CODES, packs, type KernelSpec } from './kernels.js';
-import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, KernelArg, MatmulDims, MatmulEpilogue, OperandView, Runner } from './runner.js';
+import type { AttnView, BufferView, DeviceBuffer, FlashArgs, FlashKernel, HalfRounding, KernelArg, MatmulDims, MatmulEpilogue, OperandView, Runner } from './runner.js';
 import type { GpuJsModule, ParamsLayout } from './gpujs.js';
 import type { OptionalFeature } from './device.js';
 import { LaunchProfiler, type KernelTime } from './profiler.js';
 import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, LAYERNORM_SUMS_WGSL, layerNormBwdWgsl } from './layernorm-wgsl.js';
 import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
 import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
-import { MATMUL_BIAS, MATMUL_ROW_SUMS, matmulWideHalfWgsl } from './wgsl.js';
+import { HALF_ROUNDING, MATMUL_BIAS, MATMUL_ROW_SUMS, matmulWideHalfWgsl } from './wgsl.js';
 import { TENSOR_TILE, tensorMatmulWgsl, type MatrixConfig } from './tensor-core-wgsl.js';
 import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, MATMUL_WIDE_TILE, MATMUL_WIDE_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
@@ -659,13 +659,15 @@ export class WebGpuRunner implements Runner {
    * row: lse and loss per row into their views; with `gradScale`, z is overwritten by its gradient
    * (softmax - onehot) * gradScale. Targets are exact integers in f32.
    */
-  crossEntropyRows(z: BufferView, targets: BufferView, rows: number, cols: number, lse: BufferView, loss: BufferView, gradScale: number | null): void {
+  crossEntropyRows(z: BufferView, targets: BufferView, rows: number, cols: number, lse: BufferView, loss: BufferView, gradScale: number | null,
+    round: HalfRounding = 'none'): void {
     if (rows * cols === 0) return;
     const k = this.wgslPipeline('crossEntropy');
     const groups = this.foldedGroups(rows);
     const params = new ArrayBuffer(CROSS_ENTROPY_PARAMS_BYTES);
     new Uint32Array(params, 0, 4).set([rows, cols, groups[0], gradScale === null ? 0 : 1]);
-    new Float32Array(params, 16, 4).set([gradScale ?? 0, 0, 0, 0]);
+    new Float32Array(params, 16, 1).set([gradScale ?? 0]);
+    new Uint32Array(params, 20, 1).set([HALF_ROUNDING[round]]);
     this.dispatch('crossEntropy (WGSL)', k.pipeline, k.layout, params, [this.binding('crossEntropy targets', targets.buf, targets.offset),
       this.outBinding('crossEntropy logits', z, rows * cols), this.outBinding('crossEntropy lse', lse, rows), this.outBinding('crossEntropy loss', loss, rows)],
     groups, { flops: 0, bytes: 4 * (rows * cols * (gradScale === null ? 1 : 3) + 3 * rows) });

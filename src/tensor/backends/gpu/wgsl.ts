@@ -7,6 +7,8 @@
 // met a GPU yet). The 64x64 kernel stages a 64x16 tile of A and a 16x64 tile of B in workgroup
 // memory, so every value read from global memory feeds 64 multiply-adds instead of one.
 
+import type { HalfRounding } from './runner.js';
+
 /** Uniform layout: 8 u32 (M, N, K, transA, transB, aBatchStride, bBatchStride, pad), both matmul kernels'. */
 export const MATMUL_PARAMS_BYTES = 32;
 /** The matmul kernels' uniform (the wide, 64x64 and tensor-core ones): MATMUL_PARAMS_BYTES of it. */
@@ -111,6 +113,51 @@ fn f16ToF32(h : u32) -> u32 {
   // subnormal m * 2^-24: normalise the mantissa (its leading 1 becomes the implicit bit)
   let lead = firstLeadingBit(m);                                      // 0..9
   return s | ((lead + 103u) << 23u) | (((m << (23u - lead)) & 0x7fffffu));
+}
+`;
+
+/** f32 bits to the nearest f16's / bf16's bits (ties to even), as dtype.ts rounds: integer operations, exact on every device. */
+const F32_TO_HALF_WGSL = /* wgsl */ `
+fn f32ToF16(x : u32) -> u32 {
+  let s = (x >> 16u) & 0x8000u;
+  let ex = (x >> 23u) & 0xffu;
+  let mant = x & 0x7fffffu;
+  if (ex == 0xffu) {                                                  // inf, NaN (quiet, top payload bits)
+    if (mant != 0u) { return s | 0x7c00u | 0x200u | (mant >> 13u); }
+    return s | 0x7c00u;
+  }
+  let e = i32(ex) - 112;                                              // rebias 127 -> 15
+  if (e >= 31) { return s | 0x7c00u; }                                // overflow -> inf
+  if (e <= 0) {                                                       // subnormal half, or zero
+    if (e < -10) { return s; }
+    let m = mant | 0x800000u;
+    let shift = u32(14 - e);
+    let half = 1u << (shift - 1u);
+    let rest = m & ((1u << shift) - 1u);
+    var out = m >> shift;
+    if (rest > half || (rest == half && (out & 1u) == 1u)) { out = out + 1u; }
+    return s | out;                                                   // a carry gives the smallest normal
+  }
+  var out = (u32(e) << 10u) | (mant >> 13u);
+  let rest = mant & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (out & 1u) == 1u)) { out = out + 1u; } // may carry up to inf
+  return s | out;
+}
+
+fn f32ToBf16(x : u32) -> u32 {
+  if ((x & 0x7f800000u) == 0x7f800000u && (x & 0x7fffffu) != 0u) { return (x >> 16u) | 0x40u; } // quiet NaN
+  return ((x + 0x7fffu + ((x >> 16u) & 1u)) >> 16u) & 0xffffu;
+}
+`;
+
+/** How a kernel rounds float32 values to a half dtype's precision (keeping them float32): none, float16, bfloat16. */
+export const HALF_ROUNDING: Record<HalfRounding, number> = { none: 0, float16: 1, bfloat16: 2 };
+/** roundedTo(x, to): x rounded to float16 (to = 1) or bfloat16 (2) precision, as a float32; to = 0 keeps x. */
+export const ROUND_TO_HALF_WGSL = /* wgsl */ `${F16_TO_F32_WGSL}${F32_TO_HALF_WGSL}
+fn roundedTo(x : f32, to : u32) -> f32 {
+  if (to == 1u) { return bitcast<f32>(f16ToF32(f32ToF16(bitcast<u32>(x)))); }
+  if (to == 2u) { return bitcast<f32>(f32ToBf16(bitcast<u32>(x)) << 16u); }
+  return x;
 }
 `;
 
@@ -280,37 +327,7 @@ struct P { n : u32, mode : u32, width : u32, pad : u32 }
 fn halfAt(i : u32) -> u32 { return (X[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu; }
 
 ${F16_TO_F32_WGSL}
-fn f32ToF16(x : u32) -> u32 {
-  let s = (x >> 16u) & 0x8000u;
-  let ex = (x >> 23u) & 0xffu;
-  let mant = x & 0x7fffffu;
-  if (ex == 0xffu) {                                                  // inf, NaN (quiet, top payload bits)
-    if (mant != 0u) { return s | 0x7c00u | 0x200u | (mant >> 13u); }
-    return s | 0x7c00u;
-  }
-  let e = i32(ex) - 112;                                              // rebias 127 -> 15
-  if (e >= 31) { return s | 0x7c00u; }                                // overflow -> inf
-  if (e <= 0) {                                                       // subnormal half, or zero
-    if (e < -10) { return s; }
-    let m = mant | 0x800000u;
-    let shift = u32(14 - e);
-    let half = 1u << (shift - 1u);
-    let rest = m & ((1u << shift) - 1u);
-    var out = m >> shift;
-    if (rest > half || (rest == half && (out & 1u) == 1u)) { out = out + 1u; }
-    return s | out;                                                   // a carry gives the smallest normal
-  }
-  var out = (u32(e) << 10u) | (mant >> 13u);
-  let rest = mant & 0x1fffu;
-  if (rest > 0x1000u || (rest == 0x1000u && (out & 1u) == 1u)) { out = out + 1u; } // may carry up to inf
-  return s | out;
-}
-
-fn f32ToBf16(x : u32) -> u32 {
-  if ((x & 0x7f800000u) == 0x7f800000u && (x & 0x7fffffu) != 0u) { return (x >> 16u) | 0x40u; } // quiet NaN
-  return ((x + 0x7fffu + ((x >> 16u) & 1u)) >> 16u) & 0xffffu;
-}
-
+${F32_TO_HALF_WGSL}
 /** Float32 bits of element i narrowed to a half pattern (modes 3, 4, 7). */
 fn narrow(i : u32) -> u32 {
   switch p.mode {
