@@ -94,7 +94,7 @@ describe('memory and errors', () => {
       Object.assign(r, {
         tensorMatmul: () => true,
         tensorCoresOff: () => { off++; },
-        matmulTensor: (a: DeviceBuffer, b: DeviceBuffer, q: MatmulDims) => (right ? r.matmul!({ buf: a }, { buf: b }, q, undefined, undefined, 'f16') : r.upload(new Float32Array(q.batch * q.m * q.n))),
+        matmulTensor: (a: OperandView, b: OperandView, q: MatmulDims) => (right ? r.matmul!(a, b, q, undefined, undefined, 'f16') : r.upload(new Float32Array(q.batch * q.m * q.n))),
       });
       const warn3 = vi.spyOn(console, 'warn').mockImplementation(() => {});
       await new GpuBackend(r, { name: `gpu-tensor-${right}` }).selfTest();
@@ -627,6 +627,24 @@ describe('fused linear cross-entropy (lm_head and loss without the logits)', () 
   it('under autocast rounds as torch.autocast (linear in the half type, float32 loss), over chunks too', async () => {
     await expectAutocastLinearCrossEntropy(gpu);
     await expectAutocastLinearCrossEntropy(target.smallBindings(1024));
+  });
+  it('under float16 autocast on tensor cores: its three products per chunk on the tensor-core matmul, on row views, rounding as torch.autocast', async (ctx) => {
+    // no adapter here has tensor cores: a stand-in takes matmulTensor's place, the half-widening
+    // 128x128 kernel on the same packed float16 views (the product each is, to float32 rounding)
+    const r = target.runner(64 * 64); // 64 rows of 64 classes a chunk: two chunks
+    if (!r.matmul || !r.crossEntropyRows) { ctx.skip(); return; } // (gpu.js's cpu mode has neither)
+    const calls: string[] = [];
+    Object.assign(r, {
+      tensorMatmul: (q: MatmulDims) => q.m % 32 === 0 && q.n % 32 === 0 && q.k % 16 === 0,
+      matmulTensor: (a: OperandView, b: OperandView, q: MatmulDims, into?: BufferView) => {
+        calls.push(`[${q.m}, ${q.n}, ${q.k}]${q.transA ? ' transA' : ''}${q.transB ? ' transB' : ''} at ${a.offset ?? 0}`);
+        return r.matmul!(a, b, q, into, undefined, 'f16');
+      },
+    });
+    await expectAutocastLinearCrossEntropy(new GpuBackend(r, { name: 'gpu-tensor-lce' }), 128, 32, 64, ['float16']);
+    // per chunk: the logits x w^T (x's rows from 32-bit word 64 * 32 / 2 on), g w into gx's rows, and g^T x
+    expect(calls).toEqual(['[64, 64, 32] transB at 0', '[64, 32, 64] at 0', '[64, 32, 64] transA at 0',
+      '[64, 64, 32] transB at 1024', '[64, 32, 64] at 0', '[64, 32, 64] transA at 0']);
   });
 });
 

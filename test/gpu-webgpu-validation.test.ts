@@ -135,6 +135,18 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
       });
       expect(errs, `config ${config.M}x${config.N}x${config.K}`).toEqual([]);
       expect(tc.workByKernel.get('matmul f16 tensor cores (WGSL)')?.launches).toBe(4);
+      // float16 linear cross-entropy: three tensor-core products per chunk, reading x's rows at a
+      // word offset and writing gx's (64 rows of 64 classes a binding: two chunks)
+      const small = new WebGpuRunner(await loadGpuJs(), runner.device, { features: runner.features, tensorCores: { config, subgroupMaxSize: 128 },
+        adapter: 'null', maxBindingElements: 64 * 64 });
+      const sb = new GpuBackend(small, { name: `gpu-null-tensor-lce-${config.M}` });
+      const lceErrs = await errorsOf(small, () => {
+        const t = sb.fromHost(Int32Array.from({ length: 128 }, (_, i) => i % 64), 'int32');
+        const r = sb.fused.linearCrossEntropy!(sb.full(128 * 32, 'float32', 0.5), sb.full(64 * 32, 'float32', 0.25), t, 128, 32, 64, true, 'float16');
+        expect(r?.gx?.dtype).toBe('float32');
+      });
+      expect(lceErrs, `linear cross-entropy, config ${config.M}x${config.N}x${config.K}`).toEqual([]);
+      expect(small.workByKernel.get('matmul f16 tensor cores (WGSL)')?.launches).toBe(6);
     }
   });
 });

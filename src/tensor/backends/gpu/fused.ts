@@ -247,7 +247,15 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
     if (owned) be.runner.release(buf);
     return out;
   };
-  const xb = rounded(x.buf, rows * cols, false), wb = rounded(w.buf, classes * cols, false);
+  // float16 on tensor cores where the device has them and every product tiles (tensor-core-wgsl.ts):
+  // x and w packed as halves (the values the rounded copies would hold), the products accumulated
+  // in float32, each chunk's gradient packed once the kernel has rounded it
+  const last = rows % rc || rc;
+  const onTensorCores = lower === 'float16' && be.runner.crossEntropyRows !== undefined && be.runner.matmulTensor !== undefined && cols % 2 === 0 &&
+    [rc, last].every((n) => [[n, classes, cols], [n, cols, classes], [classes, cols, n]].every(([m, nn, k]) =>
+      be.runner.tensorMatmul?.({ batch: 1, m: m!, n: nn!, k: k!, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 })));
+  const [xh, wh] = onTensorCores ? [be.castBuf(x.buf, rows * cols, CAST_CODES.f32ToF16), be.castBuf(w.buf, classes * cols, CAST_CODES.f32ToF16)] : [null, null];
+  const xb = onTensorCores ? x.buf : rounded(x.buf, rows * cols, false), wb = onTensorCores ? w.buf : rounded(w.buf, classes * cols, false);
   const lossRows = be.runner.alloc(rows), lse = be.runner.alloc(rows);
   const gx = grad ? be.runner.alloc(rows * cols) : null;
   let gw: DeviceBuffer | null = null;
@@ -255,8 +263,9 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
   const view = (buf: DeviceBuffer, offset: number, ...dims: number[]): BufferArg => (offset === 0 ? arg(buf, ...dims) : { ...arg(buf, ...dims), offset });
   for (let r0 = 0; r0 < rows; r0 += rc) {
     const n = Math.min(rc, rows - r0);
-    const logits = matmulView(be, { buf: xb, offset: r0 * cols }, { buf: wb, offset: undefined },
-      { batch: 1, m: n, n: classes, k: cols, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }); // [n, classes]
+    const dims = { batch: 1, m: n, n: classes, k: cols, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 };
+    const logits = xh && wh ? be.runner.matmulTensor!({ buf: xh, offset: (r0 * cols) / 2 }, { buf: wh }, dims)
+      : matmulView(be, { buf: xb, offset: r0 * cols }, { buf: wb, offset: undefined }, dims); // [n, classes]
     // lse and loss per row, and with gx the logits' gradient (softmax - onehot) / rows: in one
     // launch that writes it over the logits where the runner has the kernel (rounding the logits
     // as it reads them, and the gradient as it writes it), else three gpu.js kernels
@@ -274,7 +283,15 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
       be.run(FUSED_KERNELS.ceLoss, [n], [Z, L, T], { buf: lossRows, offset: r0 });
       if (gx) g = be.run(FUSED_KERNELS.ceBack, [classes, n, 1], [Z, L, T, arg(inv, n)]);
     }
-    if (gx && g) {
+    if (gx && g && xh && wh) {
+      const gh = be.castBuf(g, n * classes, CAST_CODES.f32ToF16); // exact: the kernel wrote float16 values
+      be.runner.matmulTensor!({ buf: gh }, { buf: wh }, { batch: 1, m: n, n: cols, k: classes, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 },
+        { buf: gx, offset: r0 * cols });
+      const part = be.runner.matmulTensor!({ buf: gh }, { buf: xh, offset: (r0 * cols) / 2 },
+        { batch: 1, m: classes, n: cols, k: n, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }); // g^T x: [classes, cols]
+      be.runner.release(gh);
+      if (gw) { gw = updateBuffer(be, 'add', gw, part, classes * cols); be.runner.release(part); } else gw = part;
+    } else if (gx && g) {
       const gr = g === z && fusedRows ? g : rounded(g, n * classes, g !== z); // [n, classes] (z itself is released below)
       matmulView(be, { buf: gr, offset: undefined }, { buf: wb, offset: undefined },
         { batch: 1, m: n, n: cols, k: classes, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 }, { buf: gx, offset: r0 * cols });
@@ -288,6 +305,7 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
   const total = be.reduceBuf('sum', lossRows, 1, rows, 1);
   const loss = be.run(KERNELS.binary1, [1], [arg(total, 1), arg(inv, 1), 1, 1, BINARY_CODES.mul]);
   for (const b of [lossRows, lse, total, inv]) be.runner.release(b);
+  for (const b of [xh, wh]) if (b) be.runner.release(b);
   if (xb !== x.buf) be.runner.release(xb);
   if (wb !== w.buf) be.runner.release(wb);
   return { loss: be.wrap(loss, 1, 'float32'), gx: gx && be.wrap(rounded(gx, rows * cols, true), rows * cols, 'float32'),

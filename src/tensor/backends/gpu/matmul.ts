@@ -84,7 +84,7 @@ export function halfMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulP
   if (sa!.dtype !== sb!.dtype || !wideWhole(be, p, 2)) return null;
   // float16 on tensor cores where the device has them and the shape tiles (tensor-core-wgsl.ts)
   if (sa!.dtype === 'float16' && be.runner.matmulTensor && be.runner.tensorMatmul?.(p)) {
-    return be.wrap(be.runner.matmulTensor(sa!.buf, sb!.buf, p), batch * m * n, 'float32');
+    return be.wrap(be.runner.matmulTensor({ buf: sa!.buf }, { buf: sb!.buf }, p), batch * m * n, 'float32');
   }
   const out = be.runner.matmul!({ buf: sa!.buf, offset: undefined }, { buf: sb!.buf, offset: undefined }, p, undefined, undefined, sa!.dtype === 'bfloat16' ? 'bf16' : 'f16');
   return be.wrap(out, batch * m * n, 'float32');

@@ -135,13 +135,13 @@ export interface Runner {
   crossEntropyRows?(z: BufferView, targets: BufferView, rows: number, cols: number, lse: BufferView, loss: BufferView, gradScale: number | null, round?: HalfRounding): void;
   /**
    * A faster matmul than the portable gpu.js kernel, where the runner has one; where wideMatmul(p),
-   * an epilogue, and operands that are both packed halves (`halves`, bound whole) widened as loaded.
+   * an epilogue, and operands that are both packed halves (`halves`; view offsets in 32-bit words) widened as loaded.
    */
   matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: MatmulEpilogue, halves?: 'bf16' | 'f16'): DeviceBuffer;
   /** Whether matmul takes an epilogue for this product (the 128x128 kernel's layouts). */
   wideMatmul?(p: MatmulDims): boolean;
-  /** float16 operands (packed, bound whole) on tensor cores, float32 out, where tensorMatmul(p). */
-  matmulTensor?(a: DeviceBuffer, b: DeviceBuffer, p: MatmulDims): DeviceBuffer;
+  /** float16 operands (packed; view offsets in 32-bit words) on tensor cores, float32 out (new, or into a view), where tensorMatmul(p). */
+  matmulTensor?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer;
   /** Whether matmulTensor takes this product (the device has tensor cores, and the shape tiles). */
   tensorMatmul?(p: MatmulDims): boolean;
   /** Stop using tensor cores (they failed the self-test). */

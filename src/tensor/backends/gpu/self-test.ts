@@ -90,7 +90,7 @@ export async function selfTest(be: SelfTested): Promise<void> {
         want[(t * 64 + i) * 32 + j] = acc;
       }
       const ha = be.cast(be.fromHost(A, 'float32'), 'float16'), hb = be.cast(be.fromHost(B, 'float32'), 'float16');
-      const got = await be.read(be.wrap(tc.matmulTensor((ha as GpuStorage).buf, (hb as GpuStorage).buf, p), want.length, 'float32'));
+      const got = await be.read(be.wrap(tc.matmulTensor({ buf: (ha as GpuStorage).buf }, { buf: (hb as GpuStorage).buf }, p), want.length, 'float32'));
       let worst = 0;
       for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
       if (!(worst <= 1e-6)) tensorBad.push(`tensor-core matmul transA=${transA} transB=${transB}: worst error ${worst}`);

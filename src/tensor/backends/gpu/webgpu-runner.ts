@@ -838,7 +838,6 @@ export class WebGpuRunner implements Runner {
     const { batch, m, n, k } = p;
     const wide = this.wideMatmul(p);
     if ((epilogue || halves) && !wide) throw new Error(`gpu backend: a matmul epilogue (bias, row sums) or half operands need the 128x128 kernel's layout (contiguous dims and N multiples of 4), got [${batch}, ${m}, ${n}, ${k}]`);
-    if (halves && (a.offset !== undefined || b.offset !== undefined)) throw new Error('gpu backend: half matmul operands are bound whole');
     if (epilogue?.rowSums && (!p.transA || batch !== 1)) throw new Error('gpu backend: matmul row sums are of op(A) = A^T (a weight gradient G^T X), one matrix');
     const mm = halves ? this.pipelineOf(`matmulWide ${halves}`, matmulWideHalfWgsl(halves), HAND_KERNELS.matmulWide.bindings) : this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
     const tile = wide ? MATMUL_WIDE_TILE : MATMUL_TILE;
@@ -866,14 +865,15 @@ export class WebGpuRunner implements Runner {
   }
 
   /**
-   * op(A) @ op(B) on tensor cores (tensor-core-wgsl.ts): A and B packed float16, bound whole, C
-   * float32. Where tensorMatmul(p) says the product's shape fits the kernel.
+   * op(A) @ op(B) on tensor cores (tensor-core-wgsl.ts): A and B packed float16 (views: offsets in
+   * 32-bit words), C float32, new or written into a view. Where tensorMatmul(p) says the product's
+   * shape fits the kernel.
    */
-  matmulTensor(a: DeviceBuffer, b: DeviceBuffer, p: MatmulDims): DeviceBuffer {
+  matmulTensor(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer {
     if (!this.tensorMatmul(p)) throw new Error(`gpu backend: a tensor-core matmul needs tensor cores and M, N multiples of ${TENSOR_TILE}, K of the device's K; got [${p.batch}, ${p.m}, ${p.n}, ${p.k}]`);
     const { batch, m, n, k } = p;
     const total = batch * m * n;
-    const out = this.alloc(total);
+    const out = into ? into.buf : this.alloc(total);
     this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, total);
     const groups: [number, number, number] = [n / TENSOR_TILE, m / TENSOR_TILE, batch];
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
@@ -882,8 +882,9 @@ export class WebGpuRunner implements Runner {
     params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, 0]);
     const k2 = this.tensorPipeline(p.transA, p.transB);
     const aLen = (p.aBatchStride ? batch : 1) * m * k, bLen = (p.bBatchStride ? batch : 1) * k * n;
-    this.dispatch('matmul f16 tensor cores (WGSL)', k2.pipeline, k2.layout, params.buffer, [this.binding('matmul A', a), this.binding('matmul B', b),
-      { buffer: (out as GpuBuf).buffer }], groups, { flops: 2 * total * k, bytes: 2 * (aLen + bLen) + 4 * total });
+    const res = into ? this.outBinding('matmul output', into, total) : { buffer: (out as GpuBuf).buffer };
+    this.dispatch('matmul f16 tensor cores (WGSL)', k2.pipeline, k2.layout, params.buffer, [this.binding('matmul A', a.buf, a.offset), this.binding('matmul B', b.buf, b.offset),
+      res], groups, { flops: 2 * total * k, bytes: 2 * (aLen + bLen) + 4 * total });
     return out;
   }
 
