@@ -12,7 +12,7 @@ import type { BufferView, DeviceBuffer, MatmulDims, OperandView, Runner } from '
 import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import { convertHost, type HostArray } from '../src/tensor/dtype.js';
 import { sizeOf, stridesOf } from '../src/tensor/shape.js';
-import { F, tensor, type Tensor } from '../src/index.js';
+import { F, autocast, tensor, type Tensor } from '../src/index.js';
 import { Generator } from '../src/tensor/random.js';
 import { gpuTargets } from './helpers/webgpu.js';
 import { expectAutocastLinearCrossEntropy } from './helpers/lce-autocast.js';
@@ -595,6 +595,46 @@ describe('packed causal self-attention (flash on WebGPU) against the composite o
   });
 });
 
+/**
+ * No adapter here has tensor cores: a stand-in takes the tensor-core matmul's place on runner r,
+ * the half-widening 128x128 kernel on the same packed float16 views (the same product, to float32
+ * rounding), where the shape tiles as the real kernel's (16x16x16). Returns the products it ran.
+ */
+function tensorStandIn(r: Runner): string[] {
+  const calls: string[] = [];
+  Object.assign(r, {
+    tensorMatmul: (q: MatmulDims) => q.m % 32 === 0 && q.n % 32 === 0 && q.k % 16 === 0,
+    matmulTensor: (a: OperandView, b: OperandView, q: MatmulDims, into?: BufferView) => {
+      calls.push(`[${q.m}, ${q.n}, ${q.k}]${q.transA ? ' transA' : ''}${q.transB ? ' transB' : ''} at ${a.offset ?? 0}`);
+      return r.matmul!(a, b, q, into, undefined, 'f16');
+    },
+  });
+  return calls;
+}
+
+describe('a float16 linear layer on tensor cores', () => {
+  it("its bias gradient is ones^T G on the tensor-core matmul, as the js backend's widen-and-sum", async (ctx) => {
+    const r = target.runner();
+    if (!r.matmul) { ctx.skip(); return; } // (gpu.js's cpu mode has no WGSL matmul)
+    const calls = tensorStandIn(r);
+    const run = async (be: Backend): Promise<number[][]> => {
+      // multiples of 1/8: every product and sum here is exact, in any order
+      const vals = (n: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => (((i * seed) % 13) - 6) / 8);
+      const x = tensor(vals(64 * 32, 5), { shape: [64, 32], backend: be, requiresGrad: true });
+      const w = tensor(vals(96 * 32, 7), { shape: [96, 32], backend: be, requiresGrad: true });
+      const b = tensor(vals(96, 3), { shape: [96], backend: be, requiresGrad: true });
+      const y = autocast('float16', () => F.linear(x, w, b));
+      expect(y.dtype).toBe('float16');
+      y.mul(tensor(vals(64 * 96, 11), { shape: [64, 96], backend: be })).sum().backward(); // (float32: the product promotes)
+      return Promise.all([b.grad!, w.grad!, x.grad!].map(async (t) => Array.from(await t.data())));
+    };
+    const want = await run(js);
+    const got = await run(new GpuBackend(r, { name: 'gpu-tensor-bias' }));
+    expect(calls).toContain('[32, 96, 64] at 0'); // ones [32, 64] @ G [64, 96]
+    expect(got).toEqual(want);
+  });
+});
+
 describe('fused linear cross-entropy (lm_head and loss without the logits)', () => {
   it('matches crossEntropy(linear) on the js backend, whole and over 64-row chunks', async () => {
     const rows = 150, cols = 6, classes = 11;
@@ -633,14 +673,7 @@ describe('fused linear cross-entropy (lm_head and loss without the logits)', () 
     // 128x128 kernel on the same packed float16 views (the product each is, to float32 rounding)
     const r = target.runner(64 * 64); // 64 rows of 64 classes a chunk: two chunks
     if (!r.matmul || !r.crossEntropyRows) { ctx.skip(); return; } // (gpu.js's cpu mode has neither)
-    const calls: string[] = [];
-    Object.assign(r, {
-      tensorMatmul: (q: MatmulDims) => q.m % 32 === 0 && q.n % 32 === 0 && q.k % 16 === 0,
-      matmulTensor: (a: OperandView, b: OperandView, q: MatmulDims, into?: BufferView) => {
-        calls.push(`[${q.m}, ${q.n}, ${q.k}]${q.transA ? ' transA' : ''}${q.transB ? ' transB' : ''} at ${a.offset ?? 0}`);
-        return r.matmul!(a, b, q, into, undefined, 'f16');
-      },
-    });
+    const calls = tensorStandIn(r);
     await expectAutocastLinearCrossEntropy(new GpuBackend(r, { name: 'gpu-tensor-lce' }), 128, 32, 64, ['float16']);
     // per chunk: the logits x w^T (x's rows from 32-bit word 64 * 32 / 2 on), g w into gx's rows, and g^T x
     expect(calls).toEqual(['[64, 64, 32] transB at 0', '[64, 32, 64] at 0', '[64, 32, 64] transA at 0',

@@ -144,9 +144,11 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
         const t = sb.fromHost(Int32Array.from({ length: 128 }, (_, i) => i % 64), 'int32');
         const r = sb.fused.linearCrossEntropy!(sb.full(128 * 32, 'float32', 0.5), sb.full(64 * 32, 'float32', 0.25), t, 128, 32, 64, true, 'float16');
         expect(r?.gx?.dtype).toBe('float32');
+        // and a float16 bias gradient: ones [32, 64] @ G [64, 32]
+        expect(sb.fused.columnSums!(sb.cast(sb.full(64 * 32, 'float32', 1), 'float16'), 64, 32)?.dtype).toBe('float32');
       });
-      expect(lceErrs, `linear cross-entropy, config ${config.M}x${config.N}x${config.K}`).toEqual([]);
-      expect(small.workByKernel.get('matmul f16 tensor cores (WGSL)')?.launches).toBe(6);
+      expect(lceErrs, `linear cross-entropy and column sums, config ${config.M}x${config.N}x${config.K}`).toEqual([]);
+      expect(small.workByKernel.get('matmul f16 tensor cores (WGSL)')?.launches).toBe(7);
     }
   });
 });

@@ -74,6 +74,11 @@ export interface FusedKernels {
    * product's layout has no such kernel.
    */
   matmulRowSums?(a: Storage, b: Storage, p: MatmulParams): { out: Storage; rowSums: Storage } | null;
+  /**
+   * The sums over the rows of x [rows, cols] (its column sums: a linear layer's bias gradient),
+   * float32 [cols], where the backend has a faster way than its reduce for x's dtype; else null.
+   */
+  columnSums?(x: Storage, rows: number, cols: number): Storage | null;
   /** GELU's (tanh approximation) backward, g * gelu'(x), in one kernel. */
   geluBackward?(x: Storage, g: Storage): Storage;
   /** Row softmax over the last dim of [rows, cols]. */
@@ -133,8 +138,8 @@ export interface FusedKernels {
   scaleInPlace?(xs: Storage[], factor: Storage): void;
 }
 
-/** The fused kernels a CPU backend provides: all but the GPU-only ones (packed attention, matmul epilogues, GELU's backward: the composites are as fast there). */
-export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulRowSums' | 'geluBackward'>>;
+/** The fused kernels a CPU backend provides: all but the GPU-only ones (packed attention, matmul epilogues, GELU's backward, half column sums: the composites are as fast there). */
+export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulRowSums' | 'geluBackward' | 'columnSums'>>;
 
 /** Why a backend's device went away: the WebGPU `GPUDeviceLostInfo` (reason 'destroyed' or 'unknown'). */
 export interface DeviceLossInfo {

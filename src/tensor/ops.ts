@@ -363,6 +363,13 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
         gb = transB ? matmulT(g, a, true, transA) : matmulT(a, g, !transA, false);
       }
     }
+    if (biasNeedsGrad && !gBias && isHalf(g.dtype)) {
+      // a half gradient's column sums where the backend has a faster way than backward()'s
+      // widen-and-reduce (a GPU: on tensor cores), rounded once to the bias's dtype
+      const g2 = reshape(g, [-1, n]);
+      const sums = a.backend.fused.columnSums?.(g2.storage, g2.shape[0]!, n) ?? null;
+      if (sums) gBias = new Tensor(narrowed(bias!, sums, bias!.dtype), [n], a.backend);
+    }
     return [ga, gb, gBias ?? g]; // the bias's gradient: g, summed over the rows by backward() (unless summed above)
   });
 }

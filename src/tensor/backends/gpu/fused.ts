@@ -124,6 +124,7 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       });
       return be.wrap(g, rows * cols, 'float32');
     },
+    columnSums: (x, rows, cols) => columnSums(be, x, rows, cols),
     linearCrossEntropy: (x, w, targets, rows, cols, classes, grad, lower) => {
       const op = 'linearCrossEntropy';
       const [t] = be.check(op, targets);
@@ -221,6 +222,33 @@ function aliased(be: GpuKernelHost, bufs: readonly DeviceBuffer[]): boolean {
  * chunk would save launches (5 a chunk) for memory.
  */
 const LCE_CHUNK_ELEMENTS = 2 ** 27;
+
+/** Packed float16 ones [ONES_ROWS, rows] per row count, made once (1 MB for GPT-2 at B=16). */
+const onesByRows = new WeakMap<GpuKernelHost, Map<number, DeviceBuffer>>();
+const ONES_ROWS = 32; // the tensor-core kernel's tile: its M
+
+/**
+ * The column sums of a float16 x [rows, cols] on tensor cores, as the first row of ones x: 32
+ * times the flops of the sums (a 2 * 32 * rows * cols product, 0.3 ms for all of GPT-2's biases
+ * at B=16), read once as halves, accumulated in float32, where a reduce would widen x first and
+ * walk each column on one thread. Null off float16 or where the product does not tile.
+ */
+function columnSums(be: GpuKernelHost, x: Storage, rows: number, cols: number): Storage | null {
+  const [s] = be.check('columnSums', x);
+  const p = { batch: 1, m: ONES_ROWS, n: cols, k: rows, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 };
+  if (s!.dtype !== 'float16' || !be.runner.matmulTensor || !be.runner.tensorMatmul?.(p) || rows * cols / 2 > be.runner.maxBindingElements) return null;
+  let cache = onesByRows.get(be);
+  if (!cache) onesByRows.set(be, cache = new Map());
+  let ones = cache.get(rows);
+  if (!ones) {
+    // (device buffers, not storages: no scope frees them)
+    const f = be.run(KERNELS.fill, [ONES_ROWS * rows], [1]);
+    ones = be.castBuf(f, ONES_ROWS * rows, CAST_CODES.f32ToF16);
+    be.runner.release(f);
+    cache.set(rows, ones);
+  }
+  return be.wrap(be.runner.matmulTensor({ buf: ones }, { buf: s!.buf }, p), cols, 'float32');
+}
 
 /**
  * The mean cross-entropy of x w^T over chunks of 64-aligned rows, so the [rows, classes] logits
