@@ -316,6 +316,28 @@ describe('reductions and matmul', () => {
     expect(f.matmulBias!(gpu.full(15, 'float32', 1), gpu.full(15, 'float32', 1), { ...fwd, m: 5, n: 3, k: 3 }, gpu.full(3, 'float32', 1))).toBeNull();
   });
 
+  it('half operands with a half result: the product and bias rounded to bfloat16 or float16 as stored, bit for bit the float32 result cast, every layout', async () => {
+    const f = gpu.fused;
+    if (gpu.runner.mode !== 'webgpu') { expect(f.matmulHalf?.(gpu.full(16, 'float16', 1), gpu.full(16, 'float16', 1), { batch: 1, m: 4, n: 4, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, null) ?? null).toBeNull(); return; }
+    // multiples of 1/8 (exact in both half types; every product and sum exact in float32), so the
+    // one rounding is the only difference from the float64 product; 132 outputs: a partial column tile
+    const vals = (n: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => (((i * seed) % 13) - 6) / 8);
+    const [m, n, k] = [36, 132, 20];
+    for (const dtype of ['bfloat16', 'float16'] as const) for (const transA of [false, true]) for (const transB of [false, true]) {
+      const p = { batch: 2, m, n, k, transA, transB, aBatchStride: m * k, bBatchStride: 0 };
+      const A = vals(2 * m * k, 3), B = vals(k * n, 5), bias = vals(n, 7);
+      const half = (d: Float32Array): Storage => gpu.cast(gpu.fromHost(d.slice(), 'float32'), dtype);
+      const launches = launchesOf(`matmul128 ${dtype === 'bfloat16' ? 'bf16' : 'f16'} out (WGSL)`);
+      for (const withBias of [false, true]) {
+        const y = f.matmulHalf!(half(A), half(B), p, withBias ? half(bias) : null);
+        expect(y?.dtype).toBe(dtype);
+        const want = convertHost(Float32Array.from(matmul64(A, B, p), (v, i) => v + (withBias ? bias[i % n]! : 0)), 'float32', dtype);
+        expect(Array.from(await read(y!)), `${dtype} bits, transA=${transA} transB=${transB} bias=${withBias}`).toEqual(Array.from(want));
+      }
+      expect(launchesOf(`matmul128 ${dtype === 'bfloat16' ? 'bf16' : 'f16'} out (WGSL)`) - launches, 'one launch each').toBe(2);
+    }
+  });
+
   it('a Linear layer on the GPU (bias in the epilogue, its gradient from the weight gradient pass) matches the js backend', async () => {
     const rows = 70, fin = 12, fout = 20;
     const x = rand(rows * fin, 55), w = rand(fout * fin, 56), bias = rand(fout, 57), up = rand(rows * fout, 58);

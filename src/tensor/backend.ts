@@ -69,6 +69,12 @@ export interface FusedKernels {
    */
   matmulBias?(a: Storage, b: Storage, p: MatmulParams, bias: Storage): Storage | null;
   /**
+   * op(a) @ op(b) (+ bias [n]) of two half operands of one dtype (the bias of it too), rounded to
+   * that dtype once, from one kernel: an autocast linear layer. Null where the backend has no such
+   * kernel for this product (the op then adds the bias and casts after the float32 product).
+   */
+  matmulHalf?(a: Storage, b: Storage, p: MatmulParams, bias: Storage | null): Storage | null;
+  /**
    * op(a) @ op(b) and the sums of op(a)'s rows [m], from one kernel: with op(a) = G^T a linear
    * layer's weight gradient G^T X and its bias gradient (G's column sums). Null where this
    * product's layout has no such kernel.
@@ -139,7 +145,7 @@ export interface FusedKernels {
 }
 
 /** The fused kernels a CPU backend provides: all but the GPU-only ones (packed attention, matmul epilogues, GELU's backward, half column sums: the composites are as fast there). */
-export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulRowSums' | 'geluBackward' | 'columnSums'>>;
+export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulHalf' | 'matmulRowSums' | 'geluBackward' | 'columnSums'>>;
 
 /** Why a backend's device went away: the WebGPU `GPUDeviceLostInfo` (reason 'destroyed' or 'unknown'). */
 export interface DeviceLossInfo {

@@ -324,12 +324,15 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
   }
   const outShape = [...batchShape, m, n];
   const params = { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride };
+  // half operands (autocast): the product, bias and rounding to their type in one kernel where the backend has it
+  const half = isHalf(a.dtype) && (!bias || (bias.ndim === 1 && bias.shape[0] === n && bias.dtype === a.dtype))
+    ? a.backend.fused.matmulHalf?.(sa.storage, sb.storage, params, bias?.storage ?? null) ?? null : null;
   // a linear layer's bias in the product's epilogue where the backend has it (a GPU: one launch, not two)
-  const fusedBias = bias && bias.ndim === 1 && bias.shape[0] === n && [a, b, bias].every((t) => t.dtype === 'float32')
+  const fusedBias = !half && bias && bias.ndim === 1 && bias.shape[0] === n && [a, b, bias].every((t) => t.dtype === 'float32')
     ? a.backend.fused.matmulBias?.(sa.storage, sb.storage, params, bias.storage) ?? null : null;
   // half operands go to the kernel as they are (float32 out): a backend widens them where it reads them
-  let s = fusedBias ?? a.backend.matmul(sa.storage, sb.storage, params);
-  if (bias && !fusedBias) {
+  let s = half ?? fusedBias ?? a.backend.matmul(sa.storage, sb.storage, params);
+  if (bias && !fusedBias && !half) {
     broadcastShapes('matmul (bias)', bias.shape, outShape);
     const bs = computeStorage(bias);
     const withBias = a.backend.binary('add', s, outShape, bs, bias.shape, outShape);

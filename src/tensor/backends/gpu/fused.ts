@@ -6,7 +6,7 @@ import type { AdamWParams, FusedKernels, MatmulParams, Storage } from '../../bac
 import type { GpuKernelHost } from './kernel-host.js';
 import { BINARY_CODES, CAST_CODES, KERNELS, MODES } from './kernels.js';
 import { FUSED_KERNELS } from './fused-kernels.js';
-import { matmulView, wideWhole } from './matmul.js';
+import { halfOutMatmul, matmulView, wideWhole } from './matmul.js';
 import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs } from './runner.js';
 import { FLASH_HEAD_MAX } from './flash-wgsl.js';
 import { LAYERNORM_MAX_COLS } from './layernorm-wgsl.js';
@@ -31,6 +31,7 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       const out = epilogueMatmul('matmulBias', a, b, p, { bias: f32('matmulBias', bias).buf });
       return out && be.wrap(out, p.batch * p.m * p.n, 'float32');
     },
+    matmulHalf: (a, b, p, bias) => halfOutMatmul(be, a, b, p, bias),
     matmulRowSums: (a, b, p) => {
       if (!p.transA || p.batch !== 1) return null;
       const rowSums = be.runner.alloc(p.m);

@@ -90,6 +90,24 @@ export function halfMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulP
   return be.wrap(out, batch * m * n, 'float32');
 }
 
+/**
+ * Two packed half operands of one dtype, and a bias of it or none, into the wide kernel with the
+ * result rounded to that dtype as it is stored: an autocast linear layer's product, bias and
+ * narrowing in one launch (the op would add the bias and cast after the product). Null where that
+ * kernel does not take the product, and for float16 on tensor cores (faster, float32 out).
+ */
+export function halfOutMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulParams, bias: Storage | null): Storage | null {
+  const [sa, sb] = be.check('matmul', a, b);
+  const dtype = sa!.dtype;
+  if (dtype !== sb!.dtype || (dtype !== 'float16' && dtype !== 'bfloat16') || !wideWhole(be, p, 2)) return null;
+  const sbias = bias ? be.check('matmul', bias)[0]! : null;
+  if (sbias && (sbias.dtype !== dtype || sbias.size !== p.n)) return null;
+  if (dtype === 'float16' && be.runner.matmulTensor && be.runner.tensorMatmul?.(p)) return null;
+  const out = be.runner.matmul!({ buf: sa!.buf }, { buf: sb!.buf }, p, undefined, { halfOut: true, ...(sbias ? { bias: sbias.buf } : {}) },
+    dtype === 'bfloat16' ? 'bf16' : 'f16');
+  return be.wrap(out, p.batch * p.m * p.n, dtype);
+}
+
 /** One matmul on (possibly offset) views: the runner's fast kernel, or the portable one. */
 export function matmulView(be: GpuKernelHost, a: { buf: DeviceBuffer; offset: number | undefined }, b: { buf: DeviceBuffer; offset: number | undefined },
   p: MatmulParams, into?: { buf: DeviceBuffer; offset: number }): DeviceBuffer {

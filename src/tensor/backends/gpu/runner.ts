@@ -56,6 +56,8 @@ export interface MatmulDims {
 export interface MatmulEpilogue {
   readonly bias?: DeviceBuffer;
   readonly rowSums?: DeviceBuffer;
+  /** With half operands: the result (and the bias) of their type, rounded as stored (packed, two a word). */
+  readonly halfOut?: boolean;
 }
 
 /** Where a flash-attention operand's element (z = b*nh + h, row i, d) is: off + b*sB + h*sH + i*sT + d. */

@@ -265,7 +265,8 @@ export class WebGpuRunner implements Runner {
     }
     const variants: [string, () => HandKernel][] = [
       ...(Object.keys(HAND_KERNELS) as HandKernelName[]).map((name): [string, () => HandKernel] => [name, () => this.wgslPipeline(name)]),
-      ...(['bf16', 'f16'] as const).map((h): [string, () => HandKernel] => [`matmulWide ${h}`, () => this.pipelineOf(`matmulWide ${h}`, matmulWideHalfWgsl(h), HAND_KERNELS.matmulWide.bindings)]),
+      ...(['bf16', 'f16'] as const).flatMap((h) => [false, true].map((o): [string, () => HandKernel] =>
+        [`matmulWide ${h}${o ? ' out' : ''}`, () => this.pipelineOf(`matmulWide ${h}${o ? ' out' : ''}`, matmulWideHalfWgsl(h, o), HAND_KERNELS.matmulWide.bindings)])),
       ...(this.tensorCores ? [[false, false], [false, true], [true, false], [true, true]].map(([ta, tb]): [string, () => HandKernel] =>
         [`tensor matmul ${ta}${tb}`, () => this.tensorPipeline(ta!, tb!)]) : []),
     ];
@@ -839,18 +840,21 @@ export class WebGpuRunner implements Runner {
     const wide = this.wideMatmul(p);
     if ((epilogue || halves) && !wide) throw new Error(`gpu backend: a matmul epilogue (bias, row sums) or half operands need the 128x128 kernel's layout (contiguous dims and N multiples of 4), got [${batch}, ${m}, ${n}, ${k}]`);
     if (epilogue?.rowSums && (!p.transA || batch !== 1)) throw new Error('gpu backend: matmul row sums are of op(A) = A^T (a weight gradient G^T X), one matrix');
-    const mm = halves ? this.pipelineOf(`matmulWide ${halves}`, matmulWideHalfWgsl(halves), HAND_KERNELS.matmulWide.bindings) : this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
+    const halfOut = epilogue?.halfOut === true;
+    if (halfOut && !halves) throw new Error('gpu backend: a half matmul output needs half operands (of its type)');
+    const variant = `matmulWide ${halves}${halfOut ? ' out' : ''}`;
+    const mm = halves ? this.pipelineOf(variant, matmulWideHalfWgsl(halves!, halfOut), HAND_KERNELS.matmulWide.bindings) : this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
     const tile = wide ? MATMUL_WIDE_TILE : MATMUL_TILE;
-    const total = batch * m * n;
-    const out = into ? into.buf : this.alloc(total);
-    this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, total);
+    const total = batch * m * n, outWords = halfOut ? Math.ceil(total / 2) : total;
+    const out = into ? into.buf : this.alloc(outWords);
+    this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, outWords);
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
     const gx = Math.ceil(n / tile), gy = Math.ceil(m / tile);
     if (gx > maxG || gy > maxG || batch > maxG) throw new Error(`gpu backend: matmul [${batch}, ${m}, ${n}] needs more than ${maxG} workgroups along one axis`);
     const flags = (epilogue?.bias ? MATMUL_BIAS : 0) | (epilogue?.rowSums ? MATMUL_ROW_SUMS : 0);
     const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
     params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, flags]);
-    const res = into ? this.outBinding('matmul output', into, total) : { buffer: (out as GpuBuf).buffer };
+    const res = into ? this.outBinding('matmul output', into, outWords) : { buffer: (out as GpuBuf).buffer };
     const aLen = (p.aBatchStride ? batch : 1) * m * k, bLen = (p.bBatchStride ? batch : 1) * k * n;
     const bindings = [this.binding('matmul A', a.buf, a.offset), this.binding('matmul B', b.buf, b.offset), res];
     // the wide kernel's epilogue operands, or placeholders (a read and a write one: a buffer may not be both in a launch)
@@ -859,8 +863,8 @@ export class WebGpuRunner implements Runner {
         epilogue?.rowSums ? this.outBinding('matmul row sums', { buf: epilogue.rowSums, offset: 0 }, m) : { buffer: this.placeholder(1) });
     }
     const inBytes = halves ? 2 : 4;
-    this.dispatch(halves ? `matmul128 ${halves} (WGSL)` : wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, bindings, [gx, gy, batch],
-      { flops: 2 * total * k, bytes: inBytes * (aLen + bLen) + 4 * (total + (epilogue?.bias ? n : 0) + (epilogue?.rowSums ? m : 0)) });
+    this.dispatch(halves ? `matmul128 ${halves}${halfOut ? ' out' : ''} (WGSL)` : wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, bindings, [gx, gy, batch],
+      { flops: 2 * total * k, bytes: inBytes * (aLen + bLen) + (halfOut ? 2 : 4) * (total + (epilogue?.bias ? n : 0)) + 4 * (epilogue?.rowSums ? m : 0) });
     return out;
   }
 

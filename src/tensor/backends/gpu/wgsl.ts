@@ -287,7 +287,7 @@ ${wideStore}
  * autocast a linear's operands are both half: this saves the two cast launches before the product
  * and reads half the bytes. Accumulation and output stay float32.
  */
-export function matmulWideHalfWgsl(half: 'bf16' | 'f16'): string {
+export function matmulWideHalfWgsl(half: 'bf16' | 'f16', halfOut = false): string {
   const widen = half === 'bf16'
     ? 'fn widen(w : vec2<u32>) -> vec4<f32> { return bitcast<vec4<f32>>(vec4<u32>(w.x << 16u, w.x & 0xffff0000u, w.y << 16u, w.y & 0xffff0000u)); }'
     : `${F16_TO_F32_WGSL}
@@ -303,8 +303,24 @@ fn widen(w : vec2<u32>) -> vec4<f32> {
   code = swap(code, 'var<storage, read> B : array<vec4<f32>>;', 'var<storage, read> B : array<vec2<u32>>;');
   code = swap(code, 'return A[u32(i)];', 'return widen(A[u32(i)]);');
   code = swap(code, 'return B[u32(i)];', 'return widen(B[u32(i)]);');
+  if (!halfOut) return `${code}\n${widen}\n`;
+  // the result rounded to the operands' half type as it is stored (the bias, of that type too,
+  // added in float32 first): what the op would do with a cast launch after the product
+  code = swap(code, 'var<storage, read_write> C : array<vec4<f32>>;', 'var<storage, read_write> C : array<vec2<u32>>;');
+  code = swap(code, 'var<storage, read> Bias : array<vec4<f32>>;', 'var<storage, read> Bias : array<vec2<u32>>;');
+  code = swap(code, 'bias0 = Bias[c0 / 4u];', 'bias0 = widen(Bias[c0 / 4u]);');
+  code = swap(code, 'bias1 = Bias[c1 / 4u];', 'bias1 = widen(Bias[c1 / 4u]);');
+  const stores = code.match(/= acc\[\d+\] \+ bias[01];/g) ?? [];
+  if (stores.length !== 16) throw new Error(`matmulWideHalfWgsl: expected the float kernel's 16 stores, found ${stores.length}`);
+  code = code.replace(/= (acc\[\d+\] \+ bias[01]);/g, '= narrow4($1);');
+  const bits = half === 'bf16' ? 'f32ToBf16' : 'f32ToF16';
   return `${code}
 ${widen}
+${F32_TO_HALF_WGSL}
+fn narrow4(v : vec4<f32>) -> vec2<u32> {
+  let b = bitcast<vec4<u32>>(v);
+  return vec2<u32>(${bits}(b.x) | (${bits}(b.y) << 16u), ${bits}(b.z) | (${bits}(b.w) << 16u));
+}
 `;
 }
 
