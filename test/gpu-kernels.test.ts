@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import type { Backend, BinaryOp, MatmulParams, Storage, UnaryOp } from '../src/tensor/backend.js';
 import { JsBackend } from '../src/tensor/backends/js.js';
 import { GpuBackend, collapseBroadcast, collapseStrided } from '../src/tensor/backends/gpu/gpu-backend.js';
-import type { BufferView, DeviceBuffer, MatmulDims, OperandView, Runner } from '../src/tensor/backends/gpu/runner.js';
+import type { BufferView, DeviceBuffer, MatmulDims, MatmulEpilogue, OperandView, Runner } from '../src/tensor/backends/gpu/runner.js';
 import type { WebGpuRunner } from '../src/tensor/backends/gpu/webgpu-runner.js';
 import { convertHost, type HostArray } from '../src/tensor/dtype.js';
 import { sizeOf, stridesOf } from '../src/tensor/shape.js';
@@ -94,7 +94,8 @@ describe('memory and errors', () => {
       Object.assign(r, {
         tensorMatmul: () => true,
         tensorCoresOff: () => { off++; },
-        matmulTensor: (a: OperandView, b: OperandView, q: MatmulDims) => (right ? r.matmul!(a, b, q, undefined, undefined, 'f16') : r.upload(new Float32Array(q.batch * q.m * q.n))),
+        matmulTensor: (a: OperandView, b: OperandView, q: MatmulDims, into?: BufferView, epi?: MatmulEpilogue) =>
+          (right ? r.matmul!(a, b, q, into, epi, 'f16') : r.upload(new Float32Array(q.batch * q.m * q.n))),
       });
       const warn3 = vi.spyOn(console, 'warn').mockImplementation(() => {});
       await new GpuBackend(r, { name: `gpu-tensor-${right}` }).selfTest();
@@ -626,9 +627,9 @@ function tensorStandIn(r: Runner): string[] {
   const calls: string[] = [];
   Object.assign(r, {
     tensorMatmul: (q: MatmulDims) => q.m % 32 === 0 && q.n % 32 === 0 && q.k % 16 === 0,
-    matmulTensor: (a: OperandView, b: OperandView, q: MatmulDims, into?: BufferView) => {
-      calls.push(`[${q.m}, ${q.n}, ${q.k}]${q.transA ? ' transA' : ''}${q.transB ? ' transB' : ''} at ${a.offset ?? 0}`);
-      return r.matmul!(a, b, q, into, undefined, 'f16');
+    matmulTensor: (a: OperandView, b: OperandView, q: MatmulDims, into?: BufferView, epi?: MatmulEpilogue) => {
+      calls.push(`[${q.m}, ${q.n}, ${q.k}]${q.transA ? ' transA' : ''}${q.transB ? ' transB' : ''} at ${a.offset ?? 0}${epi?.halfOut ? ' f16 out' : ''}${epi?.bias ? ' bias' : ''}`);
+      return r.matmul!(a, b, q, into, epi, 'f16');
     },
   });
   return calls;
@@ -652,7 +653,8 @@ describe('a float16 linear layer on tensor cores', () => {
     };
     const want = await run(js);
     const got = await run(new GpuBackend(r, { name: 'gpu-tensor-bias' }));
-    expect(calls).toContain('[32, 96, 64] at 0'); // ones [32, 64] @ G [64, 96]
+    // the forward x W^T + b rounded to float16 in the product; the bias gradient ones [32, 64] @ G [64, 96]
+    expect(calls).toEqual(expect.arrayContaining(['[64, 96, 32] transB at 0 f16 out bias', '[32, 96, 64] at 0']));
     expect(got).toEqual(want);
   });
 });

@@ -129,12 +129,15 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
       const errs = await errorsOf(tc, () => {
         const h = be.cast(be.full(64 * 96, 'float32', 0.5), 'float16');
         for (const transA of [false, true]) for (const transB of [false, true]) {
-          const out = be.matmul(h, h, { batch: 2, m: 64, n: 32, k: 48, transA, transB, aBatchStride: 0, bBatchStride: 0 });
-          expect(out.dtype).toBe('float32');
+          const p = { batch: 2, m: 64, n: 32, k: 48, transA, transB, aBatchStride: 0, bBatchStride: 0 };
+          expect(be.matmul(h, h, p).dtype).toBe('float32');
+          // and a float16 result, with a float16 bias [32] and without
+          for (const bias of [null, be.cast(be.full(32, 'float32', 1), 'float16')]) expect(be.fused.matmulHalf!(h, h, p, bias)?.dtype).toBe('float16');
         }
       });
       expect(errs, `config ${config.M}x${config.N}x${config.K}`).toEqual([]);
       expect(tc.workByKernel.get('matmul f16 tensor cores (WGSL)')?.launches).toBe(4);
+      expect(tc.workByKernel.get('matmul f16 tensor cores f16 out (WGSL)')?.launches).toBe(8);
       // float16 linear cross-entropy: three tensor-core products per chunk, reading x's rows at a
       // word offset and writing gx's (64 rows of 64 classes a binding: two chunks)
       const small = new WebGpuRunner(await loadGpuJs(), runner.device, { features: runner.features, tensorCores: { config, subgroupMaxSize: 128 },

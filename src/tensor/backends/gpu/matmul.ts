@@ -91,10 +91,10 @@ export function halfMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulP
 }
 
 /**
- * Two packed half operands of one dtype, and a bias of it or none, into the wide kernel with the
- * result rounded to that dtype as it is stored: an autocast linear layer's product, bias and
- * narrowing in one launch (the op would add the bias and cast after the product). Null where that
- * kernel does not take the product, and for float16 on tensor cores (faster, float32 out).
+ * Two packed half operands of one dtype, and a bias of it or none, into one matmul that rounds
+ * the result to that dtype as it stores it: an autocast linear layer's product, bias and narrowing
+ * in one launch (the op would add the bias and cast after the product). float16 on tensor cores
+ * where the device has them and the shape tiles, else the wide kernel; null where neither takes it.
  */
 export function halfOutMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulParams, bias: Storage | null): Storage | null {
   const [sa, sb] = be.check('matmul', a, b);
@@ -102,9 +102,11 @@ export function halfOutMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: Matm
   if (dtype !== sb!.dtype || (dtype !== 'float16' && dtype !== 'bfloat16') || !wideWhole(be, p, 2)) return null;
   const sbias = bias ? be.check('matmul', bias)[0]! : null;
   if (sbias && (sbias.dtype !== dtype || sbias.size !== p.n)) return null;
-  if (dtype === 'float16' && be.runner.matmulTensor && be.runner.tensorMatmul?.(p)) return null;
-  const out = be.runner.matmul!({ buf: sa!.buf }, { buf: sb!.buf }, p, undefined, { halfOut: true, ...(sbias ? { bias: sbias.buf } : {}) },
-    dtype === 'bfloat16' ? 'bf16' : 'f16');
+  const epilogue = { halfOut: true, ...(sbias ? { bias: sbias.buf } : {}) };
+  // float16 on tensor cores where the device has them and the shape tiles (tensor-core-wgsl.ts)
+  const out = dtype === 'float16' && be.runner.matmulTensor && be.runner.tensorMatmul?.(p)
+    ? be.runner.matmulTensor({ buf: sa!.buf }, { buf: sb!.buf }, p, undefined, epilogue)
+    : be.runner.matmul!({ buf: sa!.buf }, { buf: sb!.buf }, p, undefined, epilogue, dtype === 'bfloat16' ? 'bf16' : 'f16');
   return be.wrap(out, p.batch * p.m * p.n, dtype);
 }
 

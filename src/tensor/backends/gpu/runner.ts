@@ -142,8 +142,11 @@ export interface Runner {
   matmul?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: MatmulEpilogue, halves?: 'bf16' | 'f16'): DeviceBuffer;
   /** Whether matmul takes an epilogue for this product (the 128x128 kernel's layouts). */
   wideMatmul?(p: MatmulDims): boolean;
-  /** float16 operands (packed; view offsets in 32-bit words) on tensor cores, float32 out (new, or into a view), where tensorMatmul(p). */
-  matmulTensor?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer;
+  /**
+   * float16 operands (packed; view offsets in 32-bit words) on tensor cores, float32 out (new, or
+   * into a view), or with `halfOut` float16 out (a float16 bias added first), where tensorMatmul(p).
+   */
+  matmulTensor?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: Pick<MatmulEpilogue, 'bias' | 'halfOut'>): DeviceBuffer;
   /** Whether matmulTensor takes this product (the device has tensor cores, and the shape tiles). */
   tensorMatmul?(p: MatmulDims): boolean;
   /** Stop using tensor cores (they failed the self-test). */

@@ -5,7 +5,7 @@
 import type { Backend, Storage } from '../../backend.js';
 import { JsBackend } from '../js.js';
 import type { DeviceBuffer, Runner } from './runner.js';
-import type { DType } from '../../dtype.js';
+import { convertHost, type DType } from '../../dtype.js';
 import type { GpuStorage } from './storage.js';
 
 /** The backend under test: any Backend, with the runner's fast matmul switchable and its buffers wrappable. */
@@ -94,6 +94,14 @@ export async function selfTest(be: SelfTested): Promise<void> {
       let worst = 0;
       for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
       if (!(worst <= 1e-6)) tensorBad.push(`tensor-core matmul transA=${transA} transB=${transB}: worst error ${worst}`);
+      // and with a float16 bias and result: each exact sum rounded to nearest even, as dtype.ts rounds
+      const bias = Float32Array.from({ length: 32 }, (_, j) => (j % 7) / 4);
+      const hbias = be.cast(be.fromHost(bias, 'float32'), 'float16');
+      const bits = await be.read(be.wrap(tc.matmulTensor({ buf: (ha as GpuStorage).buf }, { buf: (hb as GpuStorage).buf }, p, undefined,
+        { halfOut: true, bias: (hbias as GpuStorage).buf }), want.length, 'float16'));
+      const wantBits = convertHost(Float32Array.from(want, (v, i) => v + bias[i % 32]!), 'float32', 'float16');
+      const wrong = wantBits.findIndex((b, i) => bits[i] !== b);
+      if (wrong >= 0) tensorBad.push(`tensor-core matmul with a float16 result, transA=${transA} transB=${transB}: element ${wrong} has bits ${bits[wrong]}, not ${wantBits[wrong]}`);
     }
     if (tensorBad.length) {
       tc.tensorCoresOff?.();

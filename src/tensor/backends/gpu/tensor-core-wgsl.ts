@@ -9,7 +9,7 @@
 // 128x128 kernel (wgsl.ts) runs. Only Dawn's null adapter has compiled it here: the start-up
 // self-test checks it on the device before any training step uses it.
 
-import { MATMUL_UNIFORM } from './wgsl.js';
+import { MATMUL_UNIFORM, ROUND_TO_HALF_WGSL } from './wgsl.js';
 
 /** A subgroup matrix shape the device multiplies (f16 operands, f32 result). */
 export interface MatrixConfig { M: number; N: number; K: number }
@@ -17,7 +17,12 @@ export interface MatrixConfig { M: number; N: number; K: number }
 /** Rows and columns of C a workgroup computes. */
 export const TENSOR_TILE = 32;
 
-export function tensorMatmulWgsl(c: MatrixConfig, subgroupMaxSize: number, transA: boolean, transB: boolean): string {
+/**
+ * With `halfOut`, C is float16 packed two a word: the 32x32 block goes through workgroup memory,
+ * where each invocation adds the bias (float16 [N], where P.flags has MATMUL_BIAS) to two
+ * neighbours in float32 and stores them rounded to nearest even, as the cast kernel rounds.
+ */
+export function tensorMatmulWgsl(c: MatrixConfig, subgroupMaxSize: number, transA: boolean, transB: boolean, halfOut = false): string {
   const RI = TENSOR_TILE / c.M, RJ = TENSOR_TILE / c.N;
   if (!Number.isInteger(RI) || !Number.isInteger(RJ)) throw new Error(`tensor matmul: a ${c.M}x${c.N} config does not tile ${TENSOR_TILE}x${TENSOR_TILE}`);
   const ij = (f: (i: number, j: number) => string): string =>
@@ -31,13 +36,16 @@ enable chromium_experimental_subgroup_matrix;
 ${MATMUL_UNIFORM}
 @group(0) @binding(1) var<storage, read> A : array<f16>;
 @group(0) @binding(2) var<storage, read> B : array<f16>;
-@group(0) @binding(3) var<storage, read_write> C : array<f32>;
+@group(0) @binding(3) var<storage, read_write> C : array<${halfOut ? 'u32' : 'f32'}>;
+${halfOut ? `@group(0) @binding(4) var<storage, read> Bias : array<f16>;
+var<workgroup> Ct : array<f32, ${TENSOR_TILE * TENSOR_TILE}>;
+${ROUND_TO_HALF_WGSL}` : ''}
 alias Left = subgroup_matrix_left<f16, ${c.K}, ${c.M}>;
 alias Right = subgroup_matrix_right<f16, ${c.N}, ${c.K}>;
 alias Acc = subgroup_matrix_result<f32, ${c.N}, ${c.M}>;
 
 @compute @workgroup_size(${subgroupMaxSize}, 1, 1)
-fn main(@builtin(workgroup_id) wg : vec3<u32>) {
+fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_index) lid : u32) {
   let row0 = wg.y * ${TENSOR_TILE}u;
   let col0 = wg.x * ${TENSOR_TILE}u;
   let ao = wg.z * p.aStride;
@@ -49,7 +57,16 @@ ${Array.from({ length: RJ }, (_, j) => `    let b${j} = subgroupMatrixLoad<Right
 ${ij((i, j) => `    c${i}${j} = subgroupMatrixMultiplyAccumulate(a${i}, b${j}, c${i}${j});`)}
   }
   let co = wg.z * p.M * p.N;
-${ij((i, j) => `  subgroupMatrixStore(&C, co + (row0 + ${i * c.M}u) * p.N + col0 + ${j * c.N}u, c${i}${j}, false, p.N);`)}
+${halfOut ? `${ij((i, j) => `  subgroupMatrixStore(&Ct, ${i * c.M * TENSOR_TILE + j * c.N}u, c${i}${j}, false, ${TENSOR_TILE}u);`)}
+  workgroupBarrier();
+  for (var w = lid; w < ${(TENSOR_TILE * TENSOR_TILE) / 2}u; w += ${subgroupMaxSize}u) {
+    let r = w / ${TENSOR_TILE / 2}u;
+    let cc = 2u * (w % ${TENSOR_TILE / 2}u);
+    var v0 = Ct[r * ${TENSOR_TILE}u + cc];
+    var v1 = Ct[r * ${TENSOR_TILE}u + cc + 1u];
+    if ((p.flags & 1u) != 0u) { v0 += f32(Bias[col0 + cc]); v1 += f32(Bias[col0 + cc + 1u]); }
+    C[(co + (row0 + r) * p.N + col0 + cc) / 2u] = f32ToF16(bitcast<u32>(v0)) | (f32ToF16(bitcast<u32>(v1)) << 16u);
+  }` : ij((i, j) => `  subgroupMatrixStore(&C, co + (row0 + ${i * c.M}u) * p.N + col0 + ${j * c.N}u, c${i}${j}, false, p.N);`)}
 }
 `;
 }

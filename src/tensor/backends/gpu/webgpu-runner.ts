@@ -267,8 +267,8 @@ export class WebGpuRunner implements Runner {
       ...(Object.keys(HAND_KERNELS) as HandKernelName[]).map((name): [string, () => HandKernel] => [name, () => this.wgslPipeline(name)]),
       ...(['bf16', 'f16'] as const).flatMap((h) => [false, true].map((o): [string, () => HandKernel] =>
         [`matmulWide ${h}${o ? ' out' : ''}`, () => this.pipelineOf(`matmulWide ${h}${o ? ' out' : ''}`, matmulWideHalfWgsl(h, o), HAND_KERNELS.matmulWide.bindings)])),
-      ...(this.tensorCores ? [[false, false], [false, true], [true, false], [true, true]].map(([ta, tb]): [string, () => HandKernel] =>
-        [`tensor matmul ${ta}${tb}`, () => this.tensorPipeline(ta!, tb!)]) : []),
+      ...(this.tensorCores ? [[false, false], [false, true], [true, false], [true, true]].flatMap(([ta, tb]) => [false, true].map((o): [string, () => HandKernel] =>
+        [`tensor matmul ${ta}${tb}${o ? ' out' : ''}`, () => this.tensorPipeline(ta!, tb!, o)])) : []),
     ];
     for (const [name, build] of variants) {
       this.device.pushErrorScope('validation');
@@ -873,22 +873,26 @@ export class WebGpuRunner implements Runner {
    * 32-bit words), C float32, new or written into a view. Where tensorMatmul(p) says the product's
    * shape fits the kernel.
    */
-  matmulTensor(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView): DeviceBuffer {
+  matmulTensor(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: Pick<MatmulEpilogue, 'bias' | 'halfOut'>): DeviceBuffer {
     if (!this.tensorMatmul(p)) throw new Error(`gpu backend: a tensor-core matmul needs tensor cores and M, N multiples of ${TENSOR_TILE}, K of the device's K; got [${p.batch}, ${p.m}, ${p.n}, ${p.k}]`);
+    const halfOut = epilogue?.halfOut === true;
+    if (epilogue?.bias && !halfOut) throw new Error('gpu backend: the tensor-core matmul adds a bias only with a float16 result');
     const { batch, m, n, k } = p;
-    const total = batch * m * n;
-    const out = into ? into.buf : this.alloc(total);
-    this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, total);
+    const total = batch * m * n, outWords = halfOut ? total / 2 : total;
+    const out = into ? into.buf : this.alloc(outWords);
+    this.checkBinding(`matmul output [${batch}, ${m}, ${n}]`, outWords);
     const groups: [number, number, number] = [n / TENSOR_TILE, m / TENSOR_TILE, batch];
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (groups.some((g) => g > maxG)) throw new Error(`gpu backend: matmul [${batch}, ${m}, ${n}] needs more than ${maxG} workgroups along one axis`);
     const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
-    params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, 0]);
-    const k2 = this.tensorPipeline(p.transA, p.transB);
+    params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, epilogue?.bias ? MATMUL_BIAS : 0]);
+    const k2 = this.tensorPipeline(p.transA, p.transB, halfOut);
     const aLen = (p.aBatchStride ? batch : 1) * m * k, bLen = (p.bBatchStride ? batch : 1) * k * n;
-    const res = into ? this.outBinding('matmul output', into, total) : { buffer: (out as GpuBuf).buffer };
-    this.dispatch('matmul f16 tensor cores (WGSL)', k2.pipeline, k2.layout, params.buffer, [this.binding('matmul A', a.buf, a.offset), this.binding('matmul B', b.buf, b.offset),
-      res], groups, { flops: 2 * total * k, bytes: 2 * (aLen + bLen) + 4 * total });
+    const res = into ? this.outBinding('matmul output', into, outWords) : { buffer: (out as GpuBuf).buffer };
+    const bindings = [this.binding('matmul A', a.buf, a.offset), this.binding('matmul B', b.buf, b.offset), res];
+    if (halfOut) bindings.push(epilogue?.bias ? this.binding('matmul bias', epilogue.bias) : { buffer: this.placeholder(0) });
+    this.dispatch(`matmul f16 tensor cores${halfOut ? ' f16 out' : ''} (WGSL)`, k2.pipeline, k2.layout, params.buffer, bindings, groups,
+      { flops: 2 * total * k, bytes: 2 * (aLen + bLen) + (halfOut ? 2 * (total + (epilogue?.bias ? n : 0)) : 4 * total) });
     return out;
   }
 
@@ -900,9 +904,10 @@ export class WebGpuRunner implements Runner {
 
   tensorCoresOff(): void { this.tensorCores = null; }
 
-  private tensorPipeline(transA: boolean, transB: boolean): HandKernel {
+  private tensorPipeline(transA: boolean, transB: boolean, halfOut = false): HandKernel {
     const t = this.tensorCores!;
-    return this.pipelineOf(`tensor matmul ${transA}${transB}`, tensorMatmulWgsl(t.config, t.subgroupMaxSize, transA, transB), ['read', 'read', 'write']);
+    return this.pipelineOf(`tensor matmul ${transA}${transB}${halfOut ? ' out' : ''}`, tensorMatmulWgsl(t.config, t.subgroupMaxSize, transA, transB, halfOut),
+      halfOut ? ['read', 'read', 'write', 'read'] : ['read', 'read', 'write']);
   }
 
   /** Whether the 128x128 vec4 kernel takes this matmul (every operand's contiguous dim and N multiples of 4). */
