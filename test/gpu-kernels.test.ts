@@ -590,8 +590,8 @@ describe('fused attention against the composite on the js backend', () => {
 });
 
 describe('packed causal self-attention (flash on WebGPU) against the composite on the js backend', () => {
-  // T = 70 crosses a 64-row workgroup and several key tiles; hs = 40 makes tiles of 48 rows
-  for (const [B, T, nh, hs] of [[2, 70, 3, 8], [1, 5, 2, 40], [1, 1, 1, 4]] as const) {
+  // T = 70 crosses a 64-row workgroup and several key tiles; hs = 40 makes tiles of 48 rows; hs = 6 rows of scalars (not vec4s)
+  for (const [B, T, nh, hs] of [[2, 70, 3, 8], [1, 5, 2, 40], [1, 1, 1, 4], [1, 33, 2, 6]] as const) {
     it(`B=${B} T=${T} nh=${nh} hs=${hs}: output and qkv gradient`, async () => {
       const run = async (be: Backend): Promise<Float32Array[]> => {
         const qkv = tensor(rand(B * T * 3 * nh * hs, 61), { shape: [B, T, 3 * nh * hs], backend: be, requiresGrad: true });

@@ -12,11 +12,36 @@
  * tensors and GPT's packed c_attn output [B, T, 3C] (q, k, v at offsets 0, C, 2C; head h at
  * h*hs) without the split-and-transpose copies. Element (z = b*nh + h, row i, d) is at
  * off + b*sB + h*sH + i*sT + d. lse and D are [B*nh, T]. Head sizes up to 128.
+ *
+ * A pipeline per head size: the size is a constant of the WGSL, so every loop over a row has a
+ * fixed trip count a compiler can unroll, and a thread's rows (q, the accumulators) can live in
+ * registers rather than in memory indexed at run time. Where the head size is a multiple of 4
+ * (GPT-2's 64), rows are vec4s: one workgroup-memory read feeds four multiply-adds. The forward
+ * rescales its accumulator once per tile of keys, not once per key.
  */
 export const FLASH_HEAD_MAX = 128;
 /** Uniform layout: 8 words, then 7 views of 4 words (q, k, v, o, dO, g, g2). */
 export const FLASH_PARAMS_BYTES = 144;
-const FLASH_COMMON = /* wgsl */ `
+/** The kernels' storage bindings after the uniform. */
+export const FLASH_BINDINGS = {
+  flashFwd: ['read', 'read', 'read', 'write', 'write'],
+  flashBwdQ: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'],
+  flashBwdKV: ['read', 'read', 'read', 'read', 'read', 'read', 'write'],
+} as const;
+const WG = 64;
+/** Floats per staged operand: two of them fit WebGPU's 16 KiB of workgroup memory. */
+const TILE = 1920;
+
+/** A head size's shape of the code: vector width, vectors per row, rows per staged tile. */
+function shape(hs: number): { V: number; HV: number; KT: number; QT: number } {
+  if (!Number.isInteger(hs) || hs < 1 || hs > FLASH_HEAD_MAX) throw new Error(`flash attention: head size ${hs} is not in 1..${FLASH_HEAD_MAX}`);
+  const V = hs % 4 === 0 ? 4 : 1;
+  return { V, HV: hs / V, KT: Math.min(64, Math.floor(TILE / hs)), QT: Math.min(128, Math.floor(TILE / hs)) };
+}
+
+function common(hs: number): string {
+  const { V, HV } = shape(hs);
+  return /* wgsl */ `
 struct View { off : u32, sB : u32, sH : u32, sT : u32 }
 struct P {
   T : u32, S : u32, hs : u32, nh : u32,
@@ -24,84 +49,117 @@ struct P {
   q : View, k : View, v : View, o : View, dO : View, g : View, g2 : View,
 }
 @group(0) @binding(0) var<uniform> p : P;
-const WG : u32 = 64u;
-const TILE : u32 = 1920u; // floats per staged operand: two of them fit WebGPU's 16 KiB of workgroup memory
+const WG : u32 = ${WG}u;
+const HV : u32 = ${HV}u; // a row: HV values of VT
+alias VT = ${V === 4 ? 'vec4<f32>' : 'f32'};
+fn dotv(a : VT, b : VT) -> f32 { return ${V === 4 ? 'dot(a, b)' : 'a * b'}; }
 fn at(v : View, z : u32, i : u32) -> u32 { return v.off + (z / p.nh) * v.sB + (z % p.nh) * v.sH + i * v.sT; }
 // whether query i may see key j
 fn sees(i : u32, j : u32) -> bool { return p.causal == 0u || i32(j) <= i32(i) + i32(p.S) - i32(p.T); }
 `;
+}
+
+/** WGSL for value c (a VT) of the row at `base` of f32 array `arr`. */
+function load(hs: number, arr: string, base: string, c: string): string {
+  if (shape(hs).V === 1) return `${arr}[${base} + ${c}]`;
+  const e = `${base} + 4u * ${c}`;
+  return `VT(${arr}[${e}], ${arr}[${e} + 1u], ${arr}[${e} + 2u], ${arr}[${e} + 3u])`;
+}
+/** WGSL storing VT `value` as value c of the row at `base` of f32 array `arr`. */
+function store(hs: number, arr: string, base: string, c: string, value: string): string {
+  if (shape(hs).V === 1) return `${arr}[${base} + ${c}] = ${value};`;
+  const e = `${base} + 4u * ${c}`;
+  return `{ let r = ${value}; ${arr}[${e}] = r.x; ${arr}[${e} + 1u] = r.y; ${arr}[${e} + 2u] = r.z; ${arr}[${e} + 3u] = r.w; }`;
+}
 
 /**
  * What the two query-side kernels share (forward, dQ): K and V bound at 2 and 3, and a tile of
- * kt keys staged from j0 into workgroup memory by the 64 threads together.
+ * KT keys staged from j0 into workgroup memory by the 64 threads together.
  */
-const FLASH_KEY_TILES = /* wgsl */ `
+function keyTiles(hs: number): string {
+  const { KT } = shape(hs);
+  return /* wgsl */ `
 @group(0) @binding(2) var<storage, read> K : array<f32>;
 @group(0) @binding(3) var<storage, read> V : array<f32>;
-var<workgroup> Ks : array<f32, TILE>;
-var<workgroup> Vs : array<f32, TILE>;
+const KT : u32 = ${KT}u; // keys a tile
+var<workgroup> Ks : array<VT, ${KT * shape(hs).HV}>;
+var<workgroup> Vs : array<VT, ${KT * shape(hs).HV}>;
 // keys any query of block b sees (the same for the whole workgroup: barriers stay uniform)
 fn keysEnd(b : u32) -> u32 {
   if (p.causal == 0u) { return p.S; }
   return u32(clamp(i32(min(p.T, b * WG + WG)) + i32(p.S) - i32(p.T), 0, i32(p.S)));
 }
-fn stageKeys(z : u32, j0 : u32, kt : u32, tid : u32) {
-  for (var e = tid; e < kt * p.hs; e += WG) {
-    let j = j0 + e / p.hs;
-    var kv = 0.0; var vv = 0.0;
-    if (j < p.S) { kv = K[at(p.k, z, j) + e % p.hs]; vv = V[at(p.v, z, j) + e % p.hs]; }
+fn stageKeys(z : u32, j0 : u32, tid : u32) {
+  for (var e = tid; e < KT * HV; e += WG) {
+    let j = j0 + e / HV;
+    let c = e % HV;
+    var kv = VT(0.0); var vv = VT(0.0);
+    if (j < p.S) { let ak = at(p.k, z, j); let av = at(p.v, z, j); kv = ${load(hs, 'K', 'ak', 'c')}; vv = ${load(hs, 'V', 'av', 'c')}; }
     Ks[e] = kv; Vs[e] = vv;
   }
 }
 `;
+}
 
-/** Forward: O and the row logsumexp. One thread per query row. */
-export const FLASH_FWD_WGSL = /* wgsl */ `${FLASH_COMMON}${FLASH_KEY_TILES}
+/** Forward: O and the row logsumexp. One thread per query row; per tile of keys its scores, then one rescale. */
+function flashFwdWgsl(hs: number): string {
+  return /* wgsl */ `${common(hs)}${keyTiles(hs)}
 @group(0) @binding(1) var<storage, read> Q : array<f32>;
 @group(0) @binding(4) var<storage, read_write> O : array<f32>;
 @group(0) @binding(5) var<storage, read_write> LSE : array<f32>;
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(${WG}, 1, 1)
 fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
   let z = wg.z * p.nh + wg.y;
   let i = wg.x * WG + lid.x;
   let live = i < p.T;
-  let hs = p.hs;
-  let kt = TILE / hs;
-  var q : array<f32, ${FLASH_HEAD_MAX}>;
-  var acc : array<f32, ${FLASH_HEAD_MAX}>;
-  if (live) { let a = at(p.q, z, i); for (var d = 0u; d < hs; d++) { q[d] = Q[a + d] * p.scale; acc[d] = 0.0; } }
+  var q : array<VT, HV>;
+  var acc : array<VT, HV>;
+  for (var c = 0u; c < HV; c++) { q[c] = VT(0.0); acc[c] = VT(0.0); }
+  if (live) { let a = at(p.q, z, i); for (var c = 0u; c < HV; c++) { q[c] = ${load(hs, 'Q', 'a', 'c')} * p.scale; } }
   var m = -3.0e38; // finite: WGSL lets compilers assume no infinities
   var l = 0.0;
-  for (var j0 = 0u; j0 < keysEnd(wg.x); j0 += kt) {
-    stageKeys(z, j0, kt, lid.x);
+  var sc : array<f32, KT>;
+  for (var j0 = 0u; j0 < keysEnd(wg.x); j0 += KT) {
+    stageKeys(z, j0, lid.x);
     workgroupBarrier();
     if (live) {
-      for (var jj = 0u; jj < kt; jj++) {
-        let j = j0 + jj;
-        if (j >= p.S || !sees(i, j)) { break; }
+      // the tile's scores and their max, then the accumulator rescaled once
+      var mt = m;
+      for (var jj = 0u; jj < KT; jj++) {
         var s = 0.0;
-        for (var d = 0u; d < hs; d++) { s = fma(q[d], Ks[jj * hs + d], s); }
-        let mNew = max(m, s);
-        let c = exp(m - mNew);
-        let e = exp(s - mNew);
-        l = l * c + e;
-        for (var d = 0u; d < hs; d++) { acc[d] = fma(e, Vs[jj * hs + d], acc[d] * c); }
-        m = mNew;
+        for (var c = 0u; c < HV; c++) { s += dotv(q[c], Ks[jj * HV + c]); }
+        sc[jj] = s;
+        let j = j0 + jj;
+        if (j < p.S && sees(i, j)) { mt = max(mt, s); }
       }
+      let corr = exp(m - mt);
+      l = l * corr;
+      for (var c = 0u; c < HV; c++) { acc[c] = acc[c] * corr; }
+      for (var jj = 0u; jj < KT; jj++) {
+        let j = j0 + jj;
+        if (j < p.S && sees(i, j)) {
+          let e = exp(sc[jj] - mt);
+          l += e;
+          for (var c = 0u; c < HV; c++) { acc[c] = fma(VT(e), Vs[jj * HV + c], acc[c]); }
+        }
+      }
+      m = mt;
     }
     workgroupBarrier();
   }
   if (live) {
     let a = at(p.o, z, i);
-    for (var d = 0u; d < hs; d++) { O[a + d] = acc[d] / l; }
+    for (var c = 0u; c < HV; c++) { ${store(hs, 'O', 'a', 'c', 'acc[c] / l')} }
     LSE[z * p.T + i] = m + log(l);
   }
 }
 `;
+}
 
 /** Backward, queries: dQ, and D = rowsum(dO * O) for the key pass. One thread per query row. */
-export const FLASH_BWD_Q_WGSL = /* wgsl */ `${FLASH_COMMON}${FLASH_KEY_TILES}
+function flashBwdQWgsl(hs: number): string {
+  return /* wgsl */ `${common(hs)}${keyTiles(hs)}
 @group(0) @binding(1) var<storage, read> Q : array<f32>;
 @group(0) @binding(4) var<storage, read> O : array<f32>;
 @group(0) @binding(5) var<storage, read> GO : array<f32>;
@@ -109,52 +167,55 @@ export const FLASH_BWD_Q_WGSL = /* wgsl */ `${FLASH_COMMON}${FLASH_KEY_TILES}
 @group(0) @binding(7) var<storage, read_write> GQ : array<f32>;
 @group(0) @binding(8) var<storage, read_write> DD : array<f32>;
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(${WG}, 1, 1)
 fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
   let z = wg.z * p.nh + wg.y;
   let i = wg.x * WG + lid.x;
   let live = i < p.T;
-  let hs = p.hs;
-  let kt = TILE / hs;
-  var q : array<f32, ${FLASH_HEAD_MAX}>;
-  var go : array<f32, ${FLASH_HEAD_MAX}>;
-  var dq : array<f32, ${FLASH_HEAD_MAX}>;
+  var q : array<VT, HV>;
+  var go : array<VT, HV>;
+  var dq : array<VT, HV>;
+  for (var c = 0u; c < HV; c++) { q[c] = VT(0.0); go[c] = VT(0.0); dq[c] = VT(0.0); }
   var D = 0.0;
   var lse = 0.0;
   if (live) {
     let a = at(p.q, z, i); let ao = at(p.o, z, i); let ag = at(p.dO, z, i);
-    for (var d = 0u; d < hs; d++) { q[d] = Q[a + d] * p.scale; go[d] = GO[ag + d]; dq[d] = 0.0; D = fma(go[d], O[ao + d], D); }
+    for (var c = 0u; c < HV; c++) { q[c] = ${load(hs, 'Q', 'a', 'c')} * p.scale; go[c] = ${load(hs, 'GO', 'ag', 'c')}; D += dotv(go[c], ${load(hs, 'O', 'ao', 'c')}); }
     lse = LSE[z * p.T + i];
   }
-  for (var j0 = 0u; j0 < keysEnd(wg.x); j0 += kt) {
-    stageKeys(z, j0, kt, lid.x);
+  for (var j0 = 0u; j0 < keysEnd(wg.x); j0 += KT) {
+    stageKeys(z, j0, lid.x);
     workgroupBarrier();
     if (live) {
-      for (var jj = 0u; jj < kt; jj++) {
+      for (var jj = 0u; jj < KT; jj++) {
         let j = j0 + jj;
-        if (j >= p.S || !sees(i, j)) { break; }
-        var s = 0.0; var dp = 0.0;
-        for (var d = 0u; d < hs; d++) { s = fma(q[d], Ks[jj * hs + d], s); dp = fma(go[d], Vs[jj * hs + d], dp); }
-        let ds = exp(s - lse) * (dp - D);
-        for (var d = 0u; d < hs; d++) { dq[d] = fma(ds, Ks[jj * hs + d], dq[d]); }
+        if (j < p.S && sees(i, j)) {
+          var s = 0.0; var dp = 0.0;
+          for (var c = 0u; c < HV; c++) { s += dotv(q[c], Ks[jj * HV + c]); dp += dotv(go[c], Vs[jj * HV + c]); }
+          let ds = exp(s - lse) * (dp - D);
+          for (var c = 0u; c < HV; c++) { dq[c] = fma(VT(ds), Ks[jj * HV + c], dq[c]); }
+        }
       }
     }
     workgroupBarrier();
   }
   if (live) {
     let a = at(p.g, z, i);
-    for (var d = 0u; d < hs; d++) { GQ[a + d] = dq[d] * p.scale; }
+    for (var c = 0u; c < HV; c++) { ${store(hs, 'GQ', 'a', 'c', 'dq[c] * p.scale')} }
     DD[z * p.T + i] = D;
   }
 }
 `;
+}
 
 /**
  * Backward, keys: dK and dV, one thread per key row over tiles of queries. mode 0 writes both
  * (views g and g2 into one buffer: packed qkv), 1 dK only, 2 dV only (separate buffers take
  * two launches: one buffer cannot be bound writable twice).
  */
-export const FLASH_BWD_KV_WGSL = /* wgsl */ `${FLASH_COMMON}
+function flashBwdKVWgsl(hs: number): string {
+  const { QT, HV } = shape(hs);
+  return /* wgsl */ `${common(hs)}
 @group(0) @binding(1) var<storage, read> Q : array<f32>;
 @group(0) @binding(2) var<storage, read> K : array<f32>;
 @group(0) @binding(3) var<storage, read> V : array<f32>;
@@ -162,37 +223,38 @@ export const FLASH_BWD_KV_WGSL = /* wgsl */ `${FLASH_COMMON}
 @group(0) @binding(5) var<storage, read> LSE : array<f32>;
 @group(0) @binding(6) var<storage, read> DD : array<f32>;
 @group(0) @binding(7) var<storage, read_write> G : array<f32>;
-var<workgroup> Qs : array<f32, TILE>;
-var<workgroup> Gs : array<f32, TILE>;
-var<workgroup> Ls : array<f32, 128>;
-var<workgroup> Ds : array<f32, 128>;
+const QT : u32 = ${QT}u; // queries a tile
+var<workgroup> Qs : array<VT, ${QT * HV}>;
+var<workgroup> Gs : array<VT, ${QT * HV}>;
+var<workgroup> Ls : array<f32, ${QT}>;
+var<workgroup> Ds : array<f32, ${QT}>;
 
-@compute @workgroup_size(64, 1, 1)
+@compute @workgroup_size(${WG}, 1, 1)
 fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid : vec3<u32>) {
   let z = wg.z * p.nh + wg.y;
   let j = wg.x * WG + lid.x;
   let live = j < p.S;
-  let hs = p.hs;
-  let qt = min(128u, TILE / hs);
-  var k : array<f32, ${FLASH_HEAD_MAX}>;
-  var v : array<f32, ${FLASH_HEAD_MAX}>;
-  var dk : array<f32, ${FLASH_HEAD_MAX}>;
-  var dv : array<f32, ${FLASH_HEAD_MAX}>;
+  var k : array<VT, HV>;
+  var v : array<VT, HV>;
+  var dk : array<VT, HV>;
+  var dv : array<VT, HV>;
+  for (var c = 0u; c < HV; c++) { k[c] = VT(0.0); v[c] = VT(0.0); dk[c] = VT(0.0); dv[c] = VT(0.0); }
   if (live) {
     let ak = at(p.k, z, j); let av = at(p.v, z, j);
-    for (var d = 0u; d < hs; d++) { k[d] = K[ak + d] * p.scale; v[d] = V[av + d]; dk[d] = 0.0; dv[d] = 0.0; }
+    for (var c = 0u; c < HV; c++) { k[c] = ${load(hs, 'K', 'ak', 'c')} * p.scale; v[c] = ${load(hs, 'V', 'av', 'c')}; }
   }
   // the first query any key of this block is seen by (uniform across the workgroup)
   var i0 = 0u;
-  if (p.causal == 1u) { i0 = u32(clamp(i32(wg.x * WG) - (i32(p.S) - i32(p.T)), 0, i32(p.T))); i0 = i0 - i0 % qt; }
-  for (var t0 = i0; t0 < p.T; t0 += qt) {
-    for (var e = lid.x; e < qt * hs; e += WG) {
-      let i = t0 + e / hs;
-      var qv = 0.0; var gv = 0.0;
-      if (i < p.T) { qv = Q[at(p.q, z, i) + e % hs]; gv = GO[at(p.dO, z, i) + e % hs]; }
+  if (p.causal == 1u) { i0 = u32(clamp(i32(wg.x * WG) - (i32(p.S) - i32(p.T)), 0, i32(p.T))); i0 = i0 - i0 % QT; }
+  for (var t0 = i0; t0 < p.T; t0 += QT) {
+    for (var e = lid.x; e < QT * HV; e += WG) {
+      let i = t0 + e / HV;
+      let c = e % HV;
+      var qv = VT(0.0); var gv = VT(0.0);
+      if (i < p.T) { let aq = at(p.q, z, i); let ag = at(p.dO, z, i); qv = ${load(hs, 'Q', 'aq', 'c')}; gv = ${load(hs, 'GO', 'ag', 'c')}; }
       Qs[e] = qv; Gs[e] = gv;
     }
-    for (var e = lid.x; e < qt; e += WG) {
+    for (var e = lid.x; e < QT; e += WG) {
       let i = t0 + e;
       var lv = 0.0; var dv0 = 0.0;
       if (i < p.T) { lv = LSE[z * p.T + i]; dv0 = DD[z * p.T + i]; }
@@ -200,25 +262,31 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
     }
     workgroupBarrier();
     if (live) {
-      for (var ii = 0u; ii < qt; ii++) {
+      for (var ii = 0u; ii < QT; ii++) {
         let i = t0 + ii;
-        if (i >= p.T) { break; }
-        if (!sees(i, j)) { continue; }
-        var s = 0.0; var dp = 0.0;
-        for (var d = 0u; d < hs; d++) { s = fma(Qs[ii * hs + d], k[d], s); dp = fma(Gs[ii * hs + d], v[d], dp); }
-        let pr = exp(s - Ls[ii]);
-        let ds = pr * (dp - Ds[ii]);
-        for (var d = 0u; d < hs; d++) {
-          dv[d] = fma(pr, Gs[ii * hs + d], dv[d]);
-          dk[d] = fma(ds, Qs[ii * hs + d], dk[d]);
+        if (i < p.T && sees(i, j)) {
+          var s = 0.0; var dp = 0.0;
+          for (var c = 0u; c < HV; c++) { s += dotv(Qs[ii * HV + c], k[c]); dp += dotv(Gs[ii * HV + c], v[c]); }
+          let pr = exp(s - Ls[ii]);
+          let ds = pr * (dp - Ds[ii]);
+          for (var c = 0u; c < HV; c++) {
+            dv[c] = fma(VT(pr), Gs[ii * HV + c], dv[c]);
+            dk[c] = fma(VT(ds), Qs[ii * HV + c], dk[c]);
+          }
         }
       }
     }
     workgroupBarrier();
   }
   if (live) {
-    if (p.mode != 2u) { let a = at(p.g, z, j); for (var d = 0u; d < hs; d++) { G[a + d] = dk[d] * p.scale; } }
-    if (p.mode != 1u) { let a = at(p.g2, z, j); for (var d = 0u; d < hs; d++) { G[a + d] = dv[d]; } }
+    if (p.mode != 2u) { let a = at(p.g, z, j); for (var c = 0u; c < HV; c++) { ${store(hs, 'G', 'a', 'c', 'dk[c] * p.scale')} } }
+    if (p.mode != 1u) { let a = at(p.g2, z, j); for (var c = 0u; c < HV; c++) { ${store(hs, 'G', 'a', 'c', 'dv[c]')} } }
   }
 }
 `;
+}
+
+/** The WGSL of a flash-attention kernel for one head size (1..FLASH_HEAD_MAX). */
+export function flashWgsl(kernel: keyof typeof FLASH_BINDINGS, hs: number): string {
+  return kernel === 'flashFwd' ? flashFwdWgsl(hs) : kernel === 'flashBwdQ' ? flashBwdQWgsl(hs) : flashBwdKVWgsl(hs);
+}

@@ -15,7 +15,7 @@ import type { OptionalFeature } from './device.js';
 import { LaunchProfiler, type KernelTime } from './profiler.js';
 import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, LAYERNORM_SUMS_WGSL, layerNormBwdWgsl } from './layernorm-wgsl.js';
 import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
-import { FLASH_BWD_KV_WGSL, FLASH_BWD_Q_WGSL, FLASH_FWD_WGSL, FLASH_PARAMS_BYTES } from './flash-wgsl.js';
+import { FLASH_BINDINGS, FLASH_PARAMS_BYTES, flashWgsl } from './flash-wgsl.js';
 import { HALF_ROUNDING, MATMUL_BIAS, MATMUL_ROW_SUMS, matmulWideHalfWgsl } from './wgsl.js';
 import { TENSOR_TILE, tensorMatmulWgsl, type MatrixConfig } from './tensor-core-wgsl.js';
 import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, MATMUL_WIDE_TILE, MATMUL_WIDE_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
@@ -76,9 +76,6 @@ const HAND_KERNELS = {
   inPlace: { code: INPLACE_WGSL, bindings: ['read', 'write'] },
   gather: { code: GATHER_WGSL, bindings: ['read', 'write'] },
   segmentSum: { code: SEGMENT_SUM_WGSL, bindings: ['read', 'read', 'read', 'write'] },
-  flashFwd: { code: FLASH_FWD_WGSL, bindings: ['read', 'read', 'read', 'write', 'write'] },
-  flashBwdQ: { code: FLASH_BWD_Q_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write', 'write'] },
-  flashBwdKV: { code: FLASH_BWD_KV_WGSL, bindings: ['read', 'read', 'read', 'read', 'read', 'read', 'write'] },
   layerNorm: { code: LAYERNORM_FWD_WGSL, bindings: ['read', 'read', 'read', 'write', 'write', 'write'] },
   layerNormSums: { code: LAYERNORM_SUMS_WGSL, bindings: ['read', 'read', 'write', 'write'] },
   crossEntropy: { code: CROSS_ENTROPY_WGSL, bindings: ['read', 'write', 'write', 'write'] },
@@ -267,6 +264,8 @@ export class WebGpuRunner implements Runner {
       ...(Object.keys(HAND_KERNELS) as HandKernelName[]).map((name): [string, () => HandKernel] => [name, () => this.wgslPipeline(name)]),
       ...(['bf16', 'f16'] as const).flatMap((h) => [false, true].map((o): [string, () => HandKernel] =>
         [`matmulWide ${h}${o ? ' out' : ''}`, () => this.pipelineOf(`matmulWide ${h}${o ? ' out' : ''}`, matmulWideHalfWgsl(h, o), HAND_KERNELS.matmulWide.bindings)])),
+      // flash attention's pipelines are per head size (built at first use): GPT-2's 64 and a scalar one (3) here
+      ...(['flashFwd', 'flashBwdQ', 'flashBwdKV'] as const).flatMap((f) => [64, 3].map((hs): [string, () => HandKernel] => [`${f} hs=${hs}`, () => this.flashPipeline(f, hs)])),
       ...(this.tensorCores ? [[false, false], [false, true], [true, false], [true, true]].flatMap(([ta, tb]) => [false, true].map((o): [string, () => HandKernel] =>
         [`tensor matmul ${ta}${tb}${o ? ' out' : ''}`, () => this.tensorPipeline(ta!, tb!, o)])) : []),
     ];
@@ -807,11 +806,11 @@ export class WebGpuRunner implements Runner {
       { flops: 0, bytes: 4 * (mode === 'add' ? 3 : 2) * n });
   }
 
-  /** One flash-attention launch (wgsl.ts): a workgroup per 64 rows (queries; keys for bwdKV) of each head. */
+  /** One flash-attention launch (flash-wgsl.ts, a pipeline per head size): a workgroup per 64 rows (queries; keys for bwdKV) of each head. */
   flash(kernel: FlashKernel, a: FlashArgs, buffers: readonly DeviceBuffer[]): void {
     const rows = kernel === 'flashBwdKV' ? a.S : a.T;
     if (rows === 0 || a.B * a.nh === 0) return;
-    const k = this.wgslPipeline(kernel);
+    const k = this.flashPipeline(kernel, a.hs);
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
     const groups: [number, number, number] = [Math.ceil(rows / 64), a.nh, a.B];
     if (groups.some((g) => g > maxG)) throw new Error(`gpu backend: attention [${a.B}, ${a.nh}, ${a.T}, ${a.S}] needs more than ${maxG} workgroups along one axis`);
@@ -827,6 +826,10 @@ export class WebGpuRunner implements Runner {
     const heads = a.B * a.nh, tensors = kernel === 'flashFwd' ? [a.T, a.S, a.S, a.T] : [a.T, a.S, a.S, a.T, a.T, kernel === 'flashBwdQ' ? a.T : 2 * a.S];
     this.dispatch(`${kernel} (WGSL)`, k.pipeline, k.layout, params, buffers.map((b, i) => this.binding(`${kernel} operand ${i}`, b)), groups,
       { flops: 2 * products * heads * a.T * a.S * a.hs * visible, bytes: 4 * heads * a.hs * tensors.reduce((x, y) => x + y, 0) });
+  }
+
+  private flashPipeline(kernel: FlashKernel, hs: number): HandKernel {
+    return this.pipelineOf(`${kernel} hs=${hs}`, flashWgsl(kernel, hs), FLASH_BINDINGS[kernel]);
   }
 
   /**
