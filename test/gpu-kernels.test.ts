@@ -339,6 +339,29 @@ describe('reductions and matmul', () => {
     }
   });
 
+  it("GELU and its backward on half tensors, one launch each: float64's values rounded to the half type, to within one of its ulps", async () => {
+    const f = gpu.fused;
+    if (gpu.runner.mode !== 'webgpu') { expect(f.geluHalf?.(gpu.full(4, 'float16', 1)) ?? null).toBeNull(); return; }
+    const n = 1001; // odd: the last word holds one element
+    const gelu = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+    const dgelu = (x: number): number => (gelu(x + 1e-6) - gelu(x - 1e-6)) / 2e-6;
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const asHalf = (d: Float32Array): Float32Array => Float32Array.from(convertHost(convertHost(d, 'float32', dtype), dtype, 'float32'));
+      const x = asHalf(Float32Array.from({ length: n }, (_, i) => -7 + (14 * i) / (n - 1)));
+      const g = asHalf(Float32Array.from({ length: n }, (_, i) => Math.cos(i)));
+      const [hx, hg] = [x, g].map((d) => gpu.cast(gpu.fromHost(d.slice(), 'float32'), dtype));
+      const before = [launchesOf('gelu half (WGSL)'), launchesOf('gelu backward half (WGSL)')];
+      const y = f.geluHalf!(hx!), gx = f.geluBackwardHalf!(hx!, hg!);
+      expect([y?.dtype, gx?.dtype]).toEqual([dtype, dtype]);
+      expect([launchesOf('gelu half (WGSL)') - before[0]!, launchesOf('gelu backward half (WGSL)') - before[1]!]).toEqual([1, 1]);
+      const ulp = dtype === 'bfloat16' ? 2 ** -8 : 2 ** -11; // half the spacing, relative
+      for (const [got, want, what] of [[y!, Array.from(x, gelu), 'gelu'], [gx!, Array.from(x, (v, i) => g[i]! * dgelu(v)), "g * gelu'"]] as const) {
+        const vals = convertHost(await read(got), dtype, 'float32');
+        want.forEach((w, i) => expect(Math.abs(vals[i]! - w), `${dtype} ${what}(${x[i]})`).toBeLessThanOrEqual(2 * ulp * Math.abs(w) + 1e-5));
+      }
+    }
+  });
+
   it('a Linear layer on the GPU (bias in the epilogue, its gradient from the weight gradient pass) matches the js backend', async () => {
     const rows = 70, fin = 12, fout = 20;
     const x = rand(rows * fin, 55), w = rand(fout * fin, 56), bias = rand(fout, 57), up = rand(rows * fout, 58);

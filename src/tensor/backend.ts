@@ -85,6 +85,10 @@ export interface FusedKernels {
    * float32 [cols], where the backend has a faster way than its reduce for x's dtype; else null.
    */
   columnSums?(x: Storage, rows: number, cols: number): Storage | null;
+  /** GELU (tanh approximation) of a half tensor, in float32 and rounded once to its dtype, in one kernel; null where the backend has none. */
+  geluHalf?(x: Storage): Storage | null;
+  /** g * gelu'(x) for a half x and g of its dtype, rounded once to it, in one kernel; null where the backend has none. */
+  geluBackwardHalf?(x: Storage, g: Storage): Storage | null;
   /** GELU's (tanh approximation) backward, g * gelu'(x), in one kernel. */
   geluBackward?(x: Storage, g: Storage): Storage;
   /** Row softmax over the last dim of [rows, cols]. */
@@ -144,8 +148,8 @@ export interface FusedKernels {
   scaleInPlace?(xs: Storage[], factor: Storage): void;
 }
 
-/** The fused kernels a CPU backend provides: all but the GPU-only ones (packed attention, matmul epilogues, GELU's backward, half column sums: the composites are as fast there). */
-export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulHalf' | 'matmulRowSums' | 'geluBackward' | 'columnSums'>>;
+/** The fused kernels a CPU backend provides: all but the GPU-only ones (packed attention, matmul epilogues, GELU's kernels, half column sums: the composites are as fast there). */
+export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulHalf' | 'matmulRowSums' | 'geluBackward' | 'geluHalf' | 'geluBackwardHalf' | 'columnSums'>>;
 
 /** Why a backend's device went away: the WebGPU `GPUDeviceLostInfo` (reason 'destroyed' or 'unknown'). */
 export interface DeviceLossInfo {

@@ -61,11 +61,16 @@ export function relu(x: Tensor): Tensor {
 /** GELU, tanh approximation (GPT-2's "gelu_new"). */
 export function gelu(x: Tensor): Tensor {
   x = floatInput(x);
+  // a half input: in float32, rounded once; in one kernel where the backend has it (a GPU: not a
+  // widening cast, the kernel and a narrowing cast)
+  const half = isHalf(x.dtype) ? x.backend.fused.geluHalf?.(x.storage) ?? null : null;
   // a half input's gradient: gelu'(x) in float32, times g, rounded once (by backward(), to x's dtype)
-  return fromOp('gelu', unary('gelu', x), x.shape, [x], (g) => {
-    // in one kernel where the backend has it (a GPU: one launch, not two)
+  return fromOp('gelu', half ?? unary('gelu', x), x.shape, [x], (g) => {
+    // in one kernel where the backend has it (a GPU: one launch, not two; for halves, not four)
     const fused = x.dtype === 'float32' && g.dtype === 'float32' && sameShape(g.shape, x.shape) ? x.backend.fused.geluBackward : undefined;
     if (fused) return [new Tensor(fused(x.storage, g.storage), x.shape, x.backend)];
+    const halfGrad = isHalf(x.dtype) && g.dtype === x.dtype && sameShape(g.shape, x.shape) ? x.backend.fused.geluBackwardHalf?.(x.storage, g.storage) ?? null : null;
+    if (halfGrad) return [new Tensor(halfGrad, x.shape, x.backend)];
     return [mul(g, rawUnary('geluGrad', isHalf(x.dtype) ? cast(x, 'float32') : x))];
   });
 }

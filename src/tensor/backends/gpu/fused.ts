@@ -39,6 +39,8 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       if (!out) { be.runner.release(rowSums); return null; }
       return { out: be.wrap(out, p.m * p.n, 'float32'), rowSums: be.wrap(rowSums, p.m, 'float32') };
     },
+    geluHalf: (x) => geluHalf(be, x, null),
+    geluBackwardHalf: (x, g) => geluHalf(be, x, g),
     geluBackward: (x, g) => {
       const [sx, sg] = [f32('geluBackward', x), f32('geluBackward', g)];
       return be.wrap(be.run(FUSED_KERNELS.geluBack, [sx.size], [arg(sg.buf, sg.size), arg(sx.buf, sx.size)]), sx.size, 'float32');
@@ -223,6 +225,15 @@ function aliased(be: GpuKernelHost, bufs: readonly DeviceBuffer[]): boolean {
  * chunk would save launches (5 a chunk) for memory.
  */
 const LCE_CHUNK_ELEMENTS = 2 ** 27;
+
+/** GELU, or with g its backward, of a half x (g of its type and size) in one launch; null where the runner has no such kernel or x is past one binding. */
+function geluHalf(be: GpuKernelHost, x: Storage, g: Storage | null): Storage | null {
+  const [sx, sg] = be.check('gelu', x, ...(g ? [g] : []));
+  const dtype = sx!.dtype;
+  if ((dtype !== 'float16' && dtype !== 'bfloat16') || !be.runner.geluHalf || Math.ceil(sx!.size / 2) > be.runner.maxBindingElements) return null;
+  if (sg && (sg.dtype !== dtype || sg.size !== sx!.size)) return null;
+  return be.wrap(be.runner.geluHalf(sx!.buf, sg?.buf ?? null, sx!.size, dtype), sx!.size, dtype);
+}
 
 /** Packed float16 ones [ONES_ROWS, rows] per row count, made once (1 MB for GPT-2 at B=16). */
 const onesByRows = new WeakMap<GpuKernelHost, Map<number, DeviceBuffer>>();

@@ -96,6 +96,11 @@ export interface Runner {
    */
   cast(x: DeviceBuffer, n: number, mode: number): DeviceBuffer;
   /**
+   * GELU of a packed half tensor of n elements (or, with g of its type, its backward g * gelu'(x)),
+   * computed in float32 and rounded once to its type, where the runner has the kernel (wgsl.ts).
+   */
+  geluHalf?(x: DeviceBuffer, g: DeviceBuffer | null, n: number, half: 'float16' | 'bfloat16'): DeviceBuffer;
+  /**
    * out[i] = x[offset + sum_k c_k * strides[k]] for i's coordinates c in `shape` (up to 8 dims), in
    * u32 arithmetic (exact for any buffer a device binds); 32-bit words copied as they are.
    */

@@ -16,7 +16,7 @@ import { LaunchProfiler, type KernelTime } from './profiler.js';
 import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, LAYERNORM_SUMS_WGSL, layerNormBwdWgsl } from './layernorm-wgsl.js';
 import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
 import { FLASH_BINDINGS, FLASH_PARAMS_BYTES, flashWgsl } from './flash-wgsl.js';
-import { HALF_ROUNDING, MATMUL_BIAS, MATMUL_ROW_SUMS, matmulWideHalfWgsl } from './wgsl.js';
+import { GELU_HALF_PARAMS_BYTES, GELU_HALF_WGSL, HALF_ROUNDING, MATMUL_BIAS, MATMUL_ROW_SUMS, matmulWideHalfWgsl } from './wgsl.js';
 import { TENSOR_TILE, tensorMatmulWgsl, type MatrixConfig } from './tensor-core-wgsl.js';
 import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, MATMUL_WIDE_TILE, MATMUL_WIDE_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
@@ -79,6 +79,7 @@ const HAND_KERNELS = {
   layerNorm: { code: LAYERNORM_FWD_WGSL, bindings: ['read', 'read', 'read', 'write', 'write', 'write'] },
   layerNormSums: { code: LAYERNORM_SUMS_WGSL, bindings: ['read', 'read', 'write', 'write'] },
   crossEntropy: { code: CROSS_ENTROPY_WGSL, bindings: ['read', 'write', 'write', 'write'] },
+  geluHalf: { code: GELU_HALF_WGSL, bindings: ['read', 'read', 'write'] },
 } as const;
 /** The LayerNorm backward, one pipeline per J (layernorm-wgsl.ts): x, w, mean, rstd, gy, then gx and the two partial sums. */
 const LAYERNORM_BWD_BINDINGS = ['read', 'read', 'read', 'read', 'read', 'write', 'write', 'write'] as const;
@@ -718,6 +719,21 @@ export class WebGpuRunner implements Runner {
    * per word. Past the binding limit it runs over chunks (of an even number of values, so a chunk
    * starts on a word of packed halves).
    */
+  geluHalf(x: DeviceBuffer, g: DeviceBuffer | null, n: number, half: 'float16' | 'bfloat16'): DeviceBuffer {
+    const words = Math.ceil(n / 2);
+    const out = this.alloc(words);
+    if (n === 0) return out;
+    this.checkBinding('gelu (half) operand', words);
+    const k = this.wgslPipeline('geluHalf');
+    const groups = this.flatGroups(words);
+    const params = new Uint32Array(GELU_HALF_PARAMS_BYTES / 4);
+    params.set([n, g ? 1 : 0, half === 'float16' ? 1 : 2, groups[0] * WORKGROUP]);
+    this.dispatch(`gelu${g ? ' backward' : ''} half (WGSL)`, k.pipeline, k.layout, params.buffer,
+      [this.binding('gelu input', x), g ? this.binding('gelu gradient', g) : { buffer: this.placeholder(0) }, { buffer: (out as GpuBuf).buffer }], groups,
+      { flops: 0, bytes: 2 * n * (g ? 3 : 2) });
+    return out;
+  }
+
   cast(x: DeviceBuffer, n: number, mode: number): DeviceBuffer {
     const packing = packs(mode), unpacking = mode === CAST_CODES.f16ToF32 || mode === CAST_CODES.bf16ToF32 || mode === CAST_CODES.unpack;
     const out = this.alloc(packing ? Math.ceil(n / 2) : n);

@@ -375,6 +375,50 @@ fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
 `;
 
 /**
+ * GELU (tanh approximation, as kernels.ts's unary gelu and geluGrad) on packed half tensors, a
+ * word (two elements) a thread: widened, computed in float32, rounded once to the half type. The
+ * backward (backward = 1) is g * gelu'(x) with g of the same type. Under autocast this is one
+ * launch where the float32 kernels take a widening cast, the kernel and a narrowing cast (and
+ * four launches for the backward), each pass over the [B*T, 4C] activation.
+ */
+export const GELU_HALF_PARAMS_BYTES = 16; // n (elements), backward, half (1 float16, 2 bfloat16), dispatch width (threads)
+export const GELU_HALF_WGSL = /* wgsl */ `
+struct P { n : u32, backward : u32, half : u32, width : u32 }
+@group(0) @binding(0) var<uniform> p : P;
+@group(0) @binding(1) var<storage, read> X : array<u32>;
+@group(0) @binding(2) var<storage, read> G : array<u32>;
+@group(0) @binding(3) var<storage, read_write> Y : array<u32>;
+${F16_TO_F32_WGSL}${F32_TO_HALF_WGSL}
+fn widenHalf(h : u32) -> f32 {
+  if (p.half == 1u) { return bitcast<f32>(f16ToF32(h)); }
+  return bitcast<f32>(h << 16u);
+}
+fn narrowHalf(v : f32) -> u32 {
+  if (p.half == 1u) { return f32ToF16(bitcast<u32>(v)); }
+  return f32ToBf16(bitcast<u32>(v));
+}
+fn one(x : f32, g : f32) -> f32 {
+  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+  let t = tanh(clamp(u, -15.0, 15.0)); // (some GPU tanh overflow to NaN past ~44)
+  if (p.backward == 0u) { return 0.5 * x * (1.0 + t); }
+  let du = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
+  return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+}
+
+@compute @workgroup_size(64, 1, 1)
+fn main(@builtin(global_invocation_id) gid : vec3<u32>) {
+  let i = gid.x + gid.y * p.width; // word i: elements 2i (low half) and 2i + 1
+  if (i >= (p.n + 1u) / 2u) { return; }
+  let xw = X[i];
+  var gw = 0u;
+  if (p.backward == 1u) { gw = G[i]; }
+  var out = narrowHalf(one(widenHalf(xw & 0xffffu), widenHalf(gw & 0xffffu)));
+  if (2u * i + 1u < p.n) { out = out | (narrowHalf(one(widenHalf(xw >> 16u), widenHalf(gw >> 16u))) << 16u); }
+  Y[i] = out;
+}
+`;
+
+/**
  * AdamW in place, as torch.optim.AdamW (decoupled decay, then the bias-corrected update):
  * one launch per parameter updating p, m and v together, where the portable gpu.js kernels
  * (one output each) take three launches and three new buffers.
