@@ -31,8 +31,10 @@ export const H100: DeviceModel = { name: 'H100 SXM', fp32Flops: 67e12, f16Tensor
  * at 4096^3 A·B and gpu.js's naive one ~1.5; the low end is taken, as GPT-2's A·Bᵀ layout hits the
  * tile stores' bank conflicts. The 128x128 kernel (8x8 outputs a thread, vec4 everywhere, no bank
  * conflict, register double buffering) is the design of SGEMMs that reach 70-80% of peak in CUDA;
- * through WGSL, half of the fp32 peak is assumed until gpu-check measures it. Flash attention is
- * scalar code with the 64x64 kernel's tiling: that kernel's rate. The float16 tensor-core kernel
+ * through WGSL, half of the fp32 peak is assumed until gpu-check measures it. Flash attention
+ * (a thread per row, rows of vec4s read from workgroup memory, one read per four multiply-adds)
+ * is taken at the 64x64 kernel's rate, the one measured: GPT-2's float32 goal (35k tok/s) needs
+ * it at 17.4 TFLOP/s, the float16 one (100k) at 18.3. The float16 tensor-core kernel
  * (subgroup matrices, tensor-core-wgsl.ts; never run on a GPU yet) loads its operands straight
  * from device memory, one subgroup per 32x32 block, without staging tiles in workgroup memory:
  * a quarter of the dense f16 tensor peak is assumed for it, a guess until gpu-check measures it;
