@@ -56,6 +56,11 @@ fn dotv(a : VT, b : VT) -> f32 { return ${V === 4 ? 'dot(a, b)' : 'a * b'}; }
 fn at(v : View, z : u32, i : u32) -> u32 { return v.off + (z / p.nh) * v.sB + (z % p.nh) * v.sH + i * v.sT; }
 // whether query i may see key j
 fn sees(i : u32, j : u32) -> bool { return p.causal == 0u || i32(j) <= i32(i) + i32(p.S) - i32(p.T); }
+// the keys query i sees are 0 .. keysOf(i) - 1
+fn keysOf(i : u32) -> u32 {
+  if (p.causal == 0u) { return p.S; }
+  return u32(clamp(i32(i) + i32(p.S) - i32(p.T) + 1, 0, i32(p.S)));
+}
 `;
 }
 
@@ -120,29 +125,30 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
   var m = -3.0e38; // finite: WGSL lets compilers assume no infinities
   var l = 0.0;
   var sc : array<f32, KT>;
+  let jEnd = keysOf(i);
   for (var j0 = 0u; j0 < keysEnd(wg.x); j0 += KT) {
     stageKeys(z, j0, lid.x);
     workgroupBarrier();
-    if (live) {
+    // the keys of this tile row i sees: the first n (none past its last key)
+    let n = min(KT, max(jEnd, j0) - j0);
+    if (live && n > 0u) {
       // the tile's scores and their max, then the accumulator rescaled once
       var mt = m;
       for (var jj = 0u; jj < KT; jj++) {
+        if (jj >= n) { break; }
         var s = 0.0;
         for (var c = 0u; c < HV; c++) { s += dotv(q[c], Ks[jj * HV + c]); }
         sc[jj] = s;
-        let j = j0 + jj;
-        if (j < p.S && sees(i, j)) { mt = max(mt, s); }
+        mt = max(mt, s);
       }
       let corr = exp(m - mt);
       l = l * corr;
       for (var c = 0u; c < HV; c++) { acc[c] = acc[c] * corr; }
       for (var jj = 0u; jj < KT; jj++) {
-        let j = j0 + jj;
-        if (j < p.S && sees(i, j)) {
-          let e = exp(sc[jj] - mt);
-          l += e;
-          for (var c = 0u; c < HV; c++) { acc[c] = fma(VT(e), Vs[jj * HV + c], acc[c]); }
-        }
+        if (jj >= n) { break; }
+        let e = exp(sc[jj] - mt);
+        l += e;
+        for (var c = 0u; c < HV; c++) { acc[c] = fma(VT(e), Vs[jj * HV + c], acc[c]); }
       }
       m = mt;
     }
@@ -178,6 +184,7 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
   for (var c = 0u; c < HV; c++) { q[c] = VT(0.0); go[c] = VT(0.0); dq[c] = VT(0.0); }
   var D = 0.0;
   var lse = 0.0;
+  let jEnd = keysOf(i);
   if (live) {
     let a = at(p.q, z, i); let ao = at(p.o, z, i); let ag = at(p.dO, z, i);
     for (var c = 0u; c < HV; c++) { q[c] = ${load(hs, 'Q', 'a', 'c')} * p.scale; go[c] = ${load(hs, 'GO', 'ag', 'c')}; D += dotv(go[c], ${load(hs, 'O', 'ao', 'c')}); }
@@ -186,15 +193,14 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
   for (var j0 = 0u; j0 < keysEnd(wg.x); j0 += KT) {
     stageKeys(z, j0, lid.x);
     workgroupBarrier();
+    let n = min(KT, max(jEnd, j0) - j0); // the keys of this tile row i sees
     if (live) {
       for (var jj = 0u; jj < KT; jj++) {
-        let j = j0 + jj;
-        if (j < p.S && sees(i, j)) {
-          var s = 0.0; var dp = 0.0;
-          for (var c = 0u; c < HV; c++) { s += dotv(q[c], Ks[jj * HV + c]); dp += dotv(go[c], Vs[jj * HV + c]); }
-          let ds = exp(s - lse) * (dp - D);
-          for (var c = 0u; c < HV; c++) { dq[c] = fma(VT(ds), Ks[jj * HV + c], dq[c]); }
-        }
+        if (jj >= n) { break; }
+        var s = 0.0; var dp = 0.0;
+        for (var c = 0u; c < HV; c++) { s += dotv(q[c], Ks[jj * HV + c]); dp += dotv(go[c], Vs[jj * HV + c]); }
+        let ds = exp(s - lse) * (dp - D);
+        for (var c = 0u; c < HV; c++) { dq[c] = fma(VT(ds), Ks[jj * HV + c], dq[c]); }
       }
     }
     workgroupBarrier();
@@ -264,15 +270,15 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
     if (live) {
       for (var ii = 0u; ii < QT; ii++) {
         let i = t0 + ii;
-        if (i < p.T && sees(i, j)) {
-          var s = 0.0; var dp = 0.0;
-          for (var c = 0u; c < HV; c++) { s += dotv(Qs[ii * HV + c], k[c]); dp += dotv(Gs[ii * HV + c], v[c]); }
-          let pr = exp(s - Ls[ii]);
-          let ds = pr * (dp - Ds[ii]);
-          for (var c = 0u; c < HV; c++) {
-            dv[c] = fma(VT(pr), Gs[ii * HV + c], dv[c]);
-            dk[c] = fma(VT(ds), Qs[ii * HV + c], dk[c]);
-          }
+        if (i >= p.T) { break; }
+        if (!sees(i, j)) { continue; }
+        var s = 0.0; var dp = 0.0;
+        for (var c = 0u; c < HV; c++) { s += dotv(Qs[ii * HV + c], k[c]); dp += dotv(Gs[ii * HV + c], v[c]); }
+        let pr = exp(s - Ls[ii]);
+        let ds = pr * (dp - Ds[ii]);
+        for (var c = 0u; c < HV; c++) {
+          dv[c] = fma(VT(pr), Gs[ii * HV + c], dv[c]);
+          dk[c] = fma(VT(ds), Qs[ii * HV + c], dk[c]);
         }
       }
     }
