@@ -626,18 +626,45 @@ describe('packed causal self-attention (flash on WebGPU) against the composite o
       want.forEach((w, i) => close(got[i]!, w, 1e-4, 1e-5));
     });
   }
-  it('the WebGPU forward and backward allocate no [T, T] buffer', async () => {
+  it('the WebGPU forward allocates no [T, T] buffer; the backward holds dS for all heads, or one chunk of them', async () => {
     const runner = gpu.runner as { flash?: unknown; alloc(n: number): DeviceBuffer };
     if (!runner.flash) return; // cpu mode composes attention from the matmul kernels
-    const B = 1, T = 96, nh = 2, hs = 8, sizes: number[] = [];
+    const B = 2, T = 96, nh = 2, hs = 8, forward: number[] = [], backward: number[] = [];
+    let sizes: number[] = [];
     const alloc = runner.alloc.bind(runner);
     runner.alloc = (n: number) => { sizes.push(n); return alloc(n); };
     try {
       const qkv = tensor(rand(B * T * 3 * nh * hs, 63), { shape: [B, T, 3 * nh * hs], backend: gpu, requiresGrad: true });
-      F.causalSelfAttention(qkv, nh).sum().backward();
+      sizes = forward;
+      const o = F.causalSelfAttention(qkv, nh);
+      sizes = backward;
+      o.sum().backward();
       await qkv.grad!.data();
     } finally { delete (runner as { alloc?: unknown }).alloc; }
-    expect(Math.max(...sizes)).toBeLessThan(T * T);
+    expect(Math.max(...forward)).toBeLessThan(T * T);
+    expect(Math.max(...backward)).toBe(B * nh * T * T);
+  });
+
+  it('the backward over chunks of batch entries, and of one entry\'s queries (dK, dV summed across them), gives the same gradients', async () => {
+    if (!(target.runner() as { flash?: unknown }).flash) return; // cpu mode composes attention from the matmul kernels
+    const B = 2, T = 70, nh = 3, hs = 8; // dS: 14,700 floats an entry
+    const run = async (be: Backend, flat: boolean): Promise<Float32Array[]> => {
+      const mk = (shape: number[], seed: number): Tensor => tensor(rand(shape.reduce((p, q) => p * q, 1), seed), { shape, backend: be, requiresGrad: true });
+      const inputs = flat ? [0, 1, 2].map((j) => mk([B, nh, T, hs], 66 + j)) : [mk([B, T, 3 * nh * hs], 64)];
+      const o = flat ? F.scaledDotProductAttention(inputs[0]!, inputs[1]!, inputs[2]!, { isCausal: true }) : F.causalSelfAttention(inputs[0]!, nh);
+      o.mul(tensor(rand(o.size, 65), { shape: o.shape, backend: be })).sum().backward();
+      return Promise.all([o, ...inputs.map((x) => x.grad!)].map(async (x) => Float32Array.from(await x.data())));
+    };
+    // packed: one entry a chunk (20,000 floats a binding), then one entry's queries in ranges of 57 and 13 (12,000);
+    // flat ([6 heads, 70, 8], 4,900 floats an entry): two entries a chunk (12,000), then ranges of 57 and 13 (4,000)
+    for (const [flat, limits] of [[false, [[20000, 2], [12000, 4]]], [true, [[12000, 3], [4000, 12]]]] as const) {
+      const want = await run(js, flat);
+      for (const [limit, chunks] of limits) {
+        const be = target.smallBindings(limit);
+        (await run(be, flat)).forEach((g, i) => close(g, want[i]!, 1e-4, 1e-5));
+        expect((be.runner as { workByKernel?: Map<string, { launches: number }> }).workByKernel?.get('flashBwdQ (WGSL)')?.launches).toBe(chunks);
+      }
+    }
   });
 });
 

@@ -373,13 +373,39 @@ export function attentionPacked(be: GpuKernelHost, qkv: GpuStorage, B: number, T
 
 export function attentionPackedBackward(be: GpuKernelHost, qkv: GpuStorage, o: GpuStorage, lse: GpuStorage, go: GpuStorage,
   B: number, T: number, nh: number, hs: number, scale: number): Storage {
-  const a = packedViews(B, T, nh, hs, scale);
-  const g = be.runner.alloc(qkv.size), D = be.runner.alloc(B * nh * T);
-  const q = qkv.buf;
-  be.runner.flash!('flashBwdQ', { ...a, dO: a.o!, g: a.q }, [q, q, q, o.buf, go.buf, lse.buf, g, D]);
-  be.runner.flash!('flashBwdKV', { ...a, dO: a.o!, g: a.k, g2: a.v, mode: 0 }, [q, q, q, go.buf, lse.buf, D, g]);
-  be.runner.release(D);
+  const a = { ...packedViews(B, T, nh, hs, scale), dO: packedViews(B, T, nh, hs, scale).o! };
+  const g = be.runner.alloc(qkv.size), q = qkv.buf;
+  const { size, chunks } = dsChunks(be, B, nh, T, T);
+  const dS = be.runner.alloc(size);
+  for (const c of chunks) {
+    be.runner.flash!('flashBwdKV', { ...a, ...c, g: a.k, g2: a.v, mode: c.qa > 0 ? 7 : 3 }, [q, q, q, o.buf, go.buf, lse.buf, dS, g]);
+    be.runner.flash!('flashBwdQ', { ...a, ...c, g: a.q }, [q, dS, g]);
+  }
+  be.runner.release(dS);
   return be.wrap(g, qkv.size, 'float32');
+}
+
+/** At most this many floats of dS are held at once by the flash backward (1 GiB: GPT-2's heads at B=16, T=1024 in one chunk). */
+const DS_CHUNK_ELEMENTS = 2 ** 28;
+
+/**
+ * The flash backward's chunks (flash-wgsl.ts): as many whole batch entries as their dS fits
+ * DS_CHUNK_ELEMENTS and one storage binding, or, where one entry's does not, one entry's queries
+ * in ranges. `size`: the dS buffer's floats.
+ */
+function dsChunks(be: GpuKernelHost, B: number, nh: number, T: number, S: number): { size: number; chunks: { b0: number; bn: number; qa: number; qb: number }[] } {
+  // (a multiple of 64 floats: the pool rounds buffers up to 256 bytes)
+  const cap = Math.min(DS_CHUNK_ELEMENTS, Math.floor(be.runner.maxBindingElements / 64) * 64), entry = nh * T * S;
+  const chunks: { b0: number; bn: number; qa: number; qb: number }[] = [];
+  if (entry <= cap) {
+    const bn = Math.min(B, Math.floor(cap / entry));
+    for (let b0 = 0; b0 < B; b0 += bn) chunks.push({ b0, bn: Math.min(bn, B - b0), qa: 0, qb: T });
+    return { size: bn * entry, chunks };
+  }
+  const rows = Math.floor(cap / (nh * S));
+  if (rows < 1) throw new Error(`attention backward: ${nh} heads of one query over ${S} keys need ${nh * S} floats of dS, over the device's limit of ${cap} a binding`);
+  for (let b0 = 0; b0 < B; b0++) for (let qa = 0; qa < T; qa += rows) chunks.push({ b0, bn: 1, qa, qb: Math.min(T, qa + rows) });
+  return { size: nh * rows * S, chunks };
 }
 
 /**
@@ -416,13 +442,18 @@ export function attentionBackward(be: GpuKernelHost, q: GpuStorage, k: GpuStorag
   bh: number, t: number, s: number, d: number, scale: number, causal: boolean): { gq: Storage; gk: Storage; gv: Storage } {
   const rows = bh * t;
   if (be.runner.flash && d <= FLASH_HEAD_MAX) {
-    const gq = be.runner.alloc(rows * d), D = be.runner.alloc(rows), gk = be.runner.alloc(bh * s * d), gv = be.runner.alloc(bh * s * d);
+    const gq = be.runner.alloc(rows * d), gk = be.runner.alloc(bh * s * d), gv = be.runner.alloc(bh * s * d);
     const a = { ...flatViews(bh, t, s, d, scale, causal), o: flat(t, d), dO: flat(t, d) };
-    be.runner.flash('flashBwdQ', { ...a, g: flat(t, d) }, [q.buf, k.buf, v.buf, o.buf, go.buf, lse.buf, gq, D]);
-    // dK and dV in two launches: separate buffers cannot share the kernel's one writable binding
-    be.runner.flash('flashBwdKV', { ...a, g: flat(s, d), mode: 1 }, [q.buf, k.buf, v.buf, go.buf, lse.buf, D, gk]);
-    be.runner.flash('flashBwdKV', { ...a, g2: flat(s, d), mode: 2 }, [q.buf, k.buf, v.buf, go.buf, lse.buf, D, gv]);
-    be.runner.release(D);
+    const { size, chunks } = dsChunks(be, bh, 1, t, s);
+    const dS = be.runner.alloc(size), ops = [q.buf, k.buf, v.buf, o.buf, go.buf, lse.buf, dS];
+    for (const c of chunks) {
+      const more = c.qa > 0 ? 4 : 0;
+      // dK (and dS), then dV: separate buffers cannot share the kernel's one writable gradient binding
+      be.runner.flash('flashBwdKV', { ...a, ...c, g: flat(s, d), mode: 1 | more }, [...ops, gk]);
+      be.runner.flash('flashBwdKV', { ...a, ...c, g2: flat(s, d), mode: 2 | more }, [...ops, gv]);
+      be.runner.flash('flashBwdQ', { ...a, ...c, g: flat(t, d) }, [k.buf, dS, gq]);
+    }
+    be.runner.release(dS);
     return { gq: be.wrap(gq, rows * d, 'float32'), gk: be.wrap(gk, bh * s * d, 'float32'), gv: be.wrap(gv, bh * s * d, 'float32') };
   }
   const { P } = attnProbs(be, q.buf, k.buf, bh, t, s, d, scale, causal, lse.buf);

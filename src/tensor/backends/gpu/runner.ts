@@ -62,11 +62,13 @@ export interface MatmulEpilogue {
 
 /** Where a flash-attention operand's element (z = b*nh + h, row i, d) is: off + b*sB + h*sH + i*sT + d. */
 export interface AttnView { off: number; sB: number; sH: number; sT: number }
-/** One flash-attention launch (wgsl.ts): sizes, and the views the kernel reads and writes. */
+/** One flash-attention launch (flash-wgsl.ts): sizes, and the views the kernel reads and writes. */
 export interface FlashArgs {
   B: number; nh: number; T: number; S: number; hs: number; scale: number; causal: boolean;
-  /** bwdKV: 0 writes dK (view g) and dV (view g2), 1 dK only, 2 dV only. */
+  /** bwdKV: bit 0 writes dK (view g) and dS, bit 1 dV (view g2), bit 2 adds to them (a later query chunk). */
   mode?: number;
+  /** The backward's chunk: batch entries b0 .. b0 + bn - 1 (all B by default), queries qa .. qb - 1 (all T). */
+  b0?: number; bn?: number; qa?: number; qb?: number;
   q: AttnView; k: AttnView; v: AttnView; o?: AttnView; dO?: AttnView; g?: AttnView; g2?: AttnView;
 }
 export type FlashKernel = 'flashFwd' | 'flashBwdQ' | 'flashBwdKV';
@@ -125,8 +127,8 @@ export interface Runner {
   /** x += y ('add') or x *= y[0] ('scale') in place, where the runner can write a buffer it reads (WebGPU). */
   inPlace?(mode: 'add' | 'scale', x: DeviceBuffer, y: DeviceBuffer, n: number): void;
   /**
-   * Flash attention (wgsl.ts), where the runner has it: fwd binds [q, k, v, o, lse], bwdQ
-   * [q, k, v, o, dO, lse, dQ, D], bwdKV [q, k, v, dO, lse, D, dKV].
+   * Flash attention (flash-wgsl.ts), where the runner has it: fwd binds [q, k, v, o, lse], bwdKV
+   * [q, k, v, o, dO, lse, dS, dKV], then bwdQ [k, dS, dQ].
    */
   flash?(kernel: FlashKernel, a: FlashArgs, buffers: readonly DeviceBuffer[]): void;
   /** LayerNorm forward in one launch (layernorm-wgsl.ts), where the runner has it: y [rows, cols], mean and rstd [rows]. */

@@ -822,26 +822,36 @@ export class WebGpuRunner implements Runner {
       { flops: 0, bytes: 4 * (mode === 'add' ? 3 : 2) * n });
   }
 
-  /** One flash-attention launch (flash-wgsl.ts, a pipeline per head size): a workgroup per 64 rows (queries; keys for bwdKV) of each head. */
+  /**
+   * One flash-attention launch (flash-wgsl.ts, a pipeline per head size): a workgroup per 64 rows
+   * (queries; keys for bwdKV) of each head of the chunk (batch entries b0 .. b0 + bn - 1).
+   */
   flash(kernel: FlashKernel, a: FlashArgs, buffers: readonly DeviceBuffer[]): void {
-    const rows = kernel === 'flashBwdKV' ? a.S : a.T;
-    if (rows === 0 || a.B * a.nh === 0) return;
+    const b0 = a.b0 ?? 0, bn = a.bn ?? a.B - b0, qa = a.qa ?? 0, qb = a.qb ?? a.T;
+    const rows = kernel === 'flashBwdKV' ? a.S : kernel === 'flashBwdQ' ? qb - qa : a.T;
+    if (rows === 0 || bn * a.nh === 0) return;
     const k = this.flashPipeline(kernel, a.hs);
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
-    const groups: [number, number, number] = [Math.ceil(rows / 64), a.nh, a.B];
+    const groups: [number, number, number] = [Math.ceil(rows / 64), a.nh, bn];
     if (groups.some((g) => g > maxG)) throw new Error(`gpu backend: attention [${a.B}, ${a.nh}, ${a.T}, ${a.S}] needs more than ${maxG} workgroups along one axis`);
     const params = new ArrayBuffer(FLASH_PARAMS_BYTES);
     const u = new Uint32Array(params);
-    u.set([a.T, a.S, a.hs, a.nh, 0, a.causal ? 1 : 0, a.mode ?? 0, 0]);
+    u.set([a.T, a.S, a.hs, a.nh, 0, a.causal ? 1 : 0, a.mode ?? 0, b0, qa, qb, 0, 0]);
     new Float32Array(params)[4] = a.scale;
     const none: AttnView = { off: 0, sB: 0, sH: 0, sT: 0 };
-    [a.q, a.k, a.v, a.o, a.dO, a.g, a.g2].forEach((v, i) => { const w = v ?? none; u.set([w.off, w.sB, w.sH, w.sT], 8 + 4 * i); });
-    // q k^T and P v forward (2 products); the backward's recomputed q k^T and dO v^T, then dS k
-    // (queries: 3) or P^T dO and dS^T q (keys: 4, 3 when one of dK, dV); causal skips about half
-    const products = kernel === 'flashFwd' ? 2 : kernel === 'flashBwdQ' || (a.mode ?? 0) !== 0 ? 3 : 4, visible = a.causal ? 0.5 : 1;
-    const heads = a.B * a.nh, tensors = kernel === 'flashFwd' ? [a.T, a.S, a.S, a.T] : [a.T, a.S, a.S, a.T, a.T, kernel === 'flashBwdQ' ? a.T : 2 * a.S];
+    [a.q, a.k, a.v, a.o, a.dO, a.g, a.g2].forEach((v, i) => { const w = v ?? none; u.set([w.off, w.sB, w.sH, w.sT], 12 + 4 * i); });
+    // the (query, key) pairs a head computes: q k^T and P v forward (2 products); the key pass's
+    // recomputed q k^T and dO v^T, then P^T dO and dS^T q (4; 3 with one of dK, dV); the query pass's dS k (1)
+    const heads = bn * a.nh, [i0, i1] = kernel === 'flashFwd' ? [0, a.T] : [qa, qb];
+    let pairs = 0;
+    for (let i = i0; i < i1; i++) pairs += a.causal ? Math.min(a.S, Math.max(0, i + a.S - a.T + 1)) : a.S;
+    const mode = a.mode ?? 3, products = kernel === 'flashFwd' ? 2 : kernel === 'flashBwdQ' ? 1 : mode % 4 === 3 ? 4 : 3;
+    // floats moved: q, k, v, o (+ lse) forward; q, k, v, o, dO, dK and dV (+ dS) for the keys; k, dS and dQ for the queries
+    const R = i1 - i0, rowFloats = kernel === 'flashFwd' ? (2 * a.T + 2 * a.S) * a.hs + a.T
+      : kernel === 'flashBwdQ' ? (a.S + R) * a.hs : (3 * R + 2 * a.S) * a.hs + R + (mode % 4 === 3 ? 2 : 1) * a.S * a.hs;
+    const dsFloats = kernel === 'flashFwd' ? 0 : kernel === 'flashBwdQ' || (mode & 1) ? pairs : 0;
     this.dispatch(`${kernel} (WGSL)`, k.pipeline, k.layout, params, buffers.map((b, i) => this.binding(`${kernel} operand ${i}`, b)), groups,
-      { flops: 2 * products * heads * a.T * a.S * a.hs * visible, bytes: 4 * heads * a.hs * tensors.reduce((x, y) => x + y, 0) });
+      { flops: 2 * products * heads * pairs * a.hs, bytes: 4 * heads * (rowFloats + dsFloats) });
   }
 
   private flashPipeline(kernel: FlashKernel, hs: number): HandKernel {
