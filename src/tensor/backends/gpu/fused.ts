@@ -299,6 +299,12 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
   const lossRows = be.runner.alloc(rows), lse = be.runner.alloc(rows);
   const gx = grad ? be.runner.alloc(rows * cols) : null;
   let gw: DeviceBuffer | null = null;
+  // each chunk's g^T x [classes, cols] summed into gw (the first is gw)
+  const addToGw = (part: DeviceBuffer): void => {
+    if (!gw) { gw = part; return; }
+    gw = updateBuffer(be, 'add', gw, part, classes * cols);
+    be.runner.release(part);
+  };
   const inv = be.run(KERNELS.fill, [Math.min(rc, rows)], [1 / rows]); // each row's share of the mean's gradient
   const view = (buf: DeviceBuffer, offset: number, ...dims: number[]): BufferArg => (offset === 0 ? arg(buf, ...dims) : { ...arg(buf, ...dims), offset });
   for (let r0 = 0; r0 < rows; r0 += rc) {
@@ -330,7 +336,7 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
       const part = be.runner.matmulTensor!({ buf: gh }, { buf: xh, offset: (r0 * cols) / 2 },
         { batch: 1, m: classes, n: cols, k: n, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }); // g^T x: [classes, cols]
       be.runner.release(gh);
-      if (gw) { gw = updateBuffer(be, 'add', gw, part, classes * cols); be.runner.release(part); } else gw = part;
+      addToGw(part);
     } else if (gx && g) {
       const gr = g === z && fusedRows ? g : rounded(g, n * classes, g !== z); // [n, classes] (z itself is released below)
       matmulView(be, { buf: gr, offset: undefined }, { buf: wb, offset: undefined },
@@ -338,7 +344,7 @@ export function linearCrossEntropy(be: GpuKernelHost, x: GpuStorage, w: GpuStora
       const part = matmulView(be, { buf: gr, offset: undefined }, { buf: xb, offset: r0 * cols },
         { batch: 1, m: classes, n: cols, k: n, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }); // g^T x: [classes, cols]
       if (gr !== z) be.runner.release(gr);
-      if (gw) { gw = updateBuffer(be, 'add', gw, part, classes * cols); be.runner.release(part); } else gw = part;
+      addToGw(part);
     }
     be.runner.release(z);
   }
