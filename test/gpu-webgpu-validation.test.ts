@@ -39,6 +39,9 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
     if (!nd) { ctx.skip(); return; }
     expect(nd.b.name).toBe('gpu-null');
     expect(nd.b.hostMemory).toBe(false);
+    // init checks every WGSL module and builds the gpu.js kernels' pipelines; the hand-written
+    // kernels' are built at first launch: here all of them, validated now
+    await expect(nd.runner.precompile([], { pipelines: true })).resolves.toBeUndefined();
   });
 
   it('every primitive and fused kernel dispatches without a validation error', async (ctx) => {

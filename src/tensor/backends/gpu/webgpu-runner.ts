@@ -66,6 +66,8 @@ function where(buf: DeviceBuffer): { buffer: GpuBufferLike; base: number } {
 export const PACK_WORK = 'pack (copy commands)';
 /** Words a slot of n values takes: rounded up to 64 (256 bytes, WebGPU's binding-offset alignment). */
 const slotWords = (n: number): number => Math.max(64, Math.ceil(n / 64) * 64);
+/** The tensor-core matmul's storage bindings: A, B, C, and the half bias where it writes halves. */
+const tensorBindings = (halfOut: boolean): readonly ('read' | 'write')[] => (halfOut ? ['read', 'read', 'write', 'read'] : ['read', 'read', 'write']);
 
 /** The hand-written WGSL kernels (wgsl.ts) and their storage bindings after the uniform: read-only or read-write. */
 const HAND_KERNELS = {
@@ -185,6 +187,9 @@ export class WebGpuRunner implements Runner {
   private readonly uniformData = new Uint8Array(BATCH * UNIFORM_SLOT);
   private uniforms: GpuBufferLike | null = null;
   private readonly handKernels = new Map<string, HandKernel>();
+  private readonly modules = new Map<string, GpuShaderModuleLike>();
+  /** A hand-written kernel's pipeline that failed to build at its first launch: the next read throws this. */
+  private pipelineFailure: string | null = null;
   /** Launches and work per kernel name (running totals, for the benchmarks' breakdown; see KernelWork). */
   readonly workByKernel = new Map<string, KernelWork>();
   /** Device bytes in buffers now (pooled ones included), and the most there have been: a run's peak device memory. */
@@ -244,10 +249,14 @@ export class WebGpuRunner implements Runner {
   }
 
   /**
-   * Compile every kernel up front and wait for the compiler's verdict, so a WGSL error
-   * surfaces at initGpuBackend with the kernel's name instead of as zeros later.
+   * Compile every kernel's WGSL up front and wait for the compiler's verdict, so a WGSL error
+   * surfaces at initGpuBackend with the kernel's name instead of as zeros later. The gpu.js
+   * kernels' pipelines are built here too; the hand-written kernels' (wgsl.ts, flash-wgsl.ts, the
+   * matmul variants) are built when first launched, unless `pipelines`: on a software adapter such
+   * a pipeline takes 0.3-2 s to build (SwiftShader: 14 s for all of them, most of which a run never
+   * launches). A pipeline that then fails to build makes the next read throw, naming it.
    */
-  async precompile(specs: readonly KernelSpec[]): Promise<void> {
+  async precompile(specs: readonly KernelSpec[], opts: { pipelines?: boolean } = {}): Promise<void> {
     const problems: string[] = [];
     for (const spec of specs) {
       this.device.pushErrorScope('validation');
@@ -261,23 +270,27 @@ export class WebGpuRunner implements Runner {
       }
       if (err) problems.push(`${spec.name}: ${err.message}`);
     }
-    const variants: [string, () => HandKernel][] = [
-      ...(Object.keys(HAND_KERNELS) as HandKernelName[]).map((name): [string, () => HandKernel] => [name, () => this.wgslPipeline(name)]),
-      ...(['bf16', 'f16'] as const).flatMap((h) => [false, true].map((o): [string, () => HandKernel] =>
-        [`matmulWide ${h}${o ? ' out' : ''}`, () => this.pipelineOf(`matmulWide ${h}${o ? ' out' : ''}`, matmulWideHalfWgsl(h, o), HAND_KERNELS.matmulWide.bindings)])),
-      // flash attention's pipelines are per head size (built at first use): GPT-2's 64 and a scalar one (3) here
-      ...(['flashFwd', 'flashBwdQ', 'flashBwdKV'] as const).flatMap((f) => [64, 3].map((hs): [string, () => HandKernel] => [`${f} hs=${hs}`, () => this.flashPipeline(f, hs)])),
-      ...(this.tensorCores ? [[false, false], [false, true], [true, false], [true, true]].flatMap(([ta, tb]) => [false, true].map((o): [string, () => HandKernel] =>
-        [`tensor matmul ${ta}${tb}${o ? ' out' : ''}`, () => this.tensorPipeline(ta!, tb!, o)])) : []),
+    const t = this.tensorCores;
+    // [key, WGSL, bindings]: the keys the kernels are launched under (pipelineOf)
+    const variants: [string, string, readonly ('read' | 'write')[]][] = [
+      ...(Object.keys(HAND_KERNELS) as HandKernelName[]).map((name): [string, string, readonly ('read' | 'write')[]] => [name, HAND_KERNELS[name].code, HAND_KERNELS[name].bindings]),
+      ...(['bf16', 'f16'] as const).flatMap((h) => [false, true].map((o): [string, string, readonly ('read' | 'write')[]] =>
+        [`matmulWide ${h}${o ? ' out' : ''}`, matmulWideHalfWgsl(h, o), HAND_KERNELS.matmulWide.bindings])),
+      // flash attention's kernels are per head size (more are built at first use): GPT-2's 64 and a scalar one (3) here
+      ...(['flashFwd', 'flashBwdQ', 'flashBwdKV'] as const).flatMap((f) => [64, 3].map((hs): [string, string, readonly ('read' | 'write')[]] =>
+        [`${f} hs=${hs}`, flashWgsl(f, hs), FLASH_BINDINGS[f]])),
+      ...(t ? [[false, false], [false, true], [true, false], [true, true]].flatMap(([ta, tb]) => [false, true].map((o): [string, string, readonly ('read' | 'write')[]] =>
+        [`tensor matmul ${ta}${tb}${o ? ' out' : ''}`, tensorMatmulWgsl(t.config, t.subgroupMaxSize, ta!, tb!, o), tensorBindings(o)])) : []),
     ];
-    for (const [name, build] of variants) {
+    for (const [key, code, bindings] of variants) {
       this.device.pushErrorScope('validation');
-      const k = build();
+      const module = this.moduleOf(key, code);
+      if (opts.pipelines) this.pipelineOf(key, code, bindings, false);
       const err = await this.device.popErrorScope();
-      const info = await k.module.getCompilationInfo();
+      const info = await module.getCompilationInfo();
       const msgs = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-      if (msgs.length) problems.push(`${name} (WGSL): ${msgs.join('; ')}`);
-      if (err) problems.push(`${name} (WGSL): ${err.message}`);
+      if (msgs.length) problems.push(`${key} (WGSL): ${msgs.join('; ')}`);
+      if (err) problems.push(`${key} (WGSL): ${err.message}`);
     }
     if (problems.length) throw new Error(`gpu backend: kernels failed to compile on this device:\n${problems.join('\n')}`);
   }
@@ -449,6 +462,7 @@ export class WebGpuRunner implements Runner {
     }
     const out = new Float32Array(staging.getMappedRange(0, bytes).slice(0));
     staging.unmap();
+    if (this.pipelineFailure) throw new Error(`gpu backend: ${this.pipelineFailure}`);
     if (pooled) {
       let list = this.stagingPool.get(stagingBytes);
       if (!list) { list = []; this.stagingPool.set(stagingBytes, list); }
@@ -617,16 +631,34 @@ export class WebGpuRunner implements Runner {
     return this.pipelineOf(name, code, bindings);
   }
 
-  /** The pipeline of WGSL `code` (entry point main; a uniform, then storage `bindings`), built once per key. */
-  private pipelineOf(key: string, code: string, bindings: readonly ('read' | 'write')[]): HandKernel {
+  /** The shader module of WGSL `code`, made once per key (precompile checks it). */
+  private moduleOf(key: string, code: string): GpuShaderModuleLike {
+    let m = this.modules.get(key);
+    if (!m) this.modules.set(key, m = this.device.createShaderModule({ code }));
+    return m;
+  }
+
+  /**
+   * The pipeline of WGSL `code` (entry point main; a uniform, then storage `bindings`), built once
+   * per key. Built at a kernel's first launch (`watch`), a validation error is kept for the next read to throw.
+   */
+  private pipelineOf(key: string, code: string, bindings: readonly ('read' | 'write')[], watch = true): HandKernel {
     const hit = this.handKernels.get(key);
     if (hit) return hit;
     const d = this.device;
-    const module = d.createShaderModule({ code });
+    if (watch) d.pushErrorScope('validation');
+    const module = this.moduleOf(key, code);
     const entries = [{ binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform' } },
       ...bindings.map((b, i) => ({ binding: 1 + i, visibility: SHADER_STAGE_COMPUTE, buffer: { type: b === 'read' ? 'read-only-storage' : 'storage' } }))];
     const layout = d.createBindGroupLayout({ entries });
     const pipeline = d.createComputePipeline({ layout: d.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' } });
+    if (watch) {
+      void d.popErrorScope().then((e) => {
+        if (!e) return;
+        this.errors.push(e.message);
+        this.pipelineFailure ??= `the ${key} kernel failed to build on this device (${e.message}); what it computed is not valid`;
+      });
+    }
     const k = { layout, pipeline, module };
     this.handKernels.set(key, k);
     return k;
@@ -935,8 +967,7 @@ export class WebGpuRunner implements Runner {
 
   private tensorPipeline(transA: boolean, transB: boolean, halfOut = false): HandKernel {
     const t = this.tensorCores!;
-    return this.pipelineOf(`tensor matmul ${transA}${transB}${halfOut ? ' out' : ''}`, tensorMatmulWgsl(t.config, t.subgroupMaxSize, transA, transB, halfOut),
-      halfOut ? ['read', 'read', 'write', 'read'] : ['read', 'read', 'write']);
+    return this.pipelineOf(`tensor matmul ${transA}${transB}${halfOut ? ' out' : ''}`, tensorMatmulWgsl(t.config, t.subgroupMaxSize, transA, transB, halfOut), tensorBindings(halfOut));
   }
 
   /** Whether the 128x128 vec4 kernel takes this matmul (every operand's contiguous dim and N multiples of 4). */
