@@ -394,6 +394,41 @@ describe('reductions and matmul', () => {
   });
 });
 
+describe('an MLP\'s c_fc and its GELU (F.linearGelu)', () => {
+  const gelu64 = (v: number): number => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+  it('the epilogue: GELU(x W^T + bias) and the pre-activation from one launch, against float64', async () => {
+    const f = gpu.fused;
+    if (gpu.runner.mode !== 'webgpu') { expect(f.matmulBiasGelu?.(gpu.full(16, 'float32', 1), gpu.full(16, 'float32', 1), { batch: 1, m: 4, n: 4, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, gpu.full(4, 'float32', 1)) ?? null).toBeNull(); return; }
+    // 300 rows (the last 128-row tile partial), 136 outputs (a partial column tile), 44 inputs
+    const rows = 300, fin = 44, fout = 136;
+    const x = rand(rows * fin, 81), w = rand(fout * fin, 82), bias = rand(fout, 83);
+    const p = { batch: 1, m: rows, n: fout, k: fin, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 };
+    const pre = matmul64(x, w, p).map((v, i) => v + bias[i % fout]!);
+    const launches = launchesOf('matmul128 (WGSL)');
+    const r = f.matmulBiasGelu!(gpu.fromHost(x.slice(), 'float32'), gpu.fromHost(w.slice(), 'float32'), p, gpu.fromHost(bias.slice(), 'float32'));
+    close(await read(r!.pre), pre, 1e-5, 1e-5 * Math.sqrt(fin));
+    close(await read(r!.out), pre.map(gelu64), 1e-5, 1e-5 * Math.sqrt(fin));
+    expect(launchesOf('matmul128 (WGSL)') - launches, 'one launch').toBe(1);
+  });
+
+  it('forward and every gradient match gelu(linear) on the js backend; on WebGPU the forward is one launch, no GELU kernel', async () => {
+    const rows = 70, fin = 12, fout = 20;
+    const x = rand(rows * fin, 84), w = rand(fout * fin, 85), bias = rand(fout, 86), up = rand(rows * fout, 87);
+    const run = async (be: Backend, fused: boolean): Promise<Float32Array[]> => {
+      const xt = tensor(x.slice(), { shape: [2, rows / 2, fin], backend: be, requiresGrad: true });
+      const wt = tensor(w.slice(), { shape: [fout, fin], backend: be, requiresGrad: true });
+      const bt = tensor(bias.slice(), { shape: [fout], backend: be, requiresGrad: true });
+      const y = fused ? F.linearGelu(xt, wt, bt) : F.gelu(F.linear(xt, wt, bt));
+      y.backward(tensor(up.slice(), { shape: [2, rows / 2, fout], backend: be }));
+      return Promise.all([y, xt.grad!, wt.grad!, bt.grad!].map(async (v) => Float32Array.from(await v.data())));
+    };
+    const want = await run(js, false);
+    const before = ['matmul128 (WGSL)', 'unary'].map(launchesOf);
+    (await run(gpu, true)).forEach((got, i) => close(got, want[i]!, 1e-5, 1e-5 * Math.sqrt(rows)));
+    if (gpu.runner.mode === 'webgpu') expect(['matmul128 (WGSL)', 'unary'].map((k, i) => launchesOf(k) - before[i]!), 'forward, dX, dW with db; no unary GELU').toEqual([3, 0]);
+  });
+});
+
 describe('movement and indexing', () => {
   it('strided views (permute / slice / expand) match the js backend (fast-check)', async () => {
     await fc.assert(fc.asyncProperty(

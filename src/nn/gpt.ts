@@ -78,7 +78,8 @@ export class MLP extends Module {
     this.c_fc = new Linear(config.nEmbd, 4 * config.nEmbd, true, NO_INIT);
     this.c_proj = new Linear(4 * config.nEmbd, config.nEmbd, true, NO_INIT);
   }
-  forward(x: Tensor): Tensor { return this.c_proj.forward(F.gelu(this.c_fc.forward(x))); }
+  // c_proj(gelu(c_fc(x))); c_fc and its GELU as one op, which a GPU computes in one launch
+  forward(x: Tensor): Tensor { return this.c_proj.forward(F.linearGelu(x, this.c_fc.weight, this.c_fc.bias)); }
 }
 
 /** Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)). */

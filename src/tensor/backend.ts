@@ -69,6 +69,11 @@ export interface FusedKernels {
    */
   matmulBias?(a: Storage, b: Storage, p: MatmulParams, bias: Storage): Storage | null;
   /**
+   * GELU(op(a) @ op(b) + bias), float32, from one kernel, with the pre-activation (which GELU's
+   * backward reads): an MLP's c_fc and its GELU. Null where this product has no such kernel.
+   */
+  matmulBiasGelu?(a: Storage, b: Storage, p: MatmulParams, bias: Storage): { out: Storage; pre: Storage } | null;
+  /**
    * op(a) @ op(b) (+ bias [n]) of two half operands of one dtype (the bias of it too), rounded to
    * that dtype once, from one kernel: an autocast linear layer. Null where the backend has no such
    * kernel for this product (the op then adds the bias and casts after the float32 product).
@@ -149,7 +154,7 @@ export interface FusedKernels {
 }
 
 /** The fused kernels a CPU backend provides: all but the GPU-only ones (packed attention, matmul epilogues, GELU's kernels, half column sums: the composites are as fast there). */
-export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulHalf' | 'matmulRowSums' | 'geluBackward' | 'geluHalf' | 'geluBackwardHalf' | 'columnSums'>>;
+export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulBiasGelu' | 'matmulHalf' | 'matmulRowSums' | 'geluBackward' | 'geluHalf' | 'geluBackwardHalf' | 'columnSums'>>;
 
 /** Why a backend's device went away: the WebGPU `GPUDeviceLostInfo` (reason 'destroyed' or 'unknown'). */
 export interface DeviceLossInfo {

@@ -228,6 +228,16 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   return x.ndim === 1 ? ops.squeeze(ops.matmulT(ops.unsqueeze(x, 0), weight, false, true, bias), 0) : ops.matmulT(x, weight, false, true, bias ?? null);
 }
 
+/**
+ * gelu(linear(x, weight, bias)): an MLP's first layer and its activation. The same ops on the
+ * tape (a matmul, then a GELU that keeps the pre-activation for its backward), but a backend that
+ * can (a GPU, in float32) computes both in one kernel, the product's epilogue.
+ */
+export function linearGelu(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  if (x.ndim < 2 || weight.ndim !== 2 || x.shape[x.ndim - 1] !== weight.shape[1]) return ops.gelu(linear(x, weight, bias)); // (linear says what is wrong)
+  return ops.matmulT(x, weight, false, true, bias ?? null, true);
+}
+
 /** The mean cross-entropy of x w^T against targets, as one op (see linearCrossEntropy). */
 const linearCrossEntropyMean = defineOp({
   name: 'linearCrossEntropy', autocast: 'float32',

@@ -59,13 +59,14 @@ export function relu(x: Tensor): Tensor {
   return fromOp('relu', unary('relu', x), x.shape, [x], (g) => [mul(g, rawUnary('step', x))]);
 }
 /** GELU, tanh approximation (GPT-2's "gelu_new"). */
-export function gelu(x: Tensor): Tensor {
-  x = floatInput(x);
+export function gelu(x: Tensor): Tensor { return geluOf(floatInput(x), null); }
+/** gelu's node; `computed`: its value where a kernel has made it already (matmulT's GELU epilogue). */
+function geluOf(x: Tensor, computed: Storage | null): Tensor {
   // a half input: in float32, rounded once; in one kernel where the backend has it (a GPU: not a
   // widening cast, the kernel and a narrowing cast)
-  const half = isHalf(x.dtype) ? x.backend.fused.geluHalf?.(x.storage) ?? null : null;
+  const half = !computed && isHalf(x.dtype) ? x.backend.fused.geluHalf?.(x.storage) ?? null : null;
   // a half input's gradient: gelu'(x) in float32, times g, rounded once (by backward(), to x's dtype)
-  return fromOp('gelu', half ?? unary('gelu', x), x.shape, [x], (g) => {
+  return fromOp('gelu', computed ?? half ?? unary('gelu', x), x.shape, [x], (g) => {
     // in one kernel where the backend has it (a GPU: one launch, not two; for halves, not four)
     const fused = x.dtype === 'float32' && g.dtype === 'float32' && sameShape(g.shape, x.shape) ? x.backend.fused.geluBackward : undefined;
     if (fused) return [new Tensor(fused(x.storage, g.storage), x.shape, x.backend)];
@@ -293,12 +294,13 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
  * op(a) @ op(b) (+ bias, broadcast over the rows) where op transposes the last two dims when
  * the flag is set — without materialising the transpose (the kernel reads it). Backward uses
  * the same trick. For half inputs the product and the bias are summed in float32 and rounded
- * once, as cuBLAS's addmm does under autocast.
+ * once, as cuBLAS's addmm does under autocast. With `withGelu`, GELU of that (an MLP's c_fc):
+ * the tape of gelu(matmulT(...)), but a backend that can computes both in the product's epilogue.
  */
-export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, bias: Tensor | null = null): Tensor {
+export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, bias: Tensor | null = null, withGelu = false): Tensor {
   sameBackend('matmul', bias ? [a, b, bias] : [a, b]);
   [a, b, bias] = autocastInputs('lower', [a, b, bias]);
-  if (bias && bias.dtype !== a.dtype) return add(matmulT(a, b, transA, transB), bias); // promoted as any add
+  if (bias && bias.dtype !== a.dtype) { const y = add(matmulT(a, b, transA, transB), bias); return withGelu ? gelu(y) : y; } // promoted as any add
   if (a.ndim < 2 || b.ndim < 2) throw new Error(`matmul: expected >= 2-D operands, got ${shapeStr(a.shape)} and ${shapeStr(b.shape)}`);
   const [ar, ac] = [a.shape[a.ndim - 2]!, a.shape[a.ndim - 1]!];
   const [br, bc] = [b.shape[b.ndim - 2]!, b.shape[b.ndim - 1]!];
@@ -332,9 +334,11 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
   // half operands (autocast): the product, bias and rounding to their type in one kernel where the backend has it
   const half = isHalf(a.dtype) && (!bias || (bias.ndim === 1 && bias.shape[0] === n && bias.dtype === a.dtype))
     ? a.backend.fused.matmulHalf?.(sa.storage, sb.storage, params, bias?.storage ?? null) ?? null : null;
-  // a linear layer's bias in the product's epilogue where the backend has it (a GPU: one launch, not two)
-  const fusedBias = !half && bias && bias.ndim === 1 && bias.shape[0] === n && [a, b, bias].every((t) => t.dtype === 'float32')
-    ? a.backend.fused.matmulBias?.(sa.storage, sb.storage, params, bias.storage) ?? null : null;
+  // a linear layer's bias in the product's epilogue where the backend has it (a GPU: one launch, not
+  // two), and GELU after it too when asked (the pre-activation kept for GELU's backward)
+  const f32Bias = !half && bias !== null && bias.ndim === 1 && bias.shape[0] === n && [a, b, bias].every((t) => t.dtype === 'float32');
+  const geluFused = withGelu && bias && f32Bias ? a.backend.fused.matmulBiasGelu?.(sa.storage, sb.storage, params, bias.storage) ?? null : null;
+  const fusedBias = geluFused?.pre ?? (bias && f32Bias ? a.backend.fused.matmulBias?.(sa.storage, sb.storage, params, bias.storage) ?? null : null);
   // half operands go to the kernel as they are (float32 out): a backend widens them where it reads them
   let s = half ?? fusedBias ?? a.backend.matmul(sa.storage, sb.storage, params);
   if (bias && !fusedBias && !half) {
@@ -348,7 +352,7 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
   // the rule reads the operands' values; a weight's half cast is recast then instead of kept
   const aNeedsGrad = a.requiresGrad, bNeedsGrad = b.requiresGrad, biasNeedsGrad = bias?.requiresGrad === true && bias.ndim === 1 && bias.shape[0] === n;
   const keptA = keptForBackward(a), keptB = keptForBackward(b);
-  return fromOp('matmul', narrowed(a, s, a.dtype), outShape, bias ? [a, b, bias] : [a, b], (g) => {
+  const out = fromOp('matmul', narrowed(a, s, a.dtype), outShape, bias ? [a, b, bias] : [a, b], (g) => {
     let ga: Tensor | null = null, gb: Tensor | null = null, gBias: Tensor | null = null;
     if (aNeedsGrad) {
       const b = keptB();
@@ -380,6 +384,7 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
     }
     return [ga, gb, gBias ?? g]; // the bias's gradient: g, summed over the rows by backward() (unless summed above)
   });
+  return withGelu ? geluOf(out, geluFused?.out ?? null) : out;
 }
 
 // ---- movement ------------------------------------------------------------------------------

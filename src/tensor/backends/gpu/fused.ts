@@ -7,7 +7,7 @@ import type { GpuKernelHost } from './kernel-host.js';
 import { BINARY_CODES, CAST_CODES, KERNELS, MODES } from './kernels.js';
 import { FUSED_KERNELS } from './fused-kernels.js';
 import { halfOutMatmul, matmulView, wideWhole } from './matmul.js';
-import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs } from './runner.js';
+import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs, type MatmulEpilogue } from './runner.js';
 import { FLASH_HEAD_MAX } from './flash-wgsl.js';
 import { LAYERNORM_MAX_COLS } from './layernorm-wgsl.js';
 import type { GpuStorage } from './storage.js';
@@ -21,7 +21,7 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
   const rowStat = (x: GpuStorage, rows: number, cols: number, mode: number): DeviceBuffer =>
     be.run(FUSED_KERNELS.rowStat, [rows], [arg(x.buf, cols, rows), cols, mode]);
   /** The wide WGSL matmul with an epilogue, where this product has that kernel and fits one binding per operand. */
-  const epilogueMatmul = (op: string, a: Storage, b: Storage, p: MatmulParams, epilogue: { bias?: DeviceBuffer; rowSums?: DeviceBuffer }): DeviceBuffer | null => {
+  const epilogueMatmul = (op: string, a: Storage, b: Storage, p: MatmulParams, epilogue: MatmulEpilogue): DeviceBuffer | null => {
     const [sa, sb] = [f32(op, a), f32(op, b)];
     if (!wideWhole(be, p)) return null;
     return be.runner.matmul!({ buf: sa.buf, offset: undefined }, { buf: sb.buf, offset: undefined }, p, undefined, epilogue);
@@ -30,6 +30,12 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
     matmulBias: (a, b, p, bias) => {
       const out = epilogueMatmul('matmulBias', a, b, p, { bias: f32('matmulBias', bias).buf });
       return out && be.wrap(out, p.batch * p.m * p.n, 'float32');
+    },
+    matmulBiasGelu: (a, b, p, bias) => {
+      const n = p.batch * p.m * p.n, preGelu = be.runner.alloc(n);
+      const out = epilogueMatmul('matmulBiasGelu', a, b, p, { bias: f32('matmulBiasGelu', bias).buf, preGelu });
+      if (!out) { be.runner.release(preGelu); return null; }
+      return { out: be.wrap(out, n, 'float32'), pre: be.wrap(preGelu, n, 'float32') };
     },
     matmulHalf: (a, b, p, bias) => halfOutMatmul(be, a, b, p, bias),
     matmulRowSums: (a, b, p) => {

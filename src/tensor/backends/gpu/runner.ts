@@ -58,6 +58,8 @@ export interface MatmulEpilogue {
   readonly rowSums?: DeviceBuffer;
   /** With half operands: the result (and the bias) of their type, rounded as stored (packed, two a word). */
   readonly halfOut?: boolean;
+  /** Float32 only: the result written here, and GELU of it as the output (an MLP's c_fc and its GELU). */
+  readonly preGelu?: DeviceBuffer;
 }
 
 /** Where a flash-attention operand's element (z = b*nh + h, row i, d) is: off + b*sB + h*sH + i*sT + d. */

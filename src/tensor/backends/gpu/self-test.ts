@@ -66,6 +66,13 @@ export async function selfTest(be: SelfTested): Promise<void> {
     const [sx, sw, sg] = [be.fromHost(X, 'float32'), be.fromHost(W, 'float32'), be.fromHost(G, 'float32')];
     const out = f.matmulBias(sx, sw, { batch: 1, m: rows, n: fout, k: fin, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, be.fromHost(bias, 'float32'));
     const both = f.matmulRowSums(sg, sx, { batch: 1, m: fout, n: fin, k: rows, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 });
+    const act = f.matmulBiasGelu?.(sx, sw, { batch: 1, m: rows, n: fout, k: fin, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, be.fromHost(bias, 'float32'));
+    if (act) {
+      // GPT-2's GELU (tanh approximation) of the product plus bias, and the pre-activation kept
+      const g = y.map((v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))));
+      fastOk = (await cmp('fast matmul with bias and GELU', act.out, g, 1e-4)) && fastOk;
+      fastOk = (await cmp("fast matmul's pre-activation", act.pre, y, 1e-4)) && fastOk;
+    }
     if (out && both) {
       fastOk = (await cmp('fast matmul with bias', out, y, 1e-4)) && fastOk;
       fastOk = (await cmp('fast matmul G^T X', both.out, gw, 1e-4)) && fastOk;

@@ -16,7 +16,7 @@ import { LaunchProfiler, type KernelTime } from './profiler.js';
 import { LAYERNORM_FWD_WGSL, LAYERNORM_MAX_COLS, LAYERNORM_PARAMS_BYTES, LAYERNORM_SUMS_WGSL, layerNormBwdWgsl } from './layernorm-wgsl.js';
 import { CROSS_ENTROPY_PARAMS_BYTES, CROSS_ENTROPY_WGSL } from './cross-entropy-wgsl.js';
 import { FLASH_BINDINGS, FLASH_PARAMS_BYTES, flashWgsl } from './flash-wgsl.js';
-import { GELU_HALF_PARAMS_BYTES, GELU_HALF_WGSL, HALF_ROUNDING, MATMUL_BIAS, MATMUL_ROW_SUMS, matmulWideHalfWgsl } from './wgsl.js';
+import { GELU_HALF_PARAMS_BYTES, GELU_HALF_WGSL, HALF_ROUNDING, MATMUL_BIAS, MATMUL_GELU, MATMUL_ROW_SUMS, matmulWideHalfWgsl } from './wgsl.js';
 import { TENSOR_TILE, tensorMatmulWgsl, type MatrixConfig } from './tensor-core-wgsl.js';
 import { ADAMW_PARAMS_BYTES, ADAMW_WGSL, CAST_PARAMS_BYTES, CAST_WGSL, GATHER_PARAMS_BYTES, GATHER_WGSL, INPLACE_PARAMS_BYTES, INPLACE_WGSL, MATMUL_PARAMS_BYTES, MATMUL_TILE, MATMUL_WGSL, MATMUL_WIDE_TILE, MATMUL_WIDE_WGSL, SEGMENT_SUM_PARAMS_BYTES, SEGMENT_SUM_WGSL } from './wgsl.js';
 import {
@@ -903,6 +903,7 @@ export class WebGpuRunner implements Runner {
     if (epilogue?.rowSums && (!p.transA || batch !== 1)) throw new Error('gpu backend: matmul row sums are of op(A) = A^T (a weight gradient G^T X), one matrix');
     const halfOut = epilogue?.halfOut === true;
     if (halfOut && !halves) throw new Error('gpu backend: a half matmul output needs half operands (of its type)');
+    if (epilogue?.preGelu && (halves || epilogue.rowSums)) throw new Error('gpu backend: the GELU epilogue takes float32 operands and no row sums');
     const variant = `matmulWide ${halves}${halfOut ? ' out' : ''}`;
     const mm = halves ? this.pipelineOf(variant, matmulWideHalfWgsl(halves!, halfOut), HAND_KERNELS.matmulWide.bindings) : this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
     const tile = wide ? MATMUL_WIDE_TILE : MATMUL_TILE;
@@ -912,7 +913,7 @@ export class WebGpuRunner implements Runner {
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
     const gx = Math.ceil(n / tile), gy = Math.ceil(m / tile);
     if (gx > maxG || gy > maxG || batch > maxG) throw new Error(`gpu backend: matmul [${batch}, ${m}, ${n}] needs more than ${maxG} workgroups along one axis`);
-    const flags = (epilogue?.bias ? MATMUL_BIAS : 0) | (epilogue?.rowSums ? MATMUL_ROW_SUMS : 0);
+    const flags = (epilogue?.bias ? MATMUL_BIAS : 0) | (epilogue?.rowSums ? MATMUL_ROW_SUMS : 0) | (epilogue?.preGelu ? MATMUL_GELU : 0);
     const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
     params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, flags]);
     const res = into ? this.outBinding('matmul output', into, outWords) : { buffer: (out as GpuBuf).buffer };
@@ -921,11 +922,12 @@ export class WebGpuRunner implements Runner {
     // the wide kernel's epilogue operands, or placeholders (a read and a write one: a buffer may not be both in a launch)
     if (wide) {
       bindings.push(epilogue?.bias ? this.binding('matmul bias', epilogue.bias) : { buffer: this.placeholder(0) },
-        epilogue?.rowSums ? this.outBinding('matmul row sums', { buf: epilogue.rowSums, offset: 0 }, m) : { buffer: this.placeholder(1) });
+        epilogue?.rowSums ? this.outBinding('matmul row sums', { buf: epilogue.rowSums, offset: 0 }, m)
+          : epilogue?.preGelu ? this.outBinding('matmul pre-activation', { buf: epilogue.preGelu, offset: 0 }, total) : { buffer: this.placeholder(1) });
     }
     const inBytes = halves ? 2 : 4;
     this.dispatch(halves ? `matmul128 ${halves}${halfOut ? ' out' : ''} (WGSL)` : wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, bindings, [gx, gy, batch],
-      { flops: 2 * total * k, bytes: inBytes * (aLen + bLen) + (halfOut ? 2 : 4) * (total + (epilogue?.bias ? n : 0)) + 4 * (epilogue?.rowSums ? m : 0) });
+      { flops: 2 * total * k, bytes: inBytes * (aLen + bLen) + (halfOut ? 2 : 4) * (total + (epilogue?.bias ? n : 0)) + 4 * (epilogue?.rowSums ? m : 0) + 4 * (epilogue?.preGelu ? total : 0) });
     return out;
   }
 

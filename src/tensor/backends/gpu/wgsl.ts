@@ -161,6 +161,16 @@ fn roundedTo(x : f32, to : u32) -> f32 {
 }
 `;
 
+/** GPT-2's GELU (tanh approximation) and its derivative in float32, as kernels.ts's unary gelu and geluGrad. */
+const GELU_WGSL = /* wgsl */ `
+fn geluTanh(x : f32) -> f32 { return tanh(clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0)); } // (some GPU tanh overflow to NaN past ~44)
+fn gelu(x : f32) -> f32 { return 0.5 * x * (1.0 + geluTanh(x)); }
+fn geluGrad(x : f32) -> f32 {
+  let t = geluTanh(x);
+  return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
+}
+`;
+
 export const MATMUL_WIDE_TILE = 128;
 
 const WIDE_ROWS = [0, 1, 2, 3, 4, 5, 6, 7]; // a thread's rows: 4 ty + r, and 64 + 4 ty + (r - 4)
@@ -176,8 +186,27 @@ const wideStore = WIDE_ROWS.map((r) => `  {
     }
   }`).join('\n');
 
-/** The wide matmul's epilogue flags (P.flags): add Bias [N] to every row; write op(A)'s row sums to RS [M]. */
-export const MATMUL_BIAS = 1, MATMUL_ROW_SUMS = 2;
+/** With MATMUL_GELU the stores write C = GELU(v) and the pre-activation v to RS, where v is the product plus the bias. */
+const wideGeluStore = WIDE_ROWS.map((r) => `    {
+      let gi = row0 + ${r < 4 ? `4u * ty + ${r}u` : `64u + 4u * ty + ${r - 4}u`};
+      if (gi < p.M) {
+        if (c0 < p.N) { let at = (co + gi * p.N + c0) / 4u; let v = bias0 + acc[${2 * r}]; RS[at] = v; C[at] = gelu4(v); }
+        if (c1 < p.N) { let at = (co + gi * p.N + c1) / 4u; let v = bias1 + acc[${2 * r + 1}]; RS[at] = v; C[at] = gelu4(v); }
+      }
+    }`).join('\n');
+/** The GELU epilogue: an MLP's c_fc and its GELU in one launch (the half variants leave it out). */
+const WIDE_GELU_EPILOGUE = `  if ((p.flags & 4u) != 0u) {
+${wideGeluStore}
+    return;
+  }
+`;
+
+/**
+ * The wide matmul's epilogue flags (P.flags): add Bias [N] to every row; write op(A)'s row sums
+ * to RS [M]; GELU of the result to C, the result itself (the pre-activation, which GELU's
+ * backward reads) to RS [M, N].
+ */
+export const MATMUL_BIAS = 1, MATMUL_ROW_SUMS = 2, MATMUL_GELU = 4;
 
 export const MATMUL_WIDE_WGSL = /* wgsl */ `${MATMUL_UNIFORM}
 @group(0) @binding(1) var<storage, read> A : array<vec4<f32>>;
@@ -276,8 +305,10 @@ ${wideMath}
     if (c0 < p.N) { bias0 = Bias[c0 / 4u]; }
     if (c1 < p.N) { bias1 = Bias[c1 / 4u]; }
   }
-${wideStore}
+${WIDE_GELU_EPILOGUE}${wideStore}
 }
+${GELU_WGSL}
+fn gelu4(v : vec4<f32>) -> vec4<f32> { return vec4<f32>(gelu(v.x), gelu(v.y), gelu(v.z), gelu(v.w)); }
 `;
 
 /**
@@ -298,7 +329,7 @@ fn widen(w : vec2<u32>) -> vec4<f32> {
     if (!code.includes(from)) throw new Error(`matmulWideHalfWgsl: the float kernel no longer has ${from}`);
     return code.replace(from, to);
   };
-  let code = MATMUL_WIDE_WGSL;
+  let code = swap(MATMUL_WIDE_WGSL, WIDE_GELU_EPILOGUE, '');
   code = swap(code, 'var<storage, read> A : array<vec4<f32>>;', 'var<storage, read> A : array<vec2<u32>>;');
   code = swap(code, 'var<storage, read> B : array<vec4<f32>>;', 'var<storage, read> B : array<vec2<u32>>;');
   code = swap(code, 'return A[u32(i)];', 'return widen(A[u32(i)]);');
@@ -397,12 +428,10 @@ fn narrowHalf(v : f32) -> u32 {
   if (p.half == 1u) { return f32ToF16(bitcast<u32>(v)); }
   return f32ToBf16(bitcast<u32>(v));
 }
+${GELU_WGSL}
 fn one(x : f32, g : f32) -> f32 {
-  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
-  let t = tanh(clamp(u, -15.0, 15.0)); // (some GPU tanh overflow to NaN past ~44)
-  if (p.backward == 0u) { return 0.5 * x * (1.0 + t); }
-  let du = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * x * x);
-  return g * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du);
+  if (p.backward == 0u) { return gelu(x); }
+  return g * geluGrad(x);
 }
 
 @compute @workgroup_size(64, 1, 1)
