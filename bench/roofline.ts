@@ -34,7 +34,7 @@ export const H100: DeviceModel = { name: 'H100 SXM', fp32Flops: 67e12, f16Tensor
  * through WGSL, half of the fp32 peak is assumed until gpu-check measures it. Flash attention
  * (a thread per row, rows of vec4s read from workgroup memory, one read per four multiply-adds)
  * is taken at the 64x64 kernel's rate, the one measured: GPT-2's float32 goal (35k tok/s) holds
- * down to 13.1 TFLOP/s, the float16 one (100k) to 14.3. The float16 tensor-core kernel
+ * down to 13.1 TFLOP/s, the float16 one (100k) to 14.0. The float16 tensor-core kernel
  * (subgroup matrices, tensor-core-wgsl.ts; never run on a GPU yet) loads its operands straight
  * from device memory, one subgroup per 32x32 block, without staging tiles in workgroup memory:
  * a quarter of the dense f16 tensor peak is assumed for it, a guess until gpu-check measures it;

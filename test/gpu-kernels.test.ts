@@ -411,6 +411,28 @@ describe('an MLP\'s c_fc and its GELU (F.linearGelu)', () => {
     expect(launchesOf('matmul128 (WGSL)') - launches, 'one launch').toBe(1);
   });
 
+  it('with half operands and results: the pre-activation rounded as stored (bit for bit), GELU of it rounded again, from one launch', async () => {
+    const f = gpu.fused;
+    if (gpu.runner.mode !== 'webgpu') { expect(f.matmulHalfGelu?.(gpu.full(16, 'float16', 1), gpu.full(16, 'float16', 1), { batch: 1, m: 4, n: 4, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, null) ?? null).toBeNull(); return; }
+    // multiples of 1/8 (every product and sum exact), 132 outputs (a partial column tile)
+    const vals = (n: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => (((i * seed) % 13) - 6) / 8);
+    const [m, n, k] = [36, 132, 20];
+    const p = { batch: 1, m, n, k, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 };
+    const A = vals(m * k, 3), B = vals(n * k, 5), bias = vals(n, 7);
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const half = (d: Float32Array): Storage => gpu.cast(gpu.fromHost(d.slice(), 'float32'), dtype);
+      const kernel = `matmul128 ${dtype === 'bfloat16' ? 'bf16' : 'f16'} out (WGSL)`, launches = launchesOf(kernel);
+      const r = f.matmulHalfGelu!(half(A), half(B), p, half(bias));
+      expect([r?.out.dtype, r?.pre.dtype]).toEqual([dtype, dtype]);
+      const pre = convertHost(Float32Array.from(matmul64(A, B, p), (v, i) => v + bias[i % n]!), 'float32', dtype);
+      expect(Array.from(await read(r!.pre)), `${dtype} pre-activation bits`).toEqual(Array.from(pre));
+      const h = convertHost(pre, dtype, 'float32'), got = convertHost(await read(r!.out), dtype, 'float32');
+      const ulp = dtype === 'bfloat16' ? 2 ** -8 : 2 ** -11; // half the spacing, relative
+      h.forEach((v, i) => expect(Math.abs(got[i]! - gelu64(v)), `${dtype} gelu(${v})`).toBeLessThanOrEqual(2 * ulp * Math.abs(gelu64(v)) + 1e-6));
+      expect(launchesOf(kernel) - launches, 'one launch').toBe(1);
+    }
+  });
+
   it('forward and every gradient match gelu(linear) on the js backend; on WebGPU the forward is one launch, no GELU kernel', async () => {
     const rows = 70, fin = 12, fout = 20;
     const x = rand(rows * fin, 84), w = rand(fout * fin, 85), bias = rand(fout, 86), up = rand(rows * fout, 87);
@@ -727,7 +749,7 @@ function tensorStandIn(r: Runner): string[] {
   Object.assign(r, {
     tensorMatmul: (q: MatmulDims) => q.m % 32 === 0 && q.n % 32 === 0 && q.k % 16 === 0,
     matmulTensor: (a: OperandView, b: OperandView, q: MatmulDims, into?: BufferView, epi?: MatmulEpilogue) => {
-      calls.push(`[${q.m}, ${q.n}, ${q.k}]${q.transA ? ' transA' : ''}${q.transB ? ' transB' : ''} at ${a.offset ?? 0}${epi?.halfOut ? ' f16 out' : ''}${epi?.bias ? ' bias' : ''}`);
+      calls.push(`[${q.m}, ${q.n}, ${q.k}]${q.transA ? ' transA' : ''}${q.transB ? ' transB' : ''} at ${a.offset ?? 0}${epi?.halfOut ? ' f16 out' : ''}${epi?.bias ? ' bias' : ''}${epi?.preGelu ? ' gelu' : ''}`);
       return r.matmul!(a, b, q, into, epi, 'f16');
     },
   });
@@ -735,26 +757,39 @@ function tensorStandIn(r: Runner): string[] {
 }
 
 describe('a float16 linear layer on tensor cores', () => {
+  /** layer(x [64, 32], w [96, 32], b [96]) under float16 autocast on `be`, backward through a weighted sum: its output and the gradients of b, w, x. */
+  const run = async (be: Backend, layer: (x: Tensor, w: Tensor, b: Tensor) => Tensor): Promise<number[][]> => {
+    // multiples of 1/8: every product and sum here is exact, in any order
+    const vals = (n: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => (((i * seed) % 13) - 6) / 8);
+    const x = tensor(vals(64 * 32, 5), { shape: [64, 32], backend: be, requiresGrad: true });
+    const w = tensor(vals(96 * 32, 7), { shape: [96, 32], backend: be, requiresGrad: true });
+    const b = tensor(vals(96, 3), { shape: [96], backend: be, requiresGrad: true });
+    const y = autocast('float16', () => layer(x, w, b));
+    expect(y.dtype).toBe('float16');
+    y.mul(tensor(vals(64 * 96, 11), { shape: [64, 96], backend: be })).sum().backward(); // (float32: the product promotes)
+    return Promise.all([y, b.grad!, w.grad!, x.grad!].map(async (t) => Array.from(await t.data())));
+  };
+
   it("its bias gradient is ones^T G on the tensor-core matmul, as the js backend's widen-and-sum", async (ctx) => {
     const r = target.runner();
     if (!r.matmul) { ctx.skip(); return; } // (gpu.js's cpu mode has no WGSL matmul)
     const calls = tensorStandIn(r);
-    const run = async (be: Backend): Promise<number[][]> => {
-      // multiples of 1/8: every product and sum here is exact, in any order
-      const vals = (n: number, seed: number): Float32Array => Float32Array.from({ length: n }, (_, i) => (((i * seed) % 13) - 6) / 8);
-      const x = tensor(vals(64 * 32, 5), { shape: [64, 32], backend: be, requiresGrad: true });
-      const w = tensor(vals(96 * 32, 7), { shape: [96, 32], backend: be, requiresGrad: true });
-      const b = tensor(vals(96, 3), { shape: [96], backend: be, requiresGrad: true });
-      const y = autocast('float16', () => F.linear(x, w, b));
-      expect(y.dtype).toBe('float16');
-      y.mul(tensor(vals(64 * 96, 11), { shape: [64, 96], backend: be })).sum().backward(); // (float32: the product promotes)
-      return Promise.all([b.grad!, w.grad!, x.grad!].map(async (t) => Array.from(await t.data())));
-    };
-    const want = await run(js);
-    const got = await run(new GpuBackend(r, { name: 'gpu-tensor-bias' }));
+    const want = await run(js, F.linear);
+    const got = await run(new GpuBackend(r, { name: 'gpu-tensor-bias' }), F.linear);
     // the forward x W^T + b rounded to float16 in the product; the bias gradient ones [32, 64] @ G [64, 96]
     expect(calls).toEqual(expect.arrayContaining(['[64, 96, 32] transB at 0 f16 out bias', '[32, 96, 64] at 0']));
     expect(got).toEqual(want);
+  });
+
+  it('an MLP\'s c_fc and its GELU (F.linearGelu) are one tensor-core launch; values and gradients as the js backend', async (ctx) => {
+    const r = target.runner();
+    if (!r.matmul) { ctx.skip(); return; }
+    const calls = tensorStandIn(r);
+    const want = await run(js, F.linearGelu);
+    const got = await run(new GpuBackend(r, { name: 'gpu-tensor-gelu' }), F.linearGelu);
+    expect(calls).toContain('[64, 96, 32] transB at 0 f16 out bias gelu');
+    // GELU's tanh on the device and in JavaScript may round to neighbouring halves
+    got.forEach((g, i) => close(Float32Array.from(g), want[i]!, 2 ** -9, 1e-3));
   });
 });
 

@@ -80,6 +80,11 @@ export interface FusedKernels {
    */
   matmulHalf?(a: Storage, b: Storage, p: MatmulParams, bias: Storage | null): Storage | null;
   /**
+   * matmulHalf, then GELU of its rounded result, rounded again (torch's GELU on the half tensor),
+   * from the same kernel, with that rounded result (`pre`, which GELU's backward reads).
+   */
+  matmulHalfGelu?(a: Storage, b: Storage, p: MatmulParams, bias: Storage | null): { out: Storage; pre: Storage } | null;
+  /**
    * op(a) @ op(b) and the sums of op(a)'s rows [m], from one kernel: with op(a) = G^T a linear
    * layer's weight gradient G^T X and its bias gradient (G's column sums). Null where this
    * product's layout has no such kernel.
@@ -154,7 +159,7 @@ export interface FusedKernels {
 }
 
 /** The fused kernels a CPU backend provides: all but the GPU-only ones (packed attention, matmul epilogues, GELU's kernels, half column sums: the composites are as fast there). */
-export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulBiasGelu' | 'matmulHalf' | 'matmulRowSums' | 'geluBackward' | 'geluHalf' | 'geluBackwardHalf' | 'columnSums'>>;
+export type CpuFusedKernels = Required<Omit<FusedKernels, 'attentionPacked' | 'attentionPackedBackward' | 'matmulBias' | 'matmulBiasGelu' | 'matmulHalf' | 'matmulHalfGelu' | 'matmulRowSums' | 'geluBackward' | 'geluHalf' | 'geluBackwardHalf' | 'columnSums'>>;
 
 /** Why a backend's device went away: the WebGPU `GPUDeviceLostInfo` (reason 'destroyed' or 'unknown'). */
 export interface DeviceLossInfo {

@@ -331,9 +331,11 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
   }
   const outShape = [...batchShape, m, n];
   const params = { batch: bsz, m: mm, n, k, transA, transB, aBatchStride: aStride, bBatchStride: bStride };
-  // half operands (autocast): the product, bias and rounding to their type in one kernel where the backend has it
-  const half = isHalf(a.dtype) && (!bias || (bias.ndim === 1 && bias.shape[0] === n && bias.dtype === a.dtype))
-    ? a.backend.fused.matmulHalf?.(sa.storage, sb.storage, params, bias?.storage ?? null) ?? null : null;
+  // half operands (autocast): the product, bias and rounding to their type in one kernel where the
+  // backend has it, and GELU after it too when asked (the rounded pre-activation kept for its backward)
+  const halfOk = isHalf(a.dtype) && (!bias || (bias.ndim === 1 && bias.shape[0] === n && bias.dtype === a.dtype));
+  const halfGelu = halfOk && withGelu ? a.backend.fused.matmulHalfGelu?.(sa.storage, sb.storage, params, bias?.storage ?? null) ?? null : null;
+  const half = halfGelu?.pre ?? (halfOk ? a.backend.fused.matmulHalf?.(sa.storage, sb.storage, params, bias?.storage ?? null) ?? null : null);
   // a linear layer's bias in the product's epilogue where the backend has it (a GPU: one launch, not
   // two), and GELU after it too when asked (the pre-activation kept for GELU's backward)
   const f32Bias = !half && bias !== null && bias.ndim === 1 && bias.shape[0] === n && [a, b, bias].every((t) => t.dtype === 'float32');
@@ -384,7 +386,7 @@ export function matmulT(a: Tensor, b: Tensor, transA: boolean, transB: boolean, 
     }
     return [ga, gb, gBias ?? g]; // the bias's gradient: g, summed over the rows by backward() (unless summed above)
   });
-  return withGelu ? geluOf(out, geluFused?.out ?? null) : out;
+  return withGelu ? geluOf(out, geluFused?.out ?? halfGelu?.out ?? null) : out;
 }
 
 // ---- movement ------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import type { AdamWParams, FusedKernels, MatmulParams, Storage } from '../../bac
 import type { GpuKernelHost } from './kernel-host.js';
 import { BINARY_CODES, CAST_CODES, KERNELS, MODES } from './kernels.js';
 import { FUSED_KERNELS } from './fused-kernels.js';
-import { halfOutMatmul, matmulView, wideWhole } from './matmul.js';
+import { halfOutMatmul, halfOutMatmulGelu, matmulView, wideWhole } from './matmul.js';
 import { arg, type AttnView, type BufferArg, type DeviceBuffer, type FlashArgs, type MatmulEpilogue } from './runner.js';
 import { FLASH_HEAD_MAX } from './flash-wgsl.js';
 import { LAYERNORM_MAX_COLS } from './layernorm-wgsl.js';
@@ -38,6 +38,10 @@ export function makeFused(be: GpuKernelHost): FusedKernels {
       return { out: be.wrap(out, n, 'float32'), pre: be.wrap(preGelu, n, 'float32') };
     },
     matmulHalf: (a, b, p, bias) => halfOutMatmul(be, a, b, p, bias),
+    matmulHalfGelu: (a, b, p, bias) => {
+      const r = halfOutMatmulGelu(be, a, b, p, bias, true);
+      return r && { out: r.out, pre: r.pre! };
+    },
     matmulRowSums: (a, b, p) => {
       if (!p.transA || p.batch !== 1) return null;
       const rowSums = be.runner.alloc(p.m);

@@ -97,17 +97,26 @@ export function halfMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulP
  * where the device has them and the shape tiles, else the wide kernel; null where neither takes it.
  */
 export function halfOutMatmul(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulParams, bias: Storage | null): Storage | null {
+  return halfOutMatmulGelu(be, a, b, p, bias, false)?.out ?? null;
+}
+
+/**
+ * halfOutMatmul, and with `gelu` GELU of its result from the same launch: `out` GELU of the
+ * rounded result, rounded again (torch's GELU on the half tensor), `pre` the rounded result.
+ */
+export function halfOutMatmulGelu(be: GpuKernelHost, a: Storage, b: Storage, p: MatmulParams, bias: Storage | null, gelu: boolean): { out: Storage; pre: Storage | null } | null {
   const [sa, sb] = be.check('matmul', a, b);
   const dtype = sa!.dtype;
   if (dtype !== sb!.dtype || (dtype !== 'float16' && dtype !== 'bfloat16') || !wideWhole(be, p, 2)) return null;
   const sbias = bias ? be.check('matmul', bias)[0]! : null;
   if (sbias && (sbias.dtype !== dtype || sbias.size !== p.n)) return null;
-  const epilogue = { halfOut: true, ...(sbias ? { bias: sbias.buf } : {}) };
+  const total = p.batch * p.m * p.n, preGelu = gelu ? be.runner.alloc(Math.ceil(total / 2)) : null;
+  const epilogue = { halfOut: true, ...(sbias ? { bias: sbias.buf } : {}), ...(preGelu ? { preGelu } : {}) };
   // float16 on tensor cores where the device has them and the shape tiles (tensor-core-wgsl.ts)
   const out = dtype === 'float16' && be.runner.matmulTensor && be.runner.tensorMatmul?.(p)
     ? be.runner.matmulTensor({ buf: sa!.buf }, { buf: sb!.buf }, p, undefined, epilogue)
     : be.runner.matmul!({ buf: sa!.buf }, { buf: sb!.buf }, p, undefined, epilogue, dtype === 'bfloat16' ? 'bf16' : 'f16');
-  return be.wrap(out, p.batch * p.m * p.n, dtype);
+  return { out: be.wrap(out, total, dtype), pre: preGelu && be.wrap(preGelu, total, dtype) };
 }
 
 /** One matmul on (possibly offset) views: the runner's fast kernel, or the portable one. */

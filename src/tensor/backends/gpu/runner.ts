@@ -58,7 +58,7 @@ export interface MatmulEpilogue {
   readonly rowSums?: DeviceBuffer;
   /** With half operands: the result (and the bias) of their type, rounded as stored (packed, two a word). */
   readonly halfOut?: boolean;
-  /** Float32 only: the result written here, and GELU of it as the output (an MLP's c_fc and its GELU). */
+  /** The result written here, and GELU of it as the output (an MLP's c_fc and its GELU); with halves, both rounded to their type. */
   readonly preGelu?: DeviceBuffer;
 }
 
@@ -155,7 +155,7 @@ export interface Runner {
    * float16 operands (packed; view offsets in 32-bit words) on tensor cores, float32 out (new, or
    * into a view), or with `halfOut` float16 out (a float16 bias added first), where tensorMatmul(p).
    */
-  matmulTensor?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: Pick<MatmulEpilogue, 'bias' | 'halfOut'>): DeviceBuffer;
+  matmulTensor?(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: Pick<MatmulEpilogue, 'bias' | 'halfOut' | 'preGelu'>): DeviceBuffer;
   /** Whether matmulTensor takes this product (the device has tensor cores, and the shape tiles). */
   tensorMatmul?(p: MatmulDims): boolean;
   /** Stop using tensor cores (they failed the self-test). */

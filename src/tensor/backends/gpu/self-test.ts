@@ -109,6 +109,15 @@ export async function selfTest(be: SelfTested): Promise<void> {
       const wantBits = convertHost(Float32Array.from(want, (v, i) => v + bias[i % 32]!), 'float32', 'float16');
       const wrong = wantBits.findIndex((b, i) => bits[i] !== b);
       if (wrong >= 0) tensorBad.push(`tensor-core matmul with a float16 result, transA=${transA} transB=${transB}: element ${wrong} has bits ${bits[wrong]}, not ${wantBits[wrong]}`);
+      // and its GELU epilogue: those bits as the pre-activation, GELU of them within a float16 ulp
+      const pre = be.runner.alloc(want.length / 2);
+      const act = await be.read(be.wrap(tc.matmulTensor({ buf: (ha as GpuStorage).buf }, { buf: (hb as GpuStorage).buf }, p, undefined,
+        { halfOut: true, bias: (hbias as GpuStorage).buf, preGelu: pre }), want.length, 'float16'));
+      const preBits = await be.read(be.wrap(pre, want.length, 'float16'));
+      const h = convertHost(wantBits, 'float16', 'float32'), g = convertHost(act, 'float16', 'float32');
+      const off = h.findIndex((v, i) => preBits[i] !== wantBits[i] ||
+        !(Math.abs(g[i]! - 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)))) <= 2 ** -10 * Math.abs(v) + 1e-4));
+      if (off >= 0) tensorBad.push(`tensor-core matmul's GELU epilogue, transA=${transA} transB=${transB}: element ${off} (pre-activation bits ${preBits[off]}, GELU ${g[off]})`);
     }
     if (tensorBad.length) {
       tc.tensorCoresOff?.();

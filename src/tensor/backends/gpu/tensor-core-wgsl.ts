@@ -9,7 +9,7 @@
 // 128x128 kernel (wgsl.ts) runs. Only Dawn's null adapter has compiled it here: the start-up
 // self-test checks it on the device before any training step uses it.
 
-import { MATMUL_UNIFORM, ROUND_TO_HALF_WGSL } from './wgsl.js';
+import { GELU_WGSL, MATMUL_UNIFORM, ROUND_TO_HALF_WGSL } from './wgsl.js';
 
 /** A subgroup matrix shape the device multiplies (f16 operands, f32 result). */
 export interface MatrixConfig { M: number; N: number; K: number }
@@ -20,7 +20,8 @@ export const TENSOR_TILE = 32;
 /**
  * With `halfOut`, C is float16 packed two a word: the 32x32 block goes through workgroup memory,
  * where each invocation adds the bias (float16 [N], where P.flags has MATMUL_BIAS) to two
- * neighbours in float32 and stores them rounded to nearest even, as the cast kernel rounds.
+ * neighbours in float32 and stores them rounded to nearest even, as the cast kernel rounds. With
+ * MATMUL_GELU too, those rounded values go to Pre (packed) and GELU of them, rounded, to C.
  */
 export function tensorMatmulWgsl(c: MatrixConfig, subgroupMaxSize: number, transA: boolean, transB: boolean, halfOut = false): string {
   const RI = TENSOR_TILE / c.M, RJ = TENSOR_TILE / c.N;
@@ -38,8 +39,10 @@ ${MATMUL_UNIFORM}
 @group(0) @binding(2) var<storage, read> B : array<f16>;
 @group(0) @binding(3) var<storage, read_write> C : array<${halfOut ? 'u32' : 'f32'}>;
 ${halfOut ? `@group(0) @binding(4) var<storage, read> Bias : array<f16>;
+@group(0) @binding(5) var<storage, read_write> Pre : array<u32>;
 var<workgroup> Ct : array<f32, ${TENSOR_TILE * TENSOR_TILE}>;
-${ROUND_TO_HALF_WGSL}` : ''}
+${ROUND_TO_HALF_WGSL}${GELU_WGSL}
+fn geluOfHalf(h : u32) -> u32 { return f32ToF16(bitcast<u32>(gelu(bitcast<f32>(f16ToF32(h))))); }` : ''}
 alias Left = subgroup_matrix_left<f16, ${c.K}, ${c.M}>;
 alias Right = subgroup_matrix_right<f16, ${c.N}, ${c.K}>;
 alias Acc = subgroup_matrix_result<f32, ${c.N}, ${c.M}>;
@@ -65,7 +68,11 @@ ${halfOut ? `${ij((i, j) => `  subgroupMatrixStore(&Ct, ${i * c.M * TENSOR_TILE 
     var v0 = Ct[r * ${TENSOR_TILE}u + cc];
     var v1 = Ct[r * ${TENSOR_TILE}u + cc + 1u];
     if ((p.flags & 1u) != 0u) { v0 += f32(Bias[col0 + cc]); v1 += f32(Bias[col0 + cc + 1u]); }
-    C[(co + (row0 + r) * p.N + col0 + cc) / 2u] = f32ToF16(bitcast<u32>(v0)) | (f32ToF16(bitcast<u32>(v1)) << 16u);
+    let at = (co + (row0 + r) * p.N + col0 + cc) / 2u;
+    let h0 = f32ToF16(bitcast<u32>(v0));
+    let h1 = f32ToF16(bitcast<u32>(v1));
+    if ((p.flags & 4u) != 0u) { Pre[at] = h0 | (h1 << 16u); C[at] = geluOfHalf(h0) | (geluOfHalf(h1) << 16u); }
+    else { C[at] = h0 | (h1 << 16u); }
   }` : ij((i, j) => `  subgroupMatrixStore(&C, co + (row0 + ${i * c.M}u) * p.N + col0 + ${j * c.N}u, c${i}${j}, false, p.N);`)}
 }
 `;

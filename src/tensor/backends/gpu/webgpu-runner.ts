@@ -66,8 +66,8 @@ function where(buf: DeviceBuffer): { buffer: GpuBufferLike; base: number } {
 export const PACK_WORK = 'pack (copy commands)';
 /** Words a slot of n values takes: rounded up to 64 (256 bytes, WebGPU's binding-offset alignment). */
 const slotWords = (n: number): number => Math.max(64, Math.ceil(n / 64) * 64);
-/** The tensor-core matmul's storage bindings: A, B, C, and the half bias where it writes halves. */
-const tensorBindings = (halfOut: boolean): readonly ('read' | 'write')[] => (halfOut ? ['read', 'read', 'write', 'read'] : ['read', 'read', 'write']);
+/** The tensor-core matmul's storage bindings: A, B, C, and where it writes halves the half bias and the GELU epilogue's pre-activation. */
+const tensorBindings = (halfOut: boolean): readonly ('read' | 'write')[] => (halfOut ? ['read', 'read', 'write', 'read', 'write'] : ['read', 'read', 'write']);
 
 /** The hand-written WGSL kernels (wgsl.ts) and their storage bindings after the uniform: read-only or read-write. */
 const HAND_KERNELS = {
@@ -903,7 +903,7 @@ export class WebGpuRunner implements Runner {
     if (epilogue?.rowSums && (!p.transA || batch !== 1)) throw new Error('gpu backend: matmul row sums are of op(A) = A^T (a weight gradient G^T X), one matrix');
     const halfOut = epilogue?.halfOut === true;
     if (halfOut && !halves) throw new Error('gpu backend: a half matmul output needs half operands (of its type)');
-    if (epilogue?.preGelu && (halves || epilogue.rowSums)) throw new Error('gpu backend: the GELU epilogue takes float32 operands and no row sums');
+    if (epilogue?.preGelu && (epilogue.rowSums || (halves && !halfOut))) throw new Error('gpu backend: the GELU epilogue takes float32 operands, or half ones with a half result, and no row sums');
     const variant = `matmulWide ${halves}${halfOut ? ' out' : ''}`;
     const mm = halves ? this.pipelineOf(variant, matmulWideHalfWgsl(halves!, halfOut), HAND_KERNELS.matmulWide.bindings) : this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
     const tile = wide ? MATMUL_WIDE_TILE : MATMUL_TILE;
@@ -923,11 +923,11 @@ export class WebGpuRunner implements Runner {
     if (wide) {
       bindings.push(epilogue?.bias ? this.binding('matmul bias', epilogue.bias) : { buffer: this.placeholder(0) },
         epilogue?.rowSums ? this.outBinding('matmul row sums', { buf: epilogue.rowSums, offset: 0 }, m)
-          : epilogue?.preGelu ? this.outBinding('matmul pre-activation', { buf: epilogue.preGelu, offset: 0 }, total) : { buffer: this.placeholder(1) });
+          : epilogue?.preGelu ? this.outBinding('matmul pre-activation', { buf: epilogue.preGelu, offset: 0 }, outWords) : { buffer: this.placeholder(1) });
     }
     const inBytes = halves ? 2 : 4;
     this.dispatch(halves ? `matmul128 ${halves}${halfOut ? ' out' : ''} (WGSL)` : wide ? 'matmul128 (WGSL)' : 'matmul (WGSL)', mm.pipeline, mm.layout, params.buffer, bindings, [gx, gy, batch],
-      { flops: 2 * total * k, bytes: inBytes * (aLen + bLen) + (halfOut ? 2 : 4) * (total + (epilogue?.bias ? n : 0)) + 4 * (epilogue?.rowSums ? m : 0) + 4 * (epilogue?.preGelu ? total : 0) });
+      { flops: 2 * total * k, bytes: inBytes * (aLen + bLen) + (halfOut ? 2 : 4) * (total + (epilogue?.bias ? n : 0)) + 4 * (epilogue?.rowSums ? m : 0) + 4 * (epilogue?.preGelu ? outWords : 0) });
     return out;
   }
 
@@ -936,10 +936,10 @@ export class WebGpuRunner implements Runner {
    * 32-bit words), C float32, new or written into a view. Where tensorMatmul(p) says the product's
    * shape fits the kernel.
    */
-  matmulTensor(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: Pick<MatmulEpilogue, 'bias' | 'halfOut'>): DeviceBuffer {
+  matmulTensor(a: OperandView, b: OperandView, p: MatmulDims, into?: BufferView, epilogue?: Pick<MatmulEpilogue, 'bias' | 'halfOut' | 'preGelu'>): DeviceBuffer {
     if (!this.tensorMatmul(p)) throw new Error(`gpu backend: a tensor-core matmul needs tensor cores and M, N multiples of ${TENSOR_TILE}, K of the device's K; got [${p.batch}, ${p.m}, ${p.n}, ${p.k}]`);
     const halfOut = epilogue?.halfOut === true;
-    if (epilogue?.bias && !halfOut) throw new Error('gpu backend: the tensor-core matmul adds a bias only with a float16 result');
+    if ((epilogue?.bias || epilogue?.preGelu) && !halfOut) throw new Error('gpu backend: the tensor-core matmul adds a bias or GELU only with a float16 result');
     const { batch, m, n, k } = p;
     const total = batch * m * n, outWords = halfOut ? total / 2 : total;
     const out = into ? into.buf : this.alloc(outWords);
@@ -948,14 +948,17 @@ export class WebGpuRunner implements Runner {
     const maxG = this.device.limits.maxComputeWorkgroupsPerDimension;
     if (groups.some((g) => g > maxG)) throw new Error(`gpu backend: matmul [${batch}, ${m}, ${n}] needs more than ${maxG} workgroups along one axis`);
     const params = new Uint32Array(MATMUL_PARAMS_BYTES / 4);
-    params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, epilogue?.bias ? MATMUL_BIAS : 0]);
+    params.set([m, n, k, p.transA ? 1 : 0, p.transB ? 1 : 0, p.aBatchStride, p.bBatchStride, (epilogue?.bias ? MATMUL_BIAS : 0) | (epilogue?.preGelu ? MATMUL_GELU : 0)]);
     const k2 = this.tensorPipeline(p.transA, p.transB, halfOut);
     const aLen = (p.aBatchStride ? batch : 1) * m * k, bLen = (p.bBatchStride ? batch : 1) * k * n;
     const res = into ? this.outBinding('matmul output', into, outWords) : { buffer: (out as GpuBuf).buffer };
     const bindings = [this.binding('matmul A', a.buf, a.offset), this.binding('matmul B', b.buf, b.offset), res];
-    if (halfOut) bindings.push(epilogue?.bias ? this.binding('matmul bias', epilogue.bias) : { buffer: this.placeholder(0) });
+    if (halfOut) {
+      bindings.push(epilogue?.bias ? this.binding('matmul bias', epilogue.bias) : { buffer: this.placeholder(0) },
+        epilogue?.preGelu ? this.outBinding('matmul pre-activation', { buf: epilogue.preGelu, offset: 0 }, outWords) : { buffer: this.placeholder(1) });
+    }
     this.dispatch(`matmul f16 tensor cores${halfOut ? ' f16 out' : ''} (WGSL)`, k2.pipeline, k2.layout, params.buffer, bindings, groups,
-      { flops: 2 * total * k, bytes: 2 * (aLen + bLen) + (halfOut ? 2 * (total + (epilogue?.bias ? n : 0)) : 4 * total) });
+      { flops: 2 * total * k, bytes: 2 * (aLen + bLen) + (halfOut ? 2 * (total + (epilogue?.bias ? n : 0) + (epilogue?.preGelu ? total : 0)) : 4 * total) });
     return out;
   }
 

@@ -162,7 +162,7 @@ fn roundedTo(x : f32, to : u32) -> f32 {
 `;
 
 /** GPT-2's GELU (tanh approximation) and its derivative in float32, as kernels.ts's unary gelu and geluGrad. */
-const GELU_WGSL = /* wgsl */ `
+export const GELU_WGSL = /* wgsl */ `
 fn geluTanh(x : f32) -> f32 { return tanh(clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0)); } // (some GPU tanh overflow to NaN past ~44)
 fn gelu(x : f32) -> f32 { return 0.5 * x * (1.0 + geluTanh(x)); }
 fn geluGrad(x : f32) -> f32 {
@@ -186,20 +186,23 @@ const wideStore = WIDE_ROWS.map((r) => `  {
     }
   }`).join('\n');
 
-/** With MATMUL_GELU the stores write C = GELU(v) and the pre-activation v to RS, where v is the product plus the bias. */
-const wideGeluStore = WIDE_ROWS.map((r) => `    {
+/**
+ * The GELU epilogue (MATMUL_GELU): an MLP's c_fc and its GELU in one launch. For v = product plus
+ * bias, `stores(v)` writes the pre-activation to RS (GELU's backward reads it) and GELU of it to C.
+ */
+function wideGeluEpilogue(stores: (v: string) => string): string {
+  const rows = WIDE_ROWS.map((r) => `    {
       let gi = row0 + ${r < 4 ? `4u * ty + ${r}u` : `64u + 4u * ty + ${r - 4}u`};
       if (gi < p.M) {
-        if (c0 < p.N) { let at = (co + gi * p.N + c0) / 4u; let v = bias0 + acc[${2 * r}]; RS[at] = v; C[at] = gelu4(v); }
-        if (c1 < p.N) { let at = (co + gi * p.N + c1) / 4u; let v = bias1 + acc[${2 * r + 1}]; RS[at] = v; C[at] = gelu4(v); }
+        if (c0 < p.N) { let at = (co + gi * p.N + c0) / 4u; ${stores(`bias0 + acc[${2 * r}]`)} }
+        if (c1 < p.N) { let at = (co + gi * p.N + c1) / 4u; ${stores(`bias1 + acc[${2 * r + 1}]`)} }
       }
     }`).join('\n');
-/** The GELU epilogue: an MLP's c_fc and its GELU in one launch (the half variants leave it out). */
-const WIDE_GELU_EPILOGUE = `  if ((p.flags & 4u) != 0u) {
-${wideGeluStore}
-    return;
-  }
-`;
+  return `  if ((p.flags & 4u) != 0u) {\n${rows}\n    return;\n  }\n`;
+}
+const WIDE_GELU_EPILOGUE = wideGeluEpilogue((v) => `let v = ${v}; RS[at] = v; C[at] = gelu4(v);`);
+/** With half results: the pre-activation rounded to the half type, and GELU of that rounded again (as torch's GELU on a half tensor). */
+const WIDE_GELU_EPILOGUE_HALF = wideGeluEpilogue((v) => `let h = narrow4(${v}); RS[at] = h; C[at] = narrow4(gelu4(widen(h)));`);
 
 /**
  * The wide matmul's epilogue flags (P.flags): add Bias [N] to every row; write op(A)'s row sums
@@ -329,7 +332,8 @@ fn widen(w : vec2<u32>) -> vec4<f32> {
     if (!code.includes(from)) throw new Error(`matmulWideHalfWgsl: the float kernel no longer has ${from}`);
     return code.replace(from, to);
   };
-  let code = swap(MATMUL_WIDE_WGSL, WIDE_GELU_EPILOGUE, '');
+  // the GELU epilogue only with half results (their pre-activation packed too)
+  let code = swap(MATMUL_WIDE_WGSL, WIDE_GELU_EPILOGUE, halfOut ? WIDE_GELU_EPILOGUE_HALF : '');
   code = swap(code, 'var<storage, read> A : array<vec4<f32>>;', 'var<storage, read> A : array<vec2<u32>>;');
   code = swap(code, 'var<storage, read> B : array<vec4<f32>>;', 'var<storage, read> B : array<vec2<u32>>;');
   code = swap(code, 'return A[u32(i)];', 'return widen(A[u32(i)]);');
@@ -341,6 +345,9 @@ fn widen(w : vec2<u32>) -> vec4<f32> {
   code = swap(code, 'var<storage, read> Bias : array<vec4<f32>>;', 'var<storage, read> Bias : array<vec2<u32>>;');
   code = swap(code, 'bias0 = Bias[c0 / 4u];', 'bias0 = widen(Bias[c0 / 4u]);');
   code = swap(code, 'bias1 = Bias[c1 / 4u];', 'bias1 = widen(Bias[c1 / 4u]);');
+  // RS holds the packed pre-activation (row sums are of float32 operands only)
+  code = swap(code, 'var<storage, read_write> RS : array<vec4<f32>>;', 'var<storage, read_write> RS : array<vec2<u32>>;');
+  code = swap(code, 'RS[(row0 + 4u * t) / 4u] = s;', 'RS[(row0 + 4u * t) / 4u] = narrow4(s);');
   const stores = code.match(/= acc\[\d+\] \+ bias[01];/g) ?? [];
   if (stores.length !== 16) throw new Error(`matmulWideHalfWgsl: expected the float kernel's 16 stores, found ${stores.length}`);
   code = code.replace(/= (acc\[\d+\] \+ bias[01]);/g, '= narrow4($1);');
