@@ -60,16 +60,16 @@ const read = (s: Storage): Promise<HostArray> => gpu.read(s);
 describe.skipIf(!target.backend)(`gpu backend kernels (${label})`, () => {
 describe('memory and errors', () => {
   it('a hand-written kernel whose pipeline fails to build at its first launch makes the next read throw, naming it', async (ctx) => {
-    const r = target.runner() as unknown as { pipelineOf?(key: string, code: string, bindings: readonly ('read' | 'write')[]): unknown; flush(): void };
+    const r = target.runner() as unknown as { pipelineOf?(src: { key: string; code: () => string; bindings: readonly ('read' | 'write')[] }): unknown; flush(): void };
     if (!r.pipelineOf) { ctx.skip(); return; } // (cpu mode builds no pipelines)
     const be = new GpuBackend(target.runner() as Runner, { name: 'gpu-bad-pipeline' });
     const runner = be.runner as unknown as typeof r;
     const x = be.fromHost(Float32Array.of(1, 2, 3), 'float32');
     expect(Array.from(await be.read(x))).toEqual([1, 2, 3]);
     // valid WGSL, but 256 KiB of workgroup memory: no device allows that, which only the pipeline finds
-    runner.pipelineOf!('too much workgroup memory', `@group(0) @binding(0) var<uniform> u : vec4<u32>;
+    runner.pipelineOf!({ key: 'too much workgroup memory', bindings: [], code: () => `@group(0) @binding(0) var<uniform> u : vec4<u32>;
 var<workgroup> big : array<f32, 65535>;
-@compute @workgroup_size(1) fn main() { big[0] = f32(u.x); }`, []);
+@compute @workgroup_size(1) fn main() { big[0] = f32(u.x); }` });
     await expect(be.read(x)).rejects.toThrow(/too much workgroup memory kernel failed to build/);
   });
 

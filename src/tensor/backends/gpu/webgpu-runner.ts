@@ -66,8 +66,6 @@ function where(buf: DeviceBuffer): { buffer: GpuBufferLike; base: number } {
 export const PACK_WORK = 'pack (copy commands)';
 /** Words a slot of n values takes: rounded up to 64 (256 bytes, WebGPU's binding-offset alignment). */
 const slotWords = (n: number): number => Math.max(64, Math.ceil(n / 64) * 64);
-/** The tensor-core matmul's storage bindings: A, B, C, and where it writes halves the half bias and the GELU epilogue's pre-activation. */
-const tensorBindings = (halfOut: boolean): readonly ('read' | 'write')[] => (halfOut ? ['read', 'read', 'write', 'read', 'write'] : ['read', 'read', 'write']);
 
 /** The hand-written WGSL kernels (wgsl.ts) and their storage bindings after the uniform: read-only or read-write. */
 const HAND_KERNELS = {
@@ -83,6 +81,23 @@ const HAND_KERNELS = {
   crossEntropy: { code: CROSS_ENTROPY_WGSL, bindings: ['read', 'write', 'write', 'write'] },
   geluHalf: { code: GELU_HALF_WGSL, bindings: ['read', 'read', 'write'] },
 } as const;
+
+/**
+ * A hand-written kernel's pipeline source, under the key it is built and launched by: its WGSL
+ * (made only where the pipeline is built, not at each launch) and its storage bindings after the uniform.
+ */
+interface KernelSource { key: string; code: () => string; bindings: readonly ('read' | 'write')[] }
+const handSource = (name: HandKernelName): KernelSource => ({ key: name, code: () => HAND_KERNELS[name].code, bindings: HAND_KERNELS[name].bindings });
+/** The 128x128 matmul on packed half operands, and with `halfOut` a half result. */
+const halfWideSource = (half: 'bf16' | 'f16', halfOut: boolean): KernelSource =>
+  ({ key: `matmulWide ${half}${halfOut ? ' out' : ''}`, code: () => matmulWideHalfWgsl(half, halfOut), bindings: HAND_KERNELS.matmulWide.bindings });
+/** A flash-attention kernel for one head size. */
+const flashSource = (kernel: FlashKernel, hs: number): KernelSource => ({ key: `${kernel} hs=${hs}`, code: () => flashWgsl(kernel, hs), bindings: FLASH_BINDINGS[kernel] });
+/** The tensor-core matmul for one layout: A, B, C, and where it writes halves the half bias and the GELU epilogue's pre-activation. */
+const tensorSource = (t: { config: MatrixConfig; subgroupMaxSize: number }, transA: boolean, transB: boolean, halfOut: boolean): KernelSource => ({
+  key: `tensor matmul ${transA}${transB}${halfOut ? ' out' : ''}`, code: () => tensorMatmulWgsl(t.config, t.subgroupMaxSize, transA, transB, halfOut),
+  bindings: halfOut ? ['read', 'read', 'write', 'read', 'write'] : ['read', 'read', 'write'],
+});
 /** The LayerNorm backward, one pipeline per J (layernorm-wgsl.ts): x, w, mean, rstd, gy, then gx and the two partial sums. */
 const LAYERNORM_BWD_BINDINGS = ['read', 'read', 'read', 'read', 'read', 'write', 'write', 'write'] as const;
 type HandKernelName = keyof typeof HAND_KERNELS;
@@ -271,26 +286,22 @@ export class WebGpuRunner implements Runner {
       if (err) problems.push(`${spec.name}: ${err.message}`);
     }
     const t = this.tensorCores;
-    // [key, WGSL, bindings]: the keys the kernels are launched under (pipelineOf)
-    const variants: [string, string, readonly ('read' | 'write')[]][] = [
-      ...(Object.keys(HAND_KERNELS) as HandKernelName[]).map((name): [string, string, readonly ('read' | 'write')[]] => [name, HAND_KERNELS[name].code, HAND_KERNELS[name].bindings]),
-      ...(['bf16', 'f16'] as const).flatMap((h) => [false, true].map((o): [string, string, readonly ('read' | 'write')[]] =>
-        [`matmulWide ${h}${o ? ' out' : ''}`, matmulWideHalfWgsl(h, o), HAND_KERNELS.matmulWide.bindings])),
+    const sources = [
+      ...(Object.keys(HAND_KERNELS) as HandKernelName[]).map(handSource),
+      ...(['bf16', 'f16'] as const).flatMap((h) => [false, true].map((o) => halfWideSource(h, o))),
       // flash attention's kernels are per head size (more are built at first use): GPT-2's 64 and a scalar one (3) here
-      ...(['flashFwd', 'flashBwdQ', 'flashBwdKV'] as const).flatMap((f) => [64, 3].map((hs): [string, string, readonly ('read' | 'write')[]] =>
-        [`${f} hs=${hs}`, flashWgsl(f, hs), FLASH_BINDINGS[f]])),
-      ...(t ? [[false, false], [false, true], [true, false], [true, true]].flatMap(([ta, tb]) => [false, true].map((o): [string, string, readonly ('read' | 'write')[]] =>
-        [`tensor matmul ${ta}${tb}${o ? ' out' : ''}`, tensorMatmulWgsl(t.config, t.subgroupMaxSize, ta!, tb!, o), tensorBindings(o)])) : []),
+      ...(['flashFwd', 'flashBwdQ', 'flashBwdKV'] as const).flatMap((f) => [64, 3].map((hs) => flashSource(f, hs))),
+      ...(t ? [[false, false], [false, true], [true, false], [true, true]].flatMap(([ta, tb]) => [false, true].map((o) => tensorSource(t, ta!, tb!, o))) : []),
     ];
-    for (const [key, code, bindings] of variants) {
+    for (const src of sources) {
       this.device.pushErrorScope('validation');
-      const module = this.moduleOf(key, code);
-      if (opts.pipelines) this.pipelineOf(key, code, bindings, false);
+      const module = this.moduleOf(src);
+      if (opts.pipelines) this.pipelineOf(src, false);
       const err = await this.device.popErrorScope();
       const info = await module.getCompilationInfo();
       const msgs = info.messages.filter((m) => m.type === 'error').map((m) => `${m.lineNum}:${m.linePos} ${m.message}`);
-      if (msgs.length) problems.push(`${key} (WGSL): ${msgs.join('; ')}`);
-      if (err) problems.push(`${key} (WGSL): ${err.message}`);
+      if (msgs.length) problems.push(`${src.key} (WGSL): ${msgs.join('; ')}`);
+      if (err) problems.push(`${src.key} (WGSL): ${err.message}`);
     }
     if (problems.length) throw new Error(`gpu backend: kernels failed to compile on this device:\n${problems.join('\n')}`);
   }
@@ -627,40 +638,39 @@ export class WebGpuRunner implements Runner {
 
   /** A hand-written WGSL kernel's pipeline (wgsl.ts), built once: bindings are a uniform, inputs, one output. */
   private wgslPipeline(name: HandKernelName): HandKernel {
-    const { code, bindings } = HAND_KERNELS[name];
-    return this.pipelineOf(name, code, bindings);
+    return this.pipelineOf(handSource(name));
   }
 
-  /** The shader module of WGSL `code`, made once per key (precompile checks it). */
-  private moduleOf(key: string, code: string): GpuShaderModuleLike {
-    let m = this.modules.get(key);
-    if (!m) this.modules.set(key, m = this.device.createShaderModule({ code }));
+  /** A source's shader module, made once per key (precompile checks it). */
+  private moduleOf(src: KernelSource): GpuShaderModuleLike {
+    let m = this.modules.get(src.key);
+    if (!m) this.modules.set(src.key, m = this.device.createShaderModule({ code: src.code() }));
     return m;
   }
 
   /**
-   * The pipeline of WGSL `code` (entry point main; a uniform, then storage `bindings`), built once
-   * per key. Built at a kernel's first launch (`watch`), a validation error is kept for the next read to throw.
+   * A source's pipeline (entry point main; a uniform, then its storage bindings), built once per
+   * key. Built at a kernel's first launch (`watch`), a validation error is kept for the next read to throw.
    */
-  private pipelineOf(key: string, code: string, bindings: readonly ('read' | 'write')[], watch = true): HandKernel {
-    const hit = this.handKernels.get(key);
+  private pipelineOf(src: KernelSource, watch = true): HandKernel {
+    const hit = this.handKernels.get(src.key);
     if (hit) return hit;
     const d = this.device;
     if (watch) d.pushErrorScope('validation');
-    const module = this.moduleOf(key, code);
+    const module = this.moduleOf(src);
     const entries = [{ binding: 0, visibility: SHADER_STAGE_COMPUTE, buffer: { type: 'uniform' } },
-      ...bindings.map((b, i) => ({ binding: 1 + i, visibility: SHADER_STAGE_COMPUTE, buffer: { type: b === 'read' ? 'read-only-storage' : 'storage' } }))];
+      ...src.bindings.map((b, i) => ({ binding: 1 + i, visibility: SHADER_STAGE_COMPUTE, buffer: { type: b === 'read' ? 'read-only-storage' : 'storage' } }))];
     const layout = d.createBindGroupLayout({ entries });
     const pipeline = d.createComputePipeline({ layout: d.createPipelineLayout({ bindGroupLayouts: [layout] }), compute: { module, entryPoint: 'main' } });
     if (watch) {
       void d.popErrorScope().then((e) => {
         if (!e) return;
         this.errors.push(e.message);
-        this.pipelineFailure ??= `the ${key} kernel failed to build on this device (${e.message}); what it computed is not valid`;
+        this.pipelineFailure ??= `the ${src.key} kernel failed to build on this device (${e.message}); what it computed is not valid`;
       });
     }
     const k = { layout, pipeline, module };
-    this.handKernels.set(key, k);
+    this.handKernels.set(src.key, k);
     return k;
   }
 
@@ -723,7 +733,7 @@ export class WebGpuRunner implements Runner {
     this.checkBinding(`layerNormBackward of [${rows}, ${cols}]`, rows * cols);
     const pw = this.alloc(blocks * cols), pb = this.alloc(blocks * cols);
     const J = Math.max(1, Math.ceil(cols / 256));
-    const k = this.pipelineOf(`layerNormBackward J=${J}`, layerNormBwdWgsl(J), LAYERNORM_BWD_BINDINGS);
+    const k = this.pipelineOf({ key: `layerNormBackward J=${J}`, code: () => layerNormBwdWgsl(J), bindings: LAYERNORM_BWD_BINDINGS });
     const groups = this.foldedGroups(blocks);
     const params = new ArrayBuffer(LAYERNORM_PARAMS_BYTES);
     new Uint32Array(params, 0, 4).set([rows, cols, groups[0], perBlock]);
@@ -887,7 +897,7 @@ export class WebGpuRunner implements Runner {
   }
 
   private flashPipeline(kernel: FlashKernel, hs: number): HandKernel {
-    return this.pipelineOf(`${kernel} hs=${hs}`, flashWgsl(kernel, hs), FLASH_BINDINGS[kernel]);
+    return this.pipelineOf(flashSource(kernel, hs));
   }
 
   /**
@@ -904,8 +914,7 @@ export class WebGpuRunner implements Runner {
     const halfOut = epilogue?.halfOut === true;
     if (halfOut && !halves) throw new Error('gpu backend: a half matmul output needs half operands (of its type)');
     if (epilogue?.preGelu && (epilogue.rowSums || (halves && !halfOut))) throw new Error('gpu backend: the GELU epilogue takes float32 operands, or half ones with a half result, and no row sums');
-    const variant = `matmulWide ${halves}${halfOut ? ' out' : ''}`;
-    const mm = halves ? this.pipelineOf(variant, matmulWideHalfWgsl(halves!, halfOut), HAND_KERNELS.matmulWide.bindings) : this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
+    const mm = halves ? this.pipelineOf(halfWideSource(halves, halfOut)) : this.wgslPipeline(wide ? 'matmulWide' : 'matmul');
     const tile = wide ? MATMUL_WIDE_TILE : MATMUL_TILE;
     const total = batch * m * n, outWords = halfOut ? Math.ceil(total / 2) : total;
     const out = into ? into.buf : this.alloc(outWords);
@@ -971,8 +980,7 @@ export class WebGpuRunner implements Runner {
   tensorCoresOff(): void { this.tensorCores = null; }
 
   private tensorPipeline(transA: boolean, transB: boolean, halfOut = false): HandKernel {
-    const t = this.tensorCores!;
-    return this.pipelineOf(`tensor matmul ${transA}${transB}${halfOut ? ' out' : ''}`, tensorMatmulWgsl(t.config, t.subgroupMaxSize, transA, transB, halfOut), tensorBindings(halfOut));
+    return this.pipelineOf(tensorSource(this.tensorCores!, transA, transB, halfOut));
   }
 
   /** Whether the 128x128 vec4 kernel takes this matmul (every operand's contiguous dim and N multiples of 4). */
