@@ -76,6 +76,9 @@ fn keysOf(i : u32) -> u32 {
   if (p.causal == 0u) { return p.S; }
   return u32(clamp(i32(i) + i32(p.S) - i32(p.T) + 1, 0, i32(p.S)));
 }
+// the keys any query before row end sees (the last one sees the most); the same for a whole
+// workgroup's block of rows, so the tile loops it bounds keep their barriers uniform
+fn keysBefore(end : u32) -> u32 { return keysOf(end - 1u); }
 // where dS_ij of head z is in the backward's chunk (batch entries from b0, queries qa .. qb - 1)
 fn dsAt(z : u32, i : u32, j : u32) -> u32 { return ((z - p.b0 * p.nh) * (p.qb - p.qa) + i - p.qa) * p.S + j; }
 `;
@@ -103,11 +106,6 @@ function keyTiles(hs: number): string {
 const KT : u32 = ${KT}u; // keys a tile
 var<workgroup> Ks : array<VT, ${KT * shape(hs).HV}>;
 var<workgroup> Vs : array<VT, ${KT * shape(hs).HV}>;
-// keys any query of block b sees (the same for the whole workgroup: barriers stay uniform)
-fn keysEnd(b : u32) -> u32 {
-  if (p.causal == 0u) { return p.S; }
-  return u32(clamp(i32(min(p.T, b * WG + WG)) + i32(p.S) - i32(p.T), 0, i32(p.S)));
-}
 fn stageKeys(z : u32, j0 : u32, tid : u32) {
   for (var e = tid; e < KT * HV; e += WG) {
     let j = j0 + e / HV;
@@ -140,7 +138,7 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
   var l = 0.0;
   var sc : array<f32, KT>;
   let jEnd = keysOf(i);
-  for (var j0 = 0u; j0 < keysEnd(wg.x); j0 += KT) {
+  for (var j0 = 0u; j0 < keysBefore(min(p.T, wg.x * WG + WG)); j0 += KT) {
     stageKeys(z, j0, lid.x);
     workgroupBarrier();
     // the keys of this tile row i sees: the first n (none past its last key)
@@ -298,9 +296,7 @@ fn main(@builtin(workgroup_id) wg : vec3<u32>, @builtin(local_invocation_id) lid
   var dq : array<VT, HV>;
   for (var c = 0u; c < HV; c++) { dq[c] = VT(0.0); }
   let jEnd = keysOf(i);
-  // keys any query of the block sees (uniform: barriers stay uniform)
-  let blockEnd = keysOf(min(p.qb, first + WG) - 1u);
-  for (var j0 = 0u; j0 < blockEnd; j0 += DT) {
+  for (var j0 = 0u; j0 < keysBefore(min(p.qb, first + WG)); j0 += DT) {
     for (var e = lid.x; e < DT * HV; e += WG) {
       let jk = j0 + e / HV;
       var kv = VT(0.0);
