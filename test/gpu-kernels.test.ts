@@ -56,6 +56,8 @@ const launchesOf = (kernel: string): number => (gpu.runner as { workByKernel?: M
 /** The same values on both backends. */
 const both = (data: Float32Array): [Storage, Storage] => [js.fromHost(data.slice(), 'float32'), gpu.fromHost(data.slice(), 'float32')];
 const read = (s: Storage): Promise<HostArray> => gpu.read(s);
+/** GPT-2's GELU (tanh approximation) in float64. */
+const gelu64 = (v: number): number => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
 
 describe.skipIf(!target.backend)(`gpu backend kernels (${label})`, () => {
 describe('memory and errors', () => {
@@ -357,8 +359,7 @@ describe('reductions and matmul', () => {
     const f = gpu.fused;
     if (gpu.runner.mode !== 'webgpu') { expect(f.geluHalf?.(gpu.full(4, 'float16', 1)) ?? null).toBeNull(); return; }
     const n = 1001; // odd: the last word holds one element
-    const gelu = (x: number): number => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
-    const dgelu = (x: number): number => (gelu(x + 1e-6) - gelu(x - 1e-6)) / 2e-6;
+    const dgelu = (x: number): number => (gelu64(x + 1e-6) - gelu64(x - 1e-6)) / 2e-6;
     for (const dtype of ['bfloat16', 'float16'] as const) {
       const asHalf = (d: Float32Array): Float32Array => Float32Array.from(convertHost(convertHost(d, 'float32', dtype), dtype, 'float32'));
       const x = asHalf(Float32Array.from({ length: n }, (_, i) => -7 + (14 * i) / (n - 1)));
@@ -369,7 +370,7 @@ describe('reductions and matmul', () => {
       expect([y?.dtype, gx?.dtype]).toEqual([dtype, dtype]);
       expect([launchesOf('gelu half (WGSL)') - before[0]!, launchesOf('gelu backward half (WGSL)') - before[1]!]).toEqual([1, 1]);
       const ulp = dtype === 'bfloat16' ? 2 ** -8 : 2 ** -11; // half the spacing, relative
-      for (const [got, want, what] of [[y!, Array.from(x, gelu), 'gelu'], [gx!, Array.from(x, (v, i) => g[i]! * dgelu(v)), "g * gelu'"]] as const) {
+      for (const [got, want, what] of [[y!, Array.from(x, gelu64), 'gelu'], [gx!, Array.from(x, (v, i) => g[i]! * dgelu(v)), "g * gelu'"]] as const) {
         const vals = convertHost(await read(got), dtype, 'float32');
         want.forEach((w, i) => expect(Math.abs(vals[i]! - w), `${dtype} ${what}(${x[i]})`).toBeLessThanOrEqual(2 * ulp * Math.abs(w) + 1e-5));
       }
@@ -395,7 +396,6 @@ describe('reductions and matmul', () => {
 });
 
 describe('an MLP\'s c_fc and its GELU (F.linearGelu)', () => {
-  const gelu64 = (v: number): number => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
   it('the epilogue: GELU(x W^T + bias) and the pre-activation from one launch, against float64', async () => {
     const f = gpu.fused;
     if (gpu.runner.mode !== 'webgpu') { expect(f.matmulBiasGelu?.(gpu.full(16, 'float32', 1), gpu.full(16, 'float32', 1), { batch: 1, m: 4, n: 4, k: 4, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, gpu.full(4, 'float32', 1)) ?? null).toBeNull(); return; }

@@ -8,6 +8,9 @@ import type { DeviceBuffer, Runner } from './runner.js';
 import { convertHost, type DType } from '../../dtype.js';
 import type { GpuStorage } from './storage.js';
 
+/** GPT-2's GELU (tanh approximation) in float64: what the matmul's GELU epilogues are checked against. */
+const gelu64 = (v: number): number => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)));
+
 /** The backend under test: any Backend, with the runner's fast matmul switchable and its buffers wrappable. */
 export type SelfTested = Backend & { readonly runner: Runner; fastMatmul: boolean; wrap(buf: DeviceBuffer, size: number, dtype: DType): Storage };
 
@@ -68,8 +71,8 @@ export async function selfTest(be: SelfTested): Promise<void> {
     const both = f.matmulRowSums(sg, sx, { batch: 1, m: fout, n: fin, k: rows, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 });
     const act = f.matmulBiasGelu?.(sx, sw, { batch: 1, m: rows, n: fout, k: fin, transA: false, transB: true, aBatchStride: 0, bBatchStride: 0 }, be.fromHost(bias, 'float32'));
     if (act) {
-      // GPT-2's GELU (tanh approximation) of the product plus bias, and the pre-activation kept
-      const g = y.map((v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))));
+      // GELU of the product plus bias, and the pre-activation kept
+      const g = y.map(gelu64);
       fastOk = (await cmp('fast matmul with bias and GELU', act.out, g, 1e-4)) && fastOk;
       fastOk = (await cmp("fast matmul's pre-activation", act.pre, y, 1e-4)) && fastOk;
     }
@@ -116,7 +119,7 @@ export async function selfTest(be: SelfTested): Promise<void> {
       const preBits = await be.read(be.wrap(pre, want.length, 'float16'));
       const h = convertHost(wantBits, 'float16', 'float32'), g = convertHost(act, 'float16', 'float32');
       const off = h.findIndex((v, i) => preBits[i] !== wantBits[i] ||
-        !(Math.abs(g[i]! - 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)))) <= 2 ** -10 * Math.abs(v) + 1e-4));
+        !(Math.abs(g[i]! - gelu64(v)) <= 2 ** -10 * Math.abs(v) + 1e-4));
       if (off >= 0) tensorBad.push(`tensor-core matmul's GELU epilogue, transA=${transA} transB=${transB}: element ${off} (pre-activation bits ${preBits[off]}, GELU ${g[off]})`);
     }
     if (tensorBad.length) {
