@@ -127,7 +127,7 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
     // the null adapter lists no configs of its own: these are NVIDIA's (Vulkan cooperative matrix) and Apple's shapes
     for (const config of [{ M: 16, N: 16, K: 16 }, { M: 8, N: 8, K: 8 }]) {
       const tc = new WebGpuRunner(await loadGpuJs(), runner.device, { features: runner.features, tensorCores: { config, subgroupMaxSize: 128 }, adapter: 'null' });
-      await tc.precompile([]); // throws, naming the kernel, on any WGSL or pipeline error
+      await tc.precompile([], { pipelines: true }); // throws, naming the kernel, on any WGSL or pipeline error
       const be = new GpuBackend(tc, { name: `gpu-null-tensor-${config.M}` });
       const errs = await errorsOf(tc, () => {
         const h = be.cast(be.full(64 * 96, 'float32', 0.5), 'float16');
@@ -135,12 +135,16 @@ describe('gpu backend on WebGPU (Dawn null device: compile + validation only)', 
           const p = { batch: 2, m: 64, n: 32, k: 48, transA, transB, aBatchStride: 0, bBatchStride: 0 };
           expect(be.matmul(h, h, p).dtype).toBe('float32');
           // and a float16 result, with a float16 bias [32] and without
-          for (const bias of [null, be.cast(be.full(32, 'float32', 1), 'float16')]) expect(be.fused.matmulHalf!(h, h, p, bias)?.dtype).toBe('float16');
+          for (const bias of [null, be.cast(be.full(32, 'float32', 1), 'float16')]) {
+            expect(be.fused.matmulHalf!(h, h, p, bias)?.dtype).toBe('float16');
+            // and GELU of it in the same launch (an MLP's c_fc)
+            expect(be.fused.matmulHalfGelu!(h, h, p, bias)?.out.dtype).toBe('float16');
+          }
         }
       });
       expect(errs, `config ${config.M}x${config.N}x${config.K}`).toEqual([]);
       expect(tc.workByKernel.get('matmul f16 tensor cores (WGSL)')?.launches).toBe(4);
-      expect(tc.workByKernel.get('matmul f16 tensor cores f16 out (WGSL)')?.launches).toBe(8);
+      expect(tc.workByKernel.get('matmul f16 tensor cores f16 out (WGSL)')?.launches).toBe(16); // 8 with GELU
       // float16 linear cross-entropy: three tensor-core products per chunk, reading x's rows at a
       // word offset and writing gx's (64 rows of 64 classes a binding: two chunks)
       const small = new WebGpuRunner(await loadGpuJs(), runner.device, { features: runner.features, tensorCores: { config, subgroupMaxSize: 128 },
